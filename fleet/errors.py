@@ -1,0 +1,129 @@
+"""The one error hierarchy: every expected failure is a `FleetError` with a stable `code`.
+
+Each surface translates these exactly once (CLI: one line on stderr and an exit status; MCP: a tool
+result with `isError` and the structured error). Anything that is not a `FleetError` is a bug and is
+reported as `internal_error` without taking a server down.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Final
+
+#: Exit statuses of the CLI. 3 is reserved for lease conflicts so scripts can retry on it alone.
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_LEASE: Final = 3
+EXIT_ENVIRONMENT: Final = 4
+
+
+class FleetError(Exception):
+    """An expected failure with a stable code, a full-sentence message and a hint for the next step.
+
+    `data` carries machine-readable details (holder, expires_in, ...) that go out with the error.
+    """
+
+    code: ClassVar[str] = "fleet_error"
+    exit_status: ClassVar[int] = EXIT_ERROR
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, hint: str = "", **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.data = data
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message, "hint": self.hint}
+        if self.retryable:
+            out["retryable"] = True
+        out.update(self.data)
+        return out
+
+
+class InvalidInput(FleetError, ValueError):
+    code = "invalid_input"
+    exit_status = EXIT_USAGE
+
+
+class ConfigError(FleetError):
+    code = "config_invalid"
+    exit_status = EXIT_USAGE
+
+
+class ConfigNotFound(ConfigError):
+    code = "config_not_found"
+
+
+class UnknownAgent(FleetError, LookupError):
+    code = "unknown_agent"
+    exit_status = EXIT_USAGE
+
+
+class EnvironmentFault(FleetError):
+    """The machine lacks something fleet needs (tmux, codex, a writable state dir)."""
+
+    code = "environment"
+    exit_status = EXIT_ENVIRONMENT
+
+
+class TmuxMissing(EnvironmentFault):
+    code = "tmux_missing"
+
+
+class CodexMissing(EnvironmentFault):
+    code = "codex_missing"
+
+
+class StateDirError(EnvironmentFault):
+    code = "state_dir_unusable"
+
+
+class AgentNotRunning(FleetError):
+    code = "agent_not_running"
+
+
+class AgentBusy(FleetError):
+    code = "agent_busy"
+    retryable = True
+
+
+class StartFailed(FleetError):
+    code = "start_failed"
+
+
+class NotDelivered(FleetError):
+    code = "not_delivered"
+    retryable = True
+
+
+class TextTooLong(InvalidInput):
+    code = "text_too_long"
+
+
+class LeaseHeld(FleetError):
+    code = "lease_held"
+    exit_status = EXIT_LEASE
+    retryable = True
+
+
+class LeaseLost(FleetError):
+    code = "lease_lost"
+    exit_status = EXIT_LEASE
+
+
+class NotLeaseHolder(FleetError):
+    code = "not_holder"
+    exit_status = EXIT_LEASE
+
+
+class LeaseCorrupt(FleetError):
+    code = "lease_corrupt"
+
+
+class Timeout(FleetError, TimeoutError):
+    code = "timeout"
+    retryable = True
+
+
+class InternalError(FleetError):
+    code = "internal_error"

@@ -1,0 +1,275 @@
+"""A scripted stand-in for the OpenAI Responses API, served on 127.0.0.1.
+
+Used by the test-suite and by the offline demo so that real Codex processes can run with no network.
+Each `POST /v1/responses` pops the next scripted step (a plain answer, a slow stream, a tool call, an
+HTTP error); when the script is empty the server answers with `default_text`. Codex's side request
+that generates a thread title is answered on its own and never consumes a step.
+
+Run standalone: `python -m fleet.mockmodel --port-file PATH [--script steps.json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Final
+
+#: Codex's title-generation side request carries this phrase; it must not consume scripted steps.
+TITLE_MARKER: Final = "single-line task title"
+
+
+@dataclass
+class Step:
+    """One scripted model reply.
+
+    `text` is streamed in `chunks` pieces with `chunk_delay` seconds between them after `delay`.
+    `tool` (name, arguments) makes the reply a function call instead; `status` >= 400 makes it an
+    HTTP error with `error_body`.
+    """
+
+    text: str = "Done."
+    delay: float = 0.0
+    chunks: int = 1
+    chunk_delay: float = 0.0
+    tool: tuple[str, dict[str, Any]] | None = None
+    status: int = 200
+    error_body: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Step:
+        tool = raw.get("tool")
+        return cls(
+            text=str(raw.get("text", "Done.")),
+            delay=float(raw.get("delay", 0.0)),
+            chunks=int(raw.get("chunks", 1)),
+            chunk_delay=float(raw.get("chunk_delay", 0.0)),
+            tool=(str(tool["name"]), dict(tool["arguments"])) if tool else None,
+            status=int(raw.get("status", 200)),
+            error_body=raw.get("error_body"),
+        )
+
+
+@dataclass
+class MockModel:
+    """The script and the record of what Codex sent; shared by the HTTP handler threads."""
+
+    default_text: str = "Done."
+    steps: deque[Step] = field(default_factory=deque)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def script(self, *steps: Step) -> None:
+        with self.lock:
+            self.steps.extend(steps)
+
+    def next_step(self, body: dict[str, Any]) -> Step:
+        with self.lock:
+            self.requests.append(body)
+            if TITLE_MARKER in json.dumps(body.get("input", "")):
+                return Step(text="Fleet task")
+            # A request answering a tool call continues the same turn: answer it plainly.
+            if _last_input_type(body) == "function_call_output" and not self.steps:
+                return Step(text=self.default_text)
+            return self.steps.popleft() if self.steps else Step(text=self.default_text)
+
+    def user_prompts(self) -> list[str]:
+        """Texts of the last user message of each non-title request, in arrival order."""
+        with self.lock:
+            bodies = list(self.requests)
+        out = []
+        for body in bodies:
+            text = _last_user_text(body)
+            if text is not None and TITLE_MARKER not in json.dumps(body.get("input", "")):
+                out.append(text)
+        return out
+
+
+def _last_input_type(body: dict[str, Any]) -> str | None:
+    items = body.get("input")
+    if isinstance(items, list) and items and isinstance(items[-1], dict):
+        return str(items[-1].get("type"))
+    return None
+
+
+def _last_user_text(body: dict[str, Any]) -> str | None:
+    items = body.get("input")
+    if not isinstance(items, list):
+        return None
+    for item in reversed(items):
+        if isinstance(item, dict) and item.get("role") == "user":
+            parts = item.get("content") or []
+            texts = [p.get("text", "") for p in parts if isinstance(p, dict)]
+            return "".join(texts)
+    return None
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    model: MockModel  # set on the subclass made by serve()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def do_GET(self) -> None:
+        payload = json.dumps({"object": "list", "data": [], "models": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b"{}"
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            body = {}
+        step = self.model.next_step(body)
+        if step.delay:
+            time.sleep(step.delay)
+        if step.status >= 400:
+            payload = json.dumps(step.error_body or {"error": {"message": "scripted failure"}}).encode()
+            self.send_response(step.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for event in _events(step):
+                self._chunk(_sse(event))
+                if event["type"] == "response.output_text.delta" and step.chunk_delay:
+                    time.sleep(step.chunk_delay)
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+
+def _events(step: Step) -> list[dict[str, Any]]:
+    rid = f"resp_{uuid.uuid4().hex[:12]}"
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {"id": rid, "object": "response", "status": "in_progress"}}
+    ]
+    if step.tool is not None:
+        name, arguments = step.tool
+        item = {
+            "type": "function_call",
+            "id": f"fc_{uuid.uuid4().hex[:12]}",
+            "call_id": f"call_{uuid.uuid4().hex[:12]}",
+            "name": name,
+            "arguments": json.dumps(arguments),
+            "status": "completed",
+        }
+        events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
+    else:
+        mid = f"msg_{uuid.uuid4().hex[:12]}"
+        n = max(1, step.chunks)
+        size = max(1, -(-len(step.text) // n))
+        pieces = [step.text[i : i + size] for i in range(0, len(step.text), size)] or [""]
+        events.append(
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": {"type": "message", "id": mid, "role": "assistant", "status": "in_progress", "content": []},
+            }
+        )
+        events.append(
+            {
+                "type": "response.content_part.added",
+                "item_id": mid,
+                "output_index": 0,
+                "content_index": 0,
+                "part": {"type": "output_text", "text": "", "annotations": []},
+            }
+        )
+        for piece in pieces:
+            events.append(
+                {
+                    "type": "response.output_text.delta",
+                    "item_id": mid,
+                    "output_index": 0,
+                    "content_index": 0,
+                    "delta": piece,
+                }
+            )
+        item = {
+            "type": "message",
+            "id": mid,
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": step.text, "annotations": []}],
+        }
+        events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
+    usage = {"input_tokens": 100, "output_tokens": 10, "total_tokens": 110,
+             "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
+    events.append({"type": "response.completed", "response": {"id": rid, "object": "response",
+                                                               "status": "completed", "usage": usage}})
+    return events
+
+
+class MockServer:
+    """A running mock model: `url` is the `base_url` to give Codex. Use as a context manager."""
+
+    def __init__(self, model: MockModel | None = None, port: int = 0) -> None:
+        self.model = model or MockModel()
+        handler = type("Handler", (_Handler,), {"model": self.model})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> MockServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fleet.mockmodel", description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file", type=Path, help="write the chosen port here once listening")
+    parser.add_argument("--script", type=Path, help="JSON list of steps")
+    parser.add_argument("--default-text", default="Done.")
+    args = parser.parse_args(argv)
+    model = MockModel(default_text=args.default_text)
+    if args.script:
+        model.script(*(Step.from_json(s) for s in json.loads(args.script.read_text())))
+    with MockServer(model, args.port) as server:
+        if args.port_file:
+            tmp = args.port_file.with_suffix(".tmp")
+            tmp.write_text(str(server._httpd.server_address[1]))
+            tmp.replace(args.port_file)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
