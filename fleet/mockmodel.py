@@ -273,3 +273,25 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def codex_offline_args(base_url: str) -> list[str]:
+    """`-c` overrides that point Codex at a mock model and keep it off the network.
+
+    For `[defaults] args` in a demo or test fleet.toml: a custom provider with no auth and no retries,
+    and analytics, plugin sync and update checks off (`--no-daemon` is added by fleet itself).
+    """
+    provider = (
+        f'{{name="Mock", base_url="{base_url}", wire_api="responses", '
+        "request_max_retries=0, stream_max_retries=0}"
+    )
+    return [
+        "-c", 'model="mock-model"',
+        "-c", 'model_provider="mock"',
+        "-c", f"model_providers.mock={provider}",
+        "-c", "analytics.enabled=false",
+        "-c", "features.plugins=false",
+        "-c", "features.daemon_auto_start=false",
+        "-c", "check_for_update_on_startup=false",
+        "-c", "tui.screen_reader_detection_done=true",
+    ]

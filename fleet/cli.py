@@ -1,0 +1,260 @@
+"""The `fleet` command line: a thin adapter over the operation registry.
+
+Each command turns its arguments into the operation's input, calls `Service.invoke` and renders the
+result: a readable form on stdout, or with `--json` exactly one JSON document on stdout. Errors are
+rendered once, in `_fail`: one line on stderr, a non-zero exit (3 for lease conflicts) and, with
+`--json`, `{"error": {...}}` on stdout. Heavy modules load inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(
+    name="fleet",
+    help="Supervise a fleet of named Codex CLI agents in tmux: exact state, receipts, leases, MCP tools.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_state: dict[str, Any] = {"config": None}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+HolderOpt = Annotated[str | None, typer.Option(
+    "--holder", help="Lease holder (default: $FLEET_HOLDER, else cli:<user>).")]
+TokenOpt = Annotated[int | None, typer.Option(
+    "--token", help="Fencing token from `fleet claim`; a stale token is refused (lease_lost).")]
+AgentsArg = Annotated[list[str] | None, typer.Argument(help="Agent names (default: all).", show_default=False)]
+AgentArg = Annotated[str, typer.Argument(help="Agent name.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"fleet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    config: Annotated[str | None, typer.Option(
+        "--config", "-c", help="Path to fleet.toml (default: $FLEET_CONFIG, else ./fleet.toml).")] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Global options come before the command: `fleet --config f.toml status`."""
+    _state["config"] = config
+
+
+def _service() -> Any:
+    from .service import Service
+
+    return Service(config_path=_state["config"], surface="cli")
+
+
+def _fail(exc: Exception, as_json: bool) -> NoReturn:
+    from .errors import FleetError, InternalError
+
+    err = exc if isinstance(exc, FleetError) else InternalError(
+        f"Unexpected {type(exc).__name__}: {exc}.",
+        hint="This is a bug in fleet; rerun with FLEET_DEBUG=1 for a traceback and report it.")
+    if os.environ.get("FLEET_DEBUG") and not isinstance(exc, FleetError):
+        import traceback
+
+        traceback.print_exception(exc)
+    if as_json:
+        print(json.dumps({"error": err.to_dict()}, indent=2))
+    hint = f" ({err.hint})" if err.hint else ""
+    print(f"fleet: {err.code}: {err.message}{hint}", file=sys.stderr)
+    raise typer.Exit(err.exit_status)
+
+
+def _run(op: str, args: dict[str, Any], as_json: bool, render: Any = None) -> dict[str, Any]:
+    args = {k: v for k, v in args.items() if v is not None and v != []}
+    try:
+        result: dict[str, Any] = _service().invoke(op, args)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure is rendered once, here
+        _fail(exc, as_json)
+    if as_json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    elif render is not None:
+        render(result)
+    else:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    return result
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    secs = max(0, int(time.time() - ts))
+    return f"{secs}s" if secs < 120 else f"{secs // 60}m" if secs < 7200 else f"{secs // 3600}h"
+
+
+def _render_status(result: dict[str, Any]) -> None:
+    rows = [("AGENT", "STATE", "ROLE", "PID", "SINCE", "LEASE", "LAST TURN")]
+    for a in result["agents"]:
+        lease = a.get("lease") or {}
+        held = f"{lease.get('holder')}#{lease.get('token')}" if lease.get("state") == "held" else lease.get("state", "-")
+        last = a.get("last_turn")
+        last_s = f"{last['outcome']}: {(last.get('last_message') or '')[:40]!r}" if last else "-"
+        state = a["state"] + (f" ({a['detail']})" if a.get("detail") else "")
+        rows.append((a["name"], state, a["role"], str(a["pid"] or "-"), _ago(a["since"]), held, last_s))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+
+
+def _lines(key: str, fmt: str) -> Any:
+    def render(result: dict[str, Any]) -> None:
+        for item in result[key]:
+            print(fmt.format(**item))
+    return render
+
+
+@app.command("status")
+def status_cmd(agents: AgentsArg = None, as_json: JsonOpt = False) -> None:
+    """Show each agent's exact state (from Codex's own signals), last turn and lease."""
+    _run("fleet_status", {"agents": agents}, as_json, _render_status)
+
+
+@app.command("up")
+def up_cmd(agents: AgentsArg = None, holder: HolderOpt = None, token: TokenOpt = None,
+           timeout: Annotated[float | None, typer.Option(help="Seconds to wait for readiness (default 30).")] = None,
+           as_json: JsonOpt = False) -> None:
+    """Start agents and return once each is ready for a prompt."""
+    _run("agent_start", {"agents": agents, "holder": holder, "token": token, "timeout": timeout}, as_json,
+         _lines("agents", "{agent}: {state} (pid {pid}, started={started})"))
+
+
+@app.command("down")
+def down_cmd(agents: AgentsArg = None, holder: HolderOpt = None, token: TokenOpt = None,
+             as_json: JsonOpt = False) -> None:
+    """Stop agents: quit Codex cleanly, kill it if it must; leaves no process behind."""
+    _run("agent_stop", {"agents": agents, "holder": holder, "token": token}, as_json,
+         _lines("agents", "{agent}: {state} (exit status {exit_status}, forced={forced})"))
+
+
+@app.command("send")
+def send_cmd(agent: AgentArg,
+             text: Annotated[str, typer.Argument(help="The prompt; `-` reads it from stdin.")],
+             request_id: Annotated[str | None, typer.Option(
+                 "--request-id", help="Idempotency key: a retry with the same id never sends twice.")] = None,
+             timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the receipt (default 10).")] = None,
+             holder: HolderOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Send a prompt and wait for Codex to record it; prints the receipt (agent, turn id)."""
+    if text == "-":
+        text = sys.stdin.read()
+    _run("agent_send", {"agent": agent, "text": text, "request_id": request_id, "timeout": timeout,
+                        "holder": holder, "token": token}, as_json,
+         lambda r: print(f"{r['agent']}: delivered, turn {r['turn_id']} ({r['latency_ms']} ms)"
+                         + (" [already delivered earlier]" if r["duplicate"] else "")))
+
+
+@app.command("interrupt")
+def interrupt_cmd(agent: AgentArg, holder: HolderOpt = None, token: TokenOpt = None,
+                  as_json: JsonOpt = False) -> None:
+    """Interrupt the agent's running turn (like pressing Esc in its TUI)."""
+    _run("agent_interrupt", {"agent": agent, "holder": holder, "token": token}, as_json,
+         lambda r: print(f"{r['agent']}: " + (f"interrupted turn {r['turn_id']}" if r["interrupted"]
+                                              else f"nothing to interrupt ({r['state']})")))
+
+
+@app.command("tail")
+def tail_cmd(agent: AgentArg, lines: Annotated[int | None, typer.Option(
+        "--lines", "-n", help="How many lines (default 40).")] = None, as_json: JsonOpt = False) -> None:
+    """Print the last lines of the agent's screen (the final screen if it exited)."""
+    _run("agent_tail", {"agent": agent, "lines": lines}, as_json, lambda r: print("\n".join(r["lines"])))
+
+
+@app.command("attach")
+def attach_cmd(agent: AgentArg, read_only: Annotated[bool, typer.Option(
+        "--read-only", "-r", help="Watch without being able to type.")] = False) -> None:
+    """Join the agent's live tmux session (detach with C-b d)."""
+    try:
+        argv = _service().attach_argv(agent, read_only)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc, False)
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+    os.execvpe(argv[0], argv, env)
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: JsonOpt = False) -> None:
+    """Check tmux, the Codex CLI, the config and the state dir."""
+    def render(r: dict[str, Any]) -> None:
+        for c in r["checks"]:
+            print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['name']}: {c['detail']}" + (f" -> {c['hint']}" if c["hint"] else ""))
+    result = _run("fleet_doctor", {}, as_json, render)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command("claim")
+def claim_cmd(agent: AgentArg, holder: HolderOpt = None,
+              ttl: Annotated[float | None, typer.Option(help="Lease length in seconds (1..86400, default 1800).")] = None,
+              wait: Annotated[float | None, typer.Option(help="Wait up to this many seconds for a held lease (<= 600).")] = None,
+              as_json: JsonOpt = False) -> None:
+    """Claim (or renew) an agent's lease. Others are refused (exit 3) until it is released or expires."""
+    _run("agent_claim", {"agent": agent, "holder": holder, "ttl": ttl, "wait": wait}, as_json,
+         lambda r: print(f"{r['agent']}: {r['status']} by {r['holder']}, token {r['token']}, ttl {r['ttl']:.0f}s"))
+
+
+@app.command("release")
+def release_cmd(agent: AgentArg, holder: HolderOpt = None,
+                force: Annotated[bool | None, typer.Option("--force", help="Break anyone's lease (audited).")] = None,
+                as_json: JsonOpt = False) -> None:
+    """Release an agent's lease."""
+    _run("agent_release", {"agent": agent, "holder": holder, "force": force}, as_json,
+         lambda r: print(f"{r['agent']}: " + ("released" if r["released"] else "was not held")))
+
+
+@app.command("leases")
+def leases_cmd(repair: Annotated[str | None, typer.Option(
+        "--repair", metavar="AGENT", help="Move AGENT's corrupt lease record aside (same as `fleet lease-repair`).")] = None,
+        holder: HolderOpt = None, as_json: JsonOpt = False) -> None:
+    """List every agent's lease: free, held (holder, token, expires in) or expired."""
+    if repair is not None:
+        _run("lease_repair", {"agent": repair, "holder": holder}, as_json)
+        return
+    _run("fleet_leases", {}, as_json, _render_leases)
+
+
+def _render_leases(r: dict[str, Any]) -> None:
+    for lease in r["leases"]:
+        if lease["state"] == "corrupt":
+            print(f"{lease['agent']}: CORRUPT ({lease['error']['message']})")
+        elif lease["state"] == "free":
+            print(f"{lease['agent']}: free")
+        else:
+            print(f"{lease['agent']}: {lease['state']} by {lease['holder']}, token {lease['token']}, "
+                  f"expires in {lease['expires_in']:.0f}s")
+
+
+@app.command("lease-repair")
+def lease_repair_cmd(agent: AgentArg, holder: HolderOpt = None, as_json: JsonOpt = False) -> None:
+    """Move a corrupt lease record aside (kept and audited) so the agent can be claimed again."""
+    _run("lease_repair", {"agent": agent, "holder": holder}, as_json)
+
+
+@app.command("mcp")
+def mcp_cmd() -> None:
+    """Serve the team-lead tools over stdio (MCP). stdout carries only the protocol."""
+    from .mcp_server import serve
+
+    serve(_state["config"])
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,67 @@
+"""`fleet doctor`: is this machine ready to run the fleet? Each check says what to do if it fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from .errors import FleetError
+
+if TYPE_CHECKING:
+    from .service import Service
+
+
+def _check(name: str, ok: bool, detail: str, hint: str = "") -> dict[str, Any]:
+    return {"name": name, "ok": ok, "detail": detail, "hint": "" if ok else hint}
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (proc.stdout or proc.stderr).strip().splitlines()[0] if proc.returncode == 0 else None
+
+
+def run_checks(svc: Service) -> dict[str, Any]:
+    from .codex import resolve_binary
+    from .tmux import tmux_binary
+
+    checks = [_check("python", sys.version_info >= (3, 11), sys.version.split()[0], "fleet needs Python 3.11+.")]
+    try:
+        tmux = tmux_binary()
+        version = _version([tmux, "-V"]) or "unknown"
+        checks.append(_check("tmux", True, f"{tmux} ({version})"))
+    except FleetError as exc:
+        checks.append(_check("tmux", False, exc.message, exc.hint))
+    try:
+        config = svc.config
+        checks.append(_check("config", True, f"{config.path}: fleet {config.name!r}, {len(config.agents)} agent(s)"))
+    except FleetError as exc:
+        checks.append(_check("config", False, exc.message, exc.hint))
+        return {"ok": False, "checks": checks}
+    for codex_cmd in sorted({a.codex for a in config.agents.values()}):
+        try:
+            binary = resolve_binary(codex_cmd)
+            version = _version([str(binary), "--version"])
+            checks.append(_check(f"codex {codex_cmd}", version is not None, f"{binary} ({version or 'no version'})",
+                                 "The binary did not run; reinstall the Codex CLI."))
+        except FleetError as exc:
+            checks.append(_check(f"codex {codex_cmd}", False, exc.message, exc.hint))
+    try:
+        state = svc.runtime.config.state_dir
+        probe = state / f".doctor-{os.getpid()}"
+        probe.write_text(str(time.time()))
+        probe.unlink()
+        checks.append(_check("state_dir", True, str(state)))
+    except (OSError, FleetError) as exc:
+        checks.append(_check("state_dir", False, f"{config.state_dir}: {exc}",
+                             "Make it writable, or set [fleet] state_dir / $FLEET_HOME."))
+    missing = [a.name for a in config.agents.values() if not a.cwd.is_dir()]
+    checks.append(_check("agent cwds", not missing, "all exist" if not missing else f"missing for {', '.join(missing)}",
+                         "Create each agent's cwd or fix `cwd` in fleet.toml."))
+    return {"ok": all(c["ok"] for c in checks), "checks": checks}

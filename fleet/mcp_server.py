@@ -1,0 +1,103 @@
+"""`fleet mcp`: the operation registry as MCP tools over stdio (mcp SDK v2, low-level server).
+
+The low-level server on purpose: it advertises each operation's exact JSON Schema and lets the
+registry's strict validator be the only gate (the high-level server would coerce `"5"` to 5 and drop
+unknown keys). Every call runs in a worker thread with a fresh `Service`, so a long `wait` or a slow
+send never blocks other calls, and any failure comes back as a tool result with `isError`; the
+server itself never goes down on a bad call. Logs go to stderr; stdout carries only the protocol.
+
+Holder identity: a call without `holder` acts as `mcp:<client name>:<session id>`, one stable identity
+per MCP client session (this process), so its claims persist across its calls and nobody else's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from typing import Any
+
+import anyio
+import mcp.types as types
+from mcp.server import Server
+from mcp.server.stdio import stdio_server
+
+from . import __version__, ops
+from .errors import FleetError, InternalError
+from .service import Service
+
+logger = logging.getLogger("fleet.mcp")
+
+_TIER_ANNOTATIONS = {
+    "readonly": types.ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                                      open_world_hint=False),
+    "mutating": types.ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                                      open_world_hint=False),
+    "destructive": types.ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
+                                         open_world_hint=False),
+}
+
+
+def tool_for(op: ops.Operation) -> types.Tool:
+    return types.Tool(name=op.name, description=op.summary, input_schema=op.input_schema,
+                      output_schema=op.output_schema, annotations=_TIER_ANNOTATIONS[op.tier])
+
+
+def error_result(exc: BaseException) -> types.CallToolResult:
+    """The one place an exception becomes an MCP tool result."""
+    err = exc if isinstance(exc, FleetError) else InternalError(
+        f"Unexpected {type(exc).__name__}: {exc}.", hint="This is a bug in fleet; see the server's stderr.")
+    if not isinstance(exc, FleetError):
+        logger.exception("tool call failed", exc_info=exc)
+    payload = {"error": err.to_dict()}
+    return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(payload))],
+                                is_error=True)
+
+
+def build_server(config_path: str | None) -> Server[Any]:
+    session_holder: dict[str, str] = {}
+
+    def holder_for(ctx: Any) -> str:
+        if "holder" not in session_holder:
+            client = "client"
+            try:
+                info = ctx.session.client_params.client_info
+                client = "".join(c if c.isalnum() or c in "._-" else "-" for c in info.name)[:24] or client
+            except AttributeError:
+                pass
+            session_holder["holder"] = os.environ.get("FLEET_HOLDER") or f"mcp:{client}:{secrets.token_hex(4)}"
+        return session_holder["holder"]
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[tool_for(op) for op in ops.REGISTRY.values()])
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        holder = holder_for(ctx)
+        args = dict(params.arguments or {})
+
+        def run() -> dict[str, Any]:
+            return Service(config_path=config_path, surface="mcp", holder=holder).invoke(params.name, args)
+
+        try:
+            result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an isError result
+            return error_result(exc)
+        text = json.dumps(result, ensure_ascii=False)
+        return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
+                                    structured_content=result)
+
+    return Server("fleet", version=__version__, on_list_tools=list_tools, on_call_tool=call_tool,
+                  instructions="Team-lead tools for a fleet of Codex agents: claim an agent, send it work, "
+                               "read its exact state; mutating tools take holder and token for fencing.")
+
+
+def serve(config_path: str | None) -> None:
+    logging.basicConfig(level=os.environ.get("FLEET_LOG", "WARNING"), format="%(asctime)s %(name)s %(message)s")
+    server = build_server(config_path)
+
+    async def main() -> None:
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+    anyio.run(main)
