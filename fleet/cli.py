@@ -221,13 +221,8 @@ def release_cmd(agent: AgentArg, holder: HolderOpt = None,
 
 
 @app.command("leases")
-def leases_cmd(repair: Annotated[str | None, typer.Option(
-        "--repair", metavar="AGENT", help="Move AGENT's corrupt lease record aside (same as `fleet lease-repair`).")] = None,
-        holder: HolderOpt = None, as_json: JsonOpt = False) -> None:
+def leases_cmd(as_json: JsonOpt = False) -> None:
     """List every agent's lease: free, held (holder, token, expires in) or expired."""
-    if repair is not None:
-        _run("lease_repair", {"agent": repair, "holder": holder}, as_json)
-        return
     _run("fleet_leases", {}, as_json, _render_leases)
 
 

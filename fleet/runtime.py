@@ -44,6 +44,7 @@ class AgentStatus(TypedDict):
     since: float | None
     last_turn: LastTurn | None
     exit_status: int | None
+    exit_signal: int | None
 
 
 class Receipt(TypedDict):
@@ -120,6 +121,7 @@ class Runtime:
                 sandbox=spec.sandbox, pid=pane.pid if pane and not pane.dead else None,
                 home=str(spec.home), cwd=str(spec.cwd), since=verdict.since, last_turn=last,
                 exit_status=pane.dead_status if pane and pane.dead else journal.exit_status,
+                exit_signal=pane.dead_signal if pane and pane.dead else None,
             ))
         return out
 

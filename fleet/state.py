@@ -115,8 +115,9 @@ def classify(obs: Observation) -> Verdict:
     if obs.pane is None:
         return Verdict("stopped", j.stopped_at)
     if obs.pane.dead:
-        status = obs.pane.dead_status
-        return Verdict("exited", j.last_event_at, f"exit status {status}" if status is not None else None)
+        status, sig = obs.pane.dead_status, obs.pane.dead_signal
+        detail = f"killed by signal {sig}" if sig else f"exit status {status}" if status is not None else None
+        return Verdict("exited", j.last_event_at, detail)
     screen = obs.screen or ""
     if j.open_turn and j.open_turn not in obs.aborted_turns:
         if j.tool_in_flight and any(m in screen for m in APPROVAL_MARKERS):

@@ -24,7 +24,7 @@ TMUX_TIMEOUT: Final = 10.0
 #: Written to the server's config file: remain-on-exit must be on before the first command exits.
 SERVER_CONF: Final = "set -g remain-on-exit on\nset -g history-limit 10000\nset -g mouse off\n"
 _FIELDS: Final = (
-    "#{session_name}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{window_activity}"
+    "#{session_name}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{window_activity}"
 )
 
 
@@ -37,6 +37,7 @@ class PaneFacts:
     pid: int | None
     dead: bool
     dead_status: int | None
+    dead_signal: int | None
     activity: int | None
 
 
@@ -87,15 +88,16 @@ class TmuxServer:
         facts: dict[str, PaneFacts] = {}
         for line in out.splitlines():
             parts = line.split("\t")
-            if len(parts) != 6 or parts[0] in facts:
+            if len(parts) != 7 or parts[0] in facts:
                 continue
-            name, pane_id, pid, dead, status, activity = parts
+            name, pane_id, pid, dead, status, sig, activity = parts
             facts[name] = PaneFacts(
                 session=name,
                 pane_id=pane_id,
                 pid=int(pid) if pid.isdigit() else None,
                 dead=dead == "1",
                 dead_status=int(status) if status.lstrip("-").isdigit() else None,
+                dead_signal=int(sig) if sig.isdigit() else None,
                 activity=int(activity) if activity.isdigit() else None,
             )
         return facts

@@ -1,0 +1,159 @@
+"""Shared fixtures: every test runs with a temp HOME, its own state dir and a private tmux socket dir.
+
+Tests that start Codex (`fleet_factory(...).up()`) need the pinned Codex CLI installed by
+`scripts/setup` and must run inside `scripts/offline` (a loopback-only network namespace); they fail
+with a clear message otherwise and never fall back to running Codex with a network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet.mockmodel import MockModel, MockServer, codex_offline_args
+
+REPO = Path(__file__).resolve().parent.parent
+CODEX_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / "codex"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll until `predicate()` is truthy; fail the test with the last value if it never is."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value:
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s (last value: {value!r})")
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+def require_offline() -> None:
+    with open("/proc/net/dev") as f:  # per network namespace, unlike /sys/class/net
+        interfaces = {line.split(":")[0].strip() for line in f.readlines()[2:]}
+    if os.environ.get("FLEET_OFFLINE") != "1" or interfaces - {"lo"}:
+        pytest.fail(
+            "This test runs the real Codex CLI and must run inside a loopback-only network namespace: "
+            "use `scripts/test` (or `scripts/offline .venv/bin/python -m pytest`). "
+            f"Interfaces here: {sorted(interfaces)}."
+        )
+
+
+@pytest.fixture(scope="session")
+def codex_bin() -> str:
+    path = os.environ.get("FLEET_TEST_CODEX") or str(CODEX_DEFAULT)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"The pinned Codex CLI is not installed at {path}: run `scripts/setup` first.")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the user's HOME, state, config or tmux server."""
+    home = tmp_path / "home"
+    home.mkdir()
+    tmux_dir = Path(tempfile.mkdtemp(prefix="ft-", dir="/tmp"))  # short: unix socket paths are <108 bytes
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("TMUX_TMPDIR", str(tmux_dir))
+    for var in ("FLEET_CONFIG", "FLEET_HOME", "FLEET_HOLDER", "TMUX", "TMUX_PANE", "CODEX_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+    shutil.rmtree(tmux_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def mock_model() -> Iterator[MockServer]:
+    with MockServer(MockModel(default_text="Done.")) as server:
+        yield server
+
+
+@dataclass
+class Fleet:
+    """A fleet.toml in tmp_path with N agents, and helpers to drive it through the real CLI."""
+
+    path: Path
+    name: str
+    state_dir: Path
+    agents: list[str]
+    root: Path
+    started: list[str] = field(default_factory=list)
+
+    def cli(self, *args: str, input_text: str | None = None, timeout: float = 90,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run `fleet --config PATH ARGS` as a real process."""
+        return subprocess.run(
+            [sys.executable, "-m", "fleet", "--config", str(self.path), *args],
+            capture_output=True, text=True, input=input_text, timeout=timeout,
+            env={**os.environ, **(env or {})}, check=False,
+        )
+
+    def json(self, *args: str, input_text: str | None = None, ok: bool = True) -> Any:
+        proc = self.cli(*args, "--json", input_text=input_text)
+        if ok:
+            assert proc.returncode == 0, f"fleet {' '.join(args)} failed: {proc.stderr}\n{proc.stdout}"
+        return json.loads(proc.stdout)
+
+    def status(self, agent: str) -> dict[str, Any]:
+        [entry] = self.json("status", agent)["agents"]
+        return entry  # type: ignore[no-any-return]
+
+    def journal(self, agent: str) -> list[dict[str, Any]]:
+        path = self.state_dir / "agents" / agent / "events.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["tmux", "-L", f"fleet-{self.name}", *args], capture_output=True, text=True,
+                              check=False)
+
+
+@pytest.fixture
+def fleet_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Fleet]]:
+    """Make a fleet config. With `model=` (a MockServer) its agents run real Codex against it."""
+    made: list[Fleet] = []
+
+    def make(n: int = 1, model: MockServer | None = None, codex: str | None = None,
+             extra: str = "", agent_extra: str = "") -> Fleet:
+        name = f"t{uuid.uuid4().hex[:10]}"
+        root = tmp_path / name
+        root.mkdir()
+        agents = [f"agent-{i}" for i in range(1, n + 1)]
+        lines = ["[fleet]", f'name = "{name}"', f'state_dir = "{root / "state"}"', "", "[defaults]"]
+        if model is not None:
+            require_offline()
+            codex = codex or request.getfixturevalue("codex_bin")
+            lines.append(f"args = {json.dumps(codex_offline_args(model.url))}")
+        if codex:
+            lines.append(f"codex = {json.dumps(codex)}")
+        lines.append(extra)
+        for agent in agents:
+            (root / "work" / agent).mkdir(parents=True)
+            lines += ["", f"[agents.{agent}]", f'home = "{root / "homes" / agent}"',
+                      f'cwd = "{root / "work" / agent}"', agent_extra]
+        path = root / "fleet.toml"
+        path.write_text("\n".join(lines) + "\n")
+        fleet = Fleet(path=path, name=name, state_dir=root / "state", agents=agents, root=root)
+        made.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in made:  # reap: only the servers these tests started
+        out = fleet.tmux("list-panes", "-a", "-F", "#{pane_pid}").stdout.split()
+        fleet.tmux("kill-server")
+        for pid in out:
+            try:
+                os.kill(int(pid), 9)
+            except (ProcessLookupError, ValueError):
+                pass
