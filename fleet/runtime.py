@@ -289,7 +289,9 @@ class Runtime:
                     break
             else:
                 forced = True
-        final = self.tmux.panes().get(name)
+        # tmux records the exit status a moment after the pane dies
+        final = wait_until(lambda: (p := self.tmux.panes().get(name)) and p.dead and p.dead_status is not None
+                           and p, 0.5) or self.tmux.panes().get(name)
         status = final.dead_status if final and final.dead else None
         self._kill(name, reason="stopped", exit_status=status, forced=forced, pid=pane.pid)
         return {"agent": name, "stopped": True, "state": "stopped", "exit_status": status, "forced": forced}
