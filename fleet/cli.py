@@ -84,7 +84,7 @@ def _run(op: str, args: dict[str, Any], as_json: bool, render: Any = None) -> di
         result: dict[str, Any] = _service().invoke(op, args)
     except typer.Exit:
         raise
-    except Exception as exc:  # noqa: BLE001 - every failure is rendered once, here
+    except Exception as exc:
         _fail(exc, as_json)
     if as_json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
@@ -106,7 +106,9 @@ def _render_status(result: dict[str, Any]) -> None:
     rows = [("AGENT", "STATE", "ROLE", "PID", "SINCE", "LEASE", "LAST TURN")]
     for a in result["agents"]:
         lease = a.get("lease") or {}
-        held = f"{lease.get('holder')}#{lease.get('token')}" if lease.get("state") == "held" else lease.get("state", "-")
+        held = lease.get("state", "-")
+        if held == "held":
+            held = f"{lease.get('holder')}#{lease.get('token')}"
         last = a.get("last_turn")
         last_s = f"{last['outcome']}: {(last.get('last_message') or '')[:40]!r}" if last else "-"
         state = a["state"] + (f" ({a['detail']})" if a.get("detail") else "")
@@ -151,7 +153,8 @@ def send_cmd(agent: AgentArg,
              text: Annotated[str, typer.Argument(help="The prompt; `-` reads it from stdin.")],
              request_id: Annotated[str | None, typer.Option(
                  "--request-id", help="Idempotency key: a retry with the same id never sends twice.")] = None,
-             timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the receipt (default 10).")] = None,
+             timeout: Annotated[float | None, typer.Option(
+                 help="Seconds to wait for the receipt (default 10).")] = None,
              holder: HolderOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Send a prompt and wait for Codex to record it; prints the receipt (agent, turn id)."""
     if text == "-":
@@ -184,7 +187,7 @@ def attach_cmd(agent: AgentArg, read_only: Annotated[bool, typer.Option(
     """Join the agent's live tmux session (detach with C-b d)."""
     try:
         argv = _service().attach_argv(agent, read_only)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _fail(exc, False)
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
     os.execvpe(argv[0], argv, env)
@@ -195,7 +198,8 @@ def doctor_cmd(as_json: JsonOpt = False) -> None:
     """Check tmux, the Codex CLI, the config and the state dir."""
     def render(r: dict[str, Any]) -> None:
         for c in r["checks"]:
-            print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['name']}: {c['detail']}" + (f" -> {c['hint']}" if c["hint"] else ""))
+            hint = f" -> {c['hint']}" if c["hint"] else ""
+            print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['name']}: {c['detail']}{hint}")
     result = _run("fleet_doctor", {}, as_json, render)
     if not result["ok"]:
         raise typer.Exit(1)
@@ -203,8 +207,10 @@ def doctor_cmd(as_json: JsonOpt = False) -> None:
 
 @app.command("claim")
 def claim_cmd(agent: AgentArg, holder: HolderOpt = None,
-              ttl: Annotated[float | None, typer.Option(help="Lease length in seconds (1..86400, default 1800).")] = None,
-              wait: Annotated[float | None, typer.Option(help="Wait up to this many seconds for a held lease (<= 600).")] = None,
+              ttl: Annotated[float | None, typer.Option(
+                  help="Lease length in seconds (1..86400, default 1800).")] = None,
+              wait: Annotated[float | None, typer.Option(
+                  help="Wait up to this many seconds for a held lease (<= 600).")] = None,
               as_json: JsonOpt = False) -> None:
     """Claim (or renew) an agent's lease. Others are refused (exit 3) until it is released or expires."""
     _run("agent_claim", {"agent": agent, "holder": holder, "ttl": ttl, "wait": wait}, as_json,
@@ -251,5 +257,27 @@ def mcp_cmd() -> None:
     serve(_state["config"])
 
 
+def _fast_status(argv: list[str]) -> bool:
+    """Run `fleet [--config P] status [AGENT...] [--json]` without building typer's parameter
+    coercion, which imports pydantic (~100 ms) on every call: status is what scripts poll. Anything
+    else (help, other options, other commands) returns False and goes through typer as usual."""
+    config = None
+    if len(argv) >= 2 and argv[0] in ("--config", "-c"):
+        config, argv = argv[1], argv[2:]
+    if not argv or argv[0] != "status":
+        return False
+    rest = argv[1:]
+    names = [a for a in rest if a != "--json"]
+    if any(a.startswith("-") for a in names):
+        return False
+    _state["config"] = config
+    try:
+        _run("fleet_status", {"agents": names}, "--json" in rest, _render_status)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    return True
+
+
 def main() -> None:
-    app()
+    if not _fast_status(sys.argv[1:]):
+        app()

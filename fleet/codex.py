@@ -45,7 +45,8 @@ def resolve_binary(codex: str) -> Path:
     if not found:
         raise CodexMissing(
             f"The Codex CLI ({codex!r}) was not found or is not executable.",
-            hint="Install it (`npm install -g @openai/codex@0.169.0`) or set `codex = \"/path/to/codex\"` in fleet.toml.",
+            hint="Install it (`npm install -g @openai/codex@0.169.0`) "
+            "or set `codex = \"/path/to/codex\"` in fleet.toml.",
         )
     real = Path(found).resolve()
     if real.suffix != ".js":

@@ -47,8 +47,9 @@ def run_checks(svc: Service) -> dict[str, Any]:
     for codex_cmd in sorted({a.codex for a in config.agents.values()}):
         try:
             binary = resolve_binary(codex_cmd)
-            version = _version([str(binary), "--version"])
-            checks.append(_check(f"codex {codex_cmd}", version is not None, f"{binary} ({version or 'no version'})",
+            codex_version = _version([str(binary), "--version"])
+            checks.append(_check(f"codex {codex_cmd}", codex_version is not None,
+                                 f"{binary} ({codex_version or 'no version'})",
                                  "The binary did not run; reinstall the Codex CLI."))
         except FleetError as exc:
             checks.append(_check(f"codex {codex_cmd}", False, exc.message, exc.hint))

@@ -6,6 +6,8 @@ imports nothing from fleet so that it starts in a few milliseconds, and it print
 hook's stdout can be fed back to the model. It never fails the hook: errors go to `hookrecv.err`.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import subprocess
@@ -23,7 +25,7 @@ HOOK_EVENTS = {
 }
 
 
-def _append(agent_dir, record):
+def _append(agent_dir: str, record: dict[str, object]) -> None:
     line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
     fd = os.open(
         os.path.join(agent_dir, "events.jsonl"),
@@ -36,10 +38,10 @@ def _append(agent_dir, record):
         os.close(fd)
 
 
-def _hook(agent_dir):
+def _hook(agent_dir: str) -> None:
     payload = json.loads(sys.stdin.read() or "{}")
     name = payload.get("hook_event_name", "")
-    record = {
+    record: dict[str, object] = {
         "time": round(time.time(), 3),
         "event": HOOK_EVENTS.get(name, "hook"),
         "source": "hook",
@@ -59,7 +61,7 @@ def _hook(agent_dir):
     _append(agent_dir, {k: v for k, v in record.items() if v is not None})
 
 
-def _notify(agent_dir, args):
+def _notify(agent_dir: str, args: list[str]) -> None:
     payload = json.loads(args[-1])
     chain = args[args.index("--chain") + 1 : -1] if "--chain" in args else []
     inputs = payload.get("input-messages") or []
@@ -80,7 +82,7 @@ def _notify(agent_dir, args):
                          stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def main():
+def main() -> None:
     mode, agent_dir = sys.argv[1], sys.argv[2]
     try:
         if mode == "hook":

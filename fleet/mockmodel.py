@@ -11,6 +11,7 @@ Run standalone: `python -m fleet.mockmodel --port-file PATH [--script steps.json
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 import time
@@ -118,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     model: MockModel  # set on the subclass made by serve()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def do_GET(self) -> None:
@@ -168,11 +169,11 @@ class _Handler(BaseHTTPRequestHandler):
 def _events(step: Step) -> list[dict[str, Any]]:
     rid = f"resp_{uuid.uuid4().hex[:12]}"
     events: list[dict[str, Any]] = [
-        {"type": "response.created", "response": {"id": rid, "object": "response", "status": "in_progress"}}
+        {"type": "response.created", "response": {"id": rid, "object": "response", "status": "in_progress"}},
     ]
     if step.tool is not None:
         name, arguments = step.tool
-        item = {
+        item: dict[str, Any] = {
             "type": "function_call",
             "id": f"fc_{uuid.uuid4().hex[:12]}",
             "call_id": f"call_{uuid.uuid4().hex[:12]}",
@@ -222,8 +223,8 @@ def _events(step: Step) -> list[dict[str, Any]]:
         events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
     usage = {"input_tokens": 100, "output_tokens": 10, "total_tokens": 110,
              "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
-    events.append({"type": "response.completed", "response": {"id": rid, "object": "response",
-                                                               "status": "completed", "usage": usage}})
+    done: dict[str, Any] = {"id": rid, "object": "response", "status": "completed", "usage": usage}
+    events.append({"type": "response.completed", "response": done})
     return events
 
 
@@ -265,10 +266,8 @@ def main(argv: list[str] | None = None) -> None:
             tmp = args.port_file.with_suffix(".tmp")
             tmp.write_text(str(server._httpd.server_address[1]))
             tmp.replace(args.port_file)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

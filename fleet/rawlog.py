@@ -3,18 +3,19 @@
 Run by tmux pipe-pane (`python -S rawlog.py PATH MAX`). Unbuffered so the log never lags the screen.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 
 
-def main():
+def main() -> None:
     path, limit = sys.argv[1], int(sys.argv[2])
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
     fd = os.open(path, flags, 0o600)
     size = os.fstat(fd).st_size
-    stdin = sys.stdin.buffer.raw
     while True:
-        chunk = stdin.read(65536)
+        chunk = os.read(0, 65536)
         if not chunk:
             break
         if size + len(chunk) > limit:

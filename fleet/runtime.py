@@ -115,7 +115,7 @@ class Runtime:
             verdict, journal, aborted = self.observe(spec, pane)
             last = journal.last_turn
             if last and last["outcome"] == "running" and last["turn_id"] in aborted:
-                last = LastTurn(**{**last, "outcome": "aborted"})  # type: ignore[typeddict-item]
+                last = LastTurn(**{**last, "outcome": "aborted"})
             out.append(AgentStatus(
                 name=spec.name, state=verdict.state, detail=verdict.detail, role=spec.role,
                 sandbox=spec.sandbox, pid=pane.pid if pane and not pane.dead else None,
@@ -161,7 +161,7 @@ class Runtime:
             verdict = self.state_of(spec)
             return verdict if verdict.state not in ("starting",) else None
 
-        verdict = wait_until(check, timeout, interval=0.05)
+        verdict: Verdict | None = wait_until(check, timeout, interval=0.05)
         if verdict is not None and verdict.state == "idle":
             self.log(spec.name, "ready")
             return verdict
@@ -212,7 +212,8 @@ class Runtime:
             self.log(name, "not_delivered", request_id=request_id, sha=digest)
             raise NotDelivered(
                 f"Codex did not record the prompt to {name!r} within {timeout:.0f} s.",
-                hint="Check `fleet tail` for what the agent shows; retry with the same request_id to avoid a duplicate.",
+                hint="Check `fleet tail` for what the agent shows; "
+                "retry with the same request_id to avoid a duplicate.",
                 agent=name, request_id=request_id,
             )
         return self._receipt(name, found, text, request_id, sent_at, duplicate=False)
@@ -359,7 +360,7 @@ def check_text(text: str) -> None:
             hint="Put long material in a file in the agent's cwd and send a prompt that points at it.",
             chars=len(text), limit=MAX_TEXT,
         )
-    bad = sorted({hex(ord(c)) for c in text if ord(c) < 32 and c not in "\n\t\r" or c == "\x7f"})
+    bad = sorted({hex(ord(c)) for c in text if (ord(c) < 32 and c not in "\n\t\r") or c == "\x7f"})
     if bad:
         raise InvalidInput(f"The text contains control characters ({', '.join(bad[:5])}).",
                            hint="Remove them; only newlines, carriage returns and tabs are allowed.")

@@ -7,6 +7,7 @@ with a clear message otherwise and never fall back to running Codex with a netwo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -153,7 +154,5 @@ def fleet_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ca
         out = fleet.tmux("list-panes", "-a", "-F", "#{pane_pid}").stdout.split()
         fleet.tmux("kill-server")
         for pid in out:
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), 9)
-            except (ProcessLookupError, ValueError):
-                pass

@@ -70,7 +70,7 @@ def test_a_long_prompt_is_delivered_whole(fleet_factory: Callable[..., Fleet], m
     assert len(text) > 12000
     receipt = f.json("send", "agent-1", "-", input_text=text)
     assert receipt["chars"] == len(text)
-    wait_until(lambda: mock_model.model.user_prompts())
+    wait_until(mock_model.model.user_prompts)
     assert mock_model.model.user_prompts()[0] == text
 
 

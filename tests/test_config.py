@@ -97,7 +97,7 @@ def test_more_than_a_hundred_agents_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_config_says_where_it_looked(tmp_path: Path) -> None:
-    with pytest.raises(ConfigNotFound, match="nope.toml"):
+    with pytest.raises(ConfigNotFound, match=r"nope\.toml"):
         load_config(tmp_path / "nope.toml")
 
 
