@@ -19,7 +19,7 @@ import secrets
 from typing import Any
 
 import anyio
-import mcp.types as types
+from mcp import types
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
 
@@ -81,7 +81,7 @@ def build_server(config_path: str | None) -> Server[Any]:
 
         try:
             result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an isError result
+        except Exception as exc:
             return error_result(exc)
         text = json.dumps(result, ensure_ascii=False)
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
