@@ -270,7 +270,7 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
 def _corrupt(agent: str, path: Path, reason: str) -> LeaseCorrupt:
     return LeaseCorrupt(
         f"The lease file {path} is unusable ({reason}); fleet will not guess who holds agent {agent}.",
-        hint=f"Run `fleet leases --repair {agent}` to move it aside and free the agent.",
+        hint=f"Run `fleet lease-repair {agent}` to move it aside and free the agent.",
         agent=agent,
         path=str(path),
     )

@@ -131,10 +131,10 @@ class Service:
         specs = self._specs(args)
         timeout = float(args.get("timeout", START_TIMEOUT))
         rt = self.runtime
-        commands = {s.name: rt.prepare(s) for s in specs}  # every check before anything starts
         results: dict[str, dict[str, Any]] = {}
         failures: list[dict[str, Any]] = []
         with self._leased(specs, args):
+            commands = {s.name: rt.prepare(s) for s in specs}  # every check before anything starts
             panes = rt.tmux.panes()
             fresh = []
             for spec in specs:

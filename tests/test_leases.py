@@ -386,7 +386,7 @@ def test_a_corrupt_record_fails_closed_and_is_left_untouched(
         with pytest.raises(LeaseCorrupt) as info:
             attempt()
         assert str(record) in info.value.message
-        assert "fleet leases --repair a1" in info.value.hint
+        assert "fleet lease-repair a1" in info.value.hint
     assert snapshot(state_dir / "leases") == before
 
 
