@@ -126,7 +126,7 @@ def fleet_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ca
     made: list[Fleet] = []
 
     def make(n: int = 1, model: MockServer | None = None, codex: str | None = None,
-             extra: str = "", agent_extra: str = "") -> Fleet:
+             extra: str = "", agent_extra: str = "", codex_args: tuple[str, ...] = ()) -> Fleet:
         name = f"t{uuid.uuid4().hex[:10]}"
         root = tmp_path / name
         root.mkdir()
@@ -135,7 +135,7 @@ def fleet_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ca
         if model is not None:
             require_offline()
             codex = codex or request.getfixturevalue("codex_bin")
-            lines.append(f"args = {json.dumps(codex_offline_args(model.url))}")
+            lines.append(f"args = {json.dumps([*codex_offline_args(model.url), *codex_args])}")
         if codex:
             lines.append(f"codex = {json.dumps(codex)}")
         lines.append(extra)

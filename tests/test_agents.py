@@ -135,6 +135,23 @@ def test_up_is_idempotent_for_a_running_agent(fleet_factory: Callable[..., Fleet
     assert second["pid"] == first["pid"]
 
 
+def test_an_approval_menu_shows_as_waiting_approval(fleet_factory: Callable[..., Fleet],
+                                                    mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, codex_args=("-a", "on-request"))
+    f.json("up")
+    target = f.root / "work" / "agent-1" / "made-by-agent"
+    mock_model.model.script(Step(tool=("exec_command", {
+        "cmd": f"touch {target}", "sandbox_permissions": "require_escalated",
+        "justification": "Need to create a file"})))
+    receipt = f.json("send", "agent-1", "create the file")
+    waiting = wait_until(lambda: (s := f.status("agent-1"))["state"] == "waiting_approval" and s, timeout=20)
+    assert waiting["last_turn"]["turn_id"] == receipt["turn_id"]
+    assert not target.exists()
+    assert f.json("interrupt", "agent-1")["interrupted"] is True
+    assert f.status("agent-1")["state"] == "idle"
+    assert not target.exists()
+
+
 FAKE_TUI = """
 import sys, time
 print("Ask Codex to do anything", flush=True)
