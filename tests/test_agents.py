@@ -72,6 +72,11 @@ def test_a_long_prompt_is_delivered_whole(fleet_factory: Callable[..., Fleet], m
     assert receipt["chars"] == len(text)
     wait_until(mock_model.model.user_prompts)
     assert mock_model.model.user_prompts()[0] == text
+    for follow_up in ("second prompt", "third prompt"):  # the composer is found empty again after each turn
+        wait_until(lambda: f.status("agent-1")["state"] == "idle")
+        assert f.json("send", "agent-1", follow_up)["delivered"] is True
+    wait_until(lambda: f.status("agent-1")["state"] == "idle")
+    assert mock_model.model.user_prompts() == [text, "second prompt", "third prompt"]
 
 
 def test_a_retried_send_with_the_same_request_id_is_not_typed_twice(fleet_factory: Callable[..., Fleet],
