@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
+from .config import AGENT_NAME
 from .errors import InvalidInput, LeaseHeld, LeaseLost
+from .ops import HOLDER_PATTERN
 
 LeaseState = Literal["free", "held", "expired"]
 ClaimStatus = Literal["claimed", "renewed"]
@@ -30,8 +32,9 @@ TRANSIENT_TTL: Final = 120.0
 #: Version of the on-disk record; a reader refuses any other.
 RECORD_VERSION: Final = 1
 
-HOLDER_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,63}")
-AGENT_RE: Final = re.compile(r"[a-z][a-z0-9-]{0,31}")
+# One definition each: the same patterns the config schema and the operation schemas use.
+HOLDER_RE: Final = re.compile(HOLDER_PATTERN)
+AGENT_RE: Final = re.compile(AGENT_NAME)
 
 
 @dataclass(frozen=True)
