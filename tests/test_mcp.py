@@ -1,0 +1,298 @@
+"""`fleet mcp` through real MCP clients: the official Python SDK client over stdio, and the MCP
+Inspector CLI (a third-party Node client).
+
+Checked here: the tool list is exactly the operation registry, with its exact input schemas, an
+output schema and annotations from the tier; strict validation (no coercion, no unknown keys) is
+the gate and a bad call never takes the server down; structured content matches the text content;
+one real start -> send -> completed turn -> stop through MCP with real Codex against the mock model;
+the per-session default lease holder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import pytest
+from conftest import REPO, wait_until
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import types as mcp_types
+
+from fleet import ops
+
+TOOLS = {
+    "fleet_status", "agent_start", "agent_stop", "agent_send", "agent_interrupt", "agent_tail",
+    "fleet_doctor", "agent_claim", "agent_release", "fleet_leases", "lease_repair",
+}
+INSPECTOR_BIN = "mcp-inspector"
+INSPECTOR_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / INSPECTOR_BIN
+#: The environment the server needs from the test (isolated_env sets these to temp paths).
+PASSED_ENV = ("HOME", "XDG_STATE_HOME", "TMUX_TMPDIR", "FLEET_OFFLINE", "LANG", "LC_ALL", "TERM")
+
+try:
+    from fleet.leases import LeaseStore  # noqa: F401 - only probing that the module is there
+    HAVE_LEASES = True
+except ImportError:
+    HAVE_LEASES = False
+
+needs_leases = pytest.mark.skipif(not HAVE_LEASES,
+                                  reason="fleet/leases.py (LeaseStore) is not in the tree yet")
+
+
+def server_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+
+
+@dataclass
+class SyncSession:
+    """An MCP client session driven from the (synchronous) test thread through a blocking portal,
+    so tests can poll with `wait_until`."""
+
+    portal: anyio.from_thread.BlockingPortal
+    session: ClientSession
+
+    def list_tools(self) -> list[mcp_types.Tool]:
+        return self.portal.call(self.session.list_tools).tools
+
+    def call(self, name: str, args: dict[str, Any] | None = None) -> mcp_types.CallToolResult:
+        async def go() -> mcp_types.CallToolResult:
+            with anyio.fail_after(100):
+                return await self.session.call_tool(name, args or {})
+        return self.portal.call(go)
+
+    def ok(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Call a tool that must succeed; return its structured content (checked against the text)."""
+        result = self.call(name, args)
+        text = _text(result)
+        assert not result.is_error, f"{name}({args}) failed: {text}"
+        assert result.structured_content is not None, f"{name}: no structured content"
+        assert json.loads(text) == result.structured_content
+        return result.structured_content
+
+    def error(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Call a tool that must fail; return the `error` object of its JSON text."""
+        result = self.call(name, args)
+        text = _text(result)
+        assert result.is_error, f"{name}({args}) unexpectedly succeeded: {text}"
+        payload = json.loads(text)
+        assert set(payload["error"]) >= {"code", "message", "hint"}, payload
+        return payload["error"]  # type: ignore[no-any-return]
+
+
+def _text(result: mcp_types.CallToolResult) -> str:
+    [content] = result.content
+    assert isinstance(content, mcp_types.TextContent), content
+    return content.text
+
+
+@contextlib.contextmanager
+def mcp_session(config: Path, errlog: Path) -> Iterator[SyncSession]:
+    """Launch `python -m fleet --config CONFIG mcp` and connect the official SDK client to it."""
+    params = StdioServerParameters(command=sys.executable,
+                                   args=["-m", "fleet", "--config", str(config), "mcp"], env=server_env())
+
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[ClientSession]:
+        with errlog.open("a") as log:
+            async with stdio_client(params, errlog=log) as (read, write), \
+                    ClientSession(read, write) as session:
+                with anyio.fail_after(30):
+                    await session.initialize()
+                yield session
+
+    with anyio.from_thread.start_blocking_portal() as portal, \
+            portal.wrap_async_context_manager(connect()) as session:
+        yield SyncSession(portal, session)
+
+
+@pytest.fixture
+def errlog(tmp_path: Path) -> Iterator[Path]:
+    """The servers' stderr; shown when a test fails."""
+    path = tmp_path / "mcp-stderr.log"
+    path.touch()
+    yield path
+    text = path.read_text()
+    if text.strip():
+        print(f"--- MCP server stderr ---\n{text}")
+
+
+# ---- the tool list is the registry ------------------------------------------------------------
+
+def test_tools_are_exactly_the_registry(fleet_factory: Any, errlog: Path) -> None:
+    fleet = fleet_factory(1)
+    with mcp_session(fleet.path, errlog) as mcp:
+        tools = {t.name: t for t in mcp.list_tools()}
+    assert set(tools) == TOOLS == set(ops.REGISTRY)
+    for name, tool in tools.items():
+        op = ops.REGISTRY[name]
+        assert tool.input_schema == op.input_schema, name
+        assert tool.input_schema["additionalProperties"] is False, name
+        assert tool.output_schema is not None, name
+        assert tool.output_schema == op.output_schema, name
+        assert tool.description == op.summary, name
+        ann = tool.annotations
+        assert ann is not None, name
+        assert ann.read_only_hint is (op.tier == "readonly"), name
+        assert ann.destructive_hint is (op.tier == "destructive"), name
+
+
+# ---- strict validation; a bad call never takes the server down --------------------------------
+
+def test_strict_validation_and_server_survives_bad_calls(fleet_factory: Any, errlog: Path) -> None:
+    fleet = fleet_factory(1)
+    with mcp_session(fleet.path, errlog) as mcp:
+        err = mcp.error("agent_tail", {"agent": "agent-1", "lines": "5"})  # no coercion
+        assert err["code"] == "invalid_input"
+        assert "lines" in err["message"]
+
+        err = mcp.error("agent_tail", {"agent": "agent-1", "lines": 5, "colour": "red"})  # unknown key
+        assert err["code"] == "invalid_input"
+        assert "colour" in err["message"]
+
+        err = mcp.error("fleet_status", {"agents": "agent-1"})  # a string is not a list
+        assert err["code"] == "invalid_input"
+
+        err = mcp.error("agent_send", {"agent": "agent-1"})  # required key missing
+        assert err["code"] == "invalid_input"
+
+        err = mcp.error("agent_tail", {"agent": "nope"})
+        assert err["code"] == "unknown_agent"
+        assert err["hint"]
+
+        # a stopped agent: an expected failure, still a clean tool error
+        err = mcp.error("agent_tail", {"agent": "agent-1", "lines": 5})
+        assert err["code"] == "agent_not_running"
+
+        status = mcp.ok("fleet_status")  # the same server still answers
+        assert [a["name"] for a in status["agents"]] == ["agent-1"]
+        assert status["agents"][0]["state"] == "stopped"
+
+
+def test_structured_content_matches_text(fleet_factory: Any, errlog: Path) -> None:
+    fleet = fleet_factory(2)
+    with mcp_session(fleet.path, errlog) as mcp:
+        result = mcp.call("fleet_status", {"agents": ["agent-2"]})
+        assert not result.is_error
+        assert result.structured_content == json.loads(_text(result))
+        assert result.structured_content["fleet"] == fleet.name
+        assert [a["name"] for a in result.structured_content["agents"]] == ["agent-2"]
+        doctor = mcp.call("fleet_doctor")
+        assert doctor.structured_content == json.loads(_text(doctor))
+        assert {"ok", "checks"} <= set(doctor.structured_content or {})
+
+
+# ---- one real round trip with real Codex ----------------------------------------------------
+
+@pytest.mark.codex
+def test_start_send_complete_stop_through_mcp(fleet_factory: Any, mock_model: Any, errlog: Path) -> None:
+    fleet = fleet_factory(1, model=mock_model)
+    with mcp_session(fleet.path, errlog) as mcp:
+        started = mcp.ok("agent_start", {"agents": ["agent-1"]})
+        assert started["agents"][0]["agent"] == "agent-1"
+        assert started["agents"][0]["state"] == "idle"
+
+        def status() -> dict[str, Any]:
+            [entry] = mcp.ok("fleet_status", {"agents": ["agent-1"]})["agents"]
+            return entry  # type: ignore[no-any-return]
+
+        assert status()["state"] == "idle"
+
+        receipt = mcp.ok("agent_send", {"agent": "agent-1", "text": "Say hello through MCP."})
+        assert receipt["delivered"] is True
+        assert receipt["agent"] == "agent-1"
+        assert receipt["turn_id"]
+
+        def completed() -> dict[str, Any] | None:
+            entry = status()
+            last = entry.get("last_turn") or {}
+            done = entry["state"] == "idle" and last.get("outcome") == "completed" \
+                and last.get("turn_id") == receipt["turn_id"]
+            return entry if done else None
+
+        entry = wait_until(completed, timeout=30, interval=0.2)
+        assert entry["last_turn"]["last_message"] == "Done."
+        assert "Say hello through MCP." in mock_model.model.user_prompts()
+
+        stopped = mcp.ok("agent_stop", {"agents": ["agent-1"]})
+        assert stopped["agents"][0]["agent"] == "agent-1"
+        assert status()["state"] in ("stopped", "exited")
+        assert status()["pid"] is None
+
+
+# ---- the MCP default holder -----------------------------------------------------------------
+
+@needs_leases
+def test_mcp_session_holder_claims_renews_and_excludes_others(fleet_factory: Any, errlog: Path) -> None:
+    fleet = fleet_factory(1)
+    with mcp_session(fleet.path, errlog) as first:
+        claim = first.ok("agent_claim", {"agent": "agent-1", "ttl": 600})
+        assert claim["holder"].startswith("mcp:")
+        assert claim["status"] != "renewed"
+        again = first.ok("agent_claim", {"agent": "agent-1", "ttl": 600})
+        assert again["status"] == "renewed"
+        assert again["holder"] == claim["holder"]
+        assert again["token"] == claim["token"]
+
+        with mcp_session(fleet.path, errlog) as second:  # another client session: another holder
+            err = second.error("agent_claim", {"agent": "agent-1"})
+            assert err["code"] == "lease_held"
+            assert err.get("holder") == claim["holder"]
+            leases = second.ok("fleet_leases")["leases"]
+            assert [(x["agent"], x["state"], x["holder"]) for x in leases] == \
+                [("agent-1", "held", claim["holder"])]
+
+        released = first.ok("agent_release", {"agent": "agent-1"})
+        assert released["released"] is True
+
+
+# ---- a third-party client: the MCP Inspector CLI --------------------------------------------
+
+@pytest.fixture
+def inspector() -> str:
+    path = os.environ.get("FLEET_TEST_INSPECTOR") or str(INSPECTOR_DEFAULT)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"The MCP Inspector CLI is not installed at {path}: run `scripts/setup` first "
+                    "(or point FLEET_TEST_INSPECTOR at an `mcp-inspector` binary).")
+    return path
+
+
+def run_inspector(inspector: str, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # The Inspector takes `--config` for itself, so the server finds its config through FLEET_CONFIG.
+    env = {**server_env(), "FLEET_CONFIG": str(config)}
+    env_args = [arg for k, v in env.items() for arg in ("-e", f"{k}={v}")]
+    return subprocess.run(
+        [inspector, "--cli", *env_args, sys.executable, "-m", "fleet", "mcp", *args],
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )
+
+
+def test_inspector_lists_tools_and_calls_them(inspector: str, fleet_factory: Any) -> None:
+    fleet = fleet_factory(1)
+
+    listed = run_inspector(inspector, fleet.path, "--method", "tools/list")
+    assert listed.returncode == 0, listed.stderr + listed.stdout
+    tools = {t["name"]: t for t in json.loads(listed.stdout)["tools"]}
+    assert set(tools) == TOOLS
+    for name, tool in tools.items():
+        assert tool["inputSchema"] == ops.REGISTRY[name].input_schema, name
+        assert "outputSchema" in tool, name
+
+    called = run_inspector(inspector, fleet.path, "--method", "tools/call", "--tool-name", "fleet_status")
+    assert called.returncode == 0, called.stderr + called.stdout
+    result = json.loads(called.stdout)
+    assert not result.get("isError")
+    assert result["structuredContent"]["fleet"] == fleet.name
+
+    bad = run_inspector(inspector, fleet.path, "--method", "tools/call", "--tool-name", "agent_tail",
+                        "--tool-arg", "agent=nope")
+    assert bad.returncode != 0, bad.stdout
+    assert "unknown_agent" in bad.stdout + bad.stderr
