@@ -145,7 +145,9 @@ def down_cmd(agents: AgentsArg = None, holder: HolderOpt = None, token: TokenOpt
              as_json: JsonOpt = False) -> None:
     """Stop agents: quit Codex cleanly, kill it if it must; leaves no process behind."""
     _run("agent_stop", {"agents": agents, "holder": holder, "token": token}, as_json,
-         _lines("agents", "{agent}: {state} (exit status {exit_status}, forced={forced})"))
+         lambda r: [print(f"{a['agent']}: {a['state']}" + (" (killed)" if a["forced"] else "")
+                          + (f", exit status {a['exit_status']}" if a["exit_status"] is not None else ""))
+                    for a in r["agents"]])
 
 
 @app.command("send")

@@ -19,7 +19,7 @@ from . import audit, ops
 from .config import AgentSpec, FleetConfig, load_config
 from .errors import FleetError, InvalidInput, StartFailed
 from .fsutil import ensure_dir
-from .runtime import START_TIMEOUT, Runtime
+from .runtime import DELIVERY_TIMEOUT, START_TIMEOUT, Runtime
 
 
 def default_holder(surface: str) -> str:
@@ -172,7 +172,7 @@ class Service:
         holder = args.get("holder") or self.holder
         with self._leased([spec], args):
             receipt = self.runtime.send(spec, args["text"], args.get("request_id"),
-                                        float(args.get("timeout", 10.0)), holder=holder)
+                                        float(args.get("timeout", DELIVERY_TIMEOUT)), holder=holder)
         return dict(receipt)
 
     def _op_agent_interrupt(self, args: dict[str, Any]) -> dict[str, Any]:
