@@ -118,7 +118,7 @@ def test_a_crashed_agent_keeps_its_exit_status_and_last_screen(fleet_factory: Ca
     pid = f.status("agent-1")["pid"]
     os.kill(pid, signal.SIGKILL)
     # tmux fills in the exit facts a moment after the pane dies
-    crashed = wait_until(lambda: (s := f.status("agent-1"))["state"] == "exited" and s["exit_signal"] and s)
+    crashed = wait_until(lambda: (s := f.status("agent-1"))["state"] == "exited" and s["exit_signal"] and s, 30)
     assert crashed["exit_signal"] == signal.SIGKILL
     assert crashed["detail"] == "killed by signal 9"
     assert crashed["pid"] is None
