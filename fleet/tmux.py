@@ -84,6 +84,15 @@ class TmuxServer:
 
     def panes(self) -> dict[str, PaneFacts]:
         """Every session's first pane, keyed by session name; empty when the server is not running."""
+        facts = self._list_panes()
+        if any(p.dead and p.dead_status is None and p.dead_signal is None for p in facts.values()):
+            # tmux 3.3a can miss the SIGCHLD of a killed pane and leave its process a zombie with no
+            # exit facts; a short job's exit makes the server run its reaping loop again.
+            self.run("run-shell", "true", check=False)
+            facts = self._list_panes()
+        return facts
+
+    def _list_panes(self) -> dict[str, PaneFacts]:
         out = self.run("list-panes", "-a", "-F", _FIELDS, check=False)
         facts: dict[str, PaneFacts] = {}
         for line in out.splitlines():
