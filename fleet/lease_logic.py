@@ -213,7 +213,7 @@ def validate_agent(agent: object) -> str:
         raise InvalidInput(
             f"The agent name {agent!r} is not valid: use 1-32 lowercase letters, digits or '-', "
             "starting with a letter.",
-            hint="Run `fleet ls` to see the configured agent names.",
+            hint="Run `fleet status` to see the configured agent names.",
             field="agent",
         )
     return agent

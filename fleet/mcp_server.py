@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 from typing import Any
 
 import anyio
@@ -25,7 +24,7 @@ from mcp.server.stdio import stdio_server
 
 from . import __version__, ops
 from .errors import FleetError, InternalError
-from .service import Service
+from .service import Service, default_holder
 
 logger = logging.getLogger("fleet.mcp")
 
@@ -60,13 +59,11 @@ def build_server(config_path: str | None) -> Server[Any]:
 
     def holder_for(ctx: Any) -> str:
         if "holder" not in session_holder:
-            client = "client"
             try:
-                info = ctx.session.client_params.client_info
-                client = "".join(c if c.isalnum() or c in "._-" else "-" for c in info.name)[:24] or client
+                client = str(ctx.session.client_params.client_info.name)
             except AttributeError:
-                pass
-            session_holder["holder"] = os.environ.get("FLEET_HOLDER") or f"mcp:{client}:{secrets.token_hex(4)}"
+                client = "client"
+            session_holder["holder"] = default_holder("mcp", session=client)
         return session_holder["holder"]
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:

@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 
 from .config import AGENT_NAME
 from .errors import InvalidInput
+from .runtime import MAX_TEXT
 
 Tier = Literal["readonly", "mutating", "destructive"]
 
@@ -93,7 +94,7 @@ REGISTRY: Final[dict[str, Operation]] = {
                   "Send a prompt; returns a receipt once Codex recorded it, else a not_delivered error.",
                   "mutating",
                   _obj({"agent": AGENT,
-                        "text": {"type": "string", "minLength": 1, "maxLength": 32000},
+                        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
                         "request_id": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$",
                                        "description": "Idempotency key: a retry with the same id never "
                                                       "types the prompt twice."},

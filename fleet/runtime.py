@@ -201,13 +201,12 @@ class Runtime:
                 f"Agent {name!r} has text in its composer (someone may be typing); nothing was sent.",
                 hint=f"Attach with `fleet attach {name}` and clear the composer, then retry.", agent=name,
             )
-        mark = len(self.events(name))
         sent_at = time.time()
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         self.log(name, "send", request_id=request_id, chars=len(text), sha=digest, holder=holder)
         self.tmux.paste(name, text.replace("\r\n", "\n").replace("\r", "\n"))
         self.tmux.send_keys(name, "Enter")
-        found = wait_until(lambda: self._find_turn(name, text, mark), timeout)
+        found = wait_until(lambda: self._find_turn(name, text, sent_at), timeout)
         if not found:
             self.log(name, "not_delivered", request_id=request_id, sha=digest)
             raise NotDelivered(
@@ -218,21 +217,23 @@ class Runtime:
             )
         return self._receipt(name, found, text, request_id, sent_at, duplicate=False)
 
-    def _find_turn(self, name: str, text: str, after: int) -> dict[str, Any] | None:
+    def _find_turn(self, name: str, text: str, since: float) -> dict[str, Any] | None:
+        """The first turn Codex started with exactly `text` at or after `since` (journal times are
+        rounded to ms; matched by time, not position, because the journal is read from its tail)."""
         want = _normalize(text)
-        for ev in self.events(name)[after:]:
-            if ev.get("event") == "turn_started" and _normalize(str(ev.get("prompt", ""))) == want:
+        for ev in self.events(name):
+            if (ev.get("event") == "turn_started" and float(ev.get("time", 0)) >= since - 0.001
+                    and _normalize(str(ev.get("prompt", ""))) == want):
                 return ev
         return None
 
     def _earlier_send(self, name: str, request_id: str, text: str) -> Receipt | None:
         """A retried send: return its receipt if it (eventually) landed; never type it twice."""
-        events = self.events(name)
-        for i, ev in enumerate(events):
+        for ev in self.events(name):
             if ev.get("event") == "receipt" and ev.get("request_id") == request_id:
                 return self._receipt(name, ev, text, request_id, float(ev.get("sent_at", 0)), duplicate=True)
             if ev.get("event") == "send" and ev.get("request_id") == request_id:
-                late = self._find_turn(name, text, i)
+                late = self._find_turn(name, text, float(ev["time"]))
                 if late is not None:
                     return self._receipt(name, late, text, request_id, float(ev["time"]), duplicate=True)
         return None
@@ -270,7 +271,7 @@ class Runtime:
 
         if not wait_until(ended, timeout):
             raise NotDelivered(f"Agent {name!r} did not confirm the interrupt within {timeout:.0f} s.",
-                               hint="Retry, or `fleet stop` it.", agent=name, turn_id=turn)
+                               hint="Retry, or `fleet down` it.", agent=name, turn_id=turn)
         if read_journal(self.events(name)).open_turn == turn:
             self.log(name, "turn_aborted", turn_id=turn, reason="interrupted")
         return {"agent": name, "interrupted": True, "turn_id": turn, "state": "idle"}

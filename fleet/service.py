@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,17 +23,23 @@ from .fsutil import ensure_dir
 from .runtime import DELIVERY_TIMEOUT, START_TIMEOUT, Runtime
 
 
-def default_holder(surface: str) -> str:
-    """`$FLEET_HOLDER`, else `<surface>:<user>`: stable for a user across calls of one surface."""
+def _safe(name: str, size: int) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:size]
+
+
+def default_holder(surface: str, session: str | None = None) -> str:
+    """`$FLEET_HOLDER`, else `<surface>:<user>` (stable for a user across CLI calls), or with a
+    `session` (an MCP client name) `<surface>:<session>:<random>`, one identity per client session."""
     env = os.environ.get("FLEET_HOLDER")
     if env:
         return env
+    if session is not None:
+        return f"{surface}:{_safe(session, 24) or 'client'}:{secrets.token_hex(4)}"
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = f"uid{os.getuid()}"
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in user)[:40] or "user"
-    return f"{surface}:{safe}"
+    return f"{surface}:{_safe(user, 40) or 'user'}"
 
 
 @dataclass
