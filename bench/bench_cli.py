@@ -74,7 +74,7 @@ def report(label: str, samples_ms: list[float], target: str) -> None:
 
 class Bench:
     def __init__(self, root: Path, n_agents: int, codex: str, model_url: str) -> None:
-        from fleet.mockmodel import codex_offline_args
+        from mockmodel import codex_offline_args
 
         self.root = root
         self.name = f"bench{uuid.uuid4().hex[:8]}"
@@ -211,9 +211,10 @@ def main() -> int:
     if not os.access(codex, os.X_OK):
         sys.exit(f"bench_cli: the pinned Codex CLI is not installed at {codex}: run `scripts/setup` first.")
 
-    sys.path.insert(0, str(REPO))
+    sys.path[:0] = [str(REPO), str(REPO / "examples")]
+    from mockmodel import MockModel, MockServer
+
     from fleet import __version__
-    from fleet.mockmodel import MockModel, MockServer
 
     print(f"fleet {__version__}, codex {codex}, {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
           f"fleet command: {shlex.join(fleet_argv())}", flush=True)

@@ -61,6 +61,12 @@ def _service() -> Any:
     return Service(config_path=_state["config"], surface="cli")
 
 
+def _invoke(op: str, args: dict[str, Any]) -> dict[str, Any]:
+    from . import ops
+
+    return ops.invoke(_service(), op, args)
+
+
 def _fail(exc: Exception, as_json: bool) -> NoReturn:
     from .errors import FleetError, InternalError
 
@@ -81,7 +87,7 @@ def _fail(exc: Exception, as_json: bool) -> NoReturn:
 def _run(op: str, args: dict[str, Any], as_json: bool, render: Any = None) -> dict[str, Any]:
     args = {k: v for k, v in args.items() if v is not None and v != []}
     try:
-        result: dict[str, Any] = _service().invoke(op, args)
+        result: dict[str, Any] = _invoke(op, args)
     except typer.Exit:
         raise
     except Exception as exc:
@@ -188,7 +194,9 @@ def attach_cmd(agent: AgentArg, read_only: Annotated[bool, typer.Option(
         "--read-only", "-r", help="Watch without being able to type.")] = False) -> None:
     """Join the agent's live tmux session (detach with C-b d)."""
     try:
-        argv = _service().attach_argv(agent, read_only)
+        from .service.agents import attach_argv
+
+        argv = attach_argv(_service(), agent, read_only)
     except Exception as exc:
         _fail(exc, False)
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}

@@ -18,6 +18,8 @@ from .errors import ConfigError, ConfigNotFound, UnknownAgent
 
 #: Agent names become tmux session names and file names: keep them short, lowercase and shell-safe.
 AGENT_NAME: Final = r"^[a-z][a-z0-9-]{0,31}$"
+#: Holder names go into audit records and error messages: printable, short, no spaces.
+HOLDER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,63}$"
 #: Fleet names name the tmux socket and the default state dir.
 FLEET_NAME: Final = r"^[a-z][a-z0-9-]{0,31}$"
 MAX_AGENTS: Final = 100

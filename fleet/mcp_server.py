@@ -74,7 +74,7 @@ def build_server(config_path: str | None) -> Server[Any]:
         args = dict(params.arguments or {})
 
         def run() -> dict[str, Any]:
-            return Service(config_path=config_path, surface="mcp", holder=holder).invoke(params.name, args)
+            return ops.invoke(Service(config_path=config_path, surface="mcp", holder=holder), params.name, args)
 
         try:
             result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True)

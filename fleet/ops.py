@@ -2,25 +2,29 @@
 
 An `Operation` has a name (the MCP tool name), the CLI command that runs it, a one-line summary, a
 tier (readonly / mutating / destructive: MCP annotations come from it), one JSON Schema for its input
-(draft 2020-12, no unknown keys, bounded) and an output schema. Validation happens here, once, with
-one compiled `jsonschema` validator per operation, before any handler runs: no coercion, so `"5"` is
-not `5`. Handlers live in `service.py`.
+(draft 2020-12, no unknown keys, bounded; defaults declared here and nowhere else), an output schema,
+and its handler in `fleet.service`. `invoke` is the one entry point of both adapters: validate with
+the operation's compiled `jsonschema` validator (no coercion: `"5"` is not `5`), fill in the schema's
+defaults, run the handler, audit mutating operations.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Final, Literal
 
-from .config import AGENT_NAME
-from .errors import InvalidInput
-from .runtime import MAX_TEXT
+from .agents.text import MAX_TEXT
+from .config import AGENT_NAME, HOLDER_PATTERN
+from .errors import FleetError, InvalidInput
+from .service import agents as agent_ops
+from .service import doctor, leases
+from .service.core import Service
 
 Tier = Literal["readonly", "mutating", "destructive"]
-
-#: Holder names go into audit records and error messages: printable, short, no spaces.
-HOLDER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,63}$"
+Handler = Callable[..., dict[str, Any]]
 
 AGENT: Final = {"type": "string", "pattern": AGENT_NAME, "description": "Agent name from fleet.toml."}
 AGENTS: Final = {"type": "array", "items": AGENT, "maxItems": 100, "uniqueItems": True,
@@ -30,6 +34,16 @@ HOLDER: Final = {"type": "string", "pattern": HOLDER_PATTERN,
 TOKEN: Final = {"type": "integer", "minimum": 1, "maximum": 2**53,
                 "description": "Fencing token from `claim`; the call is refused with lease_lost if it is stale."}
 LEASED: Final = {"holder": HOLDER, "token": TOKEN}
+REQUEST_ID: Final = {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$",
+                     "description": "Idempotency key: a retry with the same id returns the first result."}
+
+#: What a failed `pattern` means, by the property it failed on; messages name the real rule.
+_PATTERN_MEANING: Final = {
+    "holder": "a valid holder (1-64 of A-Z a-z 0-9 . _ : @ + / -, starting with a letter or digit)",
+    "agent": f"a valid agent name ({AGENT_NAME})",
+    "agents": f"a valid agent name ({AGENT_NAME})",
+    "request_id": "a valid request id (1-128 of A-Z a-z 0-9 . _ : -)",
+}
 
 
 def _obj(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -48,6 +62,7 @@ class Operation:
     tier: Tier
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
+    handler: Handler
 
     @cached_property
     def validator(self) -> Any:
@@ -55,6 +70,10 @@ class Operation:
 
         Draft202012Validator.check_schema(self.input_schema)
         return Draft202012Validator(self.input_schema)
+
+    @cached_property
+    def defaults(self) -> dict[str, Any]:
+        return {k: v["default"] for k, v in self.input_schema["properties"].items() if "default" in v}
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """Check `args` against the schema; raise InvalidInput naming the key path and the rule."""
@@ -64,12 +83,11 @@ class Operation:
         if errors:
             err = errors[0]
             where = err.json_path
+            prop = next((p for p in reversed(err.absolute_path) if isinstance(p, str)), "")
             if err.validator == "additionalProperties":
                 message = f"unknown argument ({err.message})"
-            elif err.validator == "pattern" and where.endswith("holder"):
-                message = f"{err.instance!r} is not a valid holder (1-64 of A-Z a-z 0-9 . _ : @ + / -)"
-            elif err.validator == "pattern":
-                message = f"{err.instance!r} is not a valid agent name ({AGENT_NAME})"
+            elif err.validator == "pattern" and prop in _PATTERN_MEANING:
+                message = f"{err.instance!r} is not {_PATTERN_MEANING[prop]}"
             else:
                 message = err.message
             raise InvalidInput(
@@ -79,51 +97,53 @@ class Operation:
         return args
 
 
+def _op(name: str, cli: str, summary: str, tier: Tier, props: dict[str, Any], required: tuple[str, ...],
+        out: dict[str, Any], handler: Handler) -> Operation:
+    return Operation(name, cli, summary, tier, _obj(props, required), out, handler)
+
+
+def _seconds(minimum: float, maximum: float, default: float, what: str) -> dict[str, Any]:
+    return {"type": "number", "minimum": minimum, "maximum": maximum, "default": default,
+            "description": f"{what} (seconds, {minimum:g}..{maximum:g}, default {default:g})."}
+
+
 REGISTRY: Final[dict[str, Operation]] = {
     op.name: op
     for op in (
-        Operation("fleet_status", "status", "Show each agent's exact state, last turn and lease.", "readonly",
-                  _obj({"agents": AGENTS}), _out("agents")),
-        Operation("agent_start", "up", "Start agents (the Codex TUI in tmux) and wait until each is ready.",
-                  "mutating", _obj({"agents": AGENTS, **LEASED,
-                                    "timeout": {"type": "number", "minimum": 1, "maximum": 300}}),
-                  _out("agents")),
-        Operation("agent_stop", "down", "Stop agents: quit Codex cleanly, kill if it must; no process left.",
-                  "destructive", _obj({"agents": AGENTS, **LEASED}), _out("agents")),
-        Operation("agent_send", "send",
-                  "Send a prompt; returns a receipt once Codex recorded it, else a not_delivered error.",
-                  "mutating",
-                  _obj({"agent": AGENT,
-                        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
-                        "request_id": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$",
-                                       "description": "Idempotency key: a retry with the same id never "
-                                                      "types the prompt twice."},
-                        "timeout": {"type": "number", "minimum": 1, "maximum": 120},
-                        **LEASED}, ("agent", "text")),
-                  _out("agent", "delivered", "turn_id")),
-        Operation("agent_interrupt", "interrupt", "Interrupt the agent's running turn (like Esc).", "mutating",
-                  _obj({"agent": AGENT, **LEASED}, ("agent",)), _out("agent", "interrupted")),
-        Operation("agent_tail", "tail", "Show the last lines of the agent's screen (live or final).",
-                  "readonly",
-                  _obj({"agent": AGENT, "lines": {"type": "integer", "minimum": 1, "maximum": 2000}},
-                       ("agent",)),
-                  _out("agent", "lines")),
-        Operation("fleet_doctor", "doctor", "Check tmux, Codex, the config and the state dir.", "readonly",
-                  _obj({}), _out("ok", "checks")),
-        Operation("agent_claim", "claim", "Claim (or renew) an agent's lease; others are refused until it "
-                  "expires.", "mutating",
-                  _obj({"agent": AGENT, "holder": HOLDER,
-                        "ttl": {"type": "number", "minimum": 1, "maximum": 86400},
-                        "wait": {"type": "number", "minimum": 0, "maximum": 600}}, ("agent",)),
-                  _out("agent", "holder", "token", "expires_at", "status")),
-        Operation("agent_release", "release", "Release an agent's lease (force breaks anyone's; audited).",
-                  "mutating", _obj({"agent": AGENT, "holder": HOLDER, "force": {"type": "boolean"}}, ("agent",)),
-                  _out("agent", "released")),
-        Operation("fleet_leases", "leases", "List every agent's lease: free, held or expired.", "readonly",
-                  _obj({}), _out("leases")),
-        Operation("lease_repair", "lease-repair",
-                  "Move a corrupt lease record aside (kept, audited) so the agent can be claimed again.",
-                  "destructive", _obj({"agent": AGENT, "holder": HOLDER}, ("agent",)), _out("agent")),
+        _op("fleet_status", "status", "Show each agent's exact state, last turn and lease.", "readonly",
+            {"agents": AGENTS}, (), _out("agents"), agent_ops.fleet_status),
+        _op("agent_start", "up", "Start agents (the Codex TUI in tmux) and wait until each is ready.",
+            "mutating", {"agents": AGENTS, **LEASED, "timeout": _seconds(1, 300, 30, "How long to wait for readiness")},
+            (), _out("agents"), agent_ops.agent_start),
+        _op("agent_stop", "down", "Stop agents: quit Codex cleanly, kill if it must; no process left.",
+            "destructive", {"agents": AGENTS, **LEASED}, (), _out("agents"), agent_ops.agent_stop),
+        _op("agent_send", "send",
+            "Send a prompt; returns a receipt once Codex recorded it, else a not_delivered error.", "mutating",
+            {"agent": AGENT, "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+             "request_id": REQUEST_ID,
+             "timeout": _seconds(1, 120, 10, "How long to wait for Codex to record the prompt"), **LEASED},
+            ("agent", "text"), _out("agent", "delivered", "turn_id"), agent_ops.agent_send),
+        _op("agent_interrupt", "interrupt", "Interrupt the agent's running turn (like Esc).", "mutating",
+            {"agent": AGENT, **LEASED}, ("agent",), _out("agent", "interrupted"), agent_ops.agent_interrupt),
+        _op("agent_tail", "tail", "Show the last lines of the agent's screen (live or final).", "readonly",
+            {"agent": AGENT, "lines": {"type": "integer", "minimum": 1, "maximum": 2000, "default": 40}},
+            ("agent",), _out("agent", "lines"), agent_ops.agent_tail),
+        _op("fleet_doctor", "doctor", "Check tmux, Codex, the config and the state dir.", "readonly",
+            {}, (), _out("ok", "checks"), doctor.fleet_doctor),
+        _op("agent_claim", "claim", "Claim (or renew) an agent's lease; others are refused until it expires.",
+            "mutating",
+            {"agent": AGENT, "holder": HOLDER,
+             "ttl": _seconds(1, 86400, 1800, "Lease length"),
+             "wait": _seconds(0, 600, 0, "How long to wait for a held lease")},
+            ("agent",), _out("agent", "holder", "token", "expires_at", "status"), leases.agent_claim),
+        _op("agent_release", "release", "Release an agent's lease (force breaks anyone's; audited).", "mutating",
+            {"agent": AGENT, "holder": HOLDER, "force": {"type": "boolean", "default": False}},
+            ("agent",), _out("agent", "released"), leases.agent_release),
+        _op("fleet_leases", "leases", "List every agent's lease: free, held or expired.", "readonly",
+            {}, (), _out("leases"), leases.fleet_leases),
+        _op("lease_repair", "lease-repair",
+            "Move a corrupt lease record aside (kept, audited) so the agent can be claimed again.",
+            "destructive", {"agent": AGENT, "holder": HOLDER}, ("agent",), _out("agent"), leases.lease_repair),
     )
 }
 
@@ -133,3 +153,20 @@ def get(name: str) -> Operation:
         return REGISTRY[name]
     except KeyError:
         raise InvalidInput(f"Unknown operation {name!r}.", hint="See `fleet --help`.") from None
+
+
+def invoke(svc: Service, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Validate, fill defaults, run the handler; audit mutating operations (outcome and error code)."""
+    op = get(name)
+    op.validate(args)
+    call = {**op.defaults, **args}
+    if op.tier == "readonly":
+        return op.handler(svc, **call)
+    started = time.monotonic()
+    try:
+        result = op.handler(svc, **call)
+    except FleetError as exc:
+        svc.audit_operation(name, call, "error", exc.code, int((time.monotonic() - started) * 1000))
+        raise
+    svc.audit_operation(name, call, "ok", None, int((time.monotonic() - started) * 1000))
+    return result

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from fleet.mockmodel import MockModel, MockServer, codex_offline_args
+from mockmodel import MockModel, MockServer, codex_offline_args
 
 REPO = Path(__file__).resolve().parent.parent
 CODEX_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / "codex"

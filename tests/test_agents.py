@@ -10,8 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import Fleet, wait_until
-
-from fleet.mockmodel import MockServer, Step
+from mockmodel import MockServer, Step
 
 TRICKY = "line one\nline 'two' with \"quotes\" $HOME `uname` && rm -rf / ; echo $((1+1))\nünïcödé 漢字 🚀\n\ttabbed"
 

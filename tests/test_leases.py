@@ -22,7 +22,8 @@ from fleet.errors import (
     NotLeaseHolder,
     StateDirError,
 )
-from fleet.lease_logic import (
+from fleet.leases import TRANSIENT_TTL, LeaseStore
+from fleet.leases.rules import (
     Lease,
     check_fence,
     decide_claim,
@@ -32,7 +33,7 @@ from fleet.lease_logic import (
     validate_ttl,
     validate_wait,
 )
-from fleet.leases import TOKEN_BLOCK, TRANSIENT_TTL, LeaseStore
+from fleet.leases.store import TOKEN_BLOCK
 
 T0 = 1_000_000.0
 

@@ -38,15 +38,6 @@ INSPECTOR_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / INSPECTOR_BI
 #: The environment the server needs from the test (isolated_env sets these to temp paths).
 PASSED_ENV = ("HOME", "XDG_STATE_HOME", "TMUX_TMPDIR", "FLEET_OFFLINE", "LANG", "LC_ALL", "TERM")
 
-try:
-    from fleet.leases import LeaseStore  # noqa: F401 - only probing that the module is there
-    HAVE_LEASES = True
-except ImportError:
-    HAVE_LEASES = False
-
-needs_leases = pytest.mark.skipif(not HAVE_LEASES,
-                                  reason="fleet/leases.py (LeaseStore) is not in the tree yet")
-
 
 def server_env() -> dict[str, str]:
     return {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
@@ -230,7 +221,6 @@ def test_start_send_complete_stop_through_mcp(fleet_factory: Any, mock_model: An
 
 # ---- the MCP default holder -----------------------------------------------------------------
 
-@needs_leases
 def test_mcp_session_holder_claims_renews_and_excludes_others(fleet_factory: Any, errlog: Path) -> None:
     fleet = fleet_factory(1)
     with mcp_session(fleet.path, errlog) as first:

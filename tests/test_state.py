@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from fleet.state import Observation, classify, needs_screen, read_journal
-from fleet.tmux import PaneFacts
+from fleet.agents.state import Observation, PaneFacts, classify, needs_screen, read_journal
 
 ALIVE = PaneFacts(session="a", pane_id="%1", pid=42, dead=False, dead_status=None, dead_signal=None,
                   activity=None)

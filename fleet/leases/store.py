@@ -59,9 +59,10 @@ from typing import Any, Final, TypedDict
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 
-from . import audit, fsutil
-from .errors import FleetError, LeaseCorrupt, LeaseHeld, NotLeaseHolder, StateDirError, Timeout
-from .lease_logic import (
+from fleet import audit, fsutil
+from fleet.errors import FleetError, LeaseCorrupt, LeaseHeld, NotLeaseHolder, StateDirError, Timeout
+
+from .rules import (
     AGENT_RE,
     DEFAULT_TTL,
     TRANSIENT_TTL,
@@ -83,20 +84,6 @@ from .lease_logic import (
     validate_ttl,
     validate_wait,
 )
-
-__all__ = [
-    "DEFAULT_TTL",
-    "TRANSIENT_TTL",
-    "ClaimResult",
-    "ClaimStatus",
-    "Lease",
-    "LeaseInfo",
-    "LeaseState",
-    "LeaseStore",
-    "ReleaseResult",
-    "RepairResult",
-    "lease_state",
-]
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .mockmodel import MockModel, MockServer, Step, codex_offline_args
+from mockmodel import MockModel, MockServer, Step, codex_offline_args
 
 AGENTS = {"mila": "explorer", "noor": "worker", "otto": "explorer"}
 

@@ -19,8 +19,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Final
 
-from .config import AgentSpec
-from .errors import CodexMissing
+from fleet.config import AgentSpec
+from fleet.errors import CodexMissing
 
 #: Hook events wired to the journal; each becomes a `-c hooks.<Event>=[...]` override.
 HOOK_EVENTS: Final = ("SessionStart", "UserPromptSubmit", "Stop", "PreToolUse", "PostToolUse")
@@ -122,7 +122,7 @@ def rawlog_command(path: Path) -> str:
 
 def find_aborted_turns(transcript: Path, max_bytes: int = 256 * 1024) -> set[str]:
     """Turn ids that Codex's rollout file records as aborted (interrupted), from its tail."""
-    from .fsutil import read_jsonl_tail
+    from fleet.fsutil import read_jsonl_tail
 
     aborted = set()
     for rec in read_jsonl_tail(transcript, max_bytes):
@@ -130,21 +130,3 @@ def find_aborted_turns(transcript: Path, max_bytes: int = 256 * 1024) -> set[str
         if rec.get("type") == "event_msg" and isinstance(payload, dict) and payload.get("type") == "turn_aborted":
             aborted.add(str(payload.get("turn_id")))
     return aborted
-
-
-# Screen text, used only where Codex gives no signal: composer readiness, approval menus, first-run screens.
-READY_MARKERS: Final = ("Ask Codex to do anything", "? for shortcuts")
-EMPTY_COMPOSER: Final = "Ask Codex to do anything"
-APPROVAL_MARKERS: Final = (
-    "Would you like to run the following command",
-    "Would you like to make the following edits",
-    "Would you like to grant",
-    "Press enter to confirm or esc to cancel",
-    "Yes, proceed",
-)
-FIRST_RUN_MARKERS: Final = (
-    "Do you trust the contents of this directory",
-    "Hooks need review",
-    "Update available",
-    "Sign in with ChatGPT",
-)

@@ -10,8 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
-from .codex import APPROVAL_MARKERS, FIRST_RUN_MARKERS, READY_MARKERS
-from .tmux import PaneFacts
+from .screen import APPROVAL_MARKERS, FIRST_RUN_MARKERS, READY_MARKERS
+
+
+@dataclass(frozen=True)
+class PaneFacts:
+    """Process facts for one agent's pane, read in one `list-panes -a` call."""
+
+    session: str
+    pane_id: str
+    pid: int | None
+    dead: bool
+    dead_status: int | None
+    dead_signal: int | None
+    activity: int | None
+
+
 
 State = Literal["stopped", "starting", "idle", "working", "waiting_approval", "exited"]
 STATES: tuple[State, ...] = ("stopped", "starting", "idle", "working", "waiting_approval", "exited")

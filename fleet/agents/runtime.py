@@ -17,15 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypedDict
 
-from . import codex
-from .config import AgentSpec, FleetConfig
-from .errors import AgentBusy, AgentNotRunning, ConfigError, InvalidInput, NotDelivered, StartFailed, TextTooLong
-from .fsutil import append_jsonl, ensure_dir, read_jsonl_tail
-from .state import Journal, LastTurn, Observation, Verdict, classify, needs_screen, read_journal
-from .tmux import PaneFacts, TmuxServer
+from fleet.config import AgentSpec, FleetConfig
+from fleet.errors import AgentBusy, AgentNotRunning, ConfigError, NotDelivered, StartFailed
+from fleet.fsutil import append_jsonl, ensure_dir, read_jsonl_tail
 
-#: Largest prompt a send accepts. Codex takes far more; this bounds journal lines and paste time.
-MAX_TEXT: Final = 32000
+from . import codex
+from .screen import EMPTY_COMPOSER
+from .state import Journal, LastTurn, Observation, PaneFacts, Verdict, classify, needs_screen, read_journal
+from .text import check_text
+from .text import normalize as _normalize
+from .tmux import TmuxServer
+
 #: How long a send waits for Codex to record the prompt before reporting `not_delivered`.
 DELIVERY_TIMEOUT: Final = 10.0
 START_TIMEOUT: Final = 30.0
@@ -196,7 +198,7 @@ class Runtime:
                 hint="Wait until it is idle (`fleet status`), or `fleet interrupt` it first.",
                 agent=name, state=verdict.state,
             )
-        if codex.EMPTY_COMPOSER not in self.tmux.capture(name):
+        if EMPTY_COMPOSER not in self.tmux.capture(name):
             raise AgentBusy(
                 f"Agent {name!r} has text in its composer (someone may be typing); nothing was sent.",
                 hint=f"Attach with `fleet attach {name}` and clear the composer, then retry.", agent=name,
@@ -346,22 +348,3 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def _normalize(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
-
-
-def check_text(text: str) -> None:
-    if not text.strip():
-        raise InvalidInput("The text to send is empty.", hint="Pass the prompt as TEXT, or `-` to read stdin.")
-    if len(text) > MAX_TEXT:
-        raise TextTooLong(
-            f"The text is {len(text)} characters; the limit is {MAX_TEXT}.",
-            hint="Put long material in a file in the agent's cwd and send a prompt that points at it.",
-            chars=len(text), limit=MAX_TEXT,
-        )
-    bad = sorted({hex(ord(c)) for c in text if (ord(c) < 32 and c not in "\n\t\r") or c == "\x7f"})
-    if bad:
-        raise InvalidInput(f"The text contains control characters ({', '.join(bad[:5])}).",
-                           hint="Remove them; only newlines, carriage returns and tabs are allowed.")

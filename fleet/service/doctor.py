@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import FleetError
+from fleet.errors import FleetError
+from fleet.fsutil import ensure_dir
 
-if TYPE_CHECKING:
-    from .service import Service
+from .core import Service
 
 
 def _check(name: str, ok: bool, detail: str, hint: str = "") -> dict[str, Any]:
@@ -27,9 +27,9 @@ def _version(argv: list[str]) -> str | None:
     return (proc.stdout or proc.stderr).strip().splitlines()[0] if proc.returncode == 0 else None
 
 
-def run_checks(svc: Service) -> dict[str, Any]:
-    from .codex import resolve_binary
-    from .tmux import tmux_binary
+def fleet_doctor(svc: Service) -> dict[str, Any]:
+    from fleet.agents.codex import resolve_binary
+    from fleet.agents.tmux import tmux_binary
 
     checks = [_check("python", sys.version_info >= (3, 11), sys.version.split()[0], "fleet needs Python 3.11+.")]
     try:
@@ -54,7 +54,7 @@ def run_checks(svc: Service) -> dict[str, Any]:
         except FleetError as exc:
             checks.append(_check(f"codex {codex_cmd}", False, exc.message, exc.hint))
     try:
-        state = svc.runtime.config.state_dir
+        state = ensure_dir(svc.config.state_dir)
         probe = state / f".doctor-{os.getpid()}"
         probe.write_text(str(time.time()))
         probe.unlink()

@@ -5,7 +5,7 @@ Each `POST /v1/responses` pops the next scripted step (a plain answer, a slow st
 HTTP error); when the script is empty the server answers with `default_text`. Codex's side request
 that generates a thread title is answered on its own and never consumes a step.
 
-Run standalone: `python -m fleet.mockmodel --port-file PATH [--script steps.json]`.
+Run standalone: `python examples/mockmodel.py --port-file PATH [--script steps.json]`.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ class MockServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fleet.mockmodel", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python examples/mockmodel.py", description=__doc__)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", type=Path, help="write the chosen port here once listening")
     parser.add_argument("--script", type=Path, help="JSON list of steps")

@@ -13,11 +13,12 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from .errors import EnvironmentFault, TmuxMissing
+from fleet.errors import EnvironmentFault, TmuxMissing
+
+from .state import PaneFacts
 
 #: A tmux call that takes longer than this is treated as a hung server, not waited on forever.
 TMUX_TIMEOUT: Final = 10.0
@@ -26,19 +27,6 @@ SERVER_CONF: Final = "set -g remain-on-exit on\nset -g history-limit 10000\nset 
 _FIELDS: Final = (
     "#{session_name}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{window_activity}"
 )
-
-
-@dataclass(frozen=True)
-class PaneFacts:
-    """Process facts for one agent's pane, read in one `list-panes -a` call."""
-
-    session: str
-    pane_id: str
-    pid: int | None
-    dead: bool
-    dead_status: int | None
-    dead_signal: int | None
-    activity: int | None
 
 
 def tmux_binary() -> str:

@@ -11,9 +11,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
-from .config import AGENT_NAME
-from .errors import InvalidInput, LeaseHeld, LeaseLost
-from .ops import HOLDER_PATTERN
+from fleet.config import AGENT_NAME, HOLDER_PATTERN
+from fleet.errors import InvalidInput, LeaseHeld, LeaseLost
 
 LeaseState = Literal["free", "held", "expired"]
 ClaimStatus = Literal["claimed", "renewed"]

@@ -1,0 +1,6 @@
+"""Agents: the Codex TUI in the fleet's private tmux server, its journal and its exact state.
+
+`runtime` drives lifecycles and sends; `state` (pure) classifies; `tmux` is the only tmux/libtmux
+user; `codex` the only place that knows Codex's flags and files; `hookrecv` and `rawlog` are the
+standalone programs Codex and tmux run.
+"""

@@ -1,0 +1,34 @@
+"""Lease operations: claim, release, list, repair. The rules live in `fleet.leases`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleet.errors import FleetError
+
+from .core import Service
+
+
+def agent_claim(svc: Service, *, agent: str, ttl: float, wait: float, holder: str | None = None) -> dict[str, Any]:
+    spec = svc.config.agent(agent)
+    return dict(svc.leases.claim(spec.name, svc.holder_for(holder), ttl=ttl, wait=wait))
+
+
+def agent_release(svc: Service, *, agent: str, force: bool, holder: str | None = None) -> dict[str, Any]:
+    spec = svc.config.agent(agent)
+    return dict(svc.leases.release(spec.name, svc.holder_for(holder), force=force))
+
+
+def fleet_leases(svc: Service) -> dict[str, Any]:
+    out = []
+    for name in svc.config.agents:
+        try:
+            out.append(dict(svc.leases.info(name)))
+        except FleetError as exc:
+            out.append({"agent": name, "state": "corrupt", "error": exc.to_dict()})
+    return {"leases": out}
+
+
+def lease_repair(svc: Service, *, agent: str, holder: str | None = None) -> dict[str, Any]:
+    spec = svc.config.agent(agent)
+    return dict(svc.leases.repair(spec.name, svc.holder_for(holder)))
