@@ -1,0 +1,149 @@
+"""Which pending approvals a policy may answer without a person: pure, conservative, explicit.
+
+A command reaches an approval dialog because it needs more than the agent's sandbox gives it, so an
+automatic "allow" runs it unsandboxed. The read-only class is therefore a short allowlist of
+programs that cannot change files, run other programs or hang, each with the options that would
+break that promise refused. Anything unusual (shell syntax, a path as the program, an unknown
+program, a refused option) is simply not read-only and falls to the policy's `otherwise`; a false
+"not read-only" costs a person one click, a false "read-only" could cost their files.
+
+Left out on purpose: `git` (repo config such as `core.fsmonitor`, `diff.external` or a pager runs
+programs, and the agent can write `.git/config`), `sed`/`awk` (write and execute commands), `sort`
+(`-o`, `--compress-program`), `uniq` (writes its second operand), `tee`, `xargs`, `env`, `tree`
+(`-o`), `file` (`-C` writes), `date` (`-s`), pagers (they wait for a terminal).
+
+What "read-only" does not mean: private. These commands can read anything the user can, as Codex's
+own read-only sandbox can.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from .policy import SHELL_META, ApprovalPolicy
+
+Decision = Literal["allow", "deny", "ask"]
+
+
+@dataclass(frozen=True)
+class _Refuse:
+    """Options that take a program off the read-only list for this call."""
+
+    long: tuple[str, ...] = ()  # refused --options; their prefixes too (getopt_long accepts abbreviations)
+    short: str = ""  # refused one-letter options, alone or inside a cluster (`-fn5`)
+    words: tuple[str, ...] = ()  # refused whole arguments (find's actions)
+
+
+#: The read-only programs. Each must be a plain name (no path) and is looked up on the agent's PATH.
+READ_ONLY: Final[dict[str, _Refuse]] = {
+    "basename": _Refuse(),
+    "cat": _Refuse(),
+    "cmp": _Refuse(),
+    "df": _Refuse(),
+    "diff": _Refuse(),
+    "dirname": _Refuse(),
+    "du": _Refuse(),
+    "echo": _Refuse(),
+    "find": _Refuse(words=("-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0",
+                           "-fprintf", "-fls")),
+    "grep": _Refuse(),
+    "head": _Refuse(),
+    "id": _Refuse(),
+    "ls": _Refuse(),
+    "pwd": _Refuse(),
+    "realpath": _Refuse(),
+    # --pre and --hostname-bin run programs; -z/--search-zip runs decompressors found on PATH.
+    "rg": _Refuse(long=("--pre", "--pre-glob", "--hostname-bin", "--search-zip"), short="z"),
+    "stat": _Refuse(),
+    # --follow/-f/-F never end, holding the turn (and the approval) forever.
+    "tail": _Refuse(long=("--follow", "--retry"), short="fF"),
+    "uname": _Refuse(),
+    "wc": _Refuse(),
+    "which": _Refuse(),
+    "whoami": _Refuse(),
+}
+#: Shells whose `-c SCRIPT` form Codex may show; the script is judged instead (one level only).
+SHELLS: Final = frozenset({"bash", "sh", "zsh", "dash"})
+#: A longer command line is not something to approve by rule.
+MAX_COMMAND: Final = 4096
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer a policy gives one pending approval, with a sentence saying why."""
+
+    decision: Decision
+    reason: str
+
+
+def read_only_problem(command: str) -> str | None:
+    """None when `command` is in the read-only class, else a short phrase saying why it is not."""
+    if len(command) > MAX_COMMAND:
+        return f"it is longer than {MAX_COMMAND} characters"
+    try:
+        outer = shlex.split(command)
+    except ValueError:
+        return "it is not valid shell quoting"
+    if len(outer) == 3 and outer[0] in SHELLS and outer[1] in ("-c", "-lc"):
+        command = outer[2]
+    bad = sorted(set(command) & SHELL_META)
+    if bad:
+        return f"it uses shell syntax ({' '.join(repr(c) for c in bad)})"
+    argv = command.split()
+    if not argv:
+        return "it is empty"
+    program, args = argv[0], argv[1:]
+    if "/" in program or "=" in program:
+        return f"{program!r} is a path or an assignment, not a plain program name"
+    rule = READ_ONLY.get(program)
+    if rule is None:
+        return f"`{program}` is not on the read-only list"
+    for arg in args:
+        if "/dev/" in arg:
+            return f"`{arg}` names a device, and reading one can block or have effects"
+        if _refused(arg, rule):
+            return f"`{program} {arg}` can change files, run programs or never end"
+    return None
+
+
+def _refused(arg: str, rule: _Refuse) -> bool:
+    if arg in rule.words:
+        return True
+    if arg.startswith("--") and len(arg) > 2:
+        name = arg.split("=", 1)[0]
+        return any(opt.startswith(name) for opt in rule.long)
+    if arg.startswith("-") and len(arg) > 1 and not rule.words:
+        return any(letter in rule.short for letter in arg[1:])
+    return False
+
+
+def judge(policy: ApprovalPolicy | None, tool: str, command: str) -> Verdict:
+    """The policy's answer to a pending approval of `tool` (`Bash`, `apply_patch`) running `command`.
+
+    Pure and total: any input gets a verdict. `ask` means "leave it to a person"; the watchdog then
+    escalates it after `approval_timeout`.
+    """
+    if policy is None:
+        return Verdict("ask", "there is no [watchdog] approve policy, so a person decides")
+    otherwise = policy.otherwise
+    tail = "so a person decides" if otherwise == "ask" else "so the policy denies it"
+    if tool != "Bash":
+        return Verdict(otherwise, f"a {tool} call is never approved by policy, {tail}")
+    try:
+        argv = tuple(shlex.split(command))
+    except ValueError:
+        argv = ()
+    if argv and argv in policy.commands and not set(command) & SHELL_META:
+        return Verdict("allow", f"`{command}` is listed in approve.commands")
+    if "read-only" in policy.allow:
+        problem = read_only_problem(command)
+        if problem is None:
+            return Verdict("allow", f"`{command}` is read-only")
+        return Verdict(otherwise, f"`{_short(command)}` is not read-only: {problem}; {tail}")
+    return Verdict(otherwise, f"`{_short(command)}` is not listed in approve.commands, {tail}")
+
+
+def _short(command: str, limit: int = 120) -> str:
+    return command if len(command) <= limit else command[: limit - 3] + "..."

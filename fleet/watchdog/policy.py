@@ -1,0 +1,233 @@
+"""The `[watchdog]` table of fleet.toml: validated once, resolved into a frozen `Policy`.
+
+```toml
+[watchdog]
+every = "60s"          # timer period (and the base of the crash-restart backoff)
+idle_after = "10m"     # idle on an open assignment with no report this long -> ask for one
+report_grace = "5m"    # after any watchdog step, wait this long before the next
+stall_after = "30m"    # a turn with no progress signal at all this long counts as stalled
+ladder = ["remind", "notify", "interrupt", "restart"]
+lead = "mila"          # optional: escalations also go to this agent as a prompt (when it is idle)
+notify_command = ["notify-send", "fleet"]   # optional: gets each escalation as JSON on stdin
+max_restarts = 3
+approval_timeout = "15m"
+limit_retry = "1h"     # a usage limit with no reset time: try again after this long
+approve = { allow = ["read-only"], commands = ["make test"], otherwise = "ask" }   # optional
+```
+
+Every key is optional; a missing table means the defaults. `POLICY_SCHEMA` is the JSON Schema fragment
+the config schema embeds under `watchdog`; `parse_policy` validates against it as well, so a caller
+holding only the raw table gets the same errors. Errors are `ConfigError`s naming the file (when
+given) and the key path (`$.watchdog.ladder[1]`). Pure: no I/O, no clock.
+
+Durations use the grammar of `fleet/durations.py` (whole numbers with units d, h, m, s in that
+order, at least 1 s). `_duration` below is a private stand-in until that module lands on main; the
+two must be unified (see the report to the lead).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Final, Literal, NoReturn, cast
+
+from fleet.config import AGENT_NAME
+from fleet.errors import ConfigError
+
+Rung = Literal["remind", "notify", "interrupt", "restart"]
+#: The rungs in the order the issue gives them; `ladder` is any subset of these in any order.
+RUNGS: Final[tuple[Rung, ...]] = ("remind", "notify", "interrupt", "restart")
+ApprovalClass = Literal["read-only"]
+Otherwise = Literal["deny", "ask"]
+
+#: A tick every minute is frequent enough for report requests measured in minutes and cheap enough
+#: to run forever.
+DEFAULT_EVERY: Final = 60.0
+DEFAULT_IDLE_AFTER: Final = 600.0
+DEFAULT_REPORT_GRACE: Final = 300.0
+DEFAULT_STALL_AFTER: Final = 1800.0
+DEFAULT_MAX_RESTARTS: Final = 3
+DEFAULT_APPROVAL_TIMEOUT: Final = 900.0
+DEFAULT_LIMIT_RETRY: Final = 3600.0
+#: Thirty days, as in `fleet/durations.py`: longer than any of these periods should be.
+MAX_DURATION: Final = 30 * 86400.0
+#: More restarts than this in one crash streak is a crash loop; the policy should say stop sooner.
+MAX_RESTARTS_LIMIT: Final = 100
+#: Exact commands the approval policy may allow; a longer list is a sandbox setting, not a policy.
+MAX_APPROVED_COMMANDS: Final = 64
+
+_DURATION: Final[dict[str, Any]] = {"type": "string", "minLength": 2, "maxLength": 32}
+_DURATION_KEYS: Final = ("every", "idle_after", "report_grace", "stall_after", "approval_timeout", "limit_retry")
+
+POLICY_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        **dict.fromkeys(_DURATION_KEYS, _DURATION),
+        "ladder": {"type": "array", "items": {"enum": list(RUNGS)}, "uniqueItems": True, "maxItems": len(RUNGS)},
+        "lead": {"type": "string", "pattern": AGENT_NAME},
+        "notify_command": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": 4096},
+            "minItems": 1,
+            "maxItems": 64,
+        },
+        "max_restarts": {"type": "integer", "minimum": 0, "maximum": MAX_RESTARTS_LIMIT},
+        "approve": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "allow": {"type": "array", "items": {"enum": ["read-only"]}, "uniqueItems": True},
+                "commands": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1, "maxLength": 1024},
+                    "maxItems": MAX_APPROVED_COMMANDS,
+                    "uniqueItems": True,
+                },
+                "otherwise": {"enum": ["deny", "ask"]},
+            },
+        },
+    },
+}
+
+_DURATION_RE: Final = re.compile(r"(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?")
+_UNIT_SECONDS: Final = (86400, 3600, 60, 1)
+#: Characters that make a command more than one plain program call (see `fleet.watchdog.approval`).
+SHELL_META: Final = frozenset("|&;<>()$`\\\"'*?[]{}~!#\n\r\t")
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """What the watchdog (and fleet's PermissionRequest hook) may answer without a person.
+
+    `allow` names command classes (only `read-only`, defined in `fleet.watchdog.approval`);
+    `commands` are exact command lines (compared as argv after shell-style splitting, never as
+    prefixes); anything else gets `otherwise`: `ask` leaves it to a person (and the watchdog escalates
+    it after `approval_timeout`), `deny` rejects it at once. Patches are never allowed by policy.
+    """
+
+    allow: frozenset[ApprovalClass] = frozenset()
+    commands: tuple[tuple[str, ...], ...] = ()
+    otherwise: Otherwise = "ask"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The watchdog's settings, all durations in seconds. Build with `parse_policy`; `Policy()` is
+    the defaults."""
+
+    every: float = DEFAULT_EVERY
+    idle_after: float = DEFAULT_IDLE_AFTER
+    report_grace: float = DEFAULT_REPORT_GRACE
+    stall_after: float = DEFAULT_STALL_AFTER
+    ladder: tuple[Rung, ...] = RUNGS
+    lead: str | None = None
+    notify_command: tuple[str, ...] = ()
+    max_restarts: int = DEFAULT_MAX_RESTARTS
+    approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT
+    limit_retry: float = DEFAULT_LIMIT_RETRY
+    approve: ApprovalPolicy | None = field(default=None)
+
+
+@cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(POLICY_SCHEMA)
+    return Draft202012Validator(POLICY_SCHEMA)
+
+
+def parse_policy(
+    table: Mapping[str, Any] | None,
+    *,
+    source: str = "fleet.toml",
+    agents: Collection[str] | None = None,
+    where: str = "$.watchdog",
+) -> Policy:
+    """Validate the raw `[watchdog]` table (parsed TOML; None when absent) and resolve it.
+
+    `agents`, when given, are the configured agent names: `lead` must be one of them. Raises
+    `ConfigError` with `path` (the `source`) and `key` (the JSON path) in its data.
+    """
+    raw: Mapping[str, Any] = table if table is not None else {}
+    if not isinstance(raw, Mapping):
+        _fail(source, where, "must be a table")
+    from jsonschema.exceptions import relevance
+
+    errors = sorted(_validator().iter_errors(dict(raw)), key=relevance, reverse=True)
+    if errors:
+        err = errors[0]
+        key = where + err.json_path[1:]
+        leaf = err.path[-1] if err.path else None
+        if err.validator == "additionalProperties":
+            message = f"unknown key ({err.message})"
+        elif leaf in _DURATION_KEYS and err.validator == "type":
+            message = f"{err.instance!r} is not a duration: write a string with a unit, like \"60s\" or \"10m\""
+        elif err.validator == "pattern" and leaf == "lead":
+            message = f"{err.instance!r} is not an agent name ({AGENT_NAME})"
+        elif err.validator == "uniqueItems":
+            message = f"lists a value twice ({err.instance!r})"
+        else:
+            message = err.message
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        _fail(source, key, message + more)
+    durations = {key: _duration(raw[key], source, f"{where}.{key}") for key in _DURATION_KEYS if key in raw}
+    lead = raw.get("lead")
+    if lead is not None and agents is not None and lead not in agents:
+        known = ", ".join(sorted(agents)) or "none"
+        _fail(source, f"{where}.lead", f"{lead!r} is not a configured agent (configured: {known})")
+    approve = _approval(raw["approve"], source, f"{where}.approve") if "approve" in raw else None
+    return Policy(
+        **durations,
+        ladder=tuple(cast(list[Rung], raw.get("ladder", list(RUNGS)))),
+        lead=lead,
+        notify_command=tuple(raw.get("notify_command", ())),
+        max_restarts=int(raw.get("max_restarts", DEFAULT_MAX_RESTARTS)),
+        approve=approve,
+    )
+
+
+def _approval(tbl: Mapping[str, Any], source: str, where: str) -> ApprovalPolicy:
+    commands = []
+    for i, line in enumerate(tbl.get("commands", ())):
+        key = f"{where}.commands[{i}]"
+        bad = sorted(set(line) & SHELL_META)
+        if bad:
+            _fail(source, key, f"{line!r} contains shell syntax ({' '.join(bad)}); list one plain command")
+        argv = tuple(shlex.split(line))
+        if not argv:
+            _fail(source, key, "is blank")
+        commands.append(argv)
+    return ApprovalPolicy(
+        allow=frozenset(cast(list[ApprovalClass], tbl.get("allow", []))),
+        commands=tuple(commands),
+        otherwise=cast(Otherwise, tbl.get("otherwise", "ask")),
+    )
+
+
+def _duration(text: str, source: str, key: str) -> float:
+    value = text.strip().lower()
+    match = _DURATION_RE.fullmatch(value)
+    if value.isdigit():
+        _fail(source, key, f"{text!r} needs a unit: write \"{value}s\" or \"{value}m\"")
+    if match is None or not any(match.groups()):
+        _fail(source, key, f"{text!r} is not a duration: use whole numbers with units d, h, m, s (\"90s\", "
+              "\"10m\", \"1h30m\")")
+    seconds = float(sum(int(g) * unit for g, unit in zip(match.groups(), _UNIT_SECONDS, strict=True) if g))
+    if seconds < 1:
+        _fail(source, key, f"{text!r} is shorter than 1s")
+    if seconds > MAX_DURATION:
+        _fail(source, key, f"{text!r} is longer than the limit of 30d")
+    return seconds
+
+
+def _fail(source: str, key: str, message: str) -> NoReturn:
+    raise ConfigError(
+        f"{source}: {key}: {message}.",
+        hint="See the [watchdog] reference in the README.",
+        path=source,
+        key=key,
+    )
