@@ -93,7 +93,7 @@ POLICY_SCHEMA: Final[dict[str, Any]] = {
     },
 }
 
-_DURATION_RE: Final = re.compile(r"(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?")
+_DURATION_RE: Final = re.compile(r"(?:([0-9]{1,9})d)?(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?")
 _UNIT_SECONDS: Final = (86400, 3600, 60, 1)
 #: Characters that make a command more than one plain program call (see `fleet.watchdog.approval`).
 SHELL_META: Final = frozenset("|&;<>()$`\\\"'*?[]{}~!#\n\r\t")
@@ -211,7 +211,7 @@ def _approval(tbl: Mapping[str, Any], source: str, where: str) -> ApprovalPolicy
 def _duration(text: str, source: str, key: str) -> float:
     value = text.strip().lower()
     match = _DURATION_RE.fullmatch(value)
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]+", value):
         _fail(source, key, f"{text!r} needs a unit: write \"{value}s\" or \"{value}m\"")
     if match is None or not any(match.groups()):
         _fail(source, key, f"{text!r} is not a duration: use whole numbers with units d, h, m, s (\"90s\", "

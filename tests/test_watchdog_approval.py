@@ -1,0 +1,135 @@
+"""The approve policy: a conservative read-only class, exact commands, and `otherwise` for the rest."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fleet.watchdog.approval import READ_ONLY, judge, read_only_problem
+from fleet.watchdog.policy import ApprovalPolicy
+
+READ_ONLY_POLICY = ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "ls -la",
+        "cat README.md",
+        "grep -rn TODO src",
+        "rg --files",
+        "rg -n fleet-report --glob=*.md",  # '*' is shell syntax even here: see the refusals below
+        "find . -name x.py -type f",
+        "tail -n 50 build.log",
+        "head -c 100 data.bin",
+        "wc -l a b",
+        "git status",
+        "bash -lc 'ls -la'",
+        "sh -c pwd",
+    ],
+)
+def test_classification_matches_the_documented_list(command: str) -> None:
+    problem = read_only_problem(command)
+    expected_read_only = command in {
+        "ls -la", "cat README.md", "grep -rn TODO src", "rg --files", "find . -name x.py -type f",
+        "tail -n 50 build.log", "head -c 100 data.bin", "wc -l a b", "bash -lc 'ls -la'", "sh -c pwd",
+    }
+    assert (problem is None) == expected_read_only, problem
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        ("rm -rf build", "`rm` is not on the read-only list"),
+        ("git status", "`git` is not on the read-only list"),
+        ("/tmp/ls -la", "a path or an assignment"),
+        ("LC_ALL=C ls", "a path or an assignment"),
+        ("ls; rm -rf ~", "shell syntax"),
+        ("cat a > b", "shell syntax"),
+        ("cat $(echo a)", "shell syntax"),
+        ("ls | xargs rm", "shell syntax"),
+        ("ls *.py", "shell syntax"),
+        ("echo 'unterminated", "not valid shell quoting"),
+        ("find . -delete", "can change files"),
+        ("find . -exec rm {} ;", "shell syntax"),
+        ("find . -execdir touch x", "can change files"),
+        ("find . -fprint out", "can change files"),
+        ("tail -f log", "never end"),
+        ("tail -n5F log", "never end"),
+        ("tail --follow=name log", "never end"),
+        ("tail --fol log", "never end"),  # getopt_long abbreviation of --follow
+        ("rg --pre ./evil x", "run programs"),
+        ("rg --pre=./evil x", "run programs"),
+        ("rg -zn x", "run programs"),
+        ("cat /dev/zero", "names a device"),
+        ("bash -lc 'ls; rm x'", "shell syntax"),
+        ("", "it is empty"),
+        ("ls " + "a" * 5000, "longer than"),
+    ],
+)
+def test_anything_that_could_write_execute_or_hang_is_not_read_only(command: str, words: str) -> None:
+    problem = read_only_problem(command)
+    assert problem is not None
+    assert words in problem
+
+
+def test_without_a_policy_a_person_decides() -> None:
+    verdict = judge(None, "Bash", "ls")
+    assert verdict.decision == "ask"
+    assert "no [watchdog] approve policy" in verdict.reason
+
+
+def test_read_only_commands_are_allowed_and_the_rest_gets_otherwise() -> None:
+    assert judge(READ_ONLY_POLICY, "Bash", "ls -la").decision == "allow"
+    denied = judge(READ_ONLY_POLICY, "Bash", "rm -rf build")
+    assert denied.decision == "deny"
+    assert denied.reason == ("`rm -rf build` is not read-only: `rm` is not on the read-only list; "
+                             "so the policy denies it")
+    ask = ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="ask")
+    assert judge(ask, "Bash", "rm -rf build").decision == "ask"
+
+
+def test_patches_are_never_allowed_by_policy() -> None:
+    both = ApprovalPolicy(allow=frozenset({"read-only"}), commands=(("ls",),), otherwise="ask")
+    verdict = judge(both, "apply_patch", "ls")
+    assert verdict.decision == "ask"
+    assert "apply_patch call is never approved by policy" in verdict.reason
+
+
+def test_listed_commands_match_whole_argv_never_a_prefix() -> None:
+    policy = ApprovalPolicy(commands=(("make", "test"),), otherwise="deny")
+    assert judge(policy, "Bash", "make  test").decision == "allow"
+    assert judge(policy, "Bash", "make test-all").decision == "deny"
+    assert judge(policy, "Bash", "make test install").decision == "deny"
+    assert judge(policy, "Bash", "make test; rm -rf ~").decision == "deny"
+    assert judge(policy, "Bash", "make 'test'").decision == "deny"  # quoting is refused, not interpreted
+    assert judge(policy, "Bash", "ls").decision == "deny"  # read-only is not allowed by this policy
+
+
+SAFE_WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.=/", min_size=1, max_size=12)
+
+
+@given(program=st.sampled_from(sorted(READ_ONLY)), args=st.lists(SAFE_WORDS, max_size=6))
+def test_allowed_commands_use_a_listed_program_and_none_of_its_refused_options(program: str,
+                                                                            args: list[str]) -> None:
+    command = " ".join([program, *args])
+    if read_only_problem(command) is None:
+        rule = READ_ONLY[program]
+        for arg in args:
+            assert arg not in rule.words
+            assert "/dev/" not in arg
+            if arg.startswith("--"):
+                assert not any(opt.startswith(arg.split("=")[0]) for opt in rule.long)
+            elif arg.startswith("-") and not rule.words:
+                assert not set(arg[1:]) & set(rule.short)
+
+
+@given(st.text(max_size=40))
+def test_any_text_gets_a_verdict_and_shell_syntax_is_never_allowed(command: str) -> None:
+    verdict = judge(READ_ONLY_POLICY, "Bash", command)
+    assert verdict.decision in ("allow", "deny")
+    if verdict.decision == "allow":
+        assert not set(command) & set(";&|<>`$\n")
+        program = command.split(maxsplit=1)[0]
+        assert program in READ_ONLY or program in ("bash", "sh", "zsh", "dash")
