@@ -75,9 +75,7 @@ def test_the_ladder_climbs_one_rung_per_grace_window_in_policy_order() -> None:
     now = T0 + 660
     seen = []
     for _ in range(8):
-        actions = decide(f, P, now)
-        if actions:
-            [act] = actions
+        for act in decide(f, P, now):
             seen.append((act.action, act.rung, round(now - T0)))
             f = climbed(f, act, now)
         now += 300
@@ -87,13 +85,11 @@ def test_the_ladder_climbs_one_rung_per_grace_window_in_policy_order() -> None:
         ("request_report", 0, 660), ("remind", 1, 960), ("notify", 2, 1260), ("interrupt_and_reprompt", 3, 2760),
     ]
     for _ in range(12):
-        actions = decide(f, P, now)
-        if actions:
-            [act] = actions
+        for act in decide(f, P, now):
             seen.append((act.action, act.rung, round(now - T0)))
             f = climbed(f, act, now)
         now += 300
-    assert seen[4:] == [("restart_resume", 4, 4560), ("escalate", 5, 4860)]
+    assert seen[4:] == [("restart_resume", 4, 4560), ("resend", None, 4560), ("escalate", 5, 4860)]
     assert decide(f, P, now + 10_000) == []  # exhausted: nothing more until a report or new work
 
 

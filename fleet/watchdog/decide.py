@@ -65,7 +65,7 @@ ActionKind = Literal[
     "remind",  # rung: a second, firmer report request
     "notify",  # rung: run notify_command; prompt the lead when it is idle
     "interrupt_and_reprompt",  # rung: Esc the turn (never Ctrl-C: it quits an idle Codex), re-send the assignment
-    "restart_resume",  # rung or crash: `codex resume` the same session (context kept)
+    "restart_resume",  # rung or crash: `codex resume` the same session (context kept); a `resend` follows if needed
     "resend",  # re-send the open assignment (after a restart that lost its turn)
     "resume_after_limit",  # usage limit over: re-send the assignment, or a short "continue"
     "escalate",  # tell people (notify_command, idle lead): ladder exhausted, fatal crash, approval waiting
@@ -369,7 +369,10 @@ def _ladder(f: AgentFacts, policy: Policy, now: float) -> list[Action]:
            f"{_dur(policy.report_grace)}); rung {step} of {top}: {name}.")
     if kind in DISRUPTIVE:
         why += f" The agent has shown no progress for {_quiet(f, now)} (stall_after {_dur(policy.stall_after)})."
-    return [_act(f, kind, why, rung=step, lead=_lead(f, policy) if kind == "notify" else None)]
+    actions = [_act(f, kind, why, rung=step, lead=_lead(f, policy) if kind == "notify" else None)]
+    if kind == "restart_resume":  # a resumed session has the history but no turn: hand the work back
+        actions.append(_act(f, "resend", f"Re-sending {a.id} to the resumed session."))
+    return actions
 
 
 def _request(f: AgentFacts, policy: Policy, now: float, a: OpenAssignment) -> list[Action]:
