@@ -63,6 +63,7 @@ def test_classification_matches_the_documented_list(command: str) -> None:
         ("rg --pre=./evil x", "run programs"),
         ("rg -zn x", "run programs"),
         ("cat /dev/zero", "names a device"),
+        ("cat -", "standard input"),
         ("bash -lc 'ls; rm x'", "shell syntax"),
         ("", "it is empty"),
         ("ls " + "a" * 5000, "longer than"),
@@ -119,6 +120,7 @@ def test_allowed_commands_use_a_listed_program_and_none_of_its_refused_options(p
         for arg in args:
             assert arg not in rule.words
             assert "/dev/" not in arg
+            assert arg != "-"
             if arg.startswith("--"):
                 assert not any(opt.startswith(arg.split("=")[0]) for opt in rule.long)
             elif arg.startswith("-") and not rule.words:

@@ -101,8 +101,8 @@ def read_only_problem(command: str) -> str | None:
     if rule is None:
         return f"`{program}` is not on the read-only list"
     for arg in args:
-        if "/dev/" in arg:
-            return f"`{arg}` names a device, and reading one can block or have effects"
+        if "/dev/" in arg or arg == "-":
+            return f"`{arg}` names a device or standard input, and reading one can block or have effects"
         if _refused(arg, rule):
             return f"`{program} {arg}` can change files, run programs or never end"
     return None
