@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleet.watchdog.approval import READ_ONLY, judge, read_only_problem
@@ -111,6 +111,7 @@ def test_listed_commands_match_whole_argv_never_a_prefix() -> None:
 SAFE_WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.=/", min_size=1, max_size=12)
 
 
+@settings(deadline=None)  # no wall-clock limits in tests: the machine is shared
 @given(program=st.sampled_from(sorted(READ_ONLY)), args=st.lists(SAFE_WORDS, max_size=6))
 def test_allowed_commands_use_a_listed_program_and_none_of_its_refused_options(program: str,
                                                                             args: list[str]) -> None:
@@ -127,6 +128,7 @@ def test_allowed_commands_use_a_listed_program_and_none_of_its_refused_options(p
                 assert not set(arg[1:]) & set(rule.short)
 
 
+@settings(deadline=None)  # no wall-clock limits in tests: the machine is shared
 @given(st.text(max_size=40))
 def test_any_text_gets_a_verdict_and_shell_syntax_is_never_allowed(command: str) -> None:
     verdict = judge(READ_ONLY_POLICY, "Bash", command)

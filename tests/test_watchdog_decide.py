@@ -369,6 +369,7 @@ ANY_FACTS = st.builds(
 NOW = st.floats(T0 - 10_000, T0 + 20_000, allow_nan=False)
 
 
+@settings(deadline=None)  # no wall-clock limits in tests: the machine is shared
 @given(f=ANY_FACTS, policy=POLICIES, now=NOW)
 def test_no_live_agent_is_ever_interrupted_restarted_or_stopped(f: AgentFacts, policy: Policy, now: float) -> None:
     actions = decide(f, policy, now)
@@ -423,7 +424,7 @@ def happen(w: World, event: str, now: float) -> None:
         w.reset = True
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @example(policy=replace(P, idle_after=1.0), lease="free",  # new work right after a request, then quiet
          script=[(1.0, "none"), (1.0, "work"), (1.0, "none")])
 @given(policy=POLICIES, lease=st.sampled_from(["free", "other"]),

@@ -6,7 +6,7 @@ import tomllib
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
@@ -137,6 +137,7 @@ def test_policy_schema_is_a_valid_fragment_the_config_schema_can_embed() -> None
     assert err.json_path == "$.watchdog.ladder[0]"
 
 
+@settings(deadline=None)  # no wall-clock limits in tests: the machine is shared
 @given(h=st.integers(0, 99), m=st.integers(0, 59), s=st.integers(0, 59))
 def test_any_whole_h_m_s_duration_of_at_least_a_second_parses_to_its_seconds(h: int, m: int, s: int) -> None:
     text = "".join(f"{n}{u}" for n, u in ((h, "h"), (m, "m"), (s, "s")) if n) or "0s"
@@ -148,6 +149,7 @@ def test_any_whole_h_m_s_duration_of_at_least_a_second_parses_to_its_seconds(h: 
         assert parse_policy({"every": text}).every == seconds
 
 
+@settings(deadline=None)  # no wall-clock limits in tests: the machine is shared
 @given(st.text(max_size=12))
 def test_arbitrary_text_either_parses_to_at_least_a_second_or_fails_with_the_key(text: str) -> None:
     key = None

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleet.errors import InvalidInput
@@ -185,6 +185,7 @@ def test_render_refuses_relative_paths_and_control_characters() -> None:
         render_units(fleet="demo", config=Path("/a\nb.toml"), every=60, command=fleet_command())
 
 
+@settings(deadline=None)  # no wall-clock limits in tests: the machine is shared
 @given(st.text(alphabet=st.characters(min_codepoint=32, blacklist_characters="\x7f"), max_size=40))
 def test_any_printable_argument_survives_exec_start_quoting(arg: str) -> None:
     [word] = systemd_words(exec_arg(arg))
