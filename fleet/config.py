@@ -12,9 +12,12 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .errors import ConfigError, ConfigNotFound, UnknownAgent
+
+if TYPE_CHECKING:
+    from .watchdog.policy import Policy
 
 #: Agent names become tmux session names and file names: keep them short, lowercase and shell-safe.
 AGENT_NAME: Final = r"^[a-z][a-z0-9-]{0,31}$"
@@ -24,9 +27,10 @@ HOLDER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,63}$"
 FLEET_NAME: Final = r"^[a-z][a-z0-9-]{0,31}$"
 MAX_AGENTS: Final = 100
 
-Role = Literal["explorer", "worker"]
+Role = Literal["explorer", "worker", "lead"]
 Sandbox = Literal["read-only", "workspace-write", "danger-full-access"]
-ROLE_SANDBOX: Final[dict[str, Sandbox]] = {"explorer": "read-only", "worker": "workspace-write"}
+#: A lead plans and assigns through fleet's MCP tools; it writes nothing itself.
+ROLE_SANDBOX: Final[dict[str, Sandbox]] = {"explorer": "read-only", "worker": "workspace-write", "lead": "read-only"}
 
 _STR = {"type": "string", "minLength": 1, "maxLength": 4096}
 _ARGS = {"type": "array", "items": {"type": "string", "maxLength": 4096}, "maxItems": 64}
@@ -40,7 +44,7 @@ _AGENT_KEYS: dict[str, Any] = {
     "codex": _STR,
     "args": _ARGS,
     "env": _ENV,
-    "role": {"enum": ["explorer", "worker"]},
+    "role": {"enum": ["explorer", "worker", "lead"]},
     "sandbox": {"enum": ["read-only", "workspace-write", "danger-full-access"]},
     "model": {"type": "string", "minLength": 1, "maxLength": 200},
 }
@@ -57,6 +61,8 @@ SCHEMA: Final[dict[str, Any]] = {
             "properties": {"name": {"type": "string", "pattern": FLEET_NAME}, "state_dir": _STR},
         },
         "defaults": {"type": "object", "additionalProperties": False, "properties": _AGENT_KEYS},
+        # Checked in full by fleet.watchdog.policy, whose errors name the key path the same way.
+        "watchdog": {"type": "object"},
         "agents": {
             "type": "object",
             "minProperties": 1,
@@ -94,6 +100,7 @@ class FleetConfig:
     name: str
     state_dir: Path
     agents: dict[str, AgentSpec]
+    watchdog: Policy
 
     def agent(self, name: str) -> AgentSpec:
         try:
@@ -176,7 +183,10 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
     agents = {
         agent_name: _agent(agent_name, {**defaults, **tbl}, base) for agent_name, tbl in raw["agents"].items()
     }
-    return FleetConfig(path=path, name=name, state_dir=state_dir, agents=agents)
+    from .watchdog.policy import parse_policy  # imports this module's name patterns
+
+    watchdog = parse_policy(raw.get("watchdog"), source=str(path), agents=raw["agents"])
+    return FleetConfig(path=path, name=name, state_dir=state_dir, agents=agents, watchdog=watchdog)
 
 
 def _resolve(value: str, base: Path) -> Path:

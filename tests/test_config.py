@@ -106,3 +106,22 @@ def test_unknown_agent_lists_the_configured_ones(tmp_path: Path) -> None:
     with pytest.raises(UnknownAgent) as info:
         cfg.agent("bob")
     assert "mila" in info.value.hint
+
+
+def test_watchdog_table_is_parsed_into_the_policy(tmp_path: Path) -> None:
+    cfg = tmp_path / "fleet.toml"
+    (tmp_path / "w").mkdir()
+    cfg.write_text('[agents.mila]\nhome = "h"\ncwd = "w"\nrole = "lead"\n\n'
+                   '[watchdog]\nidle_after = "2m"\nlead = "mila"\n')
+    config = load_config(cfg)
+    assert config.watchdog.idle_after == 120
+    assert config.watchdog.lead == "mila"
+    assert config.agents["mila"].sandbox == "read-only"
+
+
+def test_a_bad_watchdog_key_names_its_path(tmp_path: Path) -> None:
+    cfg = tmp_path / "fleet.toml"
+    cfg.write_text('[agents.mila]\nhome = "h"\ncwd = "w"\n\n[watchdog]\nidle_after = "soon"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert "$.watchdog.idle_after" in info.value.message
