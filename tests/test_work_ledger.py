@@ -82,6 +82,15 @@ def test_a_later_millisecond_always_sorts_after(t: float, dt: float, r1: bytes, 
     assert a < b
 
 
+def test_ids_keep_creation_order_when_the_clock_stalls_or_steps_back(tmp_path: Path) -> None:
+    times = iter([2000.0, 2000.0, 1000.0, 2000.0005, 3000.0])
+    with Ledger(tmp_path, clock=lambda: next(times)) as led:
+        ids = [led.create(task="t", holder="h", actor="a")[0].id for _ in range(5)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5
+    assert all(ASSIGNMENT_ID_RE.match(i) for i in ids)
+
+
 # -- rows and transitions --------------------------------------------------------------------------
 
 def test_create_stores_every_field_and_a_created_event(ledger: Ledger) -> None:
@@ -166,15 +175,25 @@ def test_lists_filter_page_and_order_newest_first(ledger: Ledger) -> None:
     assert [a.id for a in ledger.queued()] == ids[1:]
 
 
-def test_agent_load_counts_open_sent_work_and_the_last_send(ledger: Ledger) -> None:
-    a, b, c = (make(ledger, agent="mila") for _ in range(3))
+def test_agent_load_counts_open_work_and_the_last_send(ledger: Ledger) -> None:
+    a, b, _queued = (make(ledger, agent="mila") for _ in range(3))
+    make(ledger)  # queued for whoever frees up: nobody's load
     ledger.transition(a, "sent", actor="x")
     sent_b = ledger.transition(b, "sent", actor="x")
     ledger.transition(b, "failed", actor="x")
-    load = ledger.agent_load()
-    assert load["mila"][0] == 1
-    assert load["mila"][1] == sent_b.sent_at
-    assert ledger.get(c).state == "queued"
+    assert ledger.agent_load() == {"mila": (2, sent_b.sent_at)}
+
+
+def test_summaries_are_compact_rows_with_the_report_status_and_verdict(ledger: Ledger) -> None:
+    aid = make(ledger, task="x" * 500, agent="mila", skills=["pdf"], write_paths=["docs/"])
+    ledger.transition(aid, "sent", actor="x")
+    ledger.transition(aid, "reported", actor="x", report={"status": "partial", "summary": "s"})
+    ledger.transition(aid, "rejected", actor="x", verification={"verdict": "rejected"}, reason="check failed")
+    [s] = ledger.summaries()
+    assert (s.id, s.task, s.task_chars, s.skills, s.write_paths) == (aid, "x" * 200, 500, ("pdf",), ("docs/",))
+    assert (s.state, s.report_status, s.verdict, s.reason) == ("rejected", "partial", "rejected", "check failed")
+    assert ledger.summaries(open_only=True) == []
+    assert s.to_dict()["skills"] == ["pdf"]
 
 
 # -- idempotency -----------------------------------------------------------------------------------
@@ -398,6 +417,8 @@ def test_eight_processes_writing_at_once_lose_nothing_and_the_cursor_only_grows(
         assert len(events) == total
         assert [e.cursor for e in events] == seen  # the reader saw every event, in order
         assert {a.state for a in led.assignments(limit=10_000)} == {"reported"}
+        created = [e.assignment for e in events if e.kind == "created"]
+        assert created == sorted(created)  # ids sort in creation order across processes
         for w in range(writers):  # each writer's own events are in its program order
             kinds = [(e.kind, e.to_state) for e in events if e.actor == f"w{w}"]
             assert kinds == [("created", "queued"), ("transition", "sent"), ("transition", "working"),

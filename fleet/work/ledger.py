@@ -78,6 +78,12 @@ _LIST_COLUMNS: Final = ("id, agent, holder, task, prompt, skills, read_paths, wr
                         "receipt, turn_id, report, verification, reason, request_id, created_at, updated_at, "
                         "sent_at, ended_at")
 
+#: A list shows the start of each task; `get` has the whole of it.
+TASK_PREVIEW_CHARS: Final = 200
+_SUMMARY_COLUMNS: Final = (f"id, agent, holder, substr(task, 1, {TASK_PREVIEW_CHARS}), length(task), skills, "
+                           "write_paths, deadline, state, turn_id, json_extract(report, '$.status'), "
+                           "json_extract(verification, '$.verdict'), reason, created_at, updated_at, sent_at, ended_at")
+
 _SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS assignments (
   id TEXT PRIMARY KEY,
@@ -188,6 +194,33 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class AssignmentSummary:
+    """The compact row a list shows: the task's first `TASK_PREVIEW_CHARS` characters (`task_chars`
+    is its full length), the report's status and the verdict instead of the whole documents."""
+
+    id: str
+    agent: str | None
+    holder: str
+    task: str
+    task_chars: int
+    skills: tuple[str, ...]
+    write_paths: tuple[str, ...]
+    deadline: float | None
+    state: AssignmentState
+    turn_id: str | None
+    report_status: str | None
+    verdict: str | None
+    reason: str | None
+    created_at: float
+    updated_at: float
+    sent_at: float | None
+    ended_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
 class Event:
     """One row of the append-only event log; `cursor` is its row id."""
 
@@ -223,13 +256,30 @@ class RequestRecord:
 def new_assignment_id(now: float, random_bytes: bytes | None = None) -> str:
     """`as-` + a ULID: 48 bits of milliseconds since the epoch, then 80 random bits, Crockford base32.
 
-    Ids made in the same millisecond are unique (by the random part) but not ordered among
-    themselves; ids from different milliseconds sort by time.
+    Ids from different milliseconds sort by time. `Ledger.create` also makes each new id sort after
+    every id already in the ledger (it takes the next value when the clock has not moved on), so
+    ids sort in creation order.
     """
     rand = random_bytes if random_bytes is not None else os.urandom(10)
     if len(rand) != 10:
         raise ValueError("a ULID takes exactly 10 random bytes")
     value = (int(now * 1000) & (2**48 - 1)) << 80 | int.from_bytes(rand, "big")
+    chars = []
+    for _ in range(26):
+        value, digit = divmod(value, 32)
+        chars.append(_CROCKFORD[digit])
+    return "as-" + "".join(reversed(chars))
+
+
+def _after(candidate: str, newest: str | None) -> str:
+    """`candidate`, or the id right after `newest` when the clock has not moved past it (same
+    millisecond, or a clock step back): ids then sort in creation order across all processes."""
+    if newest is None or candidate > newest:
+        return candidate
+    value = 0
+    for ch in newest[3:]:
+        value = value * 32 + _CROCKFORD.index(ch)
+    value += 1
     chars = []
     for _ in range(26):
         value, digit = divmod(value, 32)
@@ -302,16 +352,18 @@ class Ledger:
         assignment the first call created and `duplicate=True`, creating nothing; the same id with a
         different request raises `RequestIdConflict`. Expired request ids are pruned here too.
         """
-        now = self._clock()
         sha = request_sha(request if request is not None else {"task": task})
-        new_id = new_assignment_id(now)
         row = {
-            "id": new_id, "agent": agent, "holder": holder, "task": task, "prompt": prompt,
+            "id": "", "agent": agent, "holder": holder, "task": task, "prompt": prompt,
             "skills": _dumps(list(skills)), "read_paths": _dumps(list(read_paths)),
             "write_paths": _dumps(list(write_paths)), "checks": _dumps(list(checks)), "deadline": deadline,
-            "state": "queued", "request_id": request_id, "created_at": now, "updated_at": now,
+            "state": "queued", "request_id": request_id,
         }
         with self._write() as db:
+            now = self._clock()
+            newest = db.execute("SELECT MAX(id) FROM assignments").fetchone()[0]
+            new_id = row["id"] = _after(new_assignment_id(now), newest)
+            row.update(created_at=now, updated_at=now)
             if request_id is not None:
                 db.execute("DELETE FROM request_ids WHERE created_at < ?", (now - REQUEST_TTL,))
                 prior = db.execute("SELECT sha, result FROM request_ids WHERE scope = 'assign' AND id = ?",
@@ -402,28 +454,24 @@ class Ledger:
         return baseline
 
     def assignments(self, *, open_only: bool = False, agent: str | None = None,
-             states: Iterable[AssignmentState] | None = None, limit: int = 100,
-             before: str | None = None) -> list[Assignment]:
-        """Assignments, newest first (ids sort by creation). `before` pages: pass the last id seen."""
-        wanted = set(states) if states is not None else set(STATES)
-        if open_only:
-            wanted &= OPEN_STATES
-        where = [f"state IN ({', '.join('?' * len(wanted))})"] if wanted != set(STATES) else []
-        params: list[Any] = sorted(wanted) if where else []
-        if agent is not None:
-            where.append("agent = ?")
-            params.append(agent)
-        if before is not None:
-            where.append("id < ?")
-            params.append(before)
-        sql = f"SELECT {_LIST_COLUMNS} FROM assignments"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(max(1, min(limit, MAX_LIST)))
+                    states: Iterable[AssignmentState] | None = None, limit: int = 100,
+                    before: str | None = None) -> list[Assignment]:
+        """Full assignments, newest first (ids sort by creation). `before` pages: pass the last id
+        seen. For a listing, `summaries` takes the same filters and is several times cheaper."""
+        sql, params = _list_query(_LIST_COLUMNS, open_only, agent, states, limit, before)
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         return [_assignment(r) for r in rows]
+
+    def summaries(self, *, open_only: bool = False, agent: str | None = None,
+                  states: Iterable[AssignmentState] | None = None, limit: int = 100,
+                  before: str | None = None) -> list[AssignmentSummary]:
+        """Compact rows for `fleet assignments` and the MCP list: same filters as `assignments`."""
+        sql, params = _list_query(_SUMMARY_COLUMNS, open_only, agent, states, limit, before)
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [AssignmentSummary(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), tuple(json.loads(r[6])),
+                                  *r[7:]) for r in rows]
 
     def queued(self, limit: int = 100) -> list[Assignment]:
         """Queued assignments, oldest first: the order `dispatch` serves them in."""
@@ -433,10 +481,11 @@ class Ledger:
         return [_assignment(r) for r in rows]
 
     def agent_load(self) -> dict[str, tuple[int, float | None]]:
-        """Per agent: (open assignments, time it was last sent one). For routing."""
+        """Per agent: (open assignments, queued ones named for it included; the time it was last sent
+        one). For routing."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT agent, SUM(state IN ('sent', 'working', 'reported')), MAX(sent_at) FROM assignments "
+                "SELECT agent, SUM(state IN ('queued', 'sent', 'working', 'reported')), MAX(sent_at) FROM assignments "
                 "WHERE agent IS NOT NULL GROUP BY agent").fetchall()
         return {agent: (int(n or 0), last) for agent, n, last in rows}
 
@@ -600,6 +649,27 @@ def _create_private(path: Path) -> None:
             os.fchmod(fd, FILE_MODE)
     finally:
         os.close(fd)
+
+
+def _list_query(columns: str, open_only: bool, agent: str | None, states: Iterable[AssignmentState] | None,
+                limit: int, before: str | None) -> tuple[str, list[Any]]:
+    wanted = set(states) if states is not None else set(STATES)
+    if open_only:
+        wanted &= OPEN_STATES
+    where = [f"state IN ({', '.join('?' * len(wanted))})"] if wanted != set(STATES) else []
+    params: list[Any] = sorted(wanted) if where else []
+    if agent is not None:
+        where.append("agent = ?")
+        params.append(agent)
+    if before is not None:
+        where.append("id < ?")
+        params.append(before)
+    sql = f"SELECT {columns} FROM assignments"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT ?"
+    params.append(max(1, min(limit, MAX_LIST)))
+    return sql, params
 
 
 def _statements(script: str) -> Iterator[str]:
