@@ -32,7 +32,7 @@ import os
 import stat
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from .lifecycle import ASSIGNMENT_ID_RE
@@ -115,7 +115,7 @@ def read_context(agent_dir: str | os.PathLike[str]) -> HookContext | None:
         raise ContextError(f"not JSON: {exc}") from None
     ctx = parse_context(obj)
     asked = set(ctx.asked_turns) | _asked_turns(agent_dir, ctx.assignment)
-    return HookContext(**{**ctx.__dict__, "asked_turns": frozenset(asked)})
+    return replace(ctx, asked_turns=frozenset(asked))
 
 
 def write_context(agent_dir: str | os.PathLike[str], ctx: HookContext) -> None:
