@@ -20,6 +20,7 @@ from fleet.work.ledger import (
     DB_NAME,
     REQUEST_TTL,
     Ledger,
+    LedgerBusy,
     LedgerError,
     RequestIdConflict,
     new_assignment_id,
@@ -272,6 +273,22 @@ def test_data_version_moves_when_another_connection_commits(tmp_path: Path) -> N
         assert reader.data_version() == before
         make(writer)
         assert reader.data_version() != before
+
+
+def test_a_lock_held_past_the_busy_timeout_is_ledger_busy_not_a_raw_sqlite_error(tmp_path: Path) -> None:
+    with Ledger(tmp_path) as first:
+        make(first)
+    holder = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process mid-transaction, and stuck there
+    try:
+        with Ledger(tmp_path, busy_timeout=0.1) as led:
+            with pytest.raises(LedgerBusy) as info:
+                make(led)
+            assert info.value.retryable
+            assert led.assignments()  # readers are not blocked by a writer in WAL mode
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 # -- files -----------------------------------------------------------------------------------------

@@ -199,6 +199,12 @@ def test_a_check_that_leaves_a_background_process_does_not_leave_it_running(tmp_
     wait_until(lambda: not _alive(int(pidfile.read_text())), timeout=10)
 
 
+def test_a_check_that_cannot_start_fails_without_raising(tmp_path: Path) -> None:
+    [check] = run_checks(["true"], tmp_path / "missing", timeout=60)
+    assert check.exit_status == 127
+    assert "could not start the check" in check.output_tail
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

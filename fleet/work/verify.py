@@ -319,9 +319,13 @@ def run_check(cmd: str, cwd: str | os.PathLike[str], timeout: float,
               env: Mapping[str, str] | None = None) -> CheckResult:
     with tempfile.TemporaryFile() as out:
         started = time.monotonic()
-        proc = subprocess.Popen(["/bin/sh", "-c", cmd], cwd=os.fspath(cwd), stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                env=dict(env) if env is not None else None)
+        try:
+            proc = subprocess.Popen(["/bin/sh", "-c", cmd], cwd=os.fspath(cwd), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env=dict(env) if env is not None else None)
+        except OSError as exc:  # no such cwd, no /bin/sh: the check fails, verification goes on
+            return CheckResult(cmd=cmd, exit_status=127, timed_out=False, duration=0.0,
+                               output_tail=f"fleet could not start the check: {exc.strerror or exc}")
         timed_out = False
         try:
             proc.wait(timeout=timeout)
