@@ -26,7 +26,6 @@ committed transition survives a power cut (each commit costs one fsync; assignme
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -35,7 +34,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -51,6 +49,25 @@ from .lifecycle import (
     StateConflict,
     check_transition,
 )
+from .records import (
+    LIST_COLUMNS,
+    SUMMARY_COLUMNS,
+    Assignment,
+    AssignmentSummary,
+    Event,
+    RequestRecord,
+    assignment_from_row,
+    loads_or_none,
+    new_assignment_id,
+    next_id,
+    request_sha,
+    summary_from_row,
+)
+
+__all__ = [
+    "BUSY_TIMEOUT", "DB_NAME", "REQUEST_TTL", "Assignment", "AssignmentSummary", "Event", "Ledger", "LedgerBusy",
+    "LedgerError", "RequestIdConflict", "RequestRecord", "new_assignment_id", "request_sha",
+]
 
 DB_NAME: Final = "fleet.db"
 SCHEMA_VERSION: Final = 1
@@ -73,17 +90,6 @@ FIELDS: Final[dict[str, bool]] = {
     "agent": False, "holder": False, "prompt": False, "deadline": False, "turn_id": False, "reason": False,
     "receipt": True, "report": True, "verification": True, "baseline": True,
 }
-_JSON_COLUMNS: Final = ("skills", "read_paths", "write_paths", "checks", "receipt", "report", "verification")
-_LIST_COLUMNS: Final = ("id, agent, holder, task, prompt, skills, read_paths, write_paths, checks, deadline, state, "
-                        "receipt, turn_id, report, verification, reason, request_id, created_at, updated_at, "
-                        "sent_at, ended_at")
-
-#: A list shows the start of each task; `get` has the whole of it.
-TASK_PREVIEW_CHARS: Final = 200
-_SUMMARY_COLUMNS: Final = (f"id, agent, holder, substr(task, 1, {TASK_PREVIEW_CHARS}), length(task), skills, "
-                           "write_paths, deadline, state, turn_id, json_extract(report, '$.status'), "
-                           "json_extract(verification, '$.verdict'), reason, created_at, updated_at, sent_at, ended_at")
-
 _SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS assignments (
   id TEXT PRIMARY KEY,
@@ -138,9 +144,6 @@ CREATE TABLE IF NOT EXISTS request_ids (
 CREATE INDEX IF NOT EXISTS request_ids_age ON request_ids (created_at);
 """
 
-_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
 class LedgerBusy(FleetError):
     code = "ledger_busy"
     retryable = True
@@ -154,143 +157,6 @@ class LedgerError(StateDirError):
 
 class RequestIdConflict(FleetError):
     code = "request_id_conflict"
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """One ledger row (without the verification baseline, which `Ledger.baseline` returns)."""
-
-    id: str
-    agent: str | None
-    holder: str
-    task: str
-    prompt: str | None
-    skills: tuple[str, ...]
-    read_paths: tuple[str, ...]
-    write_paths: tuple[str, ...]
-    checks: tuple[str, ...]
-    deadline: float | None
-    state: AssignmentState
-    receipt: dict[str, Any] | None
-    turn_id: str | None
-    report: dict[str, Any] | None
-    verification: dict[str, Any] | None
-    reason: str | None
-    request_id: str | None
-    created_at: float
-    updated_at: float
-    sent_at: float | None
-    ended_at: float | None
-
-    @property
-    def open(self) -> bool:
-        return self.state in OPEN_STATES
-
-    def to_dict(self, *, with_prompt: bool = True) -> dict[str, Any]:
-        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-        if not with_prompt:
-            del out["prompt"]
-        return out
-
-
-@dataclass(frozen=True)
-class AssignmentSummary:
-    """The compact row a list shows: the task's first `TASK_PREVIEW_CHARS` characters (`task_chars`
-    is its full length), the report's status and the verdict instead of the whole documents."""
-
-    id: str
-    agent: str | None
-    holder: str
-    task: str
-    task_chars: int
-    skills: tuple[str, ...]
-    write_paths: tuple[str, ...]
-    deadline: float | None
-    state: AssignmentState
-    turn_id: str | None
-    report_status: str | None
-    verdict: str | None
-    reason: str | None
-    created_at: float
-    updated_at: float
-    sent_at: float | None
-    ended_at: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-
-
-@dataclass(frozen=True)
-class Event:
-    """One row of the append-only event log; `cursor` is its row id."""
-
-    cursor: int
-    time: float
-    assignment: str | None
-    agent: str | None
-    actor: str
-    kind: str
-    from_state: str | None
-    to_state: str | None
-    details: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"cursor": self.cursor, "time": self.time, "assignment": self.assignment, "agent": self.agent,
-                "actor": self.actor, "kind": self.kind, "from": self.from_state, "to": self.to_state,
-                "details": self.details}
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """An idempotency record. `fresh` is True when this call created it (the caller goes ahead);
-    otherwise `result` is what the first call stored (None while it is still running or died)."""
-
-    scope: str
-    request_id: str
-    sha: str
-    result: dict[str, Any] | None
-    created_at: float
-    fresh: bool
-
-
-def new_assignment_id(now: float, random_bytes: bytes | None = None) -> str:
-    """`as-` + a ULID: 48 bits of milliseconds since the epoch, then 80 random bits, Crockford base32.
-
-    Ids from different milliseconds sort by time. `Ledger.create` also makes each new id sort after
-    every id already in the ledger (it takes the next value when the clock has not moved on), so
-    ids sort in creation order.
-    """
-    rand = random_bytes if random_bytes is not None else os.urandom(10)
-    if len(rand) != 10:
-        raise ValueError("a ULID takes exactly 10 random bytes")
-    value = (int(now * 1000) & (2**48 - 1)) << 80 | int.from_bytes(rand, "big")
-    chars = []
-    for _ in range(26):
-        value, digit = divmod(value, 32)
-        chars.append(_CROCKFORD[digit])
-    return "as-" + "".join(reversed(chars))
-
-
-def _after(candidate: str, newest: str | None) -> str:
-    """`candidate`, or the id right after `newest` when the clock has not moved past it (same
-    millisecond, or a clock step back): ids then sort in creation order across all processes."""
-    if newest is None or candidate > newest:
-        return candidate
-    value = 0
-    for ch in newest[3:]:
-        value = value * 32 + _CROCKFORD.index(ch)
-    value += 1
-    chars = []
-    for _ in range(26):
-        value, digit = divmod(value, 32)
-        chars.append(_CROCKFORD[digit])
-    return "as-" + "".join(reversed(chars))
-
-
-def request_sha(request: Mapping[str, Any]) -> str:
-    """The sha256 of a request's canonical JSON (sorted keys, no spaces): what a retry must match."""
-    text = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class Ledger:
@@ -362,7 +228,7 @@ class Ledger:
         with self._write() as db:
             now = self._clock()
             newest = db.execute("SELECT MAX(id) FROM assignments").fetchone()[0]
-            new_id = row["id"] = _after(new_assignment_id(now), newest)
+            new_id = row["id"] = next_id(new_assignment_id(now), newest)
             row.update(created_at=now, updated_at=now)
             if request_id is not None:
                 db.execute("DELETE FROM request_ids WHERE created_at < ?", (now - REQUEST_TTL,))
@@ -450,7 +316,7 @@ class Ledger:
             row = self._db.execute("SELECT baseline FROM assignments WHERE id = ?", (assignment,)).fetchone()
         if row is None:
             raise _not_found(assignment)
-        baseline: dict[str, Any] | None = _loads(row[0])
+        baseline: dict[str, Any] | None = loads_or_none(row[0])
         return baseline
 
     def assignments(self, *, open_only: bool = False, agent: str | None = None,
@@ -458,27 +324,26 @@ class Ledger:
                     before: str | None = None) -> list[Assignment]:
         """Full assignments, newest first (ids sort by creation). `before` pages: pass the last id
         seen. For a listing, `summaries` takes the same filters and is several times cheaper."""
-        sql, params = _list_query(_LIST_COLUMNS, open_only, agent, states, limit, before)
+        sql, params = _list_query(LIST_COLUMNS, open_only, agent, states, limit, before)
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
-        return [_assignment(r) for r in rows]
+        return [assignment_from_row(r) for r in rows]
 
     def summaries(self, *, open_only: bool = False, agent: str | None = None,
                   states: Iterable[AssignmentState] | None = None, limit: int = 100,
                   before: str | None = None) -> list[AssignmentSummary]:
         """Compact rows for `fleet assignments` and the MCP list: same filters as `assignments`."""
-        sql, params = _list_query(_SUMMARY_COLUMNS, open_only, agent, states, limit, before)
+        sql, params = _list_query(SUMMARY_COLUMNS, open_only, agent, states, limit, before)
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
-        return [AssignmentSummary(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), tuple(json.loads(r[6])),
-                                  *r[7:]) for r in rows]
+        return [summary_from_row(r) for r in rows]
 
     def queued(self, limit: int = 100) -> list[Assignment]:
         """Queued assignments, oldest first: the order `dispatch` serves them in."""
         with self._lock:
-            rows = self._db.execute(f"SELECT {_LIST_COLUMNS} FROM assignments WHERE state = 'queued' "
+            rows = self._db.execute(f"SELECT {LIST_COLUMNS} FROM assignments WHERE state = 'queued' "
                                     "ORDER BY id LIMIT ?", (max(1, min(limit, MAX_LIST)),)).fetchall()
-        return [_assignment(r) for r in rows]
+        return [assignment_from_row(r) for r in rows]
 
     def agent_load(self) -> dict[str, tuple[int, float | None]]:
         """Per agent: (open assignments, queued ones named for it included; the time it was last sent
@@ -546,7 +411,7 @@ class Ledger:
                 return RequestRecord(scope, request_id, sha, None, now, fresh=True)
             if row[0] != sha:
                 raise _conflict(scope, request_id)
-            return RequestRecord(scope, request_id, sha, _loads(row[1]), row[2], fresh=False)
+            return RequestRecord(scope, request_id, sha, loads_or_none(row[1]), row[2], fresh=False)
 
     def finish_request(self, scope: str, request_id: str, result: Mapping[str, Any]) -> None:
         with self._write() as db:
@@ -615,10 +480,10 @@ class Ledger:
         return state
 
     def _get(self, db: sqlite3.Connection, assignment: str) -> Assignment:
-        row = db.execute(f"SELECT {_LIST_COLUMNS} FROM assignments WHERE id = ?", (assignment,)).fetchone()
+        row = db.execute(f"SELECT {LIST_COLUMNS} FROM assignments WHERE id = ?", (assignment,)).fetchone()
         if row is None:
             raise _not_found(assignment)
-        return _assignment(row)
+        return assignment_from_row(row)
 
     def _event(self, db: sqlite3.Connection, now: float, assignment: str | None, agent: str | None, actor: str,
                kind: str, from_state: str | None, to_state: str | None, details: Mapping[str, Any]) -> Event:
@@ -682,16 +547,6 @@ def _statements(script: str) -> Iterator[str]:
             buf = ""
 
 
-def _assignment(r: tuple[Any, ...]) -> Assignment:
-    return Assignment(
-        id=r[0], agent=r[1], holder=r[2], task=r[3], prompt=r[4], skills=tuple(json.loads(r[5])),
-        read_paths=tuple(json.loads(r[6])), write_paths=tuple(json.loads(r[7])), checks=tuple(json.loads(r[8])),
-        deadline=r[9], state=r[10], receipt=_loads(r[11]), turn_id=r[12], report=_loads(r[13]),
-        verification=_loads(r[14]), reason=r[15], request_id=r[16], created_at=r[17], updated_at=r[18],
-        sent_at=r[19], ended_at=r[20],
-    )
-
-
 def _field_values(fields: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
@@ -708,10 +563,6 @@ def _expected(expect: AssignmentState | Iterable[AssignmentState] | None) -> set
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 def _not_found(assignment: str) -> AssignmentNotFound:
