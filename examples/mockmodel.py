@@ -31,7 +31,9 @@ class Step:
     """One scripted model reply.
 
     `text` is streamed in `chunks` pieces with `chunk_delay` seconds between them after `delay`.
-    `tool` (name, arguments) makes the reply a function call instead; `status` >= 400 makes it an
+    `tool` (name, arguments) makes the reply a function call instead (`("apply_patch", {"input":
+    PATCH})` a custom tool call of Codex's freeform apply_patch, which Codex offers only to models whose
+    catalog metadata says so: see `apply_patch_catalog` in tests/conftest.py); `status` >= 400 makes it an
     HTTP error with `error_body`.
     """
 
@@ -171,9 +173,20 @@ def _events(step: Step) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = [
         {"type": "response.created", "response": {"id": rid, "object": "response", "status": "in_progress"}},
     ]
-    if step.tool is not None:
-        name, arguments = step.tool
+    if step.tool is not None and step.tool[0] == "apply_patch":
+        # Codex's apply_patch is a custom (freeform) tool: its call carries the patch as `input`.
         item: dict[str, Any] = {
+            "type": "custom_tool_call",
+            "id": f"ctc_{uuid.uuid4().hex[:12]}",
+            "call_id": f"call_{uuid.uuid4().hex[:12]}",
+            "name": "apply_patch",
+            "input": str(step.tool[1]["input"]),
+            "status": "completed",
+        }
+        events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
+    elif step.tool is not None:
+        name, arguments = step.tool
+        item = {
             "type": "function_call",
             "id": f"fc_{uuid.uuid4().hex[:12]}",
             "call_id": f"call_{uuid.uuid4().hex[:12]}",

@@ -1,0 +1,203 @@
+"""Write scope: which paths an assignment may write, the paths a patch writes, and the check between.
+
+A scope is a tuple of entries relative to the agent's cwd, in one normal form: POSIX, no `.` or `..`
+components, a trailing `/` for a directory (everything beneath it may be written) and none for a
+single file; `./` is the whole cwd. An empty scope means the assignment writes nothing (explorers
+always have one). `normalize_scope` turns what a user typed into that form at assign time and says
+what is wrong with each bad entry; `check_writes` checks written paths against a scope.
+
+Two layers, both applied by `check_writes`:
+- lexical (pure): the path is joined to the cwd the tool ran in and normalised, so `docs/../x` and
+  `../elsewhere` are caught however they are spelled;
+- on disk (`follow_links=True`): symlinks in the existing part of the path are resolved and the real
+  path must also be inside the real path of a scope entry, so a link `docs/out -> /etc` does not
+  widen `docs/`. A link created after the check (by a shell command, say) is not seen here; the
+  after-turn comparison in `verify` stays the final word.
+
+Stdlib only: the hook receiver imports this module under `python -S`.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Role = Literal["explorer", "worker", "lead"]
+
+#: An assignment names a handful of paths; more is a sign of a glob expanded by a shell.
+MAX_SCOPE_ENTRIES: Final = 64
+#: Linux PATH_MAX.
+MAX_PATH_CHARS: Final = 4096
+#: Paths taken from one patch; a bigger patch is judged on its first this-many file operations.
+MAX_PATCH_PATHS: Final = 2000
+#: Only this much of a patch is scanned for file headers (Codex passes the whole patch to the hook).
+MAX_PATCH_CHARS: Final = 8 * 1024 * 1024
+
+WHOLE_CWD: Final = "./"
+#: The file operations of Codex's apply_patch format (measured on 0.169, notes/codex-cli.md).
+_PATCH_HEADER: Final = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+?)\s*$", re.MULTILINE)
+_BAD_CHARS: Final = re.compile(r"[\x00-\x1f]")
+
+Why = Literal["unusable", "read_only", "escapes_cwd", "outside_scope", "symlink"]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One written path the scope does not allow: as written, where it lands, and why (`why` is the
+    stable code, `message` a short English explanation naming the path)."""
+
+    path: str
+    resolved: str
+    why: Why
+    message: str
+
+
+@dataclass(frozen=True)
+class NormalizedScope:
+    """Entries in normal form (deduplicated, in the order given) and one problem per bad entry."""
+
+    entries: tuple[str, ...]
+    problems: tuple[str, ...]
+
+
+def patch_paths(patch: str) -> list[str]:
+    """The paths an apply_patch text writes (added, updated, deleted, or moved to), as written, in
+    order, each once."""
+    if not isinstance(patch, str):
+        return []
+    seen: dict[str, None] = {}
+    for m in _PATCH_HEADER.finditer(patch[:MAX_PATCH_CHARS]):
+        seen.setdefault(m.group(1), None)
+        if len(seen) >= MAX_PATCH_PATHS:
+            break
+    return list(seen)
+
+
+def normalize_scope(entries: Iterable[str], cwd: str, *, follow_links: bool = True) -> NormalizedScope:
+    """Bring user-typed write (or read) paths to normal form relative to `cwd` (absolute).
+
+    Refused, each with a problem naming it: empty or control characters, a path outside `cwd`
+    (absolute or via `..`), and with `follow_links` one whose existing part resolves outside the real
+    `cwd`. With `follow_links`, an entry without a trailing `/` that is an existing directory is
+    treated as that directory.
+    """
+    out: dict[str, None] = {}
+    problems: list[str] = []
+    root = posixpath.normpath(cwd)
+    for raw in entries:
+        if len(out) + len(problems) >= MAX_SCOPE_ENTRIES:
+            problems.append(f"more than {MAX_SCOPE_ENTRIES} paths; name directories instead")
+            break
+        if not isinstance(raw, str) or not raw or len(raw) > MAX_PATH_CHARS or _BAD_CHARS.search(raw):
+            problems.append(f"{_show(raw)} is not a usable path")
+            continue
+        rel = relative_to(root, raw)
+        if rel is None:
+            problems.append(f"{raw!r} is outside the working directory {root}")
+            continue
+        is_dir = raw.endswith(("/", "/.", "/..")) or rel == "."
+        if follow_links:
+            full = posixpath.join(root, rel)
+            real, real_root = os.path.realpath(full), os.path.realpath(root)
+            if not _inside(real, real_root):
+                problems.append(f"{raw!r} resolves through a symlink to {real}, outside the working directory")
+                continue
+            is_dir = is_dir or os.path.isdir(full)
+        out.setdefault(WHOLE_CWD if rel == "." else rel + "/" if is_dir else rel, None)
+    return NormalizedScope(tuple(out), tuple(problems))
+
+
+def relative_to(cwd: str, path: str) -> str | None:
+    """`path` (absolute, or relative to `cwd`) as a normalised path relative to `cwd` (`.` for `cwd`
+    itself), or None when it lands outside `cwd`. Lexical only."""
+    root = posixpath.normpath(cwd)
+    full = posixpath.normpath(posixpath.join(root, path))
+    if full == root:
+        return "."
+    if not _inside(full, root):
+        return None
+    return full[len(root):].lstrip("/")
+
+
+def allows(scope: Sequence[str], rel: str) -> bool:
+    """Whether the normal-form `scope` covers `rel` (a normalised path relative to cwd). Pure."""
+    for entry in scope:
+        if entry == WHOLE_CWD:
+            return rel != "."
+        if entry.endswith("/"):
+            if rel.startswith(entry):
+                return True
+        elif rel == entry:
+            return True
+    return False
+
+
+def check_writes(
+    written: Iterable[str],
+    *,
+    cwd: str,
+    scope: Sequence[str],
+    role: Role = "worker",
+    tool_cwd: str | None = None,
+    follow_links: bool = True,
+) -> list[Violation]:
+    """Every path in `written` that the assignment may not write, with the reason.
+
+    `cwd` is the agent's working directory (the scope is relative to it); `tool_cwd` is the directory
+    the tool ran in (the hook payload's `cwd`), against which relative written paths resolve; it
+    defaults to `cwd`. A non-worker role, or an empty scope, may write nothing.
+    """
+    root = posixpath.normpath(cwd)
+    base = posixpath.normpath(tool_cwd or cwd)
+    read_only = role != "worker" or not scope
+    real_root = os.path.realpath(root) if follow_links else root
+    out: list[Violation] = []
+    for path in written:
+        if not isinstance(path, str) or not path or len(path) > MAX_PATH_CHARS or _BAD_CHARS.search(path):
+            out.append(Violation(str(path), "", "unusable", f"{_show(path)} is not a usable path"))
+            continue
+        full = posixpath.normpath(posixpath.join(base, path))
+        if read_only:
+            why = "an explorer may not write files" if role != "worker" else "this assignment may not write files"
+            out.append(Violation(path, full, "read_only", f"{path} ({why})"))
+            continue
+        rel = relative_to(root, full)
+        if rel is None:
+            out.append(Violation(path, full, "escapes_cwd", f"{path} (outside the working directory {root})"))
+            continue
+        if not allows(scope, rel):
+            out.append(Violation(path, full, "outside_scope", f"{rel} (outside the write paths)"))
+            continue
+        if follow_links:
+            real = os.path.realpath(full)
+            real_rel = relative_to(real_root, real)
+            if real_rel is None or not allows(_real_scope(scope, root, real_root), real_rel):
+                out.append(Violation(path, full, "symlink", f"{rel} (a symlink leads it to {real})"))
+    return out
+
+
+def _real_scope(scope: Sequence[str], root: str, real_root: str) -> list[str]:
+    """The scope entries with symlinks in their existing part resolved, relative to the real cwd."""
+    out: list[str] = []
+    for entry in scope:
+        if entry == WHOLE_CWD:
+            out.append(entry)
+            continue
+        real = os.path.realpath(posixpath.join(root, entry.rstrip("/")))
+        rel = relative_to(real_root, real)
+        if rel is not None:
+            out.append(WHOLE_CWD if rel == "." else rel + "/" if entry.endswith("/") else rel)
+    return out
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

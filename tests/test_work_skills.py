@@ -1,0 +1,283 @@
+"""The skill inventory: Codex's roots and scan rules on real temp trees, and one test that asks the
+real Codex 0.169 binary which skills it loads for the same tree and compares."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import require_offline
+from mockmodel import MockServer, codex_offline_args
+
+from fleet.work.skills import (
+    MAX_SKILL_BYTES,
+    agent_home,
+    installed_plugins,
+    list_skills,
+    project_skill_dirs,
+    read_skill,
+    scan_skills,
+)
+
+
+def skill(root: Path, rel: str, name: str | None = None, description: str | None = "Does a thing.") -> Path:
+    path = root / rel / "SKILL.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["---"]
+    if name is not None:
+        lines.append(f"name: {name}")
+    if description is not None:
+        lines.append(f"description: {description}")
+    path.write_text("\n".join([*lines, "---", "Body.", ""]))
+    return path
+
+
+def install_plugin(codex_home: Path, name: str, market: str, version: str, skills: list[str],
+                   enabled: bool | None = True, manifest: dict[str, object] | None = None) -> Path:
+    root = codex_home / "plugins" / "cache" / market / name / version
+    (root / ".codex-plugin").mkdir(parents=True)
+    (root / ".codex-plugin" / "plugin.json").write_text(json.dumps(
+        manifest if manifest is not None else {"name": name, "version": version, "skills": "./skills/"}))
+    for s in skills:
+        skill(root / "skills", s, name=s)
+    if enabled is not None:
+        with (codex_home / "config.toml").open("a") as f:
+            f.write(f'\n[plugins."{name}@{market}"]\nenabled = {str(enabled).lower()}\n')
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> dict[str, Path]:
+    """CODEX_HOME, the agent's HOME, and a cwd two levels inside a git repo, with skills everywhere."""
+    codex_home, home, repo = tmp_path / "codex-home", tmp_path / "agent-home", tmp_path / "repo"
+    cwd = repo / "mid" / "sub"
+    cwd.mkdir(parents=True)
+    codex_home.mkdir()
+    (repo / ".git").mkdir()
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    skill(codex_home / "skills", "pdf", name="pdf")
+    skill(codex_home / "skills", "group/a/b/c/d/deep6", name="deep6")           # 6 levels: loads
+    skill(codex_home / "skills", "group/a/b/c/d/e/deep7", name="deep7")         # 7 levels: does not
+    skill(codex_home / "skills", "outer", name="outer")
+    skill(codex_home / "skills", "outer/inner", name="inner")                    # nested in a skill
+    skill(codex_home / "skills", ".hidden/secret", name="secret")                # hidden dir: skipped
+    skill(codex_home / "skills", "dirname-only")                                  # name from the dir
+    skill(codex_home / "skills", ".system/builtin", name="builtin")
+    skill(home / ".agents" / "skills", "mine", name="mine")
+    skill(cwd / ".agents" / "skills", "here", name="here")
+    skill(cwd / ".codex" / "skills", "here-codex", name="here-codex")
+    skill(repo / "mid" / ".agents" / "skills", "midway", name="midway")
+    skill(repo / ".codex" / "skills", "at-root", name="at-root")
+    skill(tmp_path / ".agents" / "skills", "above-repo", name="above-repo")     # above the git root
+    elsewhere = tmp_path / "elsewhere"
+    skill(elsewhere, "linked", name="linked")
+    (codex_home / "skills" / "link").symlink_to(elsewhere / "linked")
+    install_plugin(codex_home, "demo", "mkt", "0.9.0", ["old"])
+    install_plugin(codex_home, "demo", "mkt", "0.10.0", ["hello", "bye"], enabled=None)
+    install_plugin(codex_home, "off", "mkt", "1.0.0", ["nope"], enabled=False)
+    install_plugin(codex_home, "ghost", "mkt", "1.0.0", ["boo"], enabled=None)   # cached, not in config
+    return {"codex_home": codex_home, "home": home, "cwd": cwd, "repo": repo}
+
+
+EXPECTED = {
+    "pdf": "codex_home", "deep6": "codex_home", "outer": "codex_home", "inner": "codex_home",
+    "dirname-only": "codex_home", "linked": "codex_home", "builtin": "system", "mine": "user",
+    "here": "project", "here-codex": "project", "midway": "project", "at-root": "project",
+    "demo:hello": "plugin", "demo:bye": "plugin",
+}
+
+
+def test_every_root_and_scan_rule_codex_uses(tree: dict[str, Path]) -> None:
+    inv = scan_skills(tree["codex_home"], tree["cwd"], tree["home"])
+    assert {s.name: s.source for s in inv.skills} == EXPECTED
+    assert inv.warnings == ()
+    [builtin] = [s for s in inv.skills if s.name == "builtin"]
+    assert builtin.system
+    [hello] = [s for s in inv.skills if s.name == "demo:hello"]
+    assert hello.plugin == "demo"
+    assert "/0.10.0/skills/hello/SKILL.md" in hello.path
+    assert inv.names() == frozenset(EXPECTED)
+
+
+def test_the_plugins_feature_turned_off_hides_plugin_skills(tree: dict[str, Path]) -> None:
+    off = {s.name for s in list_skills(tree["codex_home"], tree["cwd"], tree["home"], plugins_enabled=False)}
+    assert off == set(EXPECTED) - {"demo:hello", "demo:bye"}
+    with (tree["codex_home"] / "config.toml").open("a") as f:
+        f.write("\n[features]\nplugins = false\n")
+    assert {s.name for s in list_skills(tree["codex_home"], tree["cwd"], tree["home"])} == off
+
+
+def test_outside_a_git_repo_only_the_cwds_own_project_skills_count(tmp_path: Path) -> None:
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    assert project_skill_dirs(cwd) == [cwd / ".agents" / "skills", cwd / ".codex" / "skills"]
+    (tmp_path / ".git").write_text("gitdir: elsewhere\n")  # a worktree's .git is a file
+    assert len(project_skill_dirs(cwd)) == 6
+
+
+def test_an_empty_git_dir_marks_the_root_for_agents_skills_but_not_for_codex_skills(tmp_path: Path) -> None:
+    """Measured on 0.169: `.codex` layers need a `.git` file or a `.git/HEAD`; `.agents` any `.git`."""
+    cwd = tmp_path / "a"
+    cwd.mkdir()
+    (tmp_path / ".git").mkdir()
+    assert project_skill_dirs(cwd) == [cwd / ".agents" / "skills", cwd / ".codex" / "skills",
+                                       tmp_path / ".agents" / "skills"]
+    (tmp_path / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert project_skill_dirs(cwd)[-1] == tmp_path / ".codex" / "skills"
+
+
+def test_a_skill_hidden_from_implicit_use_is_still_listed_and_usable(tmp_path: Path) -> None:
+    path = skill(tmp_path, "review", name="review")
+    (path.parent / "agents").mkdir()
+    (path.parent / "agents" / "openai.yaml").write_text("policy:\n  allow_implicit_invocation: false\n")
+    got = read_skill(path, "system")
+    assert got.usable
+    assert not got.implicit
+    assert got.to_dict()["implicit"] is False
+
+
+def test_the_agents_home_comes_from_its_env(tmp_path: Path) -> None:
+    assert agent_home({"HOME": str(tmp_path)}) == tmp_path
+    assert agent_home({}) == Path.home()
+    assert agent_home(None) == Path.home()
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ("no front matter\n", "has no front matter"),
+        ("---\nname: x\ndescription: y\n", "front matter is not closed"),
+        ("---\nname: [broken\ndescription: x\n---\n", "front matter is not valid YAML at line 3"),
+        ('---\nname: x\ndescription: "open\n---\n', "not valid YAML"),
+        ("---\n- a\n- b\n---\n", "must be a mapping"),
+        ("---\nname: x\n---\n", "description is missing"),
+        ("---\nname: 5\ndescription: d\n---\n", "name must be a one-line string"),
+        (f"---\nname: {'n' * 65}\ndescription: d\n---\n", "longer than 64"),
+        ("---\nname: x\ndescription: d\n", "not closed"),
+    ],
+)
+def test_a_broken_skill_file_is_listed_with_its_error(tmp_path: Path, content: str, error: str) -> None:
+    path = tmp_path / "skills" / "bad" / "SKILL.md"
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    got = read_skill(path, "codex_home")
+    assert got.error is not None
+    assert error in got.error
+    assert not got.usable
+    assert got.path == str(path)
+
+
+def test_broken_files_never_break_the_listing(tree: dict[str, Path]) -> None:
+    bad = tree["codex_home"] / "skills" / "bad" / "SKILL.md"
+    bad.parent.mkdir()
+    bad.write_bytes(b"---\nname: \xff\xfe\n---\n")
+    unreadable = skill(tree["codex_home"] / "skills", "locked", name="locked")
+    unreadable.chmod(0)
+    inv = scan_skills(tree["codex_home"], tree["cwd"], tree["home"])
+    errors = {s.name: s.error for s in inv.skills if s.error}
+    assert errors["bad"] == "is not UTF-8 text"
+    if os.geteuid() != 0:  # root reads anything
+        assert "cannot be read" in (errors["locked"] or "")
+    assert set(EXPECTED) <= {s.name for s in inv.skills}
+
+
+def test_descriptions_are_folded_and_cut_as_codex_cuts_them(tmp_path: Path) -> None:
+    path = skill(tmp_path, "s", name="s", description=">\n  folded\n  text")
+    assert read_skill(path, "user").description == "folded text"
+    long = skill(tmp_path, "l", name="l", description="x" * 3000)
+    assert len(read_skill(long, "user").description) == 1024
+
+
+def test_a_huge_skill_file_is_read_only_up_to_the_cap(tmp_path: Path) -> None:
+    path = tmp_path / "big" / "SKILL.md"
+    path.parent.mkdir()
+    path.write_text("---\nname: big\ndescription: d\n" + "x: y\n" * (MAX_SKILL_BYTES // 4) + "---\n")
+    got = read_skill(path, "user")
+    assert got.error == f"front matter is not closed with a --- line within the first {MAX_SKILL_BYTES} bytes"
+
+
+def test_a_symlink_cycle_and_a_huge_tree_are_bounded(tmp_path: Path) -> None:
+    root = tmp_path / "codex-home"
+    skill(root / "skills", "a", name="a")
+    (root / "skills" / "a" / "loop").symlink_to(root / "skills")
+    for i in range(30):
+        (root / "skills" / "junk" / f"d{i}").mkdir(parents=True)
+        for j in range(700):
+            (root / "skills" / "junk" / f"d{i}" / f"f{j}").touch()
+    inv = scan_skills(root, tmp_path / "cwd", tmp_path / "home")
+    assert [s.name for s in inv.skills] == ["a"]
+    assert any("more than 20000 directory entries" in w for w in inv.warnings)
+
+
+def test_plugin_manifests_name_the_skills_and_choose_their_directory(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    home.mkdir()
+    root = install_plugin(home, "p", "m", "1.0.0", [], manifest={"name": "renamed", "skills": "./other/"})
+    skill(root / "other", "x", name="x")
+    install_plugin(home, "q", "m", "1.0.0", ["y"], manifest={"name": "q"})           # default skills/
+    install_plugin(home, "r", "m", "1.0.0", ["z"], manifest={"name": "r", "skills": "../../../../.."})
+    with (home / "config.toml").open("a") as f:
+        f.write('\n[plugins."missing@m"]\nenabled = true\n')
+    inv = scan_skills(home, tmp_path / "cwd", tmp_path / "home")
+    assert {s.name for s in inv.skills} == {"renamed:x", "q:y"}
+    assert any("leaves the plugin directory" in w for w in inv.warnings)
+    assert any("missing@m: enabled in config.toml but not installed" in w for w in inv.warnings)
+    assert [p.key for p in installed_plugins(home)] == ["missing@m", "p@m", "q@m", "r@m"]
+
+
+def test_a_broken_config_toml_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    skill(home / "skills", "ok", name="ok")
+    (home / "config.toml").write_text("[plugins\n")
+    inv = scan_skills(home, tmp_path / "cwd", tmp_path / "home")
+    assert [s.name for s in inv.skills] == ["ok"]
+    assert "not valid TOML" in inv.warnings[0]
+
+
+# -- against the real binary -----------------------------------------------------------------------
+
+SKILL_LINE = re.compile(r"^- (.+?): .* \(file: (r\d+)/(.+)\)$")
+ROOT_LINE = re.compile(r"^- `(r\d+)` = `(.+)`$")
+
+
+def codex_skill_list(codex: str, server: MockServer, codex_home: Path, home: Path, cwd: Path) -> set[tuple[str, str]]:
+    """Run `codex exec` once and read back the (name, SKILL.md path) pairs Codex told the model about."""
+    args = [a if a != "features.plugins=false" else "features.plugins=true" for a in codex_offline_args(server.url)]
+    env = {**os.environ, "CODEX_HOME": str(codex_home), "HOME": str(home)}
+    proc = subprocess.run([codex, "exec", *args, "--skip-git-repo-check", "hi"], cwd=cwd, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    texts = [c.get("text", "") for body in server.model.requests for item in body.get("input", [])
+             for c in (item.get("content") or []) if "<skills_instructions>" in c.get("text", "")]
+    assert texts, "Codex sent no skills list"
+    lines = texts[0].splitlines()
+    roots = {m.group(1): m.group(2) for m in map(ROOT_LINE.match, lines) if m}
+    found = set()
+    for m in map(SKILL_LINE.match, lines):
+        if m:
+            found.add((m.group(1), os.path.join(roots[m.group(2)], m.group(3))))
+    return found
+
+
+@pytest.mark.codex
+def test_the_inventory_matches_what_real_codex_loads(tree: dict[str, Path], codex_bin: str,
+                                                     mock_model: MockServer) -> None:
+    """The same tree as above, asked of Codex 0.169 itself: every skill fleet lists without an error
+    is one Codex lists, at the same path, and nothing Codex lists is missing (its .system skills are
+    installed by that first run, so the inventory is taken after it)."""
+    require_offline()
+    bad = tree["codex_home"] / "skills" / "nodesc" / "SKILL.md"  # Codex drops it; fleet lists its error
+    bad.parent.mkdir()
+    bad.write_text("---\nname: nodesc\n---\n")
+    codex = codex_skill_list(codex_bin, mock_model, tree["codex_home"], tree["home"], tree["cwd"])
+    inv = scan_skills(tree["codex_home"], tree["cwd"], tree["home"])
+    ours = {(s.name, s.path) for s in inv.skills if s.usable and s.implicit}
+    assert ours == codex
+    assert "review-agent" in {s.name for s in inv.skills if s.usable and not s.implicit}
+    assert {"demo:hello", "midway", "at-root", "deep6", "linked", "imagegen"} <= {name for name, _ in codex}
+    assert "imagegen" in {s.name for s in inv.skills if s.system}  # Codex replaced .system with its own
+    assert [s.name for s in inv.skills if not s.usable] == ["nodesc"]
