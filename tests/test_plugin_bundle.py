@@ -33,20 +33,21 @@ def template() -> dict[str, bytes]:
     return read_template(plugin_source())
 
 
-def test_the_checkout_is_found_as_the_plugin_source() -> None:
+def test_the_checkout_is_read_through_the_package_symlinks() -> None:
     source = plugin_source()
-    assert (source.origin, source.plugin_dir, source.skills_dir) == ("checkout", REPO / "plugin", REPO / "skills")
+    assert source.origin == "checkout"
+    assert (source.plugin_dir.resolve(), source.skills_dir.resolve()) == (REPO / "plugin", REPO / "skills")
 
 
-def test_a_wheel_bundle_is_preferred_and_a_package_with_neither_is_refused(tmp_path: Path) -> None:
-    pkg = tmp_path / "site-packages" / "fleet"
+def test_installed_copies_count_as_a_wheel_and_a_package_without_them_is_refused(tmp_path: Path) -> None:
+    pkg = tmp_path / "site-packages" / "fleet" / "install"
+    pkg.mkdir(parents=True)
     with pytest.raises(PluginBundleMissing, match="not installed with the package"):
         plugin_source(pkg)
-    (pkg / "_bundle" / "plugin" / ".codex-plugin").mkdir(parents=True)
-    (pkg / "_bundle" / "plugin" / MANIFEST).write_text("{}")
+    (pkg / "plugin" / ".codex-plugin").mkdir(parents=True)
+    (pkg / "plugin" / MANIFEST).write_text("{}")
     found = plugin_source(pkg)
-    assert (found.origin, found.plugin_dir, found.skills_dir) == ("wheel", pkg / "_bundle" / "plugin",
-                                                                   pkg / "_bundle" / "skills")
+    assert (found.origin, found.plugin_dir, found.skills_dir) == ("wheel", pkg / "plugin", pkg / "skills")
 
 
 def test_manifest_version_is_the_package_version(template: dict[str, bytes]) -> None:

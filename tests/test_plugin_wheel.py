@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -20,8 +21,8 @@ from fleet import __version__
 pytestmark = [pytest.mark.codex, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parent.parent
-#: What a source distribution holds (MANIFEST.in grafts plugin/ and skills/); the build must need no more.
-SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "fleet", "plugin", "skills")
+#: The project files a build reads (the package's symlinks point into plugin/, skills/ and systemd/).
+SOURCES = ("pyproject.toml", "README.md", "fleet", "plugin", "skills", "systemd")
 
 
 def run(*argv: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300) -> str:
@@ -37,7 +38,7 @@ def test_the_wheel_carries_the_plugin_and_installs_it_from_site_packages(tmp_pat
     src.mkdir()
     for name in SOURCES:
         if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(REPO / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(REPO / name, src / name)
     # No build isolation and no index: the build uses this venv's setuptools (the `test` extra pins one
@@ -46,11 +47,15 @@ def test_the_wheel_carries_the_plugin_and_installs_it_from_site_packages(tmp_pat
         "-w", tmp_path / "dist")
     [wheel] = (tmp_path / "dist").glob("fleet-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for rel in ("plugin/.codex-plugin/plugin.json", "plugin/.mcp.json", "plugin/.agents/plugins/marketplace.json",
-                "skills/fleet-lead/SKILL.md", "skills/fleet-report/SKILL.md"):
-        assert f"fleet/_bundle/{rel}" in names
-    for rel in ("skills/fleet-lead/SKILL.md", "plugin/.mcp.json"):
-        assert zipfile.ZipFile(wheel).read(f"fleet/_bundle/{rel}") == (REPO / rel).read_bytes()
+    bundled = {n.removeprefix("fleet/install/") for n in names if n.startswith(("fleet/install/plugin/",
+                                                                                  "fleet/install/skills/"))}
+    assert bundled == {"plugin/.codex-plugin/plugin.json", "plugin/.mcp.json",
+                       "plugin/.agents/plugins/marketplace.json",
+                       *(p.relative_to(REPO).as_posix() for p in (REPO / "skills").glob("*/SKILL.md"))}
+    for rel in bundled:
+        info = zipfile.ZipFile(wheel).getinfo(f"fleet/install/{rel}")
+        assert not stat.S_ISLNK(info.external_attr >> 16)
+        assert zipfile.ZipFile(wheel).read(info) == (REPO / rel).read_bytes()
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv)
@@ -72,7 +77,7 @@ def test_the_wheel_carries_the_plugin_and_installs_it_from_site_packages(tmp_pat
     out = json.loads(run(venv / "bin" / "python", "-c", script, home, codex_bin, env=env, cwd=tmp_path))
     site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     assert out["file"] == str(site / "fleet" / "__init__.py")
-    assert (out["origin"], out["plugin_dir"]) == ("wheel", str(site / "fleet" / "_bundle" / "plugin"))
+    assert (out["origin"], out["plugin_dir"]) == ("wheel", str(site / "fleet" / "install" / "plugin"))
     assert out["changes"] == ["rendered", "marketplace_added", "plugin_installed"]
     assert out["mcp_command"] == [str(venv / "bin" / "python"), "-m", "fleet", "mcp"]
     cache = home / "plugins" / "cache" / "fleet" / "fleet" / __version__

@@ -1,8 +1,9 @@
 """Install fleet's Codex plugin (the MCP server and the fleet-lead / fleet-report skills) into Codex homes.
 
 Everything goes through Codex's own `codex plugin ...` commands; fleet never edits Codex's config files.
-The plugin's source is the top-level `plugin/` and `skills/` folders of the repository, carried by the
-wheel as `fleet/_bundle/`; `install` renders them into fleet's data dir and installs from there.
+The plugin's source is the top-level `plugin/` and `skills/` folders of the repository (reached through the
+symlinks `fleet/install/plugin` and `fleet/install/skills`, real files in a wheel); `install` renders
+them into fleet's data dir and installs from there.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""The Codex plugin's files: found in a checkout or in the installed wheel, rendered into a marketplace.
+"""The Codex plugin's files: found next to this module, rendered into an installable marketplace.
 
 One source: the plugin template is the top-level `plugin/` folder (manifest, `.mcp.json`, marketplace
-file) and its skills are the top-level `skills/*/SKILL.md`. A wheel carries both as `fleet/_bundle/`
-(copied by the build hook in `setup.py`); an editable install reads the checkout.
+file) and its skills are the top-level `skills/*/`. This package reaches both through the symlinks
+`fleet/install/plugin` and `fleet/install/skills`; a wheel stores them as real files (package data),
+so a checkout, an editable install and a wheel all read them at the same place.
 
 Codex installs a plugin by copying its folder, and that copy drops symlinks (measured on 0.169), so
 the installable folder is rendered as real files: `render(template, server_argv)` (pure) puts the
@@ -44,33 +45,35 @@ SKILL_FILE: Final = "SKILL.md"
 #: Skills are a few KB of Markdown: anything bigger under skills/ is a mistake, not a skill.
 MAX_SKILL_FILE: Final = 256 * 1024
 
-_PACKAGE: Final = Path(__file__).resolve().parent.parent
+_HERE: Final = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
 class PluginSource:
-    """Where the plugin template (`plugin_dir`) and the skills (`skills_dir`) were found."""
+    """Where the plugin template (`plugin_dir`) and the skills (`skills_dir`) are read from.
+
+    `origin` is `checkout` when they are the repository's own folders (through the package's
+    symlinks: a checkout or an editable install) and `wheel` when they are installed copies.
+    """
 
     plugin_dir: Path
     skills_dir: Path
     origin: Literal["wheel", "checkout"]
 
 
-def plugin_source(package_dir: Path = _PACKAGE) -> PluginSource:
-    """The wheel's bundle when present, else the checkout the package was imported from.
+def plugin_source(package_dir: Path = _HERE) -> PluginSource:
+    """The plugin and skills folders beside this module (`package_dir/plugin`, `package_dir/skills`).
 
-    Raises PluginBundleMissing when neither holds a plugin manifest (a wheel built without the hook).
+    Raises PluginBundleMissing when there is no plugin manifest there (a broken install, or a wheel
+    built by a tool that dropped the package data).
     """
-    bundle = package_dir / "_bundle"
-    if (bundle / "plugin" / MANIFEST).is_file():
-        return PluginSource(bundle / "plugin", bundle / "skills", "wheel")
-    checkout = package_dir.parent
-    if (checkout / "plugin" / MANIFEST).is_file() and (checkout / "pyproject.toml").is_file():
-        return PluginSource(checkout / "plugin", checkout / "skills", "checkout")
-    raise PluginBundleMissing(
-        f"fleet's Codex plugin files are not installed with the package at {package_dir}.",
-        hint="Reinstall fleet from a wheel built by its setup.py (`pip install .`), or run from a checkout.",
-    )
+    plugin, skills = package_dir / "plugin", package_dir / "skills"
+    if not (plugin / MANIFEST).is_file():
+        raise PluginBundleMissing(
+            f"fleet's Codex plugin files are not installed with the package (no {plugin / MANIFEST}).",
+            hint="Reinstall fleet (`pip install --force-reinstall fleet`, or `pip install .` in a checkout).",
+        )
+    return PluginSource(plugin, skills, "checkout" if plugin.is_symlink() else "wheel")
 
 
 def read_template(source: PluginSource) -> dict[str, bytes]:

@@ -6,7 +6,7 @@ from fleet.errors import EnvironmentFault
 
 
 class PluginBundleMissing(EnvironmentFault):
-    """The plugin files are not where the package says (a wheel built without `setup.py`'s hook)."""
+    """The plugin files are not beside the package (a broken install or a wheel without its package data)."""
 
     code = "plugin_bundle_missing"
 
