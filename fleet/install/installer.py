@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Final, TypedDict
+from typing import Final, Literal, TypedDict
 
 from filelock import FileLock
 from platformdirs import user_data_dir
@@ -57,7 +57,7 @@ class InstallResult(TypedDict):
     `plugin_enabled` (it was disabled), `plugin_removed`. Empty when nothing needed doing."""
 
     codex_home: str
-    action: str  # "install" or "uninstall"
+    action: Literal["install", "uninstall"]
     plugin: str
     version: str
     installed: bool  # after the call
