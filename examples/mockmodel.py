@@ -31,10 +31,10 @@ class Step:
     """One scripted model reply.
 
     `text` is streamed in `chunks` pieces with `chunk_delay` seconds between them after `delay`.
-    `tool` (name, arguments) makes the reply a function call instead (`("apply_patch", {"input":
-    PATCH})` a custom tool call of Codex's freeform apply_patch, which Codex offers only to models whose
-    catalog metadata says so: see `apply_patch_catalog` in tests/conftest.py); `status` >= 400 makes it an
-    HTTP error with `error_body`.
+    `tool` (name, arguments) makes the reply a function call instead, in the tool `namespace` if given
+    (an MCP server's tools arrive as namespace `mcp__<server>`, e.g. `mcp__fleet`); `("apply_patch",
+    {"input": PATCH})` is a custom tool call of Codex's freeform apply_patch, which Codex offers only to
+    models whose catalog metadata says so. `status` >= 400 makes it an HTTP error with `error_body`.
     """
 
     text: str = "Done."
@@ -44,6 +44,7 @@ class Step:
     tool: tuple[str, dict[str, Any]] | None = None
     status: int = 200
     error_body: dict[str, Any] | None = None
+    namespace: str | None = None
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Step:
@@ -56,6 +57,7 @@ class Step:
             tool=(str(tool["name"]), dict(tool["arguments"])) if tool else None,
             status=int(raw.get("status", 200)),
             error_body=raw.get("error_body"),
+            namespace=raw.get("namespace"),
         )
 
 
@@ -194,6 +196,8 @@ def _events(step: Step) -> list[dict[str, Any]]:
             "arguments": json.dumps(arguments),
             "status": "completed",
         }
+        if step.namespace:
+            item["namespace"] = step.namespace
         events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
     else:
         mid = f"msg_{uuid.uuid4().hex[:12]}"

@@ -1,8 +1,10 @@
 """`fleet.toml`: found, parsed, validated against one JSON Schema, resolved into frozen records.
 
-Lookup: `--config PATH`, else `$FLEET_CONFIG`, else `./fleet.toml`. Every error names the file and the
-key path (`$.agents.mila.cwd`). Paths may use `~` and are resolved relative to the config file's
-directory. Loading never touches tmux, Codex or the state dir.
+Lookup: `--config PATH`, else `$FLEET_CONFIG`, else `./fleet.toml`, else `fleet.toml` in the user config
+dir (`$XDG_CONFIG_HOME/fleet/`, default `~/.config/fleet/`), so that a `fleet mcp` started by a Codex
+plugin finds the fleet with no arguments. Every error names the file and the key path
+(`$.agents.mila.cwd`). Paths may use `~` and are resolved relative to the config file's directory.
+Loading never touches tmux, Codex or the state dir.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
+
+from platformdirs import user_config_dir
 
 from .errors import ConfigError, ConfigNotFound, UnknownAgent
 
@@ -28,6 +32,10 @@ FLEET_NAME: Final = r"^[a-z][a-z0-9-]{0,31}$"
 MAX_AGENTS: Final = 100
 
 Role = Literal["explorer", "worker", "lead"]
+#: Where the config came from, in lookup order (`fleet doctor` reports it).
+ConfigSource = Literal["--config", "$FLEET_CONFIG", "./fleet.toml", "user config dir"]
+#: The file name looked for in the current directory and in the user config dir.
+CONFIG_NAME: Final = "fleet.toml"
 Sandbox = Literal["read-only", "workspace-write", "danger-full-access"]
 #: A lead plans and assigns through fleet's MCP tools; it writes nothing itself.
 ROLE_SANDBOX: Final[dict[str, Sandbox]] = {"explorer": "read-only", "worker": "workspace-write", "lead": "read-only"}
@@ -101,6 +109,7 @@ class FleetConfig:
     state_dir: Path
     agents: dict[str, AgentSpec]
     watchdog: Policy
+    source: ConfigSource | None = None  # None when parsed directly (`parse_config`), not looked up
 
     def agent(self, name: str) -> AgentSpec:
         try:
@@ -120,32 +129,58 @@ class FleetConfig:
         return [self.agent(n) for n in dict.fromkeys(names)]
 
 
-def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The config path by precedence; raises ConfigNotFound naming where it looked."""
-    if explicit:
-        path, source = Path(explicit), "--config"
-    elif os.environ.get("FLEET_CONFIG"):
-        path, source = Path(os.environ["FLEET_CONFIG"]), "$FLEET_CONFIG"
-    else:
-        path, source = Path("fleet.toml"), "the current directory"
-    path = path.expanduser()
-    if not path.is_file():
-        raise ConfigNotFound(
-            f"No fleet config at {path} (from {source}).",
-            hint="Create a fleet.toml (see README, 'Configuration'), or pass --config PATH / set $FLEET_CONFIG.",
-        )
-    return path.resolve()
+@dataclass(frozen=True)
+class ConfigLocation:
+    """The config file found by `find_config`, which rule found it, and why (a sentence for `fleet doctor`)."""
+
+    path: Path
+    source: ConfigSource
+    why: str
+
+
+def user_config_path() -> Path:
+    """`$XDG_CONFIG_HOME/fleet/fleet.toml`, default `~/.config/fleet/fleet.toml` (relative XDG values ignored)."""
+    return Path(user_config_dir("fleet", appauthor=False)) / CONFIG_NAME
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> ConfigLocation:
+    """The config by precedence: `--config`, `$FLEET_CONFIG`, `./fleet.toml`, the user config dir.
+
+    An explicit path (option or variable) must exist: it never falls through to a file the caller did
+    not name. Raises ConfigNotFound naming every place it looked.
+    """
+    if explicit or os.environ.get("FLEET_CONFIG"):
+        source: ConfigSource = "--config" if explicit else "$FLEET_CONFIG"
+        path = Path(explicit or os.environ["FLEET_CONFIG"]).expanduser()
+        if not path.is_file():
+            raise ConfigNotFound(
+                f"No fleet config at {path} (from {source}).",
+                hint="Fix the path, or create the file (see README, 'Configuration').", path=str(path))
+        why = "given with --config" if explicit else "named by $FLEET_CONFIG"
+        return ConfigLocation(path.resolve(), source, why)
+    local, user = Path(CONFIG_NAME), user_config_path()
+    if local.is_file():
+        return ConfigLocation(local.resolve(), "./fleet.toml", "found in the current directory")
+    if user.is_file():
+        return ConfigLocation(user.resolve(), "user config dir",
+                              "no ./fleet.toml here, so the one in the user config dir")
+    raise ConfigNotFound(
+        f"No fleet config: no --config, no $FLEET_CONFIG, no {local.absolute()} and no {user}.",
+        hint=f"Create {user} (used from any directory) or ./fleet.toml (see README, 'Configuration'), "
+             "or pass --config PATH / set $FLEET_CONFIG.",
+    )
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None) -> FleetConfig:
-    path = find_config(explicit)
+    location = find_config(explicit)
+    path = location.path
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}.", hint="Fix the syntax at the line shown.") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}.", hint="Check the file's permissions.") from exc
-    return parse_config(raw, path)
+    return replace(parse_config(raw, path), source=location.source)
 
 
 def _validator() -> Any:
