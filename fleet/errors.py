@@ -70,6 +70,14 @@ class TmuxMissing(EnvironmentFault):
     code = "tmux_missing"
 
 
+class TmuxUnavailable(EnvironmentFault):
+    """tmux is installed but the fleet's server cannot be used (hung, socket unusable, a command
+    failed): agent states are unknown, which is never the same as "stopped"."""
+
+    code = "tmux_unavailable"
+    retryable = True
+
+
 class CodexMissing(EnvironmentFault):
     code = "codex_missing"
 
@@ -98,6 +106,12 @@ class NotDelivered(FleetError):
 
 class TextTooLong(InvalidInput):
     code = "text_too_long"
+
+
+class RequestIdConflict(InvalidInput):
+    """A request id reused for a different text: the retry is not the same request."""
+
+    code = "request_id_conflict"
 
 
 class LeaseHeld(FleetError):

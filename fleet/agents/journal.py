@@ -1,0 +1,213 @@
+"""The agent's journal, `<state_dir>/agents/<name>/events.jsonl`: append, read, find a request, compact.
+
+Two kinds of writer share it: fleet (`launched`, `ready`, `send`, `receipt`, `turn_failed`, `stopped`,
+...) and Codex's hooks and notify through `hookrecv` (`turn_started`, `turn_completed`, tools). Each
+append is one `write` of one line on an `O_APPEND` descriptor while holding a shared flock on
+`events.lock`; compaction holds that lock exclusively, so no append can land in a file that is being
+replaced. Readers take no lock: the file is replaced by an atomic rename, so they see the old or the
+new one, both complete.
+
+Bounded size: when an append leaves the file over `JOURNAL_MAX` bytes, that writer compacts it. The
+old file is kept as `events.jsonl.1` (one generation, for people) and `events.jsonl` is replaced by
+what still decides anything: the latest launch with its `ready` and `stopped`, the last turn's start
+and end, the open turn's last tool event, one `request` record per request id sent in the last
+`REQUEST_TTL` (at most `REQUEST_KEEP`), and a `compacted` marker carrying the transcript path and the
+latest rate limits. `read_journal` (state) and `find_request` (receipts) answer the same before and
+after (property-tested); a request older than `REQUEST_TTL` is forgotten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final, TypedDict
+
+from fleet.fsutil import FILE_MODE, read_jsonl_tail, write_atomic
+
+from .state import END_EVENTS
+from .text import normalize
+
+#: Compaction threshold. The reader reads the whole file each status, so this bounds status cost too.
+JOURNAL_MAX: Final = 256 * 1024
+#: How much a reader reads: the whole file, with room for appends that race a compaction.
+READ_MAX: Final = 4 * JOURNAL_MAX
+#: How long a request id is remembered across compactions (the ledger will keep them for longer).
+REQUEST_TTL: Final = 24 * 3600.0
+#: At most this many request records survive a compaction (~250 bytes each).
+REQUEST_KEEP: Final = 500
+
+EVENTS: Final = "events.jsonl"
+LOCK: Final = "events.lock"
+
+
+class Delivery(TypedDict):
+    turn_id: str | None
+    session_id: str | None
+    delivered_at: float
+
+
+class RequestRecord(TypedDict):
+    """What the journal knows about one request id: the text's digest, when it was sent, and the
+    turn Codex started with it (from the receipt, or a matching prompt that Codex took late)."""
+
+    request_id: str
+    sha: str | None
+    sent_at: float
+    delivery: Delivery | None
+
+
+def text_sha(text: str) -> str:
+    """Digest of a prompt as Codex records it (newlines normalized, ends stripped)."""
+    return hashlib.sha256(normalize(text).encode()).hexdigest()[:32]
+
+
+def _time(ev: dict[str, Any]) -> float:
+    value = ev.get("time")
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _delivery(raw: object) -> Delivery | None:
+    if not isinstance(raw, dict):
+        return None
+    at = raw.get("delivered_at")
+    return Delivery(turn_id=raw.get("turn_id"), session_id=raw.get("session_id"),
+                    delivered_at=float(at) if isinstance(at, int | float) else 0.0)
+
+
+def find_request(events: list[dict[str, Any]], request_id: str) -> RequestRecord | None:
+    """The first send with `request_id` and its delivery, from events oldest first; pure."""
+    rec: RequestRecord | None = None
+    for ev in events:
+        kind = ev.get("event")
+        if rec is None:
+            if kind in ("send", "request") and ev.get("request_id") == request_id:
+                sent = ev.get("sent_at", ev.get("time"))
+                rec = RequestRecord(request_id=request_id, sha=ev.get("text_sha"),
+                                    sent_at=float(sent) if isinstance(sent, int | float) else 0.0,
+                                    delivery=_delivery(ev.get("delivery")))
+            continue
+        if rec["delivery"] is not None:
+            break
+        if kind == "receipt" and ev.get("request_id") == request_id:
+            at = ev.get("delivered_at", ev.get("time"))
+            rec["delivery"] = Delivery(turn_id=ev.get("turn_id"), session_id=ev.get("session_id"),
+                                       delivered_at=float(at) if isinstance(at, int | float) else _time(ev))
+        elif (kind == "turn_started" and rec["sha"] and _time(ev) >= rec["sent_at"] - 0.001
+              and text_sha(str(ev.get("prompt", ""))) == rec["sha"]):
+            rec["delivery"] = Delivery(turn_id=ev.get("turn_id"), session_id=ev.get("session_id"),
+                                       delivered_at=_time(ev))
+    return rec
+
+
+def compact(events: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """The events that keep `read_journal` and `find_request` (for ids younger than `REQUEST_TTL`)
+    answering exactly as they do on `events`; pure."""
+    if not events:
+        return []
+    ids = list(dict.fromkeys(ev["request_id"] for ev in events
+                             if ev.get("event") in ("send", "request") and isinstance(ev.get("request_id"), str)))
+    requests = []
+    for rid in ids:
+        rec = find_request(events, rid)
+        if rec is not None and now - rec["sent_at"] <= REQUEST_TTL:
+            requests.append({"time": rec["sent_at"], "event": "request", "request_id": rid, "text_sha": rec["sha"],
+                             "sent_at": rec["sent_at"], "delivery": rec["delivery"]})
+    requests = sorted(requests, key=lambda r: r["sent_at"])[-REQUEST_KEEP:]
+
+    start = max((i for i, ev in enumerate(events) if ev.get("event") == "launched"), default=0)
+    tail = events[start:]
+    keep: set[int] = set()
+    if tail[0].get("event") == "launched":
+        keep.add(0)
+    for kind in ("ready", "stopped"):
+        found = [i for i, ev in enumerate(tail) if ev.get("event") == kind]
+        keep.update(found[-1:])
+    starts = [i for i, ev in enumerate(tail) if ev.get("event") == "turn_started" and ev.get("turn_id")]
+    transcript = None
+    for ev in tail:
+        if ev.get("transcript_path"):
+            transcript = ev["transcript_path"]
+    if starts:
+        begun = starts[-1]
+        turn = tail[begun].get("turn_id")
+        keep.add(begun)
+        end = next((i for i in range(begun + 1, len(tail))
+                    if tail[i].get("event") in END_EVENTS and tail[i].get("turn_id") == turn), None)
+        if end is not None:
+            keep.add(end)
+        else:
+            tools = [i for i in range(begun + 1, len(tail))
+                     if tail[i].get("event") in ("tool_started", "tool_completed") and tail[i].get("turn_id") == turn]
+            keep.update(tools[-1:])
+    marker: dict[str, Any] = {"time": events[-1].get("time"), "event": "compacted", "at": round(now, 3),
+                              "dropped": len(events) - len(keep)}
+    if transcript:
+        marker["transcript_path"] = transcript
+    for ev in reversed(events):
+        if ev.get("rate_limits"):
+            marker["rate_limits"] = ev["rate_limits"]
+            marker["rate_limits_at"] = ev.get("rate_limits_at", ev.get("time"))
+            break
+    return [*requests, *(tail[i] for i in sorted(keep)), marker]
+
+
+# ---- files ----------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _flock(agent_dir: Path, mode: int) -> Iterator[None]:
+    fd = os.open(agent_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+def append(agent_dir: Path, record: dict[str, Any]) -> None:
+    """Append one event; compact the journal when this append took it past `JOURNAL_MAX`."""
+    line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    with _flock(agent_dir, fcntl.LOCK_SH):
+        fd = os.open(agent_dir / EVENTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     FILE_MODE)
+        try:
+            os.write(fd, line)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    if size > JOURNAL_MAX:
+        compact_file(agent_dir)
+
+
+def read(agent_dir: Path) -> list[dict[str, Any]]:
+    """Every event in the journal, oldest first (torn or foreign lines skipped)."""
+    return read_jsonl_tail(agent_dir / EVENTS, READ_MAX)
+
+
+def compact_file(agent_dir: Path, now: float | None = None, limit: int = JOURNAL_MAX) -> bool:
+    """Compact the journal if it is over `limit` bytes (checked again under the exclusive lock, so
+    concurrent writers compact once); the replaced file is kept as `events.jsonl.1`."""
+    path = agent_dir / EVENTS
+    with _flock(agent_dir, fcntl.LOCK_EX):
+        try:
+            size = os.lstat(path).st_size
+        except FileNotFoundError:
+            return False
+        if size <= limit:
+            return False
+        events = read_jsonl_tail(path, size + 1)
+        kept = compact(events, time.time() if now is None else now)
+        data = b"".join((json.dumps(ev, ensure_ascii=False, separators=(",", ":")) + "\n").encode() for ev in kept)
+        previous = agent_dir / f"{EVENTS}.1"
+        link = agent_dir / f".{EVENTS}.1.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        os.link(path, link)  # the old generation stays reachable; `events.jsonl` never goes missing
+        os.replace(link, previous)
+        write_atomic(path, data)
+    return True
