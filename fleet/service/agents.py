@@ -37,6 +37,17 @@ def fleet_status(svc: Service, *, agents: list[str] | None = None) -> dict[str, 
     return {"fleet": svc.config.name, "agents": out}
 
 
+def _raise_if_nothing_was_done(held: list[Any], refused: list[FleetError], results: list[dict[str, Any]]) -> None:
+    """A call refused for every agent (lease held, agent busy, token stale) did nothing at all: it
+    fails as a whole with the first refusal (exit 3 for lease conflicts), the others in `agents`."""
+    if held or not refused:
+        return
+    err = refused[0]
+    if len(refused) > 1:
+        err.data["agents"] = results
+    raise err
+
+
 def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None, holder: str | None = None,
                 token: int | None = None) -> dict[str, Any]:
     """Start agents; `timeout` bounds the whole call (waiting for other operations, launching, and
@@ -49,16 +60,18 @@ def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None
     rt.tmux.panes()  # tmux missing or unusable fails the whole call before anything is taken
     results: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as stack:
-        held = []
+        held, refused = [], []
         for spec in sorted(specs, key=lambda s: s.name):
             wait = min(OP_WAIT, max(0.0, deadline - time.monotonic()))
             try:
                 stack.enter_context(svc.agent_guard(spec, holder, token, operation="up", wait=wait))
             except FleetError as exc:
+                refused.append(exc)
                 results[spec.name] = {"agent": spec.name, "result": "failed", "started": False, "pid": None,
                                       "state": None, "error": exc.to_dict()}
                 continue
             held.append(spec)
+        _raise_if_nothing_was_done(held, refused, [results[s.name] for s in specs if s.name in results])
         order = {s.name: i for i, s in enumerate(specs)}
         started = rt.start_many(sorted(held, key=lambda s: order[s.name]), deadline)
         results.update({name: dict(r) for name, r in started.items()})
@@ -73,16 +86,18 @@ def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | N
     svc.check_token(specs, token)
     results: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as stack:
-        held = []
+        held, refused = [], []
         for spec in sorted(specs, key=lambda s: s.name):
             try:
                 stack.enter_context(svc.agent_guard(spec, holder, token, operation="down"))
             except FleetError as exc:
+                refused.append(exc)
                 results[spec.name] = {"agent": spec.name, "result": "failed", "stopped": False, "state": None,
                                       "exit_status": None, "exit_signal": None, "forced": False, "signal": None,
                                       "error": exc.to_dict()}
                 continue
             held.append(spec)
+        _raise_if_nothing_was_done(held, refused, [results[s.name] for s in specs if s.name in results])
         results.update({r["agent"]: dict(r) for r in svc.runtime.stop_many(held)})
     ordered = [results[s.name] for s in specs]
     return {"ok": all(r["result"] != "failed" for r in ordered), "agents": ordered}
