@@ -11,7 +11,7 @@ Bounded size: when an append leaves the file over `JOURNAL_MAX` bytes, that writ
 old file is kept as `events.jsonl.1` (one generation, for people) and `events.jsonl` is replaced by
 what still decides anything: the latest launch with its `ready` and `stopped`, the last turn's start
 and end, the open turn's last tool event, one `request` record per request id sent in the last
-`REQUEST_TTL` (at most `REQUEST_KEEP`), and a `compacted` marker carrying the transcript path and the
+`REQUEST_TTL` (newest first, at most `REQUEST_BYTES` of them), and a `compacted` marker carrying the transcript path and the
 latest rate limits. `read_journal` (state) and `find_request` (receipts) answer the same before and
 after (property-tested); a request older than `REQUEST_TTL` is forgotten.
 """
@@ -39,8 +39,9 @@ JOURNAL_MAX: Final = 256 * 1024
 READ_MAX: Final = 4 * JOURNAL_MAX
 #: How long a request id is remembered across compactions (the ledger will keep them for longer).
 REQUEST_TTL: Final = 24 * 3600.0
-#: At most this many request records survive a compaction (~250 bytes each).
-REQUEST_KEEP: Final = 500
+#: Request records surviving a compaction take at most this many bytes (newest first, ~200 bytes
+#: each, so ~300 of them), which keeps a compacted journal well under its bound.
+REQUEST_BYTES = JOURNAL_MAX // 4
 
 EVENTS: Final = "events.jsonl"
 LOCK: Final = "events.lock"
@@ -105,9 +106,9 @@ def find_request(events: list[dict[str, Any]], request_id: str) -> RequestRecord
     return rec
 
 
-def compact(events: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
-    """The events that keep `read_journal` and `find_request` (for ids younger than `REQUEST_TTL`)
-    answering exactly as they do on `events`; pure."""
+def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUEST_BYTES) -> list[dict[str, Any]]:
+    """The events that keep `read_journal` and `find_request` (for the ids it keeps: younger than
+    `REQUEST_TTL`, newest first within `request_bytes`) answering exactly as on `events`; pure."""
     if not events:
         return []
     ids = list(dict.fromkeys(ev["request_id"] for ev in events
@@ -118,7 +119,13 @@ def compact(events: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
         if rec is not None and now - rec["sent_at"] <= REQUEST_TTL:
             requests.append({"time": rec["sent_at"], "event": "request", "request_id": rid, "text_sha": rec["sha"],
                              "sent_at": rec["sent_at"], "delivery": rec["delivery"]})
-    requests = sorted(requests, key=lambda r: r["sent_at"])[-REQUEST_KEEP:]
+    budget, newest = request_bytes, []
+    for rec in sorted(requests, key=lambda r: r["sent_at"], reverse=True):
+        budget -= len(json.dumps(rec)) + 1
+        if budget < 0:
+            break
+        newest.append(rec)
+    requests = newest[::-1]
 
     start = max((i for i, ev in enumerate(events) if ev.get("event") == "launched"), default=0)
     tail = events[start:]
@@ -189,9 +196,10 @@ def read(agent_dir: Path) -> list[dict[str, Any]]:
     return read_jsonl_tail(agent_dir / EVENTS, READ_MAX)
 
 
-def compact_file(agent_dir: Path, now: float | None = None, limit: int = JOURNAL_MAX) -> bool:
-    """Compact the journal if it is over `limit` bytes (checked again under the exclusive lock, so
-    concurrent writers compact once); the replaced file is kept as `events.jsonl.1`."""
+def compact_file(agent_dir: Path, now: float | None = None, limit: int | None = None) -> bool:
+    """Compact the journal if it is over `limit` bytes (default `JOURNAL_MAX`; checked again under
+    the exclusive lock, so concurrent writers compact once); the old file is kept as `events.jsonl.1`."""
+    limit = JOURNAL_MAX if limit is None else limit
     path = agent_dir / EVENTS
     with _flock(agent_dir, fcntl.LOCK_EX):
         try:
@@ -201,7 +209,7 @@ def compact_file(agent_dir: Path, now: float | None = None, limit: int = JOURNAL
         if size <= limit:
             return False
         events = read_jsonl_tail(path, size + 1)
-        kept = compact(events, time.time() if now is None else now)
+        kept = compact(events, time.time() if now is None else now, REQUEST_BYTES)
         data = b"".join((json.dumps(ev, ensure_ascii=False, separators=(",", ":")) + "\n").encode() for ev in kept)
         previous = agent_dir / f"{EVENTS}.1"
         link = agent_dir / f".{EVENTS}.1.{os.getpid()}.tmp"
