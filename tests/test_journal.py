@@ -59,8 +59,8 @@ EVENT = st.builds(_event, st.sampled_from(KINDS), st.integers(0, 3), st.integers
 
 def _timed(events: list[dict[str, Any]], start: float) -> list[dict[str, Any]]:
     out = []
-    for i, ev in enumerate(events):
-        ev = {**ev, "time": start + i * 0.5}
+    for i, raw in enumerate(events):
+        ev = {**raw, "time": start + i * 0.5}
         if ev["event"] == "send":
             ev["sent_at"] = ev["time"]
         out.append(ev)

@@ -11,9 +11,9 @@ Bounded size: when an append leaves the file over `JOURNAL_MAX` bytes, that writ
 old file is kept as `events.jsonl.1` (one generation, for people) and `events.jsonl` is replaced by
 what still decides anything: the latest launch with its `ready` and `stopped`, the last turn's start
 and end, the open turn's last tool event, one `request` record per request id sent in the last
-`REQUEST_TTL` (newest first, at most `REQUEST_BYTES` of them), and a `compacted` marker carrying the transcript path and the
-latest rate limits. `read_journal` (state) and `find_request` (receipts) answer the same before and
-after (property-tested); a request older than `REQUEST_TTL` is forgotten.
+`REQUEST_TTL` (newest first, within `REQUEST_BYTES`), and a `compacted` marker carrying the
+transcript path and the latest rate limits. `read_journal` (state) and `find_request` (receipts)
+answer the same before and after (property-tested); a request older than `REQUEST_TTL` is forgotten.
 """
 
 from __future__ import annotations
