@@ -113,18 +113,18 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
         return []
     ids = list(dict.fromkeys(ev["request_id"] for ev in events
                              if ev.get("event") in ("send", "request") and isinstance(ev.get("request_id"), str)))
-    requests = []
+    found: list[dict[str, Any]] = []
     for rid in ids:
         rec = find_request(events, rid)
         if rec is not None and now - rec["sent_at"] <= REQUEST_TTL:
-            requests.append({"time": rec["sent_at"], "event": "request", "request_id": rid, "text_sha": rec["sha"],
-                             "sent_at": rec["sent_at"], "delivery": rec["delivery"]})
+            found.append({"time": rec["sent_at"], "event": "request", "request_id": rid, "text_sha": rec["sha"],
+                          "sent_at": rec["sent_at"], "delivery": rec["delivery"]})
     budget, newest = request_bytes, []
-    for rec in sorted(requests, key=lambda r: r["sent_at"], reverse=True):
-        budget -= len(json.dumps(rec)) + 1
+    for request in sorted(found, key=lambda r: float(r["sent_at"]), reverse=True):
+        budget -= len(json.dumps(request)) + 1
         if budget < 0:
             break
-        newest.append(rec)
+        newest.append(request)
     requests = newest[::-1]
 
     start = max((i for i, ev in enumerate(events) if ev.get("event") == "launched"), default=0)
