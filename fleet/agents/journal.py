@@ -133,8 +133,8 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
     if tail[0].get("event") == "launched":
         keep.add(0)
     for kind in ("ready", "stopped"):
-        found = [i for i, ev in enumerate(tail) if ev.get("event") == kind]
-        keep.update(found[-1:])
+        indices = [i for i, ev in enumerate(tail) if ev.get("event") == kind]
+        keep.update(indices[-1:])
     starts = [i for i, ev in enumerate(tail) if ev.get("event") == "turn_started" and ev.get("turn_id")]
     transcript = None
     for ev in tail:
