@@ -84,6 +84,7 @@ def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | N
     """Stop agents concurrently; one result per agent, in the order asked; `ok` is false when any failed."""
     specs = svc.specs(agents)
     svc.check_token(specs, token)
+    svc.runtime.tmux.panes()  # tmux missing or unusable fails the whole call before anything is taken
     results: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as stack:
         held, refused = [], []
