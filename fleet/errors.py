@@ -99,6 +99,13 @@ class StartFailed(FleetError):
     code = "start_failed"
 
 
+class HooksUntrusted(FleetError):
+    """The agent's Codex home has hooks its owner never trusted: Codex would stop at "Hooks need
+    review" (fleet trusts only its own handlers, never the user's on their behalf)."""
+
+    code = "hooks_untrusted"
+
+
 class NotDelivered(FleetError):
     code = "not_delivered"
     retryable = True

@@ -60,7 +60,7 @@ def test_every_directory_fleet_creates_is_private_parents_included(
     f.json("up")
     f.json("send", "agent-1", "hi", "--timeout", "1", ok=False)  # op lock, journal, audit
     f.json("claim", "agent-1")
-    created = [p for p in (f.root / "deep").rglob("*")] + [f.root / "deep"]
+    created = [*(f.root / "deep").rglob("*"), f.root / "deep"]
     created += [f.root / "homes-new", f.root / "homes-new" / "team", f.root / "homes-new" / "team" / "agent-1"]
     dirs = [p for p in created if p.is_dir() and not p.is_symlink()]
     files = [p for p in created if p.is_file() and not p.is_symlink()]

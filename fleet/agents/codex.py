@@ -118,6 +118,42 @@ def hook_trust_hash(event: str, handler: dict[str, Any], matcher: str | None = N
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def _table(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def untrusted_hooks(home: Path) -> list[str]:
+    """Trust keys of the command hooks configured in a Codex home (`hooks.json`, inline `[hooks]` in
+    `config.toml`) that its `[hooks.state]` does not trust with a matching hash: the handlers Codex
+    0.169 would hold for review at start. Hooks elsewhere (a repository's `.codex/`) are Codex's
+    to ask about; an unreadable file counts as having none."""
+    user = _user_config(home)
+    hooks: dict[str, Any] = _table(user.get("hooks"))
+    state = _table(hooks.get("state"))
+    try:
+        raw = json.loads((home / "hooks.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raw = None
+    from_json = _table(raw.get("hooks")) if isinstance(raw, dict) else {}
+    inline = {k: v for k, v in hooks.items() if k != "state"}
+    out = []
+    for source, events in ((home / "hooks.json", from_json), (home / "config.toml", inline)):
+        for event, groups in events.items():
+            for i, group in enumerate(groups if isinstance(groups, list) else []):
+                handlers = group.get("hooks") if isinstance(group, dict) else None
+                for j, handler in enumerate(handlers if isinstance(handlers, list) else []):
+                    key = f"{source}:{snake_event(str(event))}:{i}:{j}"
+                    entry = state.get(key)
+                    granted = entry.get("trusted_hash") if isinstance(entry, dict) else None
+                    if not isinstance(handler, dict) or handler.get("type") != "command" or "command" not in handler:
+                        trusted = granted is not None  # not a shape whose hash fleet knows: Codex decides
+                    else:
+                        trusted = granted == hook_trust_hash(str(event), handler, group.get("matcher"))
+                    if not trusted:
+                        out.append(key)
+    return out
+
+
 def launch_argv(spec: AgentSpec, agent_dir: Path) -> list[str]:
     """The full argv that starts this agent's interactive Codex TUI with fleet's signal wiring."""
     user = _user_config(spec.home)

@@ -25,6 +25,7 @@ from fleet.errors import (
     AgentNotRunning,
     ConfigError,
     FleetError,
+    HooksUntrusted,
     NotDelivered,
     RequestIdConflict,
     StartFailed,
@@ -35,7 +36,7 @@ from fleet.fsutil import ensure_dir, make_private_dirs
 
 from . import codex, journal, procs
 from .rollout import RateLimits
-from .screen import EMPTY_COMPOSER
+from .screen import EMPTY_COMPOSER, FIRST_RUN_MARKERS
 from .state import (
     Journal,
     LastTurn,
@@ -219,6 +220,16 @@ class Runtime:
                 f"{self.config.path}: $.agents.{spec.name}.home: {spec.home} exists and is not a directory.",
                 hint="Point `home` at a Codex home directory (it is created if missing).", agent=spec.name,
             )
+        untrusted = codex.untrusted_hooks(spec.home)
+        if untrusted:
+            raise HooksUntrusted(
+                f"Agent {spec.name!r}: its Codex home {spec.home} has {len(untrusted)} hook(s) nobody trusted "
+                f"({', '.join(untrusted[:3])}{', ...' if len(untrusted) > 3 else ''}); Codex would stop at "
+                "\"Hooks need review\".",
+                hint=f"Review them once by hand (`CODEX_HOME={spec.home} codex`, then \"Trust all\" or remove "
+                "them); fleet trusts only its own hooks, never yours on your behalf.",
+                agent=spec.name, hooks=untrusted,
+            )
         command = codex.launch_command(spec, self.agent_dir(spec.name))
         ensure_dir(self.agent_dir(spec.name))
         try:
@@ -371,7 +382,12 @@ class Runtime:
                 hint="Wait until it is idle (`fleet status`), or `fleet interrupt` it first.",
                 agent=name, state=verdict.state,
             )
-        if EMPTY_COMPOSER not in self.tmux.capture(name):
+        screen = self.tmux.capture(name)
+        shown = next((m for m in FIRST_RUN_MARKERS if m in screen), None)
+        if shown is not None:
+            raise AgentBusy(f"Agent {name!r} shows a screen that needs a person ({shown!r}); nothing was sent.",
+                            hint=f"Attach with `fleet attach {name}` and answer it, then retry.", agent=name)
+        if EMPTY_COMPOSER not in screen:
             raise AgentBusy(
                 f"Agent {name!r} has text in its composer (someone may be typing); nothing was sent.",
                 hint=f"Attach with `fleet attach {name}` and clear the composer, then retry.", agent=name,
