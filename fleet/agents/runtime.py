@@ -451,7 +451,8 @@ class Runtime:
         if not wait_until(ended, timeout):
             raise NotDelivered(f"Agent {name!r} did not confirm the interrupt within {timeout:.0f} s.",
                                hint="Retry, or `fleet down` it.", agent=name, turn_id=turn)
-        return {"agent": name, "interrupted": True, "turn_id": turn, "state": "idle"}
+        after = self.state_of(spec)
+        return {"agent": name, "interrupted": True, "turn_id": turn, "state": after.state}
 
     def stop(self, spec: AgentSpec, grace: float = STOP_GRACE) -> StopResult:
         """Quit Codex the way a person would (Esc, then Ctrl-C on an empty composer), kill it if it
