@@ -72,3 +72,14 @@ def test_a_signal_the_kernel_refuses_is_reported_denied(monkeypatch: pytest.Monk
         assert terminate(ident) == "denied"
         assert proc.poll() is None
         proc.kill()
+
+
+def test_an_identity_from_another_boot_never_matches() -> None:
+    with subprocess.Popen(["sleep", "60"]) as proc:
+        ident = identify(proc.pid)
+        assert ident is not None
+        assert ident.boot
+        assert terminate(ProcessId(ident.pid, ident.start, "another-boot")) == "not_ours"
+        assert proc.poll() is None
+        assert is_running(ProcessId(ident.pid, ident.start))  # no boot recorded: the start time decides
+        proc.kill()

@@ -1,11 +1,12 @@
 """Signal only the process fleet started: a pid together with its start time, acted on through a pidfd.
 
 A pid alone is not an identity: after the process exits and its parent (the tmux server) reaps it,
-the kernel can hand the same number to any new process. At launch fleet records the agent's pid and
-its start time (`/proc/<pid>/stat` field 22, clock ticks since boot, which no later process with
-that pid can share). To signal it, `terminate` opens a pidfd for the pid, then checks the start time:
-if it matches, the pidfd is proven to refer to the process fleet started (a pidfd keeps referring
-to one process even if the number is reused later), and every signal goes through that pidfd.
+the kernel can hand the same number to any new process. At launch fleet records the agent's pid, its
+start time (`/proc/<pid>/stat` field 22, clock ticks since boot, which no later process with that
+pid can share) and the boot id (so a journal from before a reboot never matches). To signal it,
+`terminate` opens a pidfd for the pid, then checks the start time: if it matches, the pidfd is
+proven to refer to the process fleet started (a pidfd keeps referring to one process even if the
+number is reused later), and every signal goes through that pidfd.
 """
 
 from __future__ import annotations
@@ -24,10 +25,26 @@ Outcome = Literal["gone", "exited", "terminated", "killed", "not_ours", "denied"
 
 @dataclass(frozen=True)
 class ProcessId:
-    """A process as fleet started it: pid and start time (clock ticks after boot)."""
+    """A process as fleet started it: pid, start time (clock ticks after boot) and boot id (empty
+    when unknown, e.g. recorded by an older fleet: then the start time alone decides)."""
 
     pid: int
     start: int
+    boot: str = ""
+
+
+_boot: list[str] = []
+
+
+def boot_id() -> str:
+    """This boot's id (`/proc/sys/kernel/random/boot_id`), read once; empty if unavailable."""
+    if not _boot:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                _boot.append(f.read().strip())
+        except OSError:
+            _boot.append("")
+    return _boot[0]
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -47,12 +64,17 @@ def identify(pid: int | None) -> ProcessId | None:
     fields = _stat_fields(pid)
     if fields is None or len(fields) < 20 or fields[0] == "Z":
         return None
-    return ProcessId(pid, int(fields[19]))
+    return ProcessId(pid, int(fields[19]), boot_id())
+
+
+def _same(now: ProcessId | None, recorded: ProcessId) -> bool:
+    return (now is not None and now.pid == recorded.pid and now.start == recorded.start
+            and (not recorded.boot or recorded.boot == now.boot))
 
 
 def is_running(proc: ProcessId) -> bool:
     """Whether the process fleet started is still running (not exited, not a zombie)."""
-    return identify(proc.pid) == proc
+    return _same(identify(proc.pid), proc)
 
 
 def _exited(pidfd: int, timeout: float) -> bool:
@@ -82,7 +104,7 @@ def terminate(proc: ProcessId, grace: float = TERM_GRACE) -> Outcome:
         fields = _stat_fields(proc.pid)
         if fields is None or len(fields) < 20:
             return "gone"
-        if int(fields[19]) != proc.start:
+        if int(fields[19]) != proc.start or (proc.boot and proc.boot != boot_id()):
             return "not_ours"
         if fields[0] == "Z" or _exited(pidfd, 0):
             return "exited"
@@ -105,6 +127,8 @@ def _terminate_by_pid(proc: ProcessId, grace: float) -> Outcome:
     remains, which is why the pidfd path is preferred)."""
     import time
 
+    if proc.boot and proc.boot != boot_id():
+        return "not_ours"
     for sig, outcome in ((signal.SIGTERM, "terminated"), (signal.SIGKILL, "killed")):
         if not is_running(proc):
             return "exited" if sig == signal.SIGTERM else "terminated"

@@ -255,8 +255,11 @@ class Runtime:
         pid = self.tmux.new_session(name, command, spec.cwd, {"FLEET_AGENT": name})
         ident = procs.identify(pid)
         self.log(name, "launched", home=str(spec.home), cwd=str(spec.cwd), role=spec.role, pid=pid,
-                 pid_start=ident.start if ident else None)
-        self.tmux.pipe_to(name, codex.rawlog_command(self.agent_dir(name) / "raw.log"))
+                 pid_start=ident.start if ident else None, boot=ident.boot if ident else None)
+        try:
+            self.tmux.pipe_to(name, codex.rawlog_command(self.agent_dir(name) / "raw.log"))
+        except FleetError as exc:  # the raw log is a convenience; readiness decides whether it started
+            self.log(name, "rawlog_failed", error=exc.to_dict())
         return pid
 
     def start_many(self, specs: list[AgentSpec], deadline: float) -> dict[str, StartResult]:
@@ -461,7 +464,7 @@ class Runtime:
         name = spec.name
         pane = self.tmux.panes().get(name)
         j = read_journal(self.events(name))
-        ident = procs.ProcessId(j.pid, j.pid_start) if j.pid and j.pid_start is not None else None
+        ident = _identity(j)
         if ident is None and pane is not None and not pane.dead:
             ident = procs.identify(pane.pid)  # launched before identities were journaled: tmux vouches now
         if pane is None:
@@ -514,8 +517,7 @@ class Runtime:
         """Kill the session, make sure the launched process is gone, and journal `stopped` (always,
         even when signalling fails). Returns what signalling found (see `procs.terminate`)."""
         if ident is None:
-            j = read_journal(self.events(name))
-            ident = procs.ProcessId(j.pid, j.pid_start) if j.pid and j.pid_start is not None else None
+            ident = _identity(read_journal(self.events(name)))
         outcome: str | None = None
         try:
             self.tmux.kill_session(name)
@@ -538,6 +540,13 @@ class Runtime:
         text = self.tmux.capture(spec.name, lines=lines).rstrip("\n")
         out = text.splitlines()[-lines:]
         return {"agent": spec.name, "lines": out, "dead": pane.dead}
+
+
+def _identity(j: Journal) -> procs.ProcessId | None:
+    """The launched process's identity as journaled at its launch."""
+    if not j.pid or j.pid_start is None:
+        return None
+    return procs.ProcessId(j.pid, j.pid_start, j.pid_boot or "")
 
 
 def _start_result(agent: str, result: Literal["started", "running", "failed", "not_attempted"], *,

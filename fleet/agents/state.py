@@ -63,6 +63,7 @@ class Journal:
     stopped_at: float | None = None
     pid: int | None = None
     pid_start: int | None = None
+    pid_boot: str | None = None
     rate_limits: RateLimits | None = None
     rate_limits_at: float | None = None
 
@@ -109,7 +110,8 @@ def read_journal(events: list[dict[str, Any]]) -> Journal:
         if ev.get("transcript_path"):
             j["transcript"] = ev["transcript_path"]
         if kind == "launched":
-            j = {"launched_at": at, "last_event_at": at, "pid": ev.get("pid"), "pid_start": ev.get("pid_start")}
+            j = {"launched_at": at, "last_event_at": at, "pid": ev.get("pid"), "pid_start": ev.get("pid_start"),
+                 "pid_boot": ev.get("boot")}
             turns, last = {}, None
         elif kind == "ready":
             j["ready_at"] = at
