@@ -336,7 +336,7 @@ class Runtime:
             if not pending or time.monotonic() >= deadline:
                 break
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 1.5, 0.25)
+            pause = min(pause * 1.5, 0.1)
         return done
 
     def _start_failed(self, spec: AgentSpec, verdict: Verdict | None) -> StartFailed:
