@@ -138,3 +138,35 @@ def test_a_broken_tmux_is_tmux_unavailable_never_every_agent_stopped(fleet_facto
         assert error["code"] == "tmux_unavailable", args
         assert "protocol version mismatch" in error["message"]
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+FAILING_NEW_SESSION_TMUX = """#!/bin/sh
+for a in "$@"; do
+  case "$a" in
+    -V) echo "tmux 3.3a"; exit 0;;
+    list-panes|list-sessions|has-session) echo "no server running on /nowhere" >&2; exit 1;;
+    new-session) echo "create window failed: fork failed: Resource temporarily unavailable" >&2; exit 1;;
+  esac
+done
+echo "unexpected: $*" >&2
+exit 1
+"""
+
+
+def test_a_launch_tmux_refuses_is_a_per_agent_tmux_unavailable_and_the_rest_not_attempted(
+        fleet_factory: Callable[..., Fleet], tmp_path: Path) -> None:
+    """tmux answers but cannot create a session (simulated by a stand-in binary): libtmux's error
+    comes out as `tmux_unavailable` for that agent, never `internal_error`."""
+    f = fleet_factory(3, codex=fake_codex(tmp_path))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "tmux").write_text(FAILING_NEW_SESSION_TMUX)
+    (bin_dir / "tmux").chmod(0o755)
+    proc = f.cli("up", "--json", env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["ok"] is False
+    assert [(a["agent"], a["result"], a["error"]["code"]) for a in result["agents"]] == [
+        ("agent-1", "failed", "tmux_unavailable"), ("agent-2", "not_attempted", "tmux_unavailable"),
+        ("agent-3", "not_attempted", "tmux_unavailable")]
+    assert "fork failed" in result["agents"][0]["error"]["message"]
