@@ -2,7 +2,9 @@
 
 Used by the test-suite and by the offline demo so that real Codex processes can run with no network.
 Each `POST /v1/responses` pops the next scripted step (a plain answer, a slow stream, a tool call, an
-HTTP error); when the script is empty the server answers with `default_text`. Codex's side request
+HTTP error such as a usage limit, a stream cut mid-way); when the script is empty the server answers
+with `default_text`. A step can carry response headers, e.g. the `x-codex-primary-*` rate-limit
+headers Codex records in its rollout (`rate_limit_headers`). Codex's side request
 that generates a thread title is answered on its own and never consumes a step.
 
 Run standalone: `python examples/mockmodel.py --port-file PATH [--script steps.json]`.
@@ -35,6 +37,8 @@ class Step:
     (an MCP server's tools arrive as namespace `mcp__<server>`, e.g. `mcp__fleet`); `("apply_patch",
     {"input": PATCH})` is a custom tool call of Codex's freeform apply_patch, which Codex offers only to
     models whose catalog metadata says so. `status` >= 400 makes it an HTTP error with `error_body`.
+    `headers` go out with the response (either kind). `drop` cuts the stream after the first text
+    delta: no `response.completed`, then the connection closes.
     """
 
     text: str = "Done."
@@ -45,6 +49,26 @@ class Step:
     status: int = 200
     error_body: dict[str, Any] | None = None
     namespace: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+
+    @classmethod
+    def usage_limit(cls, *, headers: dict[str, str] | None = None, plan_type: str = "plus",
+                    resets_in_seconds: int = 3600) -> Step:
+        """HTTP 429 `usage_limit_reached`, the answer of an account out of quota (Codex: no retry)."""
+        body = {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
+                          "plan_type": plan_type, "resets_in_seconds": resets_in_seconds}}
+        return cls(status=429, error_body=body, headers=dict(headers or {}))
+
+    @classmethod
+    def server_error(cls) -> Step:
+        """HTTP 500 (with the test fleet's `request_max_retries = 0` the turn fails at once)."""
+        return cls(status=500, error_body={"error": {"type": "server_error", "message": "scripted failure"}})
+
+    @classmethod
+    def dropped(cls, text: str = "partial answer that never") -> Step:
+        """A stream cut mid-way: some text, then the connection closes without `response.completed`."""
+        return cls(text=text, chunks=4, drop=True)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Step:
@@ -58,7 +82,28 @@ class Step:
             status=int(raw.get("status", 200)),
             error_body=raw.get("error_body"),
             namespace=raw.get("namespace"),
+            headers={str(k): str(v) for k, v in (raw.get("headers") or {}).items()},
+            drop=bool(raw.get("drop", False)),
         )
+
+
+def rate_limit_headers(primary_used: float, primary_reset_at: int, *, primary_window: int = 300,
+                       secondary_used: float | None = None, secondary_reset_at: int | None = None,
+                       secondary_window: int = 10080) -> dict[str, str]:
+    """The response headers Codex turns into the rollout's `rate_limits` snapshot (reset times are
+    epoch seconds; Codex ignores `*-reset-after-seconds`)."""
+    headers = {
+        "x-codex-primary-used-percent": f"{primary_used:g}",
+        "x-codex-primary-window-minutes": str(primary_window),
+        "x-codex-primary-reset-at": str(primary_reset_at),
+    }
+    if secondary_used is not None:
+        headers.update({
+            "x-codex-secondary-used-percent": f"{secondary_used:g}",
+            "x-codex-secondary-window-minutes": str(secondary_window),
+            "x-codex-secondary-reset-at": str(secondary_reset_at or primary_reset_at),
+        })
+    return headers
 
 
 @dataclass
@@ -149,21 +194,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(step.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            self._extra_headers(step)
             self.end_headers()
             self.wfile.write(payload)
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
+        self._extra_headers(step)
         self.end_headers()
         try:
             for event in _events(step):
                 self._chunk(_sse(event))
-                if event["type"] == "response.output_text.delta" and step.chunk_delay:
-                    time.sleep(step.chunk_delay)
+                if event["type"] == "response.output_text.delta":
+                    if step.drop:  # cut the stream: no terminating chunk, connection closed
+                        self.close_connection = True
+                        return
+                    if step.chunk_delay:
+                        time.sleep(step.chunk_delay)
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
             return
+
+    def _extra_headers(self, step: Step) -> None:
+        for key, value in step.headers.items():
+            self.send_header(key, value)
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

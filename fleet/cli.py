@@ -139,21 +139,37 @@ def status_cmd(agents: AgentsArg = None, as_json: JsonOpt = False) -> None:
 
 @app.command("up")
 def up_cmd(agents: AgentsArg = None, holder: HolderOpt = None, token: TokenOpt = None,
-           timeout: Annotated[float | None, typer.Option(help="Seconds to wait for readiness (default 30).")] = None,
+           timeout: Annotated[float | None, typer.Option(
+               help="Seconds the whole call may take, readiness included (default 30).")] = None,
            as_json: JsonOpt = False) -> None:
-    """Start agents and return once each is ready for a prompt."""
-    _run("agent_start", {"agents": agents, "holder": holder, "token": token, "timeout": timeout}, as_json,
-         _lines("agents", "{agent}: {state} (pid {pid}, started={started})"))
+    """Start agents and return once each is ready for a prompt; exit 1 if any failed."""
+    result = _run("agent_start", {"agents": agents, "holder": holder, "token": token, "timeout": timeout},
+                  as_json, _render_agents)
+    if not result["ok"]:
+        raise typer.Exit(1)
 
 
 @app.command("down")
 def down_cmd(agents: AgentsArg = None, holder: HolderOpt = None, token: TokenOpt = None,
              as_json: JsonOpt = False) -> None:
-    """Stop agents: quit Codex cleanly, kill it if it must; leaves no process behind."""
-    _run("agent_stop", {"agents": agents, "holder": holder, "token": token}, as_json,
-         lambda r: [print(f"{a['agent']}: {a['state']}" + (" (killed)" if a["forced"] else "")
-                          + (f", exit status {a['exit_status']}" if a["exit_status"] is not None else ""))
-                    for a in r["agents"]])
+    """Stop agents: quit Codex cleanly, kill it if it must; leaves no process behind; exit 1 if any failed."""
+    result = _run("agent_stop", {"agents": agents, "holder": holder, "token": token}, as_json, _render_agents)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+def _render_agents(result: dict[str, Any]) -> None:
+    """One line per agent for `up` and `down`; failures name their error code."""
+    for a in result["agents"]:
+        err = a.get("error")
+        if err:
+            line = f"{a['agent']}: {a['result'].replace('_', ' ')}: {err['code']}: {err['message']}"
+        elif "started" in a:
+            line = f"{a['agent']}: {a['result']}, {a['state']} (pid {a['pid']})"
+        else:
+            line = f"{a['agent']}: {a['state']}" + (" (killed)" if a["forced"] else "") + (
+                f", exit status {a['exit_status']}" if a["exit_status"] is not None else "")
+        print(line)
 
 
 @app.command("send")

@@ -70,6 +70,14 @@ class TmuxMissing(EnvironmentFault):
     code = "tmux_missing"
 
 
+class TmuxUnavailable(EnvironmentFault):
+    """tmux is installed but the fleet's server cannot be used (hung, socket unusable, a command
+    failed): agent states are unknown, which is never the same as "stopped"."""
+
+    code = "tmux_unavailable"
+    retryable = True
+
+
 class CodexMissing(EnvironmentFault):
     code = "codex_missing"
 
@@ -91,6 +99,13 @@ class StartFailed(FleetError):
     code = "start_failed"
 
 
+class HooksUntrusted(FleetError):
+    """The agent's Codex home has hooks its owner never trusted: Codex would stop at "Hooks need
+    review" (fleet trusts only its own handlers, never the user's on their behalf)."""
+
+    code = "hooks_untrusted"
+
+
 class NotDelivered(FleetError):
     code = "not_delivered"
     retryable = True
@@ -98,6 +113,12 @@ class NotDelivered(FleetError):
 
 class TextTooLong(InvalidInput):
     code = "text_too_long"
+
+
+class RequestIdConflict(InvalidInput):
+    """A request id reused for a different text: the retry is not the same request."""
+
+    code = "request_id_conflict"
 
 
 class LeaseHeld(FleetError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +25,10 @@ class UnsafePath(OSError):
 
 
 def ensure_dir(path: Path) -> Path:
-    """Create `path` (and parents) as private directories; refuse a symlink in its place."""
+    """Create `path` and every missing parent as private (0700) directories; refuse a symlink in its
+    place. Directories that already exist keep their mode (a user's `~/.local` is not fleet's)."""
     try:
-        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        make_private_dirs(path)
     except OSError as exc:
         raise StateDirError(
             f"Cannot create the directory {path}: {exc.strerror or exc}.",
@@ -41,15 +43,40 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def make_private_dirs(path: Path) -> None:
+    """`mkdir -p` where every directory created is 0700 whatever the umask (`Path.mkdir(parents=True)`
+    gives the parents the umask's mode)."""
+    missing: list[Path] = []
+    probe = path.absolute()
+    while not os.path.lexists(probe):
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:
+            continue  # made by a concurrent caller; the checks below still apply to `path`
+        os.chmod(directory, DIR_MODE)  # exactly 0700 even under an odd umask (0277 would leave 0500)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so a reader sees the old or the new content, never a torn mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+    """Replace `path` with `data` so a reader sees the old or the new content, never a torn mix.
+
+    The temp file is new (`O_EXCL`, a random name: concurrent writers in one process do not share
+    it) and 0600; the rename replaces a symlink at `path` instead of following it.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
     try:
         os.write(fd, data)
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
     dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:

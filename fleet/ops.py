@@ -112,11 +112,13 @@ REGISTRY: Final[dict[str, Operation]] = {
     for op in (
         _op("fleet_status", "status", "Show each agent's exact state, last turn and lease.", "readonly",
             {"agents": AGENTS}, (), _out("agents"), agent_ops.fleet_status),
-        _op("agent_start", "up", "Start agents (the Codex TUI in tmux) and wait until each is ready.",
-            "mutating", {"agents": AGENTS, **LEASED, "timeout": _seconds(1, 300, 30, "How long to wait for readiness")},
-            (), _out("agents"), agent_ops.agent_start),
+        _op("agent_start", "up",
+            "Start agents (the Codex TUI in tmux) and wait until each is ready; one result per agent.",
+            "mutating", {"agents": AGENTS, **LEASED,
+                         "timeout": _seconds(1, 300, 30, "How long the whole call may take, readiness included")},
+            (), _out("ok", "agents"), agent_ops.agent_start),
         _op("agent_stop", "down", "Stop agents: quit Codex cleanly, kill if it must; no process left.",
-            "destructive", {"agents": AGENTS, **LEASED}, (), _out("agents"), agent_ops.agent_stop),
+            "destructive", {"agents": AGENTS, **LEASED}, (), _out("ok", "agents"), agent_ops.agent_stop),
         _op("agent_send", "send",
             "Send a prompt; returns a receipt once Codex recorded it, else a not_delivered error.", "mutating",
             {"agent": AGENT, "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
@@ -168,5 +170,6 @@ def invoke(svc: Service, name: str, args: dict[str, Any]) -> dict[str, Any]:
     except FleetError as exc:
         svc.audit_operation(name, call, "error", exc.code, int((time.monotonic() - started) * 1000))
         raise
-    svc.audit_operation(name, call, "ok", None, int((time.monotonic() - started) * 1000))
+    outcome = "partial" if result.get("ok") is False else "ok"  # up/down: some agents failed
+    svc.audit_operation(name, call, outcome, None, int((time.monotonic() - started) * 1000))
     return result

@@ -101,10 +101,13 @@ def test_a_busy_agent_refuses_a_send_and_can_be_interrupted(fleet_factory: Calla
     assert busy.returncode == 1
     assert json.loads(busy.stdout)["error"]["code"] == "agent_busy"
     result = f.json("interrupt", "agent-1")
-    assert result == {"agent": "agent-1", "interrupted": True, "turn_id": receipt["turn_id"], "state": "idle"}
+    assert (result["agent"], result["interrupted"], result["turn_id"]) == ("agent-1", True, receipt["turn_id"])
     status = f.status("agent-1")
+    assert result["state"] == status["state"]  # observed after the interrupt, not assumed
     assert status["state"] == "idle"
     assert status["last_turn"]["outcome"] == "aborted"
+    aborted = [e for e in f.journal("agent-1") if e["event"] == "turn_aborted"]
+    assert [(e["turn_id"], e["source"]) for e in aborted] == [(receipt["turn_id"], "rollout")]
     assert mock_model.model.user_prompts() == ["a long job"]
     nothing = f.json("interrupt", "agent-1")
     assert nothing["interrupted"] is False

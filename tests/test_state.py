@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from fleet.agents.state import Observation, PaneFacts, classify, needs_screen, read_journal
+from fleet.agents.rollout import TurnEnd
+from fleet.agents.state import Observation, PaneFacts, classify, needs_screen, read_journal, turn_end_event
 
 ALIVE = PaneFacts(session="a", pane_id="%1", pid=42, dead=False, dead_status=None, dead_signal=None,
                   activity=None)
@@ -48,7 +49,8 @@ def test_state_follows_codex_signals(events: list[dict[str, Any]], pane: PaneFac
 
 
 def test_a_turn_the_rollout_records_as_aborted_is_not_working() -> None:
-    obs = Observation(ALIVE, read_journal(TURN), aborted_turns=frozenset({"t1"}))
+    end = TurnEnd("t1", "aborted", 3.6)
+    obs = Observation(ALIVE, read_journal([*TURN, turn_end_event(end)]))
     assert classify(obs).state == "idle"
 
 
@@ -73,12 +75,12 @@ def test_side_thread_notifications_do_not_end_or_start_turns() -> None:
 
 
 def test_the_screen_is_read_only_where_codex_gives_no_signal() -> None:
-    assert needs_screen(ALIVE, read_journal(LAUNCH), frozenset())  # readiness
-    assert not needs_screen(ALIVE, read_journal(READY), frozenset())
-    assert not needs_screen(ALIVE, read_journal(TURN), frozenset())
+    assert needs_screen(ALIVE, read_journal(LAUNCH))  # readiness
+    assert not needs_screen(ALIVE, read_journal(READY))
+    assert not needs_screen(ALIVE, read_journal(TURN))
     tool = read_journal([*TURN, ev("tool_started", 3.5, turn_id="t1")])
-    assert needs_screen(ALIVE, tool, frozenset())  # approval menus
-    assert not needs_screen(DEAD, read_journal(LAUNCH), frozenset())
+    assert needs_screen(ALIVE, tool)  # approval menus
+    assert not needs_screen(DEAD, read_journal(LAUNCH))
 
 
 def test_exited_reports_the_exit_status() -> None:

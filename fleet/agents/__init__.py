@@ -1,6 +1,8 @@
 """Agents: the Codex TUI in the fleet's private tmux server, its journal and its exact state.
 
-`runtime` drives lifecycles and sends; `state` (pure) classifies; `tmux` is the only tmux/libtmux
-user; `codex` the only place that knows Codex's flags and files; `hookrecv` and `rawlog` are the
-standalone programs Codex and tmux run.
+`runtime` drives lifecycles and sends; `state` and `rollout` (pure) classify and read turn ends;
+`journal` appends, compacts and looks up requests; `oplock` runs one operation at a time per agent;
+`procs` signals only the process fleet started; `tmux` is the only tmux/libtmux user; `codex` the
+only place that knows Codex's flags and files; `hookrecv` and `rawlog` are the standalone programs
+Codex and tmux run.
 """

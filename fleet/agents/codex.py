@@ -1,17 +1,20 @@
 """Everything fleet knows about Codex's flags, files and binaries (Codex CLI 0.169).
 
 fleet never edits a Codex config file. What the supervisor needs in an agent's Codex goes in as `-c`
-overrides on the command line: trust for the agent's cwd, the `notify` program and the hooks that
-feed the agent's journal. Where such an override would shadow the user's own `notify` or inline
-`[hooks]` from `$CODEX_HOME/config.toml`, those are carried along (the user's notify is chained, the
-user's hooks run before ours), so the user's setup keeps working inside the fleet.
+overrides on the command line: trust for the agent's cwd, the `notify` program, the hooks that feed
+the agent's journal, trust for exactly those hooks, and no model-switch nudge. Codex keeps hooks per
+config layer, so the user's own hooks (in `$CODEX_HOME/hooks.json` or `config.toml`) stay in their
+layer with their own trust: fleet grants nothing to them, and Codex asks for their review as usual.
+The user's own `notify`, which our override replaces, is chained.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import sys
@@ -22,10 +25,22 @@ from typing import Any, Final
 from fleet.config import AgentSpec
 from fleet.errors import CodexMissing
 
+from .rollout import RolloutFacts, facts
+
 #: Hook events wired to the journal; each becomes a `-c hooks.<Event>=[...]` override.
 HOOK_EVENTS: Final = ("SessionStart", "UserPromptSubmit", "Stop", "PreToolUse", "PostToolUse")
 #: Hooks must answer fast; Codex waits for them before the turn goes on.
 HOOK_TIMEOUT: Final = 10
+#: Where Codex 0.169 files hooks given as `-c` overrides, in their trust keys
+#: (`<source>:<snake_case event>:<group>:<handler>`), as its "Trust all" writes them.
+SESSION_FLAGS_SOURCE: Final = "/<session-flags>/config.toml"
+#: Events whose hooks take a `matcher`, which then enters the trust hash.
+_MATCHER_EVENTS: Final = frozenset({"PreToolUse", "PermissionRequest", "PostToolUse", "SessionStart",
+                                    "SubagentStart", "SubagentStop"})
+#: Events whose handlers time out after 1 s by default instead of 600 s.
+_SHORT_EVENTS: Final = frozenset({"SessionEnd", "Interrupt"})
+#: How much of a rollout's end `read_rollout` reads: a turn's end record is the last thing written.
+ROLLOUT_TAIL: Final = 256 * 1024
 #: Raw terminal log bound per file (one rotation kept: at most twice this on disk).
 RAWLOG_MAX: Final = 4 * 1024 * 1024
 _NATIVE: Final = {
@@ -82,6 +97,63 @@ def receiver_argv(mode: str, agent_dir: Path) -> list[str]:
     return [sys.executable, "-S", str(_HERE / "hookrecv.py"), mode, str(agent_dir)]
 
 
+def snake_event(event: str) -> str:
+    """`UserPromptSubmit` -> `user_prompt_submit`, as Codex names events in trust keys and hashes."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", event).lower()
+
+
+def hook_trust_hash(event: str, handler: dict[str, Any], matcher: str | None = None) -> str:
+    """The `trusted_hash` Codex 0.169 expects for one command handler: sha256 of the compact,
+    key-sorted JSON of the event, the matcher (where the event takes one) and the normalized
+    handler (timeout defaulted, at least 1 s; `async` false unless set)."""
+    timeout = handler.get("timeout", 1 if event in _SHORT_EVENTS else 600)
+    entry: dict[str, Any] = {"type": "command", "command": handler["command"], "timeout": max(1, int(timeout)),
+                             "async": bool(handler.get("async", False))}
+    if handler.get("statusMessage") is not None:
+        entry["statusMessage"] = handler["statusMessage"]
+    obj: dict[str, Any] = {"event_name": snake_event(event), "hooks": [entry]}
+    if matcher is not None and event in _MATCHER_EVENTS:
+        obj["matcher"] = matcher
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _table(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def untrusted_hooks(home: Path) -> list[str]:
+    """Trust keys of the command hooks configured in a Codex home (`hooks.json`, inline `[hooks]` in
+    `config.toml`) that its `[hooks.state]` does not trust with a matching hash: the handlers Codex
+    0.169 would hold for review at start. Hooks elsewhere (a repository's `.codex/`) are Codex's
+    to ask about; an unreadable file counts as having none."""
+    user = _user_config(home)
+    hooks: dict[str, Any] = _table(user.get("hooks"))
+    state = _table(hooks.get("state"))
+    try:
+        raw = json.loads((home / "hooks.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raw = None
+    from_json = _table(raw.get("hooks")) if isinstance(raw, dict) else {}
+    inline = {k: v for k, v in hooks.items() if k != "state"}
+    out = []
+    for source, events in ((home / "hooks.json", from_json), (home / "config.toml", inline)):
+        for event, groups in events.items():
+            for i, group in enumerate(groups if isinstance(groups, list) else []):
+                handlers = group.get("hooks") if isinstance(group, dict) else None
+                for j, handler in enumerate(handlers if isinstance(handlers, list) else []):
+                    key = f"{source}:{snake_event(str(event))}:{i}:{j}"
+                    entry = state.get(key)
+                    granted = entry.get("trusted_hash") if isinstance(entry, dict) else None
+                    if not isinstance(handler, dict) or handler.get("type") != "command" or "command" not in handler:
+                        trusted = granted is not None  # not a shape whose hash fleet knows: Codex decides
+                    else:
+                        trusted = granted == hook_trust_hash(str(event), handler, group.get("matcher"))
+                    if not trusted:
+                        out.append(key)
+    return out
+
+
 def launch_argv(spec: AgentSpec, agent_dir: Path) -> list[str]:
     """The full argv that starts this agent's interactive Codex TUI with fleet's signal wiring."""
     user = _user_config(spec.home)
@@ -92,16 +164,19 @@ def launch_argv(spec: AgentSpec, agent_dir: Path) -> list[str]:
     overrides = [
         f"projects.{json.dumps(str(spec.cwd))}.trust_level=\"trusted\"",
         f"notify={_toml(notify)}",
+        "notice.hide_rate_limit_model_nudge=true",  # a modal "switch model?" would hide the composer
     ]
-    user_hooks = user.get("hooks") if isinstance(user.get("hooks"), dict) else {}
     hook_cmd = shlex.join(receiver_argv("hook", agent_dir))
+    trust: dict[str, Any] = {}
     for event in HOOK_EVENTS:
-        ours = {"hooks": [{"type": "command", "command": hook_cmd, "timeout": HOOK_TIMEOUT}]}
-        theirs = user_hooks.get(event) if isinstance(user_hooks, dict) else None
-        groups = [*theirs, ours] if isinstance(theirs, list) else [ours]
-        overrides.append(f"hooks.{event}={_toml(groups)}")
-    argv = [str(resolve_binary(spec.codex)), "--no-daemon", "--dangerously-bypass-hook-trust",
-            "-C", str(spec.cwd), "-s", spec.sandbox]
+        handler = {"type": "command", "command": hook_cmd, "timeout": HOOK_TIMEOUT}
+        overrides.append(f"hooks.{event}={_toml([{'hooks': [handler]}])}")
+        key = f"{SESSION_FLAGS_SOURCE}:{snake_event(event)}:0:0"
+        trust[key] = {"trusted_hash": hook_trust_hash(event, handler)}
+    # One inline table: Codex reads a dotted `-c hooks.state."<key>".trusted_hash=` wrongly (the key
+    # holds dots), and this form merges with the home's own `[hooks.state]` (measured on 0.169).
+    overrides.append(f"hooks.state={_toml(trust)}")
+    argv = [str(resolve_binary(spec.codex)), "--no-daemon", "-C", str(spec.cwd), "-s", spec.sandbox]
     if spec.model:
         argv += ["-m", spec.model]
     for item in overrides:
@@ -120,13 +195,44 @@ def rawlog_command(path: Path) -> str:
     return shlex.join([sys.executable, "-S", str(_HERE / "rawlog.py"), str(path), str(RAWLOG_MAX)])
 
 
-def find_aborted_turns(transcript: Path, max_bytes: int = 256 * 1024) -> set[str]:
-    """Turn ids that Codex's rollout file records as aborted (interrupted), from its tail."""
-    from fleet.fsutil import read_jsonl_tail
+_ROLLOUT_MARKERS: Final = (b'"task_complete"', b'"turn_aborted"', b'"token_count"')
+_rollout_memo: dict[str, tuple[tuple[int, int, int], RolloutFacts]] = {}
 
-    aborted = set()
-    for rec in read_jsonl_tail(transcript, max_bytes):
-        payload = rec.get("payload")
-        if rec.get("type") == "event_msg" and isinstance(payload, dict) and payload.get("type") == "turn_aborted":
-            aborted.add(str(payload.get("turn_id")))
-    return aborted
+
+def read_rollout(transcript: Path, max_bytes: int = ROLLOUT_TAIL) -> RolloutFacts:
+    """Turn ends and the latest rate limits from the end of a rollout file.
+
+    Cheap on purpose (it runs on every status while a turn is open): only the last `max_bytes` are
+    read, only lines naming one of the three record types are parsed, and an unchanged file (same
+    inode, size and mtime) is answered from memory. A missing or unreadable file has no facts.
+    """
+    try:
+        fd = os.open(transcript, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return RolloutFacts(ends={}, rate_limits=None)
+    try:
+        st = os.fstat(fd)
+        key = str(transcript)
+        sig = (st.st_ino, st.st_size, st.st_mtime_ns)
+        memo = _rollout_memo.get(key)
+        if memo is not None and memo[0] == sig:
+            return memo[1]
+        start = max(0, st.st_size - max_bytes)
+        raw = os.pread(fd, st.st_size - start, start)
+    finally:
+        os.close(fd)
+    lines = raw.split(b"\n")[1 if start else 0:]
+    records = []
+    for line in lines:
+        if any(m in line for m in _ROLLOUT_MARKERS):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+    found = facts(records)
+    if len(_rollout_memo) > 256:
+        _rollout_memo.clear()
+    _rollout_memo[key] = (sig, found)
+    return found

@@ -2,12 +2,18 @@
 
 Run by Codex itself (`python -S hookrecv.py hook AGENT_DIR` with the hook payload on stdin, or
 `python -S hookrecv.py notify AGENT_DIR [--chain PROG ARGS...] JSON`). Standalone on purpose: it
-imports nothing from fleet so that it starts in a few milliseconds, and it prints nothing, because a
-hook's stdout can be fed back to the model. It never fails the hook: errors go to `hookrecv.err`.
+imports nothing from fleet on its hot path so that it starts in a few milliseconds, and it prints
+nothing, because a hook's stdout can be fed back to the model. It never fails the hook: errors go
+to `hookrecv.err` (0600, never through a symlink).
+
+It appends the way `fleet.agents.journal` does (one write, O_APPEND, under a shared flock on
+`events.lock`) and, in the rare call that takes the journal past its bound, imports that module to
+compact it. At `Stop` it also copies the rate-limit snapshot Codex has just written to the rollout.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -16,6 +22,10 @@ import time
 
 TITLE_PREFIX = "Generate a concise, single-line task title"
 PROMPT_CAP = 65536
+#: Same value as `fleet.agents.journal.JOURNAL_MAX` (a test keeps them equal).
+JOURNAL_MAX = 256 * 1024
+#: How much of the rollout's end to search for the turn's `token_count` record.
+ROLLOUT_TAIL = 64 * 1024
 HOOK_EVENTS = {
     "SessionStart": "session_started",
     "UserPromptSubmit": "turn_started",
@@ -23,19 +33,56 @@ HOOK_EVENTS = {
     "PreToolUse": "tool_started",
     "PostToolUse": "tool_completed",
 }
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _append(agent_dir: str, record: dict[str, object]) -> None:
     line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-    fd = os.open(
-        os.path.join(agent_dir, "events.jsonl"),
-        os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
-        0o600,
-    )
+    lock = os.open(os.path.join(agent_dir, "events.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   0o600)
     try:
-        os.write(fd, line)
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        fd = os.open(os.path.join(agent_dir, "events.jsonl"), _FLAGS, 0o600)
+        try:
+            os.write(fd, line)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    finally:
+        os.close(lock)
+    if size > JOURNAL_MAX:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        from pathlib import Path
+
+        from fleet.agents.journal import compact_file
+
+        compact_file(Path(agent_dir))
+
+
+def _rate_limits(transcript: object) -> object:
+    """The `rate_limits` of the last `token_count` in the rollout's tail, or None."""
+    if not isinstance(transcript, str) or not transcript:
+        return None
+    try:
+        fd = os.open(transcript, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        os.lseek(fd, max(0, size - ROLLOUT_TAIL), os.SEEK_SET)
+        raw = os.read(fd, ROLLOUT_TAIL)
     finally:
         os.close(fd)
+    for line in reversed(raw.split(b"\n")):
+        if b'"token_count"' in line and b'"rate_limits"' in line:
+            try:
+                payload = json.loads(line).get("payload") or {}
+            except ValueError:
+                continue
+            limits = payload.get("rate_limits")
+            if isinstance(limits, dict) and (limits.get("primary") or limits.get("secondary")):
+                return {k: limits.get(k) for k in ("primary", "secondary")}
+    return None
 
 
 def _hook(agent_dir: str) -> None:
@@ -54,6 +101,7 @@ def _hook(agent_dir: str) -> None:
         record["prompt"] = str(payload.get("prompt", ""))[:PROMPT_CAP]
     elif name == "Stop":
         record["last_message"] = str(payload.get("last_assistant_message") or "")[:PROMPT_CAP]
+        record["rate_limits"] = _rate_limits(payload.get("transcript_path"))
     elif name in ("PreToolUse", "PostToolUse"):
         record["tool_name"] = payload.get("tool_name")
     elif name == "SessionStart":
@@ -82,6 +130,17 @@ def _notify(agent_dir: str, args: list[str]) -> None:
                          stderr=subprocess.DEVNULL, start_new_session=True)
 
 
+def _log_error(agent_dir: str, mode: str, exc: BaseException) -> None:
+    try:
+        fd = os.open(os.path.join(agent_dir, "hookrecv.err"), _FLAGS, 0o600)
+    except OSError:
+        return
+    try:
+        os.write(fd, f"{time.time():.3f} {mode}: {exc!r}\n".encode())
+    finally:
+        os.close(fd)
+
+
 def main() -> None:
     mode, agent_dir = sys.argv[1], sys.argv[2]
     try:
@@ -90,11 +149,7 @@ def main() -> None:
         else:
             _notify(agent_dir, sys.argv[3:])
     except Exception as exc:  # a hook must never break the agent's turn
-        try:
-            with open(os.path.join(agent_dir, "hookrecv.err"), "a") as f:
-                f.write(f"{time.time():.3f} {mode}: {exc!r}\n")
-        except OSError:
-            pass
+        _log_error(agent_dir, mode, exc)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,53 @@
 """Agent lifecycle on the fleet's tmux server: start, observe, send with a receipt, interrupt, stop.
 
 Each agent is one tmux session named after it running the real Codex TUI. Its journal
-(`<state_dir>/agents/<name>/events.jsonl`) is written by fleet (launched, ready, send, receipt,
-turn_aborted, stopped) and by Codex's own hooks and notify (turn_started, turn_completed, tools).
-Nothing here checks leases: the service layer does that before calling in.
+(`<state_dir>/agents/<name>/events.jsonl`, see `journal`) is written by fleet (launched, ready, send,
+receipt, turn_failed, turn_aborted, stopped) and by Codex's own hooks and notify (turn_started,
+turn_completed, tools). A turn that ends without a Stop hook (model error, dropped stream, usage
+limit, interrupt) is read from Codex's rollout while the journal shows it open, and written to the
+journal by the next mutating call (`settle=True`); read-only calls fold it in memory and write nothing.
+Nothing here checks leases or the operation lock: the service layer holds both before calling in.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import signal
+import dataclasses
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 from fleet.config import AgentSpec, FleetConfig
-from fleet.errors import AgentBusy, AgentNotRunning, ConfigError, NotDelivered, StartFailed
-from fleet.fsutil import append_jsonl, ensure_dir, read_jsonl_tail
+from fleet.errors import (
+    AgentBusy,
+    AgentNotRunning,
+    ConfigError,
+    FleetError,
+    HooksUntrusted,
+    NotDelivered,
+    RequestIdConflict,
+    StartFailed,
+    Timeout,
+    TmuxUnavailable,
+)
+from fleet.fsutil import ensure_dir, make_private_dirs
 
-from . import codex
-from .screen import EMPTY_COMPOSER
-from .state import Journal, LastTurn, Observation, PaneFacts, Verdict, classify, needs_screen, read_journal
+from . import codex, journal, procs
+from .rollout import RateLimits
+from .screen import EMPTY_COMPOSER, FIRST_RUN_MARKERS
+from .state import (
+    Journal,
+    LastTurn,
+    Observation,
+    PaneFacts,
+    Verdict,
+    classify,
+    needs_screen,
+    read_journal,
+    turn_end_event,
+)
 from .text import check_text
 from .text import normalize as _normalize
 from .tmux import TmuxServer
@@ -32,6 +56,10 @@ from .tmux import TmuxServer
 DELIVERY_TIMEOUT: Final = 10.0
 START_TIMEOUT: Final = 30.0
 STOP_GRACE: Final = 5.0
+#: States in which the composer takes a prompt (after a usage limit, "continue" is how to resume).
+SENDABLE: Final = ("idle", "limited")
+#: At most this many agents are stopped at once (each stop is mostly waiting on Codex to quit).
+STOP_WORKERS: Final = 16
 
 
 class AgentStatus(TypedDict):
@@ -47,6 +75,9 @@ class AgentStatus(TypedDict):
     last_turn: LastTurn | None
     exit_status: int | None
     exit_signal: int | None
+    resets_at: float | None
+    rate_limits: RateLimits | None
+    rate_limits_at: float | None
 
 
 class Receipt(TypedDict):
@@ -60,6 +91,34 @@ class Receipt(TypedDict):
     delivered_at: float
     latency_ms: int
     duplicate: bool
+
+
+class StartResult(TypedDict):
+    """One agent's outcome in `up`: `started`, `running` (already was; left alone), `failed` (with
+    `error`, a FleetError as a dict; nothing of it is left running), or `not_attempted` (with the
+    reason in `error`: the call's deadline passed, or tmux failed for an earlier agent)."""
+
+    agent: str
+    result: Literal["started", "running", "failed", "not_attempted"]
+    started: bool
+    pid: int | None
+    state: str | None
+    error: dict[str, Any] | None
+
+
+class StopResult(TypedDict):
+    """One agent's outcome in `down`: `stopped`, `not_running` (no session; nothing to stop), or
+    `failed` with `error`. `signal` says how the process ended when fleet had to signal it."""
+
+    agent: str
+    result: Literal["stopped", "not_running", "failed"]
+    stopped: bool
+    state: str | None
+    exit_status: int | None
+    exit_signal: int | None
+    forced: bool
+    signal: str | None
+    error: dict[str, Any] | None
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
@@ -91,44 +150,62 @@ class Runtime:
         return self.config.state_dir / "agents" / name
 
     def journal_path(self, name: str) -> Path:
-        return self.agent_dir(name) / "events.jsonl"
+        return self.agent_dir(name) / journal.EVENTS
 
     def log(self, name: str, event: str, **fields: Any) -> None:
         ensure_dir(self.agent_dir(name))
-        append_jsonl(self.journal_path(name), {"time": round(time.time(), 3), "event": event, **fields})
+        journal.append(self.agent_dir(name), {"time": round(time.time(), 3), "event": event, **fields})
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        return read_jsonl_tail(self.journal_path(name))
+        return journal.read(self.agent_dir(name))
+
+    def find_request(self, agent: str, request_id: str) -> journal.RequestRecord | None:
+        """What is known about a request id sent to `agent`. The one lookup a retried send uses: today
+        a scan of the agent's journal (kept across compactions for `journal.REQUEST_TTL`)."""
+        return journal.find_request(self.events(agent), request_id)
 
     # ---- observing ----------------------------------------------------------------------------
-    def observe(self, spec: AgentSpec, pane: PaneFacts | None) -> tuple[Verdict, Journal, frozenset[str]]:
-        journal = read_journal(self.events(spec.name))
-        aborted: frozenset[str] = frozenset()
-        if journal.open_turn and journal.transcript and pane is not None and not pane.dead:
-            aborted = frozenset(codex.find_aborted_turns(Path(journal.transcript)))
-        screen = self.tmux.capture(spec.name) if needs_screen(pane, journal, aborted) else None
-        return classify(Observation(pane, journal, aborted, screen)), journal, aborted
+    def observe(self, spec: AgentSpec, pane: PaneFacts | None, *, settle: bool = False,
+                now: float | None = None) -> tuple[Verdict, Journal]:
+        """Classify the agent. While the journal shows a turn open, the rollout's end of that turn (if
+        any) is folded in, and with `settle` also written to the journal (mutating callers only)."""
+        now = time.time() if now is None else now
+        events = self.events(spec.name)
+        j = read_journal(events)
+        if j.open_turn and j.transcript and pane is not None and not pane.dead:
+            found = codex.read_rollout(Path(j.transcript))
+            end = found.ends.get(j.open_turn)
+            if end is not None:
+                event = turn_end_event(end)
+                event["time"] = round(max(end.at or now, j.open_turn_at or 0.0), 3)
+                j = read_journal([*events, event])
+                if settle:
+                    ensure_dir(self.agent_dir(spec.name))
+                    journal.append(self.agent_dir(spec.name), event)
+            elif found.rate_limits is not None and found.rate_limits != j.rate_limits:
+                j = dataclasses.replace(j, rate_limits=found.rate_limits, rate_limits_at=now)
+        screen = self.tmux.capture(spec.name) if needs_screen(pane, j) else None
+        return classify(Observation(pane, j, screen, now)), j
 
     def status(self, specs: list[AgentSpec]) -> list[AgentStatus]:
         panes = self.tmux.panes()
         out = []
+        now = time.time()
         for spec in specs:
             pane = panes.get(spec.name)
-            verdict, journal, aborted = self.observe(spec, pane)
-            last = journal.last_turn
-            if last and last["outcome"] == "running" and last["turn_id"] in aborted:
-                last = LastTurn(**{**last, "outcome": "aborted"})
+            verdict, j = self.observe(spec, pane, now=now)
             out.append(AgentStatus(
                 name=spec.name, state=verdict.state, detail=verdict.detail, role=spec.role,
                 sandbox=spec.sandbox, pid=pane.pid if pane and not pane.dead else None,
-                home=str(spec.home), cwd=str(spec.cwd), since=verdict.since, last_turn=last,
-                exit_status=pane.dead_status if pane and pane.dead else journal.exit_status,
+                home=str(spec.home), cwd=str(spec.cwd), since=verdict.since, last_turn=j.last_turn,
+                exit_status=pane.dead_status if pane and pane.dead else j.exit_status,
                 exit_signal=pane.dead_signal if pane and pane.dead else None,
+                resets_at=verdict.resets_at, rate_limits=j.rate_limits, rate_limits_at=j.rate_limits_at,
             ))
         return out
 
-    def state_of(self, spec: AgentSpec) -> Verdict:
-        return self.observe(spec, self.tmux.panes().get(spec.name))[0]
+    def state_of(self, spec: AgentSpec, *, settle: bool = False) -> Verdict:
+        return self.observe(spec, self.tmux.panes().get(spec.name), settle=settle)[0]
 
     # ---- start --------------------------------------------------------------------------------
     def prepare(self, spec: AgentSpec) -> str:
@@ -143,85 +220,202 @@ class Runtime:
                 f"{self.config.path}: $.agents.{spec.name}.home: {spec.home} exists and is not a directory.",
                 hint="Point `home` at a Codex home directory (it is created if missing).", agent=spec.name,
             )
+        untrusted = codex.untrusted_hooks(spec.home)
+        if untrusted:
+            raise HooksUntrusted(
+                f"Agent {spec.name!r}: its Codex home {spec.home} has {len(untrusted)} hook(s) nobody trusted "
+                f"({', '.join(untrusted[:3])}{', ...' if len(untrusted) > 3 else ''}); Codex would stop at "
+                "\"Hooks need review\".",
+                hint=f"Review them once by hand (`CODEX_HOME={spec.home} codex`, then \"Trust all\" or remove "
+                "them); fleet trusts only its own hooks, never yours on your behalf.",
+                agent=spec.name, hooks=untrusted,
+            )
         command = codex.launch_command(spec, self.agent_dir(spec.name))
         ensure_dir(self.agent_dir(spec.name))
-        spec.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            make_private_dirs(spec.home)
+        except OSError as exc:
+            raise ConfigError(f"{self.config.path}: $.agents.{spec.name}.home: cannot create {spec.home}: "
+                              f"{exc.strerror or exc}.", hint="Check the path and its permissions.",
+                              agent=spec.name) from exc
         return command
 
-    def launch(self, spec: AgentSpec, command: str) -> None:
-        """Create the agent's session (replacing a dead one) and journal the launch."""
-        pane = self.tmux.panes().get(spec.name)
+    def launch(self, spec: AgentSpec, command: str, pane: PaneFacts | None = None) -> int | None:
+        """Create the agent's session and journal the launch with the process's identity (pid and
+        start time, so that only this process is ever signalled). A dead session kept by
+        remain-on-exit is replaced; a live one never is (`agent_busy`). Returns the pid."""
+        name = spec.name
+        pane = pane if pane is not None else self.tmux.panes().get(name)
+        if pane is not None and not pane.dead:
+            raise AgentBusy(f"Agent {name!r} is already running (pid {pane.pid}); it was not started again.",
+                            hint=f"`fleet down {name}` first to restart it.", agent=name)
         if pane is not None:
-            self.tmux.kill_session(spec.name)  # a dead pane kept by remain-on-exit
-        self.log(spec.name, "launched", home=str(spec.home), cwd=str(spec.cwd), role=spec.role)
-        self.tmux.new_session(spec.name, command, spec.cwd, {"FLEET_AGENT": spec.name})
-        self.tmux.pipe_to(spec.name, codex.rawlog_command(self.agent_dir(spec.name) / "raw.log"))
+            self.tmux.kill_session(name)
+        self.tmux.write_config()
+        pid = self.tmux.new_session(name, command, spec.cwd, {"FLEET_AGENT": name})
+        ident = procs.identify(pid)
+        self.log(name, "launched", home=str(spec.home), cwd=str(spec.cwd), role=spec.role, pid=pid,
+                 pid_start=ident.start if ident else None, boot=ident.boot if ident else None)
+        try:
+            self.tmux.pipe_to(name, codex.rawlog_command(self.agent_dir(name) / "raw.log"))
+        except FleetError as exc:  # the raw log is a convenience; readiness decides whether it started
+            self.log(name, "rawlog_failed", error=exc.to_dict())
+        return pid
+
+    def start_many(self, specs: list[AgentSpec], deadline: float) -> dict[str, StartResult]:
+        """Start every agent that is not running, then wait for all of them at once, until the
+        monotonic `deadline`. Each agent gets its own result; a failed start leaves nothing running.
+
+        What a caller can fix (a missing cwd, no Codex binary) raises before anything starts, so a
+        bad config never half-starts a fleet; what goes wrong after that is per agent.
+        """
+        results: dict[str, StartResult] = {}
+        panes = self.tmux.panes()
+        todo = [s for s in specs if (p := panes.get(s.name)) is None or p.dead]
+        commands = {s.name: self.prepare(s) for s in todo}
+        fresh: list[AgentSpec] = []
+        blocked: FleetError | None = None
+        for spec in specs:
+            name = spec.name
+            pane = panes.get(name)
+            if name not in commands:
+                results[name] = _start_result(name, "running", pid=pane.pid if pane else None,
+                                              state=self.observe(spec, pane)[0].state)
+                continue
+            if blocked is None and time.monotonic() >= deadline:
+                blocked = Timeout("The call's timeout passed before this agent could be started.",
+                                  hint="Raise --timeout, or start fewer agents at once.", agent=name)
+            if blocked is not None:
+                results[name] = _start_result(name, "not_attempted", error=blocked.to_dict())
+                continue
+            try:
+                self.launch(spec, commands[name], pane)
+            except TmuxUnavailable as exc:
+                results[name] = _start_result(name, "failed", error=exc.to_dict())
+                blocked = exc  # the next launch would fail the same way
+                continue
+            except FleetError as exc:
+                results[name] = _start_result(name, "failed", error=exc.to_dict())
+                continue
+            fresh.append(spec)
+        verdicts = self._await_ready(fresh, deadline)
+        panes = self.tmux.panes() if fresh else panes
+        for spec in fresh:
+            verdict = verdicts.get(spec.name)
+            if verdict is not None and verdict.state == "idle":
+                self.log(spec.name, "ready")
+                pane = panes.get(spec.name)
+                results[spec.name] = _start_result(spec.name, "started", pid=pane.pid if pane else None,
+                                                   state="idle")
+            else:
+                error = self._start_failed(spec, verdict)
+                results[spec.name] = _start_result(spec.name, "failed", error=error.to_dict())
+        return results
 
     def await_ready(self, spec: AgentSpec, timeout: float = START_TIMEOUT) -> Verdict:
-        """Wait until the agent is ready for a prompt; on failure kill its session and raise."""
-        def check() -> Verdict | None:
-            verdict = self.state_of(spec)
-            return verdict if verdict.state not in ("starting",) else None
-
-        verdict: Verdict | None = wait_until(check, timeout, interval=0.05)
+        """Wait until one launched agent is ready for a prompt; on failure kill its session and raise."""
+        verdict = self._await_ready([spec], time.monotonic() + timeout).get(spec.name)
         if verdict is not None and verdict.state == "idle":
             self.log(spec.name, "ready")
             return verdict
-        screen = self.tmux.capture(spec.name, lines=15).strip().splitlines()[-6:]
-        detail = verdict.detail if verdict else self.state_of(spec).detail
-        self._kill(spec.name, reason="start_failed")
-        why = f"it {verdict.state}" if verdict else f"it was not ready within {timeout:.0f} s"
-        raise StartFailed(
-            f"Agent {spec.name!r} did not start: {why}{' (' + detail + ')' if detail else ''}.",
-            hint="Check `codex` runs by hand with this home and cwd; last screen lines are in `screen`.",
-            agent=spec.name, screen=screen,
-        )
+        raise self._start_failed(spec, verdict)
+
+    def _await_ready(self, specs: list[AgentSpec], deadline: float) -> dict[str, Verdict]:
+        """Poll every launching agent with one pane listing per round until each is past `starting`
+        (or shows a first-run screen that needs a person) or the deadline passes."""
+        done: dict[str, Verdict] = {}
+        pending = list(specs)
+        pause = 0.05
+        while pending:
+            panes = self.tmux.panes()
+            for spec in list(pending):
+                verdict = self.observe(spec, panes.get(spec.name))[0]
+                done[spec.name] = verdict
+                if verdict.state != "starting" or (verdict.detail or "").startswith("a first-run screen"):
+                    pending.remove(spec)
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 1.5, 0.1)
+        return done
+
+    def _start_failed(self, spec: AgentSpec, verdict: Verdict | None) -> StartFailed:
+        """Kill a start that did not become ready and describe why (with its last screen lines)."""
+        name = spec.name
+        screen = self.tmux.capture(name, lines=15).strip().splitlines()[-6:]
+        detail = verdict.detail if verdict is not None else None
+        self._kill(name, reason="start_failed")
+        why = f"it is {verdict.state}" if verdict is not None and verdict.state != "starting" else (
+            "it stopped at a first-run screen" if detail else "it was not ready before the timeout")
+        hint = "Check that `codex` runs by hand with this home and cwd; its last screen lines are in `screen`."
+        if detail and "Hooks need review" in detail:
+            hint = (f"Codex asks for a review of hooks configured in {spec.home} (fleet trusts only its own): "
+                    f"run `CODEX_HOME={spec.home} codex` once in {spec.cwd}, review them, then start it again.")
+        return StartFailed(f"Agent {name!r} did not start: {why}{' (' + detail + ')' if detail else ''}.",
+                           hint=hint, agent=name, screen=screen)
 
     # ---- send ---------------------------------------------------------------------------------
     def send(self, spec: AgentSpec, text: str, request_id: str | None = None,
              timeout: float = DELIVERY_TIMEOUT, holder: str | None = None) -> Receipt:
         check_text(text)
         name = spec.name
+        sha = journal.text_sha(text)
         if request_id:
-            earlier = self._earlier_send(name, request_id, text)
+            earlier = self.find_request(name, request_id)
             if earlier is not None:
-                return earlier
-        verdict = self.state_of(spec)
+                if earlier["sha"] is not None and earlier["sha"] != sha:
+                    raise RequestIdConflict(
+                        f"Request id {request_id!r} was already used for a different text to {name!r}; "
+                        "nothing was sent.",
+                        hint="Use a new request id for a new prompt; reuse an id only to retry the same text.",
+                        agent=name, request_id=request_id,
+                    )
+                if earlier["delivery"] is not None:
+                    return self._receipt(name, earlier["delivery"], text, request_id, earlier["sent_at"],
+                                         duplicate=True)
+        verdict = self.state_of(spec, settle=True)
         if verdict.state in ("stopped", "exited"):
             raise AgentNotRunning(
                 f"Agent {name!r} is {verdict.state}; nothing was sent.",
                 hint=f"Start it with `fleet up {name}`.", agent=name, state=verdict.state,
             )
-        if verdict.state != "idle":
+        if verdict.state not in SENDABLE:
             raise AgentBusy(
                 f"Agent {name!r} is {verdict.state}; a prompt now would steer or be lost, so nothing was sent.",
                 hint="Wait until it is idle (`fleet status`), or `fleet interrupt` it first.",
                 agent=name, state=verdict.state,
             )
-        if EMPTY_COMPOSER not in self.tmux.capture(name):
+        screen = self.tmux.capture(name)
+        shown = next((m for m in FIRST_RUN_MARKERS if m in screen), None)
+        if shown is not None:
+            raise AgentBusy(f"Agent {name!r} shows a screen that needs a person ({shown!r}); nothing was sent.",
+                            hint=f"Attach with `fleet attach {name}` and answer it, then retry.", agent=name)
+        if EMPTY_COMPOSER not in screen:
             raise AgentBusy(
                 f"Agent {name!r} has text in its composer (someone may be typing); nothing was sent.",
                 hint=f"Attach with `fleet attach {name}` and clear the composer, then retry.", agent=name,
             )
         sent_at = time.time()
-        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        self.log(name, "send", request_id=request_id, chars=len(text), sha=digest, holder=holder)
+        self.log(name, "send", request_id=request_id, chars=len(text), text_sha=sha, sent_at=round(sent_at, 3),
+                 holder=holder)
         self.tmux.paste(name, text.replace("\r\n", "\n").replace("\r", "\n"))
         self.tmux.send_keys(name, "Enter")
         found = wait_until(lambda: self._find_turn(name, text, sent_at), timeout)
         if not found:
-            self.log(name, "not_delivered", request_id=request_id, sha=digest)
+            self.log(name, "not_delivered", request_id=request_id, text_sha=sha)
             raise NotDelivered(
                 f"Codex did not record the prompt to {name!r} within {timeout:.0f} s.",
                 hint="Check `fleet tail` for what the agent shows; "
                 "retry with the same request_id to avoid a duplicate.",
                 agent=name, request_id=request_id,
             )
-        return self._receipt(name, found, text, request_id, sent_at, duplicate=False)
+        delivery = journal.Delivery(turn_id=found.get("turn_id"), session_id=found.get("session_id"),
+                                    delivered_at=float(found.get("time", time.time())))
+        return self._receipt(name, delivery, text, request_id, sent_at, duplicate=False)
 
     def _find_turn(self, name: str, text: str, since: float) -> dict[str, Any] | None:
         """The first turn Codex started with exactly `text` at or after `since` (journal times are
-        rounded to ms; matched by time, not position, because the journal is read from its tail)."""
+        rounded to ms; matched by time and text, not position)."""
         want = _normalize(text)
         for ev in self.events(name):
             if (ev.get("event") == "turn_started" and float(ev.get("time", 0)) >= since - 0.001
@@ -229,22 +423,11 @@ class Runtime:
                 return ev
         return None
 
-    def _earlier_send(self, name: str, request_id: str, text: str) -> Receipt | None:
-        """A retried send: return its receipt if it (eventually) landed; never type it twice."""
-        for ev in self.events(name):
-            if ev.get("event") == "receipt" and ev.get("request_id") == request_id:
-                return self._receipt(name, ev, text, request_id, float(ev.get("sent_at", 0)), duplicate=True)
-            if ev.get("event") == "send" and ev.get("request_id") == request_id:
-                late = self._find_turn(name, text, float(ev["time"]))
-                if late is not None:
-                    return self._receipt(name, late, text, request_id, float(ev["time"]), duplicate=True)
-        return None
-
-    def _receipt(self, name: str, ev: dict[str, Any], text: str, request_id: str | None,
+    def _receipt(self, name: str, delivery: journal.Delivery, text: str, request_id: str | None,
                  sent_at: float, duplicate: bool) -> Receipt:
-        delivered_at = float(ev.get("delivered_at", ev.get("time", time.time())))
+        delivered_at = float(delivery["delivered_at"])
         receipt = Receipt(
-            agent=name, delivered=True, turn_id=str(ev.get("turn_id")), session_id=ev.get("session_id"),
+            agent=name, delivered=True, turn_id=str(delivery["turn_id"]), session_id=delivery["session_id"],
             request_id=request_id, chars=len(text), sent_at=sent_at, delivered_at=delivered_at,
             latency_ms=max(0, int((delivered_at - sent_at) * 1000)), duplicate=duplicate,
         )
@@ -256,62 +439,96 @@ class Runtime:
     # ---- interrupt / stop ----------------------------------------------------------------------
     def interrupt(self, spec: AgentSpec, timeout: float = 5.0) -> dict[str, Any]:
         name = spec.name
-        verdict, journal, _ = self.observe(spec, self.tmux.panes().get(name))
+        verdict, j = self.observe(spec, self.tmux.panes().get(name), settle=True)
         if verdict.state in ("stopped", "exited"):
             raise AgentNotRunning(f"Agent {name!r} is {verdict.state}.", hint=f"`fleet up {name}` starts it.",
                                   agent=name)
-        if verdict.state not in ("working", "waiting_approval") or journal.open_turn is None:
+        if verdict.state not in ("working", "waiting_approval") or j.open_turn is None:
             return {"agent": name, "interrupted": False, "turn_id": None, "state": verdict.state}
-        turn = journal.open_turn
+        turn = j.open_turn
         self.tmux.send_keys(name, "Escape")
-        transcript = Path(journal.transcript) if journal.transcript else None
 
         def ended() -> bool:
-            if transcript and turn in codex.find_aborted_turns(transcript):
-                return True
-            return read_journal(self.events(name)).open_turn != turn
+            return self.observe(spec, self.tmux.panes().get(name), settle=True)[1].open_turn != turn
 
         if not wait_until(ended, timeout):
             raise NotDelivered(f"Agent {name!r} did not confirm the interrupt within {timeout:.0f} s.",
                                hint="Retry, or `fleet down` it.", agent=name, turn_id=turn)
-        if read_journal(self.events(name)).open_turn == turn:
-            self.log(name, "turn_aborted", turn_id=turn, reason="interrupted")
-        return {"agent": name, "interrupted": True, "turn_id": turn, "state": "idle"}
+        after = self.state_of(spec)
+        return {"agent": name, "interrupted": True, "turn_id": turn, "state": after.state}
 
-    def stop(self, spec: AgentSpec, grace: float = STOP_GRACE) -> dict[str, Any]:
-        """Quit Codex the way a person would (Esc, then Ctrl-C on an empty composer), kill if it must."""
+    def stop(self, spec: AgentSpec, grace: float = STOP_GRACE) -> StopResult:
+        """Quit Codex the way a person would (Esc, then Ctrl-C on an empty composer), kill it if it
+        must. Only the process fleet launched is ever signalled; `stopped` is always journaled once
+        the session is killed, whatever signalling found."""
         name = spec.name
         pane = self.tmux.panes().get(name)
+        j = read_journal(self.events(name))
+        ident = _identity(j)
+        if ident is None and pane is not None and not pane.dead:
+            ident = procs.identify(pane.pid)  # launched before identities were journaled: tmux vouches now
         if pane is None:
-            return {"agent": name, "stopped": False, "state": "stopped", "exit_status": None, "forced": False}
+            outcome = None
+            if j.launched_at is not None and j.stopped_at is None:  # the session vanished under us
+                outcome = self._kill(name, "no_session", ident)
+            return StopResult(agent=name, result="not_running", stopped=False, state="stopped", exit_status=None,
+                              exit_signal=None, forced=False, signal=outcome, error=None)
         forced = False
         if not pane.dead:
-            self.tmux.send_keys(name, "Escape")
-            for _ in range(3):
-                self.tmux.send_keys(name, "C-c")
-                if wait_until(lambda: self._dead(name), grace / 3):
-                    break
-            else:
-                forced = True
+            try:
+                self.tmux.send_keys(name, "Escape")
+                for _ in range(3):
+                    self.tmux.send_keys(name, "C-c")
+                    if wait_until(lambda: self._dead(name), grace / 3):
+                        break
+                else:
+                    forced = True
+            except AgentNotRunning:
+                pass  # it quit (or was killed) between our checks
         # tmux records the exit status a moment after the pane dies
-        final = wait_until(lambda: (p := self.tmux.panes().get(name)) and p.dead and p.dead_status is not None
-                           and p, 0.5) or self.tmux.panes().get(name)
+        final = wait_until(lambda: (p := self.tmux.panes().get(name)) and p.dead and
+                           (p.dead_status is not None or p.dead_signal is not None) and p, 0.5)
+        final = final or self.tmux.panes().get(name)
         status = final.dead_status if final and final.dead else None
-        self._kill(name, reason="stopped", exit_status=status, forced=forced, pid=pane.pid)
-        return {"agent": name, "stopped": True, "state": "stopped", "exit_status": status, "forced": forced}
+        sig = final.dead_signal if final and final.dead else None
+        outcome = self._kill(name, "stopped", ident, exit_status=status, exit_signal=sig, forced=forced)
+        return StopResult(agent=name, result="stopped", stopped=True, state="stopped", exit_status=status,
+                          exit_signal=sig, forced=forced, signal=outcome, error=None)
+
+    def stop_many(self, specs: list[AgentSpec]) -> list[StopResult]:
+        """Stop agents concurrently (each waits mostly on its own Codex); one result per agent, in order."""
+        def one(spec: AgentSpec) -> StopResult:
+            try:
+                return self.stop(spec)
+            except FleetError as exc:
+                return StopResult(agent=spec.name, result="failed", stopped=False, state=None, exit_status=None,
+                                  exit_signal=None, forced=False, signal=None, error=exc.to_dict())
+
+        if len(specs) <= 1:
+            return [one(s) for s in specs]
+        with ThreadPoolExecutor(max_workers=min(len(specs), STOP_WORKERS), thread_name_prefix="fleet-stop") as pool:
+            return list(pool.map(one, specs))
 
     def _dead(self, name: str) -> bool:
         pane = self.tmux.panes().get(name)
         return pane is None or pane.dead
 
-    def _kill(self, name: str, reason: str, pid: int | None = None, **fields: Any) -> None:
-        pane = self.tmux.panes().get(name)
-        pid = pid or (pane.pid if pane else None)
-        self.tmux.kill_session(name)
-        if pid:
-            _reap(pid)
-        self.log(name, "stopped", reason=reason, **fields)
-        self.tmux.kill_server_if_empty()
+    def _kill(self, name: str, reason: str, ident: procs.ProcessId | None = None, **fields: Any) -> str | None:
+        """Kill the session, make sure the launched process is gone, and journal `stopped` (always,
+        even when signalling fails). Returns what signalling found (see `procs.terminate`)."""
+        if ident is None:
+            ident = _identity(read_journal(self.events(name)))
+        outcome: str | None = None
+        try:
+            self.tmux.kill_session(name)
+            if ident is not None:
+                try:
+                    outcome = procs.terminate(ident)
+                except OSError as exc:
+                    outcome = f"error: {exc.strerror or exc}"
+        finally:
+            self.log(name, "stopped", reason=reason, signal=outcome, **fields)
+        return outcome
 
     # ---- screens -------------------------------------------------------------------------------
     def tail(self, spec: AgentSpec, lines: int) -> dict[str, Any]:
@@ -325,26 +542,14 @@ class Runtime:
         return {"agent": spec.name, "lines": out, "dead": pane.dead}
 
 
-def _reap(pid: int) -> None:
-    """Make sure the agent's process is gone: SIGTERM, then SIGKILL after a short grace."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        if wait_until(lambda: not _alive(pid), 2.0):
-            return
+def _identity(j: Journal) -> procs.ProcessId | None:
+    """The launched process's identity as journaled at its launch."""
+    if not j.pid or j.pid_start is None:
+        return None
+    return procs.ProcessId(j.pid, j.pid_start, j.pid_boot or "")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie still answers kill(0); it is gone for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+def _start_result(agent: str, result: Literal["started", "running", "failed", "not_attempted"], *,
+                  pid: int | None = None, state: str | None = None,
+                  error: dict[str, Any] | None = None) -> StartResult:
+    return StartResult(agent=agent, result=result, started=result == "started", pid=pid, state=state, error=error)

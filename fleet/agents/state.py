@@ -1,15 +1,18 @@
 """Pure agent-state classification: facts in, one state out; no I/O, the clock passed in.
 
-Trust order (DESIGN.md): Codex hooks and notify in the agent's journal, then the rollout file
-(aborted turns), then process facts (pane dead, exit status), and screen text only for what Codex
-signals nothing about: composer readiness, approval menus and first-run screens.
+Trust order (DESIGN.md): Codex hooks and notify in the agent's journal, then the rollout file (turns
+that ended without a Stop hook: failed, aborted), then process facts (pane dead, exit status), and
+screen text only for what Codex signals nothing about: composer readiness, approval menus and
+first-run screens. A turn end read from the rollout enters as a journal event (`turn_end_event`),
+so one fold decides, whether or not that event has been written yet.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
+from .rollout import USAGE_LIMIT, RateLimits, TurnEnd, TurnError, parse_rate_limits
 from .screen import APPROVAL_MARKERS, FIRST_RUN_MARKERS, READY_MARKERS
 
 
@@ -27,17 +30,21 @@ class PaneFacts:
 
 
 
-State = Literal["stopped", "starting", "idle", "working", "waiting_approval", "exited"]
-STATES: tuple[State, ...] = ("stopped", "starting", "idle", "working", "waiting_approval", "exited")
+State = Literal["stopped", "starting", "idle", "working", "waiting_approval", "limited", "exited"]
+STATES: tuple[State, ...] = ("stopped", "starting", "idle", "working", "waiting_approval", "limited", "exited")
+Outcome = Literal["running", "completed", "failed", "aborted"]
+#: Journal events that end a turn, and the outcome each gives.
+END_EVENTS: dict[str, Outcome] = {"turn_completed": "completed", "turn_failed": "failed", "turn_aborted": "aborted"}
 
 
 class LastTurn(TypedDict):
     turn_id: str
     started_at: float | None
     ended_at: float | None
-    outcome: Literal["running", "completed", "aborted"]
+    outcome: Outcome
     prompt_chars: int
     last_message: str | None
+    error: TurnError | None
 
 
 @dataclass(frozen=True)
@@ -54,10 +61,41 @@ class Journal:
     last_event_at: float | None = None
     exit_status: int | None = None
     stopped_at: float | None = None
+    pid: int | None = None
+    pid_start: int | None = None
+    pid_boot: str | None = None
+    rate_limits: RateLimits | None = None
+    rate_limits_at: float | None = None
+
+
+def turn_end_event(end: TurnEnd) -> dict[str, Any]:
+    """The journal event for a turn end read from the rollout (fleet writes it when it settles a turn
+    that fired no Stop hook; until then, readers fold it in memory)."""
+    kind = {"completed": "turn_completed", "failed": "turn_failed", "aborted": "turn_aborted"}[end.outcome]
+    event: dict[str, Any] = {"time": end.at, "event": kind, "source": "rollout", "turn_id": end.turn_id}
+    if end.outcome == "completed":
+        event["last_message"] = end.last_message
+    if end.error is not None:
+        event["error"] = dict(end.error)
+    if end.rate_limits is not None:
+        event["rate_limits"] = end.rate_limits
+    return event
+
+
+def _turn_error(raw: object) -> TurnError | None:
+    if not isinstance(raw, dict):
+        return None
+    status, resets = raw.get("http_status"), raw.get("resets_at")
+    return TurnError(code=str(raw.get("code") or "unknown"), message=str(raw.get("message") or ""),
+                     http_status=status if isinstance(status, int) else None,
+                     resets_at=float(resets) if isinstance(resets, int | float) else None)
 
 
 def read_journal(events: list[dict[str, Any]]) -> Journal:
-    """Fold journal events (oldest first) into what matters for state; only the latest launch counts."""
+    """Fold journal events (oldest first) into what matters for state; only the latest launch counts.
+
+    Request records (`send`, `receipt`, `request`) and the `compacted` marker change nothing here
+    except, for the marker, the transcript path and rate limits it carries."""
     start = 0
     for i, ev in enumerate(events):
         if ev.get("event") == "launched":
@@ -72,22 +110,24 @@ def read_journal(events: list[dict[str, Any]]) -> Journal:
         if ev.get("transcript_path"):
             j["transcript"] = ev["transcript_path"]
         if kind == "launched":
-            j = {"launched_at": at, "last_event_at": at}
+            j = {"launched_at": at, "last_event_at": at, "pid": ev.get("pid"), "pid_start": ev.get("pid_start"),
+                 "pid_boot": ev.get("boot")}
             turns, last = {}, None
         elif kind == "ready":
             j["ready_at"] = at
         elif kind == "turn_started" and turn:
             last = turns[turn] = LastTurn(
                 turn_id=turn, started_at=at, ended_at=None, outcome="running",
-                prompt_chars=len(str(ev.get("prompt", ""))), last_message=None,
+                prompt_chars=len(str(ev.get("prompt", ""))), last_message=None, error=None,
             )
             j.update(open_turn=turn, open_turn_at=at, tool_in_flight=False)
-        elif kind in ("turn_completed", "turn_aborted") and turn:
+        elif kind in END_EVENTS and turn:
             done = turns.get(turn)
             if done is not None and done["outcome"] == "running":
                 done["ended_at"] = at
-                done["outcome"] = "completed" if kind == "turn_completed" else "aborted"
+                done["outcome"] = END_EVENTS[kind]
                 done["last_message"] = ev.get("last_message")
+                done["error"] = _turn_error(ev.get("error"))
             if j.get("open_turn") == turn:
                 j.update(open_turn=None, open_turn_at=None, tool_in_flight=False)
         elif kind == "tool_started" and turn == j.get("open_turn"):
@@ -97,15 +137,23 @@ def read_journal(events: list[dict[str, Any]]) -> Journal:
         elif kind == "stopped":
             j["stopped_at"] = at
             j["exit_status"] = ev.get("exit_status")
+    for ev in reversed(events):  # headroom is the account's, so it outlives a relaunch
+        limits = parse_rate_limits(ev.get("rate_limits")) if "rate_limits" in ev else None
+        if limits is not None:
+            j.update(rate_limits=limits, rate_limits_at=ev.get("rate_limits_at", ev.get("time")))
+            break
     return Journal(last_turn=last, **j)
 
 
 @dataclass(frozen=True)
 class Observation:
+    """Facts about one agent at `now`. The journal already holds (or has folded in) every turn end
+    the rollout recorded, so an open turn here is one Codex has not ended."""
+
     pane: PaneFacts | None
     journal: Journal
-    aborted_turns: frozenset[str] = field(default_factory=frozenset)
     screen: str | None = None
+    now: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -113,18 +161,21 @@ class Verdict:
     state: State
     since: float | None
     detail: str | None = None
+    resets_at: float | None = None
 
 
-def needs_screen(pane: PaneFacts | None, journal: Journal, aborted: frozenset[str]) -> bool:
+def needs_screen(pane: PaneFacts | None, journal: Journal) -> bool:
     """Whether classification needs the screen: only before readiness, or with a tool call in flight."""
     if pane is None or pane.dead:
         return False
-    if journal.open_turn and journal.open_turn not in aborted:
+    if journal.open_turn:
         return journal.tool_in_flight
     return journal.ready_at is None and journal.last_turn is None
 
 
 def classify(obs: Observation) -> Verdict:
+    """One state from the facts. `limited` holds from a turn that failed on the usage limit until
+    its `resets_at` (if known) or the next turn starts; other failed turns leave the agent idle."""
     j = obs.journal
     if obs.pane is None:
         return Verdict("stopped", j.stopped_at)
@@ -133,12 +184,17 @@ def classify(obs: Observation) -> Verdict:
         detail = f"killed by signal {sig}" if sig else f"exit status {status}" if status is not None else None
         return Verdict("exited", j.last_event_at, detail)
     screen = obs.screen or ""
-    if j.open_turn and j.open_turn not in obs.aborted_turns:
+    if j.open_turn:
         if j.tool_in_flight and any(m in screen for m in APPROVAL_MARKERS):
             return Verdict("waiting_approval", j.last_event_at, "an approval menu is open")
         return Verdict("working", j.open_turn_at)
-    if j.ready_at is not None or j.last_turn is not None:
-        since = j.last_turn["ended_at"] if j.last_turn and j.last_turn["ended_at"] else j.ready_at
+    last = j.last_turn
+    if last is not None and last["outcome"] == "failed" and last["error"] and last["error"]["code"] == USAGE_LIMIT:
+        resets = last["error"]["resets_at"]
+        if resets is None or obs.now < resets:
+            return Verdict("limited", last["ended_at"], "the usage limit was reached", resets)
+    if j.ready_at is not None or last is not None:
+        since = last["ended_at"] if last and last["ended_at"] else j.ready_at
         return Verdict("idle", since or j.last_event_at)
     for marker in FIRST_RUN_MARKERS:
         if marker in screen:

@@ -3,7 +3,11 @@
 One server per fleet (`tmux -L fleet-<name>`), never the user's default server. Targets are always
 exact (`=name:`), so a session named `mila` can never resolve to `mila-2`. Hot read paths (listing
 panes, capturing a screen) shell out once to tmux; creating sessions goes through libtmux, imported
-lazily so that read-only commands start fast.
+lazily so that read-only commands start fast. The server exits by itself when its last session ends.
+
+Failures are typed here, once: no server running is "no sessions"; a session that vanished is
+`agent_not_running`; anything else (hung server, unusable socket, libtmux errors) is
+`tmux_unavailable`, so a broken tmux never reads as "every agent stopped".
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Final
 
-from fleet.errors import EnvironmentFault, TmuxMissing
+from fleet.errors import AgentBusy, AgentNotRunning, TmuxMissing, TmuxUnavailable
+from fleet.fsutil import write_atomic
 
 from .state import PaneFacts
 
@@ -24,6 +29,8 @@ from .state import PaneFacts
 TMUX_TIMEOUT: Final = 10.0
 #: Written to the server's config file: remain-on-exit must be on before the first command exits.
 SERVER_CONF: Final = "set -g remain-on-exit on\nset -g history-limit 10000\nset -g mouse off\n"
+#: What tmux says when there is no server to talk to (none started, or it just exited).
+_NO_SERVER: Final = ("no server running on", "server exited unexpectedly", "lost server")
 _FIELDS: Final = (
     "#{session_name}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_dead_signal}\t#{window_activity}"
 )
@@ -50,24 +57,37 @@ class TmuxServer:
     def _argv(self, *args: str) -> list[str]:
         return [self._bin, "-L", self.socket_name, "-f", str(self.config_file), *args]
 
-    def run(self, *args: str, check: bool = True, input_text: str | None = None) -> str:
-        """Run one tmux command on this server; stderr becomes an EnvironmentFault when `check`."""
+    def _exec(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
         try:
-            proc = subprocess.run(
+            return subprocess.run(
                 self._argv(*args), capture_output=True, text=True, timeout=TMUX_TIMEOUT,
                 input=input_text, env=env, check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise EnvironmentFault(
+            raise TmuxUnavailable(
                 f"tmux did not answer within {TMUX_TIMEOUT:.0f} s ({args[0]}).",
-                hint=f"The fleet's tmux server may be hung: `tmux -L {self.socket_name} kill-server` resets it.",
+                hint=f"The fleet's tmux server may be hung: `tmux -L {self.socket_name} kill-server` resets it "
+                "(and ends every agent).",
             ) from exc
+        except OSError as exc:
+            raise TmuxUnavailable(f"tmux could not be run: {exc.strerror or exc}.",
+                                  hint="Run `fleet doctor` to check the tmux setup.") from exc
+
+    def _failed(self, args: tuple[str, ...], proc: subprocess.CompletedProcess[str]) -> Exception:
+        err = proc.stderr.strip() or f"exit status {proc.returncode}"
+        target = next((a[1:].rstrip(":") for a in args if a.startswith("=")), None)
+        if target and ("can't find" in err or any(m in err for m in _NO_SERVER) or err.startswith("error connecting")):
+            return AgentNotRunning(f"Agent {target!r} has no tmux session (it stopped).",
+                                   hint=f"Start it with `fleet up {target}`.", agent=target)
+        return TmuxUnavailable(f"tmux {args[0]} failed: {err}.", hint="Run `fleet doctor` to check the tmux setup.")
+
+    def run(self, *args: str, check: bool = True, input_text: str | None = None) -> str:
+        """Run one tmux command on this server. With `check`, a failure raises `agent_not_running`
+        (the target session is gone) or `tmux_unavailable`; without, its output is returned as is."""
+        proc = self._exec(*args, input_text=input_text)
         if check and proc.returncode != 0:
-            raise EnvironmentFault(
-                f"tmux {args[0]} failed: {proc.stderr.strip() or 'exit ' + str(proc.returncode)}.",
-                hint="Run `fleet doctor` to check the tmux setup.",
-            )
+            raise self._failed(args, proc)
         return proc.stdout
 
     def panes(self) -> dict[str, PaneFacts]:
@@ -81,7 +101,13 @@ class TmuxServer:
         return facts
 
     def _list_panes(self) -> dict[str, PaneFacts]:
-        out = self.run("list-panes", "-a", "-F", _FIELDS, check=False)
+        proc = self._exec("list-panes", "-a", "-F", _FIELDS)
+        if proc.returncode != 0:
+            err = proc.stderr.strip()
+            if any(m in err for m in _NO_SERVER) or (err.startswith("error connecting") and "No such file" in err):
+                return {}
+            raise self._failed(("list-panes",), proc)
+        out = proc.stdout
         facts: dict[str, PaneFacts] = {}
         for line in out.splitlines():
             parts = line.split("\t")
@@ -99,20 +125,39 @@ class TmuxServer:
             )
         return facts
 
+    def write_config(self) -> None:
+        """Write the server's config file (0600, atomically, replacing rather than following a
+        symlink); unchanged content is left alone. The state dir must exist."""
+        try:
+            if self.config_file.read_text() == SERVER_CONF and not self.config_file.is_symlink():
+                return
+        except (OSError, UnicodeDecodeError):
+            pass
+        write_atomic(self.config_file, SERVER_CONF.encode())
+
     def new_session(
         self, name: str, command: str, cwd: Path, env: dict[str, str], width: int = 200, height: int = 50
-    ) -> None:
-        """Start `command` (one shell string) in a new detached session named exactly `name`."""
+    ) -> int | None:
+        """Start `command` (one shell string) in a new detached session named exactly `name`; return
+        its pane's pid. Call `write_config` first. libtmux's errors come out as fleet errors."""
         import libtmux
+        from libtmux import exc as tmux_exc
 
-        self.config_file.parent.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(SERVER_CONF)
-        server = libtmux.Server(socket_name=self.socket_name, config_file=str(self.config_file))
-        # The server (if this call starts it) inherits our environment; keep the user's TMUX out of it.
-        server.new_session(
-            session_name=name, window_command=command, start_directory=str(cwd),
-            x=width, y=height, environment=env, attach=False,
-        )
+        try:
+            server = libtmux.Server(socket_name=self.socket_name, config_file=str(self.config_file))
+            session = server.new_session(
+                session_name=name, window_command=command, start_directory=str(cwd),
+                x=width, y=height, environment=env, attach=False,
+            )
+            pane = session.active_pane
+            pid = pane.pane_pid if pane is not None else None
+        except tmux_exc.TmuxSessionExists as exc:
+            raise AgentBusy(f"Agent {name!r} already has a tmux session; it was not started again.",
+                            hint="See `fleet status`; `fleet down` it first to restart it.", agent=name) from exc
+        except (tmux_exc.LibTmuxException, OSError) as exc:
+            raise TmuxUnavailable(f"tmux could not start a session for {name!r}: {exc}.",
+                                  hint="Run `fleet doctor` to check the tmux setup.", agent=name) from exc
+        return int(pid) if pid is not None and str(pid).isdigit() else None
 
     def has_session(self, name: str) -> bool:
         return name in self.panes()
@@ -155,7 +200,3 @@ class TmuxServer:
         if read_only:
             argv.append("-r")
         return argv
-
-    def kill_server_if_empty(self) -> None:
-        if not self.panes():
-            self.run("kill-server", check=False)

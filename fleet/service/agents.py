@@ -6,71 +6,108 @@ defaults already filled in by `fleet.ops`. Mutating handlers run under `svc.leas
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any
 
-from fleet.errors import AgentNotRunning, FleetError, StartFailed
+from fleet.agents.oplock import OP_WAIT
+from fleet.errors import AgentNotRunning, FleetError
 
 from .core import Service
+
+
+def _lease_info(svc: Service, name: str, recorded: set[str]) -> dict[str, Any]:
+    """The agent's lease as `leases.info` shows it; an agent with no lease record is free, answered
+    without touching the lease store (a read-only status creates nothing on disk)."""
+    if name not in recorded:
+        return {"agent": name, "state": "free", "holder": None, "token": None, "expires_in": None,
+                "expires_at": None, "acquired_at": None, "ttl": None, "transient": None}
+    try:
+        return dict(svc.leases.info(name))
+    except FleetError as exc:
+        return {"state": "corrupt", "error": exc.to_dict()}
 
 
 def fleet_status(svc: Service, *, agents: list[str] | None = None) -> dict[str, Any]:
     specs = svc.specs(agents)
     out: list[dict[str, Any]] = [dict(s) for s in svc.runtime.status(specs)]
+    recorded = set(svc.leases.known_agents())
     for entry in out:
-        try:
-            entry["lease"] = svc.leases.info(entry["name"])
-        except FleetError as exc:
-            entry["lease"] = {"state": "corrupt", "error": exc.to_dict()}
+        entry["lease"] = _lease_info(svc, entry["name"], recorded)
     return {"fleet": svc.config.name, "agents": out}
+
+
+def _raise_if_nothing_was_done(held: list[Any], refused: list[FleetError], results: list[dict[str, Any]]) -> None:
+    """A call refused for every agent (lease held, agent busy, token stale) did nothing at all: it
+    fails as a whole with the first refusal (exit 3 for lease conflicts), the others in `agents`."""
+    if held or not refused:
+        return
+    err = refused[0]
+    if len(refused) > 1:
+        err.data["agents"] = results
+    raise err
 
 
 def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None, holder: str | None = None,
                 token: int | None = None) -> dict[str, Any]:
+    """Start agents; `timeout` bounds the whole call (waiting for other operations, launching, and
+    waiting once for every agent to be ready). One result per agent, in the order asked; `ok` is
+    false when any agent failed or was not attempted."""
+    deadline = time.monotonic() + timeout
     specs = svc.specs(agents)
+    svc.check_token(specs, token)
     rt = svc.runtime
+    rt.tmux.panes()  # tmux missing or unusable fails the whole call before anything is taken
     results: dict[str, dict[str, Any]] = {}
-    failures: list[dict[str, Any]] = []
-    with svc.leased(specs, holder, token):
-        commands = {s.name: rt.prepare(s) for s in specs}  # every check before anything starts
-        panes = rt.tmux.panes()
-        fresh = []
-        for spec in specs:
-            pane = panes.get(spec.name)
-            if pane is not None and not pane.dead:
-                results[spec.name] = {"agent": spec.name, "started": False, "pid": pane.pid,
-                                      "state": rt.state_of(spec).state}
-                continue
-            rt.launch(spec, commands[spec.name])
-            fresh.append(spec)
-        for spec in fresh:
+    with contextlib.ExitStack() as stack:
+        held, refused = [], []
+        for spec in sorted(specs, key=lambda s: s.name):
+            wait = min(OP_WAIT, max(0.0, deadline - time.monotonic()))
             try:
-                verdict = rt.await_ready(spec, timeout)
-            except StartFailed as exc:
-                failures.append(exc.to_dict())
+                stack.enter_context(svc.agent_guard(spec, holder, token, operation="up", wait=wait))
+            except FleetError as exc:
+                refused.append(exc)
+                results[spec.name] = {"agent": spec.name, "result": "failed", "started": False, "pid": None,
+                                      "state": None, "error": exc.to_dict()}
                 continue
-            pane = rt.tmux.panes().get(spec.name)
-            results[spec.name] = {"agent": spec.name, "started": True, "pid": pane.pid if pane else None,
-                                  "state": verdict.state}
-    if failures:
-        names = ", ".join(f["agent"] for f in failures)
-        raise StartFailed(
-            f"{len(failures)} of {len(specs)} agent(s) failed to start: {names}.",
-            hint=failures[0]["hint"], failures=failures, started=sorted(results),
-        )
-    return {"agents": [results[s.name] for s in specs]}
+            held.append(spec)
+        _raise_if_nothing_was_done(held, refused, [results[s.name] for s in specs if s.name in results])
+        order = {s.name: i for i, s in enumerate(specs)}
+        started = rt.start_many(sorted(held, key=lambda s: order[s.name]), deadline)
+        results.update({name: dict(r) for name, r in started.items()})
+    ordered = [results[s.name] for s in specs]
+    return {"ok": all(r["result"] in ("started", "running") for r in ordered), "agents": ordered}
 
 
 def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | None = None,
                token: int | None = None) -> dict[str, Any]:
+    """Stop agents concurrently; one result per agent, in the order asked; `ok` is false when any failed."""
     specs = svc.specs(agents)
-    with svc.leased(specs, holder, token):
-        return {"agents": [svc.runtime.stop(spec) for spec in specs]}
+    svc.check_token(specs, token)
+    svc.runtime.tmux.panes()  # tmux missing or unusable fails the whole call before anything is taken
+    results: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as stack:
+        held, refused = [], []
+        for spec in sorted(specs, key=lambda s: s.name):
+            try:
+                stack.enter_context(svc.agent_guard(spec, holder, token, operation="down"))
+            except FleetError as exc:
+                refused.append(exc)
+                results[spec.name] = {"agent": spec.name, "result": "failed", "stopped": False, "state": None,
+                                      "exit_status": None, "exit_signal": None, "forced": False, "signal": None,
+                                      "error": exc.to_dict()}
+                continue
+            held.append(spec)
+        _raise_if_nothing_was_done(held, refused, [results[s.name] for s in specs if s.name in results])
+        results.update({r["agent"]: dict(r) for r in svc.runtime.stop_many(held)})
+    ordered = [results[s.name] for s in specs]
+    return {"ok": all(r["result"] != "failed" for r in ordered), "agents": ordered}
 
 
 def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_id: str | None = None,
                holder: str | None = None, token: int | None = None) -> dict[str, Any]:
     spec = svc.config.agent(agent)
-    with svc.leased([spec], holder, token):
+    with svc.leased([spec], holder, token, operation="send"):
         receipt = svc.runtime.send(spec, text, request_id, timeout, holder=svc.holder_for(holder))
     return dict(receipt)
 
@@ -78,7 +115,7 @@ def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_i
 def agent_interrupt(svc: Service, *, agent: str, holder: str | None = None,
                     token: int | None = None) -> dict[str, Any]:
     spec = svc.config.agent(agent)
-    with svc.leased([spec], holder, token):
+    with svc.leased([spec], holder, token, operation="interrupt"):
         return svc.runtime.interrupt(spec)
 
 

@@ -1,10 +1,11 @@
 """The service core: one `Service` per process (a CLI call, the MCP server, a watchdog tick).
 
 It owns the lazily built parts every operation shares (config, agent runtime, lease store) and the
-one lease rule for mutating work: an operation runs under the caller's lease, or under a transient
-lease on a free agent; a stale token is fenced. Handlers (`fleet.service.agents`, `.leases`, ...) are
-plain functions taking the service and typed keyword arguments; `fleet.ops` validates, audits and
-dispatches to them.
+one rule for mutating work on an agent: it runs holding the agent's operation lock (one operation
+at a time per agent, whoever the holder; see `fleet.agents.oplock`) and, inside it, the caller's
+lease or a transient lease on a free agent; a stale token is fenced. Handlers
+(`fleet.service.agents`, `.leases`, ...) are plain functions taking the service and typed keyword
+arguments; `fleet.ops` validates, audits and dispatches to them.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import getpass
 import logging
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fleet import audit
+from fleet.agents.oplock import OP_WAIT, op_lock
 from fleet.config import AgentSpec, FleetConfig, load_config
-from fleet.errors import FleetError, InvalidInput
+from fleet.errors import AgentBusy, FleetError, InvalidInput
 from fleet.fsutil import ensure_dir
 
 if TYPE_CHECKING:
@@ -82,7 +85,6 @@ class Service:
         if self._leases is None:
             from fleet.leases import LeaseStore
 
-            ensure_dir(self.config.state_dir)
             self._leases = LeaseStore(self.config.state_dir, surface=self.surface)
         return self._leases
 
@@ -93,16 +95,53 @@ class Service:
         return self.config.select(agents)
 
     @contextlib.contextmanager
-    def leased(self, specs: list[AgentSpec], holder: str | None, token: int | None) -> Iterator[None]:
-        """Run the body under `holder`'s lease on every agent in `specs` (or transient ones)."""
+    def leased(self, specs: list[AgentSpec], holder: str | None, token: int | None, *,
+               operation: str = "operation", wait: float = OP_WAIT) -> Iterator[None]:
+        """Run the body holding, for every agent in `specs`, its operation lock and `holder`'s lease
+        (or a transient one). Agents are taken in name order, so two calls never wait on each
+        other crosswise; every failure (`agent_busy`, `lease_held`, `lease_lost`) raises before the
+        body runs, and whatever was taken is let go."""
+        self.check_token(specs, token)
+        with contextlib.ExitStack() as stack:
+            for spec in sorted(specs, key=lambda s: s.name):
+                stack.enter_context(self.agent_guard(spec, holder, token, operation=operation, wait=wait))
+            yield
+
+    def check_token(self, specs: list[AgentSpec], token: int | None) -> None:
         if token is not None and len(specs) != 1:
             raise InvalidInput("A token fences one agent; name exactly one agent with --token.",
                                hint="Run the command once per agent, each with its own token.")
+
+    @contextlib.contextmanager
+    def agent_guard(self, spec: AgentSpec, holder: str | None, token: int | None, *, operation: str,
+                    wait: float = OP_WAIT) -> Iterator[None]:
+        """One agent's operation lock, then the lease, for the whole body.
+
+        The lock comes first and goes last: an operation's transient lease is ended before the next
+        operation (same holder or not) can begin, so it is never freed under a running operation.
+        When another operation is running and the agent is leased to someone else, `lease_held` is
+        raised at once rather than after the wait.
+        """
         who = self.holder_for(holder)
+        agent_dir = ensure_dir(self.config.state_dir / "agents" / spec.name)
         with contextlib.ExitStack() as stack:
-            for spec in specs:
-                stack.enter_context(self.leases.guard(spec.name, who, token))
+            try:
+                stack.enter_context(op_lock(agent_dir, spec.name, operation=operation, holder=who, wait=0))
+            except AgentBusy:
+                if wait <= 0:
+                    raise
+                self._refuse_other_holder(spec.name, who)
+                stack.enter_context(op_lock(agent_dir, spec.name, operation=operation, holder=who, wait=wait))
+            stack.enter_context(self.leases.guard(spec.name, who, token))
             yield
+
+    def _refuse_other_holder(self, agent: str, who: str) -> None:
+        from fleet.leases.rules import lease_held_error, lease_state
+
+        lease = self.leases.get(agent)
+        now = time.time()
+        if lease is not None and lease.holder != who and lease_state(lease, now) == "held":
+            raise lease_held_error(lease, now)
 
     def audit_operation(self, name: str, args: dict[str, Any], outcome: str, code: str | None, ms: int) -> None:
         """Append the operation's audit record. Never raises: the action already happened, so a

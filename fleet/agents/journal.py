@@ -1,0 +1,221 @@
+"""The agent's journal, `<state_dir>/agents/<name>/events.jsonl`: append, read, find a request, compact.
+
+Two kinds of writer share it: fleet (`launched`, `ready`, `send`, `receipt`, `turn_failed`, `stopped`,
+...) and Codex's hooks and notify through `hookrecv` (`turn_started`, `turn_completed`, tools). Each
+append is one `write` of one line on an `O_APPEND` descriptor while holding a shared flock on
+`events.lock`; compaction holds that lock exclusively, so no append can land in a file that is being
+replaced. Readers take no lock: the file is replaced by an atomic rename, so they see the old or the
+new one, both complete.
+
+Bounded size: when an append leaves the file over `JOURNAL_MAX` bytes, that writer compacts it. The
+old file is kept as `events.jsonl.1` (one generation, for people) and `events.jsonl` is replaced by
+what still decides anything: the latest launch with its `ready` and `stopped`, the last turn's start
+and end, the open turn's last tool event, one `request` record per request id sent in the last
+`REQUEST_TTL` (newest first, within `REQUEST_BYTES`), and a `compacted` marker carrying the
+transcript path and the latest rate limits. `read_journal` (state) and `find_request` (receipts)
+answer the same before and after (property-tested); a request older than `REQUEST_TTL` is forgotten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final, TypedDict
+
+from fleet.fsutil import FILE_MODE, read_jsonl_tail, write_atomic
+
+from .state import END_EVENTS
+from .text import normalize
+
+#: Compaction threshold. The reader reads the whole file each status, so this bounds status cost too.
+JOURNAL_MAX: Final = 256 * 1024
+#: How much a reader reads: the whole file, with room for appends that race a compaction.
+READ_MAX: Final = 4 * JOURNAL_MAX
+#: How long a request id is remembered across compactions (the ledger will keep them for longer).
+REQUEST_TTL: Final = 24 * 3600.0
+#: Request records surviving a compaction take at most this many bytes (newest first, ~200 bytes
+#: each, so ~300 of them), which keeps a compacted journal well under its bound.
+REQUEST_BYTES = JOURNAL_MAX // 4
+
+EVENTS: Final = "events.jsonl"
+LOCK: Final = "events.lock"
+
+
+class Delivery(TypedDict):
+    turn_id: str | None
+    session_id: str | None
+    delivered_at: float
+
+
+class RequestRecord(TypedDict):
+    """What the journal knows about one request id: the text's digest, when it was sent, and the
+    turn Codex started with it (from the receipt, or a matching prompt that Codex took late)."""
+
+    request_id: str
+    sha: str | None
+    sent_at: float
+    delivery: Delivery | None
+
+
+def text_sha(text: str) -> str:
+    """Digest of a prompt as Codex records it (newlines normalized, ends stripped)."""
+    return hashlib.sha256(normalize(text).encode()).hexdigest()[:32]
+
+
+def _time(ev: dict[str, Any]) -> float:
+    value = ev.get("time")
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _delivery(raw: object) -> Delivery | None:
+    if not isinstance(raw, dict):
+        return None
+    at = raw.get("delivered_at")
+    return Delivery(turn_id=raw.get("turn_id"), session_id=raw.get("session_id"),
+                    delivered_at=float(at) if isinstance(at, int | float) else 0.0)
+
+
+def find_request(events: list[dict[str, Any]], request_id: str) -> RequestRecord | None:
+    """The first send with `request_id` and its delivery, from events oldest first; pure."""
+    rec: RequestRecord | None = None
+    for ev in events:
+        kind = ev.get("event")
+        if rec is None:
+            if kind in ("send", "request") and ev.get("request_id") == request_id:
+                sent = ev.get("sent_at", ev.get("time"))
+                rec = RequestRecord(request_id=request_id, sha=ev.get("text_sha"),
+                                    sent_at=float(sent) if isinstance(sent, int | float) else 0.0,
+                                    delivery=_delivery(ev.get("delivery")))
+            continue
+        if rec["delivery"] is not None:
+            break
+        if kind == "receipt" and ev.get("request_id") == request_id:
+            at = ev.get("delivered_at", ev.get("time"))
+            rec["delivery"] = Delivery(turn_id=ev.get("turn_id"), session_id=ev.get("session_id"),
+                                       delivered_at=float(at) if isinstance(at, int | float) else _time(ev))
+        elif (kind == "turn_started" and rec["sha"] and _time(ev) >= rec["sent_at"] - 0.001
+              and text_sha(str(ev.get("prompt", ""))) == rec["sha"]):
+            rec["delivery"] = Delivery(turn_id=ev.get("turn_id"), session_id=ev.get("session_id"),
+                                       delivered_at=_time(ev))
+    return rec
+
+
+def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUEST_BYTES) -> list[dict[str, Any]]:
+    """The events that keep `read_journal` and `find_request` (for the ids it keeps: younger than
+    `REQUEST_TTL`, newest first within `request_bytes`) answering exactly as on `events`; pure."""
+    if not events:
+        return []
+    ids = list(dict.fromkeys(ev["request_id"] for ev in events
+                             if ev.get("event") in ("send", "request") and isinstance(ev.get("request_id"), str)))
+    found: list[dict[str, Any]] = []
+    for rid in ids:
+        rec = find_request(events, rid)
+        if rec is not None and now - rec["sent_at"] <= REQUEST_TTL:
+            found.append({"time": rec["sent_at"], "event": "request", "request_id": rid, "text_sha": rec["sha"],
+                          "sent_at": rec["sent_at"], "delivery": rec["delivery"]})
+    budget, newest = request_bytes, []
+    for request in sorted(found, key=lambda r: float(r["sent_at"]), reverse=True):
+        budget -= len(json.dumps(request)) + 1
+        if budget < 0:
+            break
+        newest.append(request)
+    requests = newest[::-1]
+
+    start = max((i for i, ev in enumerate(events) if ev.get("event") == "launched"), default=0)
+    tail = events[start:]
+    keep: set[int] = set()
+    if tail[0].get("event") == "launched":
+        keep.add(0)
+    for kind in ("ready", "stopped"):
+        indices = [i for i, ev in enumerate(tail) if ev.get("event") == kind]
+        keep.update(indices[-1:])
+    starts = [i for i, ev in enumerate(tail) if ev.get("event") == "turn_started" and ev.get("turn_id")]
+    transcript = None
+    for ev in tail:
+        if ev.get("transcript_path"):
+            transcript = ev["transcript_path"]
+    if starts:
+        begun = starts[-1]
+        turn = tail[begun].get("turn_id")
+        keep.add(begun)
+        end = next((i for i in range(begun + 1, len(tail))
+                    if tail[i].get("event") in END_EVENTS and tail[i].get("turn_id") == turn), None)
+        if end is not None:
+            keep.add(end)
+        else:
+            tools = [i for i in range(begun + 1, len(tail))
+                     if tail[i].get("event") in ("tool_started", "tool_completed") and tail[i].get("turn_id") == turn]
+            keep.update(tools[-1:])
+    marker: dict[str, Any] = {"time": events[-1].get("time"), "event": "compacted", "at": round(now, 3),
+                              "dropped": len(events) - len(keep)}
+    if transcript:
+        marker["transcript_path"] = transcript
+    for ev in reversed(events):
+        if ev.get("rate_limits"):
+            marker["rate_limits"] = ev["rate_limits"]
+            marker["rate_limits_at"] = ev.get("rate_limits_at", ev.get("time"))
+            break
+    return [*requests, *(tail[i] for i in sorted(keep)), marker]
+
+
+# ---- files ----------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _flock(agent_dir: Path, mode: int) -> Iterator[None]:
+    fd = os.open(agent_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+def append(agent_dir: Path, record: dict[str, Any]) -> None:
+    """Append one event; compact the journal when this append took it past `JOURNAL_MAX`."""
+    line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    with _flock(agent_dir, fcntl.LOCK_SH):
+        fd = os.open(agent_dir / EVENTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     FILE_MODE)
+        try:
+            os.write(fd, line)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    if size > JOURNAL_MAX:
+        compact_file(agent_dir)
+
+
+def read(agent_dir: Path) -> list[dict[str, Any]]:
+    """Every event in the journal, oldest first (torn or foreign lines skipped)."""
+    return read_jsonl_tail(agent_dir / EVENTS, READ_MAX)
+
+
+def compact_file(agent_dir: Path, now: float | None = None, limit: int | None = None) -> bool:
+    """Compact the journal if it is over `limit` bytes (default `JOURNAL_MAX`; checked again under
+    the exclusive lock, so concurrent writers compact once); the old file is kept as `events.jsonl.1`."""
+    limit = JOURNAL_MAX if limit is None else limit
+    path = agent_dir / EVENTS
+    with _flock(agent_dir, fcntl.LOCK_EX):
+        try:
+            size = os.lstat(path).st_size
+        except FileNotFoundError:
+            return False
+        if size <= limit:
+            return False
+        events = read_jsonl_tail(path, size + 1)
+        kept = compact(events, time.time() if now is None else now, REQUEST_BYTES)
+        data = b"".join((json.dumps(ev, ensure_ascii=False, separators=(",", ":")) + "\n").encode() for ev in kept)
+        previous = agent_dir / f"{EVENTS}.1"
+        link = agent_dir / f".{EVENTS}.1.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        os.link(path, link)  # the old generation stays reachable; `events.jsonl` never goes missing
+        os.replace(link, previous)
+        write_atomic(path, data)
+    return True
