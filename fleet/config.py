@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from .errors import ConfigError, ConfigNotFound, UnknownAgent
+from .schemacheck import compile_check
 
 #: Agent names become tmux session names and file names: keep them short, lowercase and shell-safe.
 AGENT_NAME: Final = r"^[a-z][a-z0-9-]{0,31}$"
@@ -147,11 +148,20 @@ def _validator() -> Any:
     return Draft202012Validator(SCHEMA)
 
 
-def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
-    """Validate `raw` (parsed TOML) and resolve it; `path` is used for messages and relative paths."""
+#: A valid config passes this without importing jsonschema (~60 ms); anything else is judged,
+#: and explained, by jsonschema itself.
+_PRECHECK: Final = compile_check(SCHEMA)
+
+
+def _errors(raw: dict[str, Any]) -> list[Any]:
     from jsonschema.exceptions import relevance
 
-    errors = sorted(_validator().iter_errors(raw), key=relevance, reverse=True)
+    return sorted(_validator().iter_errors(raw), key=relevance, reverse=True)
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
+    """Validate `raw` (parsed TOML) and resolve it; `path` is used for messages and relative paths."""
+    errors = [] if _PRECHECK(raw) else _errors(raw)
     if errors:
         err = errors[0]
         where = err.json_path

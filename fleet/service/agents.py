@@ -6,11 +6,17 @@ defaults already filled in by `fleet.ops`. Mutating handlers run under `svc.leas
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from fleet.errors import AgentNotRunning, FleetError, StartFailed
 
 from .core import Service
+
+#: The most one agent's stop takes: the quit grace, tmux's exit facts and SIGTERM/SIGKILL reaping
+#: (`Runtime.stop`); a transient lease for `down` lasts this long per agent, plus slack.
+_STOP_BOUND: Final = 15.0
+#: The most an interrupt waits for Codex to confirm (`Runtime.interrupt`), plus the keys and reads.
+_INTERRUPT_BOUND: Final = 10.0
 
 
 def fleet_status(svc: Service, *, agents: list[str] | None = None) -> dict[str, Any]:
@@ -30,7 +36,8 @@ def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None
     rt = svc.runtime
     results: dict[str, dict[str, Any]] = {}
     failures: list[dict[str, Any]] = []
-    with svc.leased(specs, holder, token):
+    # Readiness is awaited agent by agent, each up to `timeout`.
+    with svc.leased(specs, holder, token, bound=timeout * len(specs)):
         commands = {s.name: rt.prepare(s) for s in specs}  # every check before anything starts
         panes = rt.tmux.panes()
         fresh = []
@@ -63,14 +70,14 @@ def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None
 def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | None = None,
                token: int | None = None) -> dict[str, Any]:
     specs = svc.specs(agents)
-    with svc.leased(specs, holder, token):
+    with svc.leased(specs, holder, token, bound=_STOP_BOUND * len(specs)):
         return {"agents": [svc.runtime.stop(spec) for spec in specs]}
 
 
 def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_id: str | None = None,
                holder: str | None = None, token: int | None = None) -> dict[str, Any]:
     spec = svc.config.agent(agent)
-    with svc.leased([spec], holder, token):
+    with svc.leased([spec], holder, token, bound=timeout):
         receipt = svc.runtime.send(spec, text, request_id, timeout, holder=svc.holder_for(holder))
     return dict(receipt)
 
@@ -78,7 +85,7 @@ def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_i
 def agent_interrupt(svc: Service, *, agent: str, holder: str | None = None,
                     token: int | None = None) -> dict[str, Any]:
     spec = svc.config.agent(agent)
-    with svc.leased([spec], holder, token):
+    with svc.leased([spec], holder, token, bound=_INTERRUPT_BOUND):
         return svc.runtime.interrupt(spec)
 
 

@@ -13,7 +13,6 @@ import contextlib
 import getpass
 import logging
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,8 @@ def default_holder(surface: str, session: str | None = None) -> str:
     if env:
         return env
     if session is not None:
+        import secrets  # ~4 ms at start-up, for MCP sessions only
+
         return f"{surface}:{_safe(session, 24) or 'client'}:{secrets.token_hex(4)}"
     try:
         user = getpass.getuser()
@@ -93,15 +94,21 @@ class Service:
         return self.config.select(agents)
 
     @contextlib.contextmanager
-    def leased(self, specs: list[AgentSpec], holder: str | None, token: int | None) -> Iterator[None]:
-        """Run the body under `holder`'s lease on every agent in `specs` (or transient ones)."""
+    def leased(self, specs: list[AgentSpec], holder: str | None, token: int | None, *,
+               bound: float = 0.0) -> Iterator[None]:
+        """Run the body under `holder`'s lease on every agent in `specs` (or transient ones).
+
+        `bound` is how long the body may run (seconds); a transient lease lasts longer than that
+        (`fleet.leases.transient_ttl`), so it cannot lapse while the operation drives the agent."""
+        from fleet.leases.rules import transient_ttl
+
         if token is not None and len(specs) != 1:
             raise InvalidInput("A token fences one agent; name exactly one agent with --token.",
                                hint="Run the command once per agent, each with its own token.")
         who = self.holder_for(holder)
         with contextlib.ExitStack() as stack:
             for spec in specs:
-                stack.enter_context(self.leases.guard(spec.name, who, token))
+                stack.enter_context(self.leases.guard(spec.name, who, token, ttl=transient_ttl(bound)))
             yield
 
     def audit_operation(self, name: str, args: dict[str, Any], outcome: str, code: str | None, ms: int) -> None:
