@@ -195,13 +195,15 @@ def _resolve(value: str, base: Path) -> Path:
 
 
 def _state_dir(configured: str | None, name: str, base: Path) -> Path:
+    """`[fleet] state_dir`, else `$FLEET_HOME`, else the XDG state dir (platformdirs: `$XDG_STATE_HOME`
+    if absolute, else `~/.local/state`) + `fleet/<name>`."""
     if configured:
         return _resolve(configured, base)
     if os.environ.get("FLEET_HOME"):
         return Path(os.environ["FLEET_HOME"]).expanduser().resolve()
-    xdg = os.environ.get("XDG_STATE_HOME", "")
-    root = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
-    return root / "fleet" / name
+    from platformdirs import user_state_path  # ~5 ms; only when nothing above names the dir
+
+    return user_state_path("fleet", appauthor=False) / name
 
 
 def _agent(name: str, tbl: dict[str, Any], base: Path) -> AgentSpec:
