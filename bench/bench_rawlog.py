@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))
 from fleet.agents.codex import RAWLOG_MAX, rawlog_command  # noqa: E402 -- after the path set-up above
 
 #: What each pane prints: a few hundred bytes every 50 ms, like a TUI redrawing a status line.
-PANE_PROGRAM = "i=0; while :; do i=$((i+1)); printf '\\033[2K\\r working %s %s\\n' $i \"$(date +%T.%N)\"; sleep 0.05; done"
+PANE_PROGRAM = ("i=0; while :; do i=$((i+1)); "
+                "printf '\\033[2K\\r working %s %s\\n' $i \"$(date +%T.%N)\"; sleep 0.05; done")
 
 
 def children(pid: int) -> list[int]:
