@@ -21,9 +21,13 @@ exchange is atomic). An OS crash can roll the record back or tear it: a torn rec
 and a record from an earlier boot (each record carries the boot id it was written in) is trusted
 only up to the durable `.seq` reservation, so the next token still starts above everything that
 boot handed out. Holders do not outlive the machine's crash anyway; what must survive it is token
-order. The price of rewriting the spare in place: a reader that opened the record just before an
-exchange could see the next write half done, so records are read under the lock (a reader that
-finds no record needs none, and creates nothing).
+order.
+
+The price of rewriting the spare in place: a reader that opened the record just before an exchange
+could see the next write half done. So every record carries `check`, the CRC-32 of its other
+fields, and `peek_record` (no lock) trusts only a record whose check matches; anything else
+(a write in progress, a record from before checks) is read again under the lock, where a mismatch
+means damage (an OS crash tore it) and fails closed.
 
 A corrupt, truncated, wrong-shaped or symlinked file fails closed with `LeaseCorrupt` until
 `fleet lease-repair` moves it aside. Nothing here locks, decides or audits; `store` does, and calls
@@ -39,6 +43,7 @@ import os
 import re
 import stat
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -111,15 +116,59 @@ def read_file(agent: str, path: Path) -> bytes | None:
     return raw
 
 
+#: What `peek_record` returns when it cannot vouch for what it read: read again under the lock.
+UNSURE: Final = object()
+
+
+def _checksum(obj: dict[str, Any]) -> int:
+    return zlib.crc32(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
+
+
+def encode_record(obj: dict[str, Any]) -> bytes:
+    """The record file's bytes: `obj` plus `check`, the CRC-32 of `obj` in canonical JSON."""
+    return (json.dumps({**obj, "check": _checksum(obj)}, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _decode(raw: bytes) -> tuple[dict[str, Any], bool | None]:
+    """The record object and whether its check matches (None: it has none). ValueError if not JSON."""
+    obj = json.loads(raw)
+    if not isinstance(obj, dict):
+        raise ValueError("the record is not a JSON object")
+    check = obj.pop("check", None)
+    return obj, None if check is None else check == _checksum(obj)
+
+
 def read_record(paths: RecordPaths) -> StoredRecord | None:
-    """The stored record, None when the agent never had one. Read under the lock (see module doc)."""
+    """The stored record, None when the agent never had one. The caller holds the lock."""
     raw = read_file(paths.agent, paths.record)
     if raw is None:
         return None
     try:
-        return parse_record(json.loads(raw), paths.agent)
+        obj, intact = _decode(raw)
+        if intact is False:
+            raise ValueError("its checksum does not match its content")
+        return parse_record(obj, paths.agent)
     except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
         raise corrupt(paths.agent, paths.record, str(exc) or "not valid JSON") from exc
+
+
+def peek_record(paths: RecordPaths) -> StoredRecord | object | None:
+    """The record read without the lock, or `UNSURE` when this read cannot be trusted (a write was
+    in progress, or the record has no check): the caller reads again under the lock. A symlink, an
+    oversized file or a whole record with a bad shape is corrupt as it is (`LeaseCorrupt`)."""
+    raw = read_file(paths.agent, paths.record)
+    if raw is None:
+        return None
+    try:
+        obj, intact = _decode(raw)
+    except ValueError:
+        return UNSURE
+    if not intact:
+        return UNSURE
+    try:
+        return parse_record(obj, paths.agent)
+    except ValueError as exc:
+        raise corrupt(paths.agent, paths.record, str(exc)) from exc
 
 
 def write_record(paths: RecordPaths, obj: dict[str, Any]) -> None:
@@ -128,7 +177,7 @@ def write_record(paths: RecordPaths, obj: dict[str, Any]) -> None:
     The new content goes into the spare inode (rewritten in place, never truncated to zero, which
     would also trigger an ext4 flush), then the two names are exchanged.
     """
-    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    data = encode_record(obj)
     path, spare = paths.record, paths.spare
     try:
         fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, fsutil.FILE_MODE)
