@@ -308,16 +308,16 @@ def _command_name(args: list[str]) -> str | None:
 
 def _click_command(args: list[str]) -> Any:
     """The command line parser for `args`: when they name a command, a group holding only that
-    one (typer builds each command from its signature, ~0.5 ms apiece, and a call runs one);
-    otherwise (help, a typo) the whole CLI."""
+    one (typer builds each command from its signature, ~0.5 ms apiece, and a call runs one); with
+    only global options (`--version`), none; otherwise (help, a typo) the whole CLI."""
     import copy
 
     import typer.main
 
     name = _command_name(args)
     chosen = [c for c in app.registered_commands if c.name == name]
-    if not chosen:
-        return typer.main.get_command(app)
+    if not chosen and (name is not None or not args or "--help" in args):
+        return typer.main.get_command(app)  # help, a typo: everything
     one = copy.copy(app)
     one.registered_commands = chosen
     return typer.main.get_command(one)
