@@ -3,7 +3,7 @@
 Per agent, under `<state_dir>/leases/` (the directory is 0700, every file 0600, none may be a symlink):
 
 - `<agent>.json`: the record. A held lease, or after release a free record that keeps the last
-  token. Written only under the agent's lock; read under it too (see below).
+  token. Written only under the agent's lock; read without it when its checksum matches (below).
 - `.<agent>.json.spare`: the next record is written here, then swapped with `<agent>.json` in one
   atomic rename (`renameat2(RENAME_EXCHANGE)`); the old record's inode becomes the next spare.
   Where the exchange is unsupported, a plain temp file + `os.replace` is used instead.
@@ -31,7 +31,7 @@ means damage (an OS crash tore it) and fails closed.
 
 A corrupt, truncated, wrong-shaped or symlinked file fails closed with `LeaseCorrupt` until
 `fleet lease-repair` moves it aside. Nothing here locks, decides or audits; `store` does, and calls
-in with the lock held.
+in with the lock held for everything but `peek_record`.
 """
 
 from __future__ import annotations
