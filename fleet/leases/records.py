@@ -12,11 +12,11 @@ Per agent, under `<state_dir>/leases/` (the directory is 0700, every file 0600, 
   not contiguous: a repair, or a reboot after a power loss, skips to the end of the reservation.
 - `<agent>.lock`: the per-agent flock; `fleet.leases.store` owns it.
 
-Why not temp + fsync + rename for the record: `bench/bench_leases.py` holds a claim+release rate of
-at least 1,000/s as the bar. On the 2-core VM this was built on, with other work on the disk, the
-fsynced temp + rename write held ~570/s and an unsynced one ~750/s (each write creates an inode,
-and `os.replace` onto an existing name adds an ext4 auto_da_alloc flush), against ~2,100/s for the
-exchange into a reused inode. A process crash loses nothing (the page cache survives, and the
+Why not temp + fsync + rename for the record: the bar is a claim+release rate of at least 1,000/s.
+`bench/bench_leases.py --compare-writes` on the 2-core VM this was built on (ext4, other work on the
+disk): the fsynced temp + rename write held 570-720/s, an unsynced one 750-1,000/s (each write
+creates an inode, and `os.replace` onto an existing name adds an ext4 auto_da_alloc flush), the
+exchange into a reused inode ~2,000/s. A process crash loses nothing (the page cache survives, and the
 exchange is atomic). An OS crash can roll the record back or tear it: a torn record fails closed,
 and a record from an earlier boot (each record carries the boot id it was written in) is trusted
 only up to the durable `.seq` reservation, so the next token still starts above everything that
