@@ -20,7 +20,7 @@ from conftest import Fleet
 from fleet import ops
 
 #: Modules whose import costs tens of milliseconds; the commands below need none of them.
-HEAVY = ("pydantic", "jsonschema", "libtmux", "mcp", "anyio", "rich")
+HEAVY = ("pydantic", "jsonschema", "libtmux", "mcp", "anyio", "rich", "ctypes")
 
 PROBE = textwrap.dedent("""
     import json, sys
