@@ -1,8 +1,10 @@
 """Lease throughput and hand-over latency through the Python API (a script, not a test).
 
-    python bench/bench_leases.py [--runs 5] [--cycles 2000] [--workers 8] [--seconds 5]
+    python bench/bench_leases.py [--runs 5] [--cycles 2000] [--workers 8] [--seconds 5] [--compare-writes]
 
-1. Uncontended: claim + release cycles per second on one agent, median of several runs.
+1. Uncontended: claim + release cycles per second on one agent, median of several runs. With
+   `--compare-writes`, also with the record written the two other ways `fleet/leases/records.py`
+   weighed (temp file + fsync + rename; temp file + rename), runs interleaved, same process.
 2. Contended: `--workers` processes take turns on one agent (claim with wait, hold ~1 ms, release,
    pause 5-15 ms). The hand-over latency is the time from just before a release call to just after
    the next holder's claim returned (CLOCK_MONOTONIC, shared by all processes on Linux), so it
@@ -27,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fleet.leases import LeaseStore  # noqa: E402 -- after the path set-up above
+from fleet.leases import LeaseStore, records  # noqa: E402 -- after the path set-up above
 
 WORKER = textwrap.dedent(
     """
@@ -50,6 +52,39 @@ WORKER = textwrap.dedent(
         time.sleep(rng.uniform(0.005, 0.015))
     """
 )
+
+
+def _temp_rename_write(fsync: bool) -> object:
+    """A record write by temp file (+ fsync) + rename, for comparison with fleet's own."""
+    def write(paths: records.RecordPaths, obj: dict[str, object]) -> None:
+        tmp = paths.record.with_name(f".{paths.record.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, records.encode_record(obj))
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, paths.record)
+    return write
+
+
+def compare_writes(runs: int, cycles: int) -> None:
+    ways = {"fleet (spare inode + exchange)": records.write_record,
+            "temp + fsync + rename": _temp_rename_write(fsync=True),
+            "temp + rename, no fsync": _temp_rename_write(fsync=False)}
+    rates: dict[str, list[float]] = {name: [] for name in ways}
+    original = records.write_record
+    try:
+        for _ in range(runs):
+            for name, write in ways.items():
+                records.write_record = write  # type: ignore[assignment]
+                rates[name].append(uncontended(cycles))
+    finally:
+        records.write_record = original
+    for name, values in rates.items():
+        print(f"  record write {name:<32} median {statistics.median(values):6.0f} claim+release/s "
+              f"(min {min(values):.0f}, max {max(values):.0f})")
 
 
 def uncontended(cycles: int) -> float:
@@ -100,6 +135,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--compare-writes", action="store_true")
     args = parser.parse_args()
     print("$", shlex.join([Path(sys.executable).name, *sys.argv]))
 
@@ -108,6 +144,8 @@ def main() -> None:
         f"uncontended claim+release: median {statistics.median(rates):.0f}/s "
         f"over {args.runs} runs of {args.cycles} (min {min(rates):.0f}, max {max(rates):.0f})"
     )
+    if args.compare_writes:
+        compare_writes(args.runs, args.cycles)
 
     p50s, p99s, counts = [], [], []
     for _ in range(max(1, args.runs // 2)):

@@ -2,8 +2,13 @@
 
 Each command turns its arguments into the operation's input, calls `Service.invoke` and renders the
 result: a readable form on stdout, or with `--json` exactly one JSON document on stdout. Errors are
-rendered once, in `_fail`: one line on stderr, a non-zero exit (3 for lease conflicts) and, with
-`--json`, `{"error": {...}}` on stdout. Heavy modules load inside the commands that need them.
+rendered once, in `_report`: one line on stderr, a non-zero exit (3 for lease conflicts) and, with
+`--json`, `{"error": {...}}` on stdout. typer's own usage errors (a bad value, a missing argument,
+an unknown option) go through the same function as `invalid_input`, exit 2.
+
+Start-up is most of a CLI call, so this module imports typer and nothing heavy: commands are
+`cliparams.PlainCommand`s (no pydantic), the registry loads only the handler it runs, and mcp,
+libtmux, filelock and jsonschema load inside the code paths that need them.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ import json
 import os
 import sys
 import time
-from typing import Annotated, Any, NoReturn
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from . import __version__
+from .cliparams import PlainCommand, PlainGroup
 
 app = typer.Typer(
+    cls=PlainGroup,
     name="fleet",
     help="Supervise a fleet of named Codex CLI agents in tmux: exact state, receipts, leases, MCP tools.",
     no_args_is_help=True,
@@ -36,6 +44,13 @@ TokenOpt = Annotated[int | None, typer.Option(
     "--token", help="Fencing token from `fleet claim`; a stale token is refused (lease_lost).")]
 AgentsArg = Annotated[list[str] | None, typer.Argument(help="Agent names (default: all).", show_default=False)]
 AgentArg = Annotated[str, typer.Argument(help="Agent name.")]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _command(name: str) -> Callable[[_F], _F]:
+    return app.command(name, cls=PlainCommand)
 
 
 def _version(value: bool) -> None:
@@ -67,7 +82,8 @@ def _invoke(op: str, args: dict[str, Any]) -> dict[str, Any]:
     return ops.invoke(_service(), op, args)
 
 
-def _fail(exc: Exception, as_json: bool) -> NoReturn:
+def _report(exc: Exception, as_json: bool) -> int:
+    """Print `exc` the one way the CLI prints errors; return the exit status."""
     from .errors import FleetError, InternalError
 
     err = exc if isinstance(exc, FleetError) else InternalError(
@@ -81,7 +97,11 @@ def _fail(exc: Exception, as_json: bool) -> NoReturn:
         print(json.dumps({"error": err.to_dict()}, indent=2))
     hint = f" ({err.hint})" if err.hint else ""
     print(f"fleet: {err.code}: {err.message}{hint}", file=sys.stderr)
-    raise typer.Exit(err.exit_status)
+    return err.exit_status
+
+
+def _fail(exc: Exception, as_json: bool) -> NoReturn:
+    raise typer.Exit(_report(exc, as_json))
 
 
 def _run(op: str, args: dict[str, Any], as_json: bool, render: Any = None) -> dict[str, Any]:
@@ -131,13 +151,13 @@ def _lines(key: str, fmt: str) -> Any:
     return render
 
 
-@app.command("status")
+@_command("status")
 def status_cmd(agents: AgentsArg = None, as_json: JsonOpt = False) -> None:
     """Show each agent's exact state (from Codex's own signals), last turn and lease."""
     _run("fleet_status", {"agents": agents}, as_json, _render_status)
 
 
-@app.command("up")
+@_command("up")
 def up_cmd(agents: AgentsArg = None, holder: HolderOpt = None, token: TokenOpt = None,
            timeout: Annotated[float | None, typer.Option(
                help="Seconds the whole call may take, readiness included (default 30).")] = None,
@@ -149,7 +169,7 @@ def up_cmd(agents: AgentsArg = None, holder: HolderOpt = None, token: TokenOpt =
         raise typer.Exit(1)
 
 
-@app.command("down")
+@_command("down")
 def down_cmd(agents: AgentsArg = None, holder: HolderOpt = None, token: TokenOpt = None,
              as_json: JsonOpt = False) -> None:
     """Stop agents: quit Codex cleanly, kill it if it must; leaves no process behind; exit 1 if any failed."""
@@ -172,7 +192,7 @@ def _render_agents(result: dict[str, Any]) -> None:
         print(line)
 
 
-@app.command("send")
+@_command("send")
 def send_cmd(agent: AgentArg,
              text: Annotated[str, typer.Argument(help="The prompt; `-` reads it from stdin.")],
              request_id: Annotated[str | None, typer.Option(
@@ -189,7 +209,7 @@ def send_cmd(agent: AgentArg,
                          + (" [already delivered earlier]" if r["duplicate"] else "")))
 
 
-@app.command("interrupt")
+@_command("interrupt")
 def interrupt_cmd(agent: AgentArg, holder: HolderOpt = None, token: TokenOpt = None,
                   as_json: JsonOpt = False) -> None:
     """Interrupt the agent's running turn (like pressing Esc in its TUI)."""
@@ -198,14 +218,14 @@ def interrupt_cmd(agent: AgentArg, holder: HolderOpt = None, token: TokenOpt = N
                                               else f"nothing to interrupt ({r['state']})")))
 
 
-@app.command("tail")
+@_command("tail")
 def tail_cmd(agent: AgentArg, lines: Annotated[int | None, typer.Option(
         "--lines", "-n", help="How many lines (default 40).")] = None, as_json: JsonOpt = False) -> None:
     """Print the last lines of the agent's screen (the final screen if it exited)."""
     _run("agent_tail", {"agent": agent, "lines": lines}, as_json, lambda r: print("\n".join(r["lines"])))
 
 
-@app.command("attach")
+@_command("attach")
 def attach_cmd(agent: AgentArg, read_only: Annotated[bool, typer.Option(
         "--read-only", "-r", help="Watch without being able to type.")] = False) -> None:
     """Join the agent's live tmux session (detach with C-b d)."""
@@ -219,7 +239,7 @@ def attach_cmd(agent: AgentArg, read_only: Annotated[bool, typer.Option(
     os.execvpe(argv[0], argv, env)
 
 
-@app.command("doctor")
+@_command("doctor")
 def doctor_cmd(as_json: JsonOpt = False) -> None:
     """Check tmux, the Codex CLI, the config and the state dir."""
     def render(r: dict[str, Any]) -> None:
@@ -231,28 +251,30 @@ def doctor_cmd(as_json: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
-@app.command("claim")
-def claim_cmd(agent: AgentArg, holder: HolderOpt = None,
+@_command("claim")
+def claim_cmd(agent: AgentArg, holder: HolderOpt = None, token: TokenOpt = None,
               ttl: Annotated[float | None, typer.Option(
                   help="Lease length in seconds (1..86400, default 1800).")] = None,
               wait: Annotated[float | None, typer.Option(
                   help="Wait up to this many seconds for a held lease (<= 600).")] = None,
               as_json: JsonOpt = False) -> None:
-    """Claim (or renew) an agent's lease. Others are refused (exit 3) until it is released or expires."""
-    _run("agent_claim", {"agent": agent, "holder": holder, "ttl": ttl, "wait": wait}, as_json,
+    """Claim (or renew) an agent's lease. Others are refused (exit 3) until it is released or expires.
+
+    With --token, only renew that lease: a stale token is refused (lease_lost) instead of claiming anew."""
+    _run("agent_claim", {"agent": agent, "holder": holder, "token": token, "ttl": ttl, "wait": wait}, as_json,
          lambda r: print(f"{r['agent']}: {r['status']} by {r['holder']}, token {r['token']}, ttl {r['ttl']:.0f}s"))
 
 
-@app.command("release")
-def release_cmd(agent: AgentArg, holder: HolderOpt = None,
+@_command("release")
+def release_cmd(agent: AgentArg, holder: HolderOpt = None, token: TokenOpt = None,
                 force: Annotated[bool | None, typer.Option("--force", help="Break anyone's lease (audited).")] = None,
                 as_json: JsonOpt = False) -> None:
-    """Release an agent's lease."""
-    _run("agent_release", {"agent": agent, "holder": holder, "force": force}, as_json,
+    """Release an agent's lease. With --token, only that lease: a stale token is refused (lease_lost)."""
+    _run("agent_release", {"agent": agent, "holder": holder, "token": token, "force": force}, as_json,
          lambda r: print(f"{r['agent']}: " + ("released" if r["released"] else "was not held")))
 
 
-@app.command("leases")
+@_command("leases")
 def leases_cmd(as_json: JsonOpt = False) -> None:
     """List every agent's lease: free, held (holder, token, expires in) or expired."""
     _run("fleet_leases", {}, as_json, _render_leases)
@@ -269,13 +291,13 @@ def _render_leases(r: dict[str, Any]) -> None:
                   f"expires in {lease['expires_in']:.0f}s")
 
 
-@app.command("lease-repair")
+@_command("lease-repair")
 def lease_repair_cmd(agent: AgentArg, holder: HolderOpt = None, as_json: JsonOpt = False) -> None:
     """Move a corrupt lease record aside (kept and audited) so the agent can be claimed again."""
     _run("lease_repair", {"agent": agent, "holder": holder}, as_json)
 
 
-@app.command("mcp")
+@_command("mcp")
 def mcp_cmd() -> None:
     """Serve the team-lead tools over stdio (MCP). stdout carries only the protocol."""
     from .mcp_server import serve
@@ -283,27 +305,56 @@ def mcp_cmd() -> None:
     serve(_state["config"])
 
 
-def _fast_status(argv: list[str]) -> bool:
-    """Run `fleet [--config P] status [AGENT...] [--json]` without building typer's parameter
-    coercion, which imports pydantic (~100 ms) on every call: status is what scripts poll. Anything
-    else (help, other options, other commands) returns False and goes through typer as usual."""
-    config = None
-    if len(argv) >= 2 and argv[0] in ("--config", "-c"):
-        config, argv = argv[1], argv[2:]
-    if not argv or argv[0] != "status":
-        return False
-    rest = argv[1:]
-    names = [a for a in rest if a != "--json"]
-    if any(a.startswith("-") for a in names):
-        return False
-    _state["config"] = config
+def _wants_json(args: list[str]) -> bool:
+    return "--json" in args[: args.index("--")] if "--" in args else "--json" in args
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The command `args` run: the first word after the global options."""
+    i = 0
+    while i < len(args):
+        if args[i] in ("--config", "-c"):
+            i += 2
+        elif args[i].startswith("-"):
+            i += 1
+        else:
+            return args[i]
+    return None
+
+
+def _click_command(args: list[str]) -> Any:
+    """The command line parser for `args`: when they name a command, a group holding only that
+    one (typer builds each command from its signature, ~0.5 ms apiece, and a call runs one); with
+    only global options (`--version`), none; otherwise (help, a typo) the whole CLI."""
+    import copy
+
+    import typer.main
+
+    name = _command_name(args)
+    chosen = [c for c in app.registered_commands if c.name == name]
+    if not chosen and (name is not None or not args or "--help" in args):
+        return typer.main.get_command(app)  # help, a typo: everything
+    one = copy.copy(app)
+    one.registered_commands = chosen
+    return typer.main.get_command(one)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `fleet` console script: run the command, exit with its status. A usage error typer
+    finds comes out as fleet's `invalid_input` error (exit 2), like every other error."""
+    from .cliparams import usage_error
+
+    args = sys.argv[1:] if argv is None else argv
+    command = _click_command(args)
     try:
-        _run("fleet_status", {"agents": names}, "--json" in rest, _render_status)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    return True
-
-
-def main() -> None:
-    if not _fast_status(sys.argv[1:]):
-        app()
+        status = command.main(args=args, prog_name="fleet", standalone_mode=False)
+    except typer.Abort:
+        print("fleet: aborted.", file=sys.stderr)
+        status = 1
+    except typer.TyperException as exc:  # click's usage errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `fleet`: the help text, exit 2
+            print(exc.format_message() if hasattr(exc, "format_message") else exc, file=sys.stderr)
+            status = 2
+        else:
+            status = _report(usage_error(exc), _wants_json(args))
+    sys.exit(status if isinstance(status, int) else 0)

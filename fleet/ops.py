@@ -6,22 +6,30 @@ tier (readonly / mutating / destructive: MCP annotations come from it), one JSON
 and its handler in `fleet.service`. `invoke` is the one entry point of both adapters: validate with
 the operation's compiled `jsonschema` validator (no coercion: `"5"` is not `5`), fill in the schema's
 defaults, run the handler, audit mutating operations.
+
+Importing this module must stay cheap, because every CLI call does: a handler is named by its
+dotted path (`"fleet.service.leases:agent_claim"`) and imported on its first call, so the registry
+never loads what other operations need; a valid input passes `fleet.schemacheck`'s pre-check and
+jsonschema is imported only to judge and explain an input the pre-check does not pass.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .agents.text import MAX_TEXT
 from .config import AGENT_NAME, HOLDER_PATTERN
 from .errors import FleetError, InvalidInput
-from .service import agents as agent_ops
-from .service import doctor, leases
-from .service.core import Service
+from .schemacheck import compile_check
+
+if TYPE_CHECKING:
+    from .schemacheck import Check
+    from .service.core import Service
 
 Tier = Literal["readonly", "mutating", "destructive"]
 Handler = Callable[..., dict[str, Any]]
@@ -56,19 +64,31 @@ def _out(*required: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Operation:
+    """One operation. `handler` is `"module:function"`, a function `(svc, **args)` in the service
+    layer, imported on first use (`run`); tests check every one resolves and takes the schema's keys."""
+
     name: str
     cli: str
     summary: str
     tier: Tier
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
-    handler: Handler
+    handler: str
+
+    @cached_property
+    def run(self) -> Handler:
+        module, _, function = self.handler.partition(":")
+        fn: Handler = getattr(importlib.import_module(module), function)
+        return fn
+
+    @cached_property
+    def precheck(self) -> Check:
+        return compile_check(self.input_schema)
 
     @cached_property
     def validator(self) -> Any:
         from jsonschema import Draft202012Validator
 
-        Draft202012Validator.check_schema(self.input_schema)
         return Draft202012Validator(self.input_schema)
 
     @cached_property
@@ -77,6 +97,8 @@ class Operation:
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """Check `args` against the schema; raise InvalidInput naming the key path and the rule."""
+        if self.precheck(args):
+            return args
         from jsonschema.exceptions import relevance
 
         errors = sorted(self.validator.iter_errors(args), key=relevance, reverse=True)
@@ -98,8 +120,12 @@ class Operation:
 
 
 def _op(name: str, cli: str, summary: str, tier: Tier, props: dict[str, Any], required: tuple[str, ...],
-        out: dict[str, Any], handler: Handler) -> Operation:
+        out: dict[str, Any], handler: str) -> Operation:
     return Operation(name, cli, summary, tier, _obj(props, required), out, handler)
+
+
+_AGENTS_OPS: Final = "fleet.service.agents:"
+_LEASE_OPS: Final = "fleet.service.leases:"
 
 
 def _seconds(minimum: float, maximum: float, default: float, what: str) -> dict[str, Any]:
@@ -111,41 +137,45 @@ REGISTRY: Final[dict[str, Operation]] = {
     op.name: op
     for op in (
         _op("fleet_status", "status", "Show each agent's exact state, last turn and lease.", "readonly",
-            {"agents": AGENTS}, (), _out("agents"), agent_ops.fleet_status),
+            {"agents": AGENTS}, (), _out("agents"), _AGENTS_OPS + "fleet_status"),
         _op("agent_start", "up",
             "Start agents (the Codex TUI in tmux) and wait until each is ready; one result per agent.",
             "mutating", {"agents": AGENTS, **LEASED,
                          "timeout": _seconds(1, 300, 30, "How long the whole call may take, readiness included")},
-            (), _out("ok", "agents"), agent_ops.agent_start),
+            (), _out("ok", "agents"), _AGENTS_OPS + "agent_start"),
         _op("agent_stop", "down", "Stop agents: quit Codex cleanly, kill if it must; no process left.",
-            "destructive", {"agents": AGENTS, **LEASED}, (), _out("ok", "agents"), agent_ops.agent_stop),
+            "destructive", {"agents": AGENTS, **LEASED}, (), _out("ok", "agents"), _AGENTS_OPS + "agent_stop"),
         _op("agent_send", "send",
             "Send a prompt; returns a receipt once Codex recorded it, else a not_delivered error.", "mutating",
             {"agent": AGENT, "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
              "request_id": REQUEST_ID,
              "timeout": _seconds(1, 120, 10, "How long to wait for Codex to record the prompt"), **LEASED},
-            ("agent", "text"), _out("agent", "delivered", "turn_id"), agent_ops.agent_send),
+            ("agent", "text"), _out("agent", "delivered", "turn_id"), _AGENTS_OPS + "agent_send"),
         _op("agent_interrupt", "interrupt", "Interrupt the agent's running turn (like Esc).", "mutating",
-            {"agent": AGENT, **LEASED}, ("agent",), _out("agent", "interrupted"), agent_ops.agent_interrupt),
+            {"agent": AGENT, **LEASED}, ("agent",), _out("agent", "interrupted"), _AGENTS_OPS + "agent_interrupt"),
         _op("agent_tail", "tail", "Show the last lines of the agent's screen (live or final).", "readonly",
             {"agent": AGENT, "lines": {"type": "integer", "minimum": 1, "maximum": 2000, "default": 40}},
-            ("agent",), _out("agent", "lines"), agent_ops.agent_tail),
+            ("agent",), _out("agent", "lines"), _AGENTS_OPS + "agent_tail"),
         _op("fleet_doctor", "doctor", "Check tmux, Codex, the config and the state dir.", "readonly",
-            {}, (), _out("ok", "checks"), doctor.fleet_doctor),
-        _op("agent_claim", "claim", "Claim (or renew) an agent's lease; others are refused until it expires.",
+            {}, (), _out("ok", "checks"), "fleet.service.doctor:fleet_doctor"),
+        _op("agent_claim", "claim",
+            "Claim (or renew) an agent's lease; others are refused until it expires. "
+            "With token, only renew that lease (lease_lost if it is no longer current).",
             "mutating",
-            {"agent": AGENT, "holder": HOLDER,
+            {"agent": AGENT, "holder": HOLDER, "token": TOKEN,
              "ttl": _seconds(1, 86400, 1800, "Lease length"),
              "wait": _seconds(0, 600, 0, "How long to wait for a held lease")},
-            ("agent",), _out("agent", "holder", "token", "expires_at", "status"), leases.agent_claim),
-        _op("agent_release", "release", "Release an agent's lease (force breaks anyone's; audited).", "mutating",
-            {"agent": AGENT, "holder": HOLDER, "force": {"type": "boolean", "default": False}},
-            ("agent",), _out("agent", "released"), leases.agent_release),
+            ("agent",), _out("agent", "holder", "token", "expires_at", "status"), _LEASE_OPS + "agent_claim"),
+        _op("agent_release", "release",
+            "Release an agent's lease (force breaks anyone's; audited). "
+            "With token, only that lease (lease_lost if it is no longer current).", "mutating",
+            {"agent": AGENT, "holder": HOLDER, "token": TOKEN, "force": {"type": "boolean", "default": False}},
+            ("agent",), _out("agent", "released"), _LEASE_OPS + "agent_release"),
         _op("fleet_leases", "leases", "List every agent's lease: free, held or expired.", "readonly",
-            {}, (), _out("leases"), leases.fleet_leases),
+            {}, (), _out("leases"), _LEASE_OPS + "fleet_leases"),
         _op("lease_repair", "lease-repair",
             "Move a corrupt lease record aside (kept, audited) so the agent can be claimed again.",
-            "destructive", {"agent": AGENT, "holder": HOLDER}, ("agent",), _out("agent"), leases.lease_repair),
+            "destructive", {"agent": AGENT, "holder": HOLDER}, ("agent",), _out("agent"), _LEASE_OPS + "lease_repair"),
     )
 }
 
@@ -163,10 +193,10 @@ def invoke(svc: Service, name: str, args: dict[str, Any]) -> dict[str, Any]:
     op.validate(args)
     call = {**op.defaults, **args}
     if op.tier == "readonly":
-        return op.handler(svc, **call)
+        return op.run(svc, **call)
     started = time.monotonic()
     try:
-        result = op.handler(svc, **call)
+        result = op.run(svc, **call)
     except FleetError as exc:
         svc.audit_operation(name, call, "error", exc.code, int((time.monotonic() - started) * 1000))
         raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .rules import DEFAULT_TTL, TRANSIENT_TTL, ClaimStatus, Lease, LeaseState, lease_state
+from .rules import DEFAULT_TTL, TRANSIENT_TTL, ClaimStatus, Lease, LeaseState, lease_state, transient_ttl
 from .store import ClaimResult, LeaseInfo, LeaseStore, ReleaseResult, RepairResult
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "ReleaseResult",
     "RepairResult",
     "lease_state",
+    "transient_ttl",
 ]

@@ -25,9 +25,13 @@ MAX_TTL: Final = 86400.0
 MIN_TTL: Final = 1.0
 #: Ten minutes: a CLI call or MCP tool call should not hang longer than that waiting for a lease.
 MAX_WAIT: Final = 600.0
-#: The transient lease an operation takes on a free agent. Operations finish in seconds; the slack
-#: covers a slow tmux, and the lease is released (token compared) when the operation ends.
+#: The shortest transient lease an operation takes on a free agent; it is released (token compared)
+#: when the operation ends, so its length matters only if the operation's process dies.
 TRANSIENT_TTL: Final = 120.0
+#: Added to an operation's own time bound for its transient lease: a slow tmux, the lease and audit
+#: bookkeeping around the body. The lease must outlive the operation, or another holder could take
+#: the agent while the operation still drives it.
+TRANSIENT_SLACK: Final = 60.0
 #: Version of the on-disk record; a reader refuses any other.
 RECORD_VERSION: Final = 1
 
@@ -113,6 +117,12 @@ def decide_claim(
     return Grant(lease, "claimed", current)
 
 
+def transient_ttl(bound: float) -> float:
+    """The transient lease's TTL for an operation that may run for `bound` seconds: at least
+    `TRANSIENT_TTL`, always `TRANSIENT_SLACK` past the bound, never more than `MAX_TTL`."""
+    return min(MAX_TTL, max(TRANSIENT_TTL, bound + TRANSIENT_SLACK))
+
+
 def lease_held_error(lease: Lease, now: float) -> LeaseHeld:
     expires_in = lease.expires_in(now)
     retry_after = max(0.0, expires_in)
@@ -130,19 +140,23 @@ def lease_held_error(lease: Lease, now: float) -> LeaseHeld:
     )
 
 
-def check_fence(current: Lease | None, holder: str, token: int | None, now: float) -> LeaseLost | None:
+def check_fence(
+    current: Lease | None, holder: str, token: int | None, now: float, agent: str | None = None
+) -> LeaseLost | None:
     """The `LeaseLost` a caller presenting `token` gets, or None when the token is current (or absent).
 
     A token is current only while its lease is live: an expired lease fences its own holder too,
-    since anyone may have taken the agent over in the meantime.
+    since anyone may have taken the agent over in the meantime. `agent` names the agent when there
+    is no record to take the name from.
     """
     if token is None:
         return None
     live = current if lease_state(current, now) == "held" else None
     if live is not None and live.token == token:
         return None
+    agent = agent_of(current) or agent
     if live is None:
-        message = f"Your lease on agent {agent_of(current)} (token {token}) has ended; nobody holds it now."
+        message = f"Your lease on agent {agent} (token {token}) has ended; nobody holds it now."
     else:
         message = (
             f"Your lease on agent {live.agent} (token {token}) is no longer current; "
@@ -151,7 +165,7 @@ def check_fence(current: Lease | None, holder: str, token: int | None, now: floa
     return LeaseLost(
         message,
         hint="Claim the agent again with `fleet claim` and use the new token.",
-        agent=agent_of(current),
+        agent=agent,
         holder=live.holder if live else None,
         token=live.token if live else None,
         your_token=token,

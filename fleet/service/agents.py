@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from typing import Any, Final
 
 from fleet.agents.oplock import OP_WAIT
 from fleet.errors import AgentNotRunning, FleetError
 
 from .core import Service
+
+#: The most one agent's stop takes: the quit grace, tmux's exit facts and SIGTERM/SIGKILL reaping
+#: (`Runtime.stop`); a transient lease for `down` lasts this long per agent, plus slack.
+_STOP_BOUND: Final = 15.0
+#: The most an interrupt waits for Codex to confirm (`Runtime.interrupt`), plus the keys and reads.
+_INTERRUPT_BOUND: Final = 10.0
 
 
 def _lease_info(svc: Service, name: str, recorded: set[str]) -> dict[str, Any]:
@@ -64,7 +70,7 @@ def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None
         for spec in sorted(specs, key=lambda s: s.name):
             wait = min(OP_WAIT, max(0.0, deadline - time.monotonic()))
             try:
-                stack.enter_context(svc.agent_guard(spec, holder, token, operation="up", wait=wait))
+                stack.enter_context(svc.agent_guard(spec, holder, token, operation="up", wait=wait, bound=timeout))
             except FleetError as exc:
                 refused.append(exc)
                 results[spec.name] = {"agent": spec.name, "result": "failed", "started": False, "pid": None,
@@ -90,7 +96,8 @@ def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | N
         held, refused = [], []
         for spec in sorted(specs, key=lambda s: s.name):
             try:
-                stack.enter_context(svc.agent_guard(spec, holder, token, operation="down"))
+                stack.enter_context(svc.agent_guard(spec, holder, token, operation="down",
+                                                    bound=_STOP_BOUND * len(specs)))
             except FleetError as exc:
                 refused.append(exc)
                 results[spec.name] = {"agent": spec.name, "result": "failed", "stopped": False, "state": None,
@@ -107,7 +114,7 @@ def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | N
 def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_id: str | None = None,
                holder: str | None = None, token: int | None = None) -> dict[str, Any]:
     spec = svc.config.agent(agent)
-    with svc.leased([spec], holder, token, operation="send"):
+    with svc.leased([spec], holder, token, operation="send", bound=timeout):
         receipt = svc.runtime.send(spec, text, request_id, timeout, holder=svc.holder_for(holder))
     return dict(receipt)
 
@@ -115,7 +122,7 @@ def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_i
 def agent_interrupt(svc: Service, *, agent: str, holder: str | None = None,
                     token: int | None = None) -> dict[str, Any]:
     spec = svc.config.agent(agent)
-    with svc.leased([spec], holder, token, operation="interrupt"):
+    with svc.leased([spec], holder, token, operation="interrupt", bound=_INTERRUPT_BOUND):
         return svc.runtime.interrupt(spec)
 
 

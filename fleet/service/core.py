@@ -14,7 +14,6 @@ import contextlib
 import getpass
 import logging
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +43,8 @@ def default_holder(surface: str, session: str | None = None) -> str:
     if env:
         return env
     if session is not None:
+        import secrets  # ~4 ms at start-up, for MCP sessions only
+
         return f"{surface}:{_safe(session, 24) or 'client'}:{secrets.token_hex(4)}"
     try:
         user = getpass.getuser()
@@ -96,15 +97,17 @@ class Service:
 
     @contextlib.contextmanager
     def leased(self, specs: list[AgentSpec], holder: str | None, token: int | None, *,
-               operation: str = "operation", wait: float = OP_WAIT) -> Iterator[None]:
+               operation: str = "operation", wait: float = OP_WAIT, bound: float = 0.0) -> Iterator[None]:
         """Run the body holding, for every agent in `specs`, its operation lock and `holder`'s lease
         (or a transient one). Agents are taken in name order, so two calls never wait on each
         other crosswise; every failure (`agent_busy`, `lease_held`, `lease_lost`) raises before the
-        body runs, and whatever was taken is let go."""
+        body runs, and whatever was taken is let go. `bound` is how long the body may run (seconds):
+        a transient lease outlives it (`fleet.leases.rules.transient_ttl`)."""
         self.check_token(specs, token)
         with contextlib.ExitStack() as stack:
             for spec in sorted(specs, key=lambda s: s.name):
-                stack.enter_context(self.agent_guard(spec, holder, token, operation=operation, wait=wait))
+                stack.enter_context(self.agent_guard(spec, holder, token, operation=operation, wait=wait,
+                                                     bound=bound))
             yield
 
     def check_token(self, specs: list[AgentSpec], token: int | None) -> None:
@@ -114,7 +117,7 @@ class Service:
 
     @contextlib.contextmanager
     def agent_guard(self, spec: AgentSpec, holder: str | None, token: int | None, *, operation: str,
-                    wait: float = OP_WAIT) -> Iterator[None]:
+                    wait: float = OP_WAIT, bound: float = 0.0) -> Iterator[None]:
         """One agent's operation lock, then the lease, for the whole body.
 
         The lock comes first and goes last: an operation's transient lease is ended before the next
@@ -122,6 +125,8 @@ class Service:
         When another operation is running and the agent is leased to someone else, `lease_held` is
         raised at once rather than after the wait.
         """
+        from fleet.leases.rules import transient_ttl
+
         who = self.holder_for(holder)
         agent_dir = ensure_dir(self.config.state_dir / "agents" / spec.name)
         with contextlib.ExitStack() as stack:
@@ -132,7 +137,7 @@ class Service:
                     raise
                 self._refuse_other_holder(spec.name, who)
                 stack.enter_context(op_lock(agent_dir, spec.name, operation=operation, holder=who, wait=wait))
-            stack.enter_context(self.leases.guard(spec.name, who, token))
+            stack.enter_context(self.leases.guard(spec.name, who, token, ttl=transient_ttl(bound)))
             yield
 
     def _refuse_other_holder(self, agent: str, who: str) -> None:

@@ -9,14 +9,16 @@ from fleet.errors import FleetError
 from .core import Service
 
 
-def agent_claim(svc: Service, *, agent: str, ttl: float, wait: float, holder: str | None = None) -> dict[str, Any]:
+def agent_claim(svc: Service, *, agent: str, ttl: float, wait: float, holder: str | None = None,
+                token: int | None = None) -> dict[str, Any]:
     spec = svc.config.agent(agent)
-    return dict(svc.leases.claim(spec.name, svc.holder_for(holder), ttl=ttl, wait=wait))
+    return dict(svc.leases.claim(spec.name, svc.holder_for(holder), ttl=ttl, wait=wait, token=token))
 
 
-def agent_release(svc: Service, *, agent: str, force: bool, holder: str | None = None) -> dict[str, Any]:
+def agent_release(svc: Service, *, agent: str, force: bool, holder: str | None = None,
+                  token: int | None = None) -> dict[str, Any]:
     spec = svc.config.agent(agent)
-    return dict(svc.leases.release(spec.name, svc.holder_for(holder), force=force))
+    return dict(svc.leases.release(spec.name, svc.holder_for(holder), force=force, token=token))
 
 
 def fleet_leases(svc: Service) -> dict[str, Any]:

@@ -140,6 +140,20 @@ def _validator() -> Any:
     return Draft202012Validator(POLICY_SCHEMA)
 
 
+@cache
+def _precheck() -> Any:
+    """A valid table passes this without importing jsonschema (see `fleet.schemacheck`)."""
+    from fleet.schemacheck import compile_check
+
+    return compile_check(POLICY_SCHEMA)
+
+
+def _errors(raw: Mapping[str, Any]) -> list[Any]:
+    from jsonschema.exceptions import relevance
+
+    return sorted(_validator().iter_errors(dict(raw)), key=relevance, reverse=True)
+
+
 def parse_policy(
     table: Mapping[str, Any] | None,
     *,
@@ -155,9 +169,7 @@ def parse_policy(
     raw: Mapping[str, Any] = table if table is not None else {}
     if not isinstance(raw, Mapping):
         _fail(source, where, "must be a table")
-    from jsonschema.exceptions import relevance
-
-    errors = sorted(_validator().iter_errors(dict(raw)), key=relevance, reverse=True)
+    errors = [] if _precheck()(dict(raw)) else _errors(raw)
     if errors:
         err = errors[0]
         key = where + err.json_path[1:]
