@@ -24,12 +24,16 @@ from .schemacheck import compile_check
 if TYPE_CHECKING:
     from .watchdog.policy import Policy
 
+# Schema patterns are matched with `re.search`, where `$` also matches before a final newline:
+# `(?!\n)$` (valid in ECMA-262 too) keeps "mila\n" out.
 #: Agent names become tmux session names and file names: keep them short, lowercase and shell-safe.
-AGENT_NAME: Final = r"^[a-z][a-z0-9-]{0,31}$"
+AGENT_NAME: Final = r"^[a-z][a-z0-9-]{0,31}(?!\n)$"
+#: The agent-name rule in words, for messages.
+AGENT_NAME_RULE: Final = "1-32 lowercase letters, digits or '-', starting with a letter"
 #: Holder names go into audit records and error messages: printable, short, no spaces.
-HOLDER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,63}$"
+HOLDER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,63}(?!\n)$"
 #: Fleet names name the tmux socket and the default state dir.
-FLEET_NAME: Final = r"^[a-z][a-z0-9-]{0,31}$"
+FLEET_NAME: Final = r"^[a-z][a-z0-9-]{0,31}(?!\n)$"
 MAX_AGENTS: Final = 100
 
 Role = Literal["explorer", "worker", "lead"]
@@ -211,7 +215,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
         if err.validator == "additionalProperties":
             message = f"unknown key ({err.message})"
         elif err.validator == "propertyNames":
-            message = f"{err.message}: agent names must match {AGENT_NAME}"
+            message = f"{err.message}: agent names are {AGENT_NAME_RULE}"
             where = where if where != "$" else "$.agents"
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(
@@ -253,7 +257,7 @@ def _state_dir(configured: str | None, name: str, base: Path) -> Path:
 
 def _agent(name: str, tbl: dict[str, Any], base: Path) -> AgentSpec:
     if not re.fullmatch(AGENT_NAME, name):  # the schema checked it; this guards direct callers
-        raise ConfigError(f"Bad agent name {name!r}.", hint=f"Agent names must match {AGENT_NAME}.")
+        raise ConfigError(f"Bad agent name {name!r}.", hint=f"Agent names are {AGENT_NAME_RULE}.")
     role: Role = tbl.get("role", "explorer")
     return AgentSpec(
         name=name,

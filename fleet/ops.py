@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .agents.text import MAX_TEXT
-from .config import AGENT_NAME, HOLDER_PATTERN
+from .config import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN
 from .errors import FleetError, InvalidInput
 from .schemacheck import compile_check
 
@@ -42,14 +42,14 @@ HOLDER: Final = {"type": "string", "pattern": HOLDER_PATTERN,
 TOKEN: Final = {"type": "integer", "minimum": 1, "maximum": 2**53,
                 "description": "Fencing token from `claim`; the call is refused with lease_lost if it is stale."}
 LEASED: Final = {"holder": HOLDER, "token": TOKEN}
-REQUEST_ID: Final = {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$",
+REQUEST_ID: Final = {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}(?!\n)$",
                      "description": "Idempotency key: a retry with the same id returns the first result."}
 
 #: What a failed `pattern` means, by the property it failed on; messages name the real rule.
 _PATTERN_MEANING: Final = {
     "holder": "a valid holder (1-64 of A-Z a-z 0-9 . _ : @ + / -, starting with a letter or digit)",
-    "agent": f"a valid agent name ({AGENT_NAME})",
-    "agents": f"a valid agent name ({AGENT_NAME})",
+    "agent": f"a valid agent name ({AGENT_NAME_RULE})",
+    "agents": f"a valid agent name ({AGENT_NAME_RULE})",
     "request_id": "a valid request id (1-128 of A-Z a-z 0-9 . _ : -)",
 }
 

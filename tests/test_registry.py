@@ -88,3 +88,14 @@ def test_every_schema_is_closed_and_bounded() -> None:
                 assert "maxLength" in prop or "pattern" in prop, op.name
             if prop.get("type") == "array":
                 assert "maxItems" in prop, op.name
+
+
+@pytest.mark.parametrize(("name", "args", "key"), [
+    ("agent_tail", {"agent": "mila\n"}, "$.agent"),
+    ("agent_claim", {"agent": "mila", "holder": "lead\n"}, "$.holder"),
+    ("agent_send", {"agent": "mila", "text": "x", "request_id": "r-1\n"}, "$.request_id"),
+])
+def test_a_trailing_newline_does_not_pass_a_name_pattern(name: str, args: dict[str, Any], key: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        ops.get(name).validate(args)
+    assert info.value.data["key"] == key

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final, Literal, NoReturn, cast
 
-from fleet.config import AGENT_NAME
+from fleet.config import AGENT_NAME, AGENT_NAME_RULE
 from fleet.errors import ConfigError
 
 Rung = Literal["remind", "notify", "interrupt", "restart"]
@@ -179,7 +179,7 @@ def parse_policy(
         elif leaf in _DURATION_KEYS and err.validator == "type":
             message = f"{err.instance!r} is not a duration: write a string with a unit, like \"60s\" or \"10m\""
         elif err.validator == "pattern" and leaf == "lead":
-            message = f"{err.instance!r} is not an agent name ({AGENT_NAME})"
+            message = f"{err.instance!r} is not an agent name ({AGENT_NAME_RULE})"
         elif err.validator == "uniqueItems":
             message = f"lists a value twice ({err.instance!r})"
         else:

@@ -40,7 +40,7 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 
 #: `as-` + 26 Crockford base32 characters (a ULID: 48-bit millisecond time, 80 random bits), so ids
 #: sort by creation time as plain strings.
-ASSIGNMENT_ID_PATTERN: Final = r"^as-[0-9A-HJKMNP-TV-Z]{26}$"
+ASSIGNMENT_ID_PATTERN: Final = r"^as-[0-9A-HJKMNP-TV-Z]{26}(?!\n)$"
 ASSIGNMENT_ID_RE: Final = re.compile(ASSIGNMENT_ID_PATTERN)
 
 
