@@ -79,7 +79,11 @@ def _service() -> Any:
 def _invoke(op: str, args: dict[str, Any]) -> dict[str, Any]:
     from . import ops
 
-    return ops.invoke(_service(), op, args)
+    svc = _service()
+    try:
+        return ops.invoke(svc, op, args)
+    finally:
+        svc.close()
 
 
 def _report(exc: Exception, as_json: bool) -> int:
@@ -303,6 +307,11 @@ def mcp_cmd() -> None:
     from .mcp_server import serve
 
     serve(_state["config"])
+
+
+from . import cli_work  # noqa: E402  registers the work commands on `app`
+
+__all__ = ["app", "cli_work", "main"]
 
 
 def _wants_json(args: list[str]) -> bool:

@@ -71,7 +71,9 @@ SCHEMA: Final[dict[str, Any]] = {
         "fleet": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"name": {"type": "string", "pattern": FLEET_NAME}, "state_dir": _STR},
+            "properties": {"name": {"type": "string", "pattern": FLEET_NAME}, "state_dir": _STR,
+                           # a file (string.Template) replacing the packaged assignment prompt
+                           "assignment_template": _STR},
         },
         "defaults": {"type": "object", "additionalProperties": False, "properties": _AGENT_KEYS},
         # Checked in full by fleet.watchdog.policy, whose errors name the key path the same way.
@@ -115,6 +117,8 @@ class FleetConfig:
     agents: dict[str, AgentSpec]
     watchdog: Policy
     source: ConfigSource | None = None  # None when parsed directly (`parse_config`), not looked up
+    #: `[fleet] assignment_template`: the user's prompt template (checked when an assignment is made).
+    assignment_template: Path | None = None
 
     def agent(self, name: str) -> AgentSpec:
         try:
@@ -235,7 +239,9 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
     from .watchdog.policy import parse_policy  # imports this module's name patterns
 
     watchdog = parse_policy(raw.get("watchdog"), source=str(path), agents=raw["agents"])
-    return FleetConfig(path=path, name=name, state_dir=state_dir, agents=agents, watchdog=watchdog)
+    template = fleet_tbl.get("assignment_template")
+    return FleetConfig(path=path, name=name, state_dir=state_dir, agents=agents, watchdog=watchdog,
+                       assignment_template=_resolve(template, base) if template else None)
 
 
 def _resolve(value: str, base: Path) -> Path:

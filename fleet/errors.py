@@ -148,3 +148,46 @@ class Timeout(FleetError, TimeoutError):
 
 class InternalError(FleetError):
     code = "internal_error"
+
+
+# -- work: assignments, the ledger, routing ------------------------------------------------------
+
+class AssignmentNotFound(FleetError, LookupError):
+    code = "assignment_not_found"
+
+
+class InvalidTransition(FleetError):
+    """The assignment lifecycle does not allow this move (e.g. out of an end state)."""
+
+    code = "invalid_transition"
+
+
+class StateConflict(FleetError):
+    """A compare-and-set lost: the assignment is no longer in the state the caller expected."""
+
+    code = "state_conflict"
+    retryable = True
+
+
+class LedgerBusy(FleetError):
+    code = "ledger_busy"
+    retryable = True
+
+
+class LedgerError(StateDirError):
+    """The ledger file is unusable: corrupt, a symlink, from a newer fleet, or not writable."""
+
+    code = "ledger_unusable"
+
+
+class RequestIdConflict(FleetError):
+    code = "request_id_conflict"
+
+
+class NoAgentAvailable(FleetError):
+    code = "no_agent_available"
+    retryable = True
+
+
+class SkillNotFound(FleetError):
+    code = "skill_not_found"

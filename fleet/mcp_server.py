@@ -74,7 +74,11 @@ def build_server(config_path: str | None) -> Server[Any]:
         args = dict(params.arguments or {})
 
         def run() -> dict[str, Any]:
-            return ops.invoke(Service(config_path=config_path, surface="mcp", holder=holder), params.name, args)
+            svc = Service(config_path=config_path, surface="mcp", holder=holder)
+            try:
+                return ops.invoke(svc, params.name, args)
+            finally:
+                svc.close()
 
         try:
             result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from .agents.text import MAX_TEXT
 from .config import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN
 from .errors import FleetError, InvalidInput
+from .work.lifecycle import ASSIGNMENT_ID_PATTERN
 from .schemacheck import compile_check
 
 if TYPE_CHECKING:
@@ -45,12 +46,45 @@ LEASED: Final = {"holder": HOLDER, "token": TOKEN}
 REQUEST_ID: Final = {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}(?!\n)$",
                      "description": "Idempotency key: a retry with the same id returns the first result."}
 
+ASSIGNMENT: Final = {"type": "string", "pattern": ASSIGNMENT_ID_PATTERN,
+                     "description": "Assignment id, `as-` + 26 characters, as `assignment_create` returned it."}
+#: The prompt's own limits (`fleet.work.prompt`): a task is instructions, checks are commands.
+_TASK_CHARS: Final = 16_000
+_STRINGS: Final = {"type": "string", "minLength": 1, "maxLength": 4096}
+
+
+def _list(items: dict[str, Any], most: int, what: str) -> dict[str, Any]:
+    return {"type": "array", "items": items, "maxItems": most, "description": what}
+
+
+ASSIGN_PROPS: Final = {
+    "task": {"type": "string", "minLength": 1, "maxLength": _TASK_CHARS,
+             "description": "What the agent should do, in plain words; point at files for long material."},
+    "to": {**AGENT, "description": "Send it to this agent; without it fleet routes to the best idle agent."},
+    "skills": _list({"type": "string", "minLength": 1, "maxLength": 200}, 32,
+                    "Skills the agent must have (names as `skill_list` shows them); the prompt mentions each."),
+    "write_paths": _list(_STRINGS, 64, "Paths the agent may change, relative to its cwd (a trailing / means a "
+                                       "directory); none means read-only. Writes elsewhere are denied and reject it."),
+    "read_paths": _list(_STRINGS, 64, "Paths to read, relative to its cwd (default: all of it)."),
+    "checks": _list({"type": "string", "minLength": 1, "maxLength": 1000}, 16,
+                    "Shell commands fleet runs in the agent's cwd after the report; each must exit 0."),
+    "deadline": {"type": "string", "minLength": 1, "maxLength": 32, "default": "1h",
+                 "description": "How long the agent has, e.g. 30m, 2h, 1h30m (default 1h, at most ~1 day)."},
+    "queue": {"type": "boolean", "default": False,
+              "description": "If no agent can take it now, keep it queued (sent by dispatch) instead of failing."},
+    "request_id": REQUEST_ID,
+    **LEASED,
+}
+
 #: What a failed `pattern` means, by the property it failed on; messages name the real rule.
 _PATTERN_MEANING: Final = {
     "holder": "a valid holder (1-64 of A-Z a-z 0-9 . _ : @ + / -, starting with a letter or digit)",
     "agent": f"a valid agent name ({AGENT_NAME_RULE})",
     "agents": f"a valid agent name ({AGENT_NAME_RULE})",
     "request_id": "a valid request id (1-128 of A-Z a-z 0-9 . _ : -)",
+    "assignment": "an assignment id (as- and 26 characters)",
+    "assignments": "an assignment id (as- and 26 characters)",
+    "to": f"a valid agent name ({AGENT_NAME_RULE})",
 }
 
 
@@ -126,6 +160,7 @@ def _op(name: str, cli: str, summary: str, tier: Tier, props: dict[str, Any], re
 
 _AGENTS_OPS: Final = "fleet.service.agents:"
 _LEASE_OPS: Final = "fleet.service.leases:"
+_WORK_OPS: Final = "fleet.service.work:"
 
 
 def _seconds(minimum: float, maximum: float, default: float, what: str) -> dict[str, Any]:
@@ -176,6 +211,49 @@ REGISTRY: Final[dict[str, Operation]] = {
         _op("lease_repair", "lease-repair",
             "Move a corrupt lease record aside (kept, audited) so the agent can be claimed again.",
             "destructive", {"agent": AGENT, "holder": HOLDER}, ("agent",), _out("agent"), _LEASE_OPS + "lease_repair"),
+        _op("skill_list", "skills",
+            "List the skills each agent's Codex would load (name, description, source, path); broken "
+            "SKILL.md files are listed with their error.", "readonly",
+            {"agents": AGENTS}, (), _out("agents"), _WORK_OPS + "skill_list"),
+        _op("assignment_create", "assign",
+            "Give a task to an agent: fleet routes it (or uses `to`), sends a prompt with the scope, skills, "
+            "deadline, checks and report contract, and returns once Codex recorded it. The agent stays leased "
+            "to the assignment until it ends. Then use assignment_wait.", "mutating",
+            ASSIGN_PROPS, ("task",), _out("assignment", "state", "duplicate"), _WORK_OPS + "assignment_create"),
+        _op("assignment_list", "assignments",
+            "List assignments, newest first: id, agent, state, report status, verdict (brought up to date first).",
+            "readonly",
+            {"open_only": {"type": "boolean", "default": False, "description": "Only open ones."},
+             "agent": AGENT, "limit": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}},
+            (), _out("assignments"), _WORK_OPS + "assignment_list"),
+        _op("assignment_get", "show",
+            "One assignment in full: task, prompt, receipt, report, verification and every event.", "readonly",
+            {"assignment": ASSIGNMENT}, ("assignment",), _out("id", "state", "events"), _WORK_OPS + "assignment_get"),
+        _op("assignment_wait", "wait",
+            "Wait until the assignments have ended (verified, rejected, failed or cancelled) or the timeout "
+            "passes; says which are done and which still pending. Over MCP at most 50 s: call again if pending.",
+            "readonly",
+            {"assignments": {"type": "array", "items": ASSIGNMENT, "minItems": 1, "maxItems": 100,
+                             "uniqueItems": True, "description": "Assignment ids to wait for."},
+             "timeout": _seconds(0, 3600, 25, "How long to wait (over MCP at most 50)")},
+            ("assignments",), _out("done", "pending"), _WORK_OPS + "assignment_wait"),
+        _op("assignment_cancel", "cancel",
+            "End an open assignment and free its agent; with interrupt, also stop the agent's running turn.",
+            "destructive",
+            {"assignment": ASSIGNMENT, "interrupt": {"type": "boolean", "default": False,
+                                                     "description": "Also interrupt the agent's turn (like Esc)."},
+             "holder": HOLDER},
+            ("assignment",), _out("assignment", "cancelled", "state"), _WORK_OPS + "assignment_cancel"),
+        _op("fleet_events", "events",
+            "Assignment events after a cursor (oldest first) and the cursor to pass next time.", "readonly",
+            {"since": {"type": "integer", "minimum": 0, "maximum": 2**53, "default": 0,
+                       "description": "Return events after this cursor (0: from the start)."},
+             "limit": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 200},
+             "assignment": ASSIGNMENT},
+            (), _out("events", "cursor"), _WORK_OPS + "fleet_events"),
+        _op("fleet_dispatch", "dispatch",
+            "Send queued assignments to agents that can take them now (one pass; oldest first).", "mutating",
+            {}, (), _out("dispatched", "queued"), _WORK_OPS + "fleet_dispatch"),
     )
 }
 

@@ -59,6 +59,21 @@ def codex_bin() -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def model_catalog(tmp_path_factory: pytest.TempPathFactory, codex_bin: str) -> Path:
+    """A model catalog giving `mock-model` the metadata of a built-in model (from `codex debug models`):
+    Codex offers apply_patch only to models whose metadata says so, and an unknown slug gets none."""
+    require_offline()
+    home = tmp_path_factory.mktemp("catalog-home")
+    out = subprocess.run([codex_bin, "debug", "models"], env={**os.environ, "CODEX_HOME": str(home)},
+                         capture_output=True, text=True, timeout=60, check=True, stdin=subprocess.DEVNULL).stdout
+    models = json.loads(out)["models"]
+    entry = next(m for m in models if m.get("apply_patch_tool_type") == "freeform")
+    path = home / "catalog.json"
+    path.write_text(json.dumps({"models": [{**entry, "slug": "mock-model", "display_name": "mock-model"}]}))
+    return path
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sees the user's HOME, state, config or tmux server."""
@@ -123,11 +138,13 @@ class Fleet:
 
 @pytest.fixture
 def fleet_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Fleet]]:
-    """Make a fleet config. With `model=` (a MockServer) its agents run real Codex against it."""
+    """Make a fleet config. With `model=` (a MockServer) its agents run real Codex against it; with
+    `catalog=True` also with the `model_catalog` that makes Codex offer apply_patch to the mock."""
     made: list[Fleet] = []
 
     def make(n: int = 1, model: MockServer | None = None, codex: str | None = None,
-             extra: str = "", agent_extra: str = "", codex_args: tuple[str, ...] = ()) -> Fleet:
+             extra: str = "", agent_extra: str = "", codex_args: tuple[str, ...] = (),
+             catalog: bool = False) -> Fleet:
         name = f"t{uuid.uuid4().hex[:10]}"
         root = tmp_path / name
         root.mkdir()
@@ -136,6 +153,9 @@ def fleet_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ca
         if model is not None:
             require_offline()
             codex = codex or request.getfixturevalue("codex_bin")
+            if catalog:
+                path = request.getfixturevalue("model_catalog")
+                codex_args = ("-c", f"model_catalog_json={json.dumps(str(path))}", *codex_args)
             lines.append(f"args = {json.dumps([*codex_offline_args(model.url), *codex_args])}")
         if codex:
             lines.append(f"codex = {json.dumps(codex)}")

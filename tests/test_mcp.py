@@ -32,6 +32,8 @@ from fleet import ops
 TOOLS = {
     "fleet_status", "agent_start", "agent_stop", "agent_send", "agent_interrupt", "agent_tail",
     "fleet_doctor", "agent_claim", "agent_release", "fleet_leases", "lease_repair",
+    "skill_list", "assignment_create", "assignment_list", "assignment_get", "assignment_wait", "assignment_cancel",
+    "fleet_events", "fleet_dispatch",
 }
 INSPECTOR_BIN = "mcp-inspector"
 INSPECTOR_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / INSPECTOR_BIN

@@ -40,30 +40,15 @@ if decision is not None:
 """
 
 
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory, codex_bin: str) -> Path:
-    """Codex offers apply_patch only to models whose metadata says so; an unknown slug gets none.
-    Give `mock-model` the metadata of a built-in model (from `codex debug models`)."""
-    require_offline()
-    home = tmp_path_factory.mktemp("catalog-home")
-    out = subprocess.run([codex_bin, "debug", "models"], env={**os.environ, "CODEX_HOME": str(home)},
-                         capture_output=True, text=True, timeout=60, check=True, stdin=subprocess.DEVNULL).stdout
-    models = json.loads(out)["models"]
-    entry = next(m for m in models if m.get("apply_patch_tool_type") == "freeform")
-    path = home / "catalog.json"
-    path.write_text(json.dumps({"models": [{**entry, "slug": "mock-model", "display_name": "mock-model"}]}))
-    return path
-
-
 @pytest.fixture
-def setup(tmp_path: Path, catalog: Path) -> dict[str, Path]:
+def setup(tmp_path: Path, model_catalog: Path) -> dict[str, Path]:
     require_offline()
     home, work, agent_dir = tmp_path / "codex-home", tmp_path / "work", tmp_path / "agent"
     for d in (home, work / "docs", agent_dir):
         d.mkdir(parents=True)
     (tmp_path / "hook.py").write_text(HOOK)
     write_context(agent_dir, HookContext(assignment=AS_ID, role="worker", cwd=str(work), write_paths=("docs/",)))
-    return {"home": home, "work": work, "agent": agent_dir, "hook": tmp_path / "hook.py", "catalog": catalog}
+    return {"home": home, "work": work, "agent": agent_dir, "hook": tmp_path / "hook.py", "catalog": model_catalog}
 
 
 def run_codex(codex: str, server: MockServer, paths: dict[str, Path], prompt: str) -> subprocess.CompletedProcess[str]:

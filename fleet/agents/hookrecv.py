@@ -3,8 +3,19 @@
 Run by Codex itself (`python -S hookrecv.py hook AGENT_DIR` with the hook payload on stdin, or
 `python -S hookrecv.py notify AGENT_DIR [--chain PROG ARGS...] JSON`). Standalone on purpose: it
 imports nothing from fleet on its hot path so that it starts in a few milliseconds, and it prints
-nothing, because a hook's stdout can be fed back to the model. It never fails the hook: errors go
-to `hookrecv.err` (0600, never through a symlink).
+nothing unless fleet decides something, because a hook's stdout is read by Codex. It never fails
+the hook: errors go to `hookrecv.err` (0600, never through a symlink).
+
+While an assignment is open (`AGENT_DIR/assignment.json` exists) it also applies fleet's hook policy
+(`fleet.work.hookpolicy`, stdlib only, imported by path from the package this file sits in):
+- Stop: a final message without a valid fleet-report block is answered once per turn with
+  `{"decision": "block", "reason": ...}`, so the same turn goes on and the model adds the block. The
+  ask is recorded first (`report-asks.jsonl`), and the journal gets `report_asked` instead of
+  `turn_completed`, because the turn is not over.
+- PreToolUse: an apply_patch writing outside the assignment's write paths is denied before anything
+  is written; the journal gets `tool_denied` (which reconcile copies into the ledger).
+Any error in the policy is logged and the hook prints nothing (Codex fails open), so the after-turn
+verification stays the final word.
 
 It appends the way `fleet.agents.journal` does (one write, O_APPEND, under a shared flock on
 `events.lock`) and, in the rare call that takes the journal past its bound, imports that module to
@@ -16,7 +27,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -85,9 +95,44 @@ def _rate_limits(transcript: object) -> object:
     return None
 
 
+def _policy(agent_dir: str, name: str, payload: dict[str, object]) -> tuple[dict[str, object] | None,
+                                                                              dict[str, object]]:
+    """fleet's decision for an open assignment, and the journal fields that record it."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if root not in sys.path:
+        sys.path.append(root)  # after the stdlib: nothing here may shadow it
+    from fleet.work import hookpolicy
+
+    ctx = hookpolicy.read_context(agent_dir)
+    if ctx is None:
+        return None, {}
+    if name == "Stop":
+        decision = hookpolicy.stop_decision(payload, ctx)
+        if decision is None:
+            return None, {}
+        hookpolicy.record_ask(agent_dir, ctx.assignment, str(payload["turn_id"]))
+        return decision, {"event": "report_asked", "assignment": ctx.assignment,
+                          "reason": str(decision.get("reason", ""))[:500]}
+    violations = hookpolicy.patch_violations(payload, ctx)
+    if not violations:
+        return None, {}
+    decision = hookpolicy.pretool_decision(payload, ctx)
+    return decision, {"event": "tool_denied", "assignment": ctx.assignment,
+                      "paths": [v.path for v in violations[:50]],
+                      "reason": "; ".join(v.message for v in violations[:10])[:1000]}
+
+
 def _hook(agent_dir: str) -> None:
     payload = json.loads(sys.stdin.read() or "{}")
     name = payload.get("hook_event_name", "")
+    decision: dict[str, object] | None = None
+    verdict: dict[str, object] = {}
+    if name in ("Stop", "PreToolUse") and os.path.lexists(os.path.join(agent_dir, "assignment.json")):
+        try:
+            decision, verdict = _policy(agent_dir, name, payload)
+        except Exception as exc:  # fail open: the turn goes on as if fleet had no opinion
+            _log_error(agent_dir, f"policy {name}", exc)
+            decision, verdict = None, {}
     record: dict[str, object] = {
         "time": round(time.time(), 3),
         "event": HOOK_EVENTS.get(name, "hook"),
@@ -106,7 +151,13 @@ def _hook(agent_dir: str) -> None:
         record["tool_name"] = payload.get("tool_name")
     elif name == "SessionStart":
         record["start_source"] = payload.get("source")
-    _append(agent_dir, {k: v for k, v in record.items() if v is not None})
+    record.update(verdict)
+    try:
+        _append(agent_dir, {k: v for k, v in record.items() if v is not None})
+    finally:
+        if decision is not None:  # the ask is on record (record_ask); Codex acts on this line
+            sys.stdout.write(json.dumps(decision) + "\n")
+            sys.stdout.flush()
 
 
 def _notify(agent_dir: str, args: list[str]) -> None:
@@ -126,6 +177,8 @@ def _notify(agent_dir: str, args: list[str]) -> None:
         },
     )
     if chain:  # the user's own notify program, which our -c override replaced, still runs
+        import subprocess  # only here: hooks start faster without it
+
         subprocess.Popen([*chain, args[-1]], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
 

@@ -28,6 +28,7 @@ from fleet.fsutil import ensure_dir
 if TYPE_CHECKING:
     from fleet.agents.runtime import Runtime
     from fleet.leases import LeaseStore
+    from fleet.work.ledger import Ledger
 
 logger = logging.getLogger("fleet.service")
 
@@ -63,6 +64,7 @@ class Service:
     _config: FleetConfig | None = field(default=None, init=False)
     _runtime: Runtime | None = field(default=None, init=False)
     _leases: LeaseStore | None = field(default=None, init=False)
+    _ledger: Ledger | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.holder = self.holder or default_holder(self.surface)
@@ -88,6 +90,21 @@ class Service:
 
             self._leases = LeaseStore(self.config.state_dir, surface=self.surface)
         return self._leases
+
+    @property
+    def ledger(self) -> Ledger:
+        """The assignment ledger (`<state_dir>/fleet.db`), opened on first use, closed with `close()`."""
+        if self._ledger is None:
+            from fleet.work.ledger import Ledger
+
+            self._ledger = Ledger(self.config.state_dir)
+        return self._ledger
+
+    def close(self) -> None:
+        """Close what this service opened (the ledger connection). Safe to call twice."""
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
 
     def holder_for(self, holder: str | None) -> str:
         return holder or self.holder

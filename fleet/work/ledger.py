@@ -9,7 +9,7 @@ Tables (schema version `SCHEMA_VERSION`, kept in `PRAGMA user_version`):
   a reader that saw cursor N never later finds a new event with an id <= N. Ids are strictly
   increasing, never reused, not necessarily contiguous.
 - `request_ids`: (scope, id) -> sha256 of the request and its result, the idempotency record for
-  assignment creation (scope `assign`) and plain sends (scope `send`). Pruned by age
+  assignment creation (scope `assign`) and plain sends (scope `send:<agent>`). Pruned by age
   (`REQUEST_TTL`), never by size.
 
 Concurrency: the CLI, the MCP server and the watchdog open the file at once. WAL mode lets readers
@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from fleet.errors import FleetError, InvalidInput, StateDirError
+from fleet.errors import InvalidInput, LedgerBusy, LedgerError, RequestIdConflict
 from fleet.fsutil import FILE_MODE, ensure_dir
 
 from .lifecycle import (
@@ -83,7 +83,8 @@ MAX_LIST: Final = 10_000
 #: Event details are a few fields; a bigger blob belongs in an assignment column.
 MAX_DETAILS_BYTES: Final = 64 * 1024
 EVENT_KIND: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-REQUEST_SCOPE: Final = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+#: `assign`, or `send:<agent>` (a plain send's ids are per agent, as its journal lookup was).
+REQUEST_SCOPE: Final = re.compile(r"^[a-z][a-z0-9_]{0,15}(?::[a-z][a-z0-9-]{0,31})?$")
 
 #: Columns a transition or `annotate` may set, and whether each holds JSON.
 FIELDS: Final[dict[str, bool]] = {
@@ -143,21 +144,6 @@ CREATE TABLE IF NOT EXISTS request_ids (
 );
 CREATE INDEX IF NOT EXISTS request_ids_age ON request_ids (created_at);
 """
-
-class LedgerBusy(FleetError):
-    code = "ledger_busy"
-    retryable = True
-
-
-class LedgerError(StateDirError):
-    """The ledger file is unusable: corrupt, a symlink, from a newer fleet, or not writable."""
-
-    code = "ledger_unusable"
-
-
-class RequestIdConflict(FleetError):
-    code = "request_id_conflict"
-
 
 class Ledger:
     """A connection to `<state_dir>/fleet.db`. Open one per process (or share it between threads);
@@ -412,6 +398,16 @@ class Ledger:
             if row[0] != sha:
                 raise _conflict(scope, request_id)
             return RequestRecord(scope, request_id, sha, loads_or_none(row[1]), row[2], fresh=False)
+
+    def find_request(self, scope: str, request_id: str) -> RequestRecord | None:
+        """The live idempotency record for `request_id` in `scope`, or None; writes nothing (a caller
+        that must decide before it writes, e.g. `assign` before routing, peeks with this)."""
+        with self._lock:
+            row = self._db.execute("SELECT sha, result, created_at FROM request_ids WHERE scope = ? AND id = ? "
+                                   "AND created_at >= ?", (scope, request_id, self._clock() - REQUEST_TTL)).fetchone()
+        if row is None:
+            return None
+        return RequestRecord(scope, request_id, row[0], loads_or_none(row[1]), row[2], fresh=False)
 
     def finish_request(self, scope: str, request_id: str, result: Mapping[str, Any]) -> None:
         with self._write() as db:

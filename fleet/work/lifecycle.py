@@ -20,7 +20,13 @@ from __future__ import annotations
 import re
 from typing import Final, Literal, get_args
 
-from fleet.errors import FleetError
+from fleet.errors import AssignmentNotFound, InvalidTransition, StateConflict
+
+__all__ = [
+    "ASSIGNMENT_ID_PATTERN", "ASSIGNMENT_ID_RE", "END_STATES", "OPEN_STATES", "STATES", "TRANSITIONS",
+    "AssignmentNotFound", "AssignmentState", "InvalidTransition", "StateConflict", "can_transition",
+    "check_transition", "is_open",
+]
 
 AssignmentState = Literal["queued", "sent", "working", "reported", "verified", "rejected", "failed", "cancelled"]
 STATES: Final[tuple[AssignmentState, ...]] = get_args(AssignmentState)
@@ -42,23 +48,6 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 #: sort by creation time as plain strings.
 ASSIGNMENT_ID_PATTERN: Final = r"^as-[0-9A-HJKMNP-TV-Z]{26}(?!\n)$"
 ASSIGNMENT_ID_RE: Final = re.compile(ASSIGNMENT_ID_PATTERN)
-
-
-class AssignmentNotFound(FleetError, LookupError):
-    code = "assignment_not_found"
-
-
-class InvalidTransition(FleetError):
-    """The lifecycle table does not allow this move (e.g. out of an end state)."""
-
-    code = "invalid_transition"
-
-
-class StateConflict(FleetError):
-    """A compare-and-set lost: the assignment is no longer in the state the caller expected."""
-
-    code = "state_conflict"
-    retryable = True
 
 
 def can_transition(current: str, to: str) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from fleet.errors import FleetError
+from fleet.errors import NoAgentAvailable, SkillNotFound
 
 Role = Literal["explorer", "worker", "lead"]
 Why = Literal["lead", "read_only", "missing_skill", "not_running", "starting", "limited", "parked", "leased",
@@ -75,15 +75,6 @@ class Route:
     agent: str | None
     ranked: tuple[str, ...]
     refusals: tuple[Refusal, ...]
-
-
-class NoAgentAvailable(FleetError):
-    code = "no_agent_available"
-    retryable = True
-
-
-class SkillNotFound(FleetError):
-    code = "skill_not_found"
 
 
 def refusal(agent: AgentFacts, need: Need) -> Refusal | None:

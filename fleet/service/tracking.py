@@ -1,0 +1,298 @@
+"""Following open assignments from Codex's signals to a verdict: `reconcile`, verification, waiting.
+
+Where the facts come from: the agent's journal (`<state_dir>/agents/<agent>/events.jsonl`), which
+Codex's hooks and notify append to through `fleet.agents.hookrecv`: `turn_started` (the receipt),
+`turn_completed` (Stop, with the last assistant message), `turn_notified` (notify, the same message
+once more), `report_asked` (fleet's Stop hook asked for a missing report and the turn went on),
+`tool_denied` (fleet's PreToolUse hook refused an out-of-scope patch); plus the agent's process
+state. An assignment's turns are the ones its receipts name: the first send's, and every later
+`deliver`'s (recorded in the ledger as `delivered` events). Reports from other turns never count.
+
+Idempotence and concurrency: every state change is a ledger compare-and-set, so several processes
+(a CLI `wait`, the MCP server, the watchdog) may reconcile at once; one wins each step, the others
+see a `StateConflict` and move on. Hook facts are copied into the ledger once, keyed by turn (and
+time). Verification (snapshot + checks) runs in the process that moved the assignment to
+`reported`; if that process dies, any later reconcile takes it over after `verify_stale` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from typing import Any, Final
+
+from fleet.config import AgentSpec
+from fleet.errors import FleetError, StateConflict
+from fleet.work.ledger import MAX_LIST
+from fleet.work.records import Assignment, Event
+from fleet.work.report import extract_report, validate_report
+
+from .core import Service
+from .delivery import DEADLINE_GRACE, assignment_holder, end_context, fail
+
+logger = logging.getLogger("fleet.work")
+
+#: A `--check` command gets this long before it is killed (and counts as failed).
+CHECK_TIMEOUT: Final = 600.0
+#: Journal events that end a turn and carry its last assistant message.
+END_EVENTS: Final = frozenset({"turn_completed", "turn_notified"})
+#: A waiter re-reads everything this often even when no file moved (a dead pane, a deadline).
+FULL_CHECK_EVERY: Final = 1.0
+#: How often a waiter looks at the journals' and the ledger's change markers (cheap stat calls).
+WAIT_POLL: Final = 0.1
+ACTOR: Final = "fleet"
+
+
+def _verify_stale(a: Assignment) -> float:
+    """How long `reported` may last before another process takes the verification over."""
+    return CHECK_TIMEOUT * (len(a.checks) + 1) + 60.0
+
+
+class _Agents:
+    """Per-call cache of journals and process states (one tmux query for all agents)."""
+
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+        self._journals: dict[str, list[dict[str, Any]]] = {}
+        self._states: dict[str, str] | None = None
+
+    def journal(self, agent: str) -> list[dict[str, Any]]:
+        if agent not in self._journals:
+            self._journals[agent] = self.svc.runtime.events(agent)
+        return self._journals[agent]
+
+    def state(self, spec: AgentSpec) -> str:
+        if self._states is None:
+            panes = self.svc.runtime.tmux.panes()
+            self._states = {}
+            for name, pane in panes.items():
+                self._states[name] = "exited" if pane.dead else "running"
+        return self._states.get(spec.name, "stopped")
+
+
+def reconcile(svc: Service, agents: list[str] | None = None) -> list[dict[str, Any]]:
+    """Advance every open assignment (of `agents`, or all) as far as Codex's signals allow; return
+    the transitions this call made (`{"assignment", "agent", "from", "to", ...}`)."""
+    ledger = svc.ledger
+    rows = ledger.assignments(open_only=True, limit=MAX_LIST)
+    if agents is not None:
+        wanted = set(agents)
+        rows = [r for r in rows if r.agent in wanted]
+    if not rows:
+        return []
+    now = time.time()
+    cache = _Agents(svc)
+    out: list[dict[str, Any]] = []
+    for a in sorted(rows, key=lambda r: r.id):
+        try:
+            if a.state == "queued":
+                out += _expire_queued(svc, a, now)
+            else:
+                out += _advance(svc, a, cache, now)
+        except StateConflict:
+            continue  # another process moved it first; it is theirs now
+    return out
+
+
+def _step(a: Assignment, to: str, **extra: Any) -> dict[str, Any]:
+    return {"assignment": a.id, "agent": a.agent, "from": a.state, "to": to, **extra}
+
+
+def _expire_queued(svc: Service, a: Assignment, now: float) -> list[dict[str, Any]]:
+    if a.deadline is None or now <= a.deadline:
+        return []
+    if a.agent is not None:
+        try:  # a queued assignment whose lease is live is being delivered right now: leave it
+            if svc.leases.info(a.agent)["holder"] == assignment_holder(a.id):
+                return []
+        except FleetError:
+            pass
+    done = fail(svc, a.id, None, "deadline passed while queued", actor=ACTOR, expect=("queued",))
+    return [_step(a, "failed", reason="deadline passed while queued")] if done else []
+
+
+def _turns(a: Assignment, events: list[Event]) -> set[str]:
+    turns = {a.turn_id} if a.turn_id else set()
+    turns |= {str(e.details["turn_id"]) for e in events if e.kind == "delivered" and e.details.get("turn_id")}
+    return turns
+
+
+def _copy_hook_facts(svc: Service, a: Assignment, journal: list[dict[str, Any]], events: list[Event]) -> None:
+    """Put the hook's denials and report asks for this assignment into the ledger, once each."""
+    seen = {(e.kind, e.details.get("key")) for e in events}
+    for ev in journal:
+        if ev.get("assignment") != a.id:
+            continue
+        kind = {"tool_denied": "scope_denied", "report_asked": "report_asked"}.get(str(ev.get("event")))
+        if kind is None:
+            continue
+        key = f"{ev.get('turn_id')}:{ev.get('time')}"
+        if (kind, key) in seen:
+            continue
+        details = {"key": key, "turn_id": ev.get("turn_id"), "at": ev.get("time")}
+        for field in ("tool_name", "paths", "reason", "problems"):
+            if field in ev:
+                details[field] = ev[field]
+        svc.ledger.annotate(a.id, kind, actor="hook", details=details)
+        seen.add((kind, key))
+
+
+def _advance(svc: Service, a: Assignment, cache: _Agents, now: float) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    spec = svc.config.agents.get(a.agent or "")
+    if spec is None:
+        done = fail(svc, a.id, a.agent, "its agent is no longer configured", actor=ACTOR,
+                    expect=("sent", "working"))
+        return [_step(a, "failed", reason="its agent is no longer configured")] if done else []
+    if a.state == "reported":
+        if now - a.updated_at > _verify_stale(a):
+            return [_finish(svc, a, spec)]
+        return []
+    journal = cache.journal(spec.name)
+    events = svc.ledger.events_for(a.id)
+    turns = _turns(a, events)
+    _copy_hook_facts(svc, a, journal, events)
+    started = any(ev.get("event") == "turn_started" and ev.get("turn_id") in turns for ev in journal)
+    ends = [ev for ev in journal if ev.get("event") in END_EVENTS and ev.get("turn_id") in turns]
+    if a.state == "sent" and (started or ends):
+        a = svc.ledger.transition(a.id, "working", actor=ACTOR, expect="sent",
+                                  details={"turn_id": a.turn_id})
+        out.append(_step(a, "working", **{"from": "sent"}))
+    found = None
+    for ev in ends:
+        extraction = extract_report(ev.get("last_message"))
+        if extraction.report is not None:
+            found = (extraction.report, ev)
+    if found is not None:
+        report, ev = found
+        before = a.state
+        a = svc.ledger.transition(a.id, "reported", actor=ACTOR, expect=(before,), report=report.to_dict(),
+                                  details={"turn_id": ev.get("turn_id"), "status": report.status,
+                                           "source": ev.get("source")})
+        out.append(_step(a, "reported", **{"from": before}))
+        out.append(_finish(svc, a, spec))
+        return out
+    _note_unreported_ends(svc, a, ends, events)
+    state = cache.state(spec)
+    if state in ("exited", "stopped"):
+        reason = f"its agent {'exited' if state == 'exited' else 'was stopped'} before a report came"
+        if fail(svc, a.id, spec.name, reason, actor=ACTOR, expect=(a.state,)):
+            out.append(_step(a, "failed", reason=reason))
+        return out
+    if a.deadline is not None and now > a.deadline:
+        running = _turn_running(journal, turns)
+        if not running or now > a.deadline + DEADLINE_GRACE:
+            reason = "the deadline passed with no report"
+            if fail(svc, a.id, spec.name, reason, actor=ACTOR, expect=(a.state,)):
+                out.append(_step(a, "failed", reason=reason))
+    return out
+
+
+def _turn_running(journal: list[dict[str, Any]], turns: set[str]) -> bool:
+    started = {ev.get("turn_id") for ev in journal if ev.get("event") == "turn_started"} & turns
+    ended = {ev.get("turn_id") for ev in journal
+             if ev.get("event") in (*END_EVENTS, "turn_aborted")} & turns
+    return bool(started - ended)
+
+
+def _note_unreported_ends(svc: Service, a: Assignment, ends: list[dict[str, Any]], events: list[Event]) -> None:
+    """Record once per turn that it ended without a valid report (and why), for the lead and the
+    watchdog to see."""
+    seen = {e.details.get("turn_id") for e in events if e.kind == "no_report"}
+    for ev in ends:
+        turn = ev.get("turn_id")
+        if turn in seen:
+            continue
+        seen.add(turn)
+        problems = list(extract_report(ev.get("last_message")).problems)
+        svc.ledger.annotate(a.id, "no_report", actor=ACTOR, details={"turn_id": turn, "problems": problems[:5]})
+
+
+def _finish(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
+    """Verify a reported assignment and record the verdict; free its agent."""
+    verification = verify(svc, a, spec)
+    verdict = verification["verdict"]
+    reasons = "; ".join(r["message"] for r in verification["reasons"])
+    done = svc.ledger.transition(a.id, verdict, actor=ACTOR, expect="reported", verification=verification,
+                                 reason=reasons or None, details={"verdict": verdict, "reasons": reasons[:2000]})
+    end_context(svc, spec.name, a.id)
+    return _step(a, done.state, **{"from": "reported"}, reasons=reasons or None)
+
+
+def verify(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
+    """The verification of a reported assignment: what changed in the cwd since the baseline, the
+    checks' results, the verdict and its reasons. Never raises for the work's content: a baseline
+    or snapshot that cannot be read rejects, saying why."""
+    from fleet.work.verify import Snapshot, SnapshotError, changed_files, run_checks, snapshot, verdict
+
+    report, _ = validate_report(a.report)
+    denied = [e.details for e in svc.ledger.events_for(a.id) if e.kind == "scope_denied"]
+    try:
+        baseline = svc.ledger.baseline(a.id)
+        if not baseline:
+            raise ValueError("no baseline was recorded at send time")
+        before = Snapshot.from_json(baseline["snapshot"])
+        cwd = str(baseline["cwd"])
+        after = snapshot(cwd, since=before)
+        changed = changed_files(before, after)
+        checks = run_checks(a.checks, cwd, CHECK_TIMEOUT, env=_check_env())
+        result = verdict(report, changed, tuple(baseline["write_paths"]), baseline["role"], checks,
+                         (*before.notes, *after.notes), cwd=cwd).to_dict()
+    except (SnapshotError, ValueError, KeyError, TypeError, OSError) as exc:
+        result = {"verdict": "rejected", "changed": [], "checks": [], "notes": [],
+                  "reasons": [{"code": "unverifiable", "message": f"fleet could not verify the work: {exc}",
+                               "paths": []}]}
+    if denied:
+        paths = sorted({p for d in denied for p in (d.get("paths") or [])})
+        result["denied"] = {"count": len(denied), "paths": paths[:50]}
+    return result
+
+
+def _check_env() -> dict[str, str]:
+    """Checks run with fleet's environment minus its own control variables."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+
+
+# -- waiting ------------------------------------------------------------------------------------------
+
+def _signature(svc: Service, agents: Iterable[str]) -> tuple[Any, ...]:
+    """What changes when anything an assignment depends on may have moved: the ledger's
+    data_version (another process committed) and each journal's size and mtime."""
+    marks: list[Any] = [svc.ledger.data_version()]
+    for agent in sorted(agents):
+        try:
+            st = os.stat(svc.runtime.journal_path(agent))
+            marks.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            marks.append(None)
+    return tuple(marks)
+
+
+def wait_for(svc: Service, ids: list[str], timeout: float) -> tuple[list[Assignment], list[Assignment]]:
+    """Block until every assignment in `ids` has ended or `timeout` seconds pass; returns (ended,
+    pending). Between checks it only stats the agents' journals and reads the ledger's
+    data_version every `WAIT_POLL` s, and reconciles when one moved (or every `FULL_CHECK_EVERY`)."""
+    from .work import dispatch
+
+    ledger = svc.ledger
+    rows = [ledger.get(i) for i in ids]
+    end = time.monotonic() + timeout
+    while True:
+        if any(r.state == "queued" for r in rows):
+            dispatch(svc)
+        agents = sorted({r.agent for r in rows if r.agent and r.open})
+        if agents:
+            reconcile(svc, agents)
+        rows = [ledger.get(i) for i in ids]
+        pending = [r for r in rows if r.open]
+        if not pending or time.monotonic() >= end:
+            return [r for r in rows if not r.open], pending
+        agents = sorted({r.agent for r in pending if r.agent})
+        mark = _signature(svc, agents)
+        full = time.monotonic() + FULL_CHECK_EVERY
+        while (now := time.monotonic()) < min(end, full):
+            time.sleep(min(WAIT_POLL, max(0.0, min(end, full) - now)))
+            if _signature(svc, agents) != mark:
+                break

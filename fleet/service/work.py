@@ -1,0 +1,431 @@
+"""Assignment operations: skills, create, list, get, wait, cancel, events, dispatch; and the entry
+points the watchdog calls: `reconcile`, `dispatch`, `deliver`.
+
+Lifecycle (`fleet.work.lifecycle`): `assign` validates everything before it writes or sends
+(task, deadline, paths, skills, roles), routes under the routing lock (`fleet.service.delivery`),
+writes the row, takes the lease `assignment:<id>`, snapshots the agent's cwd, writes the hook
+context, sends the prompt and records `sent` with the receipt. From there `reconcile` (run by every
+list/get/events/wait/dispatch call and by the watchdog) follows Codex's signals to `working`,
+`reported` and the verdict `verified`/`rejected`, or to `failed`; `cancel` ends it early. Whatever
+ends an assignment releases its lease and clears its hook context.
+
+Idempotence: `request_id` makes `assign` return the first call's assignment (`duplicate: true`)
+without routing or sending again; the same id with a different request is `request_id_conflict`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+from fleet.config import AgentSpec
+from fleet.durations import parse_duration
+from fleet.errors import (
+    FleetError,
+    InvalidInput,
+    InvalidTransition,
+    LeaseHeld,
+    NoAgentAvailable,
+    RequestIdConflict,
+    StateConflict,
+)
+from fleet.work.lifecycle import END_STATES
+from fleet.work.records import Assignment, request_sha
+from fleet.work.routing import AgentFacts, Need, Refusal, check_skills, no_agent_error, route
+
+from .core import Service
+from .delivery import (
+    DELIVERY_TIMEOUT,
+    MAX_DEADLINE,
+    SendAborted,
+    assignment_holder,
+    fail,
+    free_lease,
+    gather_facts,
+    inventory,
+    lexical_scope,
+    renew_lease,
+    routing_lock,
+    scope_for,
+    send_first,
+    take_lease,
+)
+from .tracking import reconcile, wait_for
+
+__all__ = ["deliver", "dispatch", "reconcile"]
+
+#: Refusals that waiting will not fix: a request no agent can ever take is refused even with --queue.
+LASTING: Final = frozenset({"lead", "read_only", "missing_skill", "scope"})
+#: What the MCP surface lets one `assignment_wait` call block for (clients time tool calls out).
+MCP_MAX_WAIT: Final = 50.0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A routing decision taken under the lock: the assignment, its agent and the lease token."""
+
+    assignment: Assignment
+    spec: AgentSpec
+    token: int
+
+
+def _compact(a: Assignment) -> dict[str, Any]:
+    """The few fields a lead acts on (results stay small for MCP)."""
+    out: dict[str, Any] = {"id": a.id, "agent": a.agent, "state": a.state}
+    if a.turn_id:
+        out["turn_id"] = a.turn_id
+    if a.report:
+        out["report_status"] = a.report.get("status")
+        out["summary"] = a.report.get("summary")
+    if a.verification:
+        out["verdict"] = a.verification.get("verdict")
+    if a.reason:
+        out["reason"] = a.reason
+    return out
+
+
+def _created(a: Assignment, duplicate: bool, **extra: Any) -> dict[str, Any]:
+    return {"assignment": a.id, "state": a.state, "agent": a.agent, "turn_id": a.turn_id, "deadline": a.deadline,
+            "duplicate": duplicate, **extra}
+
+
+# -- skills ------------------------------------------------------------------------------------------
+
+def skill_list(svc: Service, *, agents: list[str] | None = None) -> dict[str, Any]:
+    out = []
+    for spec in svc.specs(agents):
+        inv = inventory(spec)
+        entry: dict[str, Any] = {"name": spec.name, "skills": [s.to_dict() for s in inv.skills]}
+        if inv.warnings:
+            entry["warnings"] = list(inv.warnings)
+        out.append(entry)
+    return {"agents": out}
+
+
+# -- create ------------------------------------------------------------------------------------------
+
+def _scope_refusals(specs: Sequence[AgentSpec], write: Sequence[str], read: Sequence[str]) -> list[Refusal]:
+    out = []
+    for spec in specs:
+        if spec.role == "lead":
+            continue
+        _, problems = scope_for(spec, write, read)
+        if problems:
+            out.append(Refusal(spec.name, "scope", problems[0]))  # type: ignore[arg-type]
+    return out
+
+
+def _no_agent(result_refusals: Sequence[Refusal], need: Need) -> NoAgentAvailable:
+    from fleet.work.routing import Route
+
+    err = no_agent_error(Route(None, (), tuple(result_refusals)), need)
+    if result_refusals and all(r.why in LASTING for r in result_refusals):
+        err.hint = "No configured agent can ever take this (see reasons); change the request or the fleet config."
+    return err
+
+
+def _plan(svc: Service, items: Sequence[Assignment], caller: str | None, token: int | None,
+          refusals: dict[str, list[Refusal]] | None = None) -> list[_Plan]:
+    """Route each queued assignment in `items`, oldest first, and claim its agent. Runs under the
+    routing lock; an agent picked here is not offered to a later item. `refusals` collects, per
+    assignment id, why it could not be placed."""
+    specs = list(svc.config.agents.values())
+    inventories = {s.name: inventory(s) for s in specs}
+    plans: list[_Plan] = []
+    with routing_lock(svc):
+        leases = {}
+        for spec in specs:
+            try:
+                leases[spec.name] = svc.leases.info(spec.name)["holder"]
+            except FleetError:
+                leases[spec.name] = None
+        taken: set[str] = set()
+        for stale in items:
+            a = svc.ledger.get(stale.id)
+            if a.state != "queued" or assignment_holder(a.id) in leases.values():
+                continue  # placed by someone else, or being delivered right now
+            who = caller or a.holder
+            facts = [replace(f, leased_by_other=f.leased_by_other or f.name in taken)
+                     for f in gather_facts(svc, specs, who, inventories)]
+            bad = _scope_refusals(specs, a.write_paths, a.read_paths)
+            excluded = {r.agent for r in bad}
+            need = Need(skills=frozenset(a.skills), needs_write=bool(a.write_paths), only=a.agent)
+            result = route([f for f in facts if f.name not in excluded], need)
+            for name in (result.agent, *result.ranked) if result.agent else ():
+                try:
+                    lease_token = take_lease(svc, name, a.id, who, token if name == a.agent else None)
+                except LeaseHeld:
+                    continue
+                taken.add(name)
+                plans.append(_Plan(a, svc.config.agent(name), lease_token))
+                break
+            else:
+                if refusals is not None:
+                    refusals[a.id] = [*result.refusals, *(r for r in bad if need.only in (None, r.agent))]
+    return plans
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A checked `assign` request: nothing in it needs checking again before it is written."""
+
+    caller: str
+    task: str
+    seconds: float
+    skills: tuple[str, ...]
+    checks: tuple[str, ...]
+    write: tuple[str, ...]
+    read: tuple[str, ...]
+    to: str | None
+    key: dict[str, Any]
+
+
+def _check_request(svc: Service, *, task: str, deadline: str, queue: bool, to: str | None, skills: list[str] | None,
+                   write_paths: list[str] | None, read_paths: list[str] | None, checks: list[str] | None,
+                   holder: str | None, token: int | None) -> _Request:
+    """Everything `assign` refuses before it writes or sends: task, deadline, checks, the token, the
+    named agent's role, and paths outside the cwd."""
+    from fleet.work.prompt import MAX_CHECK_CHARS, check_task
+
+    text = check_task(task)
+    seconds = parse_duration(deadline, what="deadline", max_seconds=MAX_DEADLINE)
+    wanted = tuple(dict.fromkeys(skills or ()))
+    commands = tuple(c.strip() for c in checks or ())
+    if any(not c or len(c) > MAX_CHECK_CHARS for c in commands):
+        raise InvalidInput(f"A check must be a non-empty command of at most {MAX_CHECK_CHARS} characters.",
+                           hint="Put a longer check in a script and name the script.")
+    write_in, read_in = list(write_paths or ()), list(read_paths or ())
+    if token is not None and to is None:
+        raise InvalidInput("A token names one agent's lease: pass --to with --token.",
+                           hint="Add --to AGENT (the agent your token is for), or leave out --token.")
+    if to is not None:
+        spec = svc.config.agent(to)
+        if spec.role == "lead":
+            raise InvalidInput(f"Agent {to} is a lead; leads hand out work and never take assignments.",
+                               hint="Name a worker or an explorer with --to, or leave --to out to route it.")
+        if write_in and spec.role != "worker":
+            raise InvalidInput(f"Agent {to} is an {spec.role} (read-only), so it cannot take write paths.",
+                               hint="Name a worker with --to, or drop --write for an investigation.")
+        scope, problems = scope_for(spec, write_in, read_in)
+        if problems:
+            raise InvalidInput(f"The assignment's paths are not usable for agent {to}: {'; '.join(problems)}.",
+                               hint=f"Paths must stay inside {spec.cwd}.")
+        stored_write, stored_read = scope.write, scope.read
+    else:
+        stored_write, stored_read = lexical_scope(write_in, "write"), lexical_scope(read_in, "read")
+    key = {"task": text, "to": to, "skills": sorted(wanted), "write_paths": write_in, "read_paths": read_in,
+           "checks": list(commands), "deadline": deadline, "queue": queue}
+    return _Request(svc.holder_for(holder), text, seconds, wanted, commands, stored_write, stored_read, to, key)
+
+
+def assignment_create(
+    svc: Service, *, task: str, deadline: str, queue: bool, to: str | None = None, skills: list[str] | None = None,
+    write_paths: list[str] | None = None, read_paths: list[str] | None = None, checks: list[str] | None = None,
+    request_id: str | None = None, holder: str | None = None, token: int | None = None,
+) -> dict[str, Any]:
+    req = _check_request(svc, task=task, deadline=deadline, queue=queue, to=to, skills=skills,
+                         write_paths=write_paths, read_paths=read_paths, checks=checks, holder=holder, token=token)
+    caller = req.caller
+    ledger = svc.ledger
+    if request_id is not None:
+        prior = ledger.find_request("assign", request_id)
+        if prior is not None:
+            if prior.sha != request_sha(req.key):
+                raise RequestIdConflict(
+                    f"The request id {request_id!r} was already used for a different assignment.",
+                    hint="Use a new request id for a new request; reuse one only to retry the identical request.",
+                    request_id=request_id, scope="assign")
+            if prior.result and prior.result.get("assignment"):
+                return _created(ledger.get(str(prior.result["assignment"])), True)
+    specs = list(svc.config.agents.values())
+    inventories = {s.name: inventory(s) for s in specs}
+    need = Need(skills=frozenset(req.skills), needs_write=bool(req.write), only=to)
+    check_skills([AgentFacts(name=s.name, role=s.role, state="idle", skills=inventories[s.name].names())
+                  for s in specs], need)
+    bad = [] if to is not None else _scope_refusals(specs, req.write, req.read)
+    pool = [s for s in specs if s.name not in {r.agent for r in bad}]
+    if to is None and not pool:
+        raise InvalidInput(f"The assignment's paths are not usable for any agent: {bad[0].detail}.",
+                           hint="Paths must stay inside the agents' working directories.")
+    dispatch(svc)  # older queued work goes first
+    with routing_lock(svc):
+        facts = gather_facts(svc, pool, caller, inventories)
+        result = route(facts, need)
+        refusals = [*result.refusals, *bad]
+        lasting = bool(refusals) and all(r.why in LASTING for r in refusals)
+        if result.agent is None and (not queue or lasting):
+            raise _no_agent(refusals, need)
+        a, duplicate = ledger.create(
+            task=req.task, holder=caller, actor=caller, agent=to, skills=req.skills, read_paths=req.read,
+            write_paths=req.write, checks=req.checks, deadline=time.time() + req.seconds, request_id=request_id,
+            request=req.key, details={"to": to, "queue": queue, "request_id": request_id, "deadline": deadline})
+        if duplicate:
+            return _created(a, True)
+        chosen = None
+        for name in (result.agent, *result.ranked) if result.agent else ():
+            try:
+                chosen = (svc.config.agent(name), take_lease(svc, name, a.id, caller, token if name == to else None))
+                break
+            except LeaseHeld:
+                continue
+    if chosen is None:
+        reasons = [r.to_dict() for r in refusals]
+        if queue:
+            return _created(a, False, reasons=reasons)
+        fail(svc, a.id, None, "no agent could take it", actor=caller, expect=("queued",))
+        raise _no_agent(refusals, need)
+    spec, lease_token = chosen
+    try:
+        sent = send_first(svc, a, spec, lease_token, actor=caller)
+    except SendAborted as aborted:
+        free_lease(svc, spec.name, a.id)
+        err = aborted.error
+        if queue:
+            ledger.annotate(a.id, "send_aborted", actor=caller, details={"agent": spec.name, "error": err.code})
+            return _created(ledger.get(a.id), False, reasons=[{"agent": spec.name, "why": err.code,
+                                                                "detail": err.message}])
+        fail(svc, a.id, spec.name, f"not sent: {err.message}", actor=caller, expect=("queued",))
+        err.data["assignment"] = a.id
+        raise err from None
+    return _created(sent, False, receipt=sent.receipt)
+
+
+# -- dispatch / deliver ------------------------------------------------------------------------------
+
+def dispatch(svc: Service) -> dict[str, Any]:
+    """One pass: reconcile (which frees agents of finished work), then send every queued assignment
+    an agent can take now, oldest first. Safe to run from several processes at once."""
+    reconcile(svc)
+    queued = svc.ledger.queued()
+    if not queued:
+        return {"dispatched": [], "queued": [], "failed": []}
+    why: dict[str, list[Refusal]] = {}
+    plans = _plan(svc, queued, None, None, why)
+    dispatched, failed = [], []
+    for plan in plans:
+        try:
+            sent = send_first(svc, plan.assignment, plan.spec, plan.token, actor="dispatch")
+            dispatched.append(_compact(sent))
+        except SendAborted as aborted:
+            free_lease(svc, plan.spec.name, plan.assignment.id)
+            why[plan.assignment.id] = [Refusal(plan.spec.name, "busy", aborted.error.message)]
+        except FleetError as exc:
+            failed.append({"id": plan.assignment.id, "agent": plan.spec.name, "error": exc.code,
+                           "message": exc.message})
+    still = [{"id": a.id, "reasons": [r.to_dict() for r in why.get(a.id, [])]}
+             for a in svc.ledger.queued()]
+    return {"dispatched": dispatched, "queued": still, "failed": failed}
+
+
+def fleet_dispatch(svc: Service) -> dict[str, Any]:
+    return dispatch(svc)
+
+
+def deliver(svc: Service, assignment_id: str, *, actor: str, text: str | None = None,
+            request_id: str | None = None) -> dict[str, Any]:
+    """(Re)send an open assignment's prompt, or `text` (a report request, "continue"), to its agent
+    under the assignment's lease, wait for the receipt and record it as a `delivered` event; later
+    reports from that turn count for the assignment. A queued assignment is routed and sent as
+    `dispatch` would. Raises `LeaseHeld` if someone else holds the agent, `AgentBusy` while it is
+    working, `NotDelivered` without a receipt (retry with the same `request_id`: never typed twice)."""
+    from fleet.work.hookpolicy import HookContext, write_context
+
+    a = svc.ledger.get(assignment_id)
+    if a.state == "queued":
+        if text is not None:
+            raise InvalidInput(f"Assignment {a.id} is queued: there is no turn to continue.",
+                               hint="Send it first (`fleet dispatch`), or cancel it.")
+        plans = _plan(svc, [a], None, None)
+        if not plans:
+            raise NoAgentAvailable(f"No agent can take assignment {a.id} now.",
+                                   hint="It stays queued; `fleet dispatch` sends it when an agent frees up.")
+        sent = send_first(svc, plans[0].assignment, plans[0].spec, plans[0].token, actor=actor)
+        return {"assignment": a.id, "agent": sent.agent, "turn_id": sent.turn_id, "delivered": True,
+                "duplicate": False}
+    if a.state not in ("sent", "working") or a.agent is None:
+        raise InvalidTransition(
+            f"Assignment {a.id} is {a.state}; only a sent or working assignment can be sent more.",
+            hint=f"Run `fleet show {a.id}`; a redo is a new assignment.", assignment=a.id, state=a.state)
+    spec = svc.config.agent(a.agent)
+    holder = assignment_holder(a.id)
+    body = text if text is not None else (a.prompt or a.task)
+    renew_lease(svc, spec.name, a.id, a.deadline)
+    with svc.leases.guard(spec.name, holder):
+        receipt = svc.runtime.send(spec, body, request_id, DELIVERY_TIMEOUT, holder=holder)
+    svc.ledger.annotate(a.id, "delivered", actor=actor,
+                        details={"turn_id": receipt["turn_id"], "chars": receipt["chars"], "resend": text is None,
+                                 "request_id": request_id, "duplicate": receipt["duplicate"],
+                                 "latency_ms": receipt["latency_ms"]})
+    base = svc.ledger.baseline(a.id) or {}
+    write_context(svc.runtime.agent_dir(spec.name), HookContext(
+        assignment=a.id, role=spec.role, cwd=str(spec.cwd), write_paths=tuple(base.get("write_paths", ())),
+        read_paths=tuple(base.get("read_paths", ())), turn_id=receipt["turn_id"]))
+    return {"assignment": a.id, "agent": spec.name, "turn_id": receipt["turn_id"], "delivered": True,
+            "duplicate": receipt["duplicate"]}
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+def assignment_list(svc: Service, *, open_only: bool, limit: int, agent: str | None = None) -> dict[str, Any]:
+    if agent is not None:
+        svc.config.agent(agent)
+    reconcile(svc)
+    rows = svc.ledger.summaries(open_only=open_only, agent=agent, limit=limit)
+    return {"assignments": [r.to_dict() for r in rows]}
+
+
+def assignment_get(svc: Service, *, assignment: str) -> dict[str, Any]:
+    a = svc.ledger.get(assignment)
+    if a.open and a.agent:
+        reconcile(svc, [a.agent])
+        a = svc.ledger.get(assignment)
+    out = a.to_dict()
+    out["events"] = [e.to_dict() for e in svc.ledger.events_for(assignment)]
+    return out
+
+
+def fleet_events(svc: Service, *, since: int, limit: int, assignment: str | None = None) -> dict[str, Any]:
+    reconcile(svc)
+    events, cursor = svc.ledger.events_since(since, limit, assignment=assignment)
+    return {"events": [e.to_dict() for e in events], "cursor": cursor}
+
+
+def assignment_wait(svc: Service, *, assignments: list[str], timeout: float) -> dict[str, Any]:
+    limit = timeout
+    if svc.surface == "mcp":
+        limit = min(timeout, MCP_MAX_WAIT)
+    done, pending = wait_for(svc, assignments, limit)
+    return {"done": [_compact(a) for a in done], "pending": [_compact(a) for a in pending], "waited_max": limit}
+
+
+# -- cancel ------------------------------------------------------------------------------------------
+
+def assignment_cancel(svc: Service, *, assignment: str, interrupt: bool, holder: str | None = None) -> dict[str, Any]:
+    caller = svc.holder_for(holder)
+    for _ in range(3):
+        a = svc.ledger.get(assignment)
+        if a.state in END_STATES:
+            return {"assignment": a.id, "cancelled": False, "state": a.state, "interrupted": False}
+        try:
+            svc.ledger.transition(a.id, "cancelled", actor=caller, expect=a.state, reason=f"cancelled by {caller}",
+                                  details={"interrupt": interrupt})
+            break
+        except StateConflict:
+            continue
+    else:
+        raise StateConflict(f"Assignment {assignment} kept changing while it was being cancelled.",
+                            hint="Retry the cancel.", assignment=assignment)
+    interrupted = False
+    try:
+        if interrupt and a.agent and a.state in ("sent", "working"):
+            spec = svc.config.agent(a.agent)
+            with svc.leases.guard(spec.name, assignment_holder(a.id)):
+                interrupted = bool(svc.runtime.interrupt(spec)["interrupted"])
+    finally:
+        from .delivery import end_context
+
+        end_context(svc, a.agent, a.id)
+    return {"assignment": a.id, "cancelled": True, "state": "cancelled", "interrupted": interrupted,
+            "turn_id": a.turn_id}
