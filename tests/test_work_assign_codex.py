@@ -103,3 +103,129 @@ def test_cancel_interrupts_the_turn_and_frees_the_agent(fleet_factory: Callable[
     assert shown["state"] == "cancelled"
     again = f.json("cancel", aid)
     assert (again["cancelled"], again["state"]) == (False, "cancelled")
+
+
+def test_a_write_outside_the_scope_is_rejected_naming_the_path(fleet_factory: Callable[..., Fleet],
+                                                               mock_model: MockServer) -> None:
+    """The shell writes where apply_patch may not: the hook cannot see it, the after-turn comparison does."""
+    f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
+    f.json("up")
+    shell = Step(tool=("exec_command", {"cmd": "mkdir -p src && echo x > src/evil.py"}))
+    mock_model.model.script(shell, Step(text=report(changed=("src/evil.py",))))
+    aid = f.json("assign", "--to", "agent-1", "--write", "docs/", "Write the docs")["assignment"]
+    [done] = f.json("wait", aid, "--timeout", "60")["done"]
+    assert done["state"] == "rejected", f.json("show", aid)
+    shown = f.json("show", aid)
+    [reason] = shown["verification"]["reasons"]
+    assert (reason["code"], reason["paths"]) == ("outside_scope", ["src/evil.py"])
+    assert "src/evil.py" in shown["reason"]
+
+
+def test_an_out_of_scope_patch_is_denied_before_it_is_written_and_the_ledger_shows_it(
+        fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, agent_extra=WORKER, catalog=True)
+    f.json("up")
+    mock_model.model.script(patch_adding("src/evil.py"), Step(text=report(status="blocked")))
+    aid = f.json("assign", "--to", "agent-1", "--write", "docs/", "Write the docs")["assignment"]
+    [done] = f.json("wait", aid, "--timeout", "60")["done"]
+    assert done["state"] == "rejected"
+    assert not (f.root / "work" / "agent-1" / "src" / "evil.py").exists()
+    shown = f.json("show", aid)
+    [denied] = [e for e in shown["events"] if e["kind"] == "scope_denied"]
+    assert denied["details"]["paths"] == ["src/evil.py"]
+    assert shown["verification"]["denied"] == {"count": 1, "paths": ["src/evil.py"]}
+    assert [r["code"] for r in shown["verification"]["reasons"]] == ["status"]
+
+
+def test_a_missing_report_is_asked_for_once_in_the_same_turn(fleet_factory: Callable[..., Fleet],
+                                                            mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
+    f.json("up")
+    mock_model.model.script(Step(text="All done, I think."), Step(text=report()))
+    created = f.json("assign", "--to", "agent-1", "Look around")
+    [done] = f.json("wait", created["assignment"], "--timeout", "60")["done"]
+    assert done["state"] == "verified"
+    shown = f.json("show", created["assignment"])
+    [asked] = [e for e in shown["events"] if e["kind"] == "report_asked"]
+    assert asked["details"]["turn_id"] == created["turn_id"]
+    asks = {p for p in mock_model.model.user_prompts() if "<hook_prompt" in p or "needs a report" in p}
+    assert len(asks) == 1
+    # One turn: the ask continued it; the agent's journal shows it ending once.
+    ends = [e for e in f.journal("agent-1") if e["event"] == "turn_completed"]
+    assert [e["turn_id"] for e in ends] == [created["turn_id"]]
+
+
+def test_a_failing_check_rejects_the_assignment(fleet_factory: Callable[..., Fleet],
+                                                mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
+    f.json("up")
+    mock_model.model.script(Step(text=report()))
+    aid = f.json("assign", "--to", "agent-1", "--check", "echo checking; exit 3", "Look around")["assignment"]
+    [done] = f.json("wait", aid, "--timeout", "60")["done"]
+    assert done["state"] == "rejected"
+    verification = f.json("show", aid)["verification"]
+    [check] = verification["checks"]
+    assert (check["exit_status"], check["passed"], check["output_tail"]) == (3, False, "checking\n")
+    assert [r["code"] for r in verification["reasons"]] == ["check_failed"]
+
+
+def test_a_queued_assignment_is_dispatched_when_its_agent_frees(fleet_factory: Callable[..., Fleet],
+                                                               mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
+    f.json("up")
+    mock_model.model.script(Step(text=report(), delay=3), Step(text=report()))
+    first = f.json("assign", "Look around")
+    assert first["agent"] == "agent-1"
+    refused = f.cli("assign", "Look again", "--json")
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["error"]["code"] == "no_agent_available"
+    assert json.loads(refused.stdout)["error"]["reasons"] == [
+        {"agent": "agent-1", "why": "leased", "detail": "someone else holds its lease"}]
+    second = f.json("assign", "--queue", "Look again")
+    assert (second["state"], second["agent"]) == ("queued", None)
+    assert f.json("dispatch")["dispatched"] == []
+    assert f.json("wait", first["assignment"], "--timeout", "60")["done"][0]["state"] == "verified"
+    dispatched = f.json("dispatch")["dispatched"]
+    assert [(d["id"], d["agent"], d["state"]) for d in dispatched] == [(second["assignment"], "agent-1", "sent")]
+    assert f.json("wait", second["assignment"], "--timeout", "60")["done"][0]["state"] == "verified"
+    assert len(prompts(mock_model.model)) == 2
+
+
+def test_a_retry_with_the_same_request_id_sends_one_prompt(fleet_factory: Callable[..., Fleet],
+                                                           mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
+    f.json("up")
+    mock_model.model.script(Step(text=report(), delay=2))
+    first = f.json("assign", "--request-id", "job-7", "Look around")
+    again = f.json("assign", "--request-id", "job-7", "Look around")
+    assert (again["assignment"], again["duplicate"], first["duplicate"]) == (first["assignment"], True, False)
+    other = f.cli("assign", "--request-id", "job-7", "Something else", "--json")
+    assert json.loads(other.stdout)["error"]["code"] == "request_id_conflict"
+    f.json("wait", first["assignment"], "--timeout", "60")
+    assert len(prompts(mock_model.model)) == 1
+    assert len(f.json("assignments")["assignments"]) == 1
+
+
+def test_concurrent_assigns_from_several_processes_never_share_an_agent(fleet_factory: Callable[..., Fleet],
+                                                                       mock_model: MockServer) -> None:
+    import subprocess
+    import sys
+
+    f = fleet_factory(2, model=mock_model, agent_extra=WORKER)
+    f.json("up")
+    mock_model.model.script(*(Step(text=report(), delay=4) for _ in range(2)))
+    procs = [subprocess.Popen([sys.executable, "-m", "fleet", "--config", str(f.path), "assign", "--queue",
+                               f"Task {i}", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    sent = [r for r in results if r["state"] == "sent"]
+    assert sorted(r["agent"] for r in sent) == f.agents  # each agent got exactly one
+    assert [r["state"] for r in results].count("queued") == 2
+    assert len(prompts(mock_model.model)) == 2
+    listed = f.json("assignments", "--open")["assignments"]
+    by_agent = [a["agent"] for a in listed if a["state"] != "queued"]
+    assert len(by_agent) == len(set(by_agent))
