@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +89,11 @@ def test_a_retried_send_with_the_same_request_id_is_not_typed_twice(fleet_factor
     assert again["duplicate"] is True
     assert again["turn_id"] == first["turn_id"]
     assert mock_model.model.user_prompts().count("do the thing once") == 1
+    other = f.cli("send", "agent-1", "a different thing", "--request-id", "req-1", "--json")
+    assert json.loads(other.stdout)["error"]["code"] == "request_id_conflict"
+    # The id is in the ledger's durable index, per agent: another agent's req-1 is another request.
+    with sqlite3.connect(f.state_dir / "fleet.db") as db:
+        assert db.execute("SELECT scope FROM request_ids WHERE id = 'req-1'").fetchall() == [("send:agent-1",)]
 
 
 def test_a_busy_agent_refuses_a_send_and_can_be_interrupted(fleet_factory: Callable[..., Fleet],

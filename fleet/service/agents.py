@@ -11,7 +11,7 @@ import time
 from typing import Any, Final
 
 from fleet.agents.oplock import OP_WAIT
-from fleet.errors import AgentNotRunning, FleetError
+from fleet.errors import AgentBusy, AgentNotRunning, FleetError
 
 from .core import Service
 
@@ -113,10 +113,39 @@ def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | N
 
 def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_id: str | None = None,
                holder: str | None = None, token: int | None = None) -> dict[str, Any]:
+    """Send under the caller's (or a transient) lease. A `request_id` is recorded in the ledger's
+    durable index (scope `send:<agent>`): a retry answers with the first receipt (`duplicate`)
+    without typing; the same id with another text is `request_id_conflict`. If the first call typed
+    but got no receipt, the retry falls back to the journal, which finds a late receipt or sends."""
+    from fleet.agents.text import check_text, normalize
+
     spec = svc.config.agent(agent)
+    if request_id is None:
+        with svc.leased([spec], holder, token, operation="send", bound=timeout):
+            return dict(svc.runtime.send(spec, text, None, timeout, holder=svc.holder_for(holder)))
+    check_text(text)
+    scope, key = f"send:{spec.name}", {"text": normalize(text)}
+    ledger = svc.ledger
+    prior = ledger.find_request(scope, request_id)
+    if prior is not None and prior.result is not None and prior.sha == _sha(key):
+        return {**prior.result, "duplicate": True}  # answered without a lease: nothing is typed
     with svc.leased([spec], holder, token, operation="send", bound=timeout):
-        receipt = svc.runtime.send(spec, text, request_id, timeout, holder=svc.holder_for(holder))
-    return dict(receipt)
+        record = ledger.begin_request(scope, request_id, key)
+        if not record.fresh and record.result is not None:
+            return {**record.result, "duplicate": True}
+        try:
+            receipt = dict(svc.runtime.send(spec, text, request_id, timeout, holder=svc.holder_for(holder)))
+        except (AgentBusy, AgentNotRunning):
+            ledger.forget_request(scope, request_id)  # nothing was typed: a retry may send
+            raise
+    ledger.finish_request(scope, request_id, {**receipt, "duplicate": False})
+    return receipt
+
+
+def _sha(key: dict[str, Any]) -> str:
+    from fleet.work.records import request_sha
+
+    return request_sha(key)
 
 
 def agent_interrupt(svc: Service, *, agent: str, holder: str | None = None,

@@ -1,0 +1,141 @@
+"""Assignments without a running Codex: what `assign` refuses before anything is written or sent, the
+queue, cancel, events, and the skill inventory, all through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Fleet, wait_until
+
+
+def skill(root: Path, name: str, front: str) -> None:
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "SKILL.md").write_text(f"---\n{front}\n---\n\n# {name}\n")
+
+
+def error(f: Fleet, *args: str, input_text: str | None = None) -> dict[str, Any]:
+    proc = f.cli(*args, "--json", input_text=input_text)
+    assert proc.returncode != 0, proc.stdout
+    err: dict[str, Any] = json.loads(proc.stdout)["error"]
+    assert err["hint"]
+    return err
+
+
+def nothing_written(f: Fleet) -> None:
+    assert f.json("assignments")["assignments"] == []
+    assert f.json("events")["events"] == []
+
+
+@pytest.fixture
+def fleet(fleet_factory: Callable[..., Fleet]) -> Fleet:
+    """agent-1 an explorer, agent-2 and agent-3 workers (agent-3 holds the pdf skill), lead a lead."""
+    f = fleet_factory(3, extra="", agent_extra="")
+    text = f.path.read_text()
+    text = text.replace("[agents.agent-2]", "[agents.agent-2]\nrole = \"worker\"")
+    text = text.replace("[agents.agent-3]", "[agents.agent-3]\nrole = \"worker\"")
+    lead_cwd = f.root / "work" / "lead"
+    lead_cwd.mkdir()
+    text += f'\n[agents.lead]\nhome = "{f.root / "homes" / "lead"}"\ncwd = "{lead_cwd}"\nrole = "lead"\n'
+    f.path.write_text(text)
+    f.agents.append("lead")
+    skill(f.root / "work" / "agent-3" / ".agents" / "skills", "pdf", "name: pdf\ndescription: Make PDFs.")
+    return f
+
+
+def test_an_unknown_skill_is_refused_naming_the_agents_that_have_it(fleet: Fleet) -> None:
+    err = error(fleet, "assign", "--skill", "pdf", "--to", "agent-2", "Make a PDF")
+    assert err["code"] == "skill_not_found"
+    assert "held by agent-3" in err["message"]
+    assert err["skills"] == {"pdf": ["agent-3"]}
+    err = error(fleet, "assign", "--skill", "nope", "Make a PDF")
+    assert (err["code"], err["skills"]) == ("skill_not_found", {"nope": []})
+    nothing_written(fleet)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (("--to", "agent-1", "--write", "docs/"), "invalid_input", "explorer"),
+        (("--to", "lead"), "invalid_input", "lead"),
+        (("--to", "agent-2", "--write", "../elsewhere"), "invalid_input", "outside the working directory"),
+        (("--to", "agent-2", "--read", "/etc"), "invalid_input", "outside the working directory"),
+        (("--write", "/etc/passwd"), "invalid_input", "absolute"),
+        (("--write", "docs/../../x"), "invalid_input", "outside"),
+        (("--deadline", "30"), "invalid_input", "a number needs a unit"),
+        (("--deadline", "40d"), "invalid_input", "longer than the limit"),
+        (("--token", "3"), "invalid_input", "--to"),
+        (("--check", "  "), "invalid_input", "check"),
+        (("--to", "No-Body!"), "invalid_input", "agent name"),
+        (("--to", "ghost"), "unknown_agent", "ghost"),
+    ],
+)
+def test_bad_requests_are_refused_before_anything_is_written(fleet: Fleet, args: tuple[str, ...], code: str,
+                                                            words: str) -> None:
+    err = error(fleet, "assign", *args, "Do it")
+    assert err["code"] == code
+    assert words in err["message"]
+    nothing_written(fleet)
+
+
+def test_an_empty_or_oversized_task_is_refused(fleet: Fleet) -> None:
+    assert error(fleet, "assign", "   ")["code"] == "invalid_input"
+    assert error(fleet, "assign", "-", input_text="\n\n")["code"] == "invalid_input"
+    assert error(fleet, "assign", "-", input_text="x" * 16_001)["code"] == "invalid_input"
+    nothing_written(fleet)
+
+
+def test_writes_no_agent_can_ever_take_are_refused_even_with_queue(fleet_factory: Callable[..., Fleet]) -> None:
+    f = fleet_factory(2)  # explorers only
+    err = error(f, "assign", "--queue", "--write", "docs/", "Write docs")
+    assert err["code"] == "no_agent_available"
+    assert {r["why"] for r in err["reasons"]} == {"read_only"}
+    nothing_written(f)
+
+
+def test_with_no_agent_running_it_is_refused_or_queued_then_cancelled(fleet: Fleet) -> None:
+    err = error(fleet, "assign", "--write", "docs/", "Write docs")
+    assert err["code"] == "no_agent_available"
+    assert {(r["agent"], r["why"]) for r in err["reasons"]} == {
+        ("agent-1", "read_only"), ("agent-2", "not_running"), ("agent-3", "not_running"), ("lead", "lead")}
+    nothing_written(fleet)
+    queued = fleet.json("assign", "--queue", "--write", "docs/", "--skill", "pdf", "Write docs")
+    assert (queued["state"], queued["agent"], queued["duplicate"]) == ("queued", None, False)
+    assert {r["agent"]: r["why"] for r in queued["reasons"]}["agent-3"] == "not_running"
+    assert fleet.json("dispatch")["queued"][0]["id"] == queued["assignment"]
+    shown = fleet.json("show", queued["assignment"])
+    assert (shown["write_paths"], shown["skills"], shown["task"]) == (["docs/"], ["pdf"], "Write docs")
+    cancelled = fleet.json("cancel", queued["assignment"])
+    assert (cancelled["cancelled"], cancelled["state"]) == (True, "cancelled")
+    events = fleet.json("events")
+    assert [(e["kind"], e["to"]) for e in events["events"]] == [("created", "queued"), ("transition", "cancelled")]
+    assert fleet.json("events", "--since", str(events["cursor"])) == {"events": [], "cursor": events["cursor"]}
+    assert fleet.json("assignments", "--open")["assignments"] == []
+
+
+def test_a_queued_assignment_fails_when_its_deadline_passes(fleet: Fleet) -> None:
+    aid = fleet.json("assign", "--queue", "--deadline", "1s", "Look around")["assignment"]
+    wait_until(lambda: fleet.json("assignments")["assignments"][0]["state"] == "failed", timeout=15)
+    assert fleet.json("show", aid)["reason"] == "deadline passed while queued"
+
+
+def test_wait_on_an_unknown_assignment_says_so(fleet: Fleet) -> None:
+    err = error(fleet, "wait", "as-01JABCDEFGHJKMNPQRSTVWXYZ0", "--timeout", "0")
+    assert err["code"] == "assignment_not_found"
+    assert error(fleet, "wait", "as-nope")["code"] == "invalid_input"
+
+
+def test_skills_lists_what_codex_would_load_and_broken_files_with_their_error(fleet: Fleet) -> None:
+    skill(fleet.root / "homes" / "agent-2" / "skills", "notes", "name: notes\ndescription: Take notes.")
+    skill(fleet.root / "homes" / "agent-2" / "skills", "broken", "name: [broken\ndescription: x")
+    listed = {a["name"]: a["skills"] for a in fleet.json("skills")["agents"]}
+    assert [s["name"] for s in listed["agent-3"]] == ["pdf"]
+    assert listed["agent-3"][0]["source"] == "project"
+    by_name = {s["name"]: s for s in listed["agent-2"]}
+    assert by_name["notes"]["description"] == "Take notes."
+    assert "not valid YAML" in by_name["broken"]["error"]
+    assert fleet.json("skills", "agent-1")["agents"] == [{"name": "agent-1", "skills": []}]
