@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fleet.config import AgentSpec
 from fleet.errors import (
@@ -41,9 +41,11 @@ from fleet.work.hookpolicy import HookContext, clear_context, write_context
 from fleet.work.records import Assignment
 from fleet.work.routing import AgentFacts, Need, Refusal, Route
 from fleet.work.scope import normalize_scope
-from fleet.work.skills import Inventory, agent_home, scan_skills
 
 from .core import Service
+
+if TYPE_CHECKING:
+    from fleet.work.skills import Inventory
 
 #: The lock file that serialises routing decisions across processes.
 ASSIGN_LOCK: Final = "assign.lock"
@@ -99,6 +101,9 @@ def plugins_enabled(spec: AgentSpec) -> bool | None:
 
 
 def inventory(spec: AgentSpec) -> Inventory:
+    """The agent's skills as its Codex would load them (reads its homes and cwd; YAML loads here)."""
+    from fleet.work.skills import agent_home, scan_skills
+
     home = spec.env.get("HOME")
     return scan_skills(spec.home, spec.cwd, agent_home({"HOME": home} if home else None),
                        plugins_enabled=plugins_enabled(spec))
