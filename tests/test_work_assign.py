@@ -139,3 +139,18 @@ def test_skills_lists_what_codex_would_load_and_broken_files_with_their_error(fl
     assert by_name["notes"]["description"] == "Take notes."
     assert "not valid YAML" in by_name["broken"]["error"]
     assert fleet.json("skills", "agent-1")["agents"] == [{"name": "agent-1", "skills": []}]
+
+
+def test_an_mcp_wait_is_held_at_most_50_seconds(fleet: Fleet) -> None:
+    from fleet import ops
+    from fleet.service import Service
+
+    aid = fleet.json("assign", "--queue", "Look around")["assignment"]
+    fleet.json("cancel", aid)
+    svc = Service(config_path=str(fleet.path), surface="mcp")
+    try:
+        waited = ops.invoke(svc, "assignment_wait", {"assignments": [aid], "timeout": 3600})
+        assert (waited["waited_max"], waited["pending"]) == (50, [])
+        assert ops.invoke(svc, "assignment_wait", {"assignments": [aid]})["waited_max"] == 25
+    finally:
+        svc.close()

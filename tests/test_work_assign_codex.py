@@ -229,3 +229,56 @@ def test_concurrent_assigns_from_several_processes_never_share_an_agent(fleet_fa
     listed = f.json("assignments", "--open")["assignments"]
     by_agent = [a["agent"] for a in listed if a["state"] != "queued"]
     assert len(by_agent) == len(set(by_agent))
+
+
+def test_deliver_continues_an_assignment_whose_turn_ended_without_a_report(fleet_factory: Callable[..., Fleet],
+                                                                           mock_model: MockServer) -> None:
+    """What the watchdog does: a report request through `deliver`; a report from that turn counts."""
+    from fleet.service import Service
+    from fleet.service.work import deliver, reconcile
+
+    f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
+    f.json("up")
+    mock_model.model.script(Step(text="No report."), Step(text="Still none."), Step(text=report()))
+    created = f.json("assign", "--to", "agent-1", "Look around")
+    aid = created["assignment"]
+    wait_until(lambda: any(e["kind"] == "no_report" for e in f.json("show", aid)["events"]), timeout=30)
+    assert f.json("show", aid)["state"] == "working"
+    svc = Service(config_path=str(f.path), surface="api", holder="watchdog")
+    try:
+        sent = deliver(svc, aid, actor="watchdog", text="Please send your fleet-report block now.")
+        assert sent["turn_id"] != created["turn_id"]
+        assert f.status("agent-1")["lease"]["holder"] == f"assignment:{aid}"
+        wait_until(lambda: reconcile(svc) or svc.ledger.get(aid).state == "verified", timeout=30)
+    finally:
+        svc.close()
+    shown = f.json("show", aid)
+    assert shown["state"] == "verified"
+    [delivered] = [e for e in shown["events"] if e["kind"] == "delivered"]
+    assert (delivered["actor"], delivered["details"]["turn_id"]) == ("watchdog", sent["turn_id"])
+    assert [e["details"]["turn_id"] for e in shown["events"] if e["kind"] == "reported" or e["to"] == "reported"] \
+        == [sent["turn_id"]]
+
+
+def test_an_assignment_fails_when_its_deadline_passes_without_a_report(fleet_factory: Callable[..., Fleet],
+                                                                      mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
+    f.json("up")
+    mock_model.model.script(Step(text="No report."), Step(text="Still none."))
+    aid = f.json("assign", "--to", "agent-1", "--deadline", "2s", "Look around")["assignment"]
+    [done] = f.json("wait", aid, "--timeout", "60")["done"]
+    assert (done["state"], done["reason"]) == ("failed", "the deadline passed with no report")
+    assert f.status("agent-1")["lease"]["state"] == "free"
+
+
+def test_an_assignment_fails_when_its_agent_dies(fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    import os
+    import signal
+
+    f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
+    f.json("up")
+    mock_model.model.script(Step(text="working " * 100, chunks=100, chunk_delay=0.2))
+    aid = f.json("assign", "--to", "agent-1", "Take your time")["assignment"]
+    os.kill(f.status("agent-1")["pid"], signal.SIGKILL)
+    [done] = f.json("wait", aid, "--timeout", "60")["done"]
+    assert (done["state"], done["reason"]) == ("failed", "its agent exited before a report came")
