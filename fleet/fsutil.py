@@ -61,23 +61,28 @@ def make_private_dirs(path: Path) -> None:
         os.chmod(directory, DIR_MODE)  # exactly 0700 even under an odd umask (0277 would leave 0500)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace `path` with `data` so a reader sees the old or the new content, never a torn mix.
 
     The temp file is new (`O_EXCL`, a random name: concurrent writers in one process do not share
-    it) and 0600; the rename replaces a symlink at `path` instead of following it.
+    it) and 0600; the rename replaces a symlink at `path` instead of following it. `durable=False`
+    skips the fsyncs: still atomic for readers and across a process crash, but an OS crash may lose
+    it (for files that do not outlive the processes they describe).
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)
         raise
     os.close(fd)
     os.replace(tmp, path)
+    if not durable:
+        return
     dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)
@@ -85,8 +90,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+def write_json_atomic(path: Path, obj: Any, *, durable: bool = True) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), durable=durable)
 
 
 def read_bytes_nofollow(path: Path, limit: int = 1 << 20) -> bytes:

@@ -154,3 +154,11 @@ def test_an_mcp_wait_is_held_at_most_50_seconds(fleet: Fleet) -> None:
         assert ops.invoke(svc, "assignment_wait", {"assignments": [aid]})["waited_max"] == 25
     finally:
         svc.close()
+
+
+def test_the_longest_deadline_fits_in_the_longest_lease() -> None:
+    from fleet.leases.rules import MAX_TTL
+    from fleet.service.delivery import DEADLINE_GRACE, MAX_DEADLINE, MAX_LEASE
+
+    assert MAX_LEASE == MAX_TTL
+    assert MAX_DEADLINE + DEADLINE_GRACE == MAX_TTL

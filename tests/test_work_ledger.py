@@ -453,3 +453,14 @@ def test_concurrent_compare_and_set_has_exactly_one_winner_per_assignment(tmp_pa
     with Ledger(state) as led:
         for aid in ids:
             assert [e.to_state for e in led.events_for(aid)] == ["queued", "sent"]
+
+
+def test_annotate_once_records_a_fact_once(tmp_path: Path) -> None:
+    with Ledger(tmp_path) as ledger:
+        aid = ledger.create(task="t", holder="lead", actor="lead", agent="mila")[0].id
+        first = ledger.annotate_once(aid, "scope_denied", "turn-1:1.5", actor="hook", details={"paths": ["x"]})
+        assert first is not None
+        assert first.details == {"paths": ["x"], "key": "turn-1:1.5"}
+        assert ledger.annotate_once(aid, "scope_denied", "turn-1:1.5", actor="hook") is None
+        assert ledger.annotate_once(aid, "report_asked", "turn-1:1.5", actor="hook") is not None
+        assert [e.kind for e in ledger.events_for(aid)] == ["created", "scope_denied", "report_asked"]

@@ -36,7 +36,6 @@ from fleet.errors import (
     NotDelivered,
     Timeout,
 )
-from fleet.leases.rules import MAX_TTL
 from fleet.work.hookpolicy import HookContext, clear_context, write_context
 from fleet.work.records import Assignment
 from fleet.work.routing import AgentFacts, Need, Refusal, Route
@@ -57,8 +56,11 @@ DELIVERY_TTL: Final = 120.0
 #: The lease outlives the deadline by this much, so the report of a turn that ends right at the
 #: deadline is still taken in under the assignment's lease.
 DEADLINE_GRACE: Final = 120.0
+#: The longest lease (`fleet.leases.rules.MAX_TTL`, a test keeps them equal; not imported here because
+#: that package loads filelock, which a CLI call that never takes a lease should not pay for).
+MAX_LEASE: Final = 86400.0
 #: The longest deadline: the lease covering it (deadline + grace) must fit in the longest lease.
-MAX_DEADLINE: Final = MAX_TTL - DEADLINE_GRACE
+MAX_DEADLINE: Final = MAX_LEASE - DEADLINE_GRACE
 #: How long a send waits for Codex to record the prompt.
 DELIVERY_TIMEOUT: Final = 10.0
 
@@ -299,7 +301,7 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
 def renew_lease(svc: Service, agent: str, assignment_id: str, deadline: float | None) -> None:
     """Stretch the assignment's lease to its deadline plus grace (at least `DELIVERY_TTL`)."""
     left = (deadline - time.time()) if deadline is not None else MAX_DEADLINE
-    ttl = min(MAX_TTL, max(DELIVERY_TTL, left + DEADLINE_GRACE))
+    ttl = min(MAX_LEASE, max(DELIVERY_TTL, left + DEADLINE_GRACE))
     svc.leases.claim(agent, assignment_holder(assignment_id), ttl=ttl)
 
 

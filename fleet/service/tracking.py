@@ -25,7 +25,6 @@ from typing import Any, Final
 
 from fleet.config import AgentSpec
 from fleet.errors import FleetError, StateConflict
-from fleet.work.ledger import MAX_LIST
 from fleet.work.records import Assignment, Event
 from fleet.work.report import extract_report, validate_report
 
@@ -75,6 +74,8 @@ class _Agents:
 def reconcile(svc: Service, agents: list[str] | None = None) -> list[dict[str, Any]]:
     """Advance every open assignment (of `agents`, or all) as far as Codex's signals allow; return
     the transitions this call made (`{"assignment", "agent", "from", "to", ...}`)."""
+    from fleet.work.ledger import MAX_LIST
+
     ledger = svc.ledger
     rows = ledger.assignments(open_only=True, limit=MAX_LIST)
     if agents is not None:
@@ -120,7 +121,8 @@ def _turns(a: Assignment, events: list[Event]) -> set[str]:
 
 
 def _copy_hook_facts(svc: Service, a: Assignment, journal: list[dict[str, Any]], events: list[Event]) -> None:
-    """Put the hook's denials and report asks for this assignment into the ledger, once each."""
+    """Put the hook's denials and report asks for this assignment into the ledger, once each (keyed by
+    turn and time; `annotate_once` makes that exact across processes)."""
     seen = {(e.kind, e.details.get("key")) for e in events}
     for ev in journal:
         if ev.get("assignment") != a.id:
@@ -131,11 +133,11 @@ def _copy_hook_facts(svc: Service, a: Assignment, journal: list[dict[str, Any]],
         key = f"{ev.get('turn_id')}:{ev.get('time')}"
         if (kind, key) in seen:
             continue
-        details = {"key": key, "turn_id": ev.get("turn_id"), "at": ev.get("time")}
+        details = {"turn_id": ev.get("turn_id"), "at": ev.get("time")}
         for field in ("tool_name", "paths", "reason", "problems"):
             if field in ev:
                 details[field] = ev[field]
-        svc.ledger.annotate(a.id, kind, actor="hook", details=details)
+        svc.ledger.annotate_once(a.id, kind, key, actor="hook", details=details)
         seen.add((kind, key))
 
 
@@ -207,7 +209,8 @@ def _note_unreported_ends(svc: Service, a: Assignment, ends: list[dict[str, Any]
             continue
         seen.add(turn)
         problems = list(extract_report(ev.get("last_message")).problems)
-        svc.ledger.annotate(a.id, "no_report", actor=ACTOR, details={"turn_id": turn, "problems": problems[:5]})
+        svc.ledger.annotate_once(a.id, "no_report", str(turn), actor=ACTOR,
+                                 details={"turn_id": turn, "problems": problems[:5]})
 
 
 def _finish(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:

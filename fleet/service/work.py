@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fleet.config import AgentSpec
 from fleet.durations import parse_duration
@@ -36,6 +36,9 @@ from fleet.work.records import Assignment, request_sha
 from fleet.work.routing import AgentFacts, Need, Refusal, check_skills, no_agent_error, route
 
 from .core import Service
+
+if TYPE_CHECKING:
+    from fleet.work.skills import Inventory
 from .delivery import (
     DELIVERY_TIMEOUT,
     MAX_DEADLINE,
@@ -106,6 +109,15 @@ def skill_list(svc: Service, *, agents: list[str] | None = None) -> dict[str, An
 
 # -- create ------------------------------------------------------------------------------------------
 
+def _inventories(specs: Sequence[AgentSpec], needed: bool) -> dict[str, Inventory]:
+    """Each agent's skills, scanned only when the work names a skill (a scan reads every SKILL.md)."""
+    if not needed:
+        from fleet.work.skills import Inventory
+
+        return {s.name: Inventory(()) for s in specs}
+    return {s.name: inventory(s) for s in specs}
+
+
 def _scope_refusals(specs: Sequence[AgentSpec], write: Sequence[str], read: Sequence[str]) -> list[Refusal]:
     out = []
     for spec in specs:
@@ -132,7 +144,7 @@ def _plan(svc: Service, items: Sequence[Assignment], caller: str | None, token: 
     routing lock; an agent picked here is not offered to a later item. `refusals` collects, per
     assignment id, why it could not be placed."""
     specs = list(svc.config.agents.values())
-    inventories = {s.name: inventory(s) for s in specs}
+    inventories = _inventories(specs, any(a.skills for a in items))
     plans: list[_Plan] = []
     with routing_lock(svc):
         leases = {}
@@ -240,12 +252,12 @@ def assignment_create(
             if prior.result and prior.result.get("assignment"):
                 return _created(ledger.get(str(prior.result["assignment"])), True)
     specs = list(svc.config.agents.values())
-    inventories = {s.name: inventory(s) for s in specs}
+    inventories = _inventories(specs, bool(req.skills))
     need = Need(skills=frozenset(req.skills), needs_write=bool(req.write), only=to)
     check_skills([AgentFacts(name=s.name, role=s.role, state="idle", skills=inventories[s.name].names())
                   for s in specs], need)
     bad = [] if to is not None else _scope_refusals(specs, req.write, req.read)
-    pool = [s for s in specs if s.name not in {r.agent for r in bad}]
+    pool = [s for s in specs if s.name not in {r.agent for r in bad} and to in (None, s.name)]
     if to is None and not pool:
         raise InvalidInput(f"The assignment's paths are not usable for any agent: {bad[0].detail}.",
                            hint="Paths must stay inside the agents' working directories.")

@@ -119,12 +119,13 @@ def read_context(agent_dir: str | os.PathLike[str]) -> HookContext | None:
 
 
 def write_context(agent_dir: str | os.PathLike[str], ctx: HookContext) -> None:
-    """Replace the agent's context file atomically (0600). Called by fleet at send time, not by the hook."""
+    """Replace the agent's context file atomically (0600). Called by fleet at send time, not by the hook.
+    Not fsynced: the file describes a running agent, which an OS crash ends anyway."""
     from pathlib import Path
 
     from fleet.fsutil import write_json_atomic  # only fleet writes the file; the hook never imports this
 
-    write_json_atomic(Path(agent_dir) / CONTEXT_FILE, ctx.to_json())
+    write_json_atomic(Path(agent_dir) / CONTEXT_FILE, ctx.to_json(), durable=False)
 
 
 def clear_context(agent_dir: str | os.PathLike[str], assignment: str) -> bool:

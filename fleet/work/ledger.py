@@ -286,6 +286,20 @@ class Ledger:
             agent = db.execute("SELECT agent FROM assignments WHERE id = ?", (assignment,)).fetchone()[0]
             return self._event(db, now, assignment, agent, actor, kind, None, None, details or {})
 
+    def annotate_once(self, assignment: str, kind: str, key: str, *, actor: str,
+                      details: Mapping[str, Any] | None = None) -> Event | None:
+        """`annotate`, unless an event of `kind` with this `key` (stored as `details.key`) is already
+        recorded for `assignment`: checked and written in one transaction, so processes copying the
+        same fact at once record it once. Returns the new event, or None if it was there."""
+        with self._write() as db:
+            now = self._clock()
+            self._state(db, assignment)
+            if db.execute("SELECT 1 FROM events WHERE assignment = ? AND kind = ? "
+                          "AND json_extract(details, '$.key') = ?", (assignment, kind, key)).fetchone() is not None:
+                return None
+            agent = db.execute("SELECT agent FROM assignments WHERE id = ?", (assignment,)).fetchone()[0]
+            return self._event(db, now, assignment, agent, actor, kind, None, None, {**(details or {}), "key": key})
+
     def record_event(self, kind: str, *, actor: str, agent: str | None = None,
                      details: Mapping[str, Any] | None = None) -> Event:
         """Append an event that belongs to no assignment (e.g. an agent-level fact a lead should see)."""

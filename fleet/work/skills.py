@@ -70,6 +70,8 @@ MAX_SKILL_BYTES: Final = 64 * 1024
 MAX_CONFIG_BYTES: Final = 1024 * 1024
 MAX_MANIFEST_BYTES: Final = 256 * 1024
 SKILL_FILE: Final = "SKILL.md"
+#: libyaml's safe loader when PyYAML has it (the same safe subset, ~10x faster), else the Python one.
+_LOADER: Final[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _FRONT_END: Final = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)
 
 
@@ -219,7 +221,7 @@ def read_skill(path: Path, source: Source, *, prefix: str | None = None) -> Skil
         return broken("front matter is not closed with a --- line"
                       + (f" within the first {MAX_SKILL_BYTES} bytes" if len(raw) == MAX_SKILL_BYTES else ""))
     try:
-        data = yaml.safe_load(lines[1][: end.start()])
+        data = yaml.load(lines[1][: end.start()], Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark is not None else ""
@@ -246,7 +248,7 @@ def _implicit(skill_dir: Path) -> bool:
     """False when the skill's `agents/openai.yaml` sets `policy.allow_implicit_invocation: false`."""
     try:
         with open(skill_dir / "agents" / "openai.yaml", "rb") as f:
-            data = yaml.safe_load(f.read(MAX_SKILL_BYTES))
+            data = yaml.load(f.read(MAX_SKILL_BYTES), Loader=_LOADER)
     except (OSError, yaml.YAMLError, RecursionError, UnicodeDecodeError):
         return True
     policy = data.get("policy") if isinstance(data, dict) else None
