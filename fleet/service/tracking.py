@@ -25,8 +25,9 @@ from typing import Any, Final
 
 from fleet.config import AgentSpec
 from fleet.errors import FleetError, StateConflict
+from fleet.work.progress import next_step, read_progress
 from fleet.work.records import Assignment, Event
-from fleet.work.report import extract_report, validate_report
+from fleet.work.report import validate_report
 
 from .core import Service
 from .delivery import DEADLINE_GRACE, assignment_holder, end_context, fail
@@ -35,8 +36,6 @@ logger = logging.getLogger("fleet.work")
 
 #: A `--check` command gets this long before it is killed (and counts as failed).
 CHECK_TIMEOUT: Final = 600.0
-#: Journal events that end a turn and carry its last assistant message.
-END_EVENTS: Final = frozenset({"turn_completed", "turn_notified"})
 #: A waiter re-reads everything this often even when no file moved (a dead pane, a deadline).
 FULL_CHECK_EVERY: Final = 1.0
 #: How often a waiter looks at the journals' and the ledger's change markers (cheap stat calls).
@@ -154,63 +153,28 @@ def _advance(svc: Service, a: Assignment, cache: _Agents, now: float) -> list[di
         return []
     journal = cache.journal(spec.name)
     events = svc.ledger.events_for(a.id)
-    turns = _turns(a, events)
     _copy_hook_facts(svc, a, journal, events)
-    started = any(ev.get("event") == "turn_started" and ev.get("turn_id") in turns for ev in journal)
-    ends = [ev for ev in journal if ev.get("event") in END_EVENTS and ev.get("turn_id") in turns]
-    if a.state == "sent" and (started or ends):
-        a = svc.ledger.transition(a.id, "working", actor=ACTOR, expect="sent",
-                                  details={"turn_id": a.turn_id})
-        out.append(_step(a, "working", **{"from": "sent"}))
-    found = None
-    for ev in ends:
-        extraction = extract_report(ev.get("last_message"))
-        if extraction.report is not None:
-            found = (extraction.report, ev)
-    if found is not None:
-        report, ev = found
+    progress = read_progress(journal, _turns(a, events))
+    for gap in progress.unreported:
+        svc.ledger.annotate_once(a.id, "no_report", gap.turn_id, actor=ACTOR,
+                                 details={"turn_id": gap.turn_id, "problems": list(gap.problems[:5])})
+    while (decision := next_step(a.state, progress, cache.state(spec), a.deadline, now, DEADLINE_GRACE)) is not None:
         before = a.state
-        a = svc.ledger.transition(a.id, "reported", actor=ACTOR, expect=(before,), report=report.to_dict(),
-                                  details={"turn_id": ev.get("turn_id"), "status": report.status,
-                                           "source": ev.get("source")})
-        out.append(_step(a, "reported", **{"from": before}))
-        out.append(_finish(svc, a, spec))
-        return out
-    _note_unreported_ends(svc, a, ends, events)
-    state = cache.state(spec)
-    if state in ("exited", "stopped"):
-        reason = f"its agent {'exited' if state == 'exited' else 'was stopped'} before a report came"
-        if fail(svc, a.id, spec.name, reason, actor=ACTOR, expect=(a.state,)):
-            out.append(_step(a, "failed", reason=reason))
-        return out
-    if a.deadline is not None and now > a.deadline:
-        running = _turn_running(journal, turns)
-        if not running or now > a.deadline + DEADLINE_GRACE:
-            reason = "the deadline passed with no report"
-            if fail(svc, a.id, spec.name, reason, actor=ACTOR, expect=(a.state,)):
-                out.append(_step(a, "failed", reason=reason))
+        if decision.to == "failed":
+            if fail(svc, a.id, spec.name, decision.reason or "", actor=ACTOR, expect=(before,)):
+                out.append(_step(a, "failed", reason=decision.reason))
+            return out
+        if decision.to == "reported" and progress.report is not None:
+            a = svc.ledger.transition(
+                a.id, "reported", actor=ACTOR, expect=before, report=progress.report.to_dict(),
+                details={"turn_id": progress.report_turn, "status": progress.report.status,
+                         "source": progress.report_source})
+            out.append(_step(a, "reported", **{"from": before}))
+            out.append(_finish(svc, a, spec))
+            return out
+        a = svc.ledger.transition(a.id, "working", actor=ACTOR, expect=before, details={"turn_id": a.turn_id})
+        out.append(_step(a, "working", **{"from": before}))
     return out
-
-
-def _turn_running(journal: list[dict[str, Any]], turns: set[str]) -> bool:
-    started = {ev.get("turn_id") for ev in journal if ev.get("event") == "turn_started"} & turns
-    ended = {ev.get("turn_id") for ev in journal
-             if ev.get("event") in (*END_EVENTS, "turn_aborted")} & turns
-    return bool(started - ended)
-
-
-def _note_unreported_ends(svc: Service, a: Assignment, ends: list[dict[str, Any]], events: list[Event]) -> None:
-    """Record once per turn that it ended without a valid report (and why), for the lead and the
-    watchdog to see."""
-    seen = {e.details.get("turn_id") for e in events if e.kind == "no_report"}
-    for ev in ends:
-        turn = ev.get("turn_id")
-        if turn in seen:
-            continue
-        seen.add(turn)
-        problems = list(extract_report(ev.get("last_message")).problems)
-        svc.ledger.annotate_once(a.id, "no_report", str(turn), actor=ACTOR,
-                                 details={"turn_id": turn, "problems": problems[:5]})
 
 
 def _finish(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
