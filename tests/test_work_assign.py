@@ -162,3 +162,42 @@ def test_the_longest_deadline_fits_in_the_longest_lease() -> None:
 
     assert MAX_LEASE == MAX_TTL
     assert MAX_DEADLINE + DEADLINE_GRACE == MAX_TTL
+
+
+def test_reconcile_from_several_processes_at_once_moves_each_step_once(fleet: Fleet) -> None:
+    """The journal is written by hand here (what the hooks would append), so no Codex is needed."""
+    import subprocess
+    import sys
+
+    from fleet.work.ledger import Ledger
+    from fleet.work.verify import snapshot
+
+    cwd = fleet.root / "work" / "agent-2"
+    (cwd / "docs").mkdir()
+    with Ledger(fleet.state_dir) as ledger:
+        a, _ = ledger.create(task="Write docs", holder="lead", actor="lead", agent="agent-2", write_paths=["docs/"])
+        baseline = {"version": 1, "agent": "agent-2", "role": "worker", "cwd": str(cwd), "write_paths": ["docs/"],
+                    "read_paths": [], "snapshot": snapshot(cwd).to_json()}
+        ledger.annotate(a.id, "baseline", actor="test", baseline=baseline)
+        ledger.transition(a.id, "sent", actor="test", turn_id="t1", agent="agent-2")
+    (cwd / "docs" / "a.md").write_text("new\n")
+    body = {"status": "done", "summary": "Wrote it.", "changed": ["docs/a.md"], "tests": "", "risks": ""}
+    journal = fleet.state_dir / "agents" / "agent-2" / "events.jsonl"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    lines = [{"event": "turn_started", "turn_id": "t1", "time": 1.0},
+             {"event": "tool_denied", "turn_id": "t1", "time": 2.0, "assignment": a.id, "paths": ["src/x.py"]},
+             {"event": "turn_completed", "turn_id": "t1", "time": 3.0,
+              "last_message": f"Done.\n```fleet-report\n{json.dumps(body)}\n```"}]
+    journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    procs = [subprocess.Popen([sys.executable, "-m", "fleet", "--config", str(fleet.path), "assignments", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    shown = fleet.json("show", a.id)
+    assert shown["state"] == "verified", shown["verification"]
+    kinds = [(e["kind"], e["to"]) for e in shown["events"]]
+    assert kinds.count(("transition", "working")) == 1
+    assert kinds.count(("transition", "reported")) == 1
+    assert kinds.count(("transition", "verified")) == 1
+    assert kinds.count(("scope_denied", None)) == 1
