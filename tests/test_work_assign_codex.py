@@ -282,3 +282,23 @@ def test_an_assignment_fails_when_its_agent_dies(fleet_factory: Callable[..., Fl
     os.kill(f.status("agent-1")["pid"], signal.SIGKILL)
     [done] = f.json("wait", aid, "--timeout", "60")["done"]
     assert (done["state"], done["reason"]) == ("failed", "its agent exited before a report came")
+
+
+def test_a_caller_holding_the_agent_hands_its_lease_to_the_assignment(fleet_factory: Callable[..., Fleet],
+                                                                      mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
+    f.json("up")
+    token = f.json("claim", "agent-1", "--holder", "lead")["token"]
+    routed = f.cli("assign", "--holder", "lead", "Look around", "--json")
+    assert json.loads(routed.stdout)["error"]["reasons"][0]["why"] == "leased"  # routing never takes it
+    other = f.cli("assign", "--to", "agent-1", "--holder", "someone", "Look around", "--json")
+    assert json.loads(other.stdout)["error"]["code"] == "no_agent_available"
+    stale = f.cli("assign", "--to", "agent-1", "--holder", "lead", "--token", str(token + 5), "Look", "--json")
+    assert json.loads(stale.stdout)["error"]["code"] == "lease_lost"
+    assert f.json("assignments")["assignments"] == []
+    mock_model.model.script(Step(text=report(), delay=2))
+    created = f.json("assign", "--to", "agent-1", "--holder", "lead", "--token", str(token), "Look around")
+    lease = f.status("agent-1")["lease"]
+    assert (lease["holder"], lease["token"] > token) == (f"assignment:{created['assignment']}", True)
+    assert f.json("wait", created["assignment"], "--timeout", "60")["done"][0]["state"] == "verified"
+    assert f.status("agent-1")["lease"]["state"] == "free"

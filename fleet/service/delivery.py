@@ -121,10 +121,11 @@ def _used_percent(status: dict[str, Any]) -> float | None:
     return max(numbers) if numbers else None
 
 
-def gather_facts(svc: Service, specs: Sequence[AgentSpec], caller: str,
+def gather_facts(svc: Service, specs: Sequence[AgentSpec], caller: str | None,
                  inventories: dict[str, Inventory]) -> list[AgentFacts]:
     """One routing fact per agent, read now: state (Codex's signals), lease, skills and ledger load.
-    A lease held by `caller` does not count against the agent (the caller may hand it over)."""
+    A lease held by `caller` does not count against the agent (the caller hands it over; pass a
+    caller only for work that names its agent, never for routed work)."""
     load = svc.ledger.agent_load()
     statuses = {str(s["name"]): dict(s) for s in svc.runtime.status(list(specs))}
     out = []
@@ -184,18 +185,24 @@ def lexical_scope(paths: Sequence[str], what: str) -> tuple[str, ...]:
 
 # -- the lease handover ----------------------------------------------------------------------------
 
-def take_lease(svc: Service, agent: str, assignment_id: str, caller: str, token: int | None) -> int:
-    """Claim `agent` for the assignment (`DELIVERY_TTL`) and return the token. The caller's own live
-    lease is handed over (its token, if given, must be current: `lease_lost` otherwise); anyone
-    else's raises `LeaseHeld`."""
-    holder = assignment_holder(assignment_id)
-    lease = svc.leases.info(agent)
+def check_handover(svc: Service, agent: str, caller: str | None, token: int | None) -> dict[str, Any]:
+    """The agent's lease info; with `token`, raise `LeaseLost` unless it is `caller`'s live lease."""
+    lease = dict(svc.leases.info(agent))
     if token is not None and not (lease["state"] == "held" and lease["holder"] == caller and lease["token"] == token):
         raise LeaseLost(
             f"Your lease on agent {agent} (token {token}) is not current, so it cannot be handed to the assignment.",
             hint="Claim the agent again with `fleet claim` and pass the new token, or assign without --token.",
             agent=agent, holder=lease["holder"], token=lease["token"], your_token=token)
-    if lease["state"] == "held" and lease["holder"] == caller:
+    return lease
+
+
+def take_lease(svc: Service, agent: str, assignment_id: str, caller: str | None, token: int | None) -> int:
+    """Claim `agent` for the assignment (`DELIVERY_TTL`) and return the token. The caller's own live
+    lease is handed over (its token, if given, must be current: `lease_lost` otherwise); anyone
+    else's raises `LeaseHeld`."""
+    holder = assignment_holder(assignment_id)
+    lease = check_handover(svc, agent, caller, token)
+    if caller is not None and lease["state"] == "held" and lease["holder"] == caller:
         svc.leases.release(agent, caller)
     return int(svc.leases.claim(agent, holder, ttl=DELIVERY_TTL)["token"])
 

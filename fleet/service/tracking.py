@@ -55,6 +55,7 @@ class _Agents:
         self.svc = svc
         self._journals: dict[str, list[dict[str, Any]]] = {}
         self._states: dict[str, str] | None = None
+        self._unknown = False
 
     def journal(self, agent: str) -> list[dict[str, Any]]:
         if agent not in self._journals:
@@ -62,11 +63,19 @@ class _Agents:
         return self._journals[agent]
 
     def state(self, spec: AgentSpec) -> str:
+        """`running`, `exited`, `stopped`, or `unknown` when tmux cannot be asked (then nothing fails
+        an assignment for its agent's sake)."""
         if self._states is None:
-            panes = self.svc.runtime.tmux.panes()
-            self._states = {}
-            for name, pane in panes.items():
-                self._states[name] = "exited" if pane.dead else "running"
+            try:
+                panes = self.svc.runtime.tmux.panes()
+            except FleetError as exc:
+                logger.warning("fleet: cannot read the agents' panes: %s", exc.message)
+                self._states = {}
+                self._unknown = True
+                return "unknown"
+            self._states = {name: "exited" if pane.dead else "running" for name, pane in panes.items()}
+        if self._unknown:
+            return "unknown"
         return self._states.get(spec.name, "stopped")
 
 
@@ -93,6 +102,8 @@ def reconcile(svc: Service, agents: list[str] | None = None) -> list[dict[str, A
                 out += _advance(svc, a, cache, now)
         except StateConflict:
             continue  # another process moved it first; it is theirs now
+        except FleetError as exc:  # one assignment's trouble must not hide the others
+            logger.warning("fleet: could not reconcile %s: %s", a.id, exc.message)
     return out
 
 

@@ -44,6 +44,7 @@ from .delivery import (
     MAX_DEADLINE,
     SendAborted,
     assignment_holder,
+    check_handover,
     fail,
     free_lease,
     gather_facts,
@@ -158,7 +159,8 @@ def _plan(svc: Service, items: Sequence[Assignment], caller: str | None, token: 
             a = svc.ledger.get(stale.id)
             if a.state != "queued" or assignment_holder(a.id) in leases.values():
                 continue  # placed by someone else, or being delivered right now
-            who = caller or a.holder
+            # Only an agent named for the work is handed over from its creator's own lease.
+            who = (caller or a.holder) if a.agent is not None else None
             facts = [replace(f, leased_by_other=f.leased_by_other or f.name in taken)
                      for f in gather_facts(svc, specs, who, inventories)]
             bad = _scope_refusals(specs, a.write_paths, a.read_paths)
@@ -241,16 +243,9 @@ def assignment_create(
                          write_paths=write_paths, read_paths=read_paths, checks=checks, holder=holder, token=token)
     caller = req.caller
     ledger = svc.ledger
-    if request_id is not None:
-        prior = ledger.find_request("assign", request_id)
-        if prior is not None:
-            if prior.sha != request_sha(req.key):
-                raise RequestIdConflict(
-                    f"The request id {request_id!r} was already used for a different assignment.",
-                    hint="Use a new request id for a new request; reuse one only to retry the identical request.",
-                    request_id=request_id, scope="assign")
-            if prior.result and prior.result.get("assignment"):
-                return _created(ledger.get(str(prior.result["assignment"])), True)
+    earlier = _earlier(svc, request_id, req)
+    if earlier is not None:
+        return _created(earlier, True)
     specs = list(svc.config.agents.values())
     inventories = _inventories(specs, bool(req.skills))
     need = Need(skills=frozenset(req.skills), needs_write=bool(req.write), only=to)
@@ -263,7 +258,9 @@ def assignment_create(
                            hint="Paths must stay inside the agents' working directories.")
     dispatch(svc)  # older queued work goes first
     with routing_lock(svc):
-        facts = gather_facts(svc, pool, caller, inventories)
+        if to is not None and token is not None:
+            check_handover(svc, to, caller, token)  # a stale token is refused before anything is written
+        facts = gather_facts(svc, pool, caller if to is not None else None, inventories)
         result = route(facts, need)
         refusals = [*result.refusals, *bad]
         lasting = bool(refusals) and all(r.why in LASTING for r in refusals)
@@ -278,26 +275,51 @@ def assignment_create(
         chosen = None
         for name in (result.agent, *result.ranked) if result.agent else ():
             try:
-                chosen = (svc.config.agent(name), take_lease(svc, name, a.id, caller, token if name == to else None))
+                chosen = (svc.config.agent(name), take_lease(svc, name, a.id, caller if to else None,
+                                                             token if name == to else None))
                 break
             except LeaseHeld:
                 continue
+            except FleetError:
+                fail(svc, a.id, None, "fleet could not take its agent's lease", actor=caller, expect=("queued",))
+                raise
     if chosen is None:
         reasons = [r.to_dict() for r in refusals]
         if queue:
             return _created(a, False, reasons=reasons)
         fail(svc, a.id, None, "no agent could take it", actor=caller, expect=("queued",))
         raise _no_agent(refusals, need)
-    spec, lease_token = chosen
+    return _send_new(svc, a, chosen[0], chosen[1], caller, queue)
+
+
+def _earlier(svc: Service, request_id: str | None, req: _Request) -> Assignment | None:
+    """The assignment an earlier call with `request_id` made, if any (`request_id_conflict` when that
+    call asked for something else)."""
+    prior = svc.ledger.find_request("assign", request_id) if request_id is not None else None
+    if prior is None:
+        return None
+    if prior.sha != request_sha(req.key):
+        raise RequestIdConflict(
+            f"The request id {request_id!r} was already used for a different assignment.",
+            hint="Use a new request id for a new request; reuse one only to retry the identical request.",
+            request_id=request_id, scope="assign")
+    if prior.result and prior.result.get("assignment"):
+        return svc.ledger.get(str(prior.result["assignment"]))
+    return None
+
+
+def _send_new(svc: Service, a: Assignment, spec: AgentSpec, lease_token: int, caller: str,
+              queue: bool) -> dict[str, Any]:
+    """Send a just-created assignment; if nothing could be typed, keep it queued (`queue`) or fail it."""
     try:
         sent = send_first(svc, a, spec, lease_token, actor=caller)
     except SendAborted as aborted:
         free_lease(svc, spec.name, a.id)
         err = aborted.error
         if queue:
-            ledger.annotate(a.id, "send_aborted", actor=caller, details={"agent": spec.name, "error": err.code})
-            return _created(ledger.get(a.id), False, reasons=[{"agent": spec.name, "why": err.code,
-                                                                "detail": err.message}])
+            svc.ledger.annotate(a.id, "send_aborted", actor=caller, details={"agent": spec.name, "error": err.code})
+            return _created(svc.ledger.get(a.id), False, reasons=[{"agent": spec.name, "why": err.code,
+                                                                    "detail": err.message}])
         fail(svc, a.id, spec.name, f"not sent: {err.message}", actor=caller, expect=("queued",))
         err.data["assignment"] = a.id
         raise err from None
