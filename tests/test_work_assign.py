@@ -201,3 +201,37 @@ def test_reconcile_from_several_processes_at_once_moves_each_step_once(fleet: Fl
     assert kinds.count(("transition", "reported")) == 1
     assert kinds.count(("transition", "verified")) == 1
     assert kinds.count(("scope_denied", None)) == 1
+
+
+def test_every_work_command_has_a_readable_form(fleet: Fleet) -> None:
+    queued = fleet.cli("assign", "--queue", "--write", "docs/", "Write\nthe docs")
+    assert queued.returncode == 0, queued.stderr
+    aid = queued.stdout.split(":")[0]
+    assert "queued (" in queued.stdout
+    for args, words in [(("assignments",), "Write the docs"), (("assignments", "--open"), aid),
+                        (("show", aid), "task: Write"), (("events",), "created"), (("dispatch",), "still queued"),
+                        (("skills",), "pdf"), (("wait", aid, "--timeout", "0"), "still queued"),
+                        (("cancel", aid), "cancelled"), (("show", aid), "queued -> cancelled")]:
+        proc = fleet.cli(*args)
+        assert proc.returncode == (5 if args[0] == "wait" else 0), proc.stderr
+        assert words in proc.stdout, (args, proc.stdout)
+
+
+def test_the_work_tools_answer_over_mcp(fleet: Fleet) -> None:
+    import anyio
+    from mcp import Client
+
+    from fleet.mcp_server import build_server
+
+    async def calls() -> list[Any]:
+        async with Client(build_server(str(fleet.path))) as client:
+            made = await client.call_tool("assignment_create", {"task": "Look", "queue": True})
+            bad = await client.call_tool("assignment_create", {"task": "Look", "deadline": 5})
+            listed = await client.call_tool("assignment_list", {"open_only": True})
+            return [made, bad, listed]
+
+    made, bad, listed = anyio.run(calls)
+    assert made.structured_content["state"] == "queued"
+    assert bad.is_error
+    assert json.loads(bad.content[0].text)["error"]["code"] == "invalid_input"
+    assert [a["id"] for a in listed.structured_content["assignments"]] == [made.structured_content["assignment"]]
