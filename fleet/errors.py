@@ -180,10 +180,6 @@ class LedgerError(StateDirError):
     code = "ledger_unusable"
 
 
-class RequestIdConflict(FleetError):
-    code = "request_id_conflict"
-
-
 class NoAgentAvailable(FleetError):
     code = "no_agent_available"
     retryable = True

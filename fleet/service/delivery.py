@@ -284,9 +284,9 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_context(directory, context)
     try:
-        with svc.leases.guard(spec.name, holder, token):
+        with svc.agent_guard(spec, holder, token, operation="assign"):
             receipt = svc.runtime.send(spec, prompt, a.id, DELIVERY_TIMEOUT, holder=holder)
-    except (AgentBusy, AgentNotRunning, LeaseHeld, LeaseLost) as exc:
+    except (AgentBusy, AgentNotRunning, LeaseHeld, LeaseLost) as exc:  # raised before any keystroke
         clear_context(directory, a.id)
         raise SendAborted(exc) from exc
     except NotDelivered as exc:

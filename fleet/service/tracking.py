@@ -58,8 +58,21 @@ class _Agents:
         self._unknown = False
 
     def journal(self, agent: str) -> list[dict[str, Any]]:
+        """The agent's journal, with the end of its open turn folded in from Codex's rollout when the
+        journal has none yet (a turn that failed, or whose Stop hook did not run), as status does."""
         if agent not in self._journals:
-            self._journals[agent] = self.svc.runtime.events(agent)
+            from pathlib import Path
+
+            from fleet.agents.codex import read_rollout
+            from fleet.agents.state import read_journal, turn_end_event
+
+            events = self.svc.runtime.events(agent)
+            folded = read_journal(events)
+            if folded.open_turn and folded.transcript:
+                end = read_rollout(Path(folded.transcript)).ends.get(folded.open_turn)
+                if end is not None:
+                    events = [*events, turn_end_event(end)]
+            self._journals[agent] = events
         return self._journals[agent]
 
     def state(self, spec: AgentSpec) -> str:

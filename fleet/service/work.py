@@ -386,7 +386,7 @@ def deliver(svc: Service, assignment_id: str, *, actor: str, text: str | None = 
     holder = assignment_holder(a.id)
     body = text if text is not None else (a.prompt or a.task)
     renew_lease(svc, spec.name, a.id, a.deadline)
-    with svc.leases.guard(spec.name, holder):
+    with svc.agent_guard(spec, holder, None, operation="deliver"):
         receipt = svc.runtime.send(spec, body, request_id, DELIVERY_TIMEOUT, holder=holder)
     svc.ledger.annotate(a.id, "delivered", actor=actor,
                         details={"turn_id": receipt["turn_id"], "chars": receipt["chars"], "resend": text is None,
@@ -455,7 +455,7 @@ def assignment_cancel(svc: Service, *, assignment: str, interrupt: bool, holder:
     try:
         if interrupt and a.agent and a.state in ("sent", "working"):
             spec = svc.config.agent(a.agent)
-            with svc.leases.guard(spec.name, assignment_holder(a.id)):
+            with svc.agent_guard(spec, assignment_holder(a.id), None, operation="interrupt"):
                 interrupted = bool(svc.runtime.interrupt(spec)["interrupted"])
     finally:
         from .delivery import end_context
