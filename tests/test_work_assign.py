@@ -235,3 +235,15 @@ def test_the_work_tools_answer_over_mcp(fleet: Fleet) -> None:
     assert bad.is_error
     assert json.loads(bad.content[0].text)["error"]["code"] == "invalid_input"
     assert [a["id"] for a in listed.structured_content["assignments"]] == [made.structured_content["assignment"]]
+
+
+def test_a_user_template_is_checked_before_anything_is_written(fleet: Fleet) -> None:
+    template = fleet.root / "prompt.md"
+    template.write_text("Job ${assignment_id}: ${task}\n${bogus}\n")
+    fleet.path.write_text(fleet.path.read_text().replace("[fleet]\n", f'[fleet]\nassignment_template = "{template}"\n'))
+    err = error(fleet, "assign", "--queue", "Look around")
+    assert err["code"] == "config_invalid"
+    assert "unknown placeholder(s) bogus" in err["message"]
+    nothing_written(fleet)
+    template.write_text("Job ${assignment_id} for $$5: ${task}\n${report_contract}\n")
+    assert fleet.json("assign", "--queue", "Look around")["state"] == "queued"

@@ -302,3 +302,18 @@ def test_a_caller_holding_the_agent_hands_its_lease_to_the_assignment(fleet_fact
     assert (lease["holder"], lease["token"] > token) == (f"assignment:{created['assignment']}", True)
     assert f.json("wait", created["assignment"], "--timeout", "60")["done"][0]["state"] == "verified"
     assert f.status("agent-1")["lease"]["state"] == "free"
+
+
+def test_the_prompt_comes_from_the_users_template(fleet_factory: Callable[..., Fleet],
+                                                  mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
+    template = f.root / "prompt.md"
+    template.write_text("Job ${assignment_id} ($$5 budget): ${task}\n${skills}\n${report_contract}\n")
+    f.path.write_text(f.path.read_text().replace("[fleet]\n", f'[fleet]\nassignment_template = "{template}"\n'))
+    f.json("up")
+    mock_model.model.script(Step(text=report()))
+    aid = f.json("assign", "--to", "agent-1", "Count the files")["assignment"]
+    assert f.json("wait", aid, "--timeout", "60")["done"][0]["state"] == "verified"
+    [prompt] = [p for p in mock_model.model.user_prompts() if p.startswith("Job ")]
+    assert prompt.startswith(f"Job {aid} ($5 budget): Count the files\n")
+    assert "fleet-report" in prompt

@@ -263,10 +263,13 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
         raise SendAborted(InvalidInput(f"The assignment's paths do not fit agent {spec.name}: {problems[0]}.",
                                        hint="Assign again with paths inside that agent's working directory."))
     now = time.time()
-    prompt = render_prompt(
-        PromptSpec(assignment_id=a.id, task=a.task, cwd=str(spec.cwd), write_paths=scope.write,
-                   read_paths=scope.read, skills=a.skills, checks=a.checks, deadline=a.deadline, role=spec.role),
-        now=now, template=template_text(svc), tz=datetime.now().astimezone().tzinfo)
+    try:
+        prompt = render_prompt(
+            PromptSpec(assignment_id=a.id, task=a.task, cwd=str(spec.cwd), write_paths=scope.write,
+                       read_paths=scope.read, skills=a.skills, checks=a.checks, deadline=a.deadline, role=spec.role),
+            now=now, template=template_text(svc), tz=datetime.now().astimezone().tzinfo)
+    except FleetError as exc:  # a template changed since, or a prompt over the limit for this agent
+        raise SendAborted(exc) from exc
     try:
         snap = snapshot(spec.cwd)
     except SnapshotError as exc:

@@ -229,9 +229,27 @@ def _check_request(svc: Service, *, task: str, deadline: str, queue: bool, to: s
         stored_write, stored_read = scope.write, scope.read
     else:
         stored_write, stored_read = lexical_scope(write_in, "write"), lexical_scope(read_in, "read")
+    _check_prompt(svc, text, to, stored_write, stored_read, wanted, commands, seconds)
     key = {"task": text, "to": to, "skills": sorted(wanted), "write_paths": write_in, "read_paths": read_in,
            "checks": list(commands), "deadline": deadline, "queue": queue}
     return _Request(svc.holder_for(holder), text, seconds, wanted, commands, stored_write, stored_read, to, key)
+
+
+def _check_prompt(svc: Service, task: str, to: str | None, write: tuple[str, ...], read: tuple[str, ...],
+                  skills: tuple[str, ...], checks: tuple[str, ...], seconds: float) -> None:
+    """Load the template (`[fleet] assignment_template`: a broken one is refused here) and render the
+    prompt once for the named agent, or the longest cwd, so a prompt over the limit is refused before
+    anything is written."""
+    from fleet.work.prompt import PromptSpec, render_prompt
+
+    from .delivery import template_text
+
+    specs = [svc.config.agent(to)] if to is not None else list(svc.config.agents.values())
+    cwd = max((str(s.cwd) for s in specs), key=len, default="/")
+    now = time.time()
+    spec = PromptSpec(assignment_id="as-" + "0" * 26, task=task, cwd=cwd, write_paths=write, read_paths=read,
+                      skills=skills, checks=checks, deadline=now + seconds, role="worker" if write else "explorer")
+    render_prompt(spec, now=now, template=template_text(svc))
 
 
 def assignment_create(
