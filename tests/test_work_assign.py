@@ -164,11 +164,9 @@ def test_the_longest_deadline_fits_in_the_longest_lease() -> None:
     assert MAX_DEADLINE + DEADLINE_GRACE == MAX_TTL
 
 
-def test_reconcile_from_several_processes_at_once_moves_each_step_once(fleet: Fleet) -> None:
-    """The journal is written by hand here (what the hooks would append), so no Codex is needed."""
-    import subprocess
-    import sys
-
+def sent_by_hand(fleet: Fleet) -> tuple[str, list[dict[str, Any]]]:
+    """An assignment sent to agent-2 (turn t1) that wrote docs/a.md, and the journal lines its hooks
+    would have written: a denied patch, then a turn end with a valid report. No Codex needed."""
     from fleet.work.ledger import Ledger
     from fleet.work.verify import snapshot
 
@@ -182,19 +180,39 @@ def test_reconcile_from_several_processes_at_once_moves_each_step_once(fleet: Fl
         ledger.transition(a.id, "sent", actor="test", turn_id="t1", agent="agent-2")
     (cwd / "docs" / "a.md").write_text("new\n")
     body = {"status": "done", "summary": "Wrote it.", "changed": ["docs/a.md"], "tests": "", "risks": ""}
-    journal = fleet.state_dir / "agents" / "agent-2" / "events.jsonl"
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    lines = [{"event": "turn_started", "turn_id": "t1", "time": 1.0},
-             {"event": "tool_denied", "turn_id": "t1", "time": 2.0, "assignment": a.id, "paths": ["src/x.py"]},
-             {"event": "turn_completed", "turn_id": "t1", "time": 3.0,
-              "last_message": f"Done.\n```fleet-report\n{json.dumps(body)}\n```"}]
-    journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (fleet.state_dir / "agents" / "agent-2").mkdir(parents=True, exist_ok=True)
+    return a.id, [{"event": "turn_started", "turn_id": "t1", "time": 1.0},
+                  {"event": "tool_denied", "turn_id": "t1", "time": 2.0, "assignment": a.id, "paths": ["src/x.py"]},
+                  {"event": "turn_completed", "turn_id": "t1", "time": 3.0,
+                   "last_message": f"Done.\n```fleet-report\n{json.dumps(body)}\n```"}]
+
+
+def write_journal(path: Path, lines: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_a_compacted_journal_still_yields_the_denial_and_the_report(fleet: Fleet) -> None:
+    aid, lines = sent_by_hand(fleet)
+    agent_dir = fleet.state_dir / "agents" / "agent-2"
+    write_journal(agent_dir / "events.jsonl.1", lines[:2])
+    write_journal(agent_dir / "events.jsonl", [lines[0], lines[2], {"event": "compacted", "time": 3.0, "at": 4.0}])
+    shown = fleet.json("show", aid)
+    assert shown["state"] == "verified", shown["verification"]
+    assert [e["details"]["paths"] for e in shown["events"] if e["kind"] == "scope_denied"] == [["src/x.py"]]
+
+
+def test_reconcile_from_several_processes_at_once_moves_each_step_once(fleet: Fleet) -> None:
+    import subprocess
+    import sys
+
+    aid, lines = sent_by_hand(fleet)
+    write_journal(fleet.state_dir / "agents" / "agent-2" / "events.jsonl", lines)
     procs = [subprocess.Popen([sys.executable, "-m", "fleet", "--config", str(fleet.path), "assignments", "--json"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     for proc in procs:
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-    shown = fleet.json("show", a.id)
+    shown = fleet.json("show", aid)
     assert shown["state"] == "verified", shown["verification"]
     kinds = [(e["kind"], e["to"]) for e in shown["events"]]
     assert kinds.count(("transition", "working")) == 1

@@ -67,6 +67,14 @@ class _Agents:
             from fleet.agents.state import read_journal, turn_end_event
 
             events = self.svc.runtime.events(agent)
+            if any(ev.get("event") == "compacted" for ev in events):
+                # Compaction keeps only the last turn; an open assignment's earlier facts (a denial
+                # not yet copied, an earlier turn's end) are in the previous generation.
+                from fleet.agents.journal import READ_MAX
+                from fleet.fsutil import read_jsonl_tail
+
+                older = read_jsonl_tail(self.svc.runtime.agent_dir(agent) / "events.jsonl.1", READ_MAX)
+                events = [*older, *events]
             folded = read_journal(events)
             if folded.open_turn and folded.transcript:
                 end = read_rollout(Path(folded.transcript)).ends.get(folded.open_turn)
