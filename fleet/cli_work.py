@@ -14,7 +14,7 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from .cli import AgentsArg, HolderOpt, JsonOpt, TokenOpt, _run, app
+from .cli import AgentsArg, HolderOpt, JsonOpt, TokenOpt, _command, _run
 
 #: `fleet wait` exit status when some assignments are still open at the timeout.
 EXIT_PENDING: Final = 5
@@ -38,7 +38,7 @@ def _render_skills(r: dict[str, Any]) -> None:
             print(f"  warning: {w}")
 
 
-@app.command("skills")
+@_command("skills")
 def skills_cmd(agents: AgentsArg = None, as_json: JsonOpt = False) -> None:
     """List the skills each agent's Codex would load (name, source, description); broken ones with their error."""
     _run("skill_list", {"agents": agents}, as_json, _render_skills)
@@ -53,7 +53,7 @@ def _render_created(r: dict[str, Any]) -> None:
     print(f"{r['assignment']}: {r['state']} to {r['agent']}, turn {r['turn_id']}, deadline {_when(r['deadline'])}{dup}")
 
 
-@app.command("assign")
+@_command("assign")
 def assign_cmd(
     task: Annotated[str, typer.Argument(help="The task; `-` reads it from stdin.")],
     to: Annotated[str | None, typer.Option("--to", help="Send it to this agent (default: fleet routes it).")] = None,
@@ -87,7 +87,7 @@ def _row(a: dict[str, Any]) -> str:
     return f"{a['id']}  {(a.get('agent') or '-'):<12} {a['state']:<9} {verdict:<9} {task[:60]}"
 
 
-@app.command("assignments")
+@_command("assignments")
 def assignments_cmd(
     open_only: Annotated[bool | None, typer.Option("--open", help="Only open assignments.")] = None,
     agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's.")] = None,
@@ -124,14 +124,14 @@ def _render_show(r: dict[str, Any]) -> None:
               f"by {e['actor']}")
 
 
-@app.command("show")
+@_command("show")
 def show_cmd(assignment: Annotated[str, typer.Argument(help="Assignment id (as-...).")],
              as_json: JsonOpt = False) -> None:
     """Show one assignment: task, prompt, receipt, report, verification and every event."""
     _run("assignment_get", {"assignment": assignment}, as_json, _render_show)
 
 
-@app.command("wait")
+@_command("wait")
 def wait_cmd(
     assignments: Annotated[list[str], typer.Argument(help="Assignment ids.", show_default=False)],
     timeout: Annotated[float | None, typer.Option(
@@ -151,7 +151,7 @@ def wait_cmd(
         raise typer.Exit(EXIT_PENDING)
 
 
-@app.command("cancel")
+@_command("cancel")
 def cancel_cmd(
     assignment: Annotated[str, typer.Argument(help="Assignment id (as-...).")],
     interrupt: Annotated[bool | None, typer.Option(
@@ -164,7 +164,7 @@ def cancel_cmd(
                                                     if r["cancelled"] else f"already {r['state']}")))
 
 
-@app.command("events")
+@_command("events")
 def events_cmd(
     since: Annotated[int | None, typer.Option("--since", help="Only events after this cursor.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many (default 200).")] = None,
@@ -181,7 +181,7 @@ def events_cmd(
     _run("fleet_events", {"since": since, "limit": limit, "assignment": assignment}, as_json, render)
 
 
-@app.command("dispatch")
+@_command("dispatch")
 def dispatch_cmd(as_json: JsonOpt = False) -> None:
     """Send queued assignments to agents that can take them now (one pass)."""
     def render(r: dict[str, Any]) -> None:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from .agents.text import MAX_TEXT
 from .config import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN
 from .errors import FleetError, InvalidInput
-from .work.lifecycle import ASSIGNMENT_ID_PATTERN
 from .schemacheck import compile_check
+from .work.lifecycle import ASSIGNMENT_ID_PATTERN
 
 if TYPE_CHECKING:
     from .schemacheck import Check
