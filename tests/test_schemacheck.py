@@ -21,6 +21,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 # infinities, duplicates, odd keys, strings with newlines, and the names fleet's schemas use.
 KEYS = st.sampled_from(["agent", "agents", "holder", "token", "ttl", "wait", "text", "force", "lines",
                         "timeout", "request_id", "fleet", "defaults", "home", "cwd", "name", "state_dir",
+                        "task", "to", "skills", "write_paths", "assignment", "assignments", "since", "queue",
                         "codex", "args", "env", "role", "sandbox", "model", "mila", "Mila", "a-1", "x"])
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-3, 2**54), st.floats(allow_nan=True, allow_infinity=True),
@@ -36,7 +37,7 @@ JSON = st.recursive(SCALARS, lambda inner: st.one_of(
 #: A valid instance of every schema, using every property: the property test changes one thing in it.
 VALID: dict[str, Any] = {
     "config": {
-        "fleet": {"name": "demo", "state_dir": "st"},
+        "fleet": {"name": "demo", "state_dir": "st", "assignment_template": "prompt.md"},
         "defaults": {"codex": "codex", "args": ["-c", "x=1"], "env": {"A_B": "1"}, "role": "worker",
                      "sandbox": "read-only", "model": "m"},
         "agents": {"mila": {"home": "h/mila", "cwd": ".", "env": {"K": "v"}, "args": [], "role": "explorer"},
@@ -54,6 +55,18 @@ VALID: dict[str, Any] = {
     "op:agent_release": {"agent": "mila", "holder": "cli:alice", "token": 4, "force": False},
     "op:fleet_leases": {},
     "op:lease_repair": {"agent": "mila", "holder": "ops"},
+    "op:skill_list": {"agents": ["mila"]},
+    "op:assignment_create": {"task": "Write docs", "to": "mila", "skills": ["pdf", "plugin:x"],
+                             "write_paths": ["docs/"], "read_paths": ["src"], "checks": ["pytest -q"],
+                             "deadline": "1h30m", "queue": True, "request_id": "job-1", "holder": "lead",
+                             "token": 2},
+    "op:assignment_list": {"open_only": True, "agent": "mila", "limit": 50},
+    "op:assignment_get": {"assignment": "as-01JABCDEFGHJKMNPQRSTVWXYZ0"},
+    "op:assignment_wait": {"assignments": ["as-01JABCDEFGHJKMNPQRSTVWXYZ0", "as-01JABCDEFGHJKMNPQRSTVWXYZ1"],
+                           "timeout": 25},
+    "op:assignment_cancel": {"assignment": "as-01JABCDEFGHJKMNPQRSTVWXYZ0", "interrupt": True, "holder": "lead"},
+    "op:fleet_events": {"since": 10, "limit": 200, "assignment": "as-01JABCDEFGHJKMNPQRSTVWXYZ0"},
+    "op:fleet_dispatch": {},
 }
 #: Values at and around the bounds and patterns fleet's schemas use.
 EDGES = st.one_of(
