@@ -113,7 +113,9 @@ def bench_ledger_ops(root: Path, rows: int, runs: int) -> None:
          timed(lambda: ops.invoke(svc, "fleet_events", {"since": cursor}), runs), "<= 50 ms")
     svc.close()
     env = {**os.environ, "HOME": str(root), "TMUX_TMPDIR": str(root)}
-    fleet = [sys.executable, "-m", "fleet", "--config", str(config)]
+    from bench_cli import fleet_argv
+
+    fleet = [*fleet_argv(), "--config", str(config)]  # the console script, as a user runs it
 
     def cli(*args: str) -> Callable[[], None]:
         return lambda: subprocess.run([*fleet, *args, "--json"], capture_output=True, check=True, env=env)

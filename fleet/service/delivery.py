@@ -36,14 +36,13 @@ from fleet.errors import (
     NotDelivered,
     Timeout,
 )
-from fleet.work.hookpolicy import HookContext, clear_context, write_context
 from fleet.work.records import Assignment
-from fleet.work.routing import AgentFacts, Need, Refusal, Route
 from fleet.work.scope import normalize_scope
 
 from .core import Service
 
 if TYPE_CHECKING:
+    from fleet.work.routing import AgentFacts, Need, Refusal, Route
     from fleet.work.skills import Inventory
 
 #: The lock file that serialises routing decisions across processes.
@@ -126,6 +125,8 @@ def gather_facts(svc: Service, specs: Sequence[AgentSpec], caller: str | None,
     """One routing fact per agent, read now: state (Codex's signals), lease, skills and ledger load.
     A lease held by `caller` does not count against the agent (the caller hands it over; pass a
     caller only for work that names its agent, never for routed work)."""
+    from fleet.work.routing import AgentFacts
+
     load = svc.ledger.agent_load()
     statuses = {str(s["name"]): dict(s) for s in svc.runtime.status(list(specs))}
     out = []
@@ -223,6 +224,8 @@ def agent_dir(svc: Service, agent: str) -> Path:
 
 def end_context(svc: Service, agent: str | None, assignment_id: str) -> None:
     """Free the agent from a finished assignment: its hook context and its lease."""
+    from fleet.work.hookpolicy import clear_context
+
     if agent is None or agent not in svc.config.agents:
         return
     with contextlib.suppress(OSError):
@@ -254,6 +257,7 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
     Raises `SendAborted` when nothing was typed (the caller decides: queue again or fail), and
     `NotDelivered` after the assignment was marked failed (keys went in, no receipt came).
     """
+    from fleet.work.hookpolicy import HookContext, clear_context, write_context
     from fleet.work.prompt import PromptSpec, render_prompt
     from fleet.work.verify import SnapshotError, snapshot
 
@@ -335,4 +339,6 @@ def route_refusals(result: Route, extra: Sequence[Refusal]) -> list[dict[str, An
 
 
 def need_for(a: Assignment) -> Need:
+    from fleet.work.routing import Need
+
     return Need(skills=frozenset(a.skills), needs_write=bool(a.write_paths), only=a.agent)

@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from fleet.config import AgentSpec
-from fleet.durations import parse_duration
 from fleet.errors import (
     FleetError,
     InvalidInput,
@@ -33,11 +32,11 @@ from fleet.errors import (
 )
 from fleet.work.lifecycle import END_STATES
 from fleet.work.records import Assignment, request_sha
-from fleet.work.routing import AgentFacts, Need, Refusal, check_skills, no_agent_error, route
 
 from .core import Service
 
 if TYPE_CHECKING:
+    from fleet.work.routing import Need, Refusal
     from fleet.work.skills import Inventory
 from .delivery import (
     DELIVERY_TIMEOUT,
@@ -120,6 +119,8 @@ def _inventories(specs: Sequence[AgentSpec], needed: bool) -> dict[str, Inventor
 
 
 def _scope_refusals(specs: Sequence[AgentSpec], write: Sequence[str], read: Sequence[str]) -> list[Refusal]:
+    from fleet.work.routing import Refusal
+
     out = []
     for spec in specs:
         if spec.role == "lead":
@@ -131,7 +132,7 @@ def _scope_refusals(specs: Sequence[AgentSpec], write: Sequence[str], read: Sequ
 
 
 def _no_agent(result_refusals: Sequence[Refusal], need: Need) -> NoAgentAvailable:
-    from fleet.work.routing import Route
+    from fleet.work.routing import Route, no_agent_error
 
     err = no_agent_error(Route(None, (), tuple(result_refusals)), need)
     if result_refusals and all(r.why in LASTING for r in result_refusals):
@@ -144,6 +145,8 @@ def _plan(svc: Service, items: Sequence[Assignment], caller: str | None, token: 
     """Route each queued assignment in `items`, oldest first, and claim its agent. Runs under the
     routing lock; an agent picked here is not offered to a later item. `refusals` collects, per
     assignment id, why it could not be placed."""
+    from fleet.work.routing import Need, route
+
     specs = list(svc.config.agents.values())
     inventories = _inventories(specs, any(a.skills for a in items))
     plans: list[_Plan] = []
@@ -201,6 +204,7 @@ def _check_request(svc: Service, *, task: str, deadline: str, queue: bool, to: s
                    holder: str | None, token: int | None) -> _Request:
     """Everything `assign` refuses before it writes or sends: task, deadline, checks, the token, the
     named agent's role, and paths outside the cwd."""
+    from fleet.durations import parse_duration
     from fleet.work.prompt import MAX_CHECK_CHARS, check_task
 
     text = check_task(task)
@@ -257,6 +261,8 @@ def assignment_create(
     write_paths: list[str] | None = None, read_paths: list[str] | None = None, checks: list[str] | None = None,
     request_id: str | None = None, holder: str | None = None, token: int | None = None,
 ) -> dict[str, Any]:
+    from fleet.work.routing import AgentFacts, Need, check_skills, route
+
     req = _check_request(svc, task=task, deadline=deadline, queue=queue, to=to, skills=skills,
                          write_paths=write_paths, read_paths=read_paths, checks=checks, holder=holder, token=token)
     caller = req.caller
@@ -349,6 +355,8 @@ def _send_new(svc: Service, a: Assignment, spec: AgentSpec, lease_token: int, ca
 def dispatch(svc: Service) -> dict[str, Any]:
     """One pass: reconcile (which frees agents of finished work), then send every queued assignment
     an agent can take now, oldest first. Safe to run from several processes at once."""
+    from fleet.work.routing import Refusal
+
     reconcile(svc)
     queued = svc.ledger.queued()
     if not queued:
