@@ -19,10 +19,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 #: Codex's title-generation side request carries this phrase; it must not consume scripted steps.
 TITLE_MARKER: Final = "single-line task title"
@@ -107,27 +107,77 @@ def rate_limit_headers(primary_used: float, primary_reset_at: int, *, primary_wi
 
 
 @dataclass
+class Conversation:
+    """A script for the requests whose user messages contain `marker` (see `MockModel.converse`)."""
+
+    marker: str
+    steps: deque[Step]
+    default_text: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    last_tool: Step | None = None
+
+
+@dataclass
 class MockModel:
-    """The script and the record of what Codex sent; shared by the HTTP handler threads."""
+    """The script and the record of what Codex sent; shared by the HTTP handler threads.
+
+    One server can play several models at once (a lead and its workers): `converse(marker, ...)`
+    gives the requests whose user messages contain `marker` their own script, and records them in
+    the conversation's own `requests` as well. Other requests use the main script (`script`).
+    `retry_unsupported`: repeat a scripted tool call that Codex answered `unsupported call` (an MCP
+    server whose tools were not listed yet, which happens at a session's start), after
+    `RETRY_DELAY`, up to `MAX_RETRIES` times, as a model would retry.
+    """
 
     default_text: str = "Done."
     steps: deque[Step] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    conversations: list[Conversation] = field(default_factory=list)
+    retry_unsupported: bool = False
+    retries: int = 0
+    last_tool: Step | None = None
+
+    RETRY_DELAY: ClassVar[float] = 0.2
+    MAX_RETRIES: ClassVar[int] = 100
 
     def script(self, *steps: Step) -> None:
         with self.lock:
             self.steps.extend(steps)
+
+    def converse(self, marker: str, *steps: Step, default_text: str | None = None) -> Conversation:
+        """Script the conversation whose user messages contain `marker`; earlier conversations match first."""
+        conv = Conversation(marker, deque(steps), self.default_text if default_text is None else default_text)
+        with self.lock:
+            self.conversations.append(conv)
+        return conv
 
     def next_step(self, body: dict[str, Any]) -> Step:
         with self.lock:
             self.requests.append(body)
             if TITLE_MARKER in json.dumps(body.get("input", "")):
                 return Step(text="Fleet task")
+            users = _user_texts(body)
+            conv = next((c for c in self.conversations if any(c.marker in t for t in users)), None)
+            if conv is not None:
+                conv.requests.append(body)
+            steps, default, last = (conv.steps, conv.default_text, conv.last_tool) if conv else \
+                (self.steps, self.default_text, self.last_tool)
+            if (self.retry_unsupported and last is not None and self.retries < self.MAX_RETRIES
+                    and _last_input_type(body) == "function_call_output"
+                    and "unsupported call" in json.dumps(body["input"][-1].get("output"))):
+                self.retries += 1
+                return replace(last, delay=self.RETRY_DELAY)
             # A request answering a tool call continues the same turn: answer it plainly.
-            if _last_input_type(body) == "function_call_output" and not self.steps:
-                return Step(text=self.default_text)
-            return self.steps.popleft() if self.steps else Step(text=self.default_text)
+            if _last_input_type(body) == "function_call_output" and not steps:
+                return Step(text=default)
+            step = steps.popleft() if steps else Step(text=default)
+            if step.tool is not None:
+                if conv is not None:
+                    conv.last_tool = step
+                else:
+                    self.last_tool = step
+            return step
 
     def user_prompts(self) -> list[str]:
         """Texts of the last user message of each non-title request, in arrival order."""
@@ -146,6 +196,15 @@ def _last_input_type(body: dict[str, Any]) -> str | None:
     if isinstance(items, list) and items and isinstance(items[-1], dict):
         return str(items[-1].get("type"))
     return None
+
+
+def _user_texts(body: dict[str, Any]) -> list[str]:
+    """The texts of every user message in the request's input (not tool outputs)."""
+    items = body.get("input")
+    if not isinstance(items, list):
+        return []
+    return ["".join(p.get("text", "") for p in (item.get("content") or []) if isinstance(p, dict))
+            for item in items if isinstance(item, dict) and item.get("role") == "user"]
 
 
 def _last_user_text(body: dict[str, Any]) -> str | None:

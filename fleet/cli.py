@@ -367,3 +367,9 @@ def main(argv: list[str] | None = None) -> None:
         else:
             status = _report(usage_error(exc), _wants_json(args))
     sys.exit(status if isinstance(status, int) else 0)
+
+
+# Commands of other capabilities, in their own modules; importing them registers them on `app`.
+from . import cli_install  # noqa: E402
+
+__all__ = ["app", "cli_install", "main"]

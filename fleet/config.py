@@ -239,6 +239,9 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
     from .watchdog.policy import parse_policy  # imports this module's name patterns
 
     watchdog = parse_policy(raw.get("watchdog"), source=str(path), agents=raw["agents"])
+    leads = [a.name for a in agents.values() if a.role == "lead"]
+    if watchdog.lead is None and len(leads) == 1:  # the one lead agent gets the escalations
+        watchdog = replace(watchdog, lead=leads[0])
     template = fleet_tbl.get("assignment_template")
     return FleetConfig(path=path, name=name, state_dir=state_dir, agents=agents, watchdog=watchdog,
                        assignment_template=_resolve(template, base) if template else None)

@@ -5,6 +5,8 @@ registry's strict validator be the only gate (the high-level server would coerce
 unknown keys). Every call runs in a worker thread with a fresh `Service`, so a long `wait` or a slow
 send never blocks other calls, and any failure comes back as a tool result with `isError`; the
 server itself never goes down on a bad call. Logs go to stderr; stdout carries only the protocol.
+Results go out in the compact form of `fleet.mcpview` (the CLI's `--json` stays complete), as
+structured content and as the same JSON, without spaces, in the text content.
 
 Holder identity: a call without `holder` acts as `mcp:<client name>:<session id>`, one stable identity
 per MCP client session (this process), so its claims persist across its calls and nobody else's.
@@ -15,7 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any
+import time
+from typing import Any, Final
 
 import anyio
 from mcp import types
@@ -24,9 +27,22 @@ from mcp.server.stdio import stdio_server
 
 from . import __version__, ops
 from .errors import FleetError, InternalError
+from .mcpview import prune, view
 from .service import Service, default_holder
 
 logger = logging.getLogger("fleet.mcp")
+
+#: The lead's workflow in a few lines: what an MCP client shows the model before any tool is called.
+INSTRUCTIONS: Final = (
+    "fleet runs a team of Codex agents; you lead it and they do the work. "
+    "1. fleet_status: who is idle, working, limited; skill_list: who can do what. "
+    "2. assignment_create, one per self-contained piece: the task, the skills it needs (routes it to an "
+    "idle agent) or `to`, its write paths, checks, and a request_id of your own. "
+    "3. assignment_wait until nothing is pending (each call returns within its timeout; call again). "
+    "4. assignment_get: verified -> accept; rejected or failed -> re-assign naming the problem. "
+    "Do not do the agents' work yourself. Every error's hint is the next step. "
+    "Results are compact: absent fields are empty; tables give their columns once."
+)
 
 _TIER_ANNOTATIONS = {
     "readonly": types.ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
@@ -43,15 +59,18 @@ def tool_for(op: ops.Operation) -> types.Tool:
                       output_schema=op.output_schema, annotations=_TIER_ANNOTATIONS[op.tier])
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def error_result(exc: BaseException) -> types.CallToolResult:
     """The one place an exception becomes an MCP tool result."""
     err = exc if isinstance(exc, FleetError) else InternalError(
         f"Unexpected {type(exc).__name__}: {exc}.", hint="This is a bug in fleet; see the server's stderr.")
     if not isinstance(exc, FleetError):
         logger.exception("tool call failed", exc_info=exc)
-    payload = {"error": err.to_dict()}
-    return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(payload))],
-                                is_error=True)
+    payload = {"error": prune(err.to_dict())}
+    return types.CallToolResult(content=[types.TextContent(type="text", text=_json(payload))], is_error=True)
 
 
 def build_server(config_path: str | None) -> Server[Any]:
@@ -81,16 +100,14 @@ def build_server(config_path: str | None) -> Server[Any]:
                 svc.close()
 
         try:
-            result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+            result = view(params.name, await anyio.to_thread.run_sync(run, abandon_on_cancel=True), time.time())
         except Exception as exc:
             return error_result(exc)
-        text = json.dumps(result, ensure_ascii=False)
-        return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
+        return types.CallToolResult(content=[types.TextContent(type="text", text=_json(result))],
                                     structured_content=result)
 
     return Server("fleet", version=__version__, on_list_tools=list_tools, on_call_tool=call_tool,
-                  instructions="Team-lead tools for a fleet of Codex agents: claim an agent, send it work, "
-                               "read its exact state; mutating tools take holder and token for fencing.")
+                  instructions=INSTRUCTIONS)
 
 
 def serve(config_path: str | None) -> None:

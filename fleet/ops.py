@@ -254,6 +254,13 @@ REGISTRY: Final[dict[str, Operation]] = {
         _op("fleet_dispatch", "dispatch",
             "Send queued assignments to agents that can take them now (one pass; oldest first).", "mutating",
             {}, (), _out("dispatched", "queued"), _WORK_OPS + "fleet_dispatch"),
+        _op("fleet_install", "install",
+            "Install fleet's Codex plugin (these tools and the lead skills) into a Codex home, or remove it; "
+            "idempotent.", "mutating",
+            {"codex_home": {"type": "string", "minLength": 1, "maxLength": 4096,
+                            "description": "The Codex home (default: $CODEX_HOME, else ~/.codex)."},
+             "uninstall": {"type": "boolean", "default": False, "description": "Remove the plugin instead."}},
+            (), _out("codex_home", "installed", "changed", "changes"), "fleet.service.install:fleet_install"),
     )
 }
 

@@ -31,7 +31,7 @@ from fleet import ops
 
 TOOLS = {
     "fleet_status", "agent_start", "agent_stop", "agent_send", "agent_interrupt", "agent_tail",
-    "fleet_doctor", "agent_claim", "agent_release", "fleet_leases", "lease_repair",
+    "fleet_doctor", "agent_claim", "agent_release", "fleet_leases", "lease_repair", "fleet_install",
     "skill_list", "assignment_create", "assignment_list", "assignment_get", "assignment_wait", "assignment_cancel",
     "fleet_events", "fleet_dispatch",
 }
@@ -166,8 +166,7 @@ def test_strict_validation_and_server_survives_bad_calls(fleet_factory: Any, err
         assert err["code"] == "agent_not_running"
 
         status = mcp.ok("fleet_status")  # the same server still answers
-        assert [a["name"] for a in status["agents"]] == ["agent-1"]
-        assert status["agents"][0]["state"] == "stopped"
+        assert [row[:2] for row in status["agents"]] == [["agent-1", "stopped"]]
 
 
 def test_structured_content_matches_text(fleet_factory: Any, errlog: Path) -> None:
@@ -177,7 +176,7 @@ def test_structured_content_matches_text(fleet_factory: Any, errlog: Path) -> No
         assert not result.is_error
         assert result.structured_content == json.loads(_text(result))
         assert result.structured_content["fleet"] == fleet.name
-        assert [a["name"] for a in result.structured_content["agents"]] == ["agent-2"]
+        assert [row[0] for row in result.structured_content["agents"]] == ["agent-2"]
         doctor = mcp.call("fleet_doctor")
         assert doctor.structured_content == json.loads(_text(doctor))
         assert {"ok", "checks"} <= set(doctor.structured_content or {})
@@ -194,8 +193,9 @@ def test_start_send_complete_stop_through_mcp(fleet_factory: Any, mock_model: An
         assert started["agents"][0]["state"] == "idle"
 
         def status() -> dict[str, Any]:
-            [entry] = mcp.ok("fleet_status", {"agents": ["agent-1"]})["agents"]
-            return entry  # type: ignore[no-any-return]
+            result = mcp.ok("fleet_status", {"agents": ["agent-1"]})
+            [row] = result["agents"]
+            return dict(zip(result["columns"], row, strict=True))
 
         assert status()["state"] == "idle"
 
@@ -205,7 +205,7 @@ def test_start_send_complete_stop_through_mcp(fleet_factory: Any, mock_model: An
         assert receipt["turn_id"]
 
         def completed() -> dict[str, Any] | None:
-            entry = status()
+            entry = fleet.status("agent-1")  # the CLI's complete form has the turn id and message
             last = entry.get("last_turn") or {}
             done = entry["state"] == "idle" and last.get("outcome") == "completed" \
                 and last.get("turn_id") == receipt["turn_id"]
@@ -213,12 +213,13 @@ def test_start_send_complete_stop_through_mcp(fleet_factory: Any, mock_model: An
 
         entry = wait_until(completed, timeout=30, interval=0.2)
         assert entry["last_turn"]["last_message"] == "Done."
+        assert (status()["state"], status()["last"]) == ("idle", "completed")
         assert "Say hello through MCP." in mock_model.model.user_prompts()
 
         stopped = mcp.ok("agent_stop", {"agents": ["agent-1"]})
         assert stopped["agents"][0]["agent"] == "agent-1"
         assert status()["state"] in ("stopped", "exited")
-        assert status()["pid"] is None
+        assert fleet.status("agent-1")["pid"] is None
 
 
 # ---- the MCP default holder -----------------------------------------------------------------
@@ -239,8 +240,7 @@ def test_mcp_session_holder_claims_renews_and_excludes_others(fleet_factory: Any
             assert err["code"] == "lease_held"
             assert err.get("holder") == claim["holder"]
             leases = second.ok("fleet_leases")["leases"]
-            assert [(x["agent"], x["state"], x["holder"]) for x in leases] == \
-                [("agent-1", "held", claim["holder"])]
+            assert [row[:3] for row in leases] == [["agent-1", "held", claim["holder"]]]
 
         released = first.ok("agent_release", {"agent": "agent-1"})
         assert released["released"] is True

@@ -19,6 +19,7 @@ import shlex
 import shutil
 import sys
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -154,8 +155,11 @@ def untrusted_hooks(home: Path) -> list[str]:
     return out
 
 
-def launch_argv(spec: AgentSpec, agent_dir: Path) -> list[str]:
-    """The full argv that starts this agent's interactive Codex TUI with fleet's signal wiring."""
+def launch_argv(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = ()) -> list[str]:
+    """The full argv that starts this agent's interactive Codex TUI with fleet's signal wiring.
+
+    `extra`: more `-c` values (e.g. a lead's MCP server, `fleet.agents.lead`), after fleet's own
+    and before the agent's `args`, so the user's arguments still have the last word."""
     user = _user_config(spec.home)
     notify = receiver_argv("notify", agent_dir)
     user_notify = user.get("notify")
@@ -179,16 +183,16 @@ def launch_argv(spec: AgentSpec, agent_dir: Path) -> list[str]:
     argv = [str(resolve_binary(spec.codex)), "--no-daemon", "-C", str(spec.cwd), "-s", spec.sandbox]
     if spec.model:
         argv += ["-m", spec.model]
-    for item in overrides:
+    for item in [*overrides, *extra]:
         argv += ["-c", item]
     return [*argv, *spec.args]
 
 
-def launch_command(spec: AgentSpec, agent_dir: Path) -> str:
+def launch_command(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = ()) -> str:
     """One shell string for tmux: `exec` so the pane's pid is Codex itself."""
     env = {"CODEX_HOME": str(spec.home), **spec.env}
     assigns = [f"{k}={v}" for k, v in env.items()]
-    return "exec env " + shlex.join([*assigns, *launch_argv(spec, agent_dir)])
+    return "exec env " + shlex.join([*assigns, *launch_argv(spec, agent_dir, extra)])
 
 
 def rawlog_command(path: Path) -> str:

@@ -34,7 +34,7 @@ from fleet.errors import (
 )
 from fleet.fsutil import ensure_dir, make_private_dirs
 
-from . import codex, journal, procs
+from . import codex, journal, lead, procs
 from .rollout import RateLimits
 from .screen import EMPTY_COMPOSER, FIRST_RUN_MARKERS
 from .state import (
@@ -230,7 +230,8 @@ class Runtime:
                 "them); fleet trusts only its own hooks, never yours on your behalf.",
                 agent=spec.name, hooks=untrusted,
             )
-        command = codex.launch_command(spec, self.agent_dir(spec.name))
+        extra = lead.overrides(spec, self.config.path, self.config.state_dir)
+        command = codex.launch_command(spec, self.agent_dir(spec.name), extra)
         ensure_dir(self.agent_dir(spec.name))
         try:
             make_private_dirs(spec.home)
@@ -238,6 +239,7 @@ class Runtime:
             raise ConfigError(f"{self.config.path}: $.agents.{spec.name}.home: cannot create {spec.home}: "
                               f"{exc.strerror or exc}.", hint="Check the path and its permissions.",
                               agent=spec.name) from exc
+        lead.ensure_plugin(spec)  # a lead's skills come with fleet's plugin
         return command
 
     def launch(self, spec: AgentSpec, command: str, pane: PaneFacts | None = None) -> int | None:

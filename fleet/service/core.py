@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from fleet import audit
 from fleet.agents.oplock import OP_WAIT, op_lock
 from fleet.config import AgentSpec, FleetConfig, load_config
-from fleet.errors import AgentBusy, FleetError, InvalidInput
+from fleet.errors import AgentBusy, ConfigNotFound, FleetError, InvalidInput
 from fleet.fsutil import ensure_dir
 
 if TYPE_CHECKING:
@@ -175,5 +175,7 @@ class Service:
             ensure_dir(state_dir)
             audit.record(state_dir, name, surface=self.surface, holder=holder, agents=agents, outcome=outcome,
                          code=code, ms=ms)
+        except ConfigNotFound:  # `fleet install` before any fleet.toml exists: no state dir to audit in
+            logger.debug("no fleet config: %s is not audited", name)
         except (FleetError, OSError) as exc:
             logger.error("fleet: could not write the audit record for %s (%s): %s", name, outcome, exc)

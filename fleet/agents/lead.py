@@ -1,0 +1,82 @@
+"""What makes a `role = "lead"` agent a lead: fleet's MCP tools, the fleet-lead skill, its own holder.
+
+A lead plans and hands out work; it writes nothing itself (read-only sandbox by default, and routing
+never gives it an assignment). At launch it gets, as `-c` overrides (Codex 0.169):
+
+- `mcp_servers.fleet`: this Python running `-m fleet --config <abs config> mcp`, with
+  `default_tools_approval_mode = "approve"`, because a lead that must ask a person before each
+  `assignment_create` is not a lead (and under approval policy `never` an unapproved MCP call is
+  refused outright). Codex passes a server only a handful of variables (HOME, PATH, ...), so the ones
+  fleet resolves paths with go in `env` by value: `FLEET_HOLDER=agent:<name>` (the lead's holder
+  identity in leases, the ledger and the audit log), `FLEET_HOME` = the fleet's resolved state dir,
+  and `TMUX_TMPDIR` when set (where the fleet's tmux socket is). A server of that name in the home's
+  config or from the installed plugin is replaced by this one (measured), so there is one
+  `mcp__fleet` namespace.
+- `features.plugins = true`, ahead of the agent's own `args` (which can still turn it off): the
+  skills reach the lead through fleet's Codex plugin, which `ensure_plugin` installs in the lead's
+  home with Codex's own commands before the launch. The model then sees `fleet:fleet-lead` and
+  `fleet:fleet-report` in its skills list. Codex has no `-c` key that adds a skill folder (0.169:
+  `skills.config` only toggles skills it already found), and the plugin is how Codex loads skills
+  it does not find in the home or the project.
+
+`overrides` is pure; `ensure_plugin` runs `codex plugin ...` (idempotent: a no-op after the first).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Final
+
+from fleet.config import AgentSpec
+
+from .codex import _toml
+
+#: The MCP server's name in the lead's Codex: its tools are the namespace `mcp__fleet`, as with the plugin.
+SERVER_NAME: Final = "fleet"
+#: Fleet's tools run without asking in a lead: it exists to call them (see the module doc).
+APPROVAL_MODE: Final = "approve"
+#: Variables forwarded by value when set in fleet's environment (the server sees nothing else of it).
+FORWARDED_ENV: Final = ("TMUX_TMPDIR",)
+
+
+def holder(agent: str) -> str:
+    """The lease holder a lead agent acts as."""
+    return f"agent:{agent}"
+
+
+def server_table(spec: AgentSpec, config_path: Path, state_dir: Path,
+                 environ: dict[str, str] | None = None) -> dict[str, object]:
+    """The `[mcp_servers.fleet]` table for this lead. Pure given `environ` (default: os.environ)."""
+    env_src = os.environ if environ is None else environ
+    env = {"FLEET_HOLDER": holder(spec.name), "FLEET_HOME": str(state_dir)}
+    env.update({k: env_src[k] for k in FORWARDED_ENV if env_src.get(k)})
+    return {
+        "command": sys.executable,
+        "args": ["-m", "fleet", "--config", str(config_path.absolute()), "mcp"],
+        "env": env,
+        "default_tools_approval_mode": APPROVAL_MODE,
+    }
+
+
+def overrides(spec: AgentSpec, config_path: Path, state_dir: Path,
+              environ: dict[str, str] | None = None) -> list[str]:
+    """The `-c` values (without the `-c`) a lead launches with; empty for any other role."""
+    if spec.role != "lead":
+        return []
+    table = server_table(spec, config_path, state_dir, environ)
+    return [f"mcp_servers.{SERVER_NAME}={_toml(table)}", "features.plugins=true"]
+
+
+def ensure_plugin(spec: AgentSpec) -> list[str]:
+    """Install fleet's plugin (for its skills) in a lead's Codex home; returns the changes made.
+
+    The home must exist (the runtime creates it first). Raises the `fleet.install` errors
+    (CodexMissing, PluginCommandFailed, ...) so that a start fails before anything is launched.
+    """
+    if spec.role != "lead":
+        return []
+    from fleet.install import install
+
+    return list(install(spec.home, codex=spec.codex)["changes"])

@@ -1,0 +1,86 @@
+"""How results read to a model over MCP: the same facts as the CLI's `--json`, in fewer bytes.
+
+Every byte of a tool result is a token in the lead's context, on every call. So the MCP surface
+sends a compact view (the CLI's `--json` stays complete):
+
+- every result: no `null`s, no empty strings, lists or objects (absent means "none");
+- `fleet_status`: a table, `columns` once and one row per agent (`[agent, state, role, lease, last,
+  for_s]`; `lease` is `holder#token` when held, `last` the last turn's outcome, `for_s` the seconds
+  in this state), and per agent only the facts that are not routine in `notes` (`detail`,
+  `exit_status`, anything other parts of fleet add). Paths, pids and timestamps stay out: the lead
+  names agents, not paths, and `fleet status --json` has them all;
+- `fleet_leases`: a table too.
+
+Pure: `now` is an argument. The tables' schemas are in `STATUS_COLUMNS` / `LEASE_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+STATUS_COLUMNS: Final = ("agent", "state", "role", "lease", "last", "for_s")
+LEASE_COLUMNS: Final = ("agent", "state", "holder", "token", "expires_in")
+#: Status fields the table carries, or that are for people and scripts (paths, pids, exact times).
+_STATUS_ROUTINE: Final = frozenset({"name", "state", "role", "lease", "last_turn", "since", "home", "cwd",
+                                    "sandbox", "pid", "exit_signal"})
+
+
+def prune(value: Any) -> Any:
+    """`value` without nulls and empty containers or strings, recursively (False and 0 are kept)."""
+    if isinstance(value, dict):
+        out = {k: prune(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, "", [], {})}
+    if isinstance(value, list):
+        return [prune(v) for v in value]
+    return value
+
+
+def _lease(lease: Any) -> str | None:
+    if not isinstance(lease, dict):
+        return None
+    if lease.get("state") == "held":
+        return f"{lease.get('holder')}#{lease.get('token')}"
+    return "corrupt" if lease.get("state") == "corrupt" else None
+
+
+def status_view(result: dict[str, Any], now: float) -> dict[str, Any]:
+    rows: list[list[Any]] = []
+    notes: dict[str, Any] = {}
+    for a in result.get("agents", []):
+        last = a.get("last_turn") or {}
+        since = a.get("since")
+        rows.append([a.get("name"), a.get("state"), a.get("role"), _lease(a.get("lease")), last.get("outcome"),
+                     max(0, int(now - since)) if isinstance(since, (int, float)) else None])
+        extra = prune({k: v for k, v in a.items() if k not in _STATUS_ROUTINE})
+        if extra:
+            notes[str(a.get("name"))] = extra
+    out: dict[str, Any] = prune({k: v for k, v in result.items() if k != "agents"})
+    return out | {"columns": list(STATUS_COLUMNS), "agents": rows} | ({"notes": notes} if notes else {})
+
+
+def leases_view(result: dict[str, Any], now: float) -> dict[str, Any]:
+    rows = []
+    notes = {}
+    for lease in result.get("leases", []):
+        expires = lease.get("expires_in")
+        rows.append([lease.get("agent"), lease.get("state"), lease.get("holder"), lease.get("token"),
+                     int(expires) if isinstance(expires, (int, float)) else None])
+        if lease.get("error"):
+            notes[str(lease.get("agent"))] = prune(lease["error"])
+    return {"columns": list(LEASE_COLUMNS), "leases": rows} | ({"notes": notes} if notes else {})
+
+
+_VIEWS: Final[dict[str, Callable[[dict[str, Any], float], dict[str, Any]]]] = {
+    "fleet_status": status_view,
+    "fleet_leases": leases_view,
+}
+
+
+def view(operation: str, result: dict[str, Any], now: float) -> dict[str, Any]:
+    """The compact form of `operation`'s result for a model."""
+    shaped = _VIEWS.get(operation)
+    if shaped is not None:
+        return shaped(result, now)
+    pruned: dict[str, Any] = prune(result)
+    return pruned

@@ -1,0 +1,91 @@
+"""`fleet install`: put fleet's Codex plugin into a Codex home (or take it out), and say where it is.
+
+The work is `fleet.install.install` (Codex's own `codex plugin ...` commands, idempotent). This
+module only picks the Codex home and the Codex binary: the home is `codex_home`, else `$CODEX_HOME`,
+else `~/.codex` (the home a plain `codex` uses); the binary is the one the fleet's config names when
+every agent names the same one, else `codex` on the PATH. A fleet config is not needed: a user
+installs the plugin before writing one.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final
+
+from fleet.config import FleetConfig
+from fleet.errors import ConfigNotFound, FleetError
+
+from .core import Service
+
+#: `plugin_status` runs three short Codex commands per home; homes are checked side by side.
+STATUS_WORKERS: Final = 4
+
+
+def _config_or_none(svc: Service) -> FleetConfig | None:
+    """The fleet's config, or None when there is none to find; a config the caller named must exist."""
+    try:
+        return svc.config
+    except ConfigNotFound:
+        if svc.config_path or os.environ.get("FLEET_CONFIG"):
+            raise
+        return None
+
+
+def codex_command(config: FleetConfig | None) -> str:
+    """The Codex command to run `codex plugin ...` with: the fleet's own when its agents agree on one."""
+    commands = {a.codex for a in config.agents.values()} if config else set()
+    return commands.pop() if len(commands) == 1 else "codex"
+
+
+def fleet_install(svc: Service, *, uninstall: bool, codex_home: str | None = None) -> dict[str, Any]:
+    from fleet.install import default_codex_home, install
+
+    home = Path(codex_home).expanduser() if codex_home else default_codex_home()
+    result = install(home, uninstall, codex=codex_command(_config_or_none(svc)))
+    return dict(result)
+
+
+def _config_quiet(svc: Service) -> FleetConfig | None:
+    """For doctor, which reports a bad config on its own line."""
+    try:
+        return svc.config
+    except FleetError:
+        return None
+
+
+def plugin_homes(config: FleetConfig | None) -> list[Path]:
+    """The homes `fleet doctor` checks: the default Codex home, then each agent home that exists
+    (a home that was never created cannot have the plugin, and Codex refuses it anyway)."""
+    from fleet.install import default_codex_home
+
+    homes = [default_codex_home()]
+    if config is not None:
+        homes += [a.home for a in config.agents.values() if a.home.is_dir()]
+    return list(dict.fromkeys(h.expanduser().absolute() for h in homes))
+
+
+def plugin_check(svc: Service) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Doctor's plugin line (always ok: the plugin is optional) and the per-home statuses."""
+    from fleet.install import plugin_status
+
+    config = _config_quiet(svc)
+    homes = plugin_homes(config)
+    codex = codex_command(config)
+    try:
+        with ThreadPoolExecutor(max_workers=STATUS_WORKERS) as pool:
+            statuses = [s for batch in pool.map(lambda h: plugin_status([h], codex=codex), homes) for s in batch]
+    except FleetError as exc:  # plugin_status reports per home; this is only a safety net
+        return {"name": "codex plugin", "ok": True, "detail": exc.message, "hint": ""}, []
+    installed = [s["codex_home"] + ("" if s["current"] else f" (version {s['version']}, not current)")
+                 for s in statuses if s["installed"]]
+    missing = [s["codex_home"] for s in statuses if not s["installed"] and not s["error"]]
+    errors = [f"{s['codex_home']}: {s['error']}" for s in statuses if s["error"]]
+    parts = [f"installed in {', '.join(installed)}" if installed else "not installed in any checked home"]
+    if missing:
+        parts.append(f"not in {', '.join(missing)}")
+    if errors:
+        parts.append(f"unchecked: {'; '.join(errors)}")
+    detail = "; ".join(parts) + ("" if installed else " (run `fleet install` to add it to your Codex)")
+    return {"name": "codex plugin", "ok": True, "detail": detail, "hint": ""}, [dict(s) for s in statuses]

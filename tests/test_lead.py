@@ -1,0 +1,169 @@
+"""The lead role: a `role = "lead"` agent launches with fleet's MCP tools (approved), the fleet-lead
+skill (through fleet's plugin, installed in its home by Codex's own commands) and the holder
+`agent:<name>`; routing never gives it work; the watchdog's escalations go to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Fleet, require_offline, wait_until
+from mockmodel import MockModel, MockServer, Step, codex_offline_args
+
+from fleet import ops
+from fleet.agents import lead
+from fleet.agents.codex import launch_argv, resolve_binary
+from fleet.config import parse_config
+from fleet.install import PLUGIN_ID
+from fleet.install.codexcli import CodexPlugins
+
+
+def config(tmp_path: Path, agents: str, watchdog: str = "") -> Any:
+    raw = tomllib.loads(f"{watchdog}\n{agents}")
+    return parse_config(raw, tmp_path / "fleet.toml")
+
+
+def toml_value(override: str) -> Any:
+    key, _, value = override.partition("=")
+    return key, tomllib.loads(f"v = {value}")["v"]
+
+
+# ---- the launch, pure -----------------------------------------------------------------------------
+
+def test_a_lead_gets_fleets_mcp_server_with_its_holder_approved_and_pointed_at_this_fleet(tmp_path: Path) -> None:
+    cfg = config(tmp_path, '[agents.boss]\nhome = "h"\ncwd = "."\nrole = "lead"\n')
+    spec = cfg.agent("boss")
+    assert spec.sandbox == "read-only"
+    overrides = lead.overrides(spec, cfg.path, cfg.state_dir, {"TMUX_TMPDIR": "/tmp/x", "OTHER": "y"})
+    assert overrides[1] == "features.plugins=true"
+    key, table = toml_value(overrides[0])
+    assert key == "mcp_servers.fleet"
+    assert table == {
+        "command": sys.executable,
+        "args": ["-m", "fleet", "--config", str(cfg.path), "mcp"],
+        "env": {"FLEET_HOLDER": "agent:boss", "FLEET_HOME": str(cfg.state_dir), "TMUX_TMPDIR": "/tmp/x"},
+        "default_tools_approval_mode": "approve",
+    }
+
+
+def test_other_roles_get_no_lead_wiring(tmp_path: Path) -> None:
+    cfg = config(tmp_path, '[agents.w]\nhome = "h"\ncwd = "."\nrole = "worker"\n'
+                           '[agents.e]\nhome = "h2"\ncwd = "."\n')
+    for spec in cfg.agents.values():
+        assert lead.overrides(spec, cfg.path, cfg.state_dir) == []
+        assert lead.ensure_plugin(spec) == []
+
+
+def test_the_lead_overrides_come_after_fleets_own_and_before_the_agents_args(tmp_path: Path) -> None:
+    codex = tmp_path / "codex"
+    codex.write_text("#!/bin/sh\n")
+    codex.chmod(0o755)
+    cfg = config(tmp_path, f'[agents.boss]\nhome = "h"\ncwd = "."\nrole = "lead"\ncodex = "{codex}"\n'
+                           'args = ["-c", "features.plugins=false"]\n')
+    spec = cfg.agent("boss")
+    argv = launch_argv(spec, tmp_path / "agent", lead.overrides(spec, cfg.path, cfg.state_dir))
+    values = [argv[i + 1] for i, a in enumerate(argv) if a == "-c"]
+    server = next(i for i, v in enumerate(values) if v.startswith("mcp_servers.fleet="))
+    assert values.index("features.plugins=true") == server + 1
+    assert values[-1] == "features.plugins=false"  # the user's own args still have the last word
+    assert any(v.startswith("notify=") for v in values[:server])
+
+
+def test_the_one_lead_agent_gets_the_watchdogs_escalations_unless_the_policy_names_another(tmp_path: Path) -> None:
+    agents = ('[agents.boss]\nhome = "h"\ncwd = "."\nrole = "lead"\n'
+              '[agents.w]\nhome = "h2"\ncwd = "."\nrole = "worker"\n')
+    assert config(tmp_path, agents).watchdog.lead == "boss"
+    assert config(tmp_path, agents, '[watchdog]\nlead = "w"').watchdog.lead == "w"
+    two = agents + '[agents.boss2]\nhome = "h3"\ncwd = "."\nrole = "lead"\n'
+    assert config(tmp_path, two).watchdog.lead is None
+    assert config(tmp_path, '[agents.w]\nhome = "h2"\ncwd = "."\n').watchdog.lead is None
+
+
+def test_routing_never_assigns_to_a_lead() -> None:
+    from fleet.work import routing
+
+    assert "lead" in routing.Why.__args__  # type: ignore[attr-defined]
+
+
+# ---- the launch, real Codex ---------------------------------------------------------------------
+
+def lead_fleet(tmp_path: Path, codex_bin: str, server: MockServer, lead_args: tuple[str, ...] = ()) -> Fleet:
+    """A fleet of a lead (`boss`, plugins on so its skills load) and one worker, against the mock."""
+    require_offline()
+    name = f"t{os.urandom(5).hex()}"
+    root = tmp_path / name
+    offline = codex_offline_args(server.url)
+    lead_args_all = [("features.plugins=true" if a == "features.plugins=false" else a) for a in offline]
+    lines = ["[fleet]", f'name = "{name}"', f'state_dir = "{root / "state"}"', "", "[defaults]",
+             f"codex = {json.dumps(codex_bin)}", f"args = {json.dumps(offline)}"]
+    for agent, role, args in (("boss", "lead", [*lead_args_all, *lead_args]), ("agent-1", "worker", None)):
+        (root / "work" / agent).mkdir(parents=True)
+        lines += ["", f"[agents.{agent}]", f'home = "{root / "homes" / agent}"', f'cwd = "{root / "work" / agent}"',
+                  f'role = "{role}"']
+        if args is not None:
+            lines.append(f"args = {json.dumps(args)}")
+    path = root / "fleet.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return Fleet(path=path, name=name, state_dir=root / "state", agents=["boss", "agent-1"], root=root)
+
+
+def tool_outputs(requests: list[dict[str, Any]]) -> dict[str, str]:
+    """The last output Codex sent back for each tool name."""
+    calls: dict[str, str] = {}
+    outputs: dict[str, str] = {}
+    for body in requests:
+        for item in body.get("input") or []:
+            if item.get("type") == "function_call":
+                calls[item["call_id"]] = item["name"]
+            elif item.get("type") == "function_call_output" and item.get("call_id") in calls:
+                output = item.get("output")
+                outputs[calls[item["call_id"]]] = output if isinstance(output, str) else json.dumps(output)
+    return outputs
+
+
+def request_text(body: dict[str, Any]) -> str:
+    return "\n".join(part.get("text", "") for item in body.get("input") or []
+                     for part in item.get("content") or [] if isinstance(part, dict))
+
+
+@pytest.mark.codex
+@pytest.mark.parametrize("approval", ["on-request", "never"])
+def test_a_lead_agent_calls_fleets_tools_unasked_as_itself_and_sees_the_lead_skill(
+        tmp_path: Path, codex_bin: str, approval: str) -> None:
+    model = MockModel(default_text="Idle.", retry_unsupported=True)
+    conv = model.converse("LEAD-CHECK",
+                          Step(tool=("fleet_status", {}), namespace="mcp__fleet"),
+                          Step(tool=("agent_claim", {"agent": "agent-1", "ttl": 600}), namespace="mcp__fleet"),
+                          Step(text="Checked the fleet."))
+    with MockServer(model) as server:
+        fleet = lead_fleet(tmp_path, codex_bin, server, ("-c", f'approval_policy="{approval}"'))
+        try:
+            up = fleet.json("up", "boss")
+            assert up["agents"][0]["state"] == "idle"
+            installed = CodexPlugins(resolve_binary(codex_bin), fleet.root / "homes" / "boss").installed()
+            assert installed[PLUGIN_ID]["enabled"] is True
+
+            fleet.json("send", "boss", "LEAD-CHECK: look at the fleet and take agent-1.")
+
+            def done() -> bool:
+                last = fleet.status("boss").get("last_turn") or {}
+                return last.get("outcome") == "completed" and last.get("last_message") == "Checked the fleet."
+
+            wait_until(done, timeout=60, interval=0.2)
+        finally:
+            fleet.cli("down")
+
+    [namespace] = [t for t in conv.requests[-1]["tools"] if t.get("name") == "mcp__fleet"]
+    assert {t["name"] for t in namespace["tools"]} == set(ops.REGISTRY)
+    assert "- fleet:fleet-lead: " in request_text(conv.requests[0])
+    outputs = tool_outputs(conv.requests)
+    assert "requires approval" not in outputs["fleet_status"]
+    assert '"agent-1"' in outputs["fleet_status"]
+    assert '"agent:boss"' in outputs["agent_claim"], outputs["agent_claim"]
+    [lease] = [x for x in fleet.json("leases")["leases"] if x["agent"] == "agent-1"]
+    assert (lease["state"], lease["holder"]) == ("held", "agent:boss")
