@@ -4,11 +4,12 @@ Every byte of a tool result is a token in the lead's context, on every call. So 
 sends a compact view (the CLI's `--json` stays complete):
 
 - every result: no `null`s, no empty strings, lists or objects (absent means "none");
-- `fleet_status`: a table, `columns` once and one row per agent (`[agent, state, role, lease, last,
-  for_s]`; `lease` is `holder#token` when held, `last` the last turn's outcome, `for_s` the seconds
-  in this state), and per agent only the facts that are not routine in `notes` (`detail`,
-  `exit_status`, anything other parts of fleet add). Paths, pids and timestamps stay out: the lead
-  names agents, not paths, and `fleet status --json` has them all;
+- `fleet_status`: a table, `columns` once and one row per agent: `[agent, state, role, lease, last,
+  for_s]`, where `lease` is the holder when held (the token is the holder's business: `agent_claim`
+  returns it), `last` the last turn's outcome and `for_s` the seconds in this state. Per agent, only
+  the facts that are not routine go in `notes` (`detail`, an exited agent's exit status, anything
+  other parts of fleet add). Paths, pids and timestamps stay out: the lead names agents, not paths,
+  and `fleet status --json` has them all (20 busy agents: ~1.9 KB);
 - `fleet_leases`: a table too.
 
 Pure: `now` is an argument. The tables' schemas are in `STATUS_COLUMNS` / `LEASE_COLUMNS`.
@@ -23,7 +24,7 @@ STATUS_COLUMNS: Final = ("agent", "state", "role", "lease", "last", "for_s")
 LEASE_COLUMNS: Final = ("agent", "state", "holder", "token", "expires_in")
 #: Status fields the table carries, or that are for people and scripts (paths, pids, exact times).
 _STATUS_ROUTINE: Final = frozenset({"name", "state", "role", "lease", "last_turn", "since", "home", "cwd",
-                                    "sandbox", "pid", "exit_signal"})
+                                    "sandbox", "pid", "exit_signal", "exit_status"})
 
 
 def prune(value: Any) -> Any:
@@ -40,7 +41,7 @@ def _lease(lease: Any) -> str | None:
     if not isinstance(lease, dict):
         return None
     if lease.get("state") == "held":
-        return f"{lease.get('holder')}#{lease.get('token')}"
+        return str(lease.get("holder"))
     return "corrupt" if lease.get("state") == "corrupt" else None
 
 
@@ -53,6 +54,8 @@ def status_view(result: dict[str, Any], now: float) -> dict[str, Any]:
         rows.append([a.get("name"), a.get("state"), a.get("role"), _lease(a.get("lease")), last.get("outcome"),
                      max(0, int(now - since)) if isinstance(since, (int, float)) else None])
         extra = prune({k: v for k, v in a.items() if k not in _STATUS_ROUTINE})
+        if a.get("state") == "exited":  # how it died matters only while it lies dead
+            extra.update(prune({"exit_status": a.get("exit_status"), "exit_signal": a.get("exit_signal")}))
         if extra:
             notes[str(a.get("name"))] = extra
     out: dict[str, Any] = prune({k: v for k, v in result.items() if k != "agents"})
