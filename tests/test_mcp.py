@@ -288,3 +288,15 @@ def test_inspector_lists_tools_and_calls_them(inspector: str, fleet_factory: Any
                         "--tool-arg", "agent=nope")
     assert bad.returncode != 0, bad.stdout
     assert "unknown_agent" in bad.stdout + bad.stderr
+
+
+def test_inspector_finds_the_config_after_a_double_dash(inspector: str, fleet_factory: Any) -> None:
+    """The other way to give the server its config: everything after `--` is the server's command line."""
+    fleet = fleet_factory(1)
+    env_args = [arg for k, v in server_env().items() for arg in ("-e", f"{k}={v}")]
+    called = subprocess.run(
+        [inspector, "--cli", *env_args, "--method", "tools/call", "--tool-name", "fleet_status",
+         "--", sys.executable, "-m", "fleet", "--config", str(fleet.path), "mcp"],
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    assert called.returncode == 0, called.stderr + called.stdout
+    assert json.loads(called.stdout)["structuredContent"]["fleet"] == fleet.name
