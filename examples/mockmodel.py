@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -115,6 +116,7 @@ class Conversation:
     default_text: str
     requests: list[dict[str, Any]] = field(default_factory=list)
     last_tool: Step | None = None
+    driver: Callable[[dict[str, Any]], Step] | None = None
 
 
 @dataclass
@@ -145,9 +147,14 @@ class MockModel:
         with self.lock:
             self.steps.extend(steps)
 
-    def converse(self, marker: str, *steps: Step, default_text: str | None = None) -> Conversation:
-        """Script the conversation whose user messages contain `marker`; earlier conversations match first."""
-        conv = Conversation(marker, deque(steps), self.default_text if default_text is None else default_text)
+    def converse(self, marker: str, *steps: Step, default_text: str | None = None,
+                 driver: Callable[[dict[str, Any]], Step] | None = None) -> Conversation:
+        """Script the conversation whose user messages contain `marker`; earlier conversations match first.
+
+        With `driver`, every request of the conversation is answered by `driver(request body)` instead
+        of a fixed script: a model that reads the tool outputs it got (see `tool_results`)."""
+        conv = Conversation(marker, deque(steps), self.default_text if default_text is None else default_text,
+                            driver=driver)
         with self.lock:
             self.conversations.append(conv)
         return conv
@@ -161,6 +168,8 @@ class MockModel:
             conv = next((c for c in self.conversations if any(c.marker in t for t in users)), None)
             if conv is not None:
                 conv.requests.append(body)
+                if conv.driver is not None:
+                    return conv.driver(body)
             steps, default, last = (conv.steps, conv.default_text, conv.last_tool) if conv else \
                 (self.steps, self.default_text, self.last_tool)
             if (self.retry_unsupported and last is not None and self.retries < self.MAX_RETRIES
@@ -196,6 +205,30 @@ def _last_input_type(body: dict[str, Any]) -> str | None:
     if isinstance(items, list) and items and isinstance(items[-1], dict):
         return str(items[-1].get("type"))
     return None
+
+
+def tool_results(body: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """The function calls in a request's input, in order, each as (name, arguments, output text);
+    the output is "" while a call has none yet. Codex prefixes an MCP tool's output with
+    `Wall time: ...` and `Output:` lines; those are dropped, so a JSON result parses as it is."""
+    calls: dict[str, tuple[str, dict[str, Any]]] = {}
+    outputs: dict[str, str] = {}
+    order: list[str] = []
+    for item in body.get("input") or []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "function_call":
+            try:
+                args = json.loads(item.get("arguments") or "{}")
+            except json.JSONDecodeError:
+                args = {}
+            calls[item["call_id"]] = (str(item.get("name")), args)
+            order.append(item["call_id"])
+        elif item.get("type") == "function_call_output":
+            out = item.get("output")
+            text = out if isinstance(out, str) else json.dumps(out)
+            outputs[str(item.get("call_id"))] = text.split("Output:\n", 1)[-1] if "Output:\n" in text else text
+    return [(calls[c][0], calls[c][1], outputs.get(c, "")) for c in order]
 
 
 def _user_texts(body: dict[str, Any]) -> list[str]:
