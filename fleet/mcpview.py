@@ -7,9 +7,11 @@ sends a compact view (the CLI's `--json` stays complete):
 - `fleet_status`: a table, `columns` once and one row per agent: `[agent, state, role, lease, last,
   for_s]`, where `lease` is the holder when held (the token is the holder's business: `agent_claim`
   returns it), `last` the last turn's outcome and `for_s` the seconds in this state. Per agent, only
-  the facts that are not routine go in `notes` (`detail`, an exited agent's exit status, anything
-  other parts of fleet add). Paths, pids and timestamps stay out: the lead names agents, not paths,
-  and `fleet status --json` has them all (20 busy agents: ~1.9 KB);
+  the facts that are not routine go in `notes` (`detail`, an exited agent's exit status, a failed
+  last turn's `last_error` code, a usage limit's `resets_in_s`, anything other parts of fleet add).
+  Rate-limit headroom reads `5h 42% used, 7d 13% used`: once, as `rate_limits`, when every agent
+  reports the same (one account), else per agent in `notes`. Paths, pids and timestamps stay out:
+  the lead names agents, not paths, and `fleet status --json` has them all (20 busy agents: ~1.9 KB);
 - `fleet_leases`: a table too.
 
 Pure: `now` is an argument. The tables' schemas are in `STATUS_COLUMNS` / `LEASE_COLUMNS`.
@@ -24,7 +26,8 @@ STATUS_COLUMNS: Final = ("agent", "state", "role", "lease", "last", "for_s")
 LEASE_COLUMNS: Final = ("agent", "state", "holder", "token", "expires_in")
 #: Status fields the table carries, or that are for people and scripts (paths, pids, exact times).
 _STATUS_ROUTINE: Final = frozenset({"name", "state", "role", "lease", "last_turn", "since", "home", "cwd",
-                                    "sandbox", "pid", "exit_signal", "exit_status"})
+                                    "sandbox", "pid", "exit_signal", "exit_status", "resets_at", "rate_limits",
+                                    "rate_limits_at"})
 
 
 def prune(value: Any) -> Any:
@@ -45,10 +48,30 @@ def _lease(lease: Any) -> str | None:
     return "corrupt" if lease.get("state") == "corrupt" else None
 
 
+def _window(minutes: Any) -> str:
+    if not isinstance(minutes, int) or minutes <= 0:
+        return "window"
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440}d"
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+
+
+def headroom(limits: Any) -> str | None:
+    """Rate-limit headroom in a few characters: `5h 42% used, 7d 13% used` (None when unknown)."""
+    if not isinstance(limits, dict):
+        return None
+    parts = [f"{_window(w.get('window_minutes'))} {float(w['used_percent']):.0f}% used"
+             for w in (limits.get("primary"), limits.get("secondary"))
+             if isinstance(w, dict) and isinstance(w.get("used_percent"), (int, float))]
+    return ", ".join(parts) or None
+
+
 def status_view(result: dict[str, Any], now: float) -> dict[str, Any]:
     rows: list[list[Any]] = []
-    notes: dict[str, Any] = {}
+    notes: dict[str, dict[str, Any]] = {}
+    limits: dict[str, str] = {}
     for a in result.get("agents", []):
+        name = str(a.get("name"))
         last = a.get("last_turn") or {}
         since = a.get("since")
         rows.append([a.get("name"), a.get("state"), a.get("role"), _lease(a.get("lease")), last.get("outcome"),
@@ -56,9 +79,21 @@ def status_view(result: dict[str, Any], now: float) -> dict[str, Any]:
         extra = prune({k: v for k, v in a.items() if k not in _STATUS_ROUTINE})
         if a.get("state") == "exited":  # how it died matters only while it lies dead
             extra.update(prune({"exit_status": a.get("exit_status"), "exit_signal": a.get("exit_signal")}))
+        if isinstance(a.get("resets_at"), (int, float)):
+            extra["resets_in_s"] = max(0, int(a["resets_at"] - now))
+        if last.get("outcome") == "failed" and isinstance(last.get("error"), dict):
+            extra["last_error"] = last["error"].get("code")
+        room = headroom(a.get("rate_limits"))
+        if room:
+            limits[name] = room
         if extra:
-            notes[str(a.get("name"))] = extra
+            notes[name] = extra
+    if len(set(limits.values())) > 1:  # agents on different accounts: per agent
+        for name, room in limits.items():
+            notes.setdefault(name, {})["rate_limits"] = room
     out: dict[str, Any] = prune({k: v for k, v in result.items() if k != "agents"})
+    if len(set(limits.values())) == 1:  # one account, one line
+        out["rate_limits"] = next(iter(limits.values()))
     return out | {"columns": list(STATUS_COLUMNS), "agents": rows} | ({"notes": notes} if notes else {})
 
 

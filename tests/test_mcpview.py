@@ -72,9 +72,52 @@ def test_status_is_a_table_with_the_unusual_facts_in_notes() -> None:
     assert out["agents"] == [["a", "idle", "worker", None, "completed", 30],
                              ["b", "exited", "worker", "agent:boss", None, None],
                              ["c", "starting", "worker", "corrupt", "completed", 30]]
-    assert out["notes"] == {"b": {"exit_status": 1}, "c": {"detail": "trust screen", "resets_at": 2000.0}}
+    assert out["notes"] == {"b": {"exit_status": 1}, "c": {"detail": "trust screen", "resets_in_s": 969}}
     assert out["fleet"] == "f"
     assert "/h/a" not in json.dumps(out)
+
+
+LIMITS = {"primary": {"used_percent": 42.4, "window_minutes": 300, "resets_at": 5000.0},
+          "secondary": {"used_percent": 13.0, "window_minutes": 10080, "resets_at": 9000.0}}
+
+
+def test_a_limited_agent_says_when_it_resets_and_why_its_last_turn_failed() -> None:
+    failed = {"turn_id": "t", "started_at": 1.0, "ended_at": 2.0, "outcome": "failed", "prompt_chars": 1,
+              "last_message": None, "error": {"code": "usage_limit_exceeded", "message": "m", "http_status": 429,
+                                              "resets_at": 1600.0}}
+    result = {"agents": [status_entry("a", state="limited", resets_at=1600.0, last_turn=failed, rate_limits=LIMITS,
+                                      rate_limits_at=990.0)]}
+    out = status_view(result, now=1000.0)
+    assert out["agents"][0][1] == "limited"
+    assert out["notes"] == {"a": {"resets_in_s": 600, "last_error": "usage_limit_exceeded"}}
+    assert out["rate_limits"] == "5h 42% used, 7d 13% used"
+
+
+def test_rate_limits_are_said_once_for_one_account_and_per_agent_for_several() -> None:
+    other = {"primary": {"used_percent": 90.0, "window_minutes": 45, "resets_at": None}, "secondary": None}
+    same = status_view({"agents": [status_entry("a", rate_limits=LIMITS), status_entry("b", rate_limits=LIMITS),
+                                   status_entry("c", rate_limits=None)]}, now=1000.0)
+    assert same["rate_limits"] == "5h 42% used, 7d 13% used"
+    assert "notes" not in same
+    mixed = status_view({"agents": [status_entry("a", rate_limits=LIMITS), status_entry("b", rate_limits=other)]},
+                        now=1000.0)
+    assert "rate_limits" not in mixed
+    assert mixed["notes"] == {"a": {"rate_limits": "5h 42% used, 7d 13% used"},
+                              "b": {"rate_limits": "45m 90% used"}}
+
+
+@given(st.lists(st.fixed_dictionaries({
+    "state": st.sampled_from(["stopped", "idle", "working", "limited", "exited", "waiting_approval"]),
+    "since": st.none() | st.floats(0, 2000), "resets_at": st.none() | st.floats(0, 5000),
+    "exit_status": st.none() | st.integers(0, 255), "detail": st.none() | st.text(max_size=8),
+}), max_size=8), st.floats(0, 3000))
+def test_every_agent_gets_one_full_row_and_no_empty_note(changes: list[dict[str, Any]], now: float) -> None:
+    result = {"agents": [status_entry(f"a{i}", **c) for i, c in enumerate(changes)]}
+    out = status_view(result, now)
+    assert [row[0] for row in out["agents"]] == [f"a{i}" for i in range(len(changes))]
+    assert all(len(row) == len(STATUS_COLUMNS) for row in out["agents"])
+    assert not has_empty_member(out.get("notes", {}))
+    assert all(row[5] is None or row[5] >= 0 for row in out["agents"])
 
 
 def test_leases_are_a_table_and_a_corrupt_record_keeps_its_error() -> None:
