@@ -33,11 +33,15 @@ from .service import Service, default_holder
 logger = logging.getLogger("fleet.mcp")
 
 #: The lead's workflow in a few lines: what an MCP client shows the model before any tool is called.
+#: Codex 0.169 shows it as the `mcp__fleet` namespace's description; for models whose tools are
+#: deferred (found by search) it shows only the first ~247 characters, so the first sentence says
+#: what the tools are for on its own.
 INSTRUCTIONS: Final = (
-    "fleet runs a team of Codex agents; you lead it and they do the work. "
-    "1. fleet_status: who is idle, working, limited; skill_list: who can do what. "
-    "2. assignment_create, one per self-contained piece: the task, the skills it needs (routes it to an "
-    "idle agent) or `to`, its write paths, checks, and a request_id of your own. "
+    "Lead a team of Codex agents: give each a task (assignment_create, routed by skill), wait for "
+    "their verified reports (assignment_wait), see who is idle or busy (fleet_status). "
+    "Workflow: 1. fleet_status; skill_list for who can do what. "
+    "2. assignment_create per self-contained piece: the task, the skills it needs or `to`, write_paths, "
+    "checks, a request_id of your own. "
     "3. assignment_wait until nothing is pending (each call returns within its timeout; call again). "
     "4. assignment_get: verified -> accept; rejected or failed -> re-assign naming the problem. "
     "Do not do the agents' work yourself. Every error's hint is the next step. "
