@@ -137,7 +137,7 @@ def bench_tool_list(config: Path, env: dict[str, str], codex: str, root: Path) -
 
 
 class StampingModel(MockModel):
-    """Records when each `assignment_create` call is handed to the lead's Codex."""
+    """Records when each `assignment_create` call is handed to the lead's Codex (repeats included)."""
 
     def __init__(self) -> None:
         super().__init__(default_text="Done.", retry_unsupported=True)
@@ -184,7 +184,6 @@ def bench_assign(codex: str, root: Path, n: int) -> None:
             for i in range(n):
                 b.json("send", "boss", f"LEAD-BENCH round {i}: assign the next item.")
                 wait_until(lambda i=i: len(model.create_calls) > i, timeout=60)
-                called = model.create_calls[i]
 
                 def received(i: int = i) -> float | None:
                     for line in journal.read_text().splitlines() if journal.exists() else []:
@@ -193,18 +192,35 @@ def bench_assign(codex: str, root: Path, n: int) -> None:
                             return float(ev["time"])
                     return None
 
-                samples.append((wait_until(received, timeout=60) - called) * 1000)
-
-                def settled() -> bool:
-                    agents = {a["name"]: a for a in b.json("status")[1]["agents"]}
-                    return all(a["state"] == "idle" for a in agents.values())
-
-                wait_until(settled, timeout=90, interval=0.2)
+                got = wait_until(received, timeout=60)
+                # the last call handed out before the receipt: earlier ones were answered `unsupported
+                # call` (the lead's MCP server still starting) and repeated, as a model would
+                called = max(t for t in model.create_calls if t <= got)
+                samples.append((got - called) * 1000)
+                settle(b)
+            audit = [json.loads(line) for line in (root / "state" / "audit.jsonl").read_text().splitlines()]
+            handler = [float(a["ms"]) for a in audit if a.get("event") == "assignment_create" and "ms" in a]
+            if handler:
+                print(f"{'  of which the assignment_create handler (audit)':<48} {stats(handler)}", flush=True)
             verdict = "within" if statistics.median(samples) <= ASSIGN_TARGET_MS else "OVER"
             print(f"{'assignment_create call -> worker receipt':<48} {stats(samples)}   "
                   f"target <= {ASSIGN_TARGET_MS} ms: {verdict}", flush=True)
         finally:
+            for item in b.json("assignments", "--open")[1]["assignments"]:
+                b.run("cancel", item["id"], "--interrupt")
             b.cleanup()
+
+
+def settle(b: Bench) -> None:
+    """Let every open assignment end (verified or not) and every agent go idle before the next round,
+    so one round's verification never lands inside the next round's measurement."""
+    for item in b.json("assignments", "--open")[1]["assignments"]:
+        b.json("wait", item["id"], "--timeout", "90", timeout=120)
+
+    def idle() -> bool:
+        return all(a["state"] == "idle" for a in b.json("status")[1]["agents"])
+
+    wait_until(idle, timeout=90, interval=0.2)
 
 
 def main() -> int:
