@@ -207,6 +207,6 @@ def test_codex_shows_the_plugin_skills_and_tools_and_approves_only_read_only_too
 
     outputs = tool_outputs(model.requests)
     assert '\\"agents\\"' in outputs["fleet_status"]
-    assert '\\"name\\":\\"mila\\"' in outputs["fleet_status"]
+    assert '[\\"mila\\",' in outputs["fleet_status"]  # the compact status table's row
     assert "requires approval" not in outputs["fleet_status"]
     assert "MCP tool call requires approval, but approval policy is never" in outputs["agent_claim"]
