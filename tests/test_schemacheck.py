@@ -67,6 +67,7 @@ VALID: dict[str, Any] = {
     "op:assignment_cancel": {"assignment": "as-01JABCDEFGHJKMNPQRSTVWXYZ0", "interrupt": True, "holder": "lead"},
     "op:fleet_events": {"since": 10, "limit": 200, "assignment": "as-01JABCDEFGHJKMNPQRSTVWXYZ0"},
     "op:fleet_dispatch": {},
+    "op:fleet_install": {"codex_home": "~/.codex-alice", "uninstall": False},
 }
 #: Values at and around the bounds and patterns fleet's schemas use.
 EDGES = st.one_of(
