@@ -19,6 +19,7 @@ from fleet import ops
 from fleet.agents import lead
 from fleet.agents.codex import launch_argv, resolve_binary
 from fleet.config import parse_config
+from fleet.errors import FleetError
 from fleet.install import PLUGIN_ID
 from fleet.install.codexcli import CodexPlugins
 
@@ -167,3 +168,25 @@ def test_a_lead_agent_calls_fleets_tools_unasked_as_itself_and_sees_the_lead_ski
     assert '"agent:boss"' in outputs["agent_claim"], outputs["agent_claim"]
     [lease] = [x for x in fleet.json("leases")["leases"] if x["agent"] == "agent-1"]
     assert (lease["state"], lease["holder"]) == ("held", "agent:boss")
+
+
+def test_the_lead_skill_names_only_real_tools_and_assignment_arguments() -> None:
+    """The skill is the lead model's manual: a renamed argument there is a failed call later."""
+    import re
+
+    from fleet.install import plugin_source
+
+    text = (plugin_source().skills_dir / "fleet-lead" / "SKILL.md").read_text()
+    tools = {t for t in re.findall(r"`([a-z]+_[a-z_]+)`", text)
+             if t.split("_")[0] in ("fleet", "agent", "assignment", "skill", "lease", "watchdog")}
+    assert tools <= set(ops.REGISTRY), tools - set(ops.REGISTRY)
+    assign = text.split("**Assign.**", 1)[1].split("**Wait.**", 1)[0]
+    codes = {c.code for c in _subclasses(FleetError)}
+    arguments = set(re.findall(r"`([a-z]\w*)`", assign)) - set(ops.REGISTRY) - codes
+    assert {"task", "skills", "write_paths", "request_id"} <= arguments
+    schema = ops.REGISTRY["assignment_create"].input_schema["properties"]
+    assert arguments <= set(schema), arguments - set(schema)
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(s for sub in cls.__subclasses__() for s in _subclasses(sub))]
