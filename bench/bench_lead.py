@@ -9,7 +9,8 @@ Measures:
      (after `initialize`), speaking MCP's newline-delimited JSON-RPC over stdio, medians of --runs;
   2. the tool list as the model sees it: the `mcp__fleet` namespace in the `tools` of the request
      a real Codex (0.169, `codex exec`, the mock model) sends, in bytes and in rough tokens
-     (bytes / 4), per tool and in total, and its share of all the tools Codex offers;
+     (bytes / 4), per tool and in total, and its share of all the tools Codex offers (compact JSON,
+     as Codex sends it);
   3. assignment_create -> receipt: a lead Codex TUI (`role = "lead"`) whose scripted model calls
      `assignment_create`; the time from the mock handing out that tool call to the worker's Codex
      recording the assignment prompt (the worker journal's `turn_started`), medians over
@@ -99,6 +100,11 @@ def bench_mcp_startup(config: Path, env: dict[str, str], runs: int) -> None:
     print(f"{'fleet mcp: spawn -> first tools/list answer':<48} {stats(samples)}   ({tools} tools)", flush=True)
 
 
+def compact(value: Any) -> bytes:
+    """JSON as Codex sends it (serde's compact form: no spaces)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def lead_server_override(config: Path) -> str:
     table = (f'{{command={json.dumps(sys.executable)}, args=["-m", "fleet", "--config", {json.dumps(str(config))}, '
              '"mcp"], default_tools_approval_mode="approve"}')
@@ -124,14 +130,14 @@ def bench_tool_list(config: Path, env: dict[str, str], codex: str, root: Path) -
     if not spaces:
         raise RuntimeError("Codex offered no mcp__fleet tools")
     namespace = spaces[0]
-    total = len(json.dumps(body["tools"]).encode())
-    size = len(json.dumps(namespace).encode())
+    total = len(compact(body["tools"]))
+    size = len(compact(namespace))
     described = len(namespace.get("description", "").encode())
     print(f"tool list as the model sees it: mcp__fleet = {size} bytes (~{size // BYTES_PER_TOKEN} tokens), "
           f"{len(namespace['tools'])} tools; {100 * size / total:.0f}% of all tools offered ({total} bytes); "
           f"server instructions {described} bytes", flush=True)
-    for tool in sorted(namespace["tools"], key=lambda t: -len(json.dumps(t))):
-        n = len(json.dumps(tool).encode())
+    for tool in sorted(namespace["tools"], key=lambda t: -len(compact(t))):
+        n = len(compact(tool))
         print(f"  {tool['name']:<20} {n:5d} bytes  ~{n // BYTES_PER_TOKEN:4d} tokens  "
               f"(description {len(tool.get('description', '').encode())})", flush=True)
 

@@ -35,19 +35,19 @@ if TYPE_CHECKING:
 Tier = Literal["readonly", "mutating", "destructive"]
 Handler = Callable[..., dict[str, Any]]
 
-AGENT: Final = {"type": "string", "pattern": AGENT_NAME, "description": "Agent name from fleet.toml."}
+AGENT: Final = {"type": "string", "pattern": AGENT_NAME, "description": "Agent name."}
 AGENTS: Final = {"type": "array", "items": AGENT, "maxItems": 100, "uniqueItems": True,
-                 "description": "Agent names; empty or omitted means every configured agent."}
+                 "description": "Agent names (default: all)."}
 HOLDER: Final = {"type": "string", "pattern": HOLDER_PATTERN,
-                 "description": "Lease holder identity; defaults to the caller's (see README, Leases)."}
+                 "description": "Lease holder (default: you)."}
 TOKEN: Final = {"type": "integer", "minimum": 1, "maximum": 2**53,
-                "description": "Fencing token from `claim`; the call is refused with lease_lost if it is stale."}
+                "description": "Token from agent_claim; a stale one is refused (lease_lost)."}
 LEASED: Final = {"holder": HOLDER, "token": TOKEN}
 REQUEST_ID: Final = {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}(?!\n)$",
-                     "description": "Idempotency key: a retry with the same id returns the first result."}
+                     "description": "Your idempotency key: a retry returns the first result."}
 
 ASSIGNMENT: Final = {"type": "string", "pattern": ASSIGNMENT_ID_PATTERN,
-                     "description": "Assignment id, `as-` + 26 characters, as `assignment_create` returned it."}
+                     "description": "Assignment id (as-...)."}
 #: The prompt's own limits (`fleet.work.prompt`): a task is instructions, checks are commands.
 _TASK_CHARS: Final = 16_000
 _STRINGS: Final = {"type": "string", "minLength": 1, "maxLength": 4096}
@@ -171,92 +171,109 @@ def _seconds(minimum: float, maximum: float, default: float, what: str) -> dict[
 REGISTRY: Final[dict[str, Operation]] = {
     op.name: op
     for op in (
-        _op("fleet_status", "status", "Show each agent's exact state, last turn and lease.", "readonly",
+        _op("fleet_status", "status",
+            "Who is idle, working, limited or stopped, its last turn and lease holder: look before assigning.",
+            "readonly",
             {"agents": AGENTS}, (), _out("agents"), _AGENTS_OPS + "fleet_status"),
         _op("agent_start", "up",
-            "Start agents (the Codex TUI in tmux) and wait until each is ready; one result per agent.",
+            "Start agents (Codex in tmux); returns when each is ready, one result per agent.",
             "mutating", {"agents": AGENTS, **LEASED,
                          "timeout": _seconds(1, 300, 30, "How long the whole call may take, readiness included")},
             (), _out("ok", "agents"), _AGENTS_OPS + "agent_start"),
-        _op("agent_stop", "down", "Stop agents: quit Codex cleanly, kill if it must; no process left.",
+        _op("agent_stop", "down",
+            "Stop agents (quit Codex, kill if it must).",
             "destructive", {"agents": AGENTS, **LEASED}, (), _out("ok", "agents"), _AGENTS_OPS + "agent_stop"),
         _op("agent_send", "send",
-            "Send a prompt; returns a receipt once Codex recorded it, else a not_delivered error.", "mutating",
+            "Ad-hoc prompt outside assignments; returns once Codex recorded it (receipt) or not_delivered.",
+            "mutating",
             {"agent": AGENT, "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
              "request_id": REQUEST_ID,
              "timeout": _seconds(1, 120, 10, "How long to wait for Codex to record the prompt"), **LEASED},
             ("agent", "text"), _out("agent", "delivered", "turn_id"), _AGENTS_OPS + "agent_send"),
-        _op("agent_interrupt", "interrupt", "Interrupt the agent's running turn (like Esc).", "mutating",
+        _op("agent_interrupt", "interrupt",
+            "Interrupt an agent's running turn (like Esc).",
+            "mutating",
             {"agent": AGENT, **LEASED}, ("agent",), _out("agent", "interrupted"), _AGENTS_OPS + "agent_interrupt"),
-        _op("agent_tail", "tail", "Show the last lines of the agent's screen (live or final).", "readonly",
+        _op("agent_tail", "tail",
+            "An agent's last screen lines: what it is doing, or why it is stuck.",
+            "readonly",
             {"agent": AGENT, "lines": {"type": "integer", "minimum": 1, "maximum": 2000, "default": 40}},
             ("agent",), _out("agent", "lines"), _AGENTS_OPS + "agent_tail"),
-        _op("fleet_doctor", "doctor", "Check tmux, Codex, the config and the state dir.", "readonly",
+        _op("fleet_doctor", "doctor",
+            "When agents fail to start: checks tmux, Codex, the config, the state dir, the plugin.",
+            "readonly",
             {}, (), _out("ok", "checks"), "fleet.service.doctor:fleet_doctor"),
         _op("agent_claim", "claim",
-            "Claim (or renew) an agent's lease; others are refused until it expires. "
-            "With token, only renew that lease (lease_lost if it is no longer current).",
+            "Claim or renew an agent for ad-hoc agent_send; others are refused until it expires. With token: "
+            "renew only that lease.",
             "mutating",
             {"agent": AGENT, "holder": HOLDER, "token": TOKEN,
              "ttl": _seconds(1, 86400, 1800, "Lease length"),
              "wait": _seconds(0, 600, 0, "How long to wait for a held lease")},
             ("agent",), _out("agent", "holder", "token", "expires_at", "status"), _LEASE_OPS + "agent_claim"),
         _op("agent_release", "release",
-            "Release an agent's lease (force breaks anyone's; audited). "
-            "With token, only that lease (lease_lost if it is no longer current).", "mutating",
+            "Release your lease on an agent (force: anyone's, audited; token: only that lease).",
+            "mutating",
             {"agent": AGENT, "holder": HOLDER, "token": TOKEN, "force": {"type": "boolean", "default": False}},
             ("agent",), _out("agent", "released"), _LEASE_OPS + "agent_release"),
-        _op("fleet_leases", "leases", "List every agent's lease: free, held or expired.", "readonly",
+        _op("fleet_leases", "leases",
+            "Who holds each agent and for how long.",
+            "readonly",
             {}, (), _out("leases"), _LEASE_OPS + "fleet_leases"),
         _op("lease_repair", "lease-repair",
-            "Move a corrupt lease record aside (kept, audited) so the agent can be claimed again.",
+            "Only after a lease_corrupt error: move the bad record aside.",
             "destructive", {"agent": AGENT, "holder": HOLDER}, ("agent",), _out("agent"), _LEASE_OPS + "lease_repair"),
         _op("skill_list", "skills",
-            "List the skills each agent's Codex would load (name, description, source, path); broken "
-            "SKILL.md files are listed with their error.", "readonly",
+            "Skills each agent can use (what to pass as assignment_create's skills); broken ones with their "
+            "error.",
+            "readonly",
             {"agents": AGENTS}, (), _out("agents"), _WORK_OPS + "skill_list"),
         _op("assignment_create", "assign",
-            "Give a task to an agent: fleet routes it (or uses `to`), sends a prompt with the scope, skills, "
-            "deadline, checks and report contract, and returns once Codex recorded it. The agent stays leased "
-            "to the assignment until it ends. Then use assignment_wait.", "mutating",
+            "Hand one self-contained task to an agent (routed by skills, or `to`) with its scope, checks and "
+            "report contract; returns once its Codex received it. Then assignment_wait.",
+            "mutating",
             ASSIGN_PROPS, ("task",), _out("assignment", "state", "duplicate"), _WORK_OPS + "assignment_create"),
         _op("assignment_list", "assignments",
-            "List assignments, newest first: id, agent, state, report status, verdict (brought up to date first).",
+            "Assignments, newest first: id, agent, state, report status, verdict.",
             "readonly",
             {"open_only": {"type": "boolean", "default": False, "description": "Only open ones."},
              "agent": AGENT, "limit": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}},
             (), _out("assignments"), _WORK_OPS + "assignment_list"),
         _op("assignment_get", "show",
-            "One assignment in full: task, prompt, receipt, report, verification and every event.", "readonly",
+            "One assignment in full: report, verification (why it was rejected), receipt, events.",
+            "readonly",
             {"assignment": ASSIGNMENT}, ("assignment",), _out("id", "state", "events"), _WORK_OPS + "assignment_get"),
         _op("assignment_wait", "wait",
-            "Wait until the assignments have ended (verified, rejected, failed or cancelled) or the timeout "
-            "passes; says which are done and which still pending. Over MCP at most 50 s: call again if pending.",
+            "Wait until assignments end (verified, rejected, failed, cancelled); over MCP at most 50 s: call "
+            "again while any is pending.",
             "readonly",
             {"assignments": {"type": "array", "items": ASSIGNMENT, "minItems": 1, "maxItems": 100,
                              "uniqueItems": True, "description": "Assignment ids to wait for."},
              "timeout": _seconds(0, 3600, 25, "How long to wait (over MCP at most 50)")},
             ("assignments",), _out("done", "pending"), _WORK_OPS + "assignment_wait"),
         _op("assignment_cancel", "cancel",
-            "End an open assignment and free its agent; with interrupt, also stop the agent's running turn.",
+            "Drop an open assignment and free its agent; interrupt also stops its running turn.",
             "destructive",
             {"assignment": ASSIGNMENT, "interrupt": {"type": "boolean", "default": False,
                                                      "description": "Also interrupt the agent's turn (like Esc)."},
              "holder": HOLDER},
             ("assignment",), _out("assignment", "cancelled", "state"), _WORK_OPS + "assignment_cancel"),
         _op("fleet_events", "events",
-            "Assignment events after a cursor (oldest first) and the cursor to pass next time.", "readonly",
+            "What changed since a cursor (oldest first), and the cursor to pass next.",
+            "readonly",
             {"since": {"type": "integer", "minimum": 0, "maximum": 2**53, "default": 0,
                        "description": "Return events after this cursor (0: from the start)."},
              "limit": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 200},
              "assignment": ASSIGNMENT},
             (), _out("events", "cursor"), _WORK_OPS + "fleet_events"),
         _op("fleet_dispatch", "dispatch",
-            "Send queued assignments to agents that can take them now (one pass; oldest first).", "mutating",
+            "Send queued assignments to agents that are free now (oldest first).",
+            "mutating",
             {}, (), _out("dispatched", "queued"), _WORK_OPS + "fleet_dispatch"),
         _op("fleet_install", "install",
-            "Install fleet's Codex plugin (these tools and the lead skills) into a Codex home, or remove it; "
-            "idempotent.", "mutating",
+            "Add fleet's Codex plugin (these tools, the lead skills) to a Codex home, or remove it; "
+            "idempotent.",
+            "mutating",
             {"codex_home": {"type": "string", "minLength": 1, "maxLength": 4096,
                             "description": "The Codex home (default: $CODEX_HOME, else ~/.codex)."},
              "uninstall": {"type": "boolean", "default": False, "description": "Remove the plugin instead."}},
