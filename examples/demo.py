@@ -1,8 +1,10 @@
 """The offline demo: three real Codex agents against the bundled scripted model.
 
 `scripts/demo` runs this inside a loopback-only network namespace. It writes a throw-away fleet.toml
-in a temp dir, then shows the real CLI at work: `up`, `status`, a `send` and its receipt, the agent
-working and back to idle, a lease claim, and `down`. Nothing it starts outlives it.
+in a temp dir, then shows the real CLI at work: `up`, `status`, an assignment routed to the worker
+that edits a file inside its write path and reports (`assign`, `wait`, `show`: receipt, report,
+verification), a lease claim and a plain `send` with its receipt, what the watchdog would do next,
+and `down`. Nothing it starts outlives it.
 """
 
 from __future__ import annotations
@@ -16,19 +18,26 @@ import tempfile
 import time
 from pathlib import Path
 
-from mockmodel import MockModel, MockServer, Step, codex_offline_args
+from mockmodel import MockModel, MockServer, Step, apply_patch_catalog, codex_offline_args
 
 AGENTS = {"mila": "explorer", "noor": "worker", "otto": "explorer"}
+PATCH = ("*** Begin Patch\n*** Add File: notes/summary.md\n+# Summary\n+\n"
+         "+The project has one file, README.md, which names its owner.\n*** End Patch\n")
+REPORT = ("Wrote the summary.\n\n```fleet-report\n"
+          + json.dumps({"status": "done", "summary": "Summarised README.md in notes/summary.md.",
+                        "changed": ["notes/summary.md"], "tests": "test -f notes/summary.md passes",
+                        "risks": "none"})
+          + "\n```\n")
 
 
-def _run(config: Path, *args: str, show: bool = True) -> subprocess.CompletedProcess[str]:
+def _run(config: Path, *args: str, show: bool = True, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
     if show:
         print(f"\n$ fleet {shlex.join(args)}", flush=True)
     proc = subprocess.run([sys.executable, "-m", "fleet", "--config", str(config), *args],
                           capture_output=True, text=True, check=False)
     if show:
         print((proc.stdout + proc.stderr).rstrip(), flush=True)
-    if proc.returncode != 0 and show:
+    if proc.returncode not in ok and show:
         raise SystemExit(f"demo: `fleet {args[0]}` failed (exit {proc.returncode})")
     return proc
 
@@ -36,12 +45,14 @@ def _run(config: Path, *args: str, show: bool = True) -> subprocess.CompletedPro
 def main() -> None:
     codex = os.environ.get("FLEET_DEMO_CODEX", "codex")
     model = MockModel(default_text="Report: nothing to change here.")
-    model.script(Step(text="Report: the repository has one file, README.md. No risks found.", chunks=12,
-                      chunk_delay=0.15))
+    # noor's assignment: one apply_patch inside its write path, then the final message with the report
+    model.script(Step(tool=("apply_patch", {"input": PATCH})), Step(text=REPORT))
     with tempfile.TemporaryDirectory(prefix="fleet-demo-") as tmp, MockServer(model) as server:
         root = Path(tmp)
+        catalog = apply_patch_catalog(codex, root / "catalog.json")
+        args = [*codex_offline_args(server.url), "-c", f"model_catalog_json={json.dumps(str(catalog))}"]
         lines = ["[fleet]", 'name = "demo"', f'state_dir = "{root / "state"}"', "", "[defaults]",
-                 f"codex = {json.dumps(codex)}", f"args = {json.dumps(codex_offline_args(server.url))}"]
+                 f"codex = {json.dumps(codex)}", f"args = {json.dumps(args)}"]
         for name, role in AGENTS.items():
             work = root / "work" / name
             work.mkdir(parents=True)
@@ -54,10 +65,14 @@ def main() -> None:
         try:
             _run(config, "up")
             _run(config, "status")
+            created = json.loads(_run(config, "assign", "--write", "notes/", "--check", "test -f notes/summary.md",
+                                      "--deadline", "10m", "--json",
+                                      "Summarise README.md in notes/summary.md.").stdout)
+            assignment = created["assignment"]
+            _run(config, "wait", assignment, "--timeout", "60", ok=(0, 5))
+            _run(config, "show", assignment)
             _run(config, "claim", "mila", "--holder", "lead", "--ttl", "600")
-            _run(config, "send", "mila", "Survey the repository and report risks.", "--holder", "lead",
-                 "--json")
-            _run(config, "status")
+            _run(config, "send", "mila", "Survey the repository and report risks.", "--holder", "lead")
             print("\n(waiting for mila's turn to finish...)", flush=True)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -67,9 +82,19 @@ def main() -> None:
                 time.sleep(0.2)
             _run(config, "status")
             _run(config, "release", "mila", "--holder", "lead")
+            _run(config, "assignments")
+            if _has_command(config, "watchdog"):
+                _run(config, "watchdog", "tick", "--dry-run")
         finally:
-            _run(config, "down")
+            if _run(config, "down", ok=(0, 1)).returncode != 0:  # an assignment still holds an agent
+                for name in AGENTS:
+                    _run(config, "release", name, "--force", show=False)
+                _run(config, "down")
     print("\ndemo done: every agent stopped, nothing left running.")
+
+
+def _has_command(config: Path, name: str) -> bool:
+    return _run(config, name, "--help", show=False).returncode == 0
 
 
 if __name__ == "__main__":

@@ -458,3 +458,24 @@ def codex_offline_args(base_url: str) -> list[str]:
         "-c", "check_for_update_on_startup=false",
         "-c", "tui.screen_reader_detection_done=true",
     ]
+
+
+def apply_patch_catalog(codex: str, dest: Path) -> Path:
+    """Write a model catalog giving `mock-model` the metadata of a built-in model, into `dest`.
+
+    Codex offers its apply_patch tool only to models whose catalog metadata says so, and an unknown
+    slug gets none; pass the result as `-c model_catalog_json="<path>"`. Runs `codex debug models`
+    with a throw-away CODEX_HOME (no network needed).
+    """
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="catalog-home-") as home:
+        out = subprocess.run([codex, "debug", "models"], env={**os.environ, "CODEX_HOME": home},
+                             capture_output=True, text=True, timeout=60, check=True,
+                             stdin=subprocess.DEVNULL).stdout
+    entry = next(m for m in json.loads(out)["models"] if m.get("apply_patch_tool_type") == "freeform")
+    dest.write_text(json.dumps({"models": [{**entry, "slug": "mock-model", "display_name": "mock-model"}]}))
+    return dest
+

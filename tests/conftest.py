@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mockmodel import MockModel, MockServer, codex_offline_args
+from mockmodel import MockModel, MockServer, apply_patch_catalog, codex_offline_args
 
 REPO = Path(__file__).resolve().parent.parent
 CODEX_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / "codex"
@@ -64,14 +64,7 @@ def model_catalog(tmp_path_factory: pytest.TempPathFactory, codex_bin: str) -> P
     """A model catalog giving `mock-model` the metadata of a built-in model (from `codex debug models`):
     Codex offers apply_patch only to models whose metadata says so, and an unknown slug gets none."""
     require_offline()
-    home = tmp_path_factory.mktemp("catalog-home")
-    out = subprocess.run([codex_bin, "debug", "models"], env={**os.environ, "CODEX_HOME": str(home)},
-                         capture_output=True, text=True, timeout=60, check=True, stdin=subprocess.DEVNULL).stdout
-    models = json.loads(out)["models"]
-    entry = next(m for m in models if m.get("apply_patch_tool_type") == "freeform")
-    path = home / "catalog.json"
-    path.write_text(json.dumps({"models": [{**entry, "slug": "mock-model", "display_name": "mock-model"}]}))
-    return path
+    return apply_patch_catalog(codex_bin, tmp_path_factory.mktemp("catalog") / "catalog.json")
 
 
 @pytest.fixture(autouse=True)
