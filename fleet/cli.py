@@ -341,10 +341,12 @@ def _click_command(args: list[str]) -> Any:
 
     name = _command_name(args)
     chosen = [c for c in app.registered_commands if c.name == name]
-    if not chosen and (name is not None or not args or "--help" in args):
+    groups = [g for g in app.registered_groups if g.name == name]  # `fleet watchdog ...`
+    if not chosen and not groups and (name is not None or not args or "--help" in args):
         return typer.main.get_command(app)  # help, a typo: everything
     one = copy.copy(app)
     one.registered_commands = chosen
+    one.registered_groups = groups
     return typer.main.get_command(one)
 
 
@@ -370,6 +372,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Commands of other capabilities, in their own modules; importing them registers them on `app`.
-from . import cli_install  # noqa: E402
+from . import cli_install, cli_watchdog  # noqa: E402
 
-__all__ = ["app", "cli_install", "main"]
+__all__ = ["app", "cli_install", "cli_watchdog", "cli_work", "main"]

@@ -161,6 +161,7 @@ def _op(name: str, cli: str, summary: str, tier: Tier, props: dict[str, Any], re
 _AGENTS_OPS: Final = "fleet.service.agents:"
 _LEASE_OPS: Final = "fleet.service.leases:"
 _WORK_OPS: Final = "fleet.service.work:"
+_WATCHDOG_OPS: Final = "fleet.service.watchdog:"
 
 
 def _seconds(minimum: float, maximum: float, default: float, what: str) -> dict[str, Any]:
@@ -278,6 +279,22 @@ REGISTRY: Final[dict[str, Operation]] = {
                             "description": "The Codex home (default: $CODEX_HOME, else ~/.codex)."},
              "uninstall": {"type": "boolean", "default": False, "description": "Remove the plugin instead."}},
             (), _out("codex_home", "installed", "changed", "changes"), "fleet.service.install:fleet_install"),
+        _op("watchdog_tick", "watchdog tick",
+            "Run one watchdog tick: report requests, escalation, restarts, resumes after usage limits, dispatch.",
+            "mutating", {"dry_run": {"type": "boolean", "default": False,
+                                     "description": "Decide and show what would be done, without doing it."}},
+            (), _out("at", "actions"), _WATCHDOG_OPS + "watchdog_tick"),
+        _op("watchdog_status", "watchdog status", "Show the watchdog's timer, its last ticks and what it did.",
+            "readonly", {"ticks": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10,
+                                   "description": "How many recent ticks that acted to show."}},
+            (), _out("fleet", "last_tick", "recent"), _WATCHDOG_OPS + "watchdog_status"),
+        _op("agent_approve", "approve", "Allow the command the agent waits on (held by fleet's approval hook).",
+            "mutating", {"agent": AGENT, **LEASED}, ("agent",), _out("agent", "request", "decision"),
+            _WATCHDOG_OPS + "agent_approve"),
+        _op("agent_deny", "deny", "Deny the command the agent waits on; the model sees the message.", "mutating",
+            {"agent": AGENT, "message": {"type": "string", "maxLength": 2000, "default": "",
+                                         "description": "Why: the model reads it."}, **LEASED},
+            ("agent",), _out("agent", "request", "decision"), _WATCHDOG_OPS + "agent_deny"),
     )
 }
 

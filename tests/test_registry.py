@@ -16,13 +16,24 @@ from fleet.mcp_server import build_server
 
 #: CLI parameters that are presentation, not operation input.
 CLI_ONLY = {"as_json"}
-#: CLI commands that are not operations: attach execs tmux, mcp serves the registry itself.
-NOT_OPERATIONS = {"attach", "mcp"}
+#: CLI commands that are not operations: attach execs tmux, mcp serves the registry itself, the
+#: watchdog's foreground loop and its systemd units are this machine's business, not an MCP client's.
+NOT_OPERATIONS = {"attach", "mcp", "watchdog run", "watchdog install", "watchdog uninstall"}
 
 
 def cli_params() -> dict[str, set[str]]:
-    group: Any = typer.main.get_command(app)
-    return {name: {p.name for p in cmd.params} - CLI_ONLY for name, cmd in group.commands.items()}
+    """Every CLI command (a group's commands as `group command`) with its operation parameters."""
+    out: dict[str, set[str]] = {}
+
+    def walk(group: Any, prefix: str) -> None:
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                walk(cmd, f"{prefix}{name} ")
+            else:
+                out[prefix + name] = {p.name for p in cmd.params} - CLI_ONLY
+
+    walk(typer.main.get_command(app), "")
+    return out
 
 
 def test_every_operation_is_a_cli_command_with_the_same_arguments() -> None:

@@ -29,7 +29,7 @@ from fleet.errors import CodexMissing
 from .rollout import RolloutFacts, facts
 
 #: Hook events wired to the journal; each becomes a `-c hooks.<Event>=[...]` override.
-HOOK_EVENTS: Final = ("SessionStart", "UserPromptSubmit", "Stop", "PreToolUse", "PostToolUse")
+HOOK_EVENTS: Final = ("SessionStart", "UserPromptSubmit", "Stop", "PreToolUse", "PostToolUse", "PermissionRequest")
 #: Hooks must answer fast; Codex waits for them before the turn goes on.
 HOOK_TIMEOUT: Final = 10
 #: Where Codex 0.169 files hooks given as `-c` overrides, in their trust keys
@@ -42,6 +42,11 @@ _MATCHER_EVENTS: Final = frozenset({"PreToolUse", "PermissionRequest", "PostTool
 _SHORT_EVENTS: Final = frozenset({"SessionEnd", "Interrupt"})
 #: How much of a rollout's end `read_rollout` reads: a turn's end record is the last thing written.
 ROLLOUT_TAIL: Final = 256 * 1024
+#: The PermissionRequest hook holds the call for `approval_timeout` (fleet.agents.approvals); Codex's
+#: own timeout for it is this much longer, so the hook records that it let go before Codex kills it.
+APPROVAL_MARGIN: Final = 5
+#: Without a [watchdog] approval_timeout, the hook holds an approval this long (the policy default).
+DEFAULT_APPROVAL_HOLD: Final = 900.0
 #: Raw terminal log bound per file (one rotation kept: at most twice this on disk).
 RAWLOG_MAX: Final = 4 * 1024 * 1024
 _NATIVE: Final = {
@@ -155,11 +160,14 @@ def untrusted_hooks(home: Path) -> list[str]:
     return out
 
 
-def launch_argv(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = ()) -> list[str]:
+def launch_argv(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = (), *, resume: str | None = None,
+                approval_hold: float = DEFAULT_APPROVAL_HOLD) -> list[str]:
     """The full argv that starts this agent's interactive Codex TUI with fleet's signal wiring.
 
     `extra`: more `-c` values (e.g. a lead's MCP server, `fleet.agents.lead`), after fleet's own
-    and before the agent's `args`, so the user's arguments still have the last word."""
+    and before the agent's `args`, so the user's arguments still have the last word. With `resume`
+    (a session id), `codex resume <id>` of that session, its history kept. `approval_hold`: how long
+    fleet's PermissionRequest hook holds an approval for an answer."""
     user = _user_config(spec.home)
     notify = receiver_argv("notify", agent_dir)
     user_notify = user.get("notify")
@@ -172,27 +180,33 @@ def launch_argv(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = ()) -> 
     ]
     hook_cmd = shlex.join(receiver_argv("hook", agent_dir))
     trust: dict[str, Any] = {}
+    hold = max(1, round(approval_hold))
     for event in HOOK_EVENTS:
         handler = {"type": "command", "command": hook_cmd, "timeout": HOOK_TIMEOUT}
+        if event == "PermissionRequest":
+            handler = {"type": "command", "command": f"{hook_cmd} --hold {hold}", "timeout": hold + APPROVAL_MARGIN}
         overrides.append(f"hooks.{event}={_toml([{'hooks': [handler]}])}")
         key = f"{SESSION_FLAGS_SOURCE}:{snake_event(event)}:0:0"
         trust[key] = {"trusted_hash": hook_trust_hash(event, handler)}
     # One inline table: Codex reads a dotted `-c hooks.state."<key>".trusted_hash=` wrongly (the key
     # holds dots), and this form merges with the home's own `[hooks.state]` (measured on 0.169).
     overrides.append(f"hooks.state={_toml(trust)}")
-    argv = [str(resolve_binary(spec.codex)), "--no-daemon", "-C", str(spec.cwd), "-s", spec.sandbox]
+    argv = [str(resolve_binary(spec.codex)), *(["resume"] if resume else []), "--no-daemon", "-C", str(spec.cwd),
+            "-s", spec.sandbox]
     if spec.model:
         argv += ["-m", spec.model]
     for item in [*overrides, *extra]:
         argv += ["-c", item]
-    return [*argv, *spec.args]
+    return [*argv, *spec.args, *([resume] if resume else [])]
 
 
-def launch_command(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = ()) -> str:
+def launch_command(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = (), *, resume: str | None = None,
+                   approval_hold: float = DEFAULT_APPROVAL_HOLD) -> str:
     """One shell string for tmux: `exec` so the pane's pid is Codex itself."""
     env = {"CODEX_HOME": str(spec.home), **spec.env}
     assigns = [f"{k}={v}" for k, v in env.items()]
-    return "exec env " + shlex.join([*assigns, *launch_argv(spec, agent_dir, extra)])
+    return "exec env " + shlex.join([*assigns, *launch_argv(spec, agent_dir, extra, resume=resume,
+                                                            approval_hold=approval_hold)])
 
 
 def rawlog_command(path: Path) -> str:

@@ -122,9 +122,29 @@ def _policy(agent_dir: str, name: str, payload: dict[str, object]) -> tuple[dict
                       "reason": "; ".join(v.message for v in violations[:10])[:1000]}
 
 
+def _permission(agent_dir: str, payload: dict[str, object]) -> None:
+    """PermissionRequest: hold the call until `fleet approve`/`deny` (or the watchdog's policy) answers,
+    for at most `--hold` seconds (fleet.agents.approvals; imported only here, off the hot path)."""
+    args = sys.argv
+    seconds = float(args[args.index("--hold") + 1]) if "--hold" in args else 0.0
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if root not in sys.path:
+        sys.path.append(root)  # after the stdlib, as in `_policy`
+    from fleet.agents.approvals import hold
+
+    out = hold(agent_dir, payload, seconds, lambda rec: _append(agent_dir, {k: v for k, v in rec.items()
+                                                                            if v is not None}))
+    if out is not None:
+        sys.stdout.write(json.dumps(out))
+        sys.stdout.flush()
+
+
 def _hook(agent_dir: str) -> None:
     payload = json.loads(sys.stdin.read() or "{}")
     name = payload.get("hook_event_name", "")
+    if name == "PermissionRequest":
+        _permission(agent_dir, payload)
+        return
     decision: dict[str, object] | None = None
     verdict: dict[str, object] = {}
     if name in ("Stop", "PreToolUse") and os.path.lexists(os.path.join(agent_dir, "assignment.json")):

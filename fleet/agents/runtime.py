@@ -78,6 +78,7 @@ class AgentStatus(TypedDict):
     resets_at: float | None
     rate_limits: RateLimits | None
     rate_limits_at: float | None
+    approval: dict[str, Any] | None
 
 
 class Receipt(TypedDict):
@@ -201,6 +202,7 @@ class Runtime:
                 exit_status=pane.dead_status if pane and pane.dead else j.exit_status,
                 exit_signal=pane.dead_signal if pane and pane.dead else None,
                 resets_at=verdict.resets_at, rate_limits=j.rate_limits, rate_limits_at=j.rate_limits_at,
+                approval=_approval(j.approval) if verdict.state == "waiting_approval" else None,
             ))
         return out
 
@@ -231,7 +233,8 @@ class Runtime:
                 agent=spec.name, hooks=untrusted,
             )
         extra = lead.overrides(spec, self.config.path, self.config.state_dir)
-        command = codex.launch_command(spec, self.agent_dir(spec.name), extra)
+        command = codex.launch_command(spec, self.agent_dir(spec.name), extra,
+                                       approval_hold=self.config.watchdog.approval_timeout)
         ensure_dir(self.agent_dir(spec.name))
         try:
             make_private_dirs(spec.home)
@@ -355,6 +358,34 @@ class Runtime:
                     f"run `CODEX_HOME={spec.home} codex` once in {spec.cwd}, review them, then start it again.")
         return StartFailed(f"Agent {name!r} did not start: {why}{' (' + detail + ')' if detail else ''}.",
                            hint=hint, agent=name, screen=screen)
+
+    def restart(self, spec: AgentSpec, session_id: str | None, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+        """Restart the agent in its existing tmux session with `codex resume <session_id>` (a fresh
+        Codex when no session is known yet), killing whatever runs there, and wait until it is ready.
+        Refuses a stopped agent: a restart never creates a session (or a tmux server)."""
+        name = spec.name
+        pane = self.tmux.panes().get(name)
+        if pane is None:
+            raise AgentNotRunning(f"Agent {name!r} has no session to restart (it is stopped).",
+                                  hint=f"Start it with `fleet up {name}`.", agent=name)
+        self.prepare(spec)
+        command = codex.launch_command(spec, self.agent_dir(name), lead.overrides(spec, self.config.path,
+                                       self.config.state_dir), resume=session_id,
+                                       approval_hold=self.config.watchdog.approval_timeout)
+        self.tmux.respawn(name, command)
+        fresh = self.tmux.panes().get(name)
+        pid = fresh.pid if fresh is not None and not fresh.dead else None
+        ident = procs.identify(pid) if pid else None
+        self.log(name, "launched", home=str(spec.home), cwd=str(spec.cwd), role=spec.role, pid=pid,
+                 pid_start=ident.start if ident else None, boot=ident.boot if ident else None, resumed=session_id,
+                 previous_pid=pane.pid)
+        try:
+            self.tmux.pipe_to(name, codex.rawlog_command(self.agent_dir(name) / "raw.log"))
+        except FleetError as exc:  # as in `launch`: the raw log is a convenience
+            self.log(name, "rawlog_failed", error=exc.to_dict())
+        verdict = self.await_ready(spec, timeout)
+        new = self.tmux.panes().get(name)
+        return {"agent": name, "resumed": session_id, "pid": new.pid if new else None, "state": verdict.state}
 
     # ---- send ---------------------------------------------------------------------------------
     def send(self, spec: AgentSpec, text: str, request_id: str | None = None,
@@ -549,6 +580,14 @@ def _identity(j: Journal) -> procs.ProcessId | None:
     if not j.pid or j.pid_start is None:
         return None
     return procs.ProcessId(j.pid, j.pid_start, j.pid_boot or "")
+
+
+def _approval(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What status shows of the approval the agent waits on: the command and the model's reason."""
+    if raw is None:
+        return None
+    return {k: raw.get(k) for k in ("request", "tool", "command", "justification", "held", "hold_until")} | {
+        "since": raw.get("time")}
 
 
 def _start_result(agent: str, result: Literal["started", "running", "failed", "not_attempted"], *,

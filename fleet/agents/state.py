@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
+from .approvals import pending
 from .rollout import USAGE_LIMIT, RateLimits, TurnEnd, TurnError, parse_rate_limits
 from .screen import APPROVAL_MARKERS, FIRST_RUN_MARKERS, READY_MARKERS
 
@@ -66,6 +67,7 @@ class Journal:
     pid_boot: str | None = None
     rate_limits: RateLimits | None = None
     rate_limits_at: float | None = None
+    approval: dict[str, Any] | None = None  # the request fleet's PermissionRequest hook recorded
 
 
 def turn_end_event(end: TurnEnd) -> dict[str, Any]:
@@ -142,6 +144,8 @@ def read_journal(events: list[dict[str, Any]]) -> Journal:
         if limits is not None:
             j.update(rate_limits=limits, rate_limits_at=ev.get("rate_limits_at", ev.get("time")))
             break
+    if j.get("open_turn"):
+        j["approval"] = pending(events[start:])
     return Journal(last_turn=last, **j)
 
 
@@ -185,6 +189,9 @@ def classify(obs: Observation) -> Verdict:
         return Verdict("exited", j.last_event_at, detail)
     screen = obs.screen or ""
     if j.open_turn:
+        if j.approval is not None:
+            return Verdict("waiting_approval", j.approval.get("time"),
+                           f"approval of {j.approval.get('tool')} `{j.approval.get('command')}`")
         if j.tool_in_flight and any(m in screen for m in APPROVAL_MARKERS):
             return Verdict("waiting_approval", j.last_event_at, "an approval menu is open")
         return Verdict("working", j.open_turn_at)

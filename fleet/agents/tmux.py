@@ -159,6 +159,11 @@ class TmuxServer:
                                   hint="Run `fleet doctor` to check the tmux setup.", agent=name) from exc
         return int(pid) if pid is not None and str(pid).isdigit() else None
 
+    def respawn(self, name: str, command: str) -> None:
+        """Replace the session's process with `command` (killing a live one): the session, and with
+        it the server, stays up, so a restart never starts a tmux server of its own."""
+        self.run("respawn-pane", "-k", "-t", f"={name}:", command)
+
     def has_session(self, name: str) -> bool:
         return name in self.panes()
 

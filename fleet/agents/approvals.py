@@ -1,0 +1,162 @@
+"""Approvals from Codex's exact signal: fleet's PermissionRequest hook holds the call until an answer.
+
+Codex 0.169 runs the PermissionRequest hook just before it would open an approval dialog (never when
+no approval is needed), with `tool_name` (`Bash`, `apply_patch`) and `tool_input` (`command`, and
+`description`: the model's justification). The hook may answer `allow` (the dialog never opens) or
+`deny` with a message (the model sees the rejection); if it exits without a decision, or Codex's
+per-hook timeout kills it, the dialog opens as usual. Everything fails open. (notes/codex-cli.md)
+
+Fleet's hook (`hookrecv.py hook AGENT_DIR --hold SECONDS`, see `fleet.agents.codex`):
+
+1. journals `approval_requested` (request id, tool, command, justification, `hold_until`);
+2. polls `<agent_dir>/approval-answer.json` every `POLL` seconds for an answer to *this* request,
+   which `fleet approve` / `fleet deny` or the watchdog's approve policy write with `write_answer`;
+3. on an answer: removes the file, journals `approval_answered` and prints the decision;
+   after `hold` seconds without one: journals `approval_released` and exits silently, so the dialog
+   opens and a person can answer at the pane (the watchdog escalates it, naming the command).
+
+`pending(events)` folds the journal into the approval the agent waits on now, if any: the latest
+request of the open turn with no answer and no later sign of that turn going on (a tool starting or
+finishing, the turn ending). That, not the screen, is `waiting_approval`.
+
+Stdlib only, and importable as a plain module: the hook receiver imports it under `python -S`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal
+
+ANSWER_FILE: Final = "approval-answer.json"
+#: How often the holding hook looks for an answer: a person's answer lands within this.
+POLL: Final = 0.2
+#: The answer names a request; a file bigger than this is not ours.
+MAX_ANSWER_BYTES: Final = 16 * 1024
+#: Shown in status and escalations; a longer command is cut (the journal keeps this much).
+MAX_COMMAND_CHARS: Final = 4000
+MAX_MESSAGE_CHARS: Final = 2000
+#: Events after a request that mean the call went on (answered at the dialog, or the turn moved on).
+_MOVED_ON: Final = frozenset({"tool_started", "tool_completed", "turn_completed", "turn_failed", "turn_aborted",
+                              "turn_started", "launched", "stopped"})
+
+Decision = Literal["allow", "deny"]
+
+
+def new_request_id() -> str:
+    return "ap-" + uuid.uuid4().hex[:16]
+
+
+def request_record(payload: Mapping[str, Any], request: str, now: float, hold: float) -> dict[str, Any]:
+    """The `approval_requested` journal event for a PermissionRequest hook payload."""
+    tool_input = payload.get("tool_input")
+    tool_input = tool_input if isinstance(tool_input, dict) else {}
+    command = tool_input.get("command", "")
+    if not isinstance(command, str):
+        command = json.dumps(command, ensure_ascii=False)
+    return {
+        "time": round(now, 3),
+        "event": "approval_requested",
+        "source": "hook",
+        "hook": "PermissionRequest",
+        "request": request,
+        "session_id": payload.get("session_id"),
+        "turn_id": payload.get("turn_id"),
+        "tool": str(payload.get("tool_name") or ""),
+        "command": command[:MAX_COMMAND_CHARS],
+        "justification": str(tool_input.get("description") or "")[:MAX_MESSAGE_CHARS],
+        "hold_until": round(now + hold, 3),
+    }
+
+
+def decision_output(decision: Decision, message: str = "") -> dict[str, Any]:
+    """What the hook prints for Codex: allow skips the dialog, deny rejects the call with `message`."""
+    verdict: dict[str, Any] = {"behavior": decision}
+    if decision == "deny":
+        verdict["message"] = message or "Denied by the fleet supervisor."
+    return {"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": verdict}}
+
+
+def write_answer(agent_dir: str | os.PathLike[str], request: str, decision: Decision, *, by: str,
+                 message: str = "", now: float | None = None) -> None:
+    """Answer `request` for the hook that holds it: one atomic file write (temp + rename), never
+    through a symlink. A later answer to the same request replaces an unread one."""
+    body = json.dumps({"request": request, "decision": decision, "message": message[:MAX_MESSAGE_CHARS],
+                       "by": by, "time": round(time.time() if now is None else now, 3)})
+    final = os.path.join(agent_dir, ANSWER_FILE)
+    tmp = f"{final}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, body.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+
+
+def read_answer(agent_dir: str | os.PathLike[str], request: str) -> dict[str, Any] | None:
+    """The answer to `request`, if one is waiting (an answer to another request is ignored)."""
+    path = os.path.join(agent_dir, ANSWER_FILE)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        raw = os.read(fd, MAX_ANSWER_BYTES)
+    finally:
+        os.close(fd)
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or answer.get("request") != request or answer.get("decision") not in ("allow",
+                                                                                                        "deny"):
+        return None
+    return answer
+
+
+def hold(agent_dir: str, payload: Mapping[str, Any], seconds: float, append: Callable[[dict[str, Any]], None], *,
+         clock: Callable[[], float] = time.time,
+         sleep: Callable[[float], None] = time.sleep) -> dict[str, Any] | None:
+    """The PermissionRequest hook's body: journal the request, wait up to `seconds` for an answer,
+    return the hook output (None: no decision, the dialog opens). `append` writes one journal event."""
+    request = new_request_id()
+    start = clock()
+    append(request_record(payload, request, start, seconds))
+    while True:
+        answer = read_answer(agent_dir, request)
+        if answer is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(agent_dir, ANSWER_FILE))
+            decision: Decision = answer["decision"]
+            append({"time": round(clock(), 3), "event": "approval_answered", "source": "hook", "request": request,
+                    "turn_id": payload.get("turn_id"), "decision": decision, "by": str(answer.get("by") or ""),
+                    "message": str(answer.get("message") or "")})
+            return decision_output(decision, str(answer.get("message") or ""))
+        if clock() - start >= seconds:
+            append({"time": round(clock(), 3), "event": "approval_released", "source": "hook", "request": request,
+                    "turn_id": payload.get("turn_id")})
+            return None
+        sleep(POLL)
+
+
+def pending(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The approval the agent waits on now (its `approval_requested` record plus `held`: whether the
+    hook still holds it), or None. Only the events after the latest launch count."""
+    current: dict[str, Any] | None = None
+    for ev in events:
+        kind = ev.get("event")
+        if kind == "approval_requested":
+            current = {**ev, "held": True}
+        elif current is None:
+            continue
+        elif kind == "approval_answered" and ev.get("request") == current.get("request"):
+            current = None
+        elif kind == "approval_released" and ev.get("request") == current.get("request"):
+            current = {**current, "held": False, "released_at": ev.get("time")}
+        elif kind in _MOVED_ON:
+            current = None
+    return current

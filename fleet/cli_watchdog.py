@@ -1,0 +1,163 @@
+"""The `fleet watchdog ...` commands and `fleet approve` / `fleet deny`, on the main typer app.
+
+`tick`, `status`, `approve` and `deny` are registry operations (also MCP tools); `run`, `install` and
+`uninstall` are CLI-only: a foreground loop and the systemd user units, which a remote MCP client has
+no business changing on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from .cli import AgentArg, HolderOpt, JsonOpt, TokenOpt, _command, _fail, _run, _service, app
+from .cliparams import PlainCommand, PlainGroup
+
+watchdog_app = typer.Typer(cls=PlainGroup, help="The watchdog: report requests, escalation, restarts, "
+                           "usage-limit resumes.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(watchdog_app, name="watchdog")
+
+EveryOpt = Annotated[str | None, typer.Option(
+    "--every", help="Tick period, e.g. 60s or 5m (default: [watchdog] every in fleet.toml).")]
+
+
+def _render_tick(r: dict[str, Any]) -> None:
+    if r.get("skipped"):
+        print(r["skipped"])
+        return
+    verb = "would" if r["dry_run"] else "did"
+    if not r["actions"]:
+        print(f"watchdog: nothing to do ({r['ms']} ms).")
+    for a in r["actions"]:
+        who = a["agent"] or "fleet"
+        rung = f" (rung {a['rung']})" if a["rung"] is not None else ""
+        failed = f" FAILED: {a['error']['code']}: {a['error']['message']}" if a.get("error") else ""
+        print(f"{who}: {verb} {a['action']}{rung}{failed} -- {a['reason']}")
+    for e in r.get("errors") or []:
+        print(f"watchdog: {e.get('code')}: {e.get('message')}", file=sys.stderr)
+
+
+@watchdog_app.command("tick", cls=PlainCommand)
+def tick_cmd(dry_run: Annotated[bool | None, typer.Option(
+        "--dry-run", help="Decide and show what would be done, without doing anything.")] = None,
+        as_json: JsonOpt = False) -> None:
+    """Run one tick now: ask idle agents for reports, escalate, restart, resume, dispatch."""
+    _run("watchdog_tick", {"dry_run": dry_run}, as_json, _render_tick)
+
+
+@watchdog_app.command("status", cls=PlainCommand)
+def status_cmd(ticks: Annotated[int | None, typer.Option(
+        "--ticks", help="How many recent ticks that acted to show (default 10).")] = None,
+        as_json: JsonOpt = False) -> None:
+    """The timer (from systemd when a user manager answers), the last tick and what recent ticks did."""
+    def render(r: dict[str, Any]) -> None:
+        print(r["timer"]["message"])
+        last = r["last_tick"]
+        print(f"last tick: {_when(last['at'])}, {len(last['actions'])} action(s), {last['ms']} ms" if last
+              else "last tick: never")
+        for t in r["recent"]:
+            for a in t["actions"]:
+                print(f"  {_when(t['at'])} {a['agent'] or 'fleet'}: {a['action']} {a['outcome']} -- {a['reason']}")
+        for a in r["agents"]:
+            fatal = f", FATAL since {_when(a['fatal_at'])}: {a['fatal_reason']}" if a["fatal_at"] else ""
+            print(f"  {a['agent']}: {a['restarts']} restart(s) in its crash streak{fatal}")
+    _run("watchdog_status", {"ticks": ticks}, as_json, render)
+
+
+@watchdog_app.command("run", cls=PlainCommand)
+def run_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
+    """Tick every period in the foreground (for hosts without systemd); Ctrl-C stops it."""
+    from .durations import parse_duration
+    from .watchdog.tick import run_tick
+
+    try:
+        svc = _service()
+        period = parse_duration(every, what="--every") if every else svc.config.watchdog.every
+    except Exception as exc:
+        _fail(exc, as_json)
+    print(f"fleet watchdog: ticking every {period:g}s over fleet {svc.config.name!r}; Ctrl-C stops.", file=sys.stderr)
+    next_at = time.monotonic()
+    try:
+        while True:
+            try:
+                result = run_tick(svc)
+                if as_json:
+                    print(json.dumps(result, ensure_ascii=False), flush=True)
+                elif result["actions"] or result["skipped"]:
+                    _render_tick(dict(result))
+                    sys.stdout.flush()
+            except Exception as exc:  # one bad tick (a full disk) must not end the loop
+                from .errors import FleetError
+
+                detail = f"{exc.code}: {exc.message}" if isinstance(exc, FleetError) else repr(exc)
+                print(f"fleet watchdog: tick failed: {detail}", file=sys.stderr)
+            next_at += period
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at = max(next_at, time.monotonic())
+    except KeyboardInterrupt:
+        print("fleet watchdog: stopped.", file=sys.stderr)
+
+
+@watchdog_app.command("install", cls=PlainCommand)
+def install_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
+    """Write the systemd user units (service + timer) and enable the timer when a user manager answers."""
+    from .durations import parse_duration
+    from .watchdog import systemd
+
+    try:
+        config = _service().config
+        period = parse_duration(every, what="--every") if every else config.watchdog.every
+        result: dict[str, Any] = dict(systemd.install(fleet=config.name, config=config.path, every=period))
+    except Exception as exc:
+        _fail(exc, as_json)
+    _show_units(result, as_json)
+
+
+@watchdog_app.command("uninstall", cls=PlainCommand)
+def uninstall_cmd(as_json: JsonOpt = False) -> None:
+    """Disable the timer and remove the watchdog's unit files (only files fleet wrote)."""
+    from .watchdog import systemd
+
+    try:
+        result: dict[str, Any] = dict(systemd.uninstall(fleet=_service().config.name))
+    except Exception as exc:
+        _fail(exc, as_json)
+    _show_units(result, as_json)
+
+
+def _show_units(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    print(result["message"])
+    for command in result["commands"]:
+        print(f"  {command}")
+
+
+@_command("approve")
+def approve_cmd(agent: AgentArg, holder: HolderOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Allow the command the agent waits on (held by fleet's approval hook); no keystrokes."""
+    _run("agent_approve", {"agent": agent, "holder": holder, "token": token}, as_json, _render_answer)
+
+
+@_command("deny")
+def deny_cmd(agent: AgentArg, message: Annotated[str | None, typer.Option(
+        "--message", "-m", help="Why; the model reads it.")] = None,
+        holder: HolderOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Deny the command the agent waits on; the model sees the message."""
+    _run("agent_deny", {"agent": agent, "message": message, "holder": holder, "token": token}, as_json,
+         _render_answer)
+
+
+def _render_answer(r: dict[str, Any]) -> None:
+    verb = "allowed" if r["decision"] == "allow" else "denied"
+    state = "" if r["applied"] else " (answer written; the hook has not confirmed it yet)"
+    print(f"{r['agent']}: {verb} {r['tool']} `{r['command']}`{state}")
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))

@@ -1,0 +1,191 @@
+"""The watchdog's own records, in the ledger's SQLite file: per-assignment ladders, per-agent crash and
+notice records, and one row per tick.
+
+Two tables beside the ledger's (created here with `IF NOT EXISTS`; the ledger's schema version does
+not cover them, and the ledger never reads them):
+
+- `watchdog_state(kind, key, agent, value, updated_at)`: `kind` is `ladder` (key: assignment id) or
+  `agent` (key: agent name); `value` is the record as JSON. Rewritten in place by the tick that owns
+  the overlap lock, so there is one writer at a time; readers (`fleet watchdog status`) read beside it.
+- `watchdog_ticks(id, at, dry_run, ms, skipped, actions)`: what each tick did, newest kept
+  (`MAX_TICKS`); `fleet watchdog status` shows the last few.
+
+The actions themselves also go to the ledger's append-only `events` table (kind `watchdog_<action>`),
+where a lead polling `fleet events` sees them; this file only keeps what the next tick must know.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final
+
+from fleet.errors import StateDirError
+
+from .decide import Ladder
+
+#: Ticks kept for `status`: a day of one-minute ticks is plenty to see what happened overnight.
+MAX_TICKS: Final = 1500
+#: Turn ids the watchdog started, kept per assignment; a climb sends at most a handful.
+MAX_OWN_TURNS: Final = 32
+#: Same wait as the ledger's: transactions here are one or two statements.
+BUSY_TIMEOUT: Final = 10.0
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS watchdog_state (kind TEXT NOT NULL, key TEXT NOT NULL, agent TEXT, "
+    "value TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (kind, key))",
+    "CREATE TABLE IF NOT EXISTS watchdog_ticks (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, "
+    "dry_run INTEGER NOT NULL, ms INTEGER NOT NULL, skipped TEXT, actions TEXT NOT NULL)",
+)
+
+
+@dataclass(frozen=True)
+class LadderRecord:
+    """One assignment's climb (`decide.Ladder`) and the turns the watchdog's own prompts started, whose
+    events are not the agent's work (see `decide`'s `last_work_at`)."""
+
+    assignment: str
+    agent: str
+    ladder: Ladder = field(default_factory=Ladder)
+    own_turns: tuple[str, ...] = ()
+
+    def with_turn(self, turn_id: str | None) -> LadderRecord:
+        if not turn_id or turn_id in self.own_turns:
+            return self
+        return replace(self, own_turns=(*self.own_turns, turn_id)[-MAX_OWN_TURNS:])
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """What the watchdog remembers about one agent between ticks.
+
+    `restarts` / `last_restart_at`: the current crash streak (see `decide.RESTART_STREAK_RESET`).
+    `fatal_at`: the watchdog gave up restarting it; cleared by any later launch (a person's `fleet up`).
+    `last_notice_at`: the last `notify_only` about it. `approval_escalated`: the approval request id
+    already escalated.
+    """
+
+    agent: str
+    restarts: int = 0
+    last_restart_at: float | None = None
+    fatal_at: float | None = None
+    fatal_reason: str | None = None
+    last_notice_at: float | None = None
+    approval_escalated: str | None = None
+    approval_escalated_at: float | None = None
+
+
+@dataclass(frozen=True)
+class TickRecord:
+    id: int
+    at: float
+    dry_run: bool
+    ms: int
+    skipped: str | None
+    actions: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class WatchdogStore:
+    """A connection to the watchdog tables in `<state_dir>/fleet.db`. Open it after the ledger has
+    created the file (the ledger makes it 0600 and refuses a symlink); `close()` when done."""
+
+    def __init__(self, db_path: Path, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
+        try:
+            self._db = sqlite3.connect(db_path, timeout=busy_timeout, isolation_level=None)
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+        except sqlite3.Error as exc:
+            raise StateDirError(f"Cannot open the watchdog's tables in {db_path}: {exc}.",
+                                hint="Check the state dir's permissions and free space.") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> WatchdogStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- ladders and agents ---------------------------------------------------------------------
+
+    def ladders(self, assignments: Iterable[str]) -> dict[str, LadderRecord]:
+        wanted = list(dict.fromkeys(assignments))
+        if not wanted:
+            return {}
+        rows = self._db.execute(
+            f"SELECT key, agent, value FROM watchdog_state WHERE kind = 'ladder' AND key IN "
+            f"({', '.join('?' * len(wanted))})", wanted).fetchall()
+        out = {}
+        for key, agent, value in rows:
+            raw = json.loads(value)
+            out[key] = LadderRecord(key, agent, Ladder(**raw.get("ladder", {})), tuple(raw.get("own_turns", ())))
+        return out
+
+    def agents(self) -> dict[str, AgentRecord]:
+        rows = self._db.execute("SELECT key, value FROM watchdog_state WHERE kind = 'agent'").fetchall()
+        known = set(AgentRecord.__dataclass_fields__)
+        return {key: AgentRecord(**{k: v for k, v in json.loads(value).items() if k in known})
+                for key, value in rows}
+
+    def save_ladder(self, record: LadderRecord, now: float) -> None:
+        value = {"ladder": asdict(record.ladder), "own_turns": list(record.own_turns)}
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO watchdog_state (kind, key, agent, value, updated_at) "
+                       "VALUES ('ladder', ?, ?, ?, ?)", (record.assignment, record.agent, _dumps(value), now))
+
+    def save_agent(self, record: AgentRecord, now: float) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO watchdog_state (kind, key, agent, value, updated_at) "
+                       "VALUES ('agent', ?, ?, ?, ?)", (record.agent, record.agent, _dumps(asdict(record)), now))
+
+    def forget_ladders(self, keep: Iterable[str]) -> int:
+        """Drop the ladders of assignments not in `keep` (ended ones); returns how many."""
+        kept = list(dict.fromkeys(keep))
+        with self._write() as db:
+            sql = "DELETE FROM watchdog_state WHERE kind = 'ladder'"
+            if kept:
+                sql += f" AND key NOT IN ({', '.join('?' * len(kept))})"
+            return db.execute(sql, kept).rowcount
+
+    # -- ticks ----------------------------------------------------------------------------------
+
+    def add_tick(self, at: float, *, dry_run: bool, ms: int, skipped: str | None,
+                 actions: list[dict[str, Any]]) -> int:
+        with self._write() as db:
+            cur = db.execute("INSERT INTO watchdog_ticks (at, dry_run, ms, skipped, actions) VALUES (?, ?, ?, ?, ?)",
+                             (at, int(dry_run), ms, skipped, _dumps(actions)))
+            tick_id = int(cur.lastrowid or 0)
+            db.execute("DELETE FROM watchdog_ticks WHERE id <= ?", (tick_id - MAX_TICKS,))
+            return tick_id
+
+    def ticks(self, limit: int = 10, *, acted_only: bool = False) -> list[TickRecord]:
+        """The newest ticks first; `acted_only` keeps those that did something."""
+        sql = "SELECT id, at, dry_run, ms, skipped, actions FROM watchdog_ticks"
+        if acted_only:
+            sql += " WHERE actions != '[]'"
+        rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", (max(1, limit),)).fetchall()
+        return [TickRecord(r[0], r[1], bool(r[2]), r[3], r[4], json.loads(r[5])) for r in rows]
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

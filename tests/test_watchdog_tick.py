@@ -1,0 +1,141 @@
+"""The watchdog tick on real Codex agents against the scripted mock model, with durations in seconds.
+
+Ticks run as real `fleet watchdog tick --json` processes, as the systemd timer runs them. Assignments
+are created in the ledger and delivered through the work layer's `deliver`, as `fleet assign` does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conftest import Fleet, wait_until
+from mockmodel import MockServer, Step
+
+from fleet.service import work
+from fleet.service.core import Service
+from fleet.work.ledger import Ledger
+from fleet.work.prompt import REPORT_CONTRACT
+
+REPORT = ('All done.\n\n```fleet-report\n{"status": "done", "summary": "did it", "changed": [], '
+          '"tests": "none", "risks": "none"}\n```')
+
+
+def policy(**keys: Any) -> str:
+    base = {"every": "1s", "idle_after": "2s", "report_grace": "2s", "stall_after": "1s"}
+    base.update(keys)
+    return "[watchdog]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in base.items())
+
+
+def assign(f: Fleet, agent: str, task: str) -> str:
+    """Create an assignment for `agent` and deliver it (receipt checked), as `fleet assign` does."""
+    svc = Service(config_path=str(f.path))
+    with Ledger(f.state_dir) as ledger:
+        a, _ = ledger.create(task=task, holder="lead:test", actor="lead:test", agent=agent, prompt=task)
+    out = work.deliver(svc, a.id, actor="lead:test")
+    assert out["receipt"]["delivered"] is True
+    return a.id
+
+
+def tick(f: Fleet, *args: str) -> dict[str, Any]:
+    return f.json("watchdog", "tick", *args)  # type: ignore[no-any-return]
+
+
+def ticks_until(f: Fleet, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 60) -> list[dict[str, Any]]:
+    """Tick (as the timer would) until the actions so far satisfy `done`; return them all."""
+    seen: list[dict[str, Any]] = []
+
+    def step() -> bool:
+        seen.extend(tick(f)["actions"])
+        return done(seen)
+
+    wait_until(step, timeout=timeout, interval=0.3)
+    return seen
+
+
+def ledger_events(f: Fleet, assignment: str) -> list[dict[str, Any]]:
+    with Ledger(f.state_dir) as ledger:
+        return [e.to_dict() for e in ledger.events_for(assignment)]
+
+
+def test_silence_brings_a_report_request_then_each_rung_in_order(fleet_factory: Callable[..., Fleet],
+                                                                  mock_model: MockServer, tmp_path: Path) -> None:
+    notes = tmp_path / "notified.jsonl"
+    notifier = [sys.executable, "-c", f"import sys; open({str(notes)!r}, 'a').write(sys.stdin.read() + '\\n')"]
+    f = fleet_factory(1, model=mock_model, extra=policy(notify_command=notifier))
+    f.json("up")
+    mock_model.model.default_text = "Still on it."  # never a report
+    aid = assign(f, "agent-1", "Write the summary.")
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+
+    def kinds(actions: list[dict[str, Any]]) -> list[str]:
+        return [a["action"] for a in actions if a["agent"] == "agent-1"]
+
+    seen = ticks_until(f, lambda acts: "escalate" in kinds(acts), timeout=120)
+    mine = [a for a in seen if a["agent"] == "agent-1"]
+    assert kinds(mine) == ["request_report", "remind", "notify", "interrupt_and_reprompt", "restart_resume",
+                           "resend", "escalate"]
+    assert [a["rung"] for a in mine] == [0, 1, 2, 3, 4, None, 5]
+    assert all(a["outcome"] == "done" for a in mine), mine
+    assert all(a["assignment"] == aid for a in mine)
+    # The report request went out with a receipt, named the assignment and carried the contract.
+    request = mine[0]
+    assert request["detail"]["receipt"]["delivered"] is True
+    asked = [p for p in mock_model.model.user_prompts() if "asking for your report" in p]
+    assert len(asked) == 1
+    assert aid in asked[0]
+    assert REPORT_CONTRACT.splitlines()[0] in asked[0]
+    # notify ran the notify command with the action as JSON, once for the rung and once for the escalation.
+    told = [json.loads(line) for line in notes.read_text().splitlines() if line.strip()]
+    assert [t["action"] for t in told] == ["notify", "escalate"]
+    assert told[0]["assignment"] == aid
+    # Every action is in the ledger, on the assignment, and in the audit log.
+    recorded = [e["kind"] for e in ledger_events(f, aid) if e["kind"].startswith("watchdog_")]
+    assert recorded == [f"watchdog_{k}" for k in kinds(mine)]
+    audit = [json.loads(line)["event"] for line in (f.state_dir / "audit.jsonl").read_text().splitlines()]
+    assert [e for e in audit if e.startswith("watchdog.")] == [f"watchdog.{k}" for k in kinds(mine)]
+    # The restart resumed the same session.
+    restart = next(a for a in mine if a["action"] == "restart_resume")
+    assert restart["detail"]["resumed"]
+    assert restart["detail"]["state"] == "idle"
+    # After the top rung, nothing more.
+    assert kinds(tick(f)["actions"]) == []
+    status = f.json("watchdog", "status")
+    assert status["last_tick"]["actions"] == []
+    assert any(a["action"] == "escalate" for t in status["recent"] for a in t["actions"])
+
+
+def test_a_report_stops_the_ladder(fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, extra=policy())
+    f.json("up")
+    mock_model.model.default_text = "Still on it."
+    aid = assign(f, "agent-1", "Write the summary.")
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    mock_model.model.script(Step(text=REPORT))  # the answer to the report request is the report
+    seen = ticks_until(f, lambda acts: any(a["action"] == "request_report" for a in acts))
+    assert [a["action"] for a in seen] == ["request_report"]
+    wait_until(lambda: f.status("agent-1")["state"] == "idle" and f.status("agent-1")["last_turn"]["outcome"]
+               == "completed", timeout=30)
+    later: list[dict[str, Any]] = []
+    until = time.time() + 6  # three report_grace windows: a ladder would have climbed twice by now
+    while time.time() < until:
+        later += tick(f)["actions"]
+    assert later == []
+    with Ledger(f.state_dir) as ledger:
+        assert ledger.get(aid).state == "reported"
+
+
+def test_a_slowly_streaming_turn_past_idle_after_is_never_touched(fleet_factory: Callable[..., Fleet],
+                                                                  mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, extra=policy(report_grace="1s", stall_after="1m"))
+    f.json("up")
+    mock_model.model.script(Step(text="slow " * 40, chunks=40, chunk_delay=0.2))  # ~8 s of streaming
+    assign(f, "agent-1", "Think slowly.")
+    seen: list[dict[str, Any]] = []
+    while f.status("agent-1")["state"] == "working":
+        seen += tick(f)["actions"]
+    assert seen == []
