@@ -7,6 +7,9 @@ are created in the ledger and delivered through the work layer's `deliver`, as `
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -14,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step
+from mockmodel import TITLE_MARKER, MockServer, Step
+from test_watchdog_units import directive, systemd_words, unescape
 
 from fleet.service import work
 from fleet.service.core import Service
+from fleet.watchdog.tick import tick_lock
+from fleet.watchdog.units import fleet_command, passthrough_env, render_units
 from fleet.work.ledger import Ledger
 from fleet.work.prompt import REPORT_CONTRACT
 
@@ -139,3 +145,85 @@ def test_a_slowly_streaming_turn_past_idle_after_is_never_touched(fleet_factory:
     while f.status("agent-1")["state"] == "working":
         seen += tick(f)["actions"]
     assert seen == []
+
+
+def test_two_concurrent_ticks_act_once(fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, extra=policy())
+    f.json("up")
+    mock_model.model.default_text = "Still on it."
+    aid = assign(f, "agent-1", "Write the summary.")
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    wait_until(lambda: tick(f, "--dry-run")["actions"], timeout=30)  # a request is due now
+    argv = [sys.executable, "-m", "fleet", "--config", str(f.path), "watchdog", "tick", "--json"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    actions = [a for r in results for a in r["actions"]]
+    assert [a["action"] for a in actions] == ["request_report"]
+    assert actions[0]["assignment"] == aid
+    assert len([p for p in mock_model.model.user_prompts() if "asking for your report" in p]) == 1
+
+
+def test_a_tick_while_another_holds_the_lock_returns_at_once_saying_so(fleet_factory: Callable[..., Fleet]) -> None:
+    f = fleet_factory(1)
+    with tick_lock(f.state_dir) as busy:
+        assert busy is None
+        result = tick(f)
+    assert result["actions"] == []
+    assert result["skipped"].startswith(f"Another watchdog tick is running (pid {os.getpid()}")
+    assert tick(f)["skipped"] is None  # released: the next one runs
+
+
+def test_a_killed_agent_is_resumed_with_its_session_and_its_assignment_resent(
+        fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, extra=policy(idle_after="1m"))
+    f.json("up")
+    mock_model.model.script(Step(text="slow " * 100, chunks=100, chunk_delay=0.2))  # a turn that is open when killed
+    aid = assign(f, "agent-1", "Think slowly about the summary.")
+    wait_until(lambda: f.status("agent-1")["state"] == "working", timeout=30)
+    before = f.status("agent-1")
+    session = next(e["session_id"] for e in f.journal("agent-1") if e.get("event") == "receipt")
+    os.kill(before["pid"], signal.SIGKILL)
+    wait_until(lambda: f.status("agent-1")["state"] == "exited", timeout=30)
+    mock_model.model.script(Step(text=REPORT))
+    acted = tick(f)["actions"]
+    assert [(a["action"], a["outcome"]) for a in acted] == [("restart_resume", "done"), ("resend", "done")], acted
+    assert acted[0]["detail"]["resumed"] == session
+    after = f.status("agent-1")
+    assert after["pid"] != before["pid"]
+    with open(f"/proc/{after['pid']}/cmdline", "rb") as cmd:
+        argv = cmd.read().split(b"\0")
+    assert b"resume" in argv
+    assert argv[-2] == session.encode()  # `codex resume ... <session id>`
+    # The resumed session kept its history: the re-sent prompt arrives after the lost turn's prompt.
+    wait_until(lambda: mock_model.model.user_prompts().count("Think slowly about the summary.") == 2, timeout=30)
+    turns = [json.dumps(r["input"]) for r in mock_model.model.requests if TITLE_MARKER not in json.dumps(r["input"])]
+    assert turns[-1].count("Think slowly about the summary.") == 2
+    wait_until(lambda: tick(f)["actions"] == [] and f.json("status")["agents"][0]["state"] == "idle", timeout=30)
+    with Ledger(f.state_dir) as ledger:
+        assert ledger.get(aid).state == "reported"
+    status = f.json("watchdog", "status")
+    assert status["agents"] == [{"agent": "agent-1", "restarts": 1, "last_restart_at": status["agents"][0]
+                                 ["last_restart_at"], "fatal_at": None, "fatal_reason": None}]
+
+
+def test_the_rendered_units_exec_start_runs_a_tick_exactly_as_rendered(fleet_factory: Callable[..., Fleet],
+                                                                        mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, extra=policy(idle_after="1s"))
+    f.json("up")
+    mock_model.model.default_text = "Still on it."
+    aid = assign(f, "agent-1", "Write the summary.")
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    wait_until(lambda: tick(f, "--dry-run")["actions"], timeout=30)
+    rendered = render_units(fleet=f.name, config=f.path, every=60, command=fleet_command(),
+                            env=passthrough_env(os.environ))
+    [exec_start] = directive(rendered.service, "ExecStart")
+    argv = [unescape(w, dollars=True) for w in systemd_words(exec_start)]
+    env = dict(unescape(w, dollars=False).split("=", 1)
+               for line in directive(rendered.service, "Environment") for w in systemd_words(line))
+    # A user manager gives a unit little more than HOME and the unit's own Environment= lines.
+    proc = subprocess.run(argv, env={"HOME": os.environ["HOME"], **env}, cwd="/", capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert f"agent-1: did request_report (rung 0) -- agent-1 has been idle on {aid}" in proc.stdout
+    last = f.json("watchdog", "status")["last_tick"]
+    assert [(a["action"], a["outcome"]) for a in last["actions"]] == [("request_report", "done")]
