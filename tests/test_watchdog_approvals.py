@@ -1,0 +1,103 @@
+"""Approvals from Codex's exact signal, on real Codex: fleet's PermissionRequest hook holds the call
+until `fleet approve` / `fleet deny` (or the watchdog's approve policy) answers, and lets the dialog
+open after `approval_timeout`, when the watchdog escalates it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from conftest import Fleet, wait_until
+from mockmodel import MockServer, Step
+
+
+def escalated(command: str) -> Step:
+    """The model asks to run `command` outside the sandbox, which needs an approval."""
+    return Step(tool=("exec_command", {"cmd": command, "sandbox_permissions": "require_escalated",
+                                       "justification": f"I need to run {command} for the task"}))
+
+
+def fleet_with(fleet_factory: Callable[..., Fleet], model: MockServer, **watchdog: Any) -> Fleet:
+    keys = {"every": "1s", "approval_timeout": "30s", **watchdog}
+    lines = "\n".join(f"{k} = {json.dumps(v) if not isinstance(v, dict) else v['toml']}" for k, v in keys.items())
+    f = fleet_factory(1, model=model, extra="[watchdog]\n" + lines, agent_extra='sandbox = "read-only"')
+    f.json("up")
+    return f
+
+
+def waiting(f: Fleet) -> dict[str, Any]:
+    return wait_until(lambda: (s := f.status("agent-1"))["state"] == "waiting_approval" and s, timeout=30)
+
+
+def test_approve_lets_the_held_command_run(fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    f = fleet_with(fleet_factory, mock_model)
+    mock_model.model.script(escalated("touch approved.txt"))
+    f.json("send", "agent-1", "make the file")
+    status = waiting(f)
+    assert status["approval"]["command"] == "touch approved.txt"
+    assert status["approval"]["justification"] == "I need to run touch approved.txt for the task"
+    assert status["approval"]["held"] is True
+    answer = f.json("approve", "agent-1")
+    assert (answer["decision"], answer["applied"], answer["command"]) == ("allow", True, "touch approved.txt")
+    wait_until((f.root / "work" / "agent-1" / "approved.txt").exists, timeout=30)
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    assert "Would you like to run" not in "\n".join(f.json("tail", "agent-1")["lines"])  # no dialog ever opened
+
+
+def test_deny_rejects_the_call_and_the_model_reads_the_message(fleet_factory: Callable[..., Fleet],
+                                                               mock_model: MockServer) -> None:
+    f = fleet_with(fleet_factory, mock_model)
+    mock_model.model.script(escalated("touch denied.txt"))
+    f.json("send", "agent-1", "make the file")
+    waiting(f)
+    answer = f.json("deny", "agent-1", "--message", "not in this repo, please")
+    assert (answer["decision"], answer["applied"]) == ("deny", True)
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    assert not (f.root / "work" / "agent-1" / "denied.txt").exists()
+    outputs = [item for r in mock_model.model.requests for item in r.get("input", [])
+               if isinstance(item, dict) and item.get("type") == "function_call_output"]
+    assert any("not in this repo, please" in json.dumps(o) for o in outputs)
+    err = f.cli("approve", "agent-1", "--json")
+    assert err.returncode != 0
+    assert json.loads(err.stdout)["error"]["code"] == "no_pending_approval"
+
+
+def test_an_approval_past_its_timeout_opens_the_dialog_and_is_escalated_once(
+        fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    f = fleet_with(fleet_factory, mock_model, approval_timeout="2s")
+    mock_model.model.script(escalated("touch late.txt"))
+    f.json("send", "agent-1", "make the file")
+    waiting(f)
+    wait_until(lambda: f.status("agent-1")["approval"]["held"] is False, timeout=30)
+    # Codex's own dialog is open now: only the pane can answer, and fleet says so.
+    wait_until(lambda: "Would you like to run" in "\n".join(f.json("tail", "agent-1")["lines"]), timeout=30)
+    err = f.cli("approve", "agent-1", "--json")
+    assert json.loads(err.stdout)["error"]["code"] == "approval_not_held"
+    acted = f.json("watchdog", "tick")["actions"]
+    assert [a["action"] for a in acted] == ["escalate"]
+    assert "touch late.txt" in acted[0]["reason"]
+    assert "I need to run touch late.txt for the task" in acted[0]["reason"]
+    assert f.json("watchdog", "tick")["actions"] == []  # once
+    assert f.status("agent-1")["state"] == "waiting_approval"
+
+
+def test_the_approve_policy_answers_read_only_commands_by_itself(fleet_factory: Callable[..., Fleet],
+                                                                 mock_model: MockServer) -> None:
+    f = fleet_with(fleet_factory, mock_model, approve={"toml": '{ allow = ["read-only"], otherwise = "deny" }'})
+    mock_model.model.script(escalated("ls -la"))
+    f.json("send", "agent-1", "list the files")
+    waiting(f)
+    [acted] = f.json("watchdog", "tick")["actions"]
+    assert (acted["action"], acted["outcome"]) == ("approve", "done")
+    assert "`ls -la` is read-only" in acted["reason"]
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    answered = [e for e in f.journal("agent-1") if e["event"] == "approval_answered"]
+    assert [(e["decision"], e["by"]) for e in answered] == [("allow", "watchdog:policy")]
+    mock_model.model.script(escalated("touch x.txt"))
+    f.json("send", "agent-1", "make a file")
+    waiting(f)
+    [denied] = f.json("watchdog", "tick")["actions"]
+    assert denied["action"] == "deny"
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    assert not (f.root / "work" / "agent-1" / "x.txt").exists()
