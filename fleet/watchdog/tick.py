@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypedDict
 
 from fleet import audit
 from fleet.errors import FleetError, InternalError
-from fleet.fsutil import ensure_dir
+from fleet.fsutil import ensure_dir, read_jsonl_tail
 
 from .decide import RESTART_STREAK_RESET, Action, ActionKind, AgentFacts, AgentState, advance, decide_all, lease_kind
 from .facts import JournalFacts, build_facts, fold_journal
@@ -63,6 +63,10 @@ NOTIFY_TIMEOUT: Final = 10.0
 QUEUED_LOOKUP: Final = 100
 #: Open assignments read per tick: far more than a fleet has agents.
 OPEN_LOOKUP: Final = 1000
+#: How much of each journal's end the tick folds: the facts it needs (the latest Codex signal, the
+#: latest work, the open turn, a pending approval) are all in the last few turns, and the journal can
+#: hold 256 KiB that status already parses once.
+JOURNAL_TAIL: Final = 32 * 1024
 #: The prompts whose turns are the watchdog's own, not the agent's work (see `decide`'s `last_work_at`).
 OWN_PROMPTS: Final = frozenset({"request_report", "remind", "interrupt_and_reprompt"})
 
@@ -213,7 +217,8 @@ class _Tick:
             name = spec.name
             row = open_rows.get(name)
             ladder = ladders.get(row["id"]) if row else None
-            journal = fold_journal(svc.runtime.events(name), ladder.own_turns if ladder else ())
+            events = read_jsonl_tail(svc.runtime.journal_path(name), JOURNAL_TAIL)
+            journal = fold_journal(events, ladder.own_turns if ladder else ())
             holder = self._lease_holder(name)
             facts = build_facts(
                 status=statuses[name], journal=journal, now=self.now, role=spec.role, assignment=row,
