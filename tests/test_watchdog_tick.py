@@ -227,3 +227,61 @@ def test_the_rendered_units_exec_start_runs_a_tick_exactly_as_rendered(fleet_fac
     assert f"agent-1: did request_report (rung 0) -- agent-1 has been idle on {aid}" in proc.stdout
     last = f.json("watchdog", "status")["last_tick"]
     assert [(a["action"], a["outcome"]) for a in last["actions"]] == [("request_report", "done")]
+
+
+def test_an_agent_held_by_someone_else_is_only_told_about_never_touched(fleet_factory: Callable[..., Fleet],
+                                                                        mock_model: MockServer) -> None:
+    f = fleet_factory(2, model=mock_model, extra=policy(lead="agent-2"))
+    f.json("up")
+    mock_model.model.default_text = "Still on it."
+    aid = assign(f, "agent-1", "Write the summary.")
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    f.json("claim", "agent-1", "--holder", "person:ada", "--ttl", "600")
+    prompts = len(mock_model.model.user_prompts())
+    seen = ticks_until(f, lambda acts: any(a["agent"] == "agent-1" for a in acts))
+    [notice] = [a for a in seen if a["agent"] == "agent-1"]
+    assert (notice["action"], notice["assignment"], notice["lead"]) == ("notify_only", aid, "agent-2")
+    assert "held by person:ada" in notice["reason"]
+    assert "asking for its report" in notice["reason"]  # what it would have done
+    # The lead was told; agent-1 got nothing.
+    wait_until(lambda: any(p.startswith("Fleet watchdog") and "notify_only about agent-1" in p
+                           for p in mock_model.model.user_prompts()), timeout=30)
+    assert [p for p in mock_model.model.user_prompts()[prompts:] if "asking for your report" in p] == []
+    assert f.status("agent-1")["last_turn"]["turn_id"] == [e for e in f.journal("agent-1")
+                                                           if e["event"] == "receipt"][-1]["turn_id"]
+    assert tick(f)["actions"] == []  # at most one notice per report_grace
+
+
+def test_watchdog_run_ticks_in_the_foreground_until_interrupted(fleet_factory: Callable[..., Fleet]) -> None:
+    f = fleet_factory(1)
+    proc = subprocess.Popen([sys.executable, "-m", "fleet", "--config", str(f.path), "watchdog", "run", "--every", "1s",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: (s := f.json("watchdog", "status")["last_tick"]) and s, timeout=30)
+        first = f.json("watchdog", "status")["last_tick"]["id"]
+        wait_until(lambda: f.json("watchdog", "status")["last_tick"]["id"] > first, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped" in err
+    ticks = [json.loads(line) for line in out.splitlines()]
+    assert len(ticks) >= 2
+    assert all(t["actions"] == [] and t["skipped"] is None for t in ticks)
+
+
+def test_install_without_a_user_manager_writes_the_units_and_says_what_to_run(fleet_factory: Callable[..., Fleet],
+                                                                               tmp_path: Path) -> None:
+    f = fleet_factory(1)
+    env = {"XDG_RUNTIME_DIR": str(tmp_path / "no-manager"), "DBUS_SESSION_BUS_ADDRESS": ""}
+    proc = f.cli("watchdog", "install", "--every", "2m", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["manager"] in ("unavailable", "failed")
+    service = Path(result["service"]).read_text()
+    assert f"--config {f.path} watchdog tick" in service
+    assert "OnUnitActiveSec=120s" in Path(result["timer"]).read_text()
+    assert result["commands"]
+    gone = json.loads(f.cli("watchdog", "uninstall", "--json", env=env).stdout)
+    assert sorted(gone["removed"])[:2] == sorted([result["service"], result["timer"]])
+    assert not Path(result["service"]).exists()

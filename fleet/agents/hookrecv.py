@@ -17,6 +17,10 @@ While an assignment is open (`AGENT_DIR/assignment.json` exists) it also applies
 Any error in the policy is logged and the hook prints nothing (Codex fails open), so the after-turn
 verification stays the final word.
 
+PermissionRequest (`--hold SECONDS`): fleet's approval hold, `fleet.agents.approvals`, imported only
+for that event: it journals the request, waits for `fleet approve`/`deny` or the watchdog's policy,
+and prints the decision (or nothing when its time runs out, so Codex opens its dialog).
+
 It appends the way `fleet.agents.journal` does (one write, O_APPEND, under a shared flock on
 `events.lock`) and, in the rare call that takes the journal past its bound, imports that module to
 compact it. At `Stop` it also copies the rate-limit snapshot Codex has just written to the rollout.
