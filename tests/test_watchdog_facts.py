@@ -234,3 +234,43 @@ def _wait(predicate: Any, timeout: float = 10.0) -> Any:
     from conftest import wait_until
 
     return wait_until(predicate, timeout=timeout, interval=0.02)
+
+
+@settings(deadline=None)
+@given(st.lists(st.sampled_from(["ask", "answer", "release", "tool_started", "tool_completed", "turn_completed",
+                                 "send", "receipt", "turn_notified"]), max_size=20))
+def test_pending_is_the_latest_request_with_nothing_after_it_but_its_release(steps: list[str]) -> None:
+    events: list[dict[str, Any]] = []
+    n = 0
+    for i, step in enumerate(steps):
+        if step == "ask":
+            n += 1
+            events.append(approvals.request_record(PAYLOAD, f"ap-{n}", T0 + i, 60))
+        elif step in ("answer", "release"):
+            events.append({"time": T0 + i, "event": f"approval_{'answered' if step == 'answer' else 'released'}",
+                           "request": f"ap-{n}"})
+        else:
+            events.append(ev(step, T0 + i, "t1"))
+    got = approvals.pending(events)
+    last_ask = max((i for i, s in enumerate(steps) if s == "ask"), default=None)
+    if last_ask is None:
+        assert got is None
+        return
+    after = steps[last_ask + 1:]
+    moved = {"answer", "tool_started", "tool_completed", "turn_completed"}
+    if moved & set(after):
+        assert got is None
+    else:
+        assert got is not None
+        assert got["request"] == f"ap-{n}"
+        assert got["held"] is ("release" not in after)
+
+
+@given(st.text("0123456789ABCDEFGHJKMNPQRSTVWXYZ", min_size=26, max_size=26), st.booleans())
+def test_every_report_request_names_its_assignment_and_carries_the_contract(suffix: str, firm: bool) -> None:
+    from fleet.watchdog.messages import report_request
+    from fleet.work.prompt import REPORT_CONTRACT
+
+    text = report_request(f"as-{suffix}", firm=firm)
+    assert f"as-{suffix}" in text
+    assert text.endswith(REPORT_CONTRACT)
