@@ -274,3 +274,26 @@ def test_every_report_request_names_its_assignment_and_carries_the_contract(suff
     text = report_request(f"as-{suffix}", firm=firm)
     assert f"as-{suffix}" in text
     assert text.endswith(REPORT_CONTRACT)
+
+
+def test_a_limited_agent_is_parked_until_its_window_resets_then_resumed() -> None:
+    """The status shape of a usage limit (state `limited`, `resets_at`, the failed last turn) becomes
+    the facts `decide` parks and resumes on."""
+    from fleet.watchdog.decide import decide
+    from fleet.watchdog.policy import Policy
+
+    last = {"turn_id": "t1", "started_at": T0 + 3, "ended_at": T0 + 10, "outcome": "failed", "prompt_chars": 9,
+            "last_message": None, "error": {"code": "usage_limit_exceeded", "message": "limit", "http_status": 429,
+                                            "resets_at": T0 + 600}}
+    status = {"name": "a", "state": "limited", "since": T0 + 10, "resets_at": T0 + 600, "last_turn": last}
+    row = {"id": "as-1", "state": "working", "sent_at": T0, "deadline": None, "report": None}
+    f = build_facts(status=status, journal=fold_journal(TURN[:4]), now=T0 + 599, role="worker", assignment=row)
+    assert (f.state, f.limited_since, f.resets_at) == ("limited", T0 + 10, T0 + 600)
+    policy = Policy(idle_after=1, report_grace=1, stall_after=1)
+    assert decide(f, policy, T0 + 599) == []  # parked: never asked or escalated for its silence
+    [resume] = decide(f, policy, T0 + 600)
+    assert (resume.action, resume.assignment) == ("resume_after_limit", "as-1")
+    unknown = {**status, "resets_at": None, "last_turn": {**last, "error": {**last["error"], "resets_at": None}}}
+    g = build_facts(status=unknown, journal=fold_journal(TURN[:4]), now=T0, role="worker")
+    assert decide(g, Policy(limit_retry=3600), T0 + 10 + 3599) == []
+    assert [a.action for a in decide(g, Policy(limit_retry=3600), T0 + 10 + 3600)] == ["resume_after_limit"]
