@@ -297,3 +297,13 @@ def test_a_limited_agent_is_parked_until_its_window_resets_then_resumed() -> Non
     g = build_facts(status=unknown, journal=fold_journal(TURN[:4]), now=T0, role="worker")
     assert decide(g, Policy(limit_retry=3600), T0 + 10 + 3599) == []
     assert [a.action for a in decide(g, Policy(limit_retry=3600), T0 + 10 + 3600)] == ["resume_after_limit"]
+
+
+def test_a_tool_left_open_by_a_turn_that_failed_is_not_a_running_command_once_the_agent_is_idle() -> None:
+    """A failed turn fires no PostToolUse or Stop: the journal still shows the tool in flight, but the
+    runtime (which reads the rollout's turn end) says idle, and an idle agent runs nothing."""
+    j = fold_journal(TURN[:6])
+    assert j.command_running
+    f = build_facts(status={"name": "a", "state": "idle", "since": T0 + 9}, journal=j, now=T0 + 99, role="worker",
+                    transcript_mtime=T0 + 98)
+    assert (f.command_running, f.last_progress_at) == (False, T0 + 4)

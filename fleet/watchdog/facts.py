@@ -137,8 +137,11 @@ def build_facts(
     `AgentRecord` as a dict (empty for an agent it never acted on)."""
     rec = record or {}
     state = agent_state(status, journal)
+    # The runtime's state is the authority on whether a turn is open (it also reads turn ends from
+    # the rollout that the journal may not hold yet): a tool or a rollout write counts only then.
+    turn_open = state in ("working", "waiting_approval")
     progress = journal.last_progress_at
-    if journal.open_turn and transcript_mtime is not None and (progress is None or transcript_mtime > progress):
+    if turn_open and transcript_mtime is not None and (progress is None or transcript_mtime > progress):
         progress = transcript_mtime
     last_turn = status.get("last_turn") or {}
     since = _num(status.get("since"))
@@ -152,7 +155,7 @@ def build_facts(
         state=state,
         last_progress_at=progress,
         last_work_at=journal.last_work_at,
-        command_running=journal.command_running,
+        command_running=journal.command_running and turn_open,
         idle_since=since if state == "idle" else _num(last_turn.get("ended_at")) if last_turn else None,
         assignment=open_assignment(assignment),
         ladder=ladder or Ladder(),
