@@ -43,7 +43,7 @@ def assign(f: Fleet, agent: str, task: str) -> str:
     with Ledger(f.state_dir) as ledger:
         a, _ = ledger.create(task=task, holder="lead:test", actor="lead:test", agent=agent, prompt=task)
     out = work.deliver(svc, a.id, actor="lead:test")
-    assert out["receipt"]["delivered"] is True
+    assert out["delivered"] is True
     return a.id
 
 
@@ -90,7 +90,8 @@ def test_silence_brings_a_report_request_then_each_rung_in_order(fleet_factory: 
     assert all(a["assignment"] == aid for a in mine)
     # The report request went out with a receipt, named the assignment and carried the contract.
     request = mine[0]
-    assert request["detail"]["receipt"]["delivered"] is True
+    assert request["detail"]["delivered"] is True
+    assert request["detail"]["turn_id"] in [e["turn_id"] for e in f.journal("agent-1") if e["event"] == "receipt"]
     asked = [p for p in mock_model.model.user_prompts() if "asking for your report" in p]
     assert len(asked) == 1
     assert aid in asked[0]

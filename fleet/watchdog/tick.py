@@ -418,20 +418,14 @@ def _entry(action: Action, outcome: Outcome, *, detail: dict[str, Any] | None = 
 
 
 def _turn_id(detail: dict[str, Any]) -> str | None:
-    for source in (detail, detail.get("receipt") or {}):
-        if isinstance(source, dict) and source.get("turn_id"):
-            return str(source["turn_id"])
-    return None
+    turn = detail.get("turn_id")
+    return str(turn) if turn else None
 
 
 def _compact(detail: dict[str, Any]) -> dict[str, Any]:
     """What of an action's result goes into a ledger event: ids and codes, not whole documents."""
-    keep = ("turn_id", "request", "decision", "session_id", "resumed", "pid", "sent", "notify", "lead", "interrupt")
-    out = {k: detail[k] for k in keep if k in detail}
-    receipt = detail.get("receipt")
-    if isinstance(receipt, dict) and receipt.get("turn_id"):
-        out["turn_id"] = receipt["turn_id"]
-    return out
+    keep = ("turn_id", "request", "decision", "resumed", "pid", "dispatched", "notify", "lead", "interrupt")
+    return {k: detail[k] for k in keep if k in detail}
 
 
 def _asdict(record: AgentRecord | None) -> dict[str, Any] | None:
