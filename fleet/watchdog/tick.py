@@ -66,7 +66,7 @@ OPEN_LOOKUP: Final = 1000
 #: How much of each journal's end the tick folds: the facts it needs (the latest Codex signal, the
 #: latest work, the open turn, a pending approval) are all in the last few turns, and the journal can
 #: hold 256 KiB that status already parses once.
-JOURNAL_TAIL: Final = 32 * 1024
+JOURNAL_TAIL: Final = 16 * 1024
 #: The prompts whose turns are the watchdog's own, not the agent's work (see `decide`'s `last_work_at`).
 OWN_PROMPTS: Final = frozenset({"request_report", "remind", "interrupt_and_reprompt"})
 
