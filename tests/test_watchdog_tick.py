@@ -286,3 +286,19 @@ def test_install_without_a_user_manager_writes_the_units_and_says_what_to_run(fl
     gone = json.loads(f.cli("watchdog", "uninstall", "--json", env=env).stdout)
     assert sorted(gone["removed"])[:2] == sorted([result["service"], result["timer"]])
     assert not Path(result["service"]).exists()
+
+
+def test_the_watchdog_tools_over_mcp(fleet_factory: Callable[..., Fleet], tmp_path: Path) -> None:
+    from test_mcp import mcp_session
+
+    f = fleet_factory(1)
+    with mcp_session(f.path, tmp_path / "mcp-stderr.log") as mcp:
+        planned = mcp.ok("watchdog_tick", {"dry_run": True})
+        assert (planned["dry_run"], planned["actions"], planned["skipped"]) == (True, [], None)
+        assert mcp.ok("watchdog_status", {})["last_tick"] is None  # a dry run records nothing
+        done = mcp.ok("watchdog_tick", {})
+        assert done["dry_run"] is False
+        status = mcp.ok("watchdog_status", {"ticks": 5})
+        assert status["last_tick"]["at"] == done["at"]
+        assert mcp.error("agent_approve", {"agent": "agent-1"})["code"] == "no_pending_approval"
+        assert mcp.error("agent_deny", {"agent": "agent-1", "message": 5})["code"] == "invalid_input"
