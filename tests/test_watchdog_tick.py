@@ -302,3 +302,27 @@ def test_the_watchdog_tools_over_mcp(fleet_factory: Callable[..., Fleet], tmp_pa
         assert status["last_tick"]["at"] == done["at"]
         assert mcp.error("agent_approve", {"agent": "agent-1"})["code"] == "no_pending_approval"
         assert mcp.error("agent_deny", {"agent": "agent-1", "message": 5})["code"] == "invalid_input"
+
+
+def test_after_max_restarts_an_agent_is_marked_fatal_and_escalated_until_a_person_starts_it(
+        fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    f = fleet_factory(1, model=mock_model, extra=policy(max_restarts=1))
+    f.json("up")
+
+    def crash() -> None:
+        os.kill(f.status("agent-1")["pid"], signal.SIGKILL)
+        wait_until(lambda: f.status("agent-1")["state"] == "exited", timeout=30)
+
+    crash()
+    assert [(a["action"], a["outcome"]) for a in tick(f)["actions"]] == [("restart_resume", "done")]
+    crash()
+    acted = tick(f)["actions"]
+    assert [a["action"] for a in acted] == ["mark_fatal", "escalate"]
+    assert "after 1 restart(s) in this streak (max_restarts 1)" in acted[1]["reason"]
+    assert tick(f)["actions"] == []  # fatal: left alone
+    assert f.status("agent-1")["state"] == "exited"
+    fatal = f.json("watchdog", "status")["agents"]
+    assert fatal[0]["fatal_at"] is not None
+    f.json("up", "agent-1")  # a person starts it again: a new streak
+    crash()
+    assert [a["action"] for a in tick(f)["actions"]] == ["restart_resume"]
