@@ -307,3 +307,23 @@ def test_a_tool_left_open_by_a_turn_that_failed_is_not_a_running_command_once_th
     f = build_facts(status={"name": "a", "state": "idle", "since": T0 + 9}, journal=j, now=T0 + 99, role="worker",
                     transcript_mtime=T0 + 98)
     assert (f.command_running, f.last_progress_at) == (False, T0 + 4)
+
+
+def test_an_agent_idle_again_after_its_reset_time_is_still_limited_until_resumed() -> None:
+    """Past `resets_at` the runtime says idle, but the last turn is still the one the limit failed:
+    the watchdog resumes it rather than asking it for a report."""
+    from fleet.watchdog.decide import decide
+    from fleet.watchdog.policy import Policy
+
+    last = {"turn_id": "t1", "started_at": T0 + 3, "ended_at": T0 + 10, "outcome": "failed", "prompt_chars": 9,
+            "last_message": None, "error": {"code": "usage_limit_exceeded", "message": "limit", "http_status": 429,
+                                            "resets_at": T0 + 600}}
+    row = {"id": "as-1", "state": "working", "sent_at": T0, "deadline": None, "report": None}
+    f = build_facts(status={"name": "a", "state": "idle", "since": T0 + 10, "resets_at": None, "last_turn": last},
+                    journal=fold_journal(TURN[:4]), now=T0 + 700, role="worker", assignment=row)
+    assert (f.state, f.resets_at) == ("limited", T0 + 600)
+    assert [a.action for a in decide(f, Policy(idle_after=1), T0 + 700)] == ["resume_after_limit"]
+    other = {**last, "error": {**last["error"], "code": "internal_server_error"}}
+    g = build_facts(status={"name": "a", "state": "idle", "since": T0 + 10, "last_turn": other},
+                    journal=fold_journal(TURN[:4]), now=T0 + 700, role="worker", assignment=row)
+    assert g.state == "idle"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fleet.agents.approvals import pending
+from fleet.agents.rollout import USAGE_LIMIT
 
 from .decide import AgentFacts, AgentState, Ladder, LeaseKind, OpenAssignment, PendingApproval
 
@@ -110,13 +111,24 @@ def approval_facts(raw: Mapping[str, Any] | None, now: float, escalated: str | N
 
 
 def agent_state(status: Mapping[str, Any], journal: JournalFacts) -> AgentState:
-    """The state `decide` works from: the runtime's, with an approval fleet's hook recorded."""
+    """The state `decide` works from: the runtime's, with an approval fleet's hook recorded, and
+    `limited` kept after the reset time while the usage-limited turn is still the last one (the
+    runtime calls that agent idle again, but its work waits to be resumed, not asked about)."""
     state = str(status.get("state"))
+    if state == "idle" and _usage_limited(status.get("last_turn")):
+        return "limited"
     if journal.approval is not None and state in ("working", "waiting_approval"):
         return "waiting_approval"
     if state == "waiting_approval":  # the screen shows a menu fleet's hook did not see: treat as working
         return "working"
     return state if state in _STATES else "starting"  # type: ignore[return-value]
+
+
+def _usage_limited(last_turn: object) -> bool:
+    if not isinstance(last_turn, Mapping) or last_turn.get("outcome") != "failed":
+        return False
+    error = last_turn.get("error")
+    return isinstance(error, Mapping) and error.get("code") == USAGE_LIMIT
 
 
 def build_facts(

@@ -160,7 +160,8 @@ def run_tick(svc: Service, *, dry_run: bool = False, now: float | None = None,
         actions = tick.run()
         result = _result(at, dry_run, None, actions, tick.errors, started)
         if not dry_run:
-            store.add_tick(result["at"], dry_run=False, ms=result["ms"], skipped=None, actions=[dict(a) for a in actions])
+            store.add_tick(result["at"], dry_run=False, ms=result["ms"], skipped=None,
+                           actions=[dict(a) for a in actions])
         return result
     raise AssertionError("unreachable")  # pragma: no cover  (mypy: ExitStack may swallow exceptions)
 
