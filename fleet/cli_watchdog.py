@@ -72,32 +72,28 @@ def status_cmd(ticks: Annotated[int | None, typer.Option(
 def run_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
     """Tick every period in the foreground (for hosts without systemd); Ctrl-C stops it."""
     from .durations import parse_duration
-    from .watchdog.tick import run_tick
+    from .errors import FleetError
+    from .watchdog.tick import run_forever
 
     try:
         svc = _service()
         period = parse_duration(every, what="--every") if every else svc.config.watchdog.every
     except Exception as exc:
         _fail(exc, as_json)
-    print(f"fleet watchdog: ticking every {period:g}s over fleet {svc.config.name!r}; Ctrl-C stops.", file=sys.stderr)
-    next_at = time.monotonic()
-    try:
-        while True:
-            try:
-                result = run_tick(svc)
-                if as_json:
-                    print(json.dumps(result, ensure_ascii=False), flush=True)
-                elif result["actions"] or result["skipped"]:
-                    _render_tick(dict(result))
-                    sys.stdout.flush()
-            except Exception as exc:  # one bad tick (a full disk) must not end the loop
-                from .errors import FleetError
 
-                detail = f"{exc.code}: {exc.message}" if isinstance(exc, FleetError) else repr(exc)
-                print(f"fleet watchdog: tick failed: {detail}", file=sys.stderr)
-            next_at += period
-            time.sleep(max(0.0, next_at - time.monotonic()))
-            next_at = max(next_at, time.monotonic())
+    def report(result: Any) -> None:
+        if isinstance(result, Exception):
+            detail = f"{result.code}: {result.message}" if isinstance(result, FleetError) else repr(result)
+            print(f"fleet watchdog: tick failed: {detail}", file=sys.stderr)
+        elif as_json:
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+        elif result["actions"] or result["skipped"]:
+            _render_tick(dict(result))
+            sys.stdout.flush()
+
+    print(f"fleet watchdog: ticking every {period:g}s over fleet {svc.config.name!r}; Ctrl-C stops.", file=sys.stderr)
+    try:
+        run_forever(svc, period, report)
     except KeyboardInterrupt:
         print("fleet watchdog: stopped.", file=sys.stderr)
 

@@ -33,7 +33,7 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypedDict
@@ -164,6 +164,20 @@ def run_tick(svc: Service, *, dry_run: bool = False, now: float | None = None,
                            actions=[dict(a) for a in actions])
         return result
     raise AssertionError("unreachable")  # pragma: no cover  (mypy: ExitStack may swallow exceptions)
+
+
+def run_forever(svc: Service, every: float, report: Callable[[TickResult | FleetError | Exception], None]) -> None:
+    """`fleet watchdog run`: a tick every `every` seconds (on a fixed schedule; a tick that overruns
+    its period is followed by the next at once, never by two), until KeyboardInterrupt. A tick that
+    fails is reported and the loop goes on: a full disk at 3 am must not end the watchdog."""
+    next_at = time.monotonic()
+    while True:
+        try:
+            report(run_tick(svc))
+        except Exception as exc:
+            report(exc)
+        next_at = max(next_at + every, time.monotonic())
+        time.sleep(max(0.0, next_at - time.monotonic()))
 
 
 def _result(at: float, dry_run: bool, skipped: str | None, actions: list[TickAction], errors: list[dict[str, Any]],
