@@ -104,12 +104,12 @@ def test_untrusted_hooks_are_found_in_hooks_json_and_inline_config(tmp_path: Pat
     assert codex.untrusted_hooks(tmp_path / "no-home") == []
 
 
-def test_fleet_launches_without_the_bypass_flag_trusting_its_five_handlers(fleet_factory: Callable[..., Fleet],
+def test_fleet_launches_without_the_bypass_flag_trusting_its_six_handlers(fleet_factory: Callable[..., Fleet],
                                                                            tmp_path: Path) -> None:
     f = fleet_factory(1, codex=sys.executable)
     svc = Service(str(f.path))
     argv = codex.launch_argv(svc.config.agent("agent-1"), tmp_path / "agent")
     assert "--dangerously-bypass-hook-trust" not in argv
     [state] = [a for a in argv if a.startswith("hooks.state=")]
-    assert state.count(codex.SESSION_FLAGS_SOURCE) == len(codex.HOOK_EVENTS) == 5
+    assert state.count(codex.SESSION_FLAGS_SOURCE) == len(codex.HOOK_EVENTS) == 6  # PermissionRequest too
     assert "notice.hide_rate_limit_model_nudge=true" in argv
