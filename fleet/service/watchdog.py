@@ -61,7 +61,7 @@ def agent_approve(svc: Service, *, agent: str, holder: str | None = None, token:
     return _answer(svc, agent, "allow", "", holder, token)
 
 
-def agent_deny(svc: Service, *, agent: str, message: str = "", holder: str | None = None,
+def agent_deny(svc: Service, *, agent: str, message: str, holder: str | None = None,
                token: int | None = None) -> dict[str, Any]:
     return _answer(svc, agent, "deny", message, holder, token)
 
