@@ -68,6 +68,10 @@ VALID: dict[str, Any] = {
     "op:fleet_events": {"since": 10, "limit": 200, "assignment": "as-01JABCDEFGHJKMNPQRSTVWXYZ0"},
     "op:fleet_dispatch": {},
     "op:fleet_install": {"codex_home": "~/.codex-alice", "uninstall": False},
+    "op:watchdog_tick": {"dry_run": True},
+    "op:watchdog_status": {"ticks": 5},
+    "op:agent_approve": {"agent": "mila", "holder": "lead", "token": 2},
+    "op:agent_deny": {"agent": "mila", "message": "not here", "holder": "lead", "token": 2},
 }
 #: Values at and around the bounds and patterns fleet's schemas use.
 EDGES = st.one_of(
