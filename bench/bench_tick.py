@@ -150,6 +150,7 @@ def main() -> None:
             start = time.perf_counter()
             result = run_tick(svc)
             inproc.append((time.perf_counter() - start) * 1000)
+            svc.close()
             if result["actions"]:
                 sys.exit(f"bench_tick: the tick was not idle: {result}")
         verdict = "ok" if statistics.median(proc_ms) <= TARGET_MS else "OVER TARGET"

@@ -230,6 +230,25 @@ def test_ticks_are_kept_newest_first_and_bounded(store: WatchdogStore) -> None:
     assert json.loads(store._db.execute("SELECT actions FROM watchdog_ticks ORDER BY id LIMIT 1").fetchone()[0]) == []
 
 
+def test_the_work_layer_leaves_a_crash_to_a_running_watchdog_unless_it_gave_up_on_the_agent(
+        tmp_path: Path) -> None:
+    from fleet.watchdog.store import ACTIVE_PERIODS, will_restart
+
+    path = tmp_path / "fleet.db"
+    assert not will_restart(path, "ada", 60, T0)  # no ledger: no watchdog
+    assert not path.exists()
+    with Ledger(tmp_path) as ledger:
+        assert not will_restart(path, "ada", 60, T0)  # a ledger, but the watchdog never ran
+        with WatchdogStore(ledger.path) as s:
+            assert not will_restart(path, "ada", 60, T0)
+            s.add_tick(T0, dry_run=False, ms=1, skipped=None, actions=[])
+            assert will_restart(path, "ada", 60, T0 + ACTIVE_PERIODS * 60)
+            assert not will_restart(path, "ada", 60, T0 + ACTIVE_PERIODS * 60 + 1)  # it stopped ticking
+            s.save_agent(AgentRecord("ada", restarts=3, fatal_at=T0), T0)
+            assert not will_restart(path, "ada", 60, T0 + 1)
+            assert will_restart(path, "bob", 60, T0 + 1)
+
+
 def _wait(predicate: Any, timeout: float = 10.0) -> Any:
     from conftest import wait_until
 

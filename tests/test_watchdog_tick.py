@@ -20,8 +20,6 @@ from conftest import Fleet, wait_until
 from mockmodel import TITLE_MARKER, MockServer, Step
 from test_watchdog_units import directive, systemd_words, unescape
 
-from fleet.service import work
-from fleet.service.core import Service
 from fleet.watchdog.tick import tick_lock
 from fleet.watchdog.units import fleet_command, passthrough_env, render_units
 from fleet.work.ledger import Ledger
@@ -38,13 +36,11 @@ def policy(**keys: Any) -> str:
 
 
 def assign(f: Fleet, agent: str, task: str) -> str:
-    """Create an assignment for `agent` and deliver it (receipt checked), as `fleet assign` does."""
-    svc = Service(config_path=str(f.path))
-    with Ledger(f.state_dir) as ledger:
-        a, _ = ledger.create(task=task, holder="lead:test", actor="lead:test", agent=agent, prompt=task)
-    out = work.deliver(svc, a.id, actor="lead:test")
-    assert out["delivered"] is True
-    return a.id
+    """`fleet assign TASK --to AGENT`: sent once Codex recorded the prompt."""
+    out = f.json("assign", task, "--to", agent, "--holder", "lead:test")
+    assert (out["state"], out["agent"]) == ("sent", agent), out
+    assert out["turn_id"]
+    return str(out["assignment"])
 
 
 def tick(f: Fleet, *args: str) -> dict[str, Any]:
@@ -133,7 +129,7 @@ def test_a_report_stops_the_ladder(fleet_factory: Callable[..., Fleet], mock_mod
         later += tick(f)["actions"]
     assert later == []
     with Ledger(f.state_dir) as ledger:
-        assert ledger.get(aid).state == "reported"
+        assert ledger.get(aid).state == "verified"
 
 
 def test_a_slowly_streaming_turn_past_idle_after_is_never_touched(fleet_factory: Callable[..., Fleet],
@@ -161,7 +157,13 @@ def test_two_concurrent_ticks_act_once(fleet_factory: Callable[..., Fleet], mock
     actions = [a for r in results for a in r["actions"]]
     assert [a["action"] for a in actions] == ["request_report"]
     assert actions[0]["assignment"] == aid
-    assert len([p for p in mock_model.model.user_prompts() if "asking for your report" in p]) == 1
+
+    def asked() -> int:
+        return len([p for p in mock_model.model.user_prompts() if "asking for your report" in p])
+
+    wait_until(asked, timeout=30)  # the receipt comes when Codex records the prompt, just before it asks the model
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    assert asked() == 1
 
 
 def test_a_tick_while_another_holds_the_lock_returns_at_once_saying_so(fleet_factory: Callable[..., Fleet]) -> None:
@@ -181,6 +183,7 @@ def test_a_killed_agent_is_resumed_with_its_session_and_its_assignment_resent(
     mock_model.model.script(Step(text="slow " * 100, chunks=100, chunk_delay=0.2))  # a turn that is open when killed
     aid = assign(f, "agent-1", "Think slowly about the summary.")
     wait_until(lambda: f.status("agent-1")["state"] == "working", timeout=30)
+    assert tick(f)["actions"] == []  # the watchdog is running (so the work layer leaves a crash to it)
     before = f.status("agent-1")
     session = next(e["session_id"] for e in f.journal("agent-1") if e.get("event") == "receipt")
     os.kill(before["pid"], signal.SIGKILL)
@@ -196,12 +199,18 @@ def test_a_killed_agent_is_resumed_with_its_session_and_its_assignment_resent(
     assert b"resume" in argv
     assert argv[-2] == session.encode()  # `codex resume ... <session id>`
     # The resumed session kept its history: the re-sent prompt arrives after the lost turn's prompt.
-    wait_until(lambda: mock_model.model.user_prompts().count("Think slowly about the summary.") == 2, timeout=30)
+    task = "Think slowly about the summary."
+
+    def sent() -> list[str]:
+        return [p for p in mock_model.model.user_prompts() if task in p]
+
+    wait_until(lambda: len(sent()) == 2, timeout=30)
+    assert sent()[0] == sent()[1]  # the same assignment prompt, re-sent
     turns = [json.dumps(r["input"]) for r in mock_model.model.requests if TITLE_MARKER not in json.dumps(r["input"])]
-    assert turns[-1].count("Think slowly about the summary.") == 2
+    assert turns[-1].count(task) == 2 * json.dumps(sent()[0]).count(task)
     wait_until(lambda: tick(f)["actions"] == [] and f.json("status")["agents"][0]["state"] == "idle", timeout=30)
     with Ledger(f.state_dir) as ledger:
-        assert ledger.get(aid).state == "reported"
+        assert ledger.get(aid).state == "verified"
     status = f.json("watchdog", "status")
     assert status["agents"] == [{"agent": "agent-1", "restarts": 1, "last_restart_at": status["agents"][0]
                                  ["last_restart_at"], "fatal_at": None, "fatal_reason": None}]
@@ -237,6 +246,7 @@ def test_an_agent_held_by_someone_else_is_only_told_about_never_touched(fleet_fa
     mock_model.model.default_text = "Still on it."
     aid = assign(f, "agent-1", "Write the summary.")
     wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    f.json("release", "agent-1", "--force")  # a person takes the agent over from its assignment
     f.json("claim", "agent-1", "--holder", "person:ada", "--ttl", "600")
     prompts = len(mock_model.model.user_prompts())
     seen = ticks_until(f, lambda acts: any(a["agent"] == "agent-1" for a in acts))

@@ -85,7 +85,8 @@ class _Agents:
 
     def state(self, spec: AgentSpec) -> str:
         """`running`, `exited`, `stopped`, or `unknown` when tmux cannot be asked (then nothing fails
-        an assignment for its agent's sake)."""
+        an assignment for its agent's sake); `restarting` for an exited agent a running watchdog will
+        restart (`fleet.watchdog.store.will_restart`), whose assignment stays open for it."""
         if self._states is None:
             try:
                 panes = self.svc.runtime.tmux.panes()
@@ -97,7 +98,15 @@ class _Agents:
             self._states = {name: "exited" if pane.dead else "running" for name, pane in panes.items()}
         if self._unknown:
             return "unknown"
-        return self._states.get(spec.name, "stopped")
+        state = self._states.get(spec.name, "stopped")
+        if state == "exited" and self._watchdog_restarts(spec.name):
+            return "restarting"  # a running watchdog resumes its session and re-sends the lost turn
+        return state
+
+    def _watchdog_restarts(self, agent: str) -> bool:
+        from fleet.watchdog.store import will_restart
+
+        return will_restart(self.svc.ledger.path, agent, self.svc.config.watchdog.every, time.time())
 
 
 def reconcile(svc: Service, agents: list[str] | None = None) -> list[dict[str, Any]]:

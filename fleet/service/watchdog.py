@@ -36,10 +36,9 @@ def watchdog_tick(svc: Service, *, dry_run: bool) -> dict[str, Any]:
 def watchdog_status(svc: Service, *, ticks: int) -> dict[str, Any]:
     from fleet.watchdog import systemd
     from fleet.watchdog.store import WatchdogStore
-    from fleet.work.ledger import Ledger
 
     timer = systemd.status(fleet=svc.config.name)
-    with Ledger(svc.config.state_dir) as ledger, WatchdogStore(ledger.path) as store:
+    with WatchdogStore(svc.ledger.path) as store:
         last = store.ticks(1)
         recent = store.ticks(ticks, acted_only=True)
         agents = store.agents()

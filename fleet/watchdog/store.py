@@ -34,6 +34,9 @@ MAX_TICKS: Final = 1500
 MAX_OWN_TURNS: Final = 32
 #: Same wait as the ledger's: transactions here are one or two statements.
 BUSY_TIMEOUT: Final = 10.0
+#: A watchdog that recorded a tick within this many periods is running (its timer, or `fleet
+#: watchdog run`); a missed tick or two (a slow tick, a suspended laptop) does not count as stopped.
+ACTIVE_PERIODS: Final = 3
 
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS watchdog_state (kind TEXT NOT NULL, key TEXT NOT NULL, agent TEXT, "
@@ -191,6 +194,29 @@ class WatchdogStore:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
+
+
+def will_restart(db_path: Path, agent: str, every: float, now: float) -> bool:
+    """Whether a running watchdog will restart `agent` after a crash (and re-send the turn it lost):
+    it recorded a tick within `ACTIVE_PERIODS` periods of `every` and has not marked the agent fatal.
+    The work layer asks before it fails an exited agent's assignment. Read-only (never creates the
+    file or the tables); False when they do not exist or cannot be read."""
+    if not db_path.exists():
+        return False
+    try:
+        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    except sqlite3.Error:
+        return False
+    try:
+        last = db.execute("SELECT MAX(at) FROM watchdog_ticks").fetchone()[0]
+        row = db.execute("SELECT value FROM watchdog_state WHERE kind = 'agent' AND key = ?", (agent,)).fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+    if last is None or now - float(last) > ACTIVE_PERIODS * every:
+        return False
+    return row is None or json.loads(row[0]).get("fatal_at") is None
 
 
 def _dumps(value: Any) -> str:

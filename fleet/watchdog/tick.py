@@ -152,9 +152,7 @@ def run_tick(svc: Service, *, dry_run: bool = False, now: float | None = None,
             busy = stack.enter_context(tick_lock(state_dir))
             if busy is not None:
                 return _result(at, dry_run, busy, [], [], started)
-        from fleet.work.ledger import Ledger
-
-        ledger = stack.enter_context(Ledger(state_dir))
+        ledger = svc.ledger  # the service's connection, which the work layer uses too; the service closes it
         store = stack.enter_context(WatchdogStore(ledger.path))
         tick = _Tick(svc, ledger, store, port, at, dry_run)
         actions = tick.run()
@@ -309,10 +307,21 @@ class _Tick:
         if kind in ("approve", "deny"):
             return self._answer(seen, action)
         if kind == "mark_fatal":
-            return {"fatal": True}
+            return self._give_up(seen, action)
         if kind in ("notify", "escalate", "notify_only"):
             return self._tell(action)
         raise InternalError(f"The watchdog has no way to carry out {kind!r}.", hint="This is a bug in fleet.")
+
+    def _give_up(self, seen: Seen, action: Action) -> dict[str, Any]:
+        """Marked fatal: the open assignment the watchdog kept open for a restart fails now."""
+        from fleet.service.delivery import fail
+
+        out: dict[str, Any] = {"fatal": True}
+        if action.assignment is not None:
+            done = fail(self.svc, action.assignment, seen.spec.name, "its agent kept crashing; the watchdog stopped "
+                        "restarting it", actor=WATCHDOG_HOLDER, expect=("sent", "working"))
+            out["failed"] = done is not None
+        return out
 
     def _holder(self, seen: Seen) -> str:
         """Whose lease an action on this agent runs under: its assignment's, else the watchdog's."""
@@ -439,7 +448,8 @@ def _turn_id(detail: dict[str, Any]) -> str | None:
 
 def _compact(detail: dict[str, Any]) -> dict[str, Any]:
     """What of an action's result goes into a ledger event: ids and codes, not whole documents."""
-    keep = ("turn_id", "request", "decision", "resumed", "pid", "dispatched", "notify", "lead", "interrupt")
+    keep = ("turn_id", "request", "decision", "resumed", "pid", "dispatched", "notify", "lead", "interrupt",
+            "fatal", "failed")
     return {k: detail[k] for k in keep if k in detail}
 
 
