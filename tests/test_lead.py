@@ -170,11 +170,6 @@ def test_a_lead_agent_calls_fleets_tools_unasked_as_itself_and_sees_the_lead_ski
     assert (lease["state"], lease["holder"]) == ("held", "agent:boss")
 
 
-#: Tools the skill names whose operations land with other work (the watchdog tick adds
-#: `watchdog_status`); remove a name once its operation is registered.
-NOT_YET_REGISTERED = frozenset({"watchdog_status"})
-
-
 def test_the_lead_skill_names_only_real_tools_and_assignment_arguments() -> None:
     """The skill is the lead model's manual: a renamed argument there is a failed call later."""
     import re
@@ -184,7 +179,7 @@ def test_the_lead_skill_names_only_real_tools_and_assignment_arguments() -> None
     text = (plugin_source().skills_dir / "fleet-lead" / "SKILL.md").read_text()
     tools = {t for t in re.findall(r"`([a-z]+_[a-z_]+)`", text)
              if t.split("_")[0] in ("fleet", "agent", "assignment", "skill", "lease", "watchdog")}
-    assert tools <= set(ops.REGISTRY) | NOT_YET_REGISTERED, tools - set(ops.REGISTRY)
+    assert tools <= set(ops.REGISTRY), tools - set(ops.REGISTRY)
     assign = text.split("**Assign.**", 1)[1].split("**Wait.**", 1)[0]
     codes = {c.code for c in _subclasses(FleetError)}
     arguments = set(re.findall(r"`([a-z]\w*)`", assign)) - set(ops.REGISTRY) - codes
