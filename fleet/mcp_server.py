@@ -104,7 +104,8 @@ def build_server(config_path: str | None) -> Server[Any]:
                 svc.close()
 
         try:
-            result = view(params.name, await anyio.to_thread.run_sync(run, abandon_on_cancel=True), time.time())
+            raw = await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+            result = view(params.name, raw, time.time(), keep=ops.get(params.name).output_schema.get("required", ()))
         except Exception as exc:
             return error_result(exc)
         return types.CallToolResult(content=[types.TextContent(type="text", text=_json(result))],

@@ -19,7 +19,7 @@ Pure: `now` is an argument. The tables' schemas are in `STATUS_COLUMNS` / `LEASE
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 STATUS_COLUMNS: Final = ("agent", "state", "role", "lease", "last", "for_s")
@@ -115,10 +115,12 @@ _VIEWS: Final[dict[str, Callable[[dict[str, Any], float], dict[str, Any]]]] = {
 }
 
 
-def view(operation: str, result: dict[str, Any], now: float) -> dict[str, Any]:
-    """The compact form of `operation`'s result for a model."""
+def view(operation: str, result: dict[str, Any], now: float, keep: Iterable[str] = ()) -> dict[str, Any]:
+    """The compact form of `operation`'s result for a model. Top-level keys in `keep` (the output
+    schema's required ones) stay even when empty: `{"actions": []}` is an answer, not noise."""
     shaped = _VIEWS.get(operation)
-    if shaped is not None:
-        return shaped(result, now)
-    pruned: dict[str, Any] = prune(result)
-    return pruned
+    out: dict[str, Any] = shaped(result, now) if shaped is not None else prune(result)
+    for key in keep:
+        if key not in out and key in result:
+            out[key] = result[key]
+    return out

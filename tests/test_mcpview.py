@@ -184,3 +184,9 @@ def test_an_error_over_mcp_carries_its_next_step_and_no_empty_fields(fleet_facto
     assert error["code"] == "unknown_agent"
     assert "fleet status" in error["hint"]
     assert not has_empty_member(error)
+
+
+def test_required_keys_stay_even_when_empty() -> None:
+    assert view("watchdog_tick", {"at": 1.0, "actions": [], "note": None}, 1.0, keep=("at", "actions")) == {
+        "at": 1.0, "actions": []}
+    assert view("watchdog_tick", {"at": 1.0, "actions": []}, 1.0) == {"at": 1.0}
