@@ -56,13 +56,19 @@ def composer(f: Fleet) -> str:
     return f.tmux("capture-pane", "-p", "-t", "=agent-1:").stdout
 
 
+def settled(screen: str) -> str:
+    """The screen once Codex has drawn its idle composer again, else "" (keep waiting)."""
+    return screen if "Ask Codex to do anything" in screen else ""
+
+
 def test_a_read_only_attach_cannot_type_into_the_agent(fleet_factory: Callable[..., Fleet],
                                                        mock_model: MockServer) -> None:
     f = fleet_factory(1, model=mock_model)
     f.json("up")
     attach_and_type(f, read_only=True, keys=f"{TYPED}\r".encode())
-    assert TYPED not in composer(f)
-    assert "Ask Codex to do anything" in composer(f)
+    # the client's attach and detach resize the window, and Codex repaints: read a settled screen
+    screen = wait_until(lambda: settled(composer(f)), 10)
+    assert TYPED not in screen
     assert mock_model.model.user_prompts() == []
     assert f.status("agent-1")["state"] == "idle"
     # the control: the same keys through a normal attach do reach the composer
