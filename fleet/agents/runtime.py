@@ -381,11 +381,22 @@ class Runtime:
                 if earlier["delivery"] is not None:
                     return self._receipt(name, earlier["delivery"], text, request_id, earlier["sent_at"],
                                          duplicate=True)
-        verdict = self.state_of(spec, settle=True)
+        pane = self.tmux.panes().get(name)
+        verdict, j = self.observe(spec, pane, settle=True)
         if verdict.state in ("stopped", "exited"):
             raise AgentNotRunning(
                 f"Agent {name!r} is {verdict.state}; nothing was sent.",
                 hint=f"Start it with `fleet up {name}`.", agent=name, state=verdict.state,
+            )
+        if pane is not None and (j.launched_at is None or (j.pid is not None and pane.pid is not None
+                                                           and j.pid != pane.pid)):
+            # The server is named from the fleet name only: another fleet with the same name and its
+            # own state dir (two demos at once) owns this session, and its hooks write to its journal.
+            raise AgentBusy(
+                f"Agent {name!r} has a session on tmux server {self.tmux.socket_name!r} that this fleet "
+                f"({self.config.state_dir}) did not start (pid {pane.pid}); nothing was sent.",
+                hint="Another fleet with the same [fleet] name is running: give each fleet its own name.",
+                agent=name, pid=pane.pid, launched_pid=j.pid,
             )
         if verdict.state not in SENDABLE:
             raise AgentBusy(
