@@ -62,7 +62,8 @@ SENDABLE: Final = ("idle", "limited")
 STOP_WORKERS: Final = 16
 #: A prompt Codex failed to start a turn for (`TURN_START_FAILED`) reached no model and fired no
 #: hook, so it is typed again this many times before the send gives up (the failure seen on 0.169
-#: came once in ~90 sends to a fresh workspace-write agent; the same agent took the next prompt).
+#: came once in ~90 sends to a fresh workspace-write agent; whether the retry then succeeds on a real
+#: Codex is not measured yet: the failure could not be provoked on demand).
 TURN_START_RETRIES: Final = 1
 #: How long to wait for Codex to put a failed prompt back in the composer, and to clear it again.
 COMPOSER_SETTLE: Final = 2.0
