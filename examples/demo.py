@@ -51,7 +51,9 @@ def main() -> None:
         root = Path(tmp)
         catalog = apply_patch_catalog(codex, root / "catalog.json")
         args = [*codex_offline_args(server.url), "-c", f"model_catalog_json={json.dumps(str(catalog))}"]
-        lines = ["[fleet]", 'name = "demo"', f'state_dir = "{root / "state"}"', "", "[defaults]",
+        # a name of its own: the tmux server is named from it, and two demos at once must not share one
+        name = f"demo-{os.getpid()}"
+        lines = ["[fleet]", f'name = "{name}"', f'state_dir = "{root / "state"}"', "", "[defaults]",
                  f"codex = {json.dumps(codex)}", f"args = {json.dumps(args)}"]
         for name, role in AGENTS.items():
             work = root / "work" / name

@@ -36,7 +36,7 @@ from fleet.fsutil import ensure_dir, make_private_dirs
 
 from . import codex, journal, lead, procs
 from .rollout import RateLimits
-from .screen import EMPTY_COMPOSER, FIRST_RUN_MARKERS
+from .screen import EMPTY_COMPOSER, FIRST_RUN_MARKERS, TURN_START_FAILED
 from .state import (
     Journal,
     LastTurn,
@@ -60,6 +60,13 @@ STOP_GRACE: Final = 5.0
 SENDABLE: Final = ("idle", "limited")
 #: At most this many agents are stopped at once (each stop is mostly waiting on Codex to quit).
 STOP_WORKERS: Final = 16
+#: A prompt Codex failed to start a turn for (`TURN_START_FAILED`) reached no model and fired no
+#: hook, so it is typed again this many times before the send gives up (the failure seen on 0.169
+#: came once in ~90 sends to a fresh workspace-write agent; whether the retry then succeeds on a real
+#: Codex is not measured yet: the failure could not be provoked on demand).
+TURN_START_RETRIES: Final = 1
+#: How long to wait for Codex to put a failed prompt back in the composer, and to clear it again.
+COMPOSER_SETTLE: Final = 2.0
 
 
 class AgentStatus(TypedDict):
@@ -406,11 +413,22 @@ class Runtime:
                 if earlier["delivery"] is not None:
                     return self._receipt(name, earlier["delivery"], text, request_id, earlier["sent_at"],
                                          duplicate=True)
-        verdict = self.state_of(spec, settle=True)
+        pane = self.tmux.panes().get(name)
+        verdict, j = self.observe(spec, pane, settle=True)
         if verdict.state in ("stopped", "exited"):
             raise AgentNotRunning(
                 f"Agent {name!r} is {verdict.state}; nothing was sent.",
                 hint=f"Start it with `fleet up {name}`.", agent=name, state=verdict.state,
+            )
+        if pane is not None and (j.launched_at is None or (j.pid is not None and pane.pid is not None
+                                                           and j.pid != pane.pid)):
+            # The server is named from the fleet name only: another fleet with the same name and its
+            # own state dir (two demos at once) owns this session, and its hooks write to its journal.
+            raise AgentBusy(
+                f"Agent {name!r} has a session on tmux server {self.tmux.socket_name!r} that this fleet "
+                f"({self.config.state_dir}) did not start (pid {pane.pid}); nothing was sent.",
+                hint="Another fleet with the same [fleet] name is running: give each fleet its own name.",
+                agent=name, pid=pane.pid, launched_pid=j.pid,
             )
         if verdict.state not in SENDABLE:
             raise AgentBusy(
@@ -431,10 +449,31 @@ class Runtime:
         sent_at = time.time()
         self.log(name, "send", request_id=request_id, chars=len(text), text_sha=sha, sent_at=round(sent_at, 3),
                  holder=holder)
-        self.tmux.paste(name, text.replace("\r\n", "\n").replace("\r", "\n"))
-        self.tmux.send_keys(name, "Enter")
-        found = wait_until(lambda: self._find_turn(name, text, sent_at), timeout)
-        if not found:
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            outcome = self._type_and_wait(name, text, sent_at, screen, deadline)
+            if not isinstance(outcome, str):
+                break
+            # Codex refused to start the turn: nothing reached the model, no hook fired, and the
+            # text is back in the composer. Clear it (a later Enter would send it unasked), then
+            # type it again while retries and time are left.
+            cleared = self._clear_failed_prompt(name)
+            self.log(name, "turn_start_failed", request_id=request_id, text_sha=sha, reason=outcome,
+                     attempt=attempt + 1, cleared=cleared)
+            if attempt >= TURN_START_RETRIES or not cleared or time.monotonic() >= deadline:
+                raise NotDelivered(
+                    f"Codex could not start a turn for the prompt to {name!r}: {outcome}; nothing reached "
+                    "the model.",
+                    hint="Retry with the same request_id; if it keeps failing, start Codex by hand with this "
+                    "agent's home, cwd and sandbox and look at the message (`fleet tail` shows it)."
+                    + ("" if cleared else " The prompt may still be in the composer: clear it first."),
+                    agent=name, request_id=request_id, reason=outcome, attempts=attempt + 1,
+                    composer_cleared=cleared,
+                )
+            attempt += 1
+            screen = self.tmux.capture(name)
+        if outcome is None:
             self.log(name, "not_delivered", request_id=request_id, text_sha=sha)
             raise NotDelivered(
                 f"Codex did not record the prompt to {name!r} within {timeout:.0f} s.",
@@ -442,9 +481,40 @@ class Runtime:
                 "retry with the same request_id to avoid a duplicate.",
                 agent=name, request_id=request_id,
             )
+        found = outcome
         delivery = journal.Delivery(turn_id=found.get("turn_id"), session_id=found.get("session_id"),
                                     delivered_at=float(found.get("time", time.time())))
         return self._receipt(name, delivery, text, request_id, sent_at, duplicate=False)
+
+    def _type_and_wait(self, name: str, text: str, since: float, screen: str,
+                       deadline: float) -> dict[str, Any] | str | None:
+        """Paste `text`, press Enter and wait until the monotonic `deadline` for Codex to record it.
+        Returns the journal's `turn_started` event, the reason Codex gave for not starting the turn
+        (a `TURN_START_FAILED` notice newer than `screen`, the screen before typing), or None."""
+        seen = screen.count(TURN_START_FAILED)
+        self.tmux.paste(name, text.replace("\r\n", "\n").replace("\r", "\n"))
+        self.tmux.send_keys(name, "Enter")
+
+        def outcome() -> dict[str, Any] | str | None:
+            found = self._find_turn(name, text, since)
+            if found is not None:
+                return found
+            now = self.tmux.capture(name)
+            if now.count(TURN_START_FAILED) > seen:
+                return self._find_turn(name, text, since) or _start_failure(now)
+            return None
+
+        result: dict[str, Any] | str | None = wait_until(outcome, max(0.0, deadline - time.monotonic()))
+        return result
+
+    def _clear_failed_prompt(self, name: str) -> bool:
+        """Empty the composer Codex refilled after a failed turn start; True once it shows empty.
+
+        Ctrl-C clears a composer that holds text; on an empty one it would quit Codex, so it is
+        pressed only while the composer is seen to hold text."""
+        if wait_until(lambda: EMPTY_COMPOSER not in self.tmux.capture(name), COMPOSER_SETTLE):
+            self.tmux.send_keys(name, "C-c")
+        return bool(wait_until(lambda: EMPTY_COMPOSER in self.tmux.capture(name), COMPOSER_SETTLE))
 
     def _find_turn(self, name: str, text: str, since: float) -> dict[str, Any] | None:
         """The first turn Codex started with exactly `text` at or after `since` (journal times are
@@ -573,6 +643,13 @@ class Runtime:
         text = self.tmux.capture(spec.name, lines=lines).rstrip("\n")
         out = text.splitlines()[-lines:]
         return {"agent": spec.name, "lines": out, "dead": pane.dead}
+
+
+def _start_failure(screen: str) -> str:
+    """Codex's reason for the newest failed turn start on `screen` (its last such notice)."""
+    line = [ln for ln in screen.splitlines() if TURN_START_FAILED in ln][-1]
+    reason = line.split(TURN_START_FAILED, 1)[1].strip().lstrip(":").strip()
+    return reason or "no reason shown"
 
 
 def _identity(j: Journal) -> procs.ProcessId | None:

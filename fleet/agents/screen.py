@@ -24,3 +24,8 @@ FIRST_RUN_MARKERS: Final = (
     "Update available",
     "Sign in with ChatGPT",
 )
+#: Codex's notice when a submitted prompt did not become a turn (e.g. "the selected permission profile
+#: cannot be safely represented by the legacy app-server sandbox policy", seen intermittently for
+#: workspace-write agents on 0.169). No hook fires and the rollout records nothing; Codex puts the
+#: text back in the composer. The screen is the only signal.
+TURN_START_FAILED: Final = "Failed to start turn"
