@@ -8,6 +8,7 @@ them into fleet's data dir and installs from there.
 
 from __future__ import annotations
 
+from fleet.errors import CodexHomeMissing, PluginBundleMissing, PluginCommandFailed
 from fleet.install.bundle import (
     MARKETPLACE_NAME,
     PLUGIN_ID,
@@ -19,7 +20,6 @@ from fleet.install.bundle import (
     server_argv,
     write_marketplace,
 )
-from fleet.install.errors import CodexHomeMissing, PluginBundleMissing, PluginCommandFailed
 from fleet.install.installer import (
     HomeStatus,
     InstallResult,

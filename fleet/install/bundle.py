@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from fleet.install.errors import PluginBundleMissing
+from fleet.errors import PluginBundleMissing
 
 #: The plugin's name and its marketplace's name: Codex calls it `fleet@fleet`.
 PLUGIN_NAME: Final = "fleet"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from fleet.install.errors import CodexHomeMissing, PluginCommandFailed
+from fleet.errors import CodexHomeMissing, PluginCommandFailed
 
 #: Each command edits one small TOML file and copies a few KB; a minute means something is wrong.
 COMMAND_TIMEOUT: Final = 60.0

@@ -28,7 +28,7 @@ from filelock import FileLock
 from platformdirs import user_data_dir
 
 from fleet import __version__
-from fleet.errors import FleetError
+from fleet.errors import FleetError, PluginCommandFailed
 from fleet.install.bundle import (
     MARKETPLACE_NAME,
     PLUGIN_ID,
@@ -42,7 +42,6 @@ from fleet.install.bundle import (
     write_marketplace,
 )
 from fleet.install.codexcli import CodexPlugins
-from fleet.install.errors import PluginCommandFailed
 
 #: The rendered marketplace's folder name under fleet's data dir.
 MARKETPLACE_DIRNAME: Final = "codex-marketplace"
