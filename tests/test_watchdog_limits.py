@@ -37,7 +37,9 @@ def test_a_usage_limit_parks_the_agent_and_after_the_reset_it_is_resumed_and_com
     wait_until(lambda: resumed.extend(tick(f)["actions"]) or resumed, timeout=30, interval=0.3)
     assert [(a["action"], a["outcome"], a["assignment"]) for a in resumed] == [("resume_after_limit", "done", aid)]
     assert "usage limit reset" in resumed[0]["reason"]
-    assert len([p for p in mock_model.model.user_prompts() if "A big job." in p]) == 2  # the assignment, re-sent
+    # the assignment, re-sent: the receipt comes from Codex's UserPromptSubmit hook, a moment before
+    # Codex's request reaches the model
+    wait_until(lambda: len([p for p in mock_model.model.user_prompts() if "A big job." in p]) == 2, timeout=10)
     wait_until(lambda: tick(f) is not None and state_of(f, aid) == "verified", timeout=30)
 
 
