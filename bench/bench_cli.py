@@ -43,6 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fleet.config import tmux_socket
+
 REPO = Path(__file__).resolve().parent.parent
 CODEX_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / "codex"
 TARGETS_MS = {"cold": 120, "status": 250, "send": 1500, "scale": 300}
@@ -135,7 +137,8 @@ class Bench:
         wait_until(done, timeout=60, interval=0.1)
 
     def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["tmux", "-L", f"fleet-{self.name}", *args], capture_output=True, text=True,
+        socket = tmux_socket(self.name, self.state_dir.resolve())
+        return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True,
                               env=self.env, check=False)
 
     def cleanup(self) -> None:

@@ -160,7 +160,10 @@ def main() -> None:
         print(f"peak RSS of a tick process:       {max(rss) / 1024:.1f} MiB (ru_maxrss of the largest child)")
     finally:
         if config is not None:
-            subprocess.run(["tmux", "-L", "fleet-benchtick", "kill-server"], env={**os.environ}, capture_output=True,
+            from fleet.config import load_config
+
+            subprocess.run(["tmux", "-L", load_config(str(config)).tmux_socket, "kill-server"], env={**os.environ},
+                           capture_output=True,
                            check=False)
         shutil.rmtree(root, ignore_errors=True)
 

@@ -30,6 +30,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from fleet.config import tmux_socket
+
 REPO = Path(__file__).resolve().parent.parent
 CODEX_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / "codex"
 #: Targets for 20 agents (issue 6); scaled linearly for other counts.
@@ -77,7 +79,7 @@ class Fleet:
         return wall, json.loads(proc.stdout)
 
     def cleanup(self) -> None:
-        tmux = ["tmux", "-L", f"fleet-{self.name}"]
+        tmux = ["tmux", "-L", tmux_socket(self.name, self.state_dir.resolve())]
         pids = subprocess.run([*tmux, "list-panes", "-a", "-F", "#{pane_pid}"], capture_output=True, text=True,
                               env=self.env, check=False).stdout.split()
         subprocess.run([*tmux, "kill-server"], capture_output=True, env=self.env, check=False)

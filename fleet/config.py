@@ -30,7 +30,7 @@ AGENT_NAME: Final = r"^[a-z][a-z0-9-]{0,31}(?!\n)$"
 AGENT_NAME_RULE: Final = "1-32 lowercase letters, digits or '-', starting with a letter"
 #: Holder names go into audit records and error messages: printable, short, no spaces.
 HOLDER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,63}(?!\n)$"
-#: Fleet names name the tmux socket and the default state dir.
+#: Fleet names name the tmux socket (with the state dir: `tmux_socket`) and the default state dir.
 FLEET_NAME: Final = r"^[a-z][a-z0-9-]{0,31}(?!\n)$"
 MAX_AGENTS: Final = 100
 
@@ -118,6 +118,11 @@ class FleetConfig:
     #: `[fleet] assignment_template`: the user's prompt template (checked when an assignment is made).
     assignment_template: Path | None = None
 
+    @property
+    def tmux_socket(self) -> str:
+        """The name of this fleet's private tmux server (`tmux -L <it>`): see `tmux_socket`."""
+        return tmux_socket(self.name, self.state_dir)
+
     def agent(self, name: str) -> AgentSpec:
         try:
             return self.agents[name]
@@ -134,6 +139,19 @@ class FleetConfig:
         if not names:
             return list(self.agents.values())
         return [self.agent(n) for n in dict.fromkeys(names)]
+
+
+def tmux_socket(name: str, state_dir: Path) -> str:
+    """`fleet-<name>-<8 hex digits of the state dir's path>`: one tmux server per fleet.
+
+    The state dir is part of the name because the fleet name alone is not unique: two projects
+    that both keep the default name (or two demos at once), each with its own state dir, would
+    otherwise share one server, and each would see the other's sessions as its own agents. Two
+    configs with the same name and the same state dir are one fleet, and share it on purpose.
+    """
+    import zlib
+
+    return f"fleet-{name}-{zlib.crc32(str(state_dir).encode()):08x}"
 
 
 @dataclass(frozen=True)

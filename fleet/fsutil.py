@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +60,34 @@ def make_private_dirs(path: Path) -> None:
         os.chmod(directory, DIR_MODE)  # exactly 0700 even under an odd umask (0277 would leave 0500)
 
 
+def open_lock_file(path: Path) -> int:
+    """A descriptor on the lock file `path` (created 0600; never through a symlink: `ELOOP`)."""
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+
+
+def flock_within(fd: int, wait: float, *, pause: float = 0.005, max_pause: float = 0.05) -> bool:
+    """Take an exclusive flock on `fd`, waiting up to `wait` seconds; False if it is still held.
+
+    The lock belongs to the open file description: a descriptor opened for each acquisition makes
+    it exclusive between threads of one process as well as between processes, and closing the
+    descriptor (or the holder dying) drops it. Polls from `pause`, doubling up to `max_pause`.
+    """
+    import fcntl
+    import time
+
+    deadline = time.monotonic() + max(0.0, wait)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, max_pause)
+
+
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace `path` with `data` so a reader sees the old or the new content, never a torn mix.
 
@@ -69,7 +96,7 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     skips the fsyncs: still atomic for readers and across a process crash, but an OS crash may lose
     it (for files that do not outlive the processes they describe).
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
     try:
         os.write(fd, data)

@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 from mockmodel import MockModel, MockServer, apply_patch_catalog, codex_offline_args
 
+from fleet.config import tmux_socket
+
 REPO = Path(__file__).resolve().parent.parent
 CODEX_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / "codex"
 
@@ -125,7 +127,8 @@ class Fleet:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["tmux", "-L", f"fleet-{self.name}", *args], capture_output=True, text=True,
+        socket = tmux_socket(self.name, self.state_dir.resolve())
+        return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True,
                               check=False)
 
 

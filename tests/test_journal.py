@@ -48,11 +48,14 @@ def _event(kind: str, turn: int, prompt: int, rid: int, flag: bool) -> dict[str,
         return {"event": kind, "exit_status": 0 if flag else None}
     if kind == "launched":
         return {"event": kind, "pid": 100 + turn, "pid_start": 7}
+    if kind in journal.HOOK_FACTS:
+        return {"event": kind, "turn_id": t, "assignment": f"as-{rid}", "paths": [p] if flag else []}
     return {"event": kind}
 
 
 KINDS = ("launched", "ready", "turn_started", "turn_completed", "turn_failed", "turn_aborted", "tool_started",
-         "tool_completed", "send", "receipt", "not_delivered", "side_turn_completed", "stopped", "hook")
+         "tool_completed", "send", "receipt", "not_delivered", "side_turn_completed", "stopped", "hook",
+         *journal.HOOK_FACTS)
 EVENT = st.builds(_event, st.sampled_from(KINDS), st.integers(0, 3), st.integers(0, 2), st.integers(0, 4),
                   st.booleans())
 
@@ -81,6 +84,22 @@ def test_compaction_keeps_state_and_requests_exact_now_and_after_later_events(
     assert read_journal(compact(kept, now)) == read_journal(old)  # compacting again changes nothing
     for rid in (f"r{i}" for i in range(5)):
         assert find_request([*kept, *new], rid) == find_request([*old, *new], rid)
+    # the hook's facts about assignments survive for the ledger's next reconcile, however many
+    # compactions come first
+    facts = [e for e in old if e["event"] in journal.HOOK_FACTS]
+    assert [e for e in kept if e["event"] in journal.HOOK_FACTS] == facts
+    assert [e for e in compact([*kept, *new], now + 1) if e["event"] in journal.HOOK_FACTS] == [
+        *facts, *(e for e in new if e["event"] in journal.HOOK_FACTS)]
+
+
+def test_compaction_keeps_only_the_newest_young_hook_facts() -> None:
+    facts = [{"time": float(i), "event": "tool_denied", "turn_id": f"t{i}", "assignment": "as-1", "paths": ["x"]}
+             for i in range(journal.MAX_HOOK_FACTS + 10)]
+    kept = [e for e in compact(facts, 100.0) if e["event"] == "tool_denied"]
+    assert kept == facts[-journal.MAX_HOOK_FACTS:]
+    late = float(journal.MAX_HOOK_FACTS + 5) + journal.REQUEST_TTL
+    assert [e["time"] for e in compact(facts, late) if e["event"] == "tool_denied"] == [
+        float(i) for i in range(journal.MAX_HOOK_FACTS + 5, journal.MAX_HOOK_FACTS + 10)]
 
 
 def test_a_request_older_than_the_ttl_is_forgotten_by_compaction() -> None:

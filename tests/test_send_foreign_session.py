@@ -1,6 +1,7 @@
-"""Two fleets with the same name share a tmux server (it is named from the fleet name); a send
-must never type into the other fleet's agent, whose hooks write to the other fleet's journal (it
-would wait for a receipt that cannot come, and the other agent would get the prompt)."""
+"""Each fleet has its own tmux server, named from its name and its state dir: two fleets with the same
+name (two projects that keep the default name, two demos at once) never see each other's agents. And a
+session on the fleet's own server that its journal did not launch (made by hand) is never driven: its
+hooks would write elsewhere, so a send would wait for a receipt that cannot come."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from collections.abc import Callable
 from conftest import Fleet
 from mockmodel import MockServer
 
+from fleet.config import load_config
 
-def test_a_send_refuses_a_session_another_fleet_with_the_same_name_started(
+
+def test_two_fleets_with_the_same_name_and_their_own_state_dirs_do_not_share_agents(
         fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
     owner = fleet_factory(1, model=mock_model)
     agent = owner.agents[0]
@@ -20,13 +23,32 @@ def test_a_send_refuses_a_session_another_fleet_with_the_same_name_started(
     other = Fleet(path=owner.root / "other.toml", name=owner.name, state_dir=other_state, agents=owner.agents,
                   root=owner.root)
     other.path.write_text(owner.path.read_text().replace(str(owner.state_dir), str(other_state)))
+    assert load_config(str(other.path)).tmux_socket != load_config(str(owner.path)).tmux_socket
 
-    proc = other.cli("send", agent, "Hello from the other fleet.", "--json")
+    assert other.status(agent)["state"] == "stopped"  # the owner's running agent is not the other's
+    [started] = other.json("up")["agents"]
+    assert started["result"] == "started"
+    assert other.status(agent)["pid"] != owner.status(agent)["pid"]
 
-    assert proc.returncode != 0
-    error = json.loads(proc.stdout)["error"]
-    assert error["code"] == "agent_busy"
-    assert error["launched_pid"] is None
+    for fleet, text in ((other, "Hello from the other fleet."), (owner, "Hello from the owner.")):
+        assert fleet.json("send", agent, text)["delivered"] is True
     assert not any("Hello from the other fleet." in json.dumps(e) for e in owner.journal(agent))
-    assert owner.status(agent)["state"] == "idle"  # the owner's agent is untouched and takes its own prompts
-    assert owner.json("send", agent, "Hello from the owner.")["delivered"] is True
+    assert not any("Hello from the owner." in json.dumps(e) for e in other.journal(agent))
+    other.json("down")
+    assert owner.status(agent)["state"] in ("working", "idle")  # the other's `down` left the owner's alone
+
+
+def test_a_send_refuses_a_session_the_fleet_did_not_launch(fleet_factory: Callable[..., Fleet]) -> None:
+    f = fleet_factory(1)
+    agent = f.agents[0]
+    made = f.tmux("-f", "/dev/null", "new-session", "-d", "-s", agent, "cat")
+    assert made.returncode == 0, made.stderr
+    try:
+        proc = f.cli("send", agent, "Hello, stranger.", "--json")
+        assert proc.returncode != 0
+        error = json.loads(proc.stdout)["error"]
+        assert error["code"] == "agent_busy"
+        assert error["launched_pid"] is None
+        assert "Hello, stranger." not in f.tmux("capture-pane", "-p", "-t", f"={agent}:").stdout
+    finally:
+        f.tmux("kill-server")

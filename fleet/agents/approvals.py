@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
@@ -48,7 +47,7 @@ Decision = Literal["allow", "deny"]
 
 
 def new_request_id() -> str:
-    return "ap-" + uuid.uuid4().hex[:16]
+    return "ap-" + os.urandom(8).hex()
 
 
 def request_record(payload: Mapping[str, Any], request: str, now: float, hold: float) -> dict[str, Any]:
@@ -88,7 +87,7 @@ def write_answer(agent_dir: str | os.PathLike[str], request: str, decision: Deci
     body = json.dumps({"request": request, "decision": decision, "message": message[:MAX_MESSAGE_CHARS],
                        "by": by, "time": round(time.time() if now is None else now, 3)})
     final = os.path.join(agent_dir, ANSWER_FILE)
-    tmp = f"{final}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = f"{final}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, body.encode())

@@ -10,7 +10,6 @@ The user's own `notify`, which our override replaces, is chained.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -121,6 +120,8 @@ def hook_trust_hash(event: str, handler: dict[str, Any], matcher: str | None = N
     if matcher is not None and event in _MATCHER_EVENTS:
         obj["matcher"] = matcher
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    import hashlib  # ~5 ms, needed only when launching
+
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 

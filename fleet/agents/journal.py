@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import time
@@ -42,6 +41,11 @@ REQUEST_TTL: Final = 24 * 3600.0
 #: Request records surviving a compaction take at most this many bytes (newest first, ~200 bytes
 #: each, so ~300 of them), which keeps a compacted journal well under its bound.
 REQUEST_BYTES = JOURNAL_MAX // 4
+#: The hook's facts about an assignment (a refused out-of-scope patch, an asked-for report): the
+#: ledger copies them at its next reconcile, which may come after two compactions, so a compaction
+#: keeps the newest of them, as long as request ids (~300 bytes each: ~20 KiB at most).
+HOOK_FACTS: Final = ("tool_denied", "report_asked")
+MAX_HOOK_FACTS: Final = 64
 
 EVENTS: Final = "events.jsonl"
 LOCK: Final = "events.lock"
@@ -65,6 +69,8 @@ class RequestRecord(TypedDict):
 
 def text_sha(text: str) -> str:
     """Digest of a prompt as Codex records it (newlines normalized, ends stripped)."""
+    import hashlib  # ~5 ms at start-up, for sends only
+
     return hashlib.sha256(normalize(text).encode()).hexdigest()[:32]
 
 
@@ -108,7 +114,8 @@ def find_request(events: list[dict[str, Any]], request_id: str) -> RequestRecord
 
 def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUEST_BYTES) -> list[dict[str, Any]]:
     """The events that keep `read_journal` and `find_request` (for the ids it keeps: younger than
-    `REQUEST_TTL`, newest first within `request_bytes`) answering exactly as on `events`; pure."""
+    `REQUEST_TTL`, newest first within `request_bytes`) answering exactly as on `events`, and the
+    newest `MAX_HOOK_FACTS` hook facts younger than `REQUEST_TTL`, in their order; pure."""
     if not events:
         return []
     ids = list(dict.fromkeys(ev["request_id"] for ev in events
@@ -129,7 +136,10 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
 
     start = max((i for i, ev in enumerate(events) if ev.get("event") == "launched"), default=0)
     tail = events[start:]
-    keep: set[int] = set()
+    facts = [i for i, ev in enumerate(events) if ev.get("event") in HOOK_FACTS and ev.get("assignment")
+             and now - _time(ev) <= REQUEST_TTL][-MAX_HOOK_FACTS:]
+    earlier = [events[i] for i in facts if i < start]  # state reading ignores them: any place will do
+    keep: set[int] = {i - start for i in facts if i >= start}
     if tail[0].get("event") == "launched":
         keep.add(0)
     for kind in ("ready", "stopped"):
@@ -153,7 +163,7 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
                      if tail[i].get("event") in ("tool_started", "tool_completed") and tail[i].get("turn_id") == turn]
             keep.update(tools[-1:])
     marker: dict[str, Any] = {"time": events[-1].get("time"), "event": "compacted", "at": round(now, 3),
-                              "dropped": len(events) - len(keep)}
+                              "dropped": len(events) - len(keep) - len(earlier)}
     if transcript:
         marker["transcript_path"] = transcript
     for ev in reversed(events):
@@ -161,7 +171,7 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
             marker["rate_limits"] = ev["rate_limits"]
             marker["rate_limits_at"] = ev.get("rate_limits_at", ev.get("time"))
             break
-    return [*requests, *(tail[i] for i in sorted(keep)), marker]
+    return [*requests, *earlier, *(tail[i] for i in sorted(keep)), marker]
 
 
 # ---- files ----------------------------------------------------------------------------------------

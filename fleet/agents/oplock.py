@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fleet.errors import AgentBusy, StateDirError
-from fleet.fsutil import FILE_MODE
+from fleet.fsutil import flock_within, open_lock_file
 
 #: Default wait for a running operation: long enough to ride out a send's delivery (typically under
 #: 1 s) or an interrupt, short enough that a caller learns quickly that a long `up` is in the way.
@@ -53,7 +52,7 @@ def op_lock(agent_dir: Path, agent: str, *, operation: str, holder: str, wait: f
     """
     path = agent_dir / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+        fd = open_lock_file(path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise StateDirError(f"{path} is a symlink.", hint="Remove it; fleet does not follow symlinks "
@@ -62,17 +61,8 @@ def op_lock(agent_dir: Path, agent: str, *, operation: str, holder: str, wait: f
                             hint="Check the state dir's permissions.") from exc
     try:
         started = time.monotonic()
-        deadline = started + max(0.0, wait)
-        pause = 0.005
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise _busy(agent, fd, wait) from None
-                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-                pause = min(pause * 2, 0.05)
+        if not flock_within(fd, wait):
+            raise _busy(agent, fd, wait)
         waited = time.monotonic() - started
         note = json.dumps({"operation": operation, "holder": holder, "pid": os.getpid(),
                            "since": round(time.time(), 3)}).encode()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypedDict
@@ -150,7 +149,7 @@ class Runtime:
     @property
     def tmux(self) -> TmuxServer:
         if self._tmux is None:
-            self._tmux = TmuxServer(f"fleet-{self.config.name}", self.config.state_dir / "tmux.conf")
+            self._tmux = TmuxServer(self.config.tmux_socket, self.config.state_dir / "tmux.conf")
         return self._tmux
 
     # ---- paths and journal -------------------------------------------------------------------
@@ -422,12 +421,12 @@ class Runtime:
             )
         if pane is not None and (j.launched_at is None or (j.pid is not None and pane.pid is not None
                                                            and j.pid != pane.pid)):
-            # The server is named from the fleet name only: another fleet with the same name and its
-            # own state dir (two demos at once) owns this session, and its hooks write to its journal.
+            # Not launched by this state dir's journal: started by hand on the fleet's server, or the
+            # journal was reset under a live session. Its hooks may write elsewhere: never drive it.
             raise AgentBusy(
                 f"Agent {name!r} has a session on tmux server {self.tmux.socket_name!r} that this fleet "
                 f"({self.config.state_dir}) did not start (pid {pane.pid}); nothing was sent.",
-                hint="Another fleet with the same [fleet] name is running: give each fleet its own name.",
+                hint=f"Stop it (`tmux -L {self.tmux.socket_name} kill-session -t ={name}`), then `fleet up {name}`.",
                 agent=name, pid=pane.pid, launched_pid=j.pid,
             )
         if verdict.state not in SENDABLE:
@@ -609,6 +608,8 @@ class Runtime:
 
         if len(specs) <= 1:
             return [one(s) for s in specs]
+        from concurrent.futures import ThreadPoolExecutor  # ~4 ms with logging: only when needed
+
         with ThreadPoolExecutor(max_workers=min(len(specs), STOP_WORKERS), thread_name_prefix="fleet-stop") as pool:
             return list(pool.map(one, specs))
 

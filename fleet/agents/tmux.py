@@ -1,9 +1,9 @@
 """The fleet's private tmux server: the only module that runs tmux or imports libtmux.
 
-One server per fleet (`tmux -L fleet-<name>`), never the user's default server. Targets are always
-exact (`=name:`), so a session named `mila` can never resolve to `mila-2`. Hot read paths (listing
-panes, capturing a screen) shell out once to tmux; creating sessions goes through libtmux, imported
-lazily so that read-only commands start fast. The server exits by itself when its last session ends.
+One server per fleet (`tmux -L fleet-<name>-<hash>`: `fleet.config.tmux_socket`), never the user's
+default server. Targets are always exact (`=name:`), so a session named `mila` can never resolve to
+`mila-2`. Hot read paths (listing panes, capturing a screen) shell out once to tmux; creating
+sessions goes through libtmux, imported lazily so that read-only commands start fast. The server exits by itself when its last session ends.
 
 Failures are typed here, once: no server running is "no sessions"; a session that vanished is
 `agent_not_running`; anything else (hung server, unusable socket, libtmux errors) is
@@ -15,13 +15,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Final
 
 from fleet.errors import AgentBusy, AgentNotRunning, TmuxMissing, TmuxUnavailable
-from fleet.fsutil import write_atomic
+from fleet.fsutil import FILE_MODE, write_atomic
 
 from .state import PaneFacts
 
@@ -177,10 +175,13 @@ class TmuxServer:
     def paste(self, name: str, text: str) -> None:
         """Bracketed-paste `text` into the pane via a named buffer loaded from a private temp file.
 
-        A file, not `set-buffer`, because tmux commands are limited to ~16 KB.
+        A file, not `set-buffer`, because tmux commands are limited to ~16 KB. It is made next to
+        the server's config file, in the fleet's private state dir, new (`O_EXCL`) and 0600.
         """
-        buffer = f"fleet-{uuid.uuid4().hex[:12]}"
-        fd, tmp = tempfile.mkstemp(prefix="fleet-send-")
+        token = os.urandom(6).hex()
+        buffer = f"fleet-{token}"
+        tmp = str(self.config_file.with_name(f".send-{os.getpid()}-{token}.txt"))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
         try:
             os.write(fd, text.encode())
             os.close(fd)

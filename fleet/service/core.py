@@ -11,8 +11,6 @@ arguments; `fleet.ops` validates, audits and dispatches to them.
 from __future__ import annotations
 
 import contextlib
-import getpass
-import logging
 import os
 import time
 from collections.abc import Iterator
@@ -22,19 +20,33 @@ from typing import TYPE_CHECKING, Any
 from fleet import audit
 from fleet.agents.oplock import OP_WAIT, op_lock
 from fleet.config import AgentSpec, FleetConfig, load_config
-from fleet.errors import AgentBusy, ConfigNotFound, FleetError, InvalidInput
+from fleet.errors import AgentBusy, ConfigError, FleetError, InvalidInput
 from fleet.fsutil import ensure_dir
+from fleet.logs import LazyLogger
 
 if TYPE_CHECKING:
     from fleet.agents.runtime import Runtime
     from fleet.leases import LeaseStore
     from fleet.work.ledger import Ledger
 
-logger = logging.getLogger("fleet.service")
+logger = LazyLogger("fleet.service")
 
 
 def _safe(name: str, size: int) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:size]
+
+
+def _login_name() -> str:
+    """The login name as `getpass.getuser()` finds it (whose import costs ~1 ms of every CLI call)."""
+    for key in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if name := os.environ.get(key):
+            return name
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid{os.getuid()}"
 
 
 def default_holder(surface: str, session: str | None = None) -> str:
@@ -47,10 +59,7 @@ def default_holder(surface: str, session: str | None = None) -> str:
         import secrets  # ~4 ms at start-up, for MCP sessions only
 
         return f"{surface}:{_safe(session, 24) or 'client'}:{secrets.token_hex(4)}"
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = f"uid{os.getuid()}"
+    user = _login_name()
     return f"{surface}:{_safe(user, 40) or 'user'}"
 
 
@@ -175,7 +184,8 @@ class Service:
             ensure_dir(state_dir)
             audit.record(state_dir, name, surface=self.surface, holder=holder, agents=agents, outcome=outcome,
                          code=code, ms=ms)
-        except ConfigNotFound:  # `fleet install` before any fleet.toml exists: no state dir to audit in
-            logger.debug("no fleet config: %s is not audited", name)
+        except ConfigError as exc:  # no or no valid fleet.toml (`fleet install` before one exists): no
+            # state dir to audit in, and the caller already has the config error
+            logger.debug("no usable fleet config: %s is not audited (%s)", name, exc.code)
         except (FleetError, OSError) as exc:
             logger.error("fleet: could not write the audit record for %s (%s): %s", name, outcome, exc)
