@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 import select
 import signal
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 #: How long `terminate` waits for the process to exit after SIGTERM, before SIGKILL.
 TERM_GRACE: Final = 2.0
@@ -23,8 +22,7 @@ TERM_GRACE: Final = 2.0
 Outcome = Literal["gone", "exited", "terminated", "killed", "not_ours", "denied"]
 
 
-@dataclass(frozen=True)
-class ProcessId:
+class ProcessId(NamedTuple):
     """A process as fleet started it: pid, start time (clock ticks after boot) and boot id (empty
     when unknown, e.g. recorded by an older fleet: then the start time alone decides)."""
 

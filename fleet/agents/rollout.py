@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Literal, TypedDict
+from typing import Any, Final, Literal, NamedTuple, TypedDict
 
 #: `codex_error_info` of a turn that hit the account's usage limit (HTTP 429 `usage_limit_reached`,
 #: `usage_not_included`, in-stream `insufficient_quota`). Codex never retries it by itself.
@@ -48,8 +47,7 @@ class RateLimits(TypedDict):
     secondary: RateWindow | None
 
 
-@dataclass(frozen=True)
-class TurnEnd:
+class TurnEnd(NamedTuple):
     """One turn's end as the rollout records it, with the rate-limit snapshot current at that point."""
 
     turn_id: str
@@ -60,8 +58,7 @@ class TurnEnd:
     rate_limits: RateLimits | None = None
 
 
-@dataclass(frozen=True)
-class RolloutFacts:
+class RolloutFacts(NamedTuple):
     ends: Mapping[str, TurnEnd]
     rate_limits: RateLimits | None
 

@@ -11,7 +11,6 @@ Nothing here checks leases or the operation lock: the service layer holds both b
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,7 +189,7 @@ class Runtime:
                     ensure_dir(self.agent_dir(spec.name))
                     journal.append(self.agent_dir(spec.name), event)
             elif found.rate_limits is not None and found.rate_limits != j.rate_limits:
-                j = dataclasses.replace(j, rate_limits=found.rate_limits, rate_limits_at=now)
+                j = j._replace(rate_limits=found.rate_limits, rate_limits_at=now)
         screen = self.tmux.capture(spec.name) if needs_screen(pane, j) else None
         return classify(Observation(pane, j, screen, now)), j
 

@@ -9,16 +9,14 @@ so one fold decides, whether or not that event has been written yet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NamedTuple, TypedDict
 
 from .approvals import pending
 from .rollout import USAGE_LIMIT, RateLimits, TurnEnd, TurnError, parse_rate_limits
 from .screen import APPROVAL_MARKERS, FIRST_RUN_MARKERS, READY_MARKERS
 
 
-@dataclass(frozen=True)
-class PaneFacts:
+class PaneFacts(NamedTuple):
     """Process facts for one agent's pane, read in one `list-panes -a` call."""
 
     session: str
@@ -48,8 +46,7 @@ class LastTurn(TypedDict):
     error: TurnError | None
 
 
-@dataclass(frozen=True)
-class Journal:
+class Journal(NamedTuple):
     """What the agent's journal says since its latest launch."""
 
     launched_at: float | None = None
@@ -149,8 +146,7 @@ def read_journal(events: list[dict[str, Any]]) -> Journal:
     return Journal(last_turn=last, **j)
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     """Facts about one agent at `now`. The journal already holds (or has folded in) every turn end
     the rollout recorded, so an open turn here is one Codex has not ended."""
 
@@ -160,8 +156,7 @@ class Observation:
     now: float = 0.0
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     state: State
     since: float | None
     detail: str | None = None

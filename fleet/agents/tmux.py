@@ -3,7 +3,8 @@
 One server per fleet (`tmux -L fleet-<name>-<hash>`: `fleet.config.tmux_socket`), never the user's
 default server. Targets are always exact (`=name:`), so a session named `mila` can never resolve to
 `mila-2`. Hot read paths (listing panes, capturing a screen) shell out once to tmux; creating
-sessions goes through libtmux, imported lazily so that read-only commands start fast. The server exits by itself when its last session ends.
+sessions goes through libtmux, imported lazily so that read-only commands start fast. The server
+exits by itself when its last session ends.
 
 Failures are typed here, once: no server running is "no sessions"; a session that vanished is
 `agent_not_running`; anything else (hung server, unusable socket, libtmux errors) is

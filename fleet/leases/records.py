@@ -44,9 +44,8 @@ import re
 import stat
 import time
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from fleet import fsutil
 from fleet.errors import LeaseCorrupt
@@ -68,8 +67,7 @@ _exchange_supported = True
 _writes = 0
 
 
-@dataclass(frozen=True)
-class RecordPaths:
+class RecordPaths(NamedTuple):
     """The file names of one agent's lease; `agent` has been validated before any path is built."""
 
     agent: str

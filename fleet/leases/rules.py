@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from fleet.config import AGENT_NAME, HOLDER_PATTERN
 from fleet.errors import InvalidInput, LeaseHeld, LeaseLost
@@ -40,8 +39,7 @@ HOLDER_RE: Final = re.compile(HOLDER_PATTERN)
 AGENT_RE: Final = re.compile(AGENT_NAME)
 
 
-@dataclass(frozen=True)
-class Lease:
+class Lease(NamedTuple):
     """A granted lease as stored: times are epoch seconds from the store's clock."""
 
     agent: str
@@ -57,8 +55,7 @@ class Lease:
         return round(self.expires_at - now, 3)
 
 
-@dataclass(frozen=True)
-class Grant:
+class Grant(NamedTuple):
     """The outcome of a successful claim decision; `previous` is the expired lease it replaced, if any."""
 
     lease: Lease
@@ -66,8 +63,7 @@ class Grant:
     previous: Lease | None
 
 
-@dataclass(frozen=True)
-class StoredRecord:
+class StoredRecord(NamedTuple):
     """A parsed record file: the live-or-expired lease (None once released), the last token it
     carries and the boot it was written in (for the token high-water rule in `fleet.leases`)."""
 
@@ -102,7 +98,7 @@ def decide_claim(
     if current is not None and state == "held":
         if current.holder != holder:
             raise lease_held_error(current, now)
-        renewed = replace(current, renewed_at=now, expires_at=now + ttl, ttl=ttl, transient=False)
+        renewed = current._replace(renewed_at=now, expires_at=now + ttl, ttl=ttl, transient=False)
         return Grant(renewed, "renewed", None)
     lease = Lease(
         agent=agent,
