@@ -70,6 +70,9 @@ class Service:
     config_path: str | None = None
     surface: str = "cli"
     holder: str = ""
+    #: Whether an assignment's `--check` commands run in a detached verifier (`fleet.service.tracking`)
+    #: or in this process; the watchdog's tick turns it off (a oneshot unit's children die with it).
+    background_checks: bool = True
     _config: FleetConfig | None = field(default=None, init=False)
     _runtime: Runtime | None = field(default=None, init=False)
     _leases: LeaseStore | None = field(default=None, init=False)

@@ -11,14 +11,24 @@ state. An assignment's turns are the ones its receipts name: the first send's, a
 Idempotence and concurrency: every state change is a ledger compare-and-set, so several processes
 (a CLI `wait`, the MCP server, the watchdog) may reconcile at once; one wins each step, the others
 see a `StateConflict` and move on. Hook facts are copied into the ledger once, keyed by turn (and
-time). Verification (snapshot + checks) runs in the process that moved the assignment to
-`reported`; if that process dies, any later reconcile takes it over after `verify_stale` seconds.
+time).
+
+Verification (snapshot + checks): the process that moves an assignment to `reported` claims the
+verification (a `verifying` ledger event, written once per attempt across processes) and runs it.
+An assignment with `--check` commands is verified by a detached verifier process
+(`python -m fleet.service.verifier`, its output appended to `<state_dir>/verify.log`), so that a
+CLI read, an MCP call or a `wait` never blocks on someone's test suite; the watchdog's tick, itself
+a background job, runs checks in its own process (`Service.background_checks` off), where a
+systemd oneshot unit would kill a detached child when it ends. If a verifier dies, the next
+reconcile after `verify_stale` seconds claims the next attempt and verifies again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any, Final
@@ -111,7 +121,8 @@ class _Agents:
 
 def reconcile(svc: Service, agents: list[str] | None = None) -> list[dict[str, Any]]:
     """Advance every open assignment (of `agents`, or all) as far as Codex's signals allow; return
-    the transitions this call made (`{"assignment", "agent", "from", "to", ...}`)."""
+    the transitions this call made (`{"assignment", "agent", "from", "to", ...}`). An assignment's
+    checks run in a detached verifier process, or in this one if `svc.background_checks` is off."""
     from fleet.work.ledger import MAX_LIST
 
     ledger = svc.ledger
@@ -129,7 +140,7 @@ def reconcile(svc: Service, agents: list[str] | None = None) -> list[dict[str, A
             if a.state == "queued":
                 out += _expire_queued(svc, a, now)
             else:
-                out += _advance(svc, a, cache, now)
+                out += _advance(svc, a, cache, now, background=svc.background_checks)
         except StateConflict:
             continue  # another process moved it first; it is theirs now
         except FleetError as exc:  # one assignment's trouble must not hide the others
@@ -181,17 +192,16 @@ def _copy_hook_facts(svc: Service, a: Assignment, journal: list[dict[str, Any]],
         seen.add((kind, key))
 
 
-def _advance(svc: Service, a: Assignment, cache: _Agents, now: float) -> list[dict[str, Any]]:
+def _advance(svc: Service, a: Assignment, cache: _Agents, now: float, *, background: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     spec = svc.config.agents.get(a.agent or "")
     if spec is None:
         done = fail(svc, a.id, a.agent, "its agent is no longer configured", actor=ACTOR,
                     expect=("sent", "working"))
         return [_step(a, "failed", reason="its agent is no longer configured")] if done else []
-    if a.state == "reported":
-        if now - a.updated_at > _verify_stale(a):
-            return [_finish(svc, a, spec)]
-        return []
+    if a.state == "reported":  # verified by whoever claimed it; after `verify_stale`, claim it again
+        attempt = int((now - a.updated_at) // _verify_stale(a))
+        return _verify_claimed(svc, a, spec, attempt, background=background) if attempt >= 1 else []
     journal = cache.journal(spec.name)
     events = svc.ledger.events_for(a.id)
     _copy_hook_facts(svc, a, journal, events)
@@ -211,14 +221,54 @@ def _advance(svc: Service, a: Assignment, cache: _Agents, now: float) -> list[di
                 details={"turn_id": progress.report_turn, "status": progress.report.status,
                          "source": progress.report_source})
             out.append(_step(a, "reported", **{"from": before}))
-            out.append(_finish(svc, a, spec))
-            return out
+            return out + _verify_claimed(svc, a, spec, 0, background=background)
         a = svc.ledger.transition(a.id, "working", actor=ACTOR, expect=before, details={"turn_id": a.turn_id})
         out.append(_step(a, "working", **{"from": before}))
     return out
 
 
-def _finish(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
+def _verify_claimed(svc: Service, a: Assignment, spec: AgentSpec, attempt: int, *,
+                    background: bool) -> list[dict[str, Any]]:
+    """Claim verification attempt `attempt` of a reported assignment and carry it out: here, or by a
+    detached verifier when it has checks and `background` is set. Nothing if another process
+    claimed this attempt."""
+    detach = background and bool(a.checks)
+    claimed = svc.ledger.annotate_once(a.id, "verifying", str(attempt), actor=ACTOR,
+                                       details={"attempt": attempt, "where": "verifier" if detach else "inline",
+                                                "checks": len(a.checks)})
+    if claimed is None:
+        return []
+    if detach:
+        try:
+            _spawn_verifier(svc, a.id)
+            return []
+        except OSError as exc:
+            logger.warning("fleet: could not start a verifier for %s (%s); verifying here", a.id, exc)
+    return [finish(svc, a, spec)]
+
+
+#: Detached verifiers this process started; polled (reaped) at each new start, so a long-lived
+#: process (the MCP server) leaves no zombies behind.
+_verifiers: list[subprocess.Popen[bytes]] = []
+VERIFY_LOG: Final = "verify.log"
+
+
+def _spawn_verifier(svc: Service, assignment: str) -> int:
+    """Start `python -m fleet.service.verifier CONFIG ID` in its own session; return its pid."""
+    _verifiers[:] = [p for p in _verifiers if p.poll() is None]
+    log = os.open(svc.config.state_dir / VERIFY_LOG,
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "fleet.service.verifier", str(svc.config.path), assignment],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                close_fds=True)
+    finally:
+        os.close(log)
+    _verifiers.append(proc)
+    return proc.pid
+
+
+def finish(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
     """Verify a reported assignment and record the verdict; free its agent."""
     verification = verify(svc, a, spec)
     verdict = verification["verdict"]

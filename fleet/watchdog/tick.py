@@ -148,6 +148,9 @@ def run_tick(svc: Service, *, dry_run: bool = False, now: float | None = None,
     at = time.time() if now is None else now
     state_dir = svc.config.state_dir
     with contextlib.ExitStack() as stack:
+        # Checks run in this process: a oneshot unit's detached children die when the tick ends.
+        stack.callback(setattr, svc, "background_checks", svc.background_checks)
+        svc.background_checks = False
         if not dry_run:
             busy = stack.enter_context(tick_lock(state_dir))
             if busy is not None:

@@ -1,0 +1,144 @@
+"""Checks never block a read: an assignment with `--check` commands is verified by a detached
+verifier process, while the CLI call that saw the report returns at once; the watchdog's tick, whose
+oneshot unit would kill such a child, runs checks itself. No Codex needed: the journal lines Codex's
+hooks would write are written by hand."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Fleet, wait_until
+
+from fleet.service import Service
+from fleet.service.tracking import VERIFY_LOG, reconcile
+from fleet.work.ledger import Ledger
+from fleet.work.verify import snapshot
+
+
+@pytest.fixture
+def fleet(fleet_factory: Callable[..., Fleet]) -> Fleet:
+    return fleet_factory(1, extra="", agent_extra='role = "worker"\n')
+
+
+def reported_by_hand(f: Fleet, checks: list[str]) -> str:
+    """An assignment sent to agent-1 (turn t1) and its journal: the turn ended with a valid report."""
+    agent = f.agents[0]
+    cwd = f.root / "work" / agent
+    with Ledger(f.state_dir) as ledger:
+        a, _ = ledger.create(task="Look around", holder="lead", actor="lead", agent=agent, checks=checks)
+        baseline = {"version": 1, "agent": agent, "role": "worker", "cwd": str(cwd), "write_paths": [],
+                    "read_paths": [], "snapshot": snapshot(cwd).to_json()}
+        ledger.annotate(a.id, "baseline", actor="test", baseline=baseline)
+        ledger.transition(a.id, "sent", actor="test", turn_id="t1", agent=agent)
+    body = {"status": "done", "summary": "Looked.", "changed": [], "tests": "", "risks": ""}
+    lines: list[dict[str, Any]] = [
+        {"event": "turn_started", "turn_id": "t1", "time": 1.0},
+        {"event": "turn_completed", "turn_id": "t1", "time": 2.0,
+         "last_message": f"Done.\n```fleet-report\n{json.dumps(body)}\n```"}]
+    journal = f.state_dir / "agents" / agent / "events.jsonl"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return a.id
+
+
+def verifying(f: Fleet, aid: str) -> list[dict[str, Any]]:
+    return [e["details"] for e in f.json("show", aid)["events"] if e["kind"] == "verifying"]
+
+
+def test_a_slow_check_runs_in_a_verifier_while_reads_return(fleet: Fleet, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # outside the agent's cwd: opening it changes nothing the verdict sees
+    aid = reported_by_hand(fleet, [f"while [ ! -e {gate} ]; do sleep 0.1; done; echo gate open"])
+    try:
+        # The check cannot end before the gate opens: if a read ran it, this call would not return.
+        listed = fleet.json("assignments")["assignments"]
+        assert [(a["id"], a["state"]) for a in listed] == [(aid, "reported")]
+        assert fleet.json("show", aid)["state"] == "reported"
+        [claim] = verifying(fleet, aid)
+        assert (claim["attempt"], claim["where"], claim["checks"]) == (0, "verifier", 1)
+        pending = fleet.cli("wait", aid, "--timeout", "1", "--json")
+        assert pending.returncode == 5  # still pending: the verifier is waiting for the gate
+    finally:
+        gate.touch()
+    [done] = fleet.json("wait", aid, "--timeout", "60")["done"]
+    assert done["state"] == "verified"
+    verification = fleet.json("show", aid)["verification"]
+    assert [(c["passed"], c["output_tail"]) for c in verification["checks"]] == [(True, "gate open\n")]
+    assert len(verifying(fleet, aid)) == 1  # later reads claimed nothing more
+    log = (fleet.state_dir / VERIFY_LOG).read_text()
+    assert f"{aid}: verified" in log
+
+
+def test_without_checks_the_verdict_comes_with_the_read(fleet: Fleet) -> None:
+    aid = reported_by_hand(fleet, [])
+    assert fleet.json("show", aid)["state"] == "verified"
+    [claim] = verifying(fleet, aid)
+    assert claim["where"] == "inline"
+    assert not (fleet.state_dir / VERIFY_LOG).exists()
+
+
+def test_with_background_checks_off_the_checks_run_in_the_calling_process(fleet: Fleet) -> None:
+    aid = reported_by_hand(fleet, ["echo here"])
+    svc = Service(config_path=str(fleet.path), surface="api")
+    svc.background_checks = False
+    try:
+        steps = reconcile(svc)
+    finally:
+        svc.close()
+    assert [(s["from"], s["to"]) for s in steps] == [("sent", "working"), ("working", "reported"),
+                                                      ("reported", "verified")]
+    [claim] = verifying(fleet, aid)
+    assert claim["where"] == "inline"
+
+
+def test_the_watchdog_tick_runs_checks_in_its_own_process(fleet: Fleet) -> None:
+    from fleet.watchdog.tick import run_tick
+
+    seen: list[bool] = []
+
+    class Port:
+        def reconcile(self, svc: Service, agents: list[str] | None = None) -> list[dict[str, Any]]:
+            seen.append(svc.background_checks)
+            return []
+
+        def dispatch(self, svc: Service) -> dict[str, Any]:
+            seen.append(svc.background_checks)
+            return {"sent": [], "queued": 0}
+
+        def deliver(self, svc: Service, assignment_id: str, *, actor: str, text: str | None = None) -> dict[str, Any]:
+            raise AssertionError("nothing to deliver")
+
+    svc = Service(config_path=str(fleet.path), surface="api")
+    try:
+        run_tick(svc, port=Port())
+        assert seen
+        assert not any(seen)
+        assert svc.background_checks is True  # restored for whatever the process does next
+    finally:
+        svc.close()
+
+
+def test_a_verifier_that_died_is_replaced_after_the_stale_time(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleet.service import tracking
+
+    aid = reported_by_hand(fleet, ["true"])
+    monkeypatch.setattr(tracking, "_spawn_verifier", lambda svc, assignment: 0)  # a verifier that never ran
+    svc = Service(config_path=str(fleet.path), surface="api")
+    try:
+        reconcile(svc)
+        assert svc.ledger.get(aid).state == "reported"
+        reconcile(svc)  # within the stale time: the claim stands, nothing is claimed again
+        assert [e.details["attempt"] for e in svc.ledger.events_for(aid) if e.kind == "verifying"] == [0]
+        monkeypatch.undo()  # a real verifier for the takeover
+        monkeypatch.setattr(tracking, "_verify_stale", lambda a: 1e-3)  # long past: this reconcile claims it
+        reconcile(svc)
+        monkeypatch.setattr(tracking, "_verify_stale", lambda a: 1e6)  # and no later one claims it again
+        wait_until(lambda: reconcile(svc) is not None and svc.ledger.get(aid).state == "verified", timeout=30)
+        attempts = [e.details["attempt"] for e in svc.ledger.events_for(aid) if e.kind == "verifying"]
+        assert len(attempts) == 2
+        assert (attempts[0], attempts[1] >= 1) == (0, True)
+    finally:
+        svc.close()
