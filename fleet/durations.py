@@ -74,4 +74,5 @@ def _fail(what: str, raw: str, why: str, *, hint: str = "") -> NoReturn:
         hint=hint or f"Use whole numbers with units d, h, m, s ({_EXAMPLES}).",
         field=what,
         value=shown,
+        why=why,
     )

@@ -137,3 +137,55 @@ def test_any_text_gets_a_verdict_and_shell_syntax_is_never_allowed(command: str)
         assert not set(command) & set(";&|<>`$\n")
         program = command.split(maxsplit=1)[0]
         assert program in READ_ONLY or program in ("bash", "sh", "zsh", "dash")
+
+
+POLICIES = st.builds(
+    ApprovalPolicy,
+    allow=st.sampled_from([frozenset(), frozenset({"read-only"})]),
+    commands=st.lists(st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=3).map(tuple),
+                      max_size=3).map(tuple),
+    otherwise=st.sampled_from(["ask", "deny"]),
+)
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=9), inner,
+                                                                                   max_size=4), max_leaves=12)
+
+
+@given(POLICIES)
+def test_the_hooks_copy_of_a_policy_reads_back_as_the_same_policy(policy: ApprovalPolicy) -> None:
+    from fleet.watchdog.hookapprove import from_json, to_json
+
+    assert from_json(to_json(policy)) == policy
+
+
+@given(st.dictionaries(st.sampled_from(["allow", "commands", "otherwise", "x"]), JSONISH) | JSONISH)
+def test_a_damaged_policy_file_is_no_policy_never_an_error(raw: object) -> None:
+    from fleet.watchdog.hookapprove import from_json
+
+    policy = from_json(raw)
+    assert policy is None or isinstance(policy, ApprovalPolicy)
+    if policy is not None:  # only the exact shape `to_json` writes is read
+        assert isinstance(raw, dict)
+        assert raw["otherwise"] in ("ask", "deny")
+
+
+def test_the_hook_answers_by_policy_once_and_a_failing_policy_holds(tmp_path: object) -> None:
+    from fleet.agents.approvals import hold
+
+    events: list[dict[str, object]] = []
+    payload = {"tool_name": "Bash", "tool_input": {"command": "ls"}, "turn_id": "t1"}
+    out = hold(str(tmp_path), payload, 5.0, events.append, policy=lambda rec: ("deny", "Denied: not today."))
+    assert out is not None
+    assert out["hookSpecificOutput"]["decision"] == {"behavior": "deny", "message": "Denied: not today."}
+    assert [(e["event"], e.get("by")) for e in events] == [("approval_requested", None),
+                                                            ("approval_answered", "watchdog:policy")]
+
+    def broken(rec: dict[str, object]) -> None:
+        raise RuntimeError("unreadable")
+
+    clock = iter(float(i) for i in range(100))
+    events.clear()
+    out = hold(str(tmp_path), payload, 2.0, events.append, policy=broken,
+               clock=lambda: next(clock), sleep=lambda s: None)
+    assert out is None  # no decision: the call was held, then released to Codex's dialog
+    assert [e["event"] for e in events] == ["approval_requested", "approval_released"]

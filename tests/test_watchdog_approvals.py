@@ -1,6 +1,6 @@
-"""Approvals from Codex's exact signal, on real Codex: fleet's PermissionRequest hook holds the call
-until `fleet approve` / `fleet deny` (or the watchdog's approve policy) answers, and lets the dialog
-open after `approval_timeout`, when the watchdog escalates it."""
+"""Approvals from Codex's exact signal, on real Codex: fleet's PermissionRequest hook answers at once
+when the `[watchdog] approve` policy decides, else holds the call until `fleet approve` / `fleet deny`
+answers, and lets the dialog open after `approval_timeout`, when the watchdog escalates it."""
 
 from __future__ import annotations
 
@@ -82,22 +82,62 @@ def test_an_approval_past_its_timeout_opens_the_dialog_and_is_escalated_once(
     assert f.status("agent-1")["state"] == "waiting_approval"
 
 
-def test_the_approve_policy_answers_read_only_commands_by_itself(fleet_factory: Callable[..., Fleet],
-                                                                 mock_model: MockServer) -> None:
+def function_outputs(model: MockServer) -> list[str]:
+    return [json.dumps(item) for r in model.model.requests for item in r.get("input", [])
+            if isinstance(item, dict) and item.get("type") == "function_call_output"]
+
+
+def audited(f: Fleet, event: str) -> list[dict[str, Any]]:
+    lines = (f.state_dir / "audit.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == event]
+
+
+def test_the_approve_policy_answers_in_the_hook_at_once(fleet_factory: Callable[..., Fleet],
+                                                        mock_model: MockServer) -> None:
     f = fleet_with(fleet_factory, mock_model, approve={"toml": '{ allow = ["read-only"], otherwise = "deny" }'})
-    mock_model.model.script(escalated("ls -la"))
-    f.json("send", "agent-1", "list the files")
-    waiting(f)
-    [acted] = f.json("watchdog", "tick")["actions"]
-    assert (acted["action"], acted["outcome"]) == ("approve", "done")
-    assert "`ls -la` is read-only" in acted["reason"]
-    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    mock_model.model.script(escalated("ls -la"), Step(text="listed"), escalated("touch x.txt"), Step(text="refused"))
+    # No watchdog tick runs here: the hook itself decides, before any dialog is drawn.
+    for text in ("list the files", "make a file"):
+        receipt = f.json("send", "agent-1", text)
+        wait_until(lambda r=receipt: (s := f.status("agent-1"))["state"] == "idle"
+                   and s["last_turn"]["turn_id"] == r["turn_id"], timeout=30)
     answered = [e for e in f.journal("agent-1") if e["event"] == "approval_answered"]
-    assert [(e["decision"], e["by"]) for e in answered] == [("allow", "watchdog:policy")]
-    mock_model.model.script(escalated("touch x.txt"))
-    f.json("send", "agent-1", "make a file")
-    waiting(f)
-    [denied] = f.json("watchdog", "tick")["actions"]
-    assert denied["action"] == "deny"
-    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    assert [(e["decision"], e["by"]) for e in answered] == [("allow", "watchdog:policy"), ("deny", "watchdog:policy")]
+    assert "`ls -la` is read-only" in answered[0]["message"]
     assert not (f.root / "work" / "agent-1" / "x.txt").exists()
+    assert any("Denied by the [watchdog] approve policy" in o for o in function_outputs(mock_model))
+    assert [(e["agent"], e["decision"]) for e in audited(f, "approval.policy")] == [
+        ("agent-1", "allow"), ("agent-1", "deny")]
+    assert "Would you like to run" not in "\n".join(f.json("tail", "agent-1")["lines"])  # no dialog ever opened
+
+
+def test_a_policy_added_later_reaches_the_hook_at_the_next_tick(fleet_factory: Callable[..., Fleet],
+                                                               mock_model: MockServer) -> None:
+    f = fleet_with(fleet_factory, mock_model)
+    mock_model.model.script(escalated("ls -la"), Step(text="listed"), escalated("pwd"), Step(text="shown"))
+    f.json("send", "agent-1", "list the files")
+    waiting(f)  # no policy yet: held for a person
+    f.path.write_text(f.path.read_text().replace("[watchdog]", '[watchdog]\napprove = { allow = ["read-only"] }'))
+    [acted] = f.json("watchdog", "tick")["actions"]  # the tick answers what is already held ...
+    assert (acted["action"], acted["outcome"]) == ("approve", "done")
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    receipt = f.json("send", "agent-1", "where am I")  # ... and gave the hook the policy for the next one
+    wait_until(lambda: (s := f.status("agent-1"))["state"] == "idle"
+               and s["last_turn"]["turn_id"] == receipt["turn_id"], timeout=30)
+    answered = [e for e in f.journal("agent-1") if e["event"] == "approval_answered"]
+    assert [e["by"] for e in answered] == ["watchdog:policy", "watchdog:policy"]
+    assert [e["request"] for e in audited(f, "approval.policy")] == [answered[1]["request"]]
+
+
+def test_the_policy_leaves_an_agent_a_person_holds_to_that_person(fleet_factory: Callable[..., Fleet],
+                                                                  mock_model: MockServer) -> None:
+    f = fleet_with(fleet_factory, mock_model, approve={"toml": '{ allow = ["read-only"] }'})
+    token = f.json("claim", "agent-1", "--holder", "alice")["token"]
+    mock_model.model.script(escalated("ls -la"))
+    f.json("send", "agent-1", "list the files", "--holder", "alice", "--token", str(token))
+    status = waiting(f)
+    assert status["approval"]["held"] is True
+    answer = f.json("approve", "agent-1", "--holder", "alice", "--token", str(token))
+    assert (answer["decision"], answer["applied"]) == ("allow", True)
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    assert audited(f, "approval.policy") == []

@@ -65,11 +65,11 @@ def test_durations_accept_whole_units_down_to_one_second(text: str, seconds: flo
         ("60", "needs a unit"),
         (60, "not a duration: write a string with a unit"),
         ("0s", "shorter than 1s"),
-        ("1.5h", "not a duration"),
-        ("10m5h", "not a duration"),
+        ("1.5h", "not a valid duration"),
+        ("10m5h", "not a valid duration"),
         ("31d", "longer than the limit of 30d"),
-        ("-5s", "not a duration"),
-        ("\uff11\uff10s", "not a duration"),  # full-width digits: ASCII only
+        ("-5s", "not a valid duration"),
+        ("\uff11\uff10s", "not a valid duration"),  # full-width digits: ASCII only
     ],
 )
 def test_bad_durations_name_the_key_path_and_the_file(value: Any, words: str) -> None:

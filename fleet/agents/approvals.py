@@ -118,13 +118,27 @@ def read_answer(agent_dir: str | os.PathLike[str], request: str) -> dict[str, An
 
 
 def hold(agent_dir: str, payload: Mapping[str, Any], seconds: float, append: Callable[[dict[str, Any]], None], *,
+         policy: Callable[[dict[str, Any]], tuple[Decision, str] | None] | None = None,
          clock: Callable[[], float] = time.time,
          sleep: Callable[[float], None] = time.sleep) -> dict[str, Any] | None:
-    """The PermissionRequest hook's body: journal the request, wait up to `seconds` for an answer,
-    return the hook output (None: no decision, the dialog opens). `append` writes one journal event."""
+    """The PermissionRequest hook's body: journal the request, let `policy` answer it at once if it
+    can (given the journaled record: a decision and its reason, or None), else wait up to `seconds`
+    for an answer; return the hook output (None: no decision, the dialog opens). `append` writes one
+    journal event. A failing `policy` counts as no answer."""
     request = new_request_id()
     start = clock()
-    append(request_record(payload, request, start, seconds))
+    record = request_record(payload, request, start, seconds)
+    append(record)
+    try:
+        decided = policy(record) if policy is not None else None
+    except Exception:
+        decided = None
+    if decided is not None:
+        verdict, reason = decided
+        append({"time": round(clock(), 3), "event": "approval_answered", "source": "hook", "request": request,
+                "turn_id": payload.get("turn_id"), "decision": verdict, "by": "watchdog:policy",
+                "message": reason[:MAX_MESSAGE_CHARS]})
+        return decision_output(verdict, reason if verdict == "deny" else "")
     while True:
         answer = read_answer(agent_dir, request)
         if answer is not None:

@@ -18,8 +18,9 @@ Any error in the policy is logged and the hook prints nothing (Codex fails open)
 verification stays the final word.
 
 PermissionRequest (`--hold SECONDS`): fleet's approval hold, `fleet.agents.approvals`, imported only
-for that event: it journals the request, waits for `fleet approve`/`deny` or the watchdog's policy,
-and prints the decision (or nothing when its time runs out, so Codex opens its dialog).
+for that event: it journals the request, answers at once when the `[watchdog] approve` policy decides
+(`fleet.watchdog.hookapprove`), else waits for `fleet approve`/`deny` (or the tick's policy), and
+prints the decision (or nothing when its time runs out, so Codex opens its dialog).
 
 It appends the way `fleet.agents.journal` does (one write, O_APPEND, under a shared flock on
 `events.lock`) and, in the rare call that takes the journal past its bound, imports that module to
@@ -135,9 +136,11 @@ def _permission(agent_dir: str, payload: dict[str, object]) -> None:
     if root not in sys.path:
         sys.path.append(root)  # after the stdlib, as in `_policy`
     from fleet.agents.approvals import hold
+    from fleet.watchdog.hookapprove import hook_answer
 
     out = hold(agent_dir, payload, seconds, lambda rec: _append(agent_dir, {k: v for k, v in rec.items()
-                                                                            if v is not None}))
+                                                                            if v is not None}),
+               policy=lambda rec: hook_answer(agent_dir, rec))
     if out is not None:
         sys.stdout.write(json.dumps(out))
         sys.stdout.flush()

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fleet.agents.oplock import OP_WAIT
 from fleet.errors import AgentBusy, AgentNotRunning, FleetError
 
 from .core import Service
+
+if TYPE_CHECKING:
+    from fleet.config import AgentSpec
 
 #: The most one agent's stop takes: the quit grace, tmux's exit facts and SIGTERM/SIGKILL reaping
 #: (`Runtime.stop`); a transient lease for `down` lasts this long per agent, plus slack.
@@ -79,10 +82,20 @@ def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None
             held.append(spec)
         _raise_if_nothing_was_done(held, refused, [results[s.name] for s in specs if s.name in results])
         order = {s.name: i for i, s in enumerate(specs)}
+        _sync_approve_policy(svc, held)
         started = rt.start_many(sorted(held, key=lambda s: order[s.name]), deadline)
         results.update({name: dict(r) for name, r in started.items()})
     ordered = [results[s.name] for s in specs]
     return {"ok": all(r["result"] in ("started", "running") for r in ordered), "agents": ordered}
+
+
+def _sync_approve_policy(svc: Service, specs: list[AgentSpec]) -> None:
+    """Give each agent's approval hook the current `[watchdog] approve` policy before it starts."""
+    from fleet.fsutil import ensure_dir
+    from fleet.watchdog import hookapprove
+
+    for spec in specs:
+        hookapprove.sync(ensure_dir(svc.runtime.agent_dir(spec.name)), svc.config.watchdog.approve)
 
 
 def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | None = None,

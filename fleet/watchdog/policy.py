@@ -20,14 +20,12 @@ the config schema embeds under `watchdog`; `parse_policy` validates against it a
 holding only the raw table gets the same errors. Errors are `ConfigError`s naming the file (when
 given) and the key path (`$.watchdog.ladder[1]`). Pure: no I/O, no clock.
 
-Durations use the grammar of `fleet/durations.py` (whole numbers with units d, h, m, s in that
-order, at least 1 s). `_duration` below is a private stand-in until that module lands on main; the
-two must be unified (see the report to the lead).
+Durations use the grammar and limits of `fleet/durations.py` (whole numbers with units d, h, m, s
+in that order, 1 s to 30 d).
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from functools import cache
 from typing import Any, Final, Literal, NoReturn, cast
 
 from fleet.config import AGENT_NAME, AGENT_NAME_RULE
-from fleet.errors import ConfigError
+from fleet.errors import ConfigError, InvalidInput
 
 Rung = Literal["remind", "notify", "interrupt", "restart"]
 #: The rungs in the order the issue gives them; `ladder` is any subset of these in any order.
@@ -52,8 +50,6 @@ DEFAULT_STALL_AFTER: Final = 1800.0
 DEFAULT_MAX_RESTARTS: Final = 3
 DEFAULT_APPROVAL_TIMEOUT: Final = 900.0
 DEFAULT_LIMIT_RETRY: Final = 3600.0
-#: Thirty days, as in `fleet/durations.py`: longer than any of these periods should be.
-MAX_DURATION: Final = 30 * 86400.0
 #: More restarts than this in one crash streak is a crash loop; the policy should say stop sooner.
 MAX_RESTARTS_LIMIT: Final = 100
 #: Exact commands the approval policy may allow; a longer list is a sandbox setting, not a policy.
@@ -93,8 +89,6 @@ POLICY_SCHEMA: Final[dict[str, Any]] = {
     },
 }
 
-_DURATION_RE: Final = re.compile(r"(?:([0-9]{1,9})d)?(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?")
-_UNIT_SECONDS: Final = (86400, 3600, 60, 1)
 #: Characters that make a command more than one plain program call (see `fleet.watchdog.approval`).
 SHELL_META: Final = frozenset("|&;<>()$`\\\"'*?[]{}~!#\n\r\t")
 
@@ -221,19 +215,13 @@ def _approval(tbl: Mapping[str, Any], source: str, where: str) -> ApprovalPolicy
 
 
 def _duration(text: str, source: str, key: str) -> float:
-    value = text.strip().lower()
-    match = _DURATION_RE.fullmatch(value)
-    if re.fullmatch(r"[0-9]+", value):
-        _fail(source, key, f"{text!r} needs a unit: write \"{value}s\" or \"{value}m\"")
-    if match is None or not any(match.groups()):
-        _fail(source, key, f"{text!r} is not a duration: use whole numbers with units d, h, m, s (\"90s\", "
-              "\"10m\", \"1h30m\")")
-    seconds = float(sum(int(g) * unit for g, unit in zip(match.groups(), _UNIT_SECONDS, strict=True) if g))
-    if seconds < 1:
-        _fail(source, key, f"{text!r} is shorter than 1s")
-    if seconds > MAX_DURATION:
-        _fail(source, key, f"{text!r} is longer than the limit of 30d")
-    return seconds
+    """`fleet.durations`' grammar and limits, with its reason in a config error naming `key`."""
+    from fleet.durations import parse_duration
+
+    try:
+        return parse_duration(text, what=key)
+    except InvalidInput as exc:
+        _fail(source, key, f"{text!r} is not a valid duration: {exc.data.get('why', exc.message)}")
 
 
 def _fail(source: str, key: str, message: str) -> NoReturn:

@@ -42,6 +42,7 @@ from fleet import audit
 from fleet.errors import FleetError, InternalError
 from fleet.fsutil import ensure_dir, read_jsonl_tail
 
+from . import hookapprove
 from .decide import RESTART_STREAK_RESET, Action, ActionKind, AgentFacts, AgentState, advance, decide_all, lease_kind
 from .facts import JournalFacts, build_facts, fold_journal
 from .messages import lead_prompt, notify_payload, report_request, resume_text
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fleet.watchdog")
 
 #: The watchdog's lease holder; assignments' leases are `assignment:<id>`.
-WATCHDOG_HOLDER: Final = "watchdog"
+WATCHDOG_HOLDER: Final = hookapprove.WATCHDOG_HOLDER
 LOCK_FILE: Final = "watchdog.lock"
 #: A notify command gets this long; a hung one must not hold the tick (or the timer) hostage.
 NOTIFY_TIMEOUT: Final = 10.0
@@ -205,6 +206,7 @@ class _Tick:
     def run(self) -> list[TickAction]:
         if not self.dry_run:
             self._guarded("reconcile", lambda: self.port.reconcile(self.svc))
+            self._guarded("approve_policy", self._sync_approve_policy)
         facts = self.gather()
         queued = len(self.ledger.queued(QUEUED_LOOKUP))
         actions = decide_all(facts, self.policy, self.now, queued=queued)
@@ -213,6 +215,13 @@ class _Tick:
         done = [self.carry_out(a) for a in actions]
         self.store.forget_ladders(a.id for a in self.ledger.assignments(open_only=True, limit=OPEN_LOOKUP))
         return done
+
+    def _sync_approve_policy(self) -> None:
+        """Keep each launched agent's copy of the approve policy current, for fleet's approval hook."""
+        for name in self.svc.config.agents:
+            agent_dir = self.svc.runtime.agent_dir(name)
+            if agent_dir.is_dir():
+                hookapprove.sync(agent_dir, self.policy.approve)
 
     # -- gathering --------------------------------------------------------------------------------
 

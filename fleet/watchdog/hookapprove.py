@@ -1,0 +1,122 @@
+"""The `[watchdog] approve` policy, applied by fleet's PermissionRequest hook the moment Codex asks.
+
+fleet writes the policy into each agent's dir (`approve-policy.json`) when it starts agents and at
+every watchdog tick (so an edited fleet.toml applies without a restart), and removes it when there is
+no policy. The hook (`fleet.agents.approvals.hold`) asks `decide` right after journaling a request:
+when the policy allows or denies the call, the hook answers at once, with no watchdog needed and no
+dialog ever drawn; the journal records the decision with `by: watchdog:policy` and its reason, and
+the audit log gets an `approval.policy` record. The policy stands aside, leaving the call held for a
+person, when its verdict is `ask`, when a person or another lead holds the agent's lease (as the
+tick does), or when anything cannot be read: every failure here means "a person decides".
+The tick still applies the policy to a request that was held before the file existed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Final, Literal, cast
+
+from fleet.fsutil import read_bytes_nofollow, write_atomic
+
+from .policy import ApprovalPolicy
+
+POLICY_FILE: Final = "approve-policy.json"
+#: The watchdog's lease holder (the tick acts under it); assignments hold `assignment:<id>`.
+WATCHDOG_HOLDER: Final = "watchdog"
+MAX_POLICY_BYTES: Final = 64 * 1024
+
+Decision = Literal["allow", "deny"]
+
+
+def to_json(policy: ApprovalPolicy) -> dict[str, Any]:
+    return {"allow": sorted(policy.allow), "commands": [list(c) for c in policy.commands],
+            "otherwise": policy.otherwise}
+
+
+def from_json(raw: object) -> ApprovalPolicy | None:
+    """The policy a file holds, or None for anything that is not exactly what `to_json` writes."""
+    if not isinstance(raw, dict):
+        return None
+    allow, commands, otherwise = raw.get("allow"), raw.get("commands"), raw.get("otherwise")
+    if not (isinstance(allow, list) and all(a == "read-only" for a in allow)):
+        return None
+    if not (isinstance(commands, list) and all(isinstance(c, list) and c and all(isinstance(w, str) for w in c)
+                                               for c in commands)):
+        return None
+    if otherwise not in ("ask", "deny"):
+        return None
+    return ApprovalPolicy(allow=frozenset(cast(list[Literal["read-only"]], allow)),
+                          commands=tuple(tuple(c) for c in commands), otherwise=otherwise)
+
+
+def sync(agent_dir: Path, policy: ApprovalPolicy | None) -> bool:
+    """Make `agent_dir`'s policy file say `policy` (remove it for None); True if it changed."""
+    path = agent_dir / POLICY_FILE
+    if policy is None:
+        try:
+            path.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+    data = json.dumps(to_json(policy), sort_keys=True).encode()
+    try:
+        if read_bytes_nofollow(path, MAX_POLICY_BYTES) == data:
+            return False
+    except OSError:
+        pass
+    write_atomic(path, data, durable=False)
+    return True
+
+
+def load(agent_dir: str | os.PathLike[str]) -> ApprovalPolicy | None:
+    try:
+        raw = json.loads(read_bytes_nofollow(Path(agent_dir) / POLICY_FILE, MAX_POLICY_BYTES))
+    except Exception:  # missing, unsafe (a symlink), unreadable or not JSON: no policy
+        return None
+    return from_json(raw)
+
+
+def decide(agent_dir: str | os.PathLike[str], tool: str, command: str,
+           now: float | None = None) -> tuple[Decision, str] | None:
+    """The policy's answer for the hook, with its reason; None leaves the call to a person."""
+    from .approval import judge
+
+    policy = load(agent_dir)
+    if policy is None or _held_by_someone_else(Path(agent_dir), time.time() if now is None else now):
+        return None
+    verdict = judge(policy, tool, command)
+    if verdict.decision == "allow":
+        return "allow", f"Approved by the [watchdog] approve policy: {verdict.reason}."
+    if verdict.decision == "deny":
+        return "deny", f"Denied by the [watchdog] approve policy: {verdict.reason}."
+    return None
+
+
+def _held_by_someone_else(agent_dir: Path, now: float) -> bool:
+    """Whether a live lease on the agent belongs to neither the watchdog nor its open assignment."""
+    from fleet.leases import LeaseStore, lease_state
+    from fleet.work.hookpolicy import read_context
+
+    try:
+        lease = LeaseStore(agent_dir.parent.parent).get(agent_dir.name)
+        if lease is None or lease_state(lease, now) != "held":
+            return False
+        ctx = read_context(agent_dir)
+    except Exception:  # a corrupt lease or context: cannot tell who holds it, so a person decides
+        return True
+    return lease.holder not in {WATCHDOG_HOLDER, *((f"assignment:{ctx.assignment}",) if ctx else ())}
+
+
+def hook_answer(agent_dir: str, record: dict[str, Any]) -> tuple[Decision, str] | None:
+    """`decide` for the hook's `approval_requested` record, with an audit record of a decision."""
+    from fleet import audit
+
+    answer = decide(agent_dir, str(record.get("tool") or ""), str(record.get("command") or ""))
+    if answer is not None:
+        path = Path(agent_dir)
+        audit.record(path.parent.parent, "approval.policy", surface="hook", holder="watchdog:policy",
+                     agent=path.name, request=record.get("request"), decision=answer[0], reason=answer[1])
+    return answer
