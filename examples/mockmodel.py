@@ -27,6 +27,8 @@ from typing import Any, ClassVar, Final
 
 #: Codex's title-generation side request carries this phrase; it must not consume scripted steps.
 TITLE_MARKER: Final = "single-line task title"
+#: A gated step streams anyway after this long, so a test that forgot its gate fails instead of hanging.
+GATE_TIMEOUT: Final = 120.0
 
 
 @dataclass
@@ -39,7 +41,9 @@ class Step:
     {"input": PATCH})` is a custom tool call of Codex's freeform apply_patch, which Codex offers only to
     models whose catalog metadata says so. `status` >= 400 makes it an HTTP error with `error_body`.
     `headers` go out with the response (either kind). `drop` cuts the stream after the first text
-    delta: no `response.completed`, then the connection closes.
+    delta: no `response.completed`, then the connection closes. `gate` (a `threading.Event`) holds
+    the reply until a test sets it (at most `GATE_TIMEOUT` seconds), for a turn that must still be
+    running whatever the machine's speed.
     """
 
     text: str = "Done."
@@ -52,6 +56,7 @@ class Step:
     namespace: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+    gate: threading.Event | None = None
 
     @classmethod
     def usage_limit(cls, *, headers: dict[str, str] | None = None, plan_type: str = "plus",
@@ -279,6 +284,8 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             body = {}
         step = self.model.next_step(body)
+        if step.gate is not None:
+            step.gate.wait(GATE_TIMEOUT)
         if step.delay:
             time.sleep(step.delay)
         if step.status >= 400:

@@ -14,7 +14,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from .errors import ConfigError, ConfigNotFound, UnknownAgent
 from .schemacheck import compile_check
@@ -154,8 +154,7 @@ def tmux_socket(name: str, state_dir: Path) -> str:
     return f"fleet-{name}-{zlib.crc32(str(state_dir).encode()):08x}"
 
 
-@dataclass(frozen=True)
-class ConfigLocation:
+class ConfigLocation(NamedTuple):
     """The config file found by `find_config`, which rule found it, and why (a sentence for `fleet doctor`)."""
 
     path: Path

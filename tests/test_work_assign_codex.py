@@ -4,6 +4,7 @@ through the real CLI: route, send with a receipt, follow the turn, take the repo
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -75,11 +76,13 @@ def test_wait_says_pending_with_exit_5_then_wakes_on_the_report(fleet_factory: C
                                                                 mock_model: MockServer) -> None:
     f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
     f.json("up")
-    mock_model.model.script(Step(text=report(), delay=4))
+    busy = threading.Event()
+    mock_model.model.script(Step(text=report(), gate=busy))
     aid = f.json("assign", "--to", "agent-1", "Look around and report")["assignment"]
     early = f.cli("wait", aid, "--timeout", "0", "--json")
     assert early.returncode == 5, early.stderr
     assert [a["id"] for a in json.loads(early.stdout)["pending"]] == [aid]
+    busy.set()
     later = f.cli("wait", aid, "--timeout", "60", "--json")
     assert later.returncode == 0, later.stderr
     [done] = json.loads(later.stdout)["done"]
@@ -173,7 +176,8 @@ def test_a_queued_assignment_is_dispatched_when_its_agent_frees(fleet_factory: C
                                                                mock_model: MockServer) -> None:
     f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
     f.json("up")
-    mock_model.model.script(Step(text=report(), delay=3), Step(text=report()))
+    busy = threading.Event()  # the first turn runs until the queue has been checked, however slow the machine
+    mock_model.model.script(Step(text=report(), gate=busy), Step(text=report()))
     first = f.json("assign", "Look around")
     assert first["agent"] == "agent-1"
     refused = f.cli("assign", "Look again", "--json")
@@ -184,6 +188,7 @@ def test_a_queued_assignment_is_dispatched_when_its_agent_frees(fleet_factory: C
     second = f.json("assign", "--queue", "Look again")
     assert (second["state"], second["agent"]) == ("queued", None)
     assert f.json("dispatch")["dispatched"] == []
+    busy.set()
     assert f.json("wait", first["assignment"], "--timeout", "60")["done"][0]["state"] == "verified"
     dispatched = f.json("dispatch")["dispatched"]
     assert [(d["id"], d["agent"], d["state"]) for d in dispatched] == [(second["assignment"], "agent-1", "sent")]
@@ -213,7 +218,8 @@ def test_concurrent_assigns_from_several_processes_never_share_an_agent(fleet_fa
 
     f = fleet_factory(2, model=mock_model, agent_extra=WORKER)
     f.json("up")
-    mock_model.model.script(*(Step(text=report(), delay=4) for _ in range(2)))
+    busy = threading.Event()  # both turns run until every assign has answered
+    mock_model.model.script(*(Step(text=report(), gate=busy) for _ in range(2)))
     procs = [subprocess.Popen([sys.executable, "-m", "fleet", "--config", str(f.path), "assign", "--queue",
                                f"Task {i}", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(4)]
@@ -222,6 +228,7 @@ def test_concurrent_assigns_from_several_processes_never_share_an_agent(fleet_fa
         out, err = proc.communicate(timeout=90)
         assert proc.returncode == 0, err
         results.append(json.loads(out))
+    busy.set()
     sent = [r for r in results if r["state"] == "sent"]
     assert sorted(r["agent"] for r in sent) == f.agents  # each agent got exactly one
     assert [r["state"] for r in results].count("queued") == 2
@@ -296,10 +303,12 @@ def test_a_caller_holding_the_agent_hands_its_lease_to_the_assignment(fleet_fact
     stale = f.cli("assign", "--to", "agent-1", "--holder", "lead", "--token", str(token + 5), "Look", "--json")
     assert json.loads(stale.stdout)["error"]["code"] == "lease_lost"
     assert f.json("assignments")["assignments"] == []
-    mock_model.model.script(Step(text=report(), delay=2))
+    busy = threading.Event()
+    mock_model.model.script(Step(text=report(), gate=busy))
     created = f.json("assign", "--to", "agent-1", "--holder", "lead", "--token", str(token), "Look around")
     lease = f.status("agent-1")["lease"]
     assert (lease["holder"], lease["token"] > token) == (f"assignment:{created['assignment']}", True)
+    busy.set()
     assert f.json("wait", created["assignment"], "--timeout", "60")["done"][0]["state"] == "verified"
     assert f.status("agent-1")["lease"]["state"] == "free"
 
