@@ -223,19 +223,22 @@ def test_concurrent_assigns_from_several_processes_never_share_an_agent(fleet_fa
     procs = [subprocess.Popen([sys.executable, "-m", "fleet", "--config", str(f.path), "assign", "--queue",
                                f"Task {i}", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(4)]
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=90)
-        assert proc.returncode == 0, err
-        results.append(json.loads(out))
-    busy.set()
-    sent = [r for r in results if r["state"] == "sent"]
-    assert sorted(r["agent"] for r in sent) == f.agents  # each agent got exactly one
-    assert [r["state"] for r in results].count("queued") == 2
-    assert len(prompts(mock_model.model)) == 2
-    listed = f.json("assignments", "--open")["assignments"]
-    by_agent = [a["agent"] for a in listed if a["state"] != "queued"]
-    assert len(by_agent) == len(set(by_agent))
+    try:
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=90)
+            assert proc.returncode == 0, err
+            results.append(json.loads(out))
+        sent = [r for r in results if r["state"] == "sent"]
+        assert sorted(r["agent"] for r in sent) == f.agents  # each agent got exactly one
+        assert [r["state"] for r in results].count("queued") == 2
+        # the receipt comes from Codex's UserPromptSubmit hook, a moment before its request reaches the model
+        wait_until(lambda: len(prompts(mock_model.model)) == 2, timeout=10)
+        listed = f.json("assignments", "--open")["assignments"]
+        by_agent = [a["agent"] for a in listed if a["state"] != "queued"]
+        assert len(by_agent) == len(set(by_agent))
+    finally:
+        busy.set()
 
 
 def test_deliver_continues_an_assignment_whose_turn_ended_without_a_report(fleet_factory: Callable[..., Fleet],
