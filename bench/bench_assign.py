@@ -32,6 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "examples")]
 
+from bench_ledger import timed  # noqa: E402 -- after the path set-up
+
 HOOKRECV = REPO / "fleet" / "agents" / "hookrecv.py"
 AS_ID = "as-01JABCDEFGHJKMNPQRSTVWXYZ0"
 REPORT = ('Done.\n```fleet-report\n{"status":"done","summary":"Looked.","changed":[],"tests":"",'
@@ -42,16 +44,6 @@ def show(name: str, ms: list[float], target: str = "") -> None:
     goal = f"   target {target}" if target else ""
     print(f"{name:<58} median {statistics.median(ms):8.1f} ms   min {min(ms):8.1f}   max {max(ms):8.1f}"
           f"   (n={len(ms)}){goal}", flush=True)
-
-
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
-    fn()
-    out = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
 
 
 # -- 1. hook receiver ---------------------------------------------------------------------------------

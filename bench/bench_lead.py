@@ -172,8 +172,7 @@ def bench_assign(codex: str, root: Path, n: int) -> None:
     model.converse("WORK-ITEM", default_text=WORKER_REPORT)
     with MockServer(model) as server:
         b = Bench(root, 1, codex, server.url)
-        offline = codex_offline_args(server.url)
-        lead_args = ["features.plugins=true" if a == "features.plugins=false" else a for a in offline]
+        lead_args = codex_offline_args(server.url, plugins=True)
         (root / "work" / "boss").mkdir(parents=True)
         with b.config.open("a") as f:
             f.write(f'\n[agents.boss]\nhome = "{root / "homes" / "boss"}"\ncwd = "{root / "work" / "boss"}"\n'

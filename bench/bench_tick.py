@@ -36,11 +36,6 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET_MS = 300
 
 
-def fleet_argv() -> list[str]:
-    script = Path(sys.executable).parent / "fleet"
-    return [str(script)] if os.access(script, os.X_OK) else [sys.executable, "-m", "fleet"]
-
-
 def journal(agent: str, t0: float, turns: int) -> list[dict[str, object]]:
     """An idle Codex agent's journal: launched, ready, then `turns` finished turns."""
     out: list[dict[str, object]] = [{"time": t0, "event": "launched", "home": f"/h/{agent}", "cwd": f"/w/{agent}",
@@ -121,6 +116,8 @@ def main() -> None:
     config = None
     try:
         config, env = setup(root, args.agents, args.history, args.turns)
+        from bench_cli import fleet_argv  # bench/ is on sys.path: it is this script's directory
+
         argv = [*fleet_argv(), "--config", str(config), "watchdog", "tick", "--json"]
         print(f"$ .venv/bin/python bench/bench_tick.py --agents {args.agents} --runs {args.runs}")
         print(f"{args.agents} idle agents (tmux sessions, Codex-shaped journals of {args.turns} turns), "

@@ -30,10 +30,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench_cli import CODEX_DEFAULT, fleet_argv
+
 from fleet.config import tmux_socket
 
 REPO = Path(__file__).resolve().parent.parent
-CODEX_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / "codex"
 #: Targets for 20 agents (issue 6); scaled linearly for other counts.
 TARGET_UP_S, TARGET_DOWN_S, TARGET_AGENTS = 10.0, 5.0, 20
 
@@ -64,8 +65,8 @@ class Fleet:
                       f'cwd = "{root / "work" / f"agent-{i}"}"']
         self.config = root / "fleet.toml"
         self.config.write_text("\n".join(lines) + "\n")
-        script = Path(sys.executable).parent / "fleet"
-        self.fleet = [str(script)] if os.access(script, os.X_OK) else [sys.executable, "-m", "fleet"]
+        self.state_dir = root / "state"
+        self.fleet = fleet_argv()
 
     def timed(self, *args: str) -> tuple[float, Any]:
         """Run `fleet --config CONFIG ARGS --json`; return (wall seconds, parsed output)."""

@@ -236,6 +236,27 @@ def tool_results(body: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
     return [(calls[c][0], calls[c][1], outputs.get(c, "")) for c in order]
 
 
+def tool_outputs(requests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The output Codex sent back for each tool name, as it came (a string or JSON), across
+    `requests` in order: a later call of the same tool (a retry) overwrites an earlier one."""
+    calls: dict[str, str] = {}
+    outputs: dict[str, Any] = {}
+    for body in requests:
+        for item in body.get("input") or []:
+            if item.get("type") == "function_call":
+                calls[item["call_id"]] = item["name"]
+            elif item.get("type") == "function_call_output" and item.get("call_id") in calls:
+                outputs[calls[item["call_id"]]] = item.get("output")
+    return outputs
+
+
+def request_text(body: dict[str, Any]) -> str:
+    """Every text part of every input item of a request (instructions, skills lists, user messages),
+    one per line."""
+    return "\n".join(part.get("text", "") for item in body.get("input") or []
+                     for part in item.get("content") or [] if isinstance(part, dict))
+
+
 def _user_texts(body: dict[str, Any]) -> list[str]:
     """The texts of every user message in the request's input (not tool outputs)."""
     items = body.get("input")
@@ -445,11 +466,13 @@ if __name__ == "__main__":
     main()
 
 
-def codex_offline_args(base_url: str) -> list[str]:
+def codex_offline_args(base_url: str, *, plugins: bool = False) -> list[str]:
     """`-c` overrides that point Codex at a mock model and keep it off the network.
 
     For `[defaults] args` in a demo or test fleet.toml: a custom provider with no auth and no retries,
     and analytics, plugin sync and update checks off (`--no-daemon` is added by fleet itself).
+    `plugins=True` turns Codex's plugins feature on instead (same place in the list), for a Codex
+    that must load installed plugins' skills and MCP servers (a lead).
     """
     provider = (
         f'{{name="Mock", base_url="{base_url}", wire_api="responses", '
@@ -460,7 +483,7 @@ def codex_offline_args(base_url: str) -> list[str]:
         "-c", 'model_provider="mock"',
         "-c", f"model_providers.mock={provider}",
         "-c", "analytics.enabled=false",
-        "-c", "features.plugins=false",
+        "-c", f"features.plugins={'true' if plugins else 'false'}",
         "-c", "features.daemon_auto_start=false",
         "-c", "check_for_update_on_startup=false",
         "-c", "tui.screen_reader_detection_done=true",

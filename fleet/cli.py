@@ -1,6 +1,6 @@
 """The `fleet` command line: a thin adapter over the operation registry.
 
-Each command turns its arguments into the operation's input, calls `Service.invoke` and renders the
+Each command turns its arguments into the operation's input, calls `ops.invoke` and renders the
 result: a readable form on stdout, or with `--json` exactly one JSON document on stdout. Errors are
 rendered once, in `_report`: one line on stderr, a non-zero exit (3 for lease conflicts) and, with
 `--json`, `{"error": {...}}` on stdout. typer's own usage errors (a bad value, a missing argument,
@@ -23,7 +23,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from . import __version__
-from .cliparams import PlainCommand, PlainGroup
+from .cliparams import PlainCommand, PlainGroup, usage_error
 
 app = typer.Typer(
     cls=PlainGroup,
@@ -146,13 +146,6 @@ def _render_status(result: dict[str, Any]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
-
-
-def _lines(key: str, fmt: str) -> Any:
-    def render(result: dict[str, Any]) -> None:
-        for item in result[key]:
-            print(fmt.format(**item))
-    return render
 
 
 @_command("status")
@@ -311,8 +304,6 @@ def mcp_cmd() -> None:
 
 from . import cli_work  # noqa: E402  registers the work commands on `app`
 
-__all__ = ["app", "cli_work", "main"]
-
 
 def _wants_json(args: list[str]) -> bool:
     return "--json" in args[: args.index("--")] if "--" in args else "--json" in args
@@ -353,8 +344,6 @@ def _click_command(args: list[str]) -> Any:
 def main(argv: list[str] | None = None) -> None:
     """The `fleet` console script: run the command, exit with its status. A usage error typer
     finds comes out as fleet's `invalid_input` error (exit 2), like every other error."""
-    from .cliparams import usage_error
-
     args = sys.argv[1:] if argv is None else argv
     command = _click_command(args)
     try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import typer
+from typer._click import Command
 from typer._coercion import RuntimeParam
 from typer.core import TyperCommand, TyperGroup, _TyperParameter
 
@@ -105,8 +106,8 @@ def _install(params: Sequence[Any]) -> None:
             param._runtime_param = plain_param(param)
 
 
-class PlainCommand(TyperCommand):
-    """A typer command whose parameters convert without pydantic (see the module doc)."""
+class _PlainParams(Command):
+    """Installs the converters, first in the MRO before `TyperCommand` or `TyperGroup` (both click `Command`s)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -118,17 +119,12 @@ class PlainCommand(TyperCommand):
         return option
 
 
-class PlainGroup(TyperGroup):
+class PlainCommand(_PlainParams, TyperCommand):
+    """A typer command whose parameters convert without pydantic (see the module doc)."""
+
+
+class PlainGroup(_PlainParams, TyperGroup):
     """The top-level group: its own options (`--config`, `--version`) convert without pydantic."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _install(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        _install([option])
-        return option
 
 
 def usage_error(exc: Exception) -> InvalidInput:

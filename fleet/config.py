@@ -37,6 +37,13 @@ MAX_AGENTS: Final = 100
 Role = Literal["explorer", "worker", "lead"]
 #: Where the config came from, in lookup order (`fleet doctor` reports it).
 ConfigSource = Literal["--config", "$FLEET_CONFIG", "./fleet.toml", "user config dir"]
+#: Why each source was used, a sentence for `fleet doctor` (`ConfigLocation.why`).
+CONFIG_WHY: Final[dict[ConfigSource, str]] = {
+    "--config": "given with --config",
+    "$FLEET_CONFIG": "named by $FLEET_CONFIG",
+    "./fleet.toml": "found in the current directory",
+    "user config dir": "no ./fleet.toml here, so the one in the user config dir",
+}
 #: The file name looked for in the current directory and in the user config dir.
 CONFIG_NAME: Final = "fleet.toml"
 Sandbox = Literal["read-only", "workspace-write", "danger-full-access"]
@@ -162,11 +169,18 @@ class ConfigLocation(NamedTuple):
     why: str
 
 
+def _xdg_home(variable: str, default: str) -> Path:
+    """An XDG base directory: `$variable` when it is an absolute path, else `~/<default>` (the XDG spec
+    says to ignore a relative or empty value), as platformdirs gives it on Linux (fleet reads /proc).
+    Inline because importing platformdirs (3-5 ms, with tempfile and random) cost every CLI call whose
+    config has no state_dir."""
+    value = os.environ.get(variable, "")
+    return Path(value) if os.path.isabs(value) else Path.home() / default
+
+
 def user_config_path() -> Path:
     """`$XDG_CONFIG_HOME/fleet/fleet.toml`, default `~/.config/fleet/fleet.toml` (relative XDG values ignored)."""
-    from platformdirs import user_config_dir  # ~4 ms; only when no earlier source names the config
-
-    return Path(user_config_dir("fleet", appauthor=False)) / CONFIG_NAME
+    return _xdg_home("XDG_CONFIG_HOME", ".config") / "fleet" / CONFIG_NAME
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> ConfigLocation:
@@ -182,15 +196,13 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> ConfigLocatio
             raise ConfigNotFound(
                 f"No fleet config at {path} (from {source}).",
                 hint="Fix the path, or create the file (see README, 'Configuration').", path=str(path))
-        why = "given with --config" if explicit else "named by $FLEET_CONFIG"
-        return ConfigLocation(path.resolve(), source, why)
+        return ConfigLocation(path.resolve(), source, CONFIG_WHY[source])
     local = Path(CONFIG_NAME)
     if local.is_file():
-        return ConfigLocation(local.resolve(), "./fleet.toml", "found in the current directory")
+        return ConfigLocation(local.resolve(), "./fleet.toml", CONFIG_WHY["./fleet.toml"])
     user = user_config_path()
     if user.is_file():
-        return ConfigLocation(user.resolve(), "user config dir",
-                              "no ./fleet.toml here, so the one in the user config dir")
+        return ConfigLocation(user.resolve(), "user config dir", CONFIG_WHY["user config dir"])
     raise ConfigNotFound(
         f"No fleet config: no --config, no $FLEET_CONFIG, no {local.absolute()} and no {user}.",
         hint=f"Create {user} (used from any directory) or ./fleet.toml (see README, 'Configuration'), "
@@ -271,15 +283,13 @@ def _resolve(value: str, base: Path) -> Path:
 
 
 def _state_dir(configured: str | None, name: str, base: Path) -> Path:
-    """`[fleet] state_dir`, else `$FLEET_HOME`, else the XDG state dir (platformdirs: `$XDG_STATE_HOME`
-    if absolute, else `~/.local/state`) + `fleet/<name>`."""
+    """`[fleet] state_dir`, else `$FLEET_HOME`, else the XDG state dir (`$XDG_STATE_HOME` if absolute,
+    else `~/.local/state`) + `fleet/<name>`."""
     if configured:
         return _resolve(configured, base)
     if os.environ.get("FLEET_HOME"):
         return Path(os.environ["FLEET_HOME"]).expanduser().resolve()
-    from platformdirs import user_state_path  # ~5 ms; only when nothing above names the dir
-
-    return user_state_path("fleet", appauthor=False) / name
+    return _xdg_home("XDG_STATE_HOME", ".local/state") / "fleet" / name
 
 
 def _agent(name: str, tbl: dict[str, Any], base: Path) -> AgentSpec:

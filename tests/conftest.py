@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,11 @@ def mock_model() -> Iterator[MockServer]:
         yield server
 
 
+def read_audit(state_dir: Path) -> list[dict[str, Any]]:
+    """The records of `STATE_DIR/audit.jsonl`, oldest first."""
+    return [json.loads(line) for line in (state_dir / "audit.jsonl").read_text().splitlines()]
+
+
 @dataclass
 class Fleet:
     """A fleet.toml in tmp_path with N agents, and helpers to drive it through the real CLI."""
@@ -126,10 +131,32 @@ class Fleet:
         path = self.state_dir / "agents" / agent / "events.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    def audit(self) -> list[dict[str, Any]]:
+        """The fleet's audit log (`audit.jsonl`), oldest first."""
+        return read_audit(self.state_dir)
+
     def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
         socket = tmux_socket(self.name, self.state_dir.resolve())
         return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True,
                               check=False)
+
+
+def sent_in_ledger(fleet: Fleet, agent: str, *, task: str, write_paths: Sequence[str] = (),
+                   checks: Sequence[str] = ()) -> str:
+    """Put an assignment to `agent` in the ledger as `fleet assign` leaves it once sent (turn t1),
+    with the baseline of the agent's cwd as it is now; returns its id. No Codex needed."""
+    from fleet.work.ledger import Ledger
+    from fleet.work.verify import snapshot
+
+    cwd = fleet.root / "work" / agent
+    with Ledger(fleet.state_dir) as ledger:
+        a, _ = ledger.create(task=task, holder="lead", actor="lead", agent=agent, write_paths=write_paths,
+                             checks=checks)
+        baseline = {"version": 1, "agent": agent, "role": "worker", "cwd": str(cwd),
+                    "write_paths": list(write_paths), "read_paths": [], "snapshot": snapshot(cwd).to_json()}
+        ledger.annotate(a.id, "baseline", actor="test", baseline=baseline)
+        ledger.transition(a.id, "sent", actor="test", turn_id="t1", agent=agent)
+    return a.id
 
 
 @pytest.fixture

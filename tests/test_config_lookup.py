@@ -32,7 +32,7 @@ def test_user_config_dir_is_used_from_any_directory_when_nothing_else_names_a_co
 
 def test_user_config_dir_defaults_to_dot_config_when_xdg_config_home_is_unset_or_relative(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """platformdirs ignores a relative $XDG_CONFIG_HOME (the XDG spec says so); HOME is tmp_path/home."""
+    """fleet ignores a relative $XDG_CONFIG_HOME (the XDG spec says so); HOME is tmp_path/home."""
     monkeypatch.chdir(tmp_path)
     for value in (None, "relative/dir"):
         if value is None:

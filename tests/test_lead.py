@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import Fleet, require_offline, wait_until
-from mockmodel import MockModel, MockServer, Step, codex_offline_args
+from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_text, tool_outputs
 
 from fleet import ops
 from fleet.agents import lead
@@ -86,9 +86,17 @@ def test_the_one_lead_agent_gets_the_watchdogs_escalations_unless_the_policy_nam
 
 
 def test_routing_never_assigns_to_a_lead() -> None:
-    from fleet.work import routing
+    from fleet.work.routing import AgentFacts, Need, route
 
-    assert "lead" in routing.Why.__args__  # type: ignore[attr-defined]
+    # boss would rank first (no open assignments, first by name) were it not a lead
+    boss = AgentFacts(name="boss", role="lead", state="idle", skills=frozenset({"docs"}))
+    worker = AgentFacts(name="zed", role="worker", state="idle", skills=frozenset({"docs"}), open_assignments=1)
+    result = route([boss, worker], Need(skills=frozenset({"docs"})))
+    assert (result.agent, result.ranked) == ("zed", ())
+    [refused] = result.refusals
+    assert (refused.agent, refused.why) == ("boss", "lead")
+    assert "lead" in refused.detail
+    assert route([boss], Need()).agent is None
 
 
 # ---- the launch, real Codex ---------------------------------------------------------------------
@@ -99,7 +107,7 @@ def lead_fleet(tmp_path: Path, codex_bin: str, server: MockServer, lead_args: tu
     name = f"t{os.urandom(5).hex()}"
     root = tmp_path / name
     offline = codex_offline_args(server.url)
-    lead_args_all = [("features.plugins=true" if a == "features.plugins=false" else a) for a in offline]
+    lead_args_all = codex_offline_args(server.url, plugins=True)
     lines = ["[fleet]", f'name = "{name}"', f'state_dir = "{root / "state"}"', "", "[defaults]",
              f"codex = {json.dumps(codex_bin)}", f"args = {json.dumps(offline)}"]
     for agent, role, args in (("boss", "lead", [*lead_args_all, *lead_args]), ("agent-1", "worker", None)):
@@ -111,25 +119,6 @@ def lead_fleet(tmp_path: Path, codex_bin: str, server: MockServer, lead_args: tu
     path = root / "fleet.toml"
     path.write_text("\n".join(lines) + "\n")
     return Fleet(path=path, name=name, state_dir=root / "state", agents=["boss", "agent-1"], root=root)
-
-
-def tool_outputs(requests: list[dict[str, Any]]) -> dict[str, str]:
-    """The last output Codex sent back for each tool name."""
-    calls: dict[str, str] = {}
-    outputs: dict[str, str] = {}
-    for body in requests:
-        for item in body.get("input") or []:
-            if item.get("type") == "function_call":
-                calls[item["call_id"]] = item["name"]
-            elif item.get("type") == "function_call_output" and item.get("call_id") in calls:
-                output = item.get("output")
-                outputs[calls[item["call_id"]]] = output if isinstance(output, str) else json.dumps(output)
-    return outputs
-
-
-def request_text(body: dict[str, Any]) -> str:
-    return "\n".join(part.get("text", "") for item in body.get("input") or []
-                     for part in item.get("content") or [] if isinstance(part, dict))
 
 
 @pytest.mark.codex
@@ -162,7 +151,8 @@ def test_a_lead_agent_calls_fleets_tools_unasked_as_itself_and_sees_the_lead_ski
     [namespace] = [t for t in conv.requests[-1]["tools"] if t.get("name") == "mcp__fleet"]
     assert {t["name"] for t in namespace["tools"]} == set(ops.REGISTRY)
     assert "- fleet:fleet-lead: " in request_text(conv.requests[0])
-    outputs = tool_outputs(conv.requests)
+    outputs = {name: out if isinstance(out, str) else json.dumps(out)
+               for name, out in tool_outputs(conv.requests).items()}
     assert "requires approval" not in outputs["fleet_status"]
     assert '"agent-1"' in outputs["fleet_status"]
     assert '"agent:boss"' in outputs["agent_claim"], outputs["agent_claim"]

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import Fleet, require_offline, wait_until
-from mockmodel import MockModel, MockServer, Step, codex_offline_args, tool_results
+from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_text, tool_results
 
 from fleet.agents.codex import resolve_binary
 
@@ -110,8 +110,7 @@ def team(root: Path, codex_bin: str, server: MockServer, catalog: Path, with_lea
         lines += ["", f"[agents.{agent}]", f'home = "{root / "homes" / agent}"', f'cwd = "{root / "work" / agent}"']
         if agent == "boss":  # plugins on for its skills; no catalog: with a catalog entry like a real
             # model's, Codex 0.169 lists MCP tools as a deferred namespace the model must search first
-            plugins_on = ["features.plugins=true" if a == "features.plugins=false" else a
-                          for a in codex_offline_args(server.url)]
+            plugins_on = codex_offline_args(server.url, plugins=True)
             lines += ['role = "lead"', f"args = {json.dumps(plugins_on)}"]
         if agent != "agent-1":
             skill(root / "homes" / agent, SKILL)
@@ -135,11 +134,6 @@ def offered(body: dict[str, Any]) -> set[str]:
     return {t["name"] for space in tools if space.get("name") == NAMESPACE for t in space.get("tools", [])}
 
 
-def skills_text(body: dict[str, Any]) -> str:
-    return "\n".join(part.get("text", "") for item in body.get("input") or []
-                     for part in item.get("content") or [] if isinstance(part, dict))
-
-
 def plugin_list(codex_bin: str, home: Path) -> str:
     proc = subprocess.run([str(resolve_binary(codex_bin)), "-c", "features.plugins=true", "plugin", "list"],
                           env={**os.environ, "CODEX_HOME": str(home)}, capture_output=True, text=True,
@@ -155,7 +149,7 @@ def check_the_work(fleet: Fleet, model: MockModel, lead: LeadModel, final: str, 
     assert lead.calls.count("assignment_create") == 1
     lead_conv, worker_conv = model.conversations
     assert {"fleet_status", "assignment_create", "assignment_wait", "assignment_get"} <= offered(lead_conv.requests[-1])
-    assert "- fleet:fleet-lead: " in skills_text(lead_conv.requests[0])
+    assert "- fleet:fleet-lead: " in request_text(lead_conv.requests[0])
 
     aid = lead.outputs["assignment_create"]["assignment"]
     shown = fleet.json("show", aid)
@@ -170,7 +164,7 @@ def check_the_work(fleet: Fleet, model: MockModel, lead: LeadModel, final: str, 
     started = [e for e in fleet.journal("agent-2") if e.get("event") == "turn_started" and e.get("prompt")]
     [delivered] = [e for e in started if WORK_MARKER in e["prompt"]]
     assert delivered["turn_id"] == receipt["turn_id"] == shown["turn_id"]
-    assert any(WORK_MARKER in body_text for body in worker_conv.requests for body_text in [skills_text(body)])
+    assert any(WORK_MARKER in body_text for body in worker_conv.requests for body_text in [request_text(body)])
 
     assert f"Lead summary: agent-2 verified: {SUMMARY}" in final
 
@@ -190,8 +184,7 @@ def test_a_codex_with_the_plugin_leads_two_codex_workers(tmp_path: Path, codex_b
             assert installed["installed"] is True
             with (home / "config.toml").open("a") as config:  # unattended, as plugin/README.md says
                 config.write('\n[plugins."fleet@fleet".mcp_servers.fleet]\ndefault_tools_approval_mode = "approve"\n')
-            args = ["features.plugins=true" if a == "features.plugins=false" else a
-                    for a in codex_offline_args(server.url)]
+            args = codex_offline_args(server.url, plugins=True)
             (tmp_path / "lead-work").mkdir()
             proc = subprocess.run(
                 [str(resolve_binary(codex_bin)), "exec", *args, "--skip-git-repo-check", "-C",

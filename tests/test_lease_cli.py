@@ -63,8 +63,7 @@ def test_a_stale_token_is_fenced_after_a_takeover(fleet_factory: Callable[..., F
     # even the right name with the old token is fenced
     error = error_of(f, "send", "agent-1", "x", "--holder", "bob", "--token", str(old["token"]), status=3)
     assert error["code"] == "lease_lost"
-    audit = [json.loads(line) for line in (f.state_dir / "audit.jsonl").read_text().splitlines()]
-    takeovers = [r for r in audit if r["event"] == "lease.takeover"]
+    takeovers = [r for r in f.audit() if r["event"] == "lease.takeover"]
     assert [(r["holder"], r["token"]) for r in takeovers] == [("bob", new["token"])]
 
 
@@ -75,8 +74,7 @@ def test_release_by_a_non_holder_is_refused_and_force_is_audited(fleet_factory: 
     forced = f.json("release", "agent-1", "--holder", "bob", "--force")
     assert forced["released"] is True
     assert forced["forced"] is True
-    records = [json.loads(line) for line in (f.state_dir / "audit.jsonl").read_text().splitlines()]
-    force = [r for r in records if r["event"] == "lease.force_release"]
+    force = [r for r in f.audit() if r["event"] == "lease.force_release"]
     assert force
     assert force[-1]["holder"] == "bob"
     leases = f.json("leases")["leases"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Fleet
+from conftest import Fleet, read_audit
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -39,11 +39,6 @@ def store(tmp_path: Path, clock: FakeClock) -> LeaseStore:
     return LeaseStore(tmp_path / "state", clock=clock)
 
 
-def audit(store: LeaseStore) -> list[dict[str, Any]]:
-    path = store.state_dir / "audit.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 # --- release and renewal with a token ---------------------------------------------------------
 
 
@@ -59,7 +54,7 @@ def test_an_old_process_cannot_release_its_successors_lease_with_the_same_holder
     assert info.value.data["your_token"] == old["token"]
     assert store.info("a1")["token"] == new["token"]  # still held by the successor
     assert store.info("a1")["state"] == "held"
-    assert audit(store)[-1]["event"] == "lease.fenced"
+    assert read_audit(store.state_dir)[-1]["event"] == "lease.fenced"
 
 
 def test_release_with_the_current_token_releases(store: LeaseStore) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import require_offline
-from mockmodel import MockModel, MockServer, Step, codex_offline_args
+from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_text, tool_outputs
 
 from fleet import __version__, ops
 from fleet.agents.codex import resolve_binary
@@ -126,50 +126,6 @@ def test_install_refuses_a_codex_home_that_does_not_exist(tmp_path: Path, codex:
     assert not (tmp_path / "nope").exists()
 
 
-class RetryingModel(MockModel):
-    """Repeats a scripted tool call that Codex answered `unsupported call`, as a model would retry.
-
-    Why: in `codex exec` the first request can go out before a plugin's MCP server has listed its
-    tools (measured on 0.169), and that call then fails. Each retry waits `RETRY_DELAY` first, so
-    this polls for the server's readiness without assuming how long it takes.
-    """
-
-    RETRY_DELAY = 0.2
-    MAX_RETRIES = 100
-
-    def __init__(self) -> None:
-        super().__init__(default_text="Done.")
-        self.retries = 0
-        self.last_tool: Step | None = None
-
-    def next_step(self, body: dict[str, Any]) -> Step:
-        items = body.get("input") or []
-        last = items[-1] if items and isinstance(items[-1], dict) else {}
-        if (last.get("type") == "function_call_output" and "unsupported call" in json.dumps(last.get("output"))
-                and self.last_tool is not None and self.retries < self.MAX_RETRIES):
-            with self.lock:
-                self.requests.append(body)
-                self.retries += 1
-            return Step(tool=self.last_tool.tool, namespace=self.last_tool.namespace, delay=self.RETRY_DELAY)
-        step = super().next_step(body)
-        if step.tool is not None:
-            self.last_tool = step
-        return step
-
-
-def tool_outputs(requests: list[dict[str, Any]]) -> dict[str, str]:
-    """The final output Codex sent back for each tool name (retries overwrite earlier attempts)."""
-    calls: dict[str, str] = {}
-    outputs: dict[str, str] = {}
-    for body in requests:
-        for item in body.get("input") or []:
-            if item.get("type") == "function_call":
-                calls[item["call_id"]] = item["name"]
-            elif item.get("type") == "function_call_output" and item.get("call_id") in calls:
-                outputs[calls[item["call_id"]]] = json.dumps(item.get("output"))
-    return outputs
-
-
 def test_codex_shows_the_plugin_skills_and_tools_and_approves_only_read_only_tools_unasked(
         codex: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codex_bin: str) -> None:
     """A fleet config in ~/.config/fleet (XDG_CONFIG_HOME unset) is what the plugin's `fleet mcp` finds.
@@ -182,19 +138,20 @@ def test_codex_shows_the_plugin_skills_and_tools_and_approves_only_read_only_too
     config.write_text(f'[agents.mila]\nhome = "{tmp_path / "mila-home"}"\ncwd = "{tmp_path / "work"}"\n')
     install(home, codex=codex_bin)
 
-    model = RetryingModel()
+    # Repeats a tool call Codex answered `unsupported call`: in `codex exec` the first request can go
+    # out before the plugin's MCP server has listed its tools (measured on 0.169).
+    model = MockModel(default_text="Done.", retry_unsupported=True)
     model.script(Step(tool=("fleet_status", {}), namespace="mcp__fleet"),
                  Step(tool=("agent_claim", {"agent": "mila"}), namespace="mcp__fleet"),
                  Step(text="All done."))
     with MockServer(model) as server:
-        args = ["features.plugins=true" if a == "features.plugins=false" else a for a in codex_offline_args(server.url)]
+        args = codex_offline_args(server.url, plugins=True)
         proc = subprocess.run([str(codex), "exec", *args, "--skip-git-repo-check", "-C", str(tmp_path / "work"),
                                "Check the fleet."], capture_output=True, text=True, timeout=120, check=False,
                               stdin=subprocess.DEVNULL, env={**os.environ, "CODEX_HOME": str(home)})
     assert proc.returncode == 0, proc.stderr[-2000:]
 
-    texts = "\n".join(part.get("text", "") for item in model.requests[0]["input"]
-                      for part in item.get("content") or [] if isinstance(part, dict))
+    texts = request_text(model.requests[0])
     for name in ("fleet-lead", "fleet-report"):
         skill = (plugin_source().skills_dir / name / "SKILL.md").read_text()
         description = skill.split("description: ", 1)[1].split("\n", 1)[0]
@@ -205,7 +162,7 @@ def test_codex_shows_the_plugin_skills_and_tools_and_approves_only_read_only_too
     assert set(tools) == set(ops.REGISTRY)
     assert tools["fleet_status"]["description"].endswith("This tool is part of plugin `fleet`.")
 
-    outputs = tool_outputs(model.requests)
+    outputs = {name: json.dumps(out) for name, out in tool_outputs(model.requests).items()}
     assert '\\"agents\\"' in outputs["fleet_status"]
     assert '[\\"mila\\",' in outputs["fleet_status"]  # the compact status table's row
     assert "requires approval" not in outputs["fleet_status"]

@@ -1,4 +1,5 @@
-"""The default state dir is the XDG state dir (platformdirs), with fleet's own overrides first."""
+"""The default state dir is the XDG state dir (`$XDG_STATE_HOME` if absolute, else ~/.local/state),
+with fleet's own overrides first."""
 
 from __future__ import annotations
 

@@ -55,9 +55,7 @@ def test_deny_rejects_the_call_and_the_model_reads_the_message(fleet_factory: Ca
     assert (answer["decision"], answer["applied"]) == ("deny", True)
     wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
     assert not (f.root / "work" / "agent-1" / "denied.txt").exists()
-    outputs = [item for r in mock_model.model.requests for item in r.get("input", [])
-               if isinstance(item, dict) and item.get("type") == "function_call_output"]
-    assert any("not in this repo, please" in json.dumps(o) for o in outputs)
+    assert any("not in this repo, please" in o for o in function_outputs(mock_model))
     err = f.cli("approve", "agent-1", "--json")
     assert err.returncode != 0
     assert json.loads(err.stdout)["error"]["code"] == "no_pending_approval"
@@ -88,8 +86,7 @@ def function_outputs(model: MockServer) -> list[str]:
 
 
 def audited(f: Fleet, event: str) -> list[dict[str, Any]]:
-    lines = (f.state_dir / "audit.jsonl").read_text().splitlines()
-    return [e for e in map(json.loads, lines) if e["event"] == event]
+    return [e for e in f.audit() if e["event"] == event]
 
 
 def test_the_approve_policy_answers_in_the_hook_at_once(fleet_factory: Callable[..., Fleet],

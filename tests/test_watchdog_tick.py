@@ -99,7 +99,7 @@ def test_silence_brings_a_report_request_then_each_rung_in_order(fleet_factory: 
     # Every action is in the ledger, on the assignment, and in the audit log.
     recorded = [e["kind"] for e in ledger_events(f, aid) if e["kind"].startswith("watchdog_")]
     assert recorded == [f"watchdog_{k}" for k in kinds(mine)]
-    audit = [json.loads(line)["event"] for line in (f.state_dir / "audit.jsonl").read_text().splitlines()]
+    audit = [r["event"] for r in f.audit()]
     assert [e for e in audit if e.startswith("watchdog.")] == [f"watchdog.{k}" for k in kinds(mine)]
     # The restart resumed the same session.
     restart = next(a for a in mine if a["action"] == "restart_resume")

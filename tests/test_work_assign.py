@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Fleet, wait_until
+from conftest import Fleet, sent_in_ledger, wait_until
 
 
 def skill(root: Path, name: str, front: str) -> None:
@@ -167,24 +167,16 @@ def test_the_longest_deadline_fits_in_the_longest_lease() -> None:
 def sent_by_hand(fleet: Fleet) -> tuple[str, list[dict[str, Any]]]:
     """An assignment sent to agent-2 (turn t1) that wrote docs/a.md, and the journal lines its hooks
     would have written: a denied patch, then a turn end with a valid report. No Codex needed."""
-    from fleet.work.ledger import Ledger
-    from fleet.work.verify import snapshot
-
     cwd = fleet.root / "work" / "agent-2"
     (cwd / "docs").mkdir()
-    with Ledger(fleet.state_dir) as ledger:
-        a, _ = ledger.create(task="Write docs", holder="lead", actor="lead", agent="agent-2", write_paths=["docs/"])
-        baseline = {"version": 1, "agent": "agent-2", "role": "worker", "cwd": str(cwd), "write_paths": ["docs/"],
-                    "read_paths": [], "snapshot": snapshot(cwd).to_json()}
-        ledger.annotate(a.id, "baseline", actor="test", baseline=baseline)
-        ledger.transition(a.id, "sent", actor="test", turn_id="t1", agent="agent-2")
+    aid = sent_in_ledger(fleet, "agent-2", task="Write docs", write_paths=["docs/"])
     (cwd / "docs" / "a.md").write_text("new\n")
     body = {"status": "done", "summary": "Wrote it.", "changed": ["docs/a.md"], "tests": "", "risks": ""}
     (fleet.state_dir / "agents" / "agent-2").mkdir(parents=True, exist_ok=True)
-    return a.id, [{"event": "turn_started", "turn_id": "t1", "time": 1.0},
-                  {"event": "tool_denied", "turn_id": "t1", "time": 2.0, "assignment": a.id, "paths": ["src/x.py"]},
-                  {"event": "turn_completed", "turn_id": "t1", "time": 3.0,
-                   "last_message": f"Done.\n```fleet-report\n{json.dumps(body)}\n```"}]
+    return aid, [{"event": "turn_started", "turn_id": "t1", "time": 1.0},
+                 {"event": "tool_denied", "turn_id": "t1", "time": 2.0, "assignment": aid, "paths": ["src/x.py"]},
+                 {"event": "turn_completed", "turn_id": "t1", "time": 3.0,
+                  "last_message": f"Done.\n```fleet-report\n{json.dumps(body)}\n```"}]
 
 
 def write_journal(path: Path, lines: list[dict[str, Any]]) -> None:

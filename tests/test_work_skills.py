@@ -246,7 +246,7 @@ ROOT_LINE = re.compile(r"^- `(r\d+)` = `(.+)`$")
 
 def codex_skill_list(codex: str, server: MockServer, codex_home: Path, home: Path, cwd: Path) -> set[tuple[str, str]]:
     """Run `codex exec` once and read back the (name, SKILL.md path) pairs Codex told the model about."""
-    args = [a if a != "features.plugins=false" else "features.plugins=true" for a in codex_offline_args(server.url)]
+    args = codex_offline_args(server.url, plugins=True)
     env = {**os.environ, "CODEX_HOME": str(codex_home), "HOME": str(home)}
     proc = subprocess.run([codex, "exec", *args, "--skip-git-repo-check", "hi"], cwd=cwd, env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90, check=False)

@@ -11,12 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Fleet, wait_until
+from conftest import Fleet, sent_in_ledger, wait_until
 
 from fleet.service import Service
 from fleet.service.tracking import VERIFY_LOG, reconcile
-from fleet.work.ledger import Ledger
-from fleet.work.verify import snapshot
 
 
 @pytest.fixture
@@ -27,13 +25,7 @@ def fleet(fleet_factory: Callable[..., Fleet]) -> Fleet:
 def reported_by_hand(f: Fleet, checks: list[str]) -> str:
     """An assignment sent to agent-1 (turn t1) and its journal: the turn ended with a valid report."""
     agent = f.agents[0]
-    cwd = f.root / "work" / agent
-    with Ledger(f.state_dir) as ledger:
-        a, _ = ledger.create(task="Look around", holder="lead", actor="lead", agent=agent, checks=checks)
-        baseline = {"version": 1, "agent": agent, "role": "worker", "cwd": str(cwd), "write_paths": [],
-                    "read_paths": [], "snapshot": snapshot(cwd).to_json()}
-        ledger.annotate(a.id, "baseline", actor="test", baseline=baseline)
-        ledger.transition(a.id, "sent", actor="test", turn_id="t1", agent=agent)
+    aid = sent_in_ledger(f, agent, task="Look around", checks=checks)
     body = {"status": "done", "summary": "Looked.", "changed": [], "tests": "", "risks": ""}
     lines: list[dict[str, Any]] = [
         {"event": "turn_started", "turn_id": "t1", "time": 1.0},
@@ -42,7 +34,7 @@ def reported_by_hand(f: Fleet, checks: list[str]) -> str:
     journal = f.state_dir / "agents" / agent / "events.jsonl"
     journal.parent.mkdir(parents=True, exist_ok=True)
     journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return a.id
+    return aid
 
 
 def verifying(f: Fleet, aid: str) -> list[dict[str, Any]]:
@@ -136,7 +128,7 @@ def test_a_verifier_that_died_is_replaced_after_the_stale_time(fleet: Fleet, mon
         monkeypatch.setattr(tracking, "_verify_stale", lambda a: 1e-3)  # long past: this reconcile claims it
         reconcile(svc)
         monkeypatch.setattr(tracking, "_verify_stale", lambda a: 1e6)  # and no later one claims it again
-        wait_until(lambda: reconcile(svc) is not None and svc.ledger.get(aid).state == "verified", timeout=30)
+        wait_until(lambda: reconcile(svc) is not None and svc.ledger.get(aid).state == "verified", timeout=60)
         attempts = [e.details["attempt"] for e in svc.ledger.events_for(aid) if e.kind == "verifying"]
         assert len(attempts) == 2
         assert (attempts[0], attempts[1] >= 1) == (0, True)

@@ -19,7 +19,7 @@ Fleet's hook (`hookrecv.py hook AGENT_DIR --hold SECONDS`, see `fleet.agents.cod
 request of the open turn with no answer and no later sign of that turn going on (a tool starting or
 finishing, the turn ending). That, not the screen, is `waiting_approval`.
 
-Stdlib only, and importable as a plain module: the hook receiver imports it under `python -S`.
+Light to import (the stdlib and `fleet.fsutil`): the hook receiver imports it under `python -S`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final, Literal
+
+from fleet.fsutil import read_bytes_nofollow, write_atomic
 
 ANSWER_FILE: Final = "approval-answer.json"
 #: How often the holding hook looks for an answer: a person's answer lands within this.
@@ -86,27 +89,15 @@ def write_answer(agent_dir: str | os.PathLike[str], request: str, decision: Deci
     through a symlink. A later answer to the same request replaces an unread one."""
     body = json.dumps({"request": request, "decision": decision, "message": message[:MAX_MESSAGE_CHARS],
                        "by": by, "time": round(time.time() if now is None else now, 3)})
-    final = os.path.join(agent_dir, ANSWER_FILE)
-    tmp = f"{final}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, body.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
+    write_atomic(Path(agent_dir) / ANSWER_FILE, body.encode(), durable=False)
 
 
 def read_answer(agent_dir: str | os.PathLike[str], request: str) -> dict[str, Any] | None:
     """The answer to `request`, if one is waiting (an answer to another request is ignored)."""
-    path = os.path.join(agent_dir, ANSWER_FILE)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
+        raw = read_bytes_nofollow(Path(agent_dir) / ANSWER_FILE, MAX_ANSWER_BYTES)
+    except OSError:  # none yet, or not a plain file (`UnsafePath`)
         return None
-    try:
-        raw = os.read(fd, MAX_ANSWER_BYTES)
-    finally:
-        os.close(fd)
     try:
         answer = json.loads(raw)
     except ValueError:

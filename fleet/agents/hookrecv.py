@@ -51,6 +51,14 @@ HOOK_EVENTS = {
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def _import_fleet() -> None:
+    """Make the package this file sits in importable (it runs as a script under `python -S`), after
+    the stdlib on the path so that nothing in it can shadow a stdlib module."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if root not in sys.path:
+        sys.path.append(root)
+
+
 def _append(agent_dir: str, record: dict[str, object]) -> None:
     line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
     lock = os.open(os.path.join(agent_dir, "events.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -66,7 +74,7 @@ def _append(agent_dir: str, record: dict[str, object]) -> None:
     finally:
         os.close(lock)
     if size > JOURNAL_MAX:
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        _import_fleet()
         from pathlib import Path
 
         from fleet.agents.journal import compact_file
@@ -103,9 +111,7 @@ def _rate_limits(transcript: object) -> object:
 def _policy(agent_dir: str, name: str, payload: dict[str, object]) -> tuple[dict[str, object] | None,
                                                                               dict[str, object]]:
     """fleet's decision for an open assignment, and the journal fields that record it."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if root not in sys.path:
-        sys.path.append(root)  # after the stdlib: nothing here may shadow it
+    _import_fleet()
     from fleet.work import hookpolicy
 
     ctx = hookpolicy.read_context(agent_dir)
@@ -132,9 +138,7 @@ def _permission(agent_dir: str, payload: dict[str, object]) -> None:
     for at most `--hold` seconds (fleet.agents.approvals; imported only here, off the hot path)."""
     args = sys.argv
     seconds = float(args[args.index("--hold") + 1]) if "--hold" in args else 0.0
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if root not in sys.path:
-        sys.path.append(root)  # after the stdlib, as in `_policy`
+    _import_fleet()
     from fleet.agents.approvals import hold
     from fleet.watchdog.hookapprove import hook_answer
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final, TypedDict
 
-from fleet.fsutil import FILE_MODE, read_jsonl_tail, write_atomic
+from fleet.fsutil import FILE_MODE, open_lock_file, read_jsonl_tail, write_atomic
 
 from .state import END_EVENTS
 from .text import normalize
@@ -48,6 +48,8 @@ HOOK_FACTS: Final = ("tool_denied", "report_asked")
 MAX_HOOK_FACTS: Final = 64
 
 EVENTS: Final = "events.jsonl"
+#: The generation before the last compaction.
+PREVIOUS: Final = f"{EVENTS}.1"
 LOCK: Final = "events.lock"
 
 
@@ -178,7 +180,7 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
 
 @contextlib.contextmanager
 def _flock(agent_dir: Path, mode: int) -> Iterator[None]:
-    fd = os.open(agent_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    fd = open_lock_file(agent_dir / LOCK)
     try:
         fcntl.flock(fd, mode)
         yield
@@ -221,8 +223,8 @@ def compact_file(agent_dir: Path, now: float | None = None, limit: int | None = 
         events = read_jsonl_tail(path, size + 1)
         kept = compact(events, time.time() if now is None else now, REQUEST_BYTES)
         data = b"".join((json.dumps(ev, ensure_ascii=False, separators=(",", ":")) + "\n").encode() for ev in kept)
-        previous = agent_dir / f"{EVENTS}.1"
-        link = agent_dir / f".{EVENTS}.1.{os.getpid()}.tmp"
+        previous = agent_dir / PREVIOUS
+        link = agent_dir / f".{PREVIOUS}.{os.getpid()}.tmp"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(link)
         os.link(path, link)  # the old generation stays reachable; `events.jsonl` never goes missing

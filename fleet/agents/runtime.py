@@ -165,18 +165,14 @@ class Runtime:
     def events(self, name: str) -> list[dict[str, Any]]:
         return journal.read(self.agent_dir(name))
 
-    def find_request(self, agent: str, request_id: str) -> journal.RequestRecord | None:
-        """What is known about a request id sent to `agent`. The one lookup a retried send uses: today
-        a scan of the agent's journal (kept across compactions for `journal.REQUEST_TTL`)."""
-        return journal.find_request(self.events(agent), request_id)
-
     # ---- observing ----------------------------------------------------------------------------
     def observe(self, spec: AgentSpec, pane: PaneFacts | None, *, settle: bool = False,
-                now: float | None = None) -> tuple[Verdict, Journal]:
+                now: float | None = None, events: list[dict[str, Any]] | None = None) -> tuple[Verdict, Journal]:
         """Classify the agent. While the journal shows a turn open, the rollout's end of that turn (if
-        any) is folded in, and with `settle` also written to the journal (mutating callers only)."""
+        any) is folded in, and with `settle` also written to the journal (mutating callers only).
+        `events`: the journal, when the caller has just read it."""
         now = time.time() if now is None else now
-        events = self.events(spec.name)
+        events = self.events(spec.name) if events is None else events
         j = read_journal(events)
         if j.open_turn and j.transcript and pane is not None and not pane.dead:
             found = codex.read_rollout(Path(j.transcript))
@@ -215,8 +211,9 @@ class Runtime:
         return self.observe(spec, self.tmux.panes().get(spec.name), settle=settle)[0]
 
     # ---- start --------------------------------------------------------------------------------
-    def prepare(self, spec: AgentSpec) -> str:
-        """Check what a start needs and return the launch command; raises before anything starts."""
+    def prepare(self, spec: AgentSpec, resume: str | None = None) -> str:
+        """Check what a start needs and return the launch command (`codex resume <resume>` when a
+        session id is given); raises before anything starts."""
         if not spec.cwd.is_dir():
             raise ConfigError(
                 f"{self.config.path}: $.agents.{spec.name}.cwd: {spec.cwd} is not an existing directory.",
@@ -238,7 +235,7 @@ class Runtime:
                 agent=spec.name, hooks=untrusted,
             )
         extra = lead.overrides(spec, self.config.path, self.config.state_dir)
-        command = codex.launch_command(spec, self.agent_dir(spec.name), extra,
+        command = codex.launch_command(spec, self.agent_dir(spec.name), extra, resume=resume,
                                        approval_hold=self.config.watchdog.approval_timeout)
         ensure_dir(self.agent_dir(spec.name))
         try:
@@ -263,14 +260,19 @@ class Runtime:
             self.tmux.kill_session(name)
         self.tmux.write_config()
         pid = self.tmux.new_session(name, command, spec.cwd, {"FLEET_AGENT": name})
-        ident = procs.identify(pid)
+        self._launched(spec, pid)
+        return pid
+
+    def _launched(self, spec: AgentSpec, pid: int | None, **fields: Any) -> None:
+        """Journal a launch with the process's identity, and attach the raw-log copier."""
+        name = spec.name
+        ident = procs.identify(pid) if pid else None
         self.log(name, "launched", home=str(spec.home), cwd=str(spec.cwd), role=spec.role, pid=pid,
-                 pid_start=ident.start if ident else None, boot=ident.boot if ident else None)
+                 pid_start=ident.start if ident else None, boot=ident.boot if ident else None, **fields)
         try:
             self.tmux.pipe_to(name, codex.rawlog_command(self.agent_dir(name) / "raw.log"))
         except FleetError as exc:  # the raw log is a convenience; readiness decides whether it started
             self.log(name, "rawlog_failed", error=exc.to_dict())
-        return pid
 
     def start_many(self, specs: list[AgentSpec], deadline: float) -> dict[str, StartResult]:
         """Start every agent that is not running, then wait for all of them at once, until the
@@ -373,21 +375,11 @@ class Runtime:
         if pane is None:
             raise AgentNotRunning(f"Agent {name!r} has no session to restart (it is stopped).",
                                   hint=f"Start it with `fleet up {name}`.", agent=name)
-        self.prepare(spec)
-        command = codex.launch_command(spec, self.agent_dir(name), lead.overrides(spec, self.config.path,
-                                       self.config.state_dir), resume=session_id,
-                                       approval_hold=self.config.watchdog.approval_timeout)
+        command = self.prepare(spec, resume=session_id)
         self.tmux.respawn(name, command)
         fresh = self.tmux.panes().get(name)
-        pid = fresh.pid if fresh is not None and not fresh.dead else None
-        ident = procs.identify(pid) if pid else None
-        self.log(name, "launched", home=str(spec.home), cwd=str(spec.cwd), role=spec.role, pid=pid,
-                 pid_start=ident.start if ident else None, boot=ident.boot if ident else None, resumed=session_id,
-                 previous_pid=pane.pid)
-        try:
-            self.tmux.pipe_to(name, codex.rawlog_command(self.agent_dir(name) / "raw.log"))
-        except FleetError as exc:  # as in `launch`: the raw log is a convenience
-            self.log(name, "rawlog_failed", error=exc.to_dict())
+        self._launched(spec, fresh.pid if fresh is not None and not fresh.dead else None, resumed=session_id,
+                       previous_pid=pane.pid)
         verdict = self.await_ready(spec, timeout)
         new = self.tmux.panes().get(name)
         return {"agent": name, "resumed": session_id, "pid": new.pid if new else None, "state": verdict.state}
@@ -398,8 +390,10 @@ class Runtime:
         check_text(text)
         name = spec.name
         sha = journal.text_sha(text)
+        events = self.events(name)  # read once: the request lookup and the observation share it
         if request_id:
-            earlier = self.find_request(name, request_id)
+            # kept across compactions for `journal.REQUEST_TTL`; the service also keeps ids in the ledger
+            earlier = journal.find_request(events, request_id)
             if earlier is not None:
                 if earlier["sha"] is not None and earlier["sha"] != sha:
                     raise RequestIdConflict(
@@ -412,7 +406,7 @@ class Runtime:
                     return self._receipt(name, earlier["delivery"], text, request_id, earlier["sent_at"],
                                          duplicate=True)
         pane = self.tmux.panes().get(name)
-        verdict, j = self.observe(spec, pane, settle=True)
+        verdict, j = self.observe(spec, pane, settle=True, events=events)
         if verdict.state in ("stopped", "exited"):
             raise AgentNotRunning(
                 f"Agent {name!r} is {verdict.state}; nothing was sent.",

@@ -34,6 +34,7 @@ STATES: tuple[State, ...] = ("stopped", "starting", "idle", "working", "waiting_
 Outcome = Literal["running", "completed", "failed", "aborted"]
 #: Journal events that end a turn, and the outcome each gives.
 END_EVENTS: dict[str, Outcome] = {"turn_completed": "completed", "turn_failed": "failed", "turn_aborted": "aborted"}
+_END_EVENT_OF: dict[str, str] = {outcome: kind for kind, outcome in END_EVENTS.items()}
 
 
 class LastTurn(TypedDict):
@@ -70,7 +71,7 @@ class Journal(NamedTuple):
 def turn_end_event(end: TurnEnd) -> dict[str, Any]:
     """The journal event for a turn end read from the rollout (fleet writes it when it settles a turn
     that fired no Stop hook; until then, readers fold it in memory)."""
-    kind = {"completed": "turn_completed", "failed": "turn_failed", "aborted": "turn_aborted"}[end.outcome]
+    kind = _END_EVENT_OF[end.outcome]
     event: dict[str, Any] = {"time": end.at, "event": kind, "source": "rollout", "turn_id": end.turn_id}
     if end.outcome == "completed":
         event["last_message"] = end.last_message

@@ -33,13 +33,14 @@ class CodexPlugins:
     home: Path
     timeout: float = COMMAND_TIMEOUT
 
-    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def _run(self, *args: str, overrides: tuple[str, ...] = _OVERRIDES) -> subprocess.CompletedProcess[str]:
+        """Run `codex OVERRIDES ARGS` for this home; a missing home or a command that did not run raises."""
         if not self.home.is_dir():
             raise CodexHomeMissing(
                 f"The Codex home {self.home} does not exist.",
                 hint=f"Create it (`mkdir -p {self.home}`) or run Codex once with CODEX_HOME={self.home}.",
                 codex_home=str(self.home))
-        argv = [str(self.codex), *_OVERRIDES, *args]
+        argv = [str(self.codex), *overrides, *args]
         try:
             return subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout, check=False,
                                   stdin=subprocess.DEVNULL, env={**os.environ, "CODEX_HOME": str(self.home)})
@@ -93,11 +94,9 @@ class CodexPlugins:
 
     def features_plugins(self) -> bool | None:
         """Whether this home loads plugins (Codex's `plugins` feature, as its config leaves it); None if unknown."""
-        argv = [str(self.codex), "features", "list"]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout, check=False,
-                                  stdin=subprocess.DEVNULL, env={**os.environ, "CODEX_HOME": str(self.home)})
-        except (OSError, subprocess.TimeoutExpired):
+            proc = self._run("features", "list", overrides=())  # no override: the home's own setting
+        except (CodexHomeMissing, PluginCommandFailed):  # Codex refuses a missing home too
             return None
         for line in proc.stdout.splitlines():
             fields = line.split()

@@ -7,7 +7,7 @@ Install, for one home:
    points elsewhere, e.g. an older checkout, is removed first: Codex refuses to re-point a name);
 3. `codex plugin add fleet@fleet` unless Codex already has this exact copy installed and enabled
    (it compares the rendered tree with Codex's cached copy, so a second run changes nothing);
-4. `codex plugin list` to check that it took effect.
+4. `codex plugin list` to check that it took effect (when nothing changed, step 3's list already did).
 
 Uninstall: `codex plugin remove fleet@fleet`, then `codex plugin marketplace remove fleet` (in that
 order: removing only the marketplace leaves the plugin enabled in config.toml and in Codex's cache).
@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Final, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 from filelock import FileLock
 from platformdirs import user_data_dir
@@ -117,9 +117,10 @@ def install(codex_home: Path, uninstall: bool = False, *, codex: str = "codex",
     with FileLock(str(dest.with_name(f".{dest.name}.lock")), timeout=LOCK_TIMEOUT):
         if uninstall:
             _uninstall(cli, changes)
+            installed = cli.installed().get(PLUGIN_ID)
         else:
-            _install(cli, dest, template, version, changes)
-        installed = cli.installed().get(PLUGIN_ID)
+            listed = _install(cli, dest, template, version, changes)
+            installed = cli.installed().get(PLUGIN_ID) if changes else listed
     ok = installed is not None and bool(installed.get("enabled")) and installed.get("version") == version
     if ok == uninstall:
         state = "still installed" if uninstall else "not installed and enabled at version " + version
@@ -131,7 +132,10 @@ def install(codex_home: Path, uninstall: bool = False, *, codex: str = "codex",
                          marketplace_dir=str(dest), mcp_command=server_argv())
 
 
-def _install(cli: CodexPlugins, dest: Path, template: dict[str, bytes], version: str, changes: list[str]) -> None:
+def _install(cli: CodexPlugins, dest: Path, template: dict[str, bytes], version: str,
+             changes: list[str]) -> dict[str, Any] | None:
+    """Do what is missing, appending each step to `changes`; return the plugin's record as `codex plugin
+    list` showed it before any plugin step (the installed state itself when `changes` stays empty)."""
     if write_marketplace(dest, template):
         changes.append("rendered")
     root = cli.marketplaces().get(MARKETPLACE_NAME)
@@ -146,7 +150,7 @@ def _install(cli: CodexPlugins, dest: Path, template: dict[str, bytes], version:
     if current is None:
         cli.add_plugin(PLUGIN_ID)
         changes.append("plugin_installed")
-        return
+        return None
     same = (current.get("version") == version
             and read_tree(cli.cache_dir(MARKETPLACE_NAME, PLUGIN_NAME, version)) == template)
     if not same:
@@ -155,6 +159,7 @@ def _install(cli: CodexPlugins, dest: Path, template: dict[str, bytes], version:
     elif not current.get("enabled"):
         cli.add_plugin(PLUGIN_ID)  # measured: `plugin add` sets `enabled = true` again
         changes.append("plugin_enabled")
+    return current
 
 
 def _uninstall(cli: CodexPlugins, changes: list[str]) -> None:

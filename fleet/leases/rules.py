@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any, Final, Literal, NamedTuple
 
-from fleet.config import AGENT_NAME, HOLDER_PATTERN
+from fleet.config import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN
 from fleet.errors import InvalidInput, LeaseHeld, LeaseLost
 
 LeaseState = Literal["free", "held", "expired"]
@@ -220,8 +220,7 @@ def validate_holder(holder: object) -> str:
 def validate_agent(agent: object) -> str:
     if not isinstance(agent, str) or not AGENT_RE.fullmatch(agent):
         raise InvalidInput(
-            f"The agent name {agent!r} is not valid: use 1-32 lowercase letters, digits or '-', "
-            "starting with a letter.",
+            f"The agent name {agent!r} is not valid: use {AGENT_NAME_RULE}.",
             hint="Run `fleet status` to see the configured agent names.",
             field="agent",
         )

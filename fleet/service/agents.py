@@ -91,11 +91,10 @@ def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None
 
 def _sync_approve_policy(svc: Service, specs: list[AgentSpec]) -> None:
     """Give each agent's approval hook the current `[watchdog] approve` policy before it starts."""
-    from fleet.fsutil import ensure_dir
     from fleet.watchdog import hookapprove
 
-    for spec in specs:
-        hookapprove.sync(ensure_dir(svc.runtime.agent_dir(spec.name)), svc.config.watchdog.approve)
+    hookapprove.sync_agents((svc.runtime.agent_dir(spec.name) for spec in specs), svc.config.watchdog.approve,
+                            create=True)
 
 
 def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | None = None,

@@ -18,11 +18,11 @@ Not thread-safe per `Service`; use one service per thread, as the adapters do.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from fleet.config import AgentSpec
@@ -36,13 +36,15 @@ from fleet.errors import (
     NotDelivered,
     Timeout,
 )
+from fleet.fsutil import ensure_dir, flock_within, open_lock_file
+from fleet.leases.rules import MAX_TTL
 from fleet.work.records import Assignment
 from fleet.work.scope import normalize_scope
 
 from .core import Service
 
 if TYPE_CHECKING:
-    from fleet.work.routing import AgentFacts, Need, Refusal, Route
+    from fleet.work.routing import AgentFacts
     from fleet.work.skills import Inventory
 
 #: The lock file that serialises routing decisions across processes.
@@ -55,9 +57,8 @@ DELIVERY_TTL: Final = 120.0
 #: The lease outlives the deadline by this much, so the report of a turn that ends right at the
 #: deadline is still taken in under the assignment's lease.
 DEADLINE_GRACE: Final = 120.0
-#: The longest lease (`fleet.leases.rules.MAX_TTL`, a test keeps them equal; not imported here because
-#: that package loads filelock, which a CLI call that never takes a lease should not pay for).
-MAX_LEASE: Final = 86400.0
+#: The longest lease an assignment can hold.
+MAX_LEASE: Final = MAX_TTL
 #: The longest deadline: the lease covering it (deadline + grace) must fit in the longest lease.
 MAX_DEADLINE: Final = MAX_LEASE - DEADLINE_GRACE
 #: How long a send waits for Codex to record the prompt.
@@ -71,19 +72,15 @@ def assignment_holder(assignment_id: str) -> str:
 
 @contextlib.contextmanager
 def routing_lock(svc: Service) -> Iterator[None]:
-    from filelock import FileLock
-    from filelock import Timeout as LockTimeout
-
-    lock = FileLock(str(svc.config.state_dir / ASSIGN_LOCK), timeout=LOCK_TIMEOUT)
+    """One routing decision at a time across processes (an flock on `assign.lock`)."""
+    fd = open_lock_file(ensure_dir(svc.config.state_dir) / ASSIGN_LOCK)
     try:
-        lock.acquire()
-    except LockTimeout:
-        raise Timeout(f"Another fleet process held the routing lock for over {LOCK_TIMEOUT:.0f} s.",
-                      hint="Retry; if it persists, look for a stuck fleet process.") from None
-    try:
+        if not flock_within(fd, LOCK_TIMEOUT):
+            raise Timeout(f"Another fleet process held the routing lock for over {LOCK_TIMEOUT:.0f} s.",
+                          hint="Retry; if it persists, look for a stuck fleet process.")
         yield
     finally:
-        lock.release()
+        os.close(fd)  # drops the flock
 
 
 # -- skills and facts ----------------------------------------------------------------------------
@@ -218,10 +215,6 @@ def free_lease(svc: Service, agent: str, assignment_id: str) -> None:
         pass  # a corrupt record or a lost race: the lease expires on its own
 
 
-def agent_dir(svc: Service, agent: str) -> Path:
-    return svc.runtime.agent_dir(agent)
-
-
 def end_context(svc: Service, agent: str | None, assignment_id: str) -> None:
     """Free the agent from a finished assignment: its hook context and its lease."""
     from fleet.work.hookpolicy import clear_context
@@ -229,7 +222,7 @@ def end_context(svc: Service, agent: str | None, assignment_id: str) -> None:
     if agent is None or agent not in svc.config.agents:
         return
     with contextlib.suppress(OSError):
-        clear_context(agent_dir(svc, agent), assignment_id)
+        clear_context(svc.runtime.agent_dir(agent), assignment_id)
     free_lease(svc, agent, assignment_id)
 
 
@@ -287,8 +280,7 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
                                  "write_paths": list(scope.write), "notes": list(snap.notes)})
     context = HookContext(assignment=a.id, role=spec.role, cwd=str(spec.cwd), write_paths=scope.write,
                           read_paths=scope.read)
-    directory = agent_dir(svc, spec.name)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory = ensure_dir(svc.runtime.agent_dir(spec.name))
     write_context(directory, context)
     try:
         with svc.agent_guard(spec, holder, token, operation="assign"):
@@ -332,13 +324,3 @@ def fail(svc: Service, assignment_id: str, agent: str | None, reason: str, *, ac
         return None
     end_context(svc, agent, assignment_id)
     return done
-
-
-def route_refusals(result: Route, extra: Sequence[Refusal]) -> list[dict[str, Any]]:
-    return [r.to_dict() for r in (*result.refusals, *extra)]
-
-
-def need_for(a: Assignment) -> Need:
-    from fleet.work.routing import Need
-
-    return Need(skills=frozenset(a.skills), needs_write=bool(a.write_paths), only=a.agent)

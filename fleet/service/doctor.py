@@ -1,6 +1,6 @@
 """`fleet doctor`: is this machine ready to run the fleet? Each check says what to do if it fails.
 
-It also says which config file it uses and why (`find_config(...).why`), and in which Codex homes
+It also says which config file it uses and why (`CONFIG_WHY`), and in which Codex homes
 fleet's plugin is installed (the default home and every agent home that exists; `plugin` in the
 result has one `fleet.install.HomeStatus` per home). The plugin is optional, so its line never fails.
 """
@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from fleet.config import find_config
+from fleet.config import CONFIG_WHY, find_config
 from fleet.errors import FleetError
 from fleet.fsutil import ensure_dir
 
@@ -47,12 +47,12 @@ def fleet_doctor(svc: Service) -> dict[str, Any]:
         checks.append(_check("tmux", False, exc.message, exc.hint))
     try:
         config = svc.config
-        why = find_config(svc.config_path).why
+        why = CONFIG_WHY[config.source] if config.source else find_config(svc.config_path).why
         checks.append(_check("config", True,
                              f"{config.path} ({why}): fleet {config.name!r}, {len(config.agents)} agent(s)"))
     except FleetError as exc:
         checks.append(_check("config", False, exc.message, exc.hint))
-        plugin, homes = plugin_check(svc)
+        plugin, homes = plugin_check(None)
         return {"ok": False, "checks": [*checks, plugin], "plugin": homes}
     for codex_cmd in sorted({a.codex for a in config.agents.values()}):
         try:
@@ -75,6 +75,6 @@ def fleet_doctor(svc: Service) -> dict[str, Any]:
     missing = [a.name for a in config.agents.values() if not a.cwd.is_dir()]
     checks.append(_check("agent cwds", not missing, "all exist" if not missing else f"missing for {', '.join(missing)}",
                          "Create each agent's cwd or fix `cwd` in fleet.toml."))
-    plugin, homes = plugin_check(svc)
+    plugin, homes = plugin_check(config)
     checks.append(plugin)
     return {"ok": all(c["ok"] for c in checks), "checks": checks, "plugin": homes}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fleet.config import FleetConfig
-from fleet.errors import ConfigNotFound, FleetError
+from fleet.errors import ConfigNotFound
 
 from .core import Service
 
@@ -46,14 +46,6 @@ def fleet_install(svc: Service, *, uninstall: bool, codex_home: str | None = Non
     return dict(result)
 
 
-def _config_quiet(svc: Service) -> FleetConfig | None:
-    """For doctor, which reports a bad config on its own line."""
-    try:
-        return svc.config
-    except FleetError:
-        return None
-
-
 def plugin_homes(config: FleetConfig | None) -> list[Path]:
     """The homes `fleet doctor` checks: the default Codex home, then each agent home that exists
     (a home that was never created cannot have the plugin, and Codex refuses it anyway)."""
@@ -65,20 +57,17 @@ def plugin_homes(config: FleetConfig | None) -> list[Path]:
     return list(dict.fromkeys(h.expanduser().absolute() for h in homes))
 
 
-def plugin_check(svc: Service) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Doctor's plugin line (always ok: the plugin is optional) and the per-home statuses."""
+def plugin_check(config: FleetConfig | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Doctor's plugin line (always ok: the plugin is optional) and the per-home statuses; `config` is
+    the fleet's, or None when doctor could not load it (reported on doctor's config line)."""
+    from concurrent.futures import ThreadPoolExecutor  # ~4 ms with logging: only when needed
+
     from fleet.install import plugin_status
 
-    config = _config_quiet(svc)
     homes = plugin_homes(config)
     codex = codex_command(config)
-    try:
-        from concurrent.futures import ThreadPoolExecutor  # ~4 ms with logging: only when needed
-
-        with ThreadPoolExecutor(max_workers=STATUS_WORKERS) as pool:
-            statuses = [s for batch in pool.map(lambda h: plugin_status([h], codex=codex), homes) for s in batch]
-    except FleetError as exc:  # plugin_status reports per home; this is only a safety net
-        return {"name": "codex plugin", "ok": True, "detail": exc.message, "hint": ""}, []
+    with ThreadPoolExecutor(max_workers=STATUS_WORKERS) as pool:  # plugin_status never raises for a home
+        statuses = [s for batch in pool.map(lambda h: plugin_status([h], codex=codex), homes) for s in batch]
     installed = [s["codex_home"] + ("" if s["current"] else f" (version {s['version']}, not current)")
                  for s in statuses if s["installed"]]
     missing = [s["codex_home"] for s in statuses if not s["installed"] and not s["error"]]

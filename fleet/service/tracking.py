@@ -66,6 +66,7 @@ class _Agents:
         self._journals: dict[str, list[dict[str, Any]]] = {}
         self._states: dict[str, str] | None = None
         self._unknown = False
+        self._restarts: dict[str, bool] = {}
 
     def journal(self, agent: str) -> list[dict[str, Any]]:
         """The agent's journal, with the end of its open turn folded in from Codex's rollout when the
@@ -80,10 +81,10 @@ class _Agents:
             if any(ev.get("event") == "compacted" for ev in events):
                 # Compaction keeps only the last turn; an open assignment's earlier facts (a denial
                 # not yet copied, an earlier turn's end) are in the previous generation.
-                from fleet.agents.journal import READ_MAX
+                from fleet.agents.journal import PREVIOUS, READ_MAX
                 from fleet.fsutil import read_jsonl_tail
 
-                older = read_jsonl_tail(self.svc.runtime.agent_dir(agent) / "events.jsonl.1", READ_MAX)
+                older = read_jsonl_tail(self.svc.runtime.agent_dir(agent) / PREVIOUS, READ_MAX)
                 events = [*older, *events]
             folded = read_journal(events)
             if folded.open_turn and folded.transcript:
@@ -114,9 +115,12 @@ class _Agents:
         return state
 
     def _watchdog_restarts(self, agent: str) -> bool:
-        from fleet.watchdog.store import will_restart
+        if agent not in self._restarts:  # one ledger read per agent and call
+            from fleet.watchdog.store import will_restart
 
-        return will_restart(self.svc.ledger.path, agent, self.svc.config.watchdog.every, time.time())
+            self._restarts[agent] = will_restart(self.svc.ledger.path, agent, self.svc.config.watchdog.every,
+                                                 time.time())
+        return self._restarts[agent]
 
 
 def reconcile(svc: Service, agents: list[str] | None = None) -> list[dict[str, Any]]:
@@ -140,7 +144,7 @@ def reconcile(svc: Service, agents: list[str] | None = None) -> list[dict[str, A
             if a.state == "queued":
                 out += _expire_queued(svc, a, now)
             else:
-                out += _advance(svc, a, cache, now, background=svc.background_checks)
+                out += _advance(svc, a, cache, now)
         except StateConflict:
             continue  # another process moved it first; it is theirs now
         except FleetError as exc:  # one assignment's trouble must not hide the others
@@ -192,7 +196,7 @@ def _copy_hook_facts(svc: Service, a: Assignment, journal: list[dict[str, Any]],
         seen.add((kind, key))
 
 
-def _advance(svc: Service, a: Assignment, cache: _Agents, now: float, *, background: bool) -> list[dict[str, Any]]:
+def _advance(svc: Service, a: Assignment, cache: _Agents, now: float) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     spec = svc.config.agents.get(a.agent or "")
     if spec is None:
@@ -201,7 +205,7 @@ def _advance(svc: Service, a: Assignment, cache: _Agents, now: float, *, backgro
         return [_step(a, "failed", reason="its agent is no longer configured")] if done else []
     if a.state == "reported":  # verified by whoever claimed it; after `verify_stale`, claim it again
         attempt = int((now - a.updated_at) // _verify_stale(a))
-        return _verify_claimed(svc, a, spec, attempt, background=background) if attempt >= 1 else []
+        return _verify_claimed(svc, a, spec, attempt) if attempt >= 1 else []
     journal = cache.journal(spec.name)
     events = svc.ledger.events_for(a.id)
     _copy_hook_facts(svc, a, journal, events)
@@ -221,18 +225,17 @@ def _advance(svc: Service, a: Assignment, cache: _Agents, now: float, *, backgro
                 details={"turn_id": progress.report_turn, "status": progress.report.status,
                          "source": progress.report_source})
             out.append(_step(a, "reported", **{"from": before}))
-            return out + _verify_claimed(svc, a, spec, 0, background=background)
+            return out + _verify_claimed(svc, a, spec, 0)
         a = svc.ledger.transition(a.id, "working", actor=ACTOR, expect=before, details={"turn_id": a.turn_id})
         out.append(_step(a, "working", **{"from": before}))
     return out
 
 
-def _verify_claimed(svc: Service, a: Assignment, spec: AgentSpec, attempt: int, *,
-                    background: bool) -> list[dict[str, Any]]:
+def _verify_claimed(svc: Service, a: Assignment, spec: AgentSpec, attempt: int) -> list[dict[str, Any]]:
     """Claim verification attempt `attempt` of a reported assignment and carry it out: here, or by a
-    detached verifier when it has checks and `background` is set. Nothing if another process
-    claimed this attempt."""
-    detach = background and bool(a.checks)
+    detached verifier when it has checks and `svc.background_checks` is on. Nothing if another
+    process claimed this attempt."""
+    detach = svc.background_checks and bool(a.checks)
     claimed = svc.ledger.annotate_once(a.id, "verifying", str(attempt), actor=ACTOR,
                                        details={"attempt": attempt, "where": "verifier" if detach else "inline",
                                                 "checks": len(a.checks)})

@@ -74,9 +74,7 @@ def _answer(svc: Service, agent: str, decision: Literal["allow", "deny"], messag
     rt = svc.runtime
     who = svc.holder_for(holder)
     with svc.leased([spec], holder, token):
-        events = rt.events(agent)
-        starts = [i for i, ev in enumerate(events) if ev.get("event") == "launched"]
-        waiting = pending(events[starts[-1] if starts else 0:])
+        waiting = pending(rt.events(agent))  # only what follows the latest `launched` counts
         if waiting is None:
             raise NoPendingApproval(f"Agent {agent!r} is not waiting on an approval fleet's hook recorded.",
                                     hint=f"See `fleet status {agent}`; a dialog opened before fleet's hook was "

@@ -27,7 +27,6 @@ from fleet.errors import (
     InvalidTransition,
     LeaseHeld,
     NoAgentAvailable,
-    RequestIdConflict,
     StateConflict,
 )
 from fleet.work.lifecycle import END_STATES
@@ -319,14 +318,15 @@ def assignment_create(
 def _earlier(svc: Service, request_id: str | None, req: _Request) -> Assignment | None:
     """The assignment an earlier call with `request_id` made, if any (`request_id_conflict` when that
     call asked for something else)."""
-    prior = svc.ledger.find_request("assign", request_id) if request_id is not None else None
+    if request_id is None:
+        return None
+    prior = svc.ledger.find_request("assign", request_id)
     if prior is None:
         return None
     if prior.sha != request_sha(req.key):
-        raise RequestIdConflict(
-            f"The request id {request_id!r} was already used for a different assignment.",
-            hint="Use a new request id for a new request; reuse one only to retry the identical request.",
-            request_id=request_id, scope="assign")
+        from fleet.work.ledger import request_conflict
+
+        raise request_conflict("assign", request_id)
     if prior.result and prior.result.get("assignment"):
         return svc.ledger.get(str(prior.result["assignment"]))
     return None

@@ -145,5 +145,15 @@ def judge(policy: ApprovalPolicy | None, tool: str, command: str) -> Verdict:
     return Verdict(otherwise, f"`{_short(command)}` is not listed in approve.commands, {tail}")
 
 
+def policy_answer(verdict: Verdict) -> tuple[Literal["allow", "deny"], str] | None:
+    """The answer a verdict gives a held approval, with the sentence recorded as its reason; None for
+    `ask` (a person decides). The hook and the tick both answer with it."""
+    if verdict.decision == "allow":
+        return "allow", f"Approved by the [watchdog] approve policy: {verdict.reason}."
+    if verdict.decision == "deny":
+        return "deny", f"Denied by the [watchdog] approve policy: {verdict.reason}."
+    return None
+
+
 def _short(command: str, limit: int = 120) -> str:
     return command if len(command) <= limit else command[: limit - 3] + "..."

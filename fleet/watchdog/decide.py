@@ -55,7 +55,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal, TypedDict
 
-from .approval import judge
+from fleet.durations import format_duration
+
+from .approval import judge, policy_answer
 from .policy import Policy
 
 AgentState = Literal["stopped", "starting", "idle", "working", "waiting_approval", "exited", "limited"]
@@ -280,11 +282,17 @@ def _lead(f: AgentFacts, policy: Policy) -> str | None:
     return lead if lead and lead != f.agent and f.lead_state == "idle" else None
 
 
-def _crashed(f: AgentFacts, policy: Policy, now: float) -> list[Action]:
-    streak = f.restarts
+def crash_streak(f: AgentFacts) -> int:
+    """The restarts so far in the exited agent's current crash streak: none once it ran
+    `RESTART_STREAK_RESET` after its last restart before it exited."""
     if (f.last_restart_at is not None and f.exited_at is not None
             and f.exited_at - f.last_restart_at >= RESTART_STREAK_RESET):
-        streak = 0
+        return 0
+    return f.restarts
+
+
+def _crashed(f: AgentFacts, policy: Policy, now: float) -> list[Action]:
+    streak = crash_streak(f)
     exited = f"exited {_dur(now - f.exited_at)} ago" if f.exited_at is not None else "exited"
     if streak >= policy.max_restarts:
         why = (f"{f.agent} {exited} after {streak} restart(s) in this streak (max_restarts {policy.max_restarts}); "
@@ -323,11 +331,10 @@ def _approval(f: AgentFacts, policy: Policy, now: float) -> list[Action]:
     ap = f.approval
     assert ap is not None
     if ap.held and policy.approve is not None and f.lease != "other":
-        verdict = judge(policy.approve, ap.tool, ap.command)
-        if verdict.decision == "allow":
-            return [_act(f, "approve", f"Approved by the [watchdog] approve policy: {verdict.reason}.")]
-        if verdict.decision == "deny":
-            return [_act(f, "deny", f"Denied by the [watchdog] approve policy: {verdict.reason}.")]
+        answer = policy_answer(judge(policy.approve, ap.tool, ap.command))
+        if answer is not None:
+            decision, why = answer
+            return [_act(f, "approve" if decision == "allow" else "deny", why)]
     waited = now - ap.since
     if ap.escalated_at is None and waited >= policy.approval_timeout:
         why = (f"{f.agent} has waited {_dur(waited)} (approval_timeout {_dur(policy.approval_timeout)}) for "
@@ -420,13 +427,6 @@ def _clip(text: str, limit: int = 200) -> str:
 
 
 def _dur(seconds: float) -> str:
-    """`seconds` as `1h2m3s` (whole seconds), the form `fleet/durations.py` formats and parses."""
-    total = max(0, round(seconds))
-    if total == 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, total = divmod(total, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
+    """`seconds` as `1h2m3s` (whole seconds, never negative), as `fleet.durations` formats and parses.
+    Rounded before clamping, so NaN and infinities still raise as `round` does."""
+    return format_duration(max(0, round(seconds)))

@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
-from fleet.fsutil import read_bytes_nofollow, write_atomic
+from fleet.fsutil import ensure_dir, read_bytes_nofollow, write_atomic
 
 from .policy import ApprovalPolicy
 
@@ -71,6 +72,17 @@ def sync(agent_dir: Path, policy: ApprovalPolicy | None) -> bool:
     return True
 
 
+def sync_agents(agent_dirs: Iterable[Path], policy: ApprovalPolicy | None, *, create: bool) -> None:
+    """`sync` each agent dir in turn: `create` makes a missing one (private, as `ensure_dir` does),
+    otherwise an agent whose dir does not exist (never launched) is skipped."""
+    for agent_dir in agent_dirs:
+        if create:
+            ensure_dir(agent_dir)
+        elif not agent_dir.is_dir():
+            continue
+        sync(agent_dir, policy)
+
+
 def load(agent_dir: str | os.PathLike[str]) -> ApprovalPolicy | None:
     try:
         raw = json.loads(read_bytes_nofollow(Path(agent_dir) / POLICY_FILE, MAX_POLICY_BYTES))
@@ -82,17 +94,12 @@ def load(agent_dir: str | os.PathLike[str]) -> ApprovalPolicy | None:
 def decide(agent_dir: str | os.PathLike[str], tool: str, command: str,
            now: float | None = None) -> tuple[Decision, str] | None:
     """The policy's answer for the hook, with its reason; None leaves the call to a person."""
-    from .approval import judge
+    from .approval import judge, policy_answer
 
     policy = load(agent_dir)
     if policy is None or _held_by_someone_else(Path(agent_dir), time.time() if now is None else now):
         return None
-    verdict = judge(policy, tool, command)
-    if verdict.decision == "allow":
-        return "allow", f"Approved by the [watchdog] approve policy: {verdict.reason}."
-    if verdict.decision == "deny":
-        return "deny", f"Denied by the [watchdog] approve policy: {verdict.reason}."
-    return None
+    return policy_answer(judge(policy, tool, command))
 
 
 def _held_by_someone_else(agent_dir: Path, now: float) -> bool:
@@ -107,7 +114,10 @@ def _held_by_someone_else(agent_dir: Path, now: float) -> bool:
         ctx = read_context(agent_dir)
     except Exception:  # a corrupt lease or context: cannot tell who holds it, so a person decides
         return True
-    return lease.holder not in {WATCHDOG_HOLDER, *((f"assignment:{ctx.assignment}",) if ctx else ())}
+    from .decide import lease_kind  # only when a live lease needs classifying: the hook stays light
+
+    return lease_kind(lease.holder, watchdog_holder=WATCHDOG_HOLDER,
+                      assignment_holders=[f"assignment:{ctx.assignment}"] if ctx else []) == "other"
 
 
 def hook_answer(agent_dir: str, record: dict[str, Any]) -> tuple[Decision, str] | None:

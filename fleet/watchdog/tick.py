@@ -28,7 +28,6 @@ never starts the fleet's tmux server: it only talks to sessions that exist.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import subprocess
@@ -40,10 +39,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypedDict
 
 from fleet import audit
 from fleet.errors import FleetError, InternalError
-from fleet.fsutil import ensure_dir, read_jsonl_tail
+from fleet.fsutil import ensure_dir, flock_within, open_lock_file, read_jsonl_tail
 
 from . import hookapprove
-from .decide import RESTART_STREAK_RESET, Action, ActionKind, AgentFacts, AgentState, advance, decide_all, lease_kind
+from .decide import Action, ActionKind, AgentFacts, AgentState, advance, crash_streak, decide_all, lease_kind
 from .facts import JournalFacts, build_facts, fold_journal
 from .messages import lead_prompt, notify_payload, report_request, resume_text
 from .store import AgentRecord, LadderRecord, WatchdogStore
@@ -125,12 +124,9 @@ class Seen:
 @contextlib.contextmanager
 def tick_lock(state_dir: Path) -> Iterator[str | None]:
     """Hold the overlap lock for the body; yields None when held, else why not (who holds it)."""
-    path = ensure_dir(state_dir) / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = open_lock_file(ensure_dir(state_dir) / LOCK_FILE)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not flock_within(fd, 0):  # one try, no wait
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
             yield f"Another watchdog tick is running ({holder or 'pid unknown'}); this one did nothing."
             return
@@ -218,10 +214,8 @@ class _Tick:
 
     def _sync_approve_policy(self) -> None:
         """Keep each launched agent's copy of the approve policy current, for fleet's approval hook."""
-        for name in self.svc.config.agents:
-            agent_dir = self.svc.runtime.agent_dir(name)
-            if agent_dir.is_dir():
-                hookapprove.sync(agent_dir, self.policy.approve)
+        hookapprove.sync_agents((self.svc.runtime.agent_dir(name) for name in self.svc.config.agents),
+                                self.policy.approve, create=False)
 
     # -- gathering --------------------------------------------------------------------------------
 
@@ -258,8 +252,7 @@ class _Tick:
             self.seen[name] = Seen(spec, facts, journal, ladder, records.get(name) or AgentRecord(name))
             out.append(facts)
         if lead_state is not None:
-            out = [replace(f, lead_state=lead_state) for f in out]
-            self.seen = {k: replace(v, facts=next(f for f in out if f.agent == k)) for k, v in self.seen.items()}
+            out = [replace(f, lead_state=lead_state) for f in out]  # for `decide` only: `self.seen` needs none
         return out
 
     def _lease_holder(self, agent: str) -> str | None:
@@ -398,11 +391,7 @@ class _Tick:
         record = seen.record
         f = seen.facts
         if action.action == "restart_resume" and f.state == "exited":
-            streak = record.restarts
-            if (record.last_restart_at is not None and f.exited_at is not None
-                    and f.exited_at - record.last_restart_at >= RESTART_STREAK_RESET) or f.restarts == 0:
-                streak = 0
-            record = replace(record, restarts=streak + 1, last_restart_at=self.now, fatal_at=None)
+            record = replace(record, restarts=crash_streak(f) + 1, last_restart_at=self.now, fatal_at=None)
         elif action.action == "mark_fatal":
             record = replace(record, fatal_at=self.now, fatal_reason=action.reason)
         elif action.action == "notify_only":

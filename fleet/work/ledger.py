@@ -222,7 +222,7 @@ class Ledger:
                                    (request_id,)).fetchone()
                 if prior is not None:
                     if prior[0] != sha:
-                        raise _conflict("assign", request_id)
+                        raise request_conflict("assign", request_id)
                     existing = json.loads(prior[1])["assignment"]
                     return self._get(db, existing), True
                 db.execute("INSERT INTO request_ids (scope, id, sha, result, created_at) VALUES ('assign', ?, ?, ?, ?)",
@@ -410,7 +410,7 @@ class Ledger:
                            (scope, request_id, sha, now))
                 return RequestRecord(scope, request_id, sha, None, now, fresh=True)
             if row[0] != sha:
-                raise _conflict(scope, request_id)
+                raise request_conflict(scope, request_id)
             return RequestRecord(scope, request_id, sha, loads_or_none(row[1]), row[2], fresh=False)
 
     def find_request(self, scope: str, request_id: str) -> RequestRecord | None:
@@ -580,7 +580,8 @@ def _not_found(assignment: str) -> AssignmentNotFound:
                               hint="Run `fleet assignments` to list them.", assignment=assignment)
 
 
-def _conflict(scope: str, request_id: str) -> RequestIdConflict:
+def request_conflict(scope: str, request_id: str) -> RequestIdConflict:
+    """`request_id_conflict`: an id reused for a different request in `scope`."""
     what = "assignment" if scope == "assign" else "request"
     return RequestIdConflict(
         f"The request id {request_id!r} was already used for a different {what}.",
