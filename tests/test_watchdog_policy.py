@@ -63,6 +63,7 @@ def test_durations_accept_whole_units_down_to_one_second(text: str, seconds: flo
     ("value", "words"),
     [
         ("60", "needs a unit"),
+        ("5", "needs a unit"),  # a one-digit number gets the same hint, not a length complaint
         (60, "not a duration: write a string with a unit"),
         ("0s", "shorter than 1s"),
         ("1.5h", "not a valid duration"),

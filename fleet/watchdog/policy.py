@@ -55,7 +55,8 @@ MAX_RESTARTS_LIMIT: Final = 100
 #: Exact commands the approval policy may allow; a longer list is a sandbox setting, not a policy.
 MAX_APPROVED_COMMANDS: Final = 64
 
-_DURATION: Final[dict[str, Any]] = {"type": "string", "minLength": 2, "maxLength": 32}
+#: Only the type and a length bound here: the grammar and its messages are `fleet.durations`.
+_DURATION: Final[dict[str, Any]] = {"type": "string", "minLength": 1, "maxLength": 32}
 _DURATION_KEYS: Final = ("every", "idle_after", "report_grace", "stall_after", "approval_timeout", "limit_retry")
 
 POLICY_SCHEMA: Final[dict[str, Any]] = {
