@@ -255,3 +255,41 @@ def read_rollout(transcript: Path, max_bytes: int = ROLLOUT_TAIL) -> RolloutFact
         _rollout_memo.clear()
     _rollout_memo[key] = (sig, found)
     return found
+
+
+#: Flags that turn Codex's sandbox off whatever `-s` says.
+_BYPASS_FLAGS: Final = frozenset({"--dangerously-bypass-approvals-and-sandbox", "--yolo"})
+#: Options of the agent's `args` that `codex sandbox` takes too, and that shape its sandbox or its
+#: shell environment (network access, writable roots, `shell_environment_policy`, profiles).
+_SANDBOX_OPTIONS: Final = frozenset({"-c", "--config", "--enable", "--disable", "-p", "--profile"})
+
+
+def effective_sandbox(spec: AgentSpec) -> str:
+    """The sandbox mode this agent's Codex really runs under: `danger-full-access` when its `args`
+    bypass the sandbox, else its configured `sandbox`."""
+    return "danger-full-access" if any(a in _BYPASS_FLAGS for a in spec.args) else spec.sandbox
+
+
+def sandbox_argv(spec: AgentSpec) -> list[str]:
+    """`codex sandbox [OPTIONS] --`: the prefix that runs a command under this agent's own Codex
+    sandbox (Codex 0.169; `codex sandbox` takes no mode flag, so the mode goes in as the last `-c`,
+    which wins over the home's config and the agent's own `-c` values). The agent's `-c`,
+    `--enable`/`--disable` and `--profile` arguments are passed on, so network access and writable
+    roots are the agent's. The process must run in the agent's cwd (its writable root) with
+    `CODEX_HOME` set to the agent's home. Raises `CodexMissing` when there is no Codex binary."""
+    argv = [str(resolve_binary(spec.codex)), "sandbox"]
+    args = list(spec.args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, _ = arg.partition("=")
+        if arg in _SANDBOX_OPTIONS and i + 1 < len(args):
+            argv += [arg, args[i + 1]]
+            i += 2
+            continue
+        if eq and name.startswith("--") and name in _SANDBOX_OPTIONS:
+            argv.append(arg)
+        elif arg.startswith("-c") and len(arg) > 2 and not arg.startswith("--"):
+            argv += ["-c", arg[2:]]
+        i += 1
+    return [*argv, "-c", f"sandbox_mode={json.dumps(effective_sandbox(spec))}", "--"]
