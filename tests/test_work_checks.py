@@ -6,6 +6,7 @@ tries what such a program would try, and must fail or see nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -108,15 +109,33 @@ def test_the_sandbox_prefix_carries_the_agents_settings_and_ends_with_its_mode(t
             "--config=a=1", "-cb=2", "--disable=y", "-p", "prof", "-c", 'sandbox_mode="danger-full-access"')
     argv = sandbox_argv(spec_for(tmp_path, codex_bin, args=args))
     assert argv[1] == "sandbox"
-    assert argv[2:] == ["-c", "sandbox_workspace_write.network_access=true", "--enable", "x", "--config=a=1",
-                        "-c", "b=2", "--disable=y", "-p", "prof", "-c", 'sandbox_mode="danger-full-access"',
-                        "-c", 'sandbox_mode="workspace-write"', "--"]  # the agent's mode has the last word
+    assert argv[2:] == ["--config=sandbox_workspace_write.network_access=true", "--enable=x", "--config=a=1",
+                        "--config=b=2", "--disable=y", "--profile=prof", '--config=sandbox_mode="danger-full-access"',
+                        '--config=sandbox_mode="workspace-write"', "--"]  # the agent's mode has the last word
+
+
+ARG_WORDS = st.sampled_from(["-c", "--config", "--enable", "--disable", "-p", "--profile", "-s", "--", "-m",
+                             "--yolo", "--config=--", "-c--", "x=1", "sandbox_mode=\"danger-full-access\""])
+
+
+@given(st.lists(st.one_of(ARG_WORDS, st.text(max_size=6)), max_size=10),
+       st.sampled_from(["read-only", "workspace-write", "danger-full-access"]))
+def test_whatever_the_agents_args_the_prefix_ends_with_its_mode_and_one_separator(
+        args: list[str], mode: str) -> None:
+    spec = AgentSpec(name="a", home=Path("/h"), cwd=Path("/c"), role="worker", sandbox=mode,  # type: ignore[arg-type]
+                     codex="/bin/sh", args=tuple(args))  # any executable: only the arguments are judged
+    argv = sandbox_argv(spec)
+    assert argv[-2:] == [f"--config=sandbox_mode={json.dumps(effective_sandbox(spec))}", "--"]
+    options = argv[2:-1]
+    assert "--" not in options  # no agent argument ends the options early
+    assert all(o.startswith(("--config=", "--enable=", "--disable=", "--profile=")) for o in options)
+    assert effective_sandbox(spec) == ("danger-full-access" if "--yolo" in args else mode)
 
 
 def test_a_sandbox_bypass_in_the_args_is_full_access(tmp_path: Path, codex_bin: str) -> None:
     spec = spec_for(tmp_path, codex_bin, sandbox="read-only", args=("--dangerously-bypass-approvals-and-sandbox",))
     assert effective_sandbox(spec) == "danger-full-access"
-    assert sandbox_argv(spec)[-2:] == ["sandbox_mode=\"danger-full-access\"", "--"]
+    assert sandbox_argv(spec)[-2:] == ['--config=sandbox_mode="danger-full-access"', "--"]
 
 
 def test_no_codex_binary_means_no_sandbox_prefix(tmp_path: Path) -> None:

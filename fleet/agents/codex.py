@@ -274,9 +274,11 @@ def sandbox_argv(spec: AgentSpec) -> list[str]:
     """`codex sandbox [OPTIONS] --`: the prefix that runs a command under this agent's own Codex
     sandbox (Codex 0.169; `codex sandbox` takes no mode flag, so the mode goes in as the last `-c`,
     which wins over the home's config and the agent's own `-c` values). The agent's `-c`,
-    `--enable`/`--disable` and `--profile` arguments are passed on, so network access and writable
-    roots are the agent's. The process must run in the agent's cwd (its writable root) with
-    `CODEX_HOME` set to the agent's home. Raises `CodexMissing` when there is no Codex binary."""
+    `--enable`/`--disable` and `--profile` arguments are passed on, each as one `--name=value`
+    token (a value can never end the options early), so network access and writable roots are the
+    agent's. The process must run in the agent's cwd (its writable root) with `CODEX_HOME` set to
+    the agent's home. Raises `CodexMissing` when there is no Codex binary."""
+    long = {"-c": "--config", "-p": "--profile"}
     argv = [str(resolve_binary(spec.codex)), "sandbox"]
     args = list(spec.args)
     i = 0
@@ -284,12 +286,12 @@ def sandbox_argv(spec: AgentSpec) -> list[str]:
         arg = args[i]
         name, eq, _ = arg.partition("=")
         if arg in _SANDBOX_OPTIONS and i + 1 < len(args):
-            argv += [arg, args[i + 1]]
+            argv.append(f"{long.get(arg, arg)}={args[i + 1]}")
             i += 2
             continue
         if eq and name.startswith("--") and name in _SANDBOX_OPTIONS:
             argv.append(arg)
-        elif arg.startswith("-c") and len(arg) > 2 and not arg.startswith("--"):
-            argv += ["-c", arg[2:]]
+        elif arg.startswith(("-c", "-p")) and len(arg) > 2 and not arg.startswith("--"):
+            argv.append(f"{long[arg[:2]]}={arg[2:]}")
         i += 1
-    return [*argv, "-c", f"sandbox_mode={json.dumps(effective_sandbox(spec))}", "--"]
+    return [*argv, f"--config=sandbox_mode={json.dumps(effective_sandbox(spec))}", "--"]
