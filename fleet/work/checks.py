@@ -12,6 +12,13 @@ So fleet runs it the way Codex runs the agent's own shell commands, never as its
 - If the sandbox cannot be set up (no Codex binary, Codex refusing to start it), the check did not
   run (`CheckResult.ran` is false) and it fails: there is no unsandboxed fallback.
 
+Measured on Codex 0.169: `codex sandbox` hands the command its own environment (the default policy
+inherits everything and excludes nothing), adding `CODEX_SANDBOX_NETWORK_DISABLED=1` when the network
+is off and its helper dir in front of `PATH`; the home's `shell_environment_policy` applies, a
+`.codex/config.toml` in the cwd does not. It runs bubblewrap (new user, pid and network namespaces,
+`--die-with-parent`) plus seccomp, so killing its process group ends everything inside. Its `-C`
+needs a permission profile, so the command's cwd is the process's.
+
 Whether the command really started inside the sandbox is known exactly: the first thing the shell
 inside does is write one byte to a pipe only fleet reads (its stdin), then replace it with /dev/null
 before the check runs.
