@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import tempfile
@@ -189,10 +190,14 @@ def test_checks_run_in_the_cwd_with_no_stdin(sandbox_of: SandboxOf) -> None:
 
 
 def test_a_check_sees_none_of_fleets_secrets(sandbox_of: SandboxOf) -> None:
+    """Not in its environment, nor in any process's environment it can read."""
     sandbox, cwd = sandbox_of()
-    [check] = run_checks(["env; echo END"], cwd, 60, sandbox)
+    patterns = " ".join(f"-e {shlex.quote(v)}" for v in FLEET_SECRETS.values())
+    in_proc = f"echo PROC=$(cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c -F {patterns})"
+    [check] = run_checks([f"{in_proc}; env; echo END"], cwd, 60, sandbox)
     assert check.passed
     assert check.output_tail.endswith("END\n")
+    assert "PROC=0\n" in check.output_tail  # nor through /proc: fleet's processes are not in its namespace
     seen = dict(line.split("=", 1) for line in check.output_tail.splitlines() if "=" in line)
     assert not set(seen) & set(FLEET_SECRETS)
     assert not any(v in check.output_tail for v in FLEET_SECRETS.values())
