@@ -25,7 +25,7 @@ from fleet.agents.codex import effective_sandbox, sandbox_argv
 from fleet.config import AgentSpec
 from fleet.errors import CodexMissing
 from fleet.work import checks
-from fleet.work.checks import CHECK_ENV_NAMES, Sandbox, check_env, denied, run_checks
+from fleet.work.checks import CHECK_ENV_NAMES, Sandbox, check_env, denied, run_checks, stricter
 
 #: What fleet's own environment holds that no check may see (values are unique, to grep for).
 FLEET_SECRETS = {
@@ -92,6 +92,25 @@ def test_check_env_only_ever_passes_allowed_names_with_their_own_values(fleet_en
 def test_any_name_holding_a_credential_word_is_denied(prefix: str, word: str, suffix: str) -> None:
     assert denied(prefix + word + suffix)
     assert check_env({}, {prefix + word + suffix: "v"}) == {}
+
+
+MODES = ("read-only", "workspace-write", "danger-full-access")
+
+
+@pytest.mark.parametrize(("now", "sent", "runs"), [
+    ("workspace-write", "read-only", "read-only"), ("read-only", "danger-full-access", "read-only"),
+    ("danger-full-access", "workspace-write", "workspace-write"), ("workspace-write", "unknown", "workspace-write")])
+def test_checks_run_in_the_stricter_of_the_modes_now_and_at_send(now: str, sent: str, runs: str) -> None:
+    assert stricter(now, sent) == runs
+
+
+@given(st.sampled_from(MODES), st.one_of(st.sampled_from(MODES), st.text(max_size=5)))
+def test_the_stricter_mode_is_never_looser_than_the_current_one(now: str, sent: str) -> None:
+    chosen = stricter(now, sent)
+    assert chosen in (now, sent)
+    assert MODES.index(chosen) <= MODES.index(now)
+    if sent in MODES:
+        assert MODES.index(chosen) <= MODES.index(sent)
 
 
 # -- the sandbox prefix -------------------------------------------------------------------------------

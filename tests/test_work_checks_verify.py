@@ -125,6 +125,15 @@ def test_a_full_access_verdict_says_what_it_is_worth(fleet: Fleet, user_home: Pa
     assert "worth no more than the agent's own word" in shown
 
 
+def test_a_check_runs_no_looser_than_the_sandbox_the_work_was_sent_under(fleet: Fleet, user_home: Path) -> None:
+    aid = reported(fleet, ["echo x > probe.txt"], sandbox="read-only")  # the agent is workspace-write now
+    verification = verdict_of(fleet, aid, {"HOME": str(user_home)})
+    [check] = verification["checks"]
+    assert (check["ran"], check["passed"], check["sandbox"]) == (True, False, "read-only")
+    assert "Read-only file system" in check["output_tail"]
+    assert not (fleet.root / "work" / "agent-1" / "probe.txt").exists()
+
+
 def test_a_verdict_on_an_older_baseline_says_its_sandbox_is_unknown(fleet: Fleet, user_home: Path) -> None:
     aid = reported(fleet, [], sandbox=None)
     assert verdict_of(fleet, aid, {"HOME": str(user_home)})["sandbox"] == "unknown"

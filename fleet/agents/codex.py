@@ -270,14 +270,15 @@ def effective_sandbox(spec: AgentSpec) -> str:
     return "danger-full-access" if any(a in _BYPASS_FLAGS for a in spec.args) else spec.sandbox
 
 
-def sandbox_argv(spec: AgentSpec) -> list[str]:
+def sandbox_argv(spec: AgentSpec, mode: str | None = None) -> list[str]:
     """`codex sandbox [OPTIONS] --`: the prefix that runs a command under this agent's own Codex
     sandbox (Codex 0.169; `codex sandbox` takes no mode flag, so the mode goes in as the last `-c`,
     which wins over the home's config and the agent's own `-c` values). The agent's `-c`,
     `--enable`/`--disable` and `--profile` arguments are passed on, each as one `--name=value`
     token (a value can never end the options early), so network access and writable roots are the
     agent's. The process must run in the agent's cwd (its writable root) with `CODEX_HOME` set to
-    the agent's home. Raises `CodexMissing` when there is no Codex binary."""
+    the agent's home. `mode` replaces the agent's effective mode (a stricter one, say). Raises
+    `CodexMissing` when there is no Codex binary."""
     long = {"-c": "--config", "-p": "--profile"}
     argv = [str(resolve_binary(spec.codex)), "sandbox"]
     args = list(spec.args)
@@ -294,4 +295,4 @@ def sandbox_argv(spec: AgentSpec) -> list[str]:
         elif arg.startswith(("-c", "-p")) and len(arg) > 2 and not arg.startswith("--"):
             argv.append(f"{long[arg[:2]]}={arg[2:]}")
         i += 1
-    return [*argv, f"--config=sandbox_mode={json.dumps(effective_sandbox(spec))}", "--"]
+    return [*argv, f"--config=sandbox_mode={json.dumps(mode or effective_sandbox(spec))}", "--"]

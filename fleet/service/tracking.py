@@ -304,7 +304,7 @@ def verify(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
         cwd = str(baseline["cwd"])
         after = snapshot(cwd, since=before)
         changed = changed_files(before, after)
-        checks = _run_sandboxed(a.checks, cwd, spec)
+        checks = _run_sandboxed(a.checks, cwd, spec, mode)
         result = verdict(report, changed, tuple(baseline["write_paths"]), baseline["role"], checks,
                          (*before.notes, *after.notes), cwd=cwd).to_dict()
     except (SnapshotError, ValueError, KeyError, TypeError, OSError) as exc:
@@ -318,17 +318,19 @@ def verify(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
     return result
 
 
-def _run_sandboxed(cmds: Sequence[str], cwd: str, spec: AgentSpec) -> list[CheckResult]:
+def _run_sandboxed(cmds: Sequence[str], cwd: str, spec: AgentSpec, sent_under: str) -> list[CheckResult]:
     """Run the checks in the agent's own Codex sandbox (`fleet.work.checks`) with the environment
-    `check_env` builds; when no sandbox can be had, none runs and each fails saying why."""
+    `check_env` builds: the agent's settings now, in the stricter of its mode now and `sent_under`
+    (its mode at send) when the config changed in between. When no sandbox can be had, none runs
+    and each fails saying why."""
     from fleet.agents.codex import effective_sandbox, sandbox_argv
-    from fleet.work.checks import Sandbox, check_env, not_run, run_checks
+    from fleet.work.checks import Sandbox, check_env, not_run, run_checks, stricter
 
     if not cmds:
         return []
-    mode = effective_sandbox(spec)
+    mode = stricter(effective_sandbox(spec), sent_under)
     try:
-        argv = sandbox_argv(spec)
+        argv = sandbox_argv(spec, mode)
     except FleetError as exc:
         return not_run(cmds, f"the agent's sandbox needs Codex: {exc.message}", mode)
     env = {**check_env(os.environ, spec.env), "CODEX_HOME": str(spec.home)}

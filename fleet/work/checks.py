@@ -63,6 +63,14 @@ FULL_ACCESS_NOTE: Final = ("the agent ran in danger-full-access: it could write 
 _STARTER: Final = "printf 1 >&0 && exec </dev/null && exec /bin/sh -c \"$1\""
 
 
+def stricter(mode: str, other: str) -> str:
+    """The stricter of two sandbox modes; an unknown `other` (not recorded) leaves `mode`. Pure."""
+    order = ("read-only", "workspace-write", "danger-full-access")
+    if other not in order:
+        return mode
+    return other if mode not in order or order.index(other) < order.index(mode) else mode
+
+
 def denied(name: str) -> bool:
     """True for a variable name a check never gets (see `DENIED_PREFIXES`, `_DENIED_WORDS`). Pure."""
     upper = name.upper()
