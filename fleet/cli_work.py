@@ -113,6 +113,10 @@ def _render_show(r: dict[str, Any]) -> None:
     if r["verification"]:
         v = r["verification"]
         print(f"  verification: {v['verdict']}; changed {', '.join(v['changed']) or 'nothing'}")
+        if "sandbox" in v:  # what the work ran under; a full-access verdict's note says what it is worth
+            print(f"    sandbox: {v['sandbox']}")
+        for note in v.get("notes", []):
+            print(f"    note: {note}")
         for reason in v["reasons"]:
             print(f"    - {reason['message']}")
         for check in v["checks"]:

@@ -46,7 +46,7 @@ def test_a_lead_gets_fleets_mcp_server_with_its_holder_approved_and_pointed_at_t
     assert key == "mcp_servers.fleet"
     assert table == {
         "command": sys.executable,
-        "args": ["-m", "fleet", "--config", str(cfg.path), "mcp"],
+        "args": ["-P", "-m", "fleet", "--config", str(cfg.path), "mcp"],
         "env": {"FLEET_HOLDER": "agent:boss", "FLEET_HOME": str(cfg.state_dir), "TMUX_TMPDIR": "/tmp/x"},
         "default_tools_approval_mode": "approve",
     }

@@ -92,7 +92,7 @@ def test_install_repairs_a_stale_copy_a_disabled_plugin_and_a_marketplace_added_
     assert fixed["changes"] == ["rendered", "marketplace_removed", "marketplace_added", "plugin_updated"]
     assert marketplaces(codex, home)["fleet"] == fixed["marketplace_dir"]
     cache = home / "plugins" / "cache" / "fleet" / "fleet" / __version__
-    assert json.loads((cache / MCP_JSON).read_text())["mcpServers"]["fleet"]["args"] == ["-m", "fleet", "mcp"]
+    assert json.loads((cache / MCP_JSON).read_text())["mcpServers"]["fleet"]["args"] == ["-P", "-m", "fleet", "mcp"]
 
     (cache / "skills" / "fleet-lead" / "SKILL.md").write_text("edited by hand\n")
     assert install(home, codex=codex_bin)["changes"] == ["plugin_updated"]

@@ -79,7 +79,7 @@ def test_the_wheel_carries_the_plugin_and_installs_it_from_site_packages(tmp_pat
     assert out["file"] == str(site / "fleet" / "__init__.py")
     assert (out["origin"], out["plugin_dir"]) == ("wheel", str(site / "fleet" / "install" / "plugin"))
     assert out["changes"] == ["rendered", "marketplace_added", "plugin_installed"]
-    assert out["mcp_command"] == [str(venv / "bin" / "python"), "-m", "fleet", "mcp"]
+    assert out["mcp_command"] == [str(venv / "bin" / "python"), "-P", "-m", "fleet", "mcp"]
     cache = home / "plugins" / "cache" / "fleet" / "fleet" / __version__
     server = json.loads((cache / ".mcp.json").read_text())["mcpServers"]["fleet"]
     assert server["command"] == str(venv / "bin" / "python")

@@ -199,13 +199,13 @@ def test_fleet_command_uses_the_script_beside_this_interpreter_or_falls_back_to_
     python = bindir / "python"
     python.symlink_to(sys.executable)
     monkeypatch.setattr(sys, "executable", str(python))
-    assert fleet_command() == (str(python), "-m", "fleet")  # no script
+    assert fleet_command() == (str(python), "-P", "-m", "fleet")  # no script
     script = bindir / "fleet"
     script.write_text(f"#!{bindir / 'python3'}\nimport fleet\n")
     script.chmod(0o755)
     assert fleet_command() == (str(script),)
     script.write_text("#!/usr/bin/python3\n")  # somebody else's fleet
-    assert fleet_command() == (str(python), "-m", "fleet")
+    assert fleet_command() == (str(python), "-P", "-m", "fleet")
 
 
 # -- install / uninstall / status ---------------------------------------------------------------------

@@ -8,13 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.work import verify
 from fleet.work.report import Report
-from fleet.work.verify import CheckResult, Snapshot, changed_files, run_checks, snapshot, verdict
+from fleet.work.verify import CheckResult, Snapshot, changed_files, snapshot, verdict
 
 
 def git(repo: Path, *args: str) -> str:
@@ -162,58 +161,6 @@ def test_a_walk_that_hits_its_cap_says_so(tmp_path: Path, monkeypatch: pytest.Mo
 def test_a_missing_cwd_is_a_snapshot_error(tmp_path: Path) -> None:
     with pytest.raises(verify.SnapshotError, match="not a directory"):
         snapshot(tmp_path / "nope")
-
-
-# -- checks ----------------------------------------------------------------------------------------
-
-def test_checks_record_exit_status_and_the_tail_of_their_output(tmp_path: Path) -> None:
-    ok, bad = run_checks(["echo hello; echo err >&2", "seq 1 20000; exit 3"], tmp_path, timeout=60)
-    assert ok.passed
-    assert ok.exit_status == 0
-    assert ok.output_tail == "hello\nerr\n"
-    assert not bad.passed
-    assert bad.exit_status == 3
-    assert bad.output_tail.endswith("19999\n20000\n")
-    assert len(bad.output_tail) == verify.OUTPUT_TAIL_CHARS
-
-
-def test_checks_run_in_the_cwd_with_no_stdin(tmp_path: Path) -> None:
-    [check] = run_checks(["pwd; cat; echo done"], tmp_path, timeout=60)
-    assert check.output_tail == f"{tmp_path}\ndone\n"
-
-
-def test_a_timed_out_check_is_killed_with_its_whole_process_group(tmp_path: Path) -> None:
-    pidfile = tmp_path / "child.pid"
-    [check] = run_checks([f"sleep 300 & echo $! > {pidfile}; wait"], tmp_path, timeout=1)
-    assert check.timed_out
-    assert check.exit_status is None
-    assert not check.passed
-    child = int(pidfile.read_text())
-    wait_until(lambda: not _alive(child), timeout=10)
-
-
-def test_a_check_that_leaves_a_background_process_does_not_leave_it_running(tmp_path: Path) -> None:
-    pidfile = tmp_path / "bg.pid"
-    [check] = run_checks([f"sleep 300 & echo $! > {pidfile}"], tmp_path, timeout=60)
-    assert check.passed
-    wait_until(lambda: not _alive(int(pidfile.read_text())), timeout=10)
-
-
-def test_a_check_that_cannot_start_fails_without_raising(tmp_path: Path) -> None:
-    [check] = run_checks(["true"], tmp_path / "missing", timeout=60)
-    assert check.exit_status == 127
-    assert "could not start the check" in check.output_tail
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 # -- verdict ---------------------------------------------------------------------------------------

@@ -255,3 +255,44 @@ def read_rollout(transcript: Path, max_bytes: int = ROLLOUT_TAIL) -> RolloutFact
         _rollout_memo.clear()
     _rollout_memo[key] = (sig, found)
     return found
+
+
+#: Flags that turn Codex's sandbox off whatever `-s` says.
+_BYPASS_FLAGS: Final = frozenset({"--dangerously-bypass-approvals-and-sandbox", "--yolo"})
+#: Options of the agent's `args` that `codex sandbox` takes too, and that shape its sandbox or its
+#: shell environment (network access, writable roots, `shell_environment_policy`, profiles).
+_SANDBOX_OPTIONS: Final = frozenset({"-c", "--config", "--enable", "--disable", "-p", "--profile"})
+
+
+def effective_sandbox(spec: AgentSpec) -> str:
+    """The sandbox mode this agent's Codex really runs under: `danger-full-access` when its `args`
+    bypass the sandbox, else its configured `sandbox`."""
+    return "danger-full-access" if any(a in _BYPASS_FLAGS for a in spec.args) else spec.sandbox
+
+
+def sandbox_argv(spec: AgentSpec, mode: str | None = None) -> list[str]:
+    """`codex sandbox [OPTIONS] --`: the prefix that runs a command under this agent's own Codex
+    sandbox (Codex 0.169; `codex sandbox` takes no mode flag, so the mode goes in as the last `-c`,
+    which wins over the home's config and the agent's own `-c` values). The agent's `-c`,
+    `--enable`/`--disable` and `--profile` arguments are passed on, each as one `--name=value`
+    token (a value can never end the options early), so network access and writable roots are the
+    agent's. The process must run in the agent's cwd (its writable root) with `CODEX_HOME` set to
+    the agent's home. `mode` replaces the agent's effective mode (a stricter one, say). Raises
+    `CodexMissing` when there is no Codex binary."""
+    long = {"-c": "--config", "-p": "--profile"}
+    argv = [str(resolve_binary(spec.codex)), "sandbox"]
+    args = list(spec.args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, _ = arg.partition("=")
+        if arg in _SANDBOX_OPTIONS and i + 1 < len(args):
+            argv.append(f"{long.get(arg, arg)}={args[i + 1]}")
+            i += 2
+            continue
+        if eq and name.startswith("--") and name in _SANDBOX_OPTIONS:
+            argv.append(arg)
+        elif arg.startswith(("-c", "-p")) and len(arg) > 2 and not arg.startswith("--"):
+            argv.append(f"{long[arg[:2]]}={arg[2:]}")
+        i += 1
+    return [*argv, f"--config=sandbox_mode={json.dumps(mode or effective_sandbox(spec))}", "--"]

@@ -3,7 +3,7 @@
 A lead plans and hands out work; it writes nothing itself (read-only sandbox by default, and routing
 never gives it an assignment). At launch it gets, as `-c` overrides (Codex 0.169):
 
-- `mcp_servers.fleet`: this Python running `-m fleet --config <abs config> mcp`, with
+- `mcp_servers.fleet`: this Python running `-P -m fleet --config <abs config> mcp`, with
   `default_tools_approval_mode = "approve"`, because a lead that must ask a person before each
   `assignment_create` is not a lead (and under approval policy `never` an unapproved MCP call is
   refused outright). Codex passes a server only a handful of variables (HOME, PATH, ...), so the ones
@@ -54,7 +54,7 @@ def server_table(spec: AgentSpec, config_path: Path, state_dir: Path,
     env.update({k: env_src[k] for k in FORWARDED_ENV if env_src.get(k)})
     return {
         "command": sys.executable,
-        "args": ["-m", "fleet", "--config", str(config_path.absolute()), "mcp"],
+        "args": ["-P", "-m", "fleet", "--config", str(config_path.absolute()), "mcp"],  # -P: not from the cwd
         "env": env,
         "default_tools_approval_mode": APPROVAL_MODE,
     }

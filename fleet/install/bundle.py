@@ -7,7 +7,7 @@ so a checkout, an editable install and a wheel all read them at the same place.
 
 Codex installs a plugin by copying its folder, and that copy drops symlinks (measured on 0.169), so
 the installable folder is rendered as real files: `render(template, server_argv)` (pure) puts the
-skills next to the manifest and points `.mcp.json` at this very fleet (`python -m fleet mcp` with an
+skills next to the manifest and points `.mcp.json` at this very fleet (`python -P -m fleet mcp` with an
 absolute interpreter path, which works whether or not `fleet` is on the PATH Codex passes on), and
 `write_marketplace` writes that tree under fleet's data dir. The folder is its own marketplace root
 (`.agents/plugins/marketplace.json` names the plugin at `./`).
@@ -102,8 +102,10 @@ def read_template(source: PluginSource) -> dict[str, bytes]:
 
 
 def server_argv() -> list[str]:
-    """How Codex should start this fleet's MCP server: this interpreter, by absolute path."""
-    return [sys.executable, "-m", "fleet", "mcp"]
+    """How Codex should start this fleet's MCP server: this interpreter, by absolute path. `-P`:
+    Codex starts it in the session's directory, which an agent may write, and `-m` alone would
+    import a planted `fleet/` or `json.py` from there."""
+    return [sys.executable, "-P", "-m", "fleet", "mcp"]
 
 
 def render(template: Mapping[str, bytes], argv: Sequence[str]) -> dict[str, bytes]:

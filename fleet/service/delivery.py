@@ -250,6 +250,7 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
     Raises `SendAborted` when nothing was typed (the caller decides: queue again or fail), and
     `NotDelivered` after the assignment was marked failed (keys went in, no receipt came).
     """
+    from fleet.agents.codex import effective_sandbox
     from fleet.work.hookpolicy import HookContext, clear_context, write_context
     from fleet.work.prompt import PromptSpec, render_prompt
     from fleet.work.verify import SnapshotError, snapshot
@@ -274,7 +275,8 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
                                        hint="Fix the working directory (or its git repository) and assign again.")
                           ) from exc
     baseline = {"version": 1, "agent": spec.name, "role": spec.role, "cwd": str(spec.cwd),
-                "write_paths": list(scope.write), "read_paths": list(scope.read), "snapshot": snap.to_json()}
+                "write_paths": list(scope.write), "read_paths": list(scope.read), "snapshot": snap.to_json(),
+                "sandbox": effective_sandbox(spec)}  # the verification records what the work ran under
     svc.ledger.annotate(a.id, "baseline", actor=actor, baseline=baseline,
                         details={"agent": spec.name, "kind": snap.kind, "files": len(snap.files),
                                  "write_paths": list(scope.write), "notes": list(snap.notes)})

@@ -16,7 +16,7 @@ time).
 Verification (snapshot + checks): the process that moves an assignment to `reported` claims the
 verification (a `verifying` ledger event, written once per attempt across processes) and runs it.
 An assignment with `--check` commands is verified by a detached verifier process
-(`python -m fleet.service.verifier`, its output appended to `<state_dir>/verify.log`), so that a
+(`python -P -m fleet.service.verifier`, in `/`, its output appended to `<state_dir>/verify.log`), so that a
 CLI read, an MCP call or a `wait` never blocks on someone's test suite; the watchdog's tick, itself
 a background job, runs checks in its own process (`Service.background_checks` off), where a
 systemd oneshot unit would kill a detached child when it ends. If a verifier dies, the next
@@ -30,8 +30,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
-from typing import Any, Final
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 from fleet.config import AgentSpec
 from fleet.errors import FleetError, StateConflict
@@ -41,6 +41,9 @@ from fleet.work.report import validate_report
 
 from .core import Service
 from .delivery import DEADLINE_GRACE, assignment_holder, end_context, fail
+
+if TYPE_CHECKING:
+    from fleet.work.checks import CheckResult
 
 logger = logging.getLogger("fleet.work")
 
@@ -257,12 +260,13 @@ VERIFY_LOG: Final = "verify.log"
 
 
 def _spawn_verifier(svc: Service, assignment: str) -> int:
-    """Start `python -m fleet.service.verifier CONFIG ID` in its own session; return its pid."""
+    """Start `python -P -m fleet.service.verifier CONFIG ID` in its own session, in `/`; return its pid."""
     _verifiers[:] = [p for p in _verifiers if p.poll() is None]
     log = os.open(svc.config.state_dir / VERIFY_LOG,
                   os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "fleet.service.verifier", str(svc.config.path), assignment],
+    try:  # -P and a fixed cwd: nothing is imported from the directory fleet happens to run in
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "fleet.service.verifier",
+                                 str(svc.config.path.absolute()), assignment], cwd="/",
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                 close_fds=True)
     finally:
@@ -286,34 +290,66 @@ def verify(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
     """The verification of a reported assignment: what changed in the cwd since the baseline, the
     checks' results, the verdict and its reasons. Never raises for the work's content: a baseline
     or snapshot that cannot be read rejects, saying why."""
-    from fleet.work.verify import Snapshot, SnapshotError, changed_files, run_checks, snapshot, verdict
+    from fleet.work.verify import Snapshot, SnapshotError, changed_files, snapshot, verdict
 
     report, _ = validate_report(a.report)
+    mode = "unknown"
     denied = [e.details for e in svc.ledger.events_for(a.id) if e.kind == "scope_denied"]
     try:
         baseline = svc.ledger.baseline(a.id)
         if not baseline:
             raise ValueError("no baseline was recorded at send time")
+        mode = str(baseline.get("sandbox") or "unknown")
         before = Snapshot.from_json(baseline["snapshot"])
         cwd = str(baseline["cwd"])
         after = snapshot(cwd, since=before)
         changed = changed_files(before, after)
-        checks = run_checks(a.checks, cwd, CHECK_TIMEOUT, env=_check_env())
+        checks = _run_sandboxed(a.checks, cwd, spec, mode)
         result = verdict(report, changed, tuple(baseline["write_paths"]), baseline["role"], checks,
                          (*before.notes, *after.notes), cwd=cwd).to_dict()
     except (SnapshotError, ValueError, KeyError, TypeError, OSError) as exc:
         result = {"verdict": "rejected", "changed": [], "checks": [], "notes": [],
                   "reasons": [{"code": "unverifiable", "message": f"fleet could not verify the work: {exc}",
                                "paths": []}]}
+    _record_sandbox(result, mode)
     if denied:
         paths = sorted({p for d in denied for p in (d.get("paths") or [])})
         result["denied"] = {"count": len(denied), "paths": paths[:50]}
     return result
 
 
-def _check_env() -> dict[str, str]:
-    """Checks run with fleet's environment minus its own control variables."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+def _run_sandboxed(cmds: Sequence[str], cwd: str, spec: AgentSpec, sent_under: str) -> list[CheckResult]:
+    """Run the checks in the agent's own Codex sandbox (`fleet.work.checks`) with the environment
+    `check_env` builds: the agent's settings now, in the stricter of its mode now and `sent_under`
+    (its mode at send) when the config changed in between. When no sandbox can be had, none runs
+    and each fails saying why."""
+    from fleet.agents.codex import effective_sandbox, sandbox_argv
+    from fleet.work.checks import Sandbox, check_env, not_run, run_checks, stricter
+
+    if not cmds:
+        return []
+    mode = stricter(effective_sandbox(spec), sent_under)
+    try:
+        argv = sandbox_argv(spec, mode)
+    except FleetError as exc:
+        return not_run(cmds, f"the agent's sandbox needs Codex: {exc.message}", mode)
+    env = {**check_env(os.environ, spec.env), "CODEX_HOME": str(spec.home)}
+    return run_checks(cmds, cwd, CHECK_TIMEOUT, Sandbox(argv=tuple(argv), env=env, mode=mode))
+
+
+def _record_sandbox(result: dict[str, Any], mode: str) -> None:
+    """Put the sandbox the work was done under in the verification; say what a verdict on
+    full-access work is worth, and name checks that never ran in a sandbox."""
+    from fleet.work.checks import FULL_ACCESS_NOTE
+
+    result["sandbox"] = mode
+    if mode == "danger-full-access":
+        result["notes"] = [*result.get("notes", []), FULL_ACCESS_NOTE]
+    for check in result.get("checks", []):
+        if not check.get("ran", True):
+            result["reasons"].append({"code": "sandbox_failed", "paths": [], "message":
+                                      f"the check `{check['cmd']}` could not run in the agent's sandbox, and fleet "
+                                      "never runs a check outside it"})
 
 
 # -- waiting ------------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def fleet_command() -> tuple[str, ...]:
     """The absolute command that runs this fleet installation, whatever `sys.argv[0]` was.
 
     The `fleet` script next to the interpreter when its shebang runs a Python from that same
-    directory (a venv, or a prefix install), else `<python> -m fleet`. Paths are kept as given, not
+    directory (a venv, or a prefix install), else `<python> -P -m fleet`. Paths are kept as given, not
     resolved: a venv's `python` is a symlink, and only the link finds the venv's packages.
     """
     python = Path(sys.executable or "")
@@ -98,7 +98,7 @@ def fleet_command() -> tuple[str, ...]:
     if (interpreter is not None and interpreter.parent == python.parent and interpreter.name.startswith("python")
             and os.access(script, os.X_OK)):
         return (str(script),)
-    return (str(python), "-m", "fleet")
+    return (str(python), "-P", "-m", "fleet")  # -P: nothing imported from the unit's working directory
 
 
 def passthrough_env(environ: Mapping[str, str]) -> dict[str, str]:

@@ -21,19 +21,17 @@ What a snapshot sees:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import posixpath
-import signal
 import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from .checks import CheckResult
 from .report import Report
 from .scope import Role, allows, relative_to
 
@@ -48,10 +46,6 @@ MAX_STATUS_ENTRIES: Final = 50_000
 MAX_HASH_BYTES: Final = 256 * 1024 * 1024
 #: A single file larger than this is compared by size and mtime_ns, not hashed.
 MAX_HASH_FILE: Final = 16 * 1024 * 1024
-#: Output kept per check: the end, where the summary line of a test run is.
-OUTPUT_TAIL_CHARS: Final = 4000
-#: After SIGTERM, how long a timed-out check's process group gets before SIGKILL.
-KILL_GRACE: Final = 2.0
 #: git must answer quickly; a hung git (a lock, a network filesystem) fails the snapshot instead.
 GIT_TIMEOUT: Final = 60.0
 #: Paths named per reason; the rest are counted.
@@ -93,26 +87,6 @@ class Snapshot:
         return cls(cwd=str(obj["cwd"]), kind=obj["kind"], taken_at=float(obj["taken_at"]),
                    files=dict(obj["files"]), head=obj.get("head"), dirty=frozenset(obj.get("dirty", ())),
                    committed=frozenset(obj.get("committed", ())), notes=tuple(obj.get("notes", ())))
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One check command's outcome. `exit_status` is None when it was killed for the timeout;
-    a negative value is the signal that ended it."""
-
-    cmd: str
-    exit_status: int | None
-    timed_out: bool
-    duration: float
-    output_tail: str
-
-    @property
-    def passed(self) -> bool:
-        return self.exit_status == 0 and not self.timed_out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"cmd": self.cmd, "exit_status": self.exit_status, "timed_out": self.timed_out,
-                "duration": round(self.duration, 3), "passed": self.passed, "output_tail": self.output_tail}
 
 
 @dataclass(frozen=True)
@@ -302,53 +276,6 @@ def _git(root: str, *args: str, check: bool = True) -> str | None:
             raise SnapshotError(f"git {' '.join(args[:2])} failed in {root}: {err}")
         return None
     return proc.stdout.decode("utf-8", errors="surrogateescape")
-
-
-# -- checks ----------------------------------------------------------------------------------------
-
-def run_checks(cmds: Sequence[str], cwd: str | os.PathLike[str], timeout: float,
-               env: Mapping[str, str] | None = None) -> list[CheckResult]:
-    """Run each command with `/bin/sh -c` in `cwd`, one after another, stdin from /dev/null,
-    stdout and stderr together into a temp file (no pipe to fill), in its own process group.
-    Past `timeout` seconds the group gets SIGTERM, then SIGKILL after `KILL_GRACE`; whatever the
-    outcome, the group is killed at the end so a check leaves no process behind."""
-    return [run_check(cmd, cwd, timeout, env) for cmd in cmds]
-
-
-def run_check(cmd: str, cwd: str | os.PathLike[str], timeout: float,
-              env: Mapping[str, str] | None = None) -> CheckResult:
-    with tempfile.TemporaryFile() as out:
-        started = time.monotonic()
-        try:
-            proc = subprocess.Popen(["/bin/sh", "-c", cmd], cwd=os.fspath(cwd), stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    env=dict(env) if env is not None else None)
-        except OSError as exc:  # no such cwd, no /bin/sh: the check fails, verification goes on
-            return CheckResult(cmd=cmd, exit_status=127, timed_out=False, duration=0.0,
-                               output_tail=f"fleet could not start the check: {exc.strerror or exc}")
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=KILL_GRACE)
-            except subprocess.TimeoutExpired:
-                _killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        duration = time.monotonic() - started
-        _killpg(proc.pid, signal.SIGKILL)  # stragglers the command left in its group
-        size = out.seek(0, os.SEEK_END)
-        out.seek(max(0, size - OUTPUT_TAIL_CHARS * 4))
-        tail = out.read().decode("utf-8", errors="replace")[-OUTPUT_TAIL_CHARS:]
-    return CheckResult(cmd=cmd, exit_status=None if timed_out else proc.returncode, timed_out=timed_out,
-                       duration=duration, output_tail=tail)
-
-
-def _killpg(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 # -- the verdict -----------------------------------------------------------------------------------
