@@ -18,10 +18,11 @@ def escalated(command: str) -> Step:
                                        "justification": f"I need to run {command} for the task"}))
 
 
-def fleet_with(fleet_factory: Callable[..., Fleet], model: MockServer, **watchdog: Any) -> Fleet:
+def fleet_with(fleet_factory: Callable[..., Fleet], model: MockServer, agent_extra: str = 'sandbox = "read-only"',
+               **watchdog: Any) -> Fleet:
     keys = {"every": "1s", "approval_timeout": "30s", **watchdog}
     lines = "\n".join(f"{k} = {json.dumps(v) if not isinstance(v, dict) else v['toml']}" for k, v in keys.items())
-    f = fleet_factory(1, model=model, extra="[watchdog]\n" + lines, agent_extra='sandbox = "read-only"')
+    f = fleet_factory(1, model=model, extra="[watchdog]\n" + lines, agent_extra=agent_extra)
     f.json("up")
     return f
 
