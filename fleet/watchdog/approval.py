@@ -12,6 +12,12 @@ programs, and the agent can write `.git/config`), `sed`/`awk` (write and execute
 (`-o`, `--compress-program`), `uniq` (writes its second operand), `tee`, `xargs`, `env`, `tree`
 (`-o`), `file` (`-C` writes), `date` (`-s`), pagers (they wait for a terminal).
 
+The words judged are the shell's own (`fleet.watchdog.shellwords`: a grammar bash, dash and zsh split
+alike; anything else is not judged), taken from the whole command Codex sent. An exact `commands`
+line is trusted only for programs in `NO_WORKSPACE_CODE`; `make test` and the like run the agent's
+own files and need `commands_running_workspace_code`. And an allow needs the hook's check that the
+program found is not one the agent could have planted (`fleet.watchdog.programs`).
+
 What "read-only" does not mean: private. These commands can read anything the user can, as Codex's
 own read-only sandbox can.
 """
