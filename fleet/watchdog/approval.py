@@ -174,9 +174,11 @@ def judge(policy: ApprovalPolicy | None, tool: str, command: str, *,
         return Verdict(otherwise, f"`{shown}` is not listed in approve.commands, {tail}")
     if program_check is None:
         return Verdict("ask", f"{why}, but fleet could not check which `{argv[0]}` would run, so a person decides")
-    problem = program_check(argv[0])
-    if problem is not None:
-        return Verdict(otherwise, f"{why}, but {problem}; {tail}")
+    outer = split_command(command)
+    for program in dict.fromkeys([*(outer[:1] if isinstance(outer, tuple) else ()), argv[0]]):
+        problem = program_check(program)  # a `bash -c SCRIPT` wrapper: the shell's own lookup counts too
+        if problem is not None:
+            return Verdict(otherwise, f"{why}, but {problem}; {tail}")
     return Verdict("allow", why)
 
 
