@@ -58,6 +58,12 @@ def hook_ms(agent_dir: Path, command: str, runs: int) -> tuple[float, list[str]]
     return statistics.median(samples), outs
 
 
+def wall_ms(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True)
+    return (time.perf_counter() - start) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
@@ -79,9 +85,7 @@ def main() -> None:
         agent_dir = Path(tmp) / "state" / "agents" / "agent-1"
         agent_dir.mkdir(parents=True)
         hookapprove.sync(agent_dir, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"))
-        bare = statistics.median(
-            (lambda s: (subprocess.run([sys.executable, "-S", "-c", "pass"], check=True), time.perf_counter() - s)[1])(
-                time.perf_counter()) * 1000 for _ in range(args.runs))
+        bare = statistics.median(wall_ms([sys.executable, "-S", "-c", "pass"]) for _ in range(args.runs))
         for command in ("ls -la", "rm -rf build"):
             ms, outs = hook_ms(agent_dir, command, args.runs)
             decision = json.loads(outs[-1])["hookSpecificOutput"]["decision"]["behavior"] if outs[-1] else "none"
