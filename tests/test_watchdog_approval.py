@@ -43,14 +43,14 @@ def test_classification_matches_the_documented_list(command: str) -> None:
     [
         ("rm -rf build", "`rm` is not on the read-only list"),
         ("git status", "`git` is not on the read-only list"),
-        ("/tmp/ls -la", "a path or an assignment"),
-        ("LC_ALL=C ls", "a path or an assignment"),
+        ("/tmp/ls -la", "a path, not a plain program name"),
+        ("LC_ALL=C ls", "environment assignment"),
         ("ls; rm -rf ~", "shell syntax"),
         ("cat a > b", "shell syntax"),
         ("cat $(echo a)", "shell syntax"),
         ("ls | xargs rm", "shell syntax"),
         ("ls *.py", "shell syntax"),
-        ("echo 'unterminated", "not valid shell quoting"),
+        ("echo 'unterminated", "unterminated single quote"),
         ("find . -delete", "can change files"),
         ("find . -exec rm {} ;", "shell syntax"),
         ("find . -execdir touch x", "can change files"),
@@ -81,9 +81,13 @@ def test_without_a_policy_a_person_decides() -> None:
     assert "no [watchdog] approve policy" in verdict.reason
 
 
+def fine(program: str) -> None:
+    """A program check that finds nothing the agent could have planted (the hook's real one is tested below)."""
+
+
 def test_read_only_commands_are_allowed_and_the_rest_gets_otherwise() -> None:
-    assert judge(READ_ONLY_POLICY, "Bash", "ls -la").decision == "allow"
-    denied = judge(READ_ONLY_POLICY, "Bash", "rm -rf build")
+    assert judge(READ_ONLY_POLICY, "Bash", "ls -la", program_check=fine).decision == "allow"
+    denied = judge(READ_ONLY_POLICY, "Bash", "rm -rf build", program_check=fine)
     assert denied.decision == "deny"
     assert denied.reason == ("`rm -rf build` is not read-only: `rm` is not on the read-only list; "
                              "so the policy denies it")
@@ -99,13 +103,13 @@ def test_patches_are_never_allowed_by_policy() -> None:
 
 
 def test_listed_commands_match_whole_argv_never_a_prefix() -> None:
-    policy = ApprovalPolicy(commands=(("make", "test"),), otherwise="deny")
-    assert judge(policy, "Bash", "make  test").decision == "allow"
-    assert judge(policy, "Bash", "make test-all").decision == "deny"
-    assert judge(policy, "Bash", "make test install").decision == "deny"
-    assert judge(policy, "Bash", "make test; rm -rf ~").decision == "deny"
-    assert judge(policy, "Bash", "make 'test'").decision == "deny"  # quoting is refused, not interpreted
-    assert judge(policy, "Bash", "ls").decision == "deny"  # read-only is not allowed by this policy
+    policy = ApprovalPolicy(workspace_commands=(("make", "test"),), otherwise="deny")
+    assert judge(policy, "Bash", "make  test", program_check=fine).decision == "allow"
+    assert judge(policy, "Bash", "make 'test'", program_check=fine).decision == "allow"  # the same argv
+    assert judge(policy, "Bash", "make test-all", program_check=fine).decision == "deny"
+    assert judge(policy, "Bash", "make test install", program_check=fine).decision == "deny"
+    assert judge(policy, "Bash", "make test; rm -rf ~", program_check=fine).decision == "deny"
+    assert judge(policy, "Bash", "ls", program_check=fine).decision == "deny"  # read-only is not allowed here
 
 
 SAFE_WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.=/", min_size=1, max_size=12)
@@ -131,7 +135,7 @@ def test_allowed_commands_use_a_listed_program_and_none_of_its_refused_options(p
 @settings(deadline=None)  # no wall-clock limits in tests: the machine is shared
 @given(st.text(max_size=40))
 def test_any_text_gets_a_verdict_and_shell_syntax_is_never_allowed(command: str) -> None:
-    verdict = judge(READ_ONLY_POLICY, "Bash", command)
+    verdict = judge(READ_ONLY_POLICY, "Bash", command, program_check=fine)
     assert verdict.decision in ("allow", "deny")
     if verdict.decision == "allow":
         assert not set(command) & set(";&|<>`$\n")
@@ -139,12 +143,13 @@ def test_any_text_gets_a_verdict_and_shell_syntax_is_never_allowed(command: str)
         assert program in READ_ONLY or program in ("bash", "sh", "zsh", "dash")
 
 
+ARGVS = st.lists(st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=3).map(tuple), max_size=3).map(tuple)
 POLICIES = st.builds(
     ApprovalPolicy,
     allow=st.sampled_from([frozenset(), frozenset({"read-only"})]),
-    commands=st.lists(st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=3).map(tuple),
-                      max_size=3).map(tuple),
+    commands=ARGVS,
     otherwise=st.sampled_from(["ask", "deny"]),
+    workspace_commands=ARGVS,
 )
 JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=9), inner,
@@ -174,13 +179,13 @@ def test_the_hook_answers_by_policy_once_and_a_failing_policy_holds(tmp_path: ob
 
     events: list[dict[str, object]] = []
     payload = {"tool_name": "Bash", "tool_input": {"command": "ls"}, "turn_id": "t1"}
-    out = hold(str(tmp_path), payload, 5.0, events.append, policy=lambda rec: ("deny", "Denied: not today."))
+    out = hold(str(tmp_path), payload, 5.0, events.append, policy=lambda rec, whole: ("deny", "Denied: not today."))
     assert out is not None
     assert out["hookSpecificOutput"]["decision"] == {"behavior": "deny", "message": "Denied: not today."}
     assert [(e["event"], e.get("by")) for e in events] == [("approval_requested", None),
                                                             ("approval_answered", "watchdog:policy")]
 
-    def broken(rec: dict[str, object]) -> None:
+    def broken(rec: dict[str, object], whole: object) -> None:
         raise RuntimeError("unreadable")
 
     clock = iter(float(i) for i in range(100))

@@ -8,8 +8,21 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from conftest import Fleet, wait_until
 from mockmodel import MockServer, Step
+
+from fleet.agents.approvals import CUT_MARK
+
+#: The tests' HOME is under /tmp, which a workspace-write agent may write: a login shell would run the
+#: agent's profile files, so fleet's hook rightly refuses every allow there. Tests that need an allow
+#: give the fleet a HOME no agent can write (it need not exist: no profile file is read from it).
+SAFE_HOME = "/nonexistent-fleet-home"
+
+
+@pytest.fixture
+def safe_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", SAFE_HOME)
 
 
 def escalated(command: str) -> Step:
@@ -18,10 +31,11 @@ def escalated(command: str) -> Step:
                                        "justification": f"I need to run {command} for the task"}))
 
 
-def fleet_with(fleet_factory: Callable[..., Fleet], model: MockServer, **watchdog: Any) -> Fleet:
+def fleet_with(fleet_factory: Callable[..., Fleet], model: MockServer, agent_extra: str = 'sandbox = "read-only"',
+               **watchdog: Any) -> Fleet:
     keys = {"every": "1s", "approval_timeout": "30s", **watchdog}
     lines = "\n".join(f"{k} = {json.dumps(v) if not isinstance(v, dict) else v['toml']}" for k, v in keys.items())
-    f = fleet_factory(1, model=model, extra="[watchdog]\n" + lines, agent_extra='sandbox = "read-only"')
+    f = fleet_factory(1, model=model, extra="[watchdog]\n" + lines, agent_extra=agent_extra)
     f.json("up")
     return f
 
@@ -90,7 +104,7 @@ def audited(f: Fleet, event: str) -> list[dict[str, Any]]:
 
 
 def test_the_approve_policy_answers_in_the_hook_at_once(fleet_factory: Callable[..., Fleet],
-                                                        mock_model: MockServer) -> None:
+                                                        mock_model: MockServer, safe_home: None) -> None:
     f = fleet_with(fleet_factory, mock_model, approve={"toml": '{ allow = ["read-only"], otherwise = "deny" }'})
     mock_model.model.script(escalated("ls -la"), Step(text="listed"), escalated("touch x.txt"), Step(text="refused"))
     # No watchdog tick runs here: the hook itself decides, before any dialog is drawn.
@@ -109,20 +123,22 @@ def test_the_approve_policy_answers_in_the_hook_at_once(fleet_factory: Callable[
 
 
 def test_a_policy_added_later_reaches_the_hook_at_the_next_tick(fleet_factory: Callable[..., Fleet],
-                                                               mock_model: MockServer) -> None:
+                                                               mock_model: MockServer, safe_home: None) -> None:
     f = fleet_with(fleet_factory, mock_model)
     mock_model.model.script(escalated("ls -la"), Step(text="listed"), escalated("pwd"), Step(text="shown"))
     f.json("send", "agent-1", "list the files")
     waiting(f)  # no policy yet: held for a person
     f.path.write_text(f.path.read_text().replace("[watchdog]", '[watchdog]\napprove = { allow = ["read-only"] }'))
-    [acted] = f.json("watchdog", "tick")["actions"]  # the tick answers what is already held ...
-    assert (acted["action"], acted["outcome"]) == ("approve", "done")
+    # The tick cannot see which `ls` the agent's shell would run, so it leaves an allow to the hook
+    # (and to a person, for a request held before the hook had the policy) ...
+    assert f.json("watchdog", "tick")["actions"] == []
+    f.json("approve", "agent-1")
     wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
     receipt = f.json("send", "agent-1", "where am I")  # ... and gave the hook the policy for the next one
     wait_until(lambda: (s := f.status("agent-1"))["state"] == "idle"
                and s["last_turn"]["turn_id"] == receipt["turn_id"], timeout=30)
     answered = [e for e in f.journal("agent-1") if e["event"] == "approval_answered"]
-    assert [e["by"] for e in answered] == ["watchdog:policy", "watchdog:policy"]
+    assert [e["by"] == "watchdog:policy" for e in answered] == [False, True]
     assert [e["request"] for e in audited(f, "approval.policy")] == [answered[1]["request"]]
 
 
@@ -138,3 +154,81 @@ def test_the_policy_leaves_an_agent_a_person_holds_to_that_person(fleet_factory:
     assert (answer["decision"], answer["applied"]) == ("allow", True)
     wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
     assert audited(f, "approval.policy") == []
+
+
+# -- a hostile agent -----------------------------------------------------------------------------------
+
+def plant(path: Any, marker: Any) -> None:
+    """An executable the agent wrote, which leaves `marker` if it ever runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    path.chmod(0o755)
+
+
+def test_a_vertical_tab_never_passes_for_a_space(fleet_factory: Callable[..., Fleet], mock_model: MockServer,
+                                                 safe_home: None) -> None:
+    f = fleet_with(fleet_factory, mock_model, agent_extra='sandbox = "workspace-write"',
+                   approve={"toml": '{ allow = ["read-only"], otherwise = "deny" }'})
+    work = f.root / "work" / "agent-1"
+    marker = work / "PWNED"
+    plant(work / "cat\x0b." / "x.sh", marker)  # bash runs `cat<VT>./x.sh` as this path
+    (work / "x.sh").write_text("harmless\n")
+    mock_model.model.script(escalated("cat ./x.sh"), Step(text="read"), escalated("cat\x0b./x.sh"), Step(text="no"))
+    for text in ("read it", "read it again"):
+        receipt = f.json("send", "agent-1", text)
+        wait_until(lambda r=receipt: (s := f.status("agent-1"))["state"] == "idle"
+                   and s["last_turn"]["turn_id"] == r["turn_id"], timeout=30)
+    assert not marker.exists()
+    answered = [e for e in f.journal("agent-1") if e["event"] == "approval_answered"]
+    assert [e["decision"] for e in answered] == ["allow", "deny"]  # the naive form is allowed, the VT one not
+    assert "control character" in answered[1]["message"]
+
+
+def test_a_padded_command_is_held_whole_and_status_says_it_was_cut(
+        fleet_factory: Callable[..., Fleet], mock_model: MockServer, safe_home: None) -> None:
+    f = fleet_with(fleet_factory, mock_model, agent_extra='sandbox = "workspace-write"',
+                   approve={"toml": '{ allow = ["read-only"], otherwise = "ask" }'})
+    marker = f.root / "work" / "agent-1" / "PWNED"
+    padded = "ls" + " " * 4000 + f"; touch {marker}"
+    mock_model.model.script(escalated(padded), Step(text="refused"))
+    f.json("send", "agent-1", "list the files")
+    approval = waiting(f)["approval"]
+    assert approval["held"] is True  # the policy did not allow it: a person decides
+    assert (approval["command_truncated"], approval["command_length"]) == (True, len(padded))
+    assert approval["command"].endswith(CUT_MARK)
+    f.json("deny", "agent-1")
+    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
+    assert not marker.exists()
+
+
+def test_make_test_in_commands_is_refused_because_it_runs_the_agents_makefile(
+        fleet_factory: Callable[..., Fleet]) -> None:
+    f = fleet_factory(1, extra='[watchdog]\napprove = { commands = ["make test"] }')
+    err = f.cli("status", "--json")
+    assert err.returncode != 0
+    error = json.loads(err.stdout)["error"]
+    assert error["code"] == "config_invalid"
+    assert "list it under commands_running_workspace_code" in error["message"]
+
+
+def test_a_planted_makefile_runs_only_when_the_user_opted_in(fleet_factory: Callable[..., Fleet],
+                                                            mock_model: MockServer, safe_home: None) -> None:
+    f = fleet_with(fleet_factory, mock_model, agent_extra='sandbox = "workspace-write"',
+                   approve={"toml": '{ allow = ["read-only"], otherwise = "deny" }'})
+    work = f.root / "work" / "agent-1"
+    (work / "Makefile").write_text(f"test:\n\ttouch {work / 'PWNED'}\n")
+    mock_model.model.script(escalated("make test"), Step(text="refused"))
+    receipt = f.json("send", "agent-1", "run the tests")
+    wait_until(lambda: (s := f.status("agent-1"))["state"] == "idle"
+               and s["last_turn"]["turn_id"] == receipt["turn_id"], timeout=30)
+    [answer] = [e for e in f.journal("agent-1") if e["event"] == "approval_answered"]
+    assert (answer["decision"], answer["by"]) == ("deny", "watchdog:policy")
+    assert not (work / "PWNED").exists()
+    f.path.write_text(f.path.read_text().replace('otherwise = "deny"',
+                                                 'commands_running_workspace_code = ["make test"], otherwise = "deny"'))
+    f.json("watchdog", "tick")  # gives the hook the edited policy
+    mock_model.model.script(escalated("make test"), Step(text="ran"))
+    receipt = f.json("send", "agent-1", "run the tests now")
+    wait_until(lambda: (s := f.status("agent-1"))["state"] == "idle"
+               and s["last_turn"]["turn_id"] == receipt["turn_id"], timeout=30)
+    wait_until((work / "PWNED").exists, timeout=30)  # the user accepted exactly this

@@ -94,8 +94,16 @@ def test_bad_durations_name_the_key_path_and_the_file(value: Any, words: str) ->
         ({"evry": "60s"}, "$.watchdog", "unknown key"),
         ({"approve": {"allow": ["everything"]}}, "$.watchdog.approve.allow[0]", "is not one of"),
         ({"approve": {"otherwise": "allow"}}, "$.watchdog.approve.otherwise", "is not one of"),
-        ({"approve": {"commands": ["make test && rm -rf ~"]}}, "$.watchdog.approve.commands[0]", "shell syntax"),
+        ({"approve": {"commands": ["ls && rm -rf ~"]}}, "$.watchdog.approve.commands[0]", "shell syntax"),
         ({"approve": {"commands": ["   "]}}, "$.watchdog.approve.commands[0]", "is blank"),
+        ({"approve": {"commands": ["cat\x0b./x.sh"]}}, "$.watchdog.approve.commands[0]", "control character"),
+        ({"approve": {"commands": ["make test"]}}, "$.watchdog.approve.commands[0]",
+         "list it under commands_running_workspace_code"),
+        ({"approve": {"commands": ["./x.sh"]}}, "$.watchdog.approve.commands[0]", "commands_running_workspace_code"),
+        ({"approve": {"commands_running_workspace_code": ["CC=x make"]}},
+         "$.watchdog.approve.commands_running_workspace_code[0]", "environment assignment"),
+        ({"approve": {"commands_running_workspace_code": [5]}},
+         "$.watchdog.approve.commands_running_workspace_code[0]", "is not of type 'string'"),
     ],
 )
 def test_structural_errors_name_the_key_path(raw: dict[str, Any], key: str, words: str) -> None:
@@ -122,10 +130,12 @@ def test_ladder_may_be_a_subset_in_any_order_or_empty() -> None:
 
 
 def test_approve_table_resolves_to_an_approval_policy_with_argv_commands() -> None:
-    p = parse_policy(table('[watchdog]\napprove = { allow = ["read-only"], commands = ["make  test", '
-                           '"pytest -q tests"], otherwise = "deny" }\n'))
-    assert p.approve == ApprovalPolicy(allow=frozenset({"read-only"}),
-                                       commands=(("make", "test"), ("pytest", "-q", "tests")), otherwise="deny")
+    p = parse_policy(table('[watchdog]\napprove = { allow = ["read-only"], commands = ["rm  -rf build"], '
+                           'commands_running_workspace_code = ["make test", "pytest -q \'tests/a b\'"], '
+                           'otherwise = "deny" }\n'))
+    assert p.approve == ApprovalPolicy(allow=frozenset({"read-only"}), commands=(("rm", "-rf", "build"),),
+                                       workspace_commands=(("make", "test"), ("pytest", "-q", "tests/a b")),
+                                       otherwise="deny")
     assert parse_policy({"approve": {}}).approve == ApprovalPolicy(otherwise="ask")
 
 

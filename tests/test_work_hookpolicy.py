@@ -138,13 +138,20 @@ def test_relative_patch_paths_resolve_against_the_payload_cwd() -> None:
     assert pretool_decision(patch("a.md", cwd="/w/cwd"), ctx(), follow_links=False) is not None
 
 
+@pytest.mark.parametrize("payload", [patch("x", tool="Bash"), {}])
+def test_other_tools_are_not_judged(payload: dict[str, Any]) -> None:
+    assert pretool_decision(payload, ctx()) is None
+
+
 @pytest.mark.parametrize(
     "payload",
-    [patch("x", tool="Bash"), {"tool_name": "apply_patch", "tool_input": "str"},
-     {"tool_name": "apply_patch", "tool_input": {"command": 5}}, {}],
+    [{"tool_name": "apply_patch", "tool_input": "str"}, {"tool_name": "apply_patch", "tool_input": {"command": 5}}],
 )
-def test_other_tools_and_odd_payloads_are_not_judged(payload: dict[str, Any]) -> None:
-    assert pretool_decision(payload, ctx()) is None
+def test_an_apply_patch_whose_text_cannot_be_read_is_denied(payload: dict[str, Any]) -> None:
+    decision = pretool_decision(payload, ctx())
+    assert decision is not None
+    assert "a patch fleet cannot judge (the patch is not text)" in (
+        decision["hookSpecificOutput"]["permissionDecisionReason"])
 
 
 def test_no_open_assignment_means_no_denial() -> None:

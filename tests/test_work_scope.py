@@ -6,10 +6,20 @@ import os
 import posixpath
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.work.scope import allows, check_writes, normalize_scope, patch_paths, relative_to
+from fleet.work.scope import (
+    MAX_PATCH_CHARS,
+    MAX_PATCH_PATHS,
+    allows,
+    check_writes,
+    normalize_scope,
+    patch_paths,
+    patch_writes,
+    relative_to,
+)
 
 PATCH = (
     "*** Begin Patch\n*** Add File: a.txt\n+hello\n*** Update File: b.txt\n*** Move to: c.txt\n@@\n-old\n+new\n"
@@ -166,3 +176,130 @@ def test_real_files_written_outside_are_reported_with_their_real_location(tmp_pa
     got = check_writes(["root/etc/x"], cwd=str(tmp_path), scope=["./"])
     assert got[0].why == "symlink"
     assert got[0].message == "root/etc/x (a symlink leads it to /etc/x)"
+
+
+# Codex's apply_patch parser (0.169) trims each hunk header of Unicode whitespace, so these are all
+# headers Codex applies; each path must be judged.
+@pytest.mark.parametrize(
+    "line",
+    ["  *** Add File: ../x", "\t*** Add File: ../x", "\u00a0*** Add File: ../x", "\u3000*** Add File: ../x\u2003",
+     "\x0b*** Add File: ../x", " *** Delete File: ../x", "\t\t*** Update File: ../x"],
+)
+def test_every_header_form_codex_accepts_is_judged(line: str) -> None:
+    patch = f"*** Begin Patch\n*** Add File: docs/ok.md\n+fine\n{line}\n+pwned\n*** End Patch\n"
+    assert "../x" in patch_writes(patch).paths
+
+
+def test_a_move_is_judged_as_written_and_trimmed() -> None:
+    got = patch_writes("*** Begin Patch\n*** Update File: a\n*** Move to: ../b \n@@\n-x\n+y\n*** End Patch").paths
+    assert {"../b ", "../b"} <= set(got)
+
+
+@pytest.mark.parametrize(
+    ("patch", "words"),
+    [
+        ("*** Begin Patch\n***Add File: ../x\n+a\n*** End Patch", "looks like a file header"),
+        ("*** Begin Patch\n*** add file: ../x\n+a\n*** End Patch", "looks like a file header"),
+        ("*** Begin Patch\n* ** Update File: ../x\n*** End Patch", "looks like a file header"),
+        ("*** Begin Patch\n*** Update File: a\n*** Move to: \n*** End Patch", "names no file"),
+        ("".join(f"*** Add File: f{i}\n" for i in range(MAX_PATCH_PATHS + 1)), "more than"),
+        ("*** Add File: a\n" + "+" * MAX_PATCH_CHARS, "longer than"),
+        (None, "not text"),
+    ],
+)
+def test_a_patch_that_cannot_be_read_with_certainty_has_a_problem_and_no_paths(patch: object, words: str) -> None:
+    got = patch_writes(patch)
+    assert got.problem is not None
+    assert words in got.problem
+    assert got.paths == ()
+
+
+def test_paths_with_unprintable_characters_are_unusable() -> None:
+    got = check_writes(["docs/a\u2028/../../x", "docs/\u00a0b"], cwd="/w", scope=["docs/"], follow_links=False)
+    assert [v.why for v in got] == ["unusable", "unusable"]
+
+
+RUST_WS = "".join(chr(c) for c in (*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028,
+                                    0x2029, 0x202F, 0x205F, 0x3000))
+
+
+def codex_hunk_paths(patch: str) -> list[str] | None:
+    """A port of Codex's apply_patch parser (lenient mode, 0.169) for the test oracle: the paths it would
+    write, or None when Codex refuses the patch."""
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in patch.strip(RUST_WS).split("\n")]
+    if len(lines) >= 4 and lines[0] in ("<<EOF", "<<'EOF'", '<<"EOF"') and lines[-1].endswith("EOF"):
+        lines = lines[1:-1]
+    if len(lines) < 2 or lines[0].strip(RUST_WS) != "*** Begin Patch" or lines[-1].strip(RUST_WS) != "*** End Patch":
+        return None
+    rest, out = lines[1:-1], []
+    while rest:
+        first = rest[0].strip(RUST_WS)
+        if first.startswith("*** Add File: "):
+            out.append(first[len("*** Add File: "):])
+            n = 1
+            while n < len(rest) and rest[n].startswith("+"):
+                n += 1
+        elif first.startswith("*** Delete File: "):
+            out.append(first[len("*** Delete File: "):])
+            n = 1
+        elif first.startswith("*** Update File: "):
+            out.append(first[len("*** Update File: "):])
+            n = 1
+            if n < len(rest) and rest[n].startswith("*** Move to: "):
+                out.append(rest[n][len("*** Move to: "):])
+                n += 1
+            chunks = 0
+            while n < len(rest):
+                if not rest[n].strip(RUST_WS):
+                    n += 1
+                    continue
+                if rest[n].startswith("*"):
+                    break
+                start = 1 if rest[n] == "@@" or rest[n].startswith("@@ ") else 0
+                if start == 0 and chunks:
+                    return None
+                taken = 0
+                for ln in rest[n + start:]:
+                    if ln == "*** End of File":
+                        taken += 1
+                        break
+                    if ln[:1] in ("", " ", "+", "-"):
+                        taken += 1
+                        continue
+                    if taken == 0:
+                        return None
+                    break
+                if taken == 0:
+                    return None
+                n += start + taken
+                chunks += 1
+            if not chunks:
+                return None
+        else:
+            return None
+        rest = rest[n:]
+    return out
+
+
+HEADER = st.sampled_from(["*** Add File: ", "*** Delete File: ", "*** Update File: ", "*** Move to: "])
+PAD = st.text(alphabet=" \t\x0b\x0c\u00a0\u2003\u3000", max_size=3)
+BODY = st.sampled_from(["+x", "-x", " x", "@@", "@@ ctx", "", "*** End of File", "y"])
+PATH = st.sampled_from(["a", "../b", "docs/c", "/etc/d"])
+
+
+@st.composite
+def patches(draw: st.DrawFn) -> str:
+    lines = ["*** Begin Patch"]
+    for _ in range(draw(st.integers(1, 4))):
+        lines.append(draw(PAD) + draw(HEADER) + draw(PATH) + draw(PAD))
+        lines += draw(st.lists(BODY, max_size=3))
+    lines.append("*** End Patch")
+    return draw(st.sampled_from(["\n", "\r\n"])).join(lines)
+
+
+@given(patches())
+def test_every_path_codex_would_write_is_judged_or_the_patch_is_refused(patch: str) -> None:
+    codex = codex_hunk_paths(patch)
+    got = patch_writes(patch)
+    if codex is not None and got.problem is None:
+        assert set(codex) <= set(got.paths), (codex, got)

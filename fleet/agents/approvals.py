@@ -39,8 +39,12 @@ ANSWER_FILE: Final = "approval-answer.json"
 POLL: Final = 0.2
 #: The answer names a request; a file bigger than this is not ours.
 MAX_ANSWER_BYTES: Final = 16 * 1024
-#: Shown in status and escalations; a longer command is cut (the journal keeps this much).
+#: Shown in status and escalations; a longer command is cut (the journal keeps this much, marks the
+#: copy with `CUT_MARK`, and records `command_truncated` and `command_length`). The policy judges the
+#: whole command before it is cut, and never allows one this long.
 MAX_COMMAND_CHARS: Final = 4000
+#: Ends a cut copy, so that it never reads as whole (and, not being ASCII, can never be approved by rule).
+CUT_MARK: Final = " \u2026[cut]"
 MAX_MESSAGE_CHARS: Final = 2000
 #: Events after a request that mean the call went on (answered at the dialog, or the turn moved on).
 _MOVED_ON: Final = frozenset({"tool_started", "tool_completed", "turn_completed", "turn_failed", "turn_aborted",
@@ -53,14 +57,22 @@ def new_request_id() -> str:
     return "ap-" + os.urandom(8).hex()
 
 
+def payload_command(payload: Mapping[str, Any]) -> str:
+    """The whole command (or patch) of a PermissionRequest payload, as Codex sent it; a non-string
+    is shown as its JSON."""
+    tool_input = payload.get("tool_input")
+    command = tool_input.get("command", "") if isinstance(tool_input, dict) else ""
+    return command if isinstance(command, str) else json.dumps(command, ensure_ascii=False)
+
+
 def request_record(payload: Mapping[str, Any], request: str, now: float, hold: float) -> dict[str, Any]:
-    """The `approval_requested` journal event for a PermissionRequest hook payload."""
+    """The `approval_requested` journal event for a PermissionRequest hook payload. A command longer
+    than `MAX_COMMAND_CHARS` is journaled cut, marked, with `command_truncated` and its full length."""
     tool_input = payload.get("tool_input")
     tool_input = tool_input if isinstance(tool_input, dict) else {}
-    command = tool_input.get("command", "")
-    if not isinstance(command, str):
-        command = json.dumps(command, ensure_ascii=False)
-    return {
+    command = payload_command(payload)
+    cut = len(command) > MAX_COMMAND_CHARS
+    record: dict[str, Any] = {
         "time": round(now, 3),
         "event": "approval_requested",
         "source": "hook",
@@ -69,10 +81,13 @@ def request_record(payload: Mapping[str, Any], request: str, now: float, hold: f
         "session_id": payload.get("session_id"),
         "turn_id": payload.get("turn_id"),
         "tool": str(payload.get("tool_name") or ""),
-        "command": command[:MAX_COMMAND_CHARS],
+        "command": command[:MAX_COMMAND_CHARS] + CUT_MARK if cut else command,
         "justification": str(tool_input.get("description") or "")[:MAX_MESSAGE_CHARS],
         "hold_until": round(now + hold, 3),
     }
+    if cut:
+        record.update(command_truncated=True, command_length=len(command))
+    return record
 
 
 def decision_output(decision: Decision, message: str = "") -> dict[str, Any]:
@@ -108,12 +123,16 @@ def read_answer(agent_dir: str | os.PathLike[str], request: str) -> dict[str, An
     return answer
 
 
+PolicyHook = Callable[[dict[str, Any], Mapping[str, Any]], "tuple[Decision, str] | None"]
+
+
 def hold(agent_dir: str, payload: Mapping[str, Any], seconds: float, append: Callable[[dict[str, Any]], None], *,
-         policy: Callable[[dict[str, Any]], tuple[Decision, str] | None] | None = None,
+         policy: PolicyHook | None = None,
          clock: Callable[[], float] = time.time,
          sleep: Callable[[float], None] = time.sleep) -> dict[str, Any] | None:
     """The PermissionRequest hook's body: journal the request, let `policy` answer it at once if it
-    can (given the journaled record: a decision and its reason, or None), else wait up to `seconds`
+    can (given the journaled record and the payload, whose whole command is what it must judge: a
+    decision and its reason, or None), else wait up to `seconds`
     for an answer; return the hook output (None: no decision, the dialog opens). `append` writes one
     journal event. A failing `policy` counts as no answer."""
     request = new_request_id()
@@ -121,7 +140,7 @@ def hold(agent_dir: str, payload: Mapping[str, Any], seconds: float, append: Cal
     record = request_record(payload, request, start, seconds)
     append(record)
     try:
-        decided = policy(record) if policy is not None else None
+        decided = policy(record, payload) if policy is not None else None
     except Exception:
         decided = None
     if decided is not None:

@@ -144,7 +144,7 @@ def _permission(agent_dir: str, payload: dict[str, object]) -> None:
 
     out = hold(agent_dir, payload, seconds, lambda rec: _append(agent_dir, {k: v for k, v in rec.items()
                                                                             if v is not None}),
-               policy=lambda rec: hook_answer(agent_dir, rec))
+               policy=lambda rec, whole: hook_answer(agent_dir, rec, whole))
     if out is not None:
         sys.stdout.write(json.dumps(out))
         sys.stdout.flush()

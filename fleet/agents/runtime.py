@@ -654,11 +654,13 @@ def _identity(j: Journal) -> procs.ProcessId | None:
 
 
 def _approval(raw: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What status shows of the approval the agent waits on: the command and the model's reason."""
+    """What status shows of the approval the agent waits on: the command and the model's reason (a long
+    command cut, with `command_truncated` and its full `command_length`)."""
     if raw is None:
         return None
     return {k: raw.get(k) for k in ("request", "tool", "command", "justification", "held", "hold_until")} | {
-        "since": raw.get("time")}
+        "since": raw.get("time"), "command_truncated": raw.get("command_truncated") is True,
+        "command_length": raw.get("command_length", len(str(raw.get("command") or "")))}
 
 
 def _start_result(agent: str, result: Literal["started", "running", "failed", "not_attempted"], *,

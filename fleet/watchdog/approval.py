@@ -12,17 +12,24 @@ programs, and the agent can write `.git/config`), `sed`/`awk` (write and execute
 (`-o`, `--compress-program`), `uniq` (writes its second operand), `tee`, `xargs`, `env`, `tree`
 (`-o`), `file` (`-C` writes), `date` (`-s`), pagers (they wait for a terminal).
 
+The words judged are the shell's own (`fleet.watchdog.shellwords`: a grammar bash, dash and zsh split
+alike; anything else is not judged), taken from the whole command Codex sent. An exact `commands`
+line is trusted only for programs in `NO_WORKSPACE_CODE`; `make test` and the like run the agent's
+own files and need `commands_running_workspace_code`. And an allow needs the hook's check that the
+program found is not one the agent could have planted (`fleet.watchdog.programs`).
+
 What "read-only" does not mean: private. These commands can read anything the user can, as Codex's
 own read-only sandbox can.
 """
 
 from __future__ import annotations
 
-import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from .policy import SHELL_META, ApprovalPolicy
+from .policy import ApprovalPolicy
+from .shellwords import split_command
 
 Decision = Literal["allow", "deny", "ask"]
 
@@ -64,10 +71,19 @@ READ_ONLY: Final[dict[str, _Refuse]] = {
     "which": _Refuse(),
     "whoami": _Refuse(),
 }
-#: Shells whose `-c SCRIPT` form Codex may show; the script is judged instead (one level only).
+#: Shells whose `-c SCRIPT` form a model may write; the script is judged instead (one level only).
 SHELLS: Final = frozenset({"bash", "sh", "zsh", "dash"})
-#: A longer command line is not something to approve by rule.
-MAX_COMMAND: Final = 4096
+#: Programs an exact `commands` entry may name without `commands_running_workspace_code`: they read no
+#: code or configuration from the directory they run in. Everything else (make, pytest, npm, cargo,
+#: python, tox, git, `./x.sh`, ...) may run what the agent wrote, and fleet cannot list every program
+#: that does, so only these are trusted without the user saying so.
+NO_WORKSPACE_CODE: Final = frozenset(READ_ONLY) | {"mkdir", "rmdir", "rm", "touch", "cp", "mv", "ln", "chmod"}
+#: A longer command line is never approved by rule (the hook journals at most this much of it).
+MAX_COMMAND: Final = 4000
+
+#: Says whether the program a command names resolves to something the agent cannot have planted
+#: (None: fine; else why not). Given by the hook, which sees the environment Codex runs commands in.
+ProgramCheck = Callable[[str], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -78,25 +94,27 @@ class Verdict:
     reason: str
 
 
-def read_only_problem(command: str) -> str | None:
-    """None when `command` is in the read-only class, else a short phrase saying why it is not."""
+def command_argv(command: str) -> tuple[str, ...] | str:
+    """The argv the shell runs for `command` (a `bash -c SCRIPT` wrapper judged by its script), or
+    why fleet cannot be sure of it (`fleet.watchdog.shellwords`)."""
     if len(command) > MAX_COMMAND:
         return f"it is longer than {MAX_COMMAND} characters"
-    try:
-        outer = shlex.split(command)
-    except ValueError:
-        return "it is not valid shell quoting"
-    if len(outer) == 3 and outer[0] in SHELLS and outer[1] in ("-c", "-lc"):
-        command = outer[2]
-    bad = sorted(set(command) & SHELL_META)
-    if bad:
-        return f"it uses shell syntax ({' '.join(repr(c) for c in bad)})"
-    argv = command.split()
-    if not argv:
-        return "it is empty"
+    argv = split_command(command)
+    if isinstance(argv, str):
+        return argv
+    if len(argv) == 3 and argv[0] in SHELLS and argv[1] in ("-c", "-lc"):
+        return split_command(argv[2])
+    return argv
+
+
+def read_only_problem(command: str) -> str | None:
+    """None when `command` is in the read-only class, else a short phrase saying why it is not."""
+    argv = command_argv(command)
+    if isinstance(argv, str):
+        return argv
     program, args = argv[0], argv[1:]
-    if "/" in program or "=" in program:
-        return f"{program!r} is a path or an assignment, not a plain program name"
+    if "/" in program:
+        return f"{program!r} is a path, not a plain program name"
     rule = READ_ONLY.get(program)
     if rule is None:
         return f"`{program}` is not on the read-only list"
@@ -119,11 +137,15 @@ def _refused(arg: str, rule: _Refuse) -> bool:
     return False
 
 
-def judge(policy: ApprovalPolicy | None, tool: str, command: str) -> Verdict:
-    """The policy's answer to a pending approval of `tool` (`Bash`, `apply_patch`) running `command`.
+def judge(policy: ApprovalPolicy | None, tool: str, command: str, *,
+          program_check: ProgramCheck | None = None) -> Verdict:
+    """The policy's answer to a pending approval of `tool` (`Bash`, `apply_patch`) running `command`,
+    the whole command as Codex sent it (never a shortened copy).
 
     Pure and total: any input gets a verdict. `ask` means "leave it to a person"; the watchdog then
-    escalates it after `approval_timeout`.
+    escalates it after `approval_timeout`. An allow also needs `program_check` to pass for the program
+    the command runs; without one (the tick, which does not see the agent's environment) a command
+    the policy would allow is left to a person.
     """
     if policy is None:
         return Verdict("ask", "there is no [watchdog] approve policy, so a person decides")
@@ -131,18 +153,33 @@ def judge(policy: ApprovalPolicy | None, tool: str, command: str) -> Verdict:
     tail = "so a person decides" if otherwise == "ask" else "so the policy denies it"
     if tool != "Bash":
         return Verdict(otherwise, f"a {tool} call is never approved by policy, {tail}")
-    try:
-        argv = tuple(shlex.split(command))
-    except ValueError:
-        argv = ()
-    if argv and argv in policy.commands and not set(command) & SHELL_META:
-        return Verdict("allow", f"`{command}` is listed in approve.commands")
-    if "read-only" in policy.allow:
+    shown = _short(command)
+    argv = command_argv(command)
+    if isinstance(argv, str):
+        return Verdict(otherwise, f"`{shown}` cannot be judged: {argv}; {tail}")
+    if argv in policy.workspace_commands:
+        why = (f"`{shown}` is listed in approve.commands_running_workspace_code (the user accepted that it runs "
+               "code from the agent's workspace)")
+    elif argv in policy.commands and argv[0] in NO_WORKSPACE_CODE:
+        why = f"`{shown}` is listed in approve.commands"
+    elif argv in policy.commands:
+        return Verdict(otherwise, f"`{shown}` is listed in approve.commands, but `{argv[0]}` may run code from the "
+                                  f"agent's workspace and is not in approve.commands_running_workspace_code; {tail}")
+    elif "read-only" in policy.allow:
         problem = read_only_problem(command)
-        if problem is None:
-            return Verdict("allow", f"`{command}` is read-only")
-        return Verdict(otherwise, f"`{_short(command)}` is not read-only: {problem}; {tail}")
-    return Verdict(otherwise, f"`{_short(command)}` is not listed in approve.commands, {tail}")
+        if problem is not None:
+            return Verdict(otherwise, f"`{shown}` is not read-only: {problem}; {tail}")
+        why = f"`{shown}` is read-only"
+    else:
+        return Verdict(otherwise, f"`{shown}` is not listed in approve.commands, {tail}")
+    if program_check is None:
+        return Verdict("ask", f"{why}, but fleet could not check which `{argv[0]}` would run, so a person decides")
+    outer = split_command(command)
+    for program in dict.fromkeys([*(outer[:1] if isinstance(outer, tuple) else ()), argv[0]]):
+        problem = program_check(program)  # a `bash -c SCRIPT` wrapper: the shell's own lookup counts too
+        if problem is not None:
+            return Verdict(otherwise, f"{why}, but {problem}; {tail}")
+    return Verdict("allow", why)
 
 
 def policy_answer(verdict: Verdict) -> tuple[Literal["allow", "deny"], str] | None:

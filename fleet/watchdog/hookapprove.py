@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
@@ -34,6 +34,7 @@ Decision = Literal["allow", "deny"]
 
 def to_json(policy: ApprovalPolicy) -> dict[str, Any]:
     return {"allow": sorted(policy.allow), "commands": [list(c) for c in policy.commands],
+            "commands_running_workspace_code": [list(c) for c in policy.workspace_commands],
             "otherwise": policy.otherwise}
 
 
@@ -41,16 +42,19 @@ def from_json(raw: object) -> ApprovalPolicy | None:
     """The policy a file holds, or None for anything that is not exactly what `to_json` writes."""
     if not isinstance(raw, dict):
         return None
-    allow, commands, otherwise = raw.get("allow"), raw.get("commands"), raw.get("otherwise")
+    allow, otherwise = raw.get("allow"), raw.get("otherwise")
+    commands, workspace = raw.get("commands"), raw.get("commands_running_workspace_code")
     if not (isinstance(allow, list) and all(a == "read-only" for a in allow)):
         return None
-    if not (isinstance(commands, list) and all(isinstance(c, list) and c and all(isinstance(w, str) for w in c)
-                                               for c in commands)):
-        return None
+    for lines in (commands, workspace):
+        if not (isinstance(lines, list) and all(isinstance(c, list) and c and all(isinstance(w, str) for w in c)
+                                                for c in lines)):
+            return None
     if otherwise not in ("ask", "deny"):
         return None
     return ApprovalPolicy(allow=frozenset(cast(list[Literal["read-only"]], allow)),
-                          commands=tuple(tuple(c) for c in commands), otherwise=otherwise)
+                          commands=tuple(tuple(c) for c in cast(list[list[str]], commands)), otherwise=otherwise,
+                          workspace_commands=tuple(tuple(c) for c in cast(list[list[str]], workspace)))
 
 
 def sync(agent_dir: Path, policy: ApprovalPolicy | None) -> bool:
@@ -91,15 +95,33 @@ def load(agent_dir: str | os.PathLike[str]) -> ApprovalPolicy | None:
     return from_json(raw)
 
 
-def decide(agent_dir: str | os.PathLike[str], tool: str, command: str,
-           now: float | None = None) -> tuple[Decision, str] | None:
-    """The policy's answer for the hook, with its reason; None leaves the call to a person."""
+def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: float | None = None, *,
+           cwd: str | None = None, env: Mapping[str, str] | None = None) -> tuple[Decision, str] | None:
+    """The policy's answer for the hook, with its reason; None leaves the call to a person.
+
+    `command` is the whole command Codex sent; `cwd` the payload's (the command's working directory)
+    and `env` the environment the command inherits (the hook's own, by default), used to check that
+    the program it names is not one the agent could have planted (`fleet.watchdog.programs`)."""
     from .approval import judge, policy_answer
+    from .programs import agent_roots, program_problem
 
     policy = load(agent_dir)
     if policy is None or _held_by_someone_else(Path(agent_dir), time.time() if now is None else now):
         return None
-    return policy_answer(judge(policy, tool, command))
+    environ = os.environ if env is None else env
+    roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir))], environ)
+    return policy_answer(judge(policy, tool, command,
+                               program_check=lambda program: program_problem(program, environ, roots)))
+
+
+def _assignment_cwd(agent_dir: Path) -> str | None:
+    from fleet.work.hookpolicy import read_context
+
+    try:
+        ctx = read_context(agent_dir)
+    except Exception:  # unreadable: the payload's cwd and the temp dirs still count
+        return None
+    return ctx.cwd if ctx else None
 
 
 def _held_by_someone_else(agent_dir: Path, now: float) -> bool:
@@ -120,11 +142,15 @@ def _held_by_someone_else(agent_dir: Path, now: float) -> bool:
                       assignment_holders=[f"assignment:{ctx.assignment}"] if ctx else []) == "other"
 
 
-def hook_answer(agent_dir: str, record: dict[str, Any]) -> tuple[Decision, str] | None:
-    """`decide` for the hook's `approval_requested` record, with an audit record of a decision."""
+def hook_answer(agent_dir: str, record: dict[str, Any], payload: Mapping[str, Any]) -> tuple[Decision, str] | None:
+    """`decide` for the hook: the whole command from `payload` (the journaled `record` may be cut),
+    with an audit record of a decision."""
     from fleet import audit
+    from fleet.agents.approvals import payload_command
 
-    answer = decide(agent_dir, str(record.get("tool") or ""), str(record.get("command") or ""))
+    cwd = payload.get("cwd")
+    answer = decide(agent_dir, str(record.get("tool") or ""), payload_command(payload),
+                    cwd=cwd if isinstance(cwd, str) else None)
     if answer is not None:
         path = Path(agent_dir)
         audit.record(path.parent.parent, "approval.policy", surface="hook", holder="watchdog:policy",

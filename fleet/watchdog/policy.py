@@ -12,7 +12,7 @@ notify_command = ["notify-send", "fleet"]   # optional: gets each escalation as 
 max_restarts = 3
 approval_timeout = "15m"
 limit_retry = "1h"     # a usage limit with no reset time: try again after this long
-approve = { allow = ["read-only"], commands = ["make test"], otherwise = "ask" }   # optional
+approve = { allow = ["read-only"], commands_running_workspace_code = ["make test"], otherwise = "ask" }
 ```
 
 Every key is optional; a missing table means the defaults. `POLICY_SCHEMA` is the JSON Schema fragment
@@ -26,7 +26,6 @@ in that order, 1 s to 30 d).
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -59,6 +58,13 @@ MAX_APPROVED_COMMANDS: Final = 64
 _DURATION: Final[dict[str, Any]] = {"type": "string", "minLength": 1, "maxLength": 32}
 _DURATION_KEYS: Final = ("every", "idle_after", "report_grace", "stall_after", "approval_timeout", "limit_retry")
 
+_COMMAND_LINES: Final[dict[str, Any]] = {
+    "type": "array",
+    "items": {"type": "string", "minLength": 1, "maxLength": 1024},
+    "maxItems": MAX_APPROVED_COMMANDS,
+    "uniqueItems": True,
+}
+
 POLICY_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
     "additionalProperties": False,
@@ -78,35 +84,31 @@ POLICY_SCHEMA: Final[dict[str, Any]] = {
             "additionalProperties": False,
             "properties": {
                 "allow": {"type": "array", "items": {"enum": ["read-only"]}, "uniqueItems": True},
-                "commands": {
-                    "type": "array",
-                    "items": {"type": "string", "minLength": 1, "maxLength": 1024},
-                    "maxItems": MAX_APPROVED_COMMANDS,
-                    "uniqueItems": True,
-                },
+                "commands": _COMMAND_LINES,
+                "commands_running_workspace_code": _COMMAND_LINES,
                 "otherwise": {"enum": ["deny", "ask"]},
             },
         },
     },
 }
 
-#: Characters that make a command more than one plain program call (see `fleet.watchdog.approval`).
-SHELL_META: Final = frozenset("|&;<>()$`\\\"'*?[]{}~!#\n\r\t")
-
-
 @dataclass(frozen=True)
 class ApprovalPolicy:
     """What the watchdog (and fleet's PermissionRequest hook) may answer without a person.
 
     `allow` names command classes (only `read-only`, defined in `fleet.watchdog.approval`);
-    `commands` are exact command lines (compared as argv after shell-style splitting, never as
-    prefixes); anything else gets `otherwise`: `ask` leaves it to a person (and the watchdog escalates
-    it after `approval_timeout`), `deny` rejects it at once. Patches are never allowed by policy.
+    `commands` are exact command lines (compared as argv after the shell's splitting, never as
+    prefixes) of programs that run no code from the agent's workspace; `workspace_commands`
+    (`commands_running_workspace_code` in fleet.toml) are exact command lines the user accepts even
+    though they run what the agent may have written (its Makefile, conftest.py, package.json);
+    anything else gets `otherwise`: `ask` leaves it to a person (and the watchdog escalates it after
+    `approval_timeout`), `deny` rejects it at once. Patches are never allowed by policy.
     """
 
     allow: frozenset[ApprovalClass] = frozenset()
     commands: tuple[tuple[str, ...], ...] = ()
     otherwise: Otherwise = "ask"
+    workspace_commands: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -198,20 +200,31 @@ def parse_policy(
 
 
 def _approval(tbl: Mapping[str, Any], source: str, where: str) -> ApprovalPolicy:
-    commands = []
-    for i, line in enumerate(tbl.get("commands", ())):
-        key = f"{where}.commands[{i}]"
-        bad = sorted(set(line) & SHELL_META)
-        if bad:
-            _fail(source, key, f"{line!r} contains shell syntax ({' '.join(bad)}); list one plain command")
-        argv = tuple(shlex.split(line))
-        if not argv:
-            _fail(source, key, "is blank")
-        commands.append(argv)
+    from .approval import NO_WORKSPACE_CODE
+    from .shellwords import split_command
+
+    lists: dict[str, list[tuple[str, ...]]] = {}
+    for name in ("commands", "commands_running_workspace_code"):
+        lists[name] = []
+        for i, line in enumerate(tbl.get(name, ())):
+            key = f"{where}.{name}[{i}]"
+            if not line.strip(" "):
+                _fail(source, key, "is blank")
+            argv = split_command(line)
+            if isinstance(argv, str):
+                _fail(source, key, f"{line!r} is not one plain command: {argv}; list one program and its "
+                                   "arguments (plain words or simple quotes)")
+            if name == "commands" and argv[0] not in NO_WORKSPACE_CODE:
+                _fail(source, key, f"`{argv[0]}` may run code or read configuration from the agent's working "
+                                   f"directory (its Makefile, conftest.py, package.json, scripts), so approving "
+                                   f"{line!r} runs what the agent wrote outside its sandbox; if you accept that, "
+                                   "list it under commands_running_workspace_code instead")
+            lists[name].append(argv)
     return ApprovalPolicy(
         allow=frozenset(cast(list[ApprovalClass], tbl.get("allow", []))),
-        commands=tuple(commands),
+        commands=tuple(lists["commands"]),
         otherwise=cast(Otherwise, tbl.get("otherwise", "ask")),
+        workspace_commands=tuple(lists["commands_running_workspace_code"]),
     )
 
 

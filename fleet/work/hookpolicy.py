@@ -37,7 +37,7 @@ from typing import Any, Final
 
 from .lifecycle import ASSIGNMENT_ID_RE
 from .report import EXAMPLE_BLOCK, INFO_STRING, extract_report
-from .scope import MAX_SCOPE_ENTRIES, Role, Violation, check_writes, patch_paths
+from .scope import MAX_SCOPE_ENTRIES, Role, Violation, check_writes, patch_writes
 
 CONTEXT_FILE: Final = "assignment.json"
 ASKS_FILE: Final = "report-asks.jsonl"
@@ -186,15 +186,16 @@ def stop_decision(payload: Mapping[str, Any], ctx: HookContext | None) -> dict[s
 def patch_violations(payload: Mapping[str, Any], ctx: HookContext | None, *,
                      follow_links: bool = True) -> list[Violation]:
     """The scope violations of an apply_patch PreToolUse payload (empty for other tools, or when no
-    assignment is open). Relative patch paths resolve against the payload's `cwd`."""
+    assignment is open). Relative patch paths resolve against the payload's `cwd`. A patch whose
+    paths cannot all be known (`scope.patch_writes`) is one violation, `unreadable_patch`."""
     if ctx is None or payload.get("tool_name") != "apply_patch":
         return []
     tool_input = payload.get("tool_input")
-    patch = tool_input.get("command") if isinstance(tool_input, Mapping) else None
-    if not isinstance(patch, str):
-        return []
+    writes = patch_writes(tool_input.get("command") if isinstance(tool_input, Mapping) else None)
+    if writes.problem is not None:
+        return [Violation("(patch)", "", "unreadable_patch", f"a patch fleet cannot judge ({writes.problem})")]
     tool_cwd = payload.get("cwd")
-    return check_writes(patch_paths(patch), cwd=ctx.cwd, scope=ctx.write_paths, role=ctx.role,
+    return check_writes(writes.paths, cwd=ctx.cwd, scope=ctx.write_paths, role=ctx.role,
                         tool_cwd=tool_cwd if isinstance(tool_cwd, str) and tool_cwd.startswith("/") else None,
                         follow_links=follow_links)
 

@@ -32,17 +32,26 @@ Role = Literal["explorer", "worker", "lead"]
 MAX_SCOPE_ENTRIES: Final = 64
 #: Linux PATH_MAX.
 MAX_PATH_CHARS: Final = 4096
-#: Paths taken from one patch; a bigger patch is judged on its first this-many file operations.
+#: File operations one patch may name; a patch with more is refused whole (never judged in part).
 MAX_PATCH_PATHS: Final = 2000
-#: Only this much of a patch is scanned for file headers (Codex passes the whole patch to the hook).
+#: A longer patch is refused whole (Codex passes the whole patch to the hook).
 MAX_PATCH_CHARS: Final = 8 * 1024 * 1024
 
 WHOLE_CWD: Final = "./"
-#: The file operations of Codex's apply_patch format (measured on 0.169, notes/codex-cli.md).
-_PATCH_HEADER: Final = re.compile(r"^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+?)\s*$", re.MULTILINE)
+#: The file-operation headers of Codex's apply_patch format. Codex's parser (0.169) splits the patch on
+#: `\n` (dropping one `\r` before it), trims each hunk header of Unicode whitespace before matching
+#: it, so `  *** Add File: ../x` is a header, and matches `*** Move to: ` only at the start of the line.
+_HEADERS: Final = ("*** Add File: ", "*** Delete File: ", "*** Update File: ")
+_MOVE: Final = "*** Move to: "
+#: Whitespace as Rust's `str::trim` sees it, plus what Python's `str.strip` adds (a superset is safe).
+_TRIM: Final = "".join(chr(c) for c in (*range(0x09, 0x0E), *range(0x1C, 0x21), 0x85, 0xA0, 0x1680,
+                                         *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000))
+#: Something that looks like a file header but is not one exactly: Codex's reading of it is not
+#: something to guess.
+_HEADERISH: Final = re.compile(r"\*\s*\*.*?(?:add|delete|update)\s*file|\*\s*\*.*?move\s*to", re.IGNORECASE)
 _BAD_CHARS: Final = re.compile(r"[\x00-\x1f]")
 
-Why = Literal["unusable", "read_only", "escapes_cwd", "outside_scope", "symlink"]
+Why = Literal["unusable", "read_only", "escapes_cwd", "outside_scope", "symlink", "unreadable_patch"]
 
 
 @dataclass(frozen=True)
@@ -64,17 +73,45 @@ class NormalizedScope:
     problems: tuple[str, ...]
 
 
-def patch_paths(patch: str) -> list[str]:
-    """The paths an apply_patch text writes (added, updated, deleted, or moved to), as written, in
-    order, each once."""
+@dataclass(frozen=True)
+class PatchWrites:
+    """The paths a patch may write, or why they cannot be known (then the patch must be refused)."""
+
+    paths: tuple[str, ...]
+    problem: str | None = None
+
+
+def patch_writes(patch: object) -> PatchWrites:
+    """Every path an apply_patch text may write (added, updated, deleted, or moved to), as written,
+    in order, each once: a superset of what Codex's parser takes as headers (any line that is a
+    header once trimmed, a `Move to` at the start of a line both as is and trimmed). A patch too long,
+    with too many headers, or with a line that looks like a header but is not one exactly, gets a
+    `problem` instead: the caller refuses it, since a check that cannot see every path says no."""
     if not isinstance(patch, str):
-        return []
+        return PatchWrites((), "the patch is not text")
+    if len(patch) > MAX_PATCH_CHARS:
+        return PatchWrites((), f"the patch is longer than {MAX_PATCH_CHARS} characters")
     seen: dict[str, None] = {}
-    for m in _PATCH_HEADER.finditer(patch[:MAX_PATCH_CHARS]):
-        seen.setdefault(m.group(1), None)
-        if len(seen) >= MAX_PATCH_PATHS:
-            break
-    return list(seen)
+    for raw in patch.split("\n"):
+        line = raw[:-1] if raw.endswith("\r") else raw
+        trimmed = line.strip(_TRIM)
+        found = [trimmed[len(h):] for h in (*_HEADERS, _MOVE) if trimmed.startswith(h)]
+        if line.startswith(_MOVE):
+            found.append(line[len(_MOVE):])
+        if not found and trimmed.startswith("*") and _HEADERISH.match(trimmed):
+            return PatchWrites((), f"the line {_show(trimmed)} looks like a file header but is not one exactly")
+        for path in found:
+            if not path.strip(_TRIM):
+                return PatchWrites((), f"the line {_show(trimmed)} names no file")
+            seen.setdefault(path, None)
+        if len(seen) > MAX_PATCH_PATHS:
+            return PatchWrites((), f"the patch names more than {MAX_PATCH_PATHS} files")
+    return PatchWrites(tuple(seen))
+
+
+def patch_paths(patch: str) -> list[str]:
+    """`patch_writes`' paths (empty when it has a problem: use `patch_writes` to refuse those)."""
+    return list(patch_writes(patch).paths)
 
 
 def normalize_scope(entries: Iterable[str], cwd: str, *, follow_links: bool = True) -> NormalizedScope:
@@ -157,7 +194,7 @@ def check_writes(
     real_root = os.path.realpath(root) if follow_links else root
     out: list[Violation] = []
     for path in written:
-        if not isinstance(path, str) or not path or len(path) > MAX_PATH_CHARS or _BAD_CHARS.search(path):
+        if not isinstance(path, str) or not path or len(path) > MAX_PATH_CHARS or not path.isprintable():
             out.append(Violation(str(path), "", "unusable", f"{_show(path)} is not a usable path"))
             continue
         full = posixpath.normpath(posixpath.join(base, path))

@@ -1,0 +1,84 @@
+"""Which program a command would really run: refuse one the agent could have planted or shadowed.
+
+An approved command runs outside the sandbox as `bash -lc CMD` (or `-c`, or another shell the model
+picks), in the environment Codex gives its shell. `cat` in that command is whatever the shell finds
+first: a function from a profile file a login shell reads, or the first `cat` on `PATH`. If the agent
+could write any of those places, an allowlisted name proves nothing. So, before a policy allows, the
+hook checks, in its own environment (Codex's, which the shell inherits; measured on 0.169 the shell's
+`PATH` was Codex's own helper directory followed by the login profile's):
+
+- no `BASH_ENV`, `ENV` or `ZDOTDIR` (files the shells run before any command);
+- `HOME` (profile files: `.profile`, `.bash_profile`, `.zshenv`, ...) is absolute and not inside a
+  place the agent may write;
+- every `PATH` entry is absolute and not inside such a place, and the program found first resolves
+  (through symlinks) to a file outside them too.
+
+"A place the agent may write": the command's working directory, the assignment's cwd, and the
+temporary directories (`/tmp`, `/var/tmp`, `/dev/shm`, `$TMPDIR`) that Codex's workspace-write
+sandbox opens. fleet does not see extra `writable_roots` a Codex config may add, nor what an earlier
+approved (unsandboxed) command wrote elsewhere: see the README's threat model.
+
+Stdlib only: the hook imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+#: The temporary directories Codex's workspace-write sandbox makes writable besides the cwd.
+TEMP_ROOTS: Final = ("/tmp", "/var/tmp", "/dev/shm")
+#: Files a shell runs before the command when these are set.
+_STARTUP_VARS: Final = ("BASH_ENV", "ENV", "ZDOTDIR")
+
+
+def agent_roots(cwds: Iterable[str | None], env: Mapping[str, str]) -> tuple[str, ...]:
+    """The places (real paths) an agent running in `cwds` may write, as far as fleet can tell."""
+    out: list[str] = []
+    tmpdir = env.get("TMPDIR")
+    for path in [*cwds, *TEMP_ROOTS, tmpdir]:
+        if isinstance(path, str) and path.startswith("/"):
+            real = os.path.realpath(path)
+            if real not in out:
+                out.append(real)
+    return tuple(out)
+
+
+def program_problem(program: str, env: Mapping[str, str], roots: Iterable[str]) -> str | None:
+    """None when `program` (a plain name) resolves, in `env`, to nothing the agent could have put
+    there; else a phrase saying what could be the agent's. Fails closed: no PATH, no HOME, a program
+    not found, a relative PATH entry are all problems."""
+    roots = tuple(roots)
+    for var in _STARTUP_VARS:
+        if env.get(var):
+            return f"${var} is set, so the shell runs a file before the command"
+    home = env.get("HOME", "")
+    if not home.startswith("/"):
+        return "HOME is not an absolute path, so fleet cannot tell which profile files a login shell reads"
+    if _inside_any(os.path.realpath(home), roots):
+        return (f"HOME ({home}) is a directory the agent may write, and a login shell runs its profile files "
+                "(which can redefine any command)")
+    path = env.get("PATH", "")
+    if not path:
+        return "PATH is empty, so fleet cannot tell which program would run"
+    found: str | None = None
+    for entry in path.split(":"):
+        if not entry.startswith("/"):
+            return f"PATH holds the relative entry {entry or '(empty)'!r}, which resolves in the command's directory"
+        if _inside_any(os.path.realpath(entry), roots):
+            return f"PATH holds {entry}, a directory the agent may write, where it could plant `{program}`"
+        candidate = posixpath.join(entry, program)
+        if found is None and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            found = candidate
+    if found is None:
+        return f"`{program}` is not found on PATH"
+    real = os.path.realpath(found)
+    if _inside_any(real, roots):
+        return f"`{program}` resolves to {real}, a file the agent may write"
+    return None
+
+
+def _inside_any(path: str, roots: Iterable[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)

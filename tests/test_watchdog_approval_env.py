@@ -1,0 +1,80 @@
+"""Before a policy allows, the hook checks which program the command would run: one the agent could
+have planted (on a PATH entry it can write, through a profile file in a HOME it can write) is refused.
+Real directories and real PATH lookups; the environment is passed in, as the hook passes its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleet.watchdog import hookapprove
+from fleet.watchdog.policy import ApprovalPolicy
+from fleet.watchdog.programs import agent_roots, program_problem
+
+#: A HOME outside every place an agent may write (it need not exist: no profile file is read from it).
+SAFE_HOME = "/nonexistent-fleet-home"
+SYSTEM_PATH = "/usr/bin:/bin"
+
+
+def env(**extra: str) -> dict[str, str]:
+    return {"PATH": SYSTEM_PATH, "HOME": SAFE_HOME, **extra}
+
+
+def test_a_system_program_on_a_system_path_is_fine(tmp_path: Path) -> None:
+    assert program_problem("cat", env(), agent_roots([str(tmp_path)], env())) is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"PATH": "bin:" + SYSTEM_PATH}, "relative entry 'bin'"),
+        ({"PATH": ":" + SYSTEM_PATH}, "relative entry '(empty)'"),
+        ({"PATH": SYSTEM_PATH + ":."}, "relative entry '.'"),  # even after the program: fleet cannot know the order
+        ({"PATH": ""}, "PATH is empty"),
+        ({"BASH_ENV": "/etc/x"}, "$BASH_ENV is set"),
+        ({"ENV": "/etc/x"}, "$ENV is set"),
+        ({"HOME": "relative"}, "HOME is not an absolute path"),
+    ],
+)
+def test_an_environment_fleet_cannot_be_sure_of_is_refused(tmp_path: Path, extra: dict[str, str],
+                                                           words: str) -> None:
+    problem = program_problem("cat", env(**extra), agent_roots([str(tmp_path)], env()))
+    assert problem is not None
+    assert words in problem
+
+
+def test_a_path_entry_or_home_the_agent_may_write_is_refused(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    (work / "bin").mkdir(parents=True)
+    (work / "bin" / "cat").write_text("#!/bin/sh\ntouch PWNED\n")
+    (work / "bin" / "cat").chmod(0o755)
+    roots = agent_roots([str(work)], env())
+    shadowed = program_problem("cat", env(PATH=f"{work}/bin:{SYSTEM_PATH}"), roots)
+    assert shadowed is not None
+    assert f"PATH holds {work}/bin, a directory the agent may write" in shadowed
+    later = program_problem("cat", env(PATH=f"{SYSTEM_PATH}:{work}/bin"), roots)  # a login profile may reorder
+    assert later is not None
+    home = program_problem("cat", env(HOME=str(work)), roots)
+    assert home is not None
+    assert "a login shell runs its profile files" in home
+    in_tmpdir = program_problem("cat", env(PATH=f"/opt/fleet-tmpdir:{SYSTEM_PATH}"),
+                                agent_roots([str(work)], {"TMPDIR": "/opt/fleet-tmpdir"}))
+    assert in_tmpdir is not None  # $TMPDIR is writable under workspace-write too
+    assert program_problem("cat", env(PATH=f"{tmp_path}/other:{SYSTEM_PATH}"), roots) is not None  # under /tmp
+    assert program_problem("no-such-program-here", env(), roots) == "`no-such-program-here` is not found on PATH"
+
+
+def test_the_hook_refuses_a_read_only_command_whose_program_the_agent_can_shadow(tmp_path: Path) -> None:
+    agent_dir = tmp_path / "state" / "agents" / "agent-1"
+    agent_dir.mkdir(parents=True)
+    work = tmp_path / "work"
+    (work / "bin").mkdir(parents=True)
+    hookapprove.sync(agent_dir, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"))
+    answer = hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work),
+                                env=env(PATH=f"{work}/bin:{SYSTEM_PATH}"))
+    assert answer is not None
+    assert answer[0] == "deny"
+    assert "PATH holds" in answer[1]
+    assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=env()) == (
+        "allow", "Approved by the [watchdog] approve policy: `cat README.md` is read-only.")
