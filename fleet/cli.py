@@ -62,7 +62,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_callback(
     config: Annotated[str | None, typer.Option(
-        "--config", "-c", help="Path to fleet.toml (default: $FLEET_CONFIG, else ./fleet.toml).")] = None,
+        "--config", "-c", help="Path to fleet.toml (default: $FLEET_CONFIG, else ./fleet.toml once you "
+        "ran `fleet trust`, else ~/.config/fleet/fleet.toml).")] = None,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
@@ -361,6 +362,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Commands of other capabilities, in their own modules; importing them registers them on `app`.
-from . import cli_install, cli_watchdog  # noqa: E402
+from . import cli_install, cli_trust, cli_watchdog  # noqa: E402
 
-__all__ = ["app", "cli_install", "cli_watchdog", "cli_work", "main"]
+__all__ = ["app", "cli_install", "cli_trust", "cli_watchdog", "cli_work", "main"]
