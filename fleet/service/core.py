@@ -21,7 +21,7 @@ from fleet import audit
 from fleet.agents.oplock import OP_WAIT, op_lock
 from fleet.config import AgentSpec, FleetConfig, load_config
 from fleet.errors import AgentBusy, ConfigError, FleetError, InvalidInput
-from fleet.fsutil import ensure_dir
+from fleet.fsutil import check_state_tree, ensure_dir
 from fleet.logs import LazyLogger
 
 if TYPE_CHECKING:
@@ -84,7 +84,9 @@ class Service:
     @property
     def config(self) -> FleetConfig:
         if self._config is None:
-            self._config = load_config(self.config_path)
+            config = load_config(self.config_path)
+            check_state_tree(config.state_dir, config.agents)  # another's state dir is refused, reads too
+            self._config = config
         return self._config
 
     @property

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from fleet.config import CONFIG_WHY, find_config
+from fleet.config import CONFIG_WHY, FleetConfig, find_config
 from fleet.errors import FleetError
 from fleet.fsutil import ensure_dir
 
@@ -32,6 +32,16 @@ def _version(argv: list[str]) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return (proc.stdout or proc.stderr).strip().splitlines()[0] if proc.returncode == 0 else None
+
+
+def _placement_check(config: FleetConfig) -> dict[str, Any]:
+    """Are fleet's own files out of every sandboxed agent's reach? (`fleet.agents.writable`)"""
+    from fleet.agents.writable import exposure_hint, exposures
+
+    found = exposures(config)
+    detail = "; ".join(e.sentence() for e in found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
+    return _check("control plane", not found, detail or "state dir, homes, config and fleet's install are "
+                  "outside every sandboxed agent's writable roots", exposure_hint(found))
 
 
 def fleet_doctor(svc: Service) -> dict[str, Any]:
@@ -72,6 +82,7 @@ def fleet_doctor(svc: Service) -> dict[str, Any]:
     except (OSError, FleetError) as exc:
         checks.append(_check("state_dir", False, f"{config.state_dir}: {exc}",
                              "Make it writable, or set [fleet] state_dir / $FLEET_HOME."))
+    checks.append(_placement_check(config))
     missing = [a.name for a in config.agents.values() if not a.cwd.is_dir()]
     checks.append(_check("agent cwds", not missing, "all exist" if not missing else f"missing for {', '.join(missing)}",
                          "Create each agent's cwd or fix `cwd` in fleet.toml."))
