@@ -93,21 +93,22 @@ def _flag_values(args: Sequence[str], long: str, short: str | None = None) -> li
     return out
 
 
-def cli_settings(args: Sequence[str]) -> dict[str, Any]:
-    """The `-c key=value` overrides among `args`, as a nested table (a later one wins)."""
-    table: dict[str, Any] = {}
+def cli_settings(args: Sequence[str]) -> list[dict[str, Any]]:
+    """The `-c key=value` overrides among `args`, each as a nested table of its own, the last first
+    (the first one that sets a key is the one Codex keeps)."""
+    layers: list[dict[str, Any]] = []
     for item in _flag_values(args, "--config", "-c"):
         key, sep, value = item.partition("=")
         if not sep:
             continue
         parts = [p.strip().strip('"') for p in key.split(".")]
+        table: dict[str, Any] = {}
         node = table
         for part in parts[:-1]:
-            child = node.get(part)
-            node[part] = child = child if isinstance(child, dict) else {}
-            node = child
+            node[part] = node = {}
         node[parts[-1]] = _toml_value(value.strip())
-    return table
+        layers.insert(0, table)
+    return layers
 
 
 def _get(table: Mapping[str, Any], *keys: str) -> Any:
@@ -124,8 +125,9 @@ def writable_roots(spec: AgentSpec, home_config: Mapping[str, Any], environ: Map
 
     The sandbox is the last `-s`/`--sandbox` in the agent's `args` (Codex takes the flag over any
     config), else its configured one; a bypass flag means full access. When anything else asks for
-    more than read-only (`--full-auto`, a `sandbox_mode` setting), the roots are computed as for
-    workspace-write all the same: a check that may be wrong errs towards refusing.
+    more than read-only (the configured sandbox, another `-s`, `--full-auto`, a `sandbox_mode`
+    setting), the roots are computed as for workspace-write all the same: a check that may be wrong
+    errs towards refusing.
     """
     args = spec.args
     cli = cli_settings(args)
@@ -134,10 +136,11 @@ def writable_roots(spec: AgentSpec, home_config: Mapping[str, Any], environ: Map
     if any(a in _BYPASS for a in args):
         sandbox = "danger-full-access"
     profiles = _flag_values(args, "--profile", "-p")
-    profile_name = profiles[-1] if profiles else cli.get("profile") or home_config.get("profile")
+    named = [t["profile"] for t in cli if "profile" in t]
+    profile_name = profiles[-1] if profiles else named[0] if named else home_config.get("profile")
     profile = _get(home_config, "profiles", str(profile_name)) if profile_name else None
-    layers = [t for t in (cli, profile if isinstance(profile, Mapping) else None, home_config) if t is not None]
-    asked = [sandbox, *(str(t.get("sandbox_mode")) for t in layers if t.get("sandbox_mode"))]
+    layers = [*cli, *(p for p in (profile, home_config) if isinstance(p, Mapping))]
+    asked = [spec.sandbox, *flags, *(str(t.get("sandbox_mode")) for t in layers if t.get("sandbox_mode"))]
     if "--full-auto" in args:
         asked.append("workspace-write")
     if sandbox == "danger-full-access":
@@ -147,6 +150,9 @@ def writable_roots(spec: AgentSpec, home_config: Mapping[str, Any], environ: Map
 
     def setting(key: str) -> bool:
         for layer in layers:  # the first layer that sets it decides
+            table = layer.get(_WSW)
+            if table is not None and not isinstance(table, Mapping):
+                return False  # the whole table replaced by something else: nothing is excluded
             value = _get(layer, _WSW, key)
             if value is not None:
                 return value is True
