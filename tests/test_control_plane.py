@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 from fleet.agents.writable import Roots, cli_settings, find_exposures, writable_roots
 from fleet.config import AgentSpec
 
-NO_TMP = '["-c", "sandbox_workspace_write.exclude_slash_tmp=true", "-c", "sandbox_workspace_write.exclude_tmpdir_env_var=true"]'
+#: `[defaults] args` keeping /tmp and $TMPDIR out of a worker's writable roots (test fleets live in /tmp).
+NO_TMP = json.dumps(["-c", "sandbox_workspace_write.exclude_slash_tmp=true",
+                     "-c", "sandbox_workspace_write.exclude_tmpdir_env_var=true"])
 
 
 def spec(sandbox: Any = "workspace-write", args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> AgentSpec:
