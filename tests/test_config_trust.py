@@ -68,7 +68,8 @@ def markers(tmp_path: Path) -> list[str]:
 
 
 def test_the_cli_refuses_an_untrusted_fleet_toml_in_the_current_directory(hostile: Fleet, tmp_path: Path) -> None:
-    for command in (["status"], ["assignments"], ["show", "as-" + "0" * 26], ["leases"], ["up"]):
+    for command in (["status"], ["assignments"], ["show", "as-" + "0" * 26], ["leases"], ["up"], ["install"],
+                    ["watchdog", "tick", "--dry-run"]):
         proc = fleet_in(hostile.root, *command, "--json")
         assert proc.returncode == 2, (command, proc.stderr)
         assert error_code(proc) == "config_untrusted", (command, proc.stdout)
@@ -137,7 +138,8 @@ def test_the_mcp_server_in_an_untrusted_directory_refuses_every_read(hostile: Fl
         assert not config["ok"]
         assert "is not trusted" in config["detail"]
         for tool, args in (("assignment_list", {}), ("fleet_status", {}), ("fleet_events", {}),
-                           ("assignment_wait", {"assignments": ["as-" + "0" * 26], "timeout": 0})):
+                           ("assignment_wait", {"assignments": ["as-" + "0" * 26], "timeout": 0}),
+                           ("fleet_install", {}), ("watchdog_tick", {"dry_run": True})):
             error = mcp.error(tool, args)
             assert error["code"] == "config_untrusted", (tool, error)
             assert "fleet trust" in error["hint"]

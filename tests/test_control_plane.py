@@ -205,3 +205,15 @@ def test_a_private_state_dir_is_accepted_and_status_creates_nothing(fleet_factor
     assert not f.state_dir.exists()
     f.state_dir.mkdir(mode=0o755)  # readable by others is the user's business; writable is not
     assert run_json(f, "status")[0] == 0
+
+
+def test_doctor_names_an_unsafe_state_dir_on_its_state_dir_line(fleet_factory: Callable[..., Fleet]) -> None:
+    f = fleet_factory(1)
+    f.state_dir.mkdir(mode=0o700)
+    f.state_dir.chmod(0o777)
+    _, doctor = run_json(f, "doctor")
+    checks = {c["name"]: c for c in doctor["checks"]}
+    assert checks["config"]["ok"]
+    assert not checks["state_dir"]["ok"]
+    assert "writable by group and others" in checks["state_dir"]["detail"]
+    assert f"chmod 700 {f.state_dir}" in checks["state_dir"]["hint"]

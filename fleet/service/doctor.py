@@ -13,8 +13,8 @@ import sys
 import time
 from typing import Any
 
-from fleet.config import CONFIG_WHY, FleetConfig, find_config
-from fleet.errors import FleetError
+from fleet.config import CONFIG_WHY, FleetConfig, find_config, load_config
+from fleet.errors import FleetError, StateDirError
 from fleet.fsutil import ensure_dir
 
 from .core import Service
@@ -56,7 +56,10 @@ def fleet_doctor(svc: Service) -> dict[str, Any]:
     except FleetError as exc:
         checks.append(_check("tmux", False, exc.message, exc.hint))
     try:
-        config = svc.config
+        try:
+            config = svc.config
+        except StateDirError:  # the file is fine, its state dir is not: the state_dir line says why
+            config = load_config(svc.config_path)
         why = CONFIG_WHY[config.source] if config.source else find_config(svc.config_path).why
         checks.append(_check("config", True,
                              f"{config.path} ({why}): fleet {config.name!r}, {len(config.agents)} agent(s)"))
@@ -74,11 +77,13 @@ def fleet_doctor(svc: Service) -> dict[str, Any]:
         except FleetError as exc:
             checks.append(_check(f"codex {codex_cmd}", False, exc.message, exc.hint))
     try:
-        state = ensure_dir(svc.config.state_dir)
+        state = ensure_dir(config.state_dir)
         probe = state / f".doctor-{os.getpid()}"
         probe.write_text(str(time.time()))
         probe.unlink()
         checks.append(_check("state_dir", True, str(state)))
+    except StateDirError as exc:  # not the user's alone, or not a directory: its own words and hint
+        checks.append(_check("state_dir", False, exc.message, exc.hint))
     except (OSError, FleetError) as exc:
         checks.append(_check("state_dir", False, f"{config.state_dir}: {exc}",
                              "Make it writable, or set [fleet] state_dir / $FLEET_HOME."))
