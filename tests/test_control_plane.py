@@ -57,11 +57,12 @@ def test_exclusions_come_from_args_or_the_home_config_and_args_win() -> None:
 
 
 def test_extra_roots_from_writable_roots_add_dir_and_the_agents_own_tmpdir() -> None:
-    args = ("-c", 'sandbox_workspace_write.writable_roots=["/data", "rel"]', "--add-dir", "/more", "--add-dir=/most")
+    args = ("-c", 'sandbox_workspace_write.writable_roots=["/data", "rel"]', "--add-dir", "/more", "--add-dir=/most",
+            "-C", "/other")
     roots = writable_roots(spec(args=args, env={"TMPDIR": "/agent-tmp"}), {"sandbox_workspace_write": {
         "writable_roots": ["/from-home"]}}, {"TMPDIR": "/fleet-tmp"}).roots
     assert set(roots) == {Path(p) for p in ("/w/noor", "/tmp", "/agent-tmp", "/data", "/w/noor/rel", "/from-home",
-                                             "/more", "/most")}
+                                             "/more", "/most", "/other")}
 
 
 def test_anything_asking_for_writes_makes_a_read_only_agent_count_as_writing() -> None:

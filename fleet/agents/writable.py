@@ -10,8 +10,10 @@ such a layout (`exposures`).
 Writable roots of an agent under `workspace-write` (measured with `codex sandbox` on 0.169): its cwd,
 `/tmp` unless `sandbox_workspace_write.exclude_slash_tmp`, `$TMPDIR` unless
 `sandbox_workspace_write.exclude_tmpdir_env_var`, every `sandbox_workspace_write.writable_roots`
-entry and every `--add-dir`. Settings come from the agent's `args` (`-c`, the last one wins), the
-profile it selects, then its home's `config.toml`; roots are the union of all of them (fail closed).
+entry, every `--add-dir` (and any `-C` in the agent's own args). Settings come from the agent's
+`args` (`-c`, the last one wins), the profile it selects, then its home's `config.toml`; roots are
+the union of all of them (fail closed). The sandbox's `/dev` (and `/dev/shm`) is its own: writes
+there never reach the host (measured).
 `read-only` writes nothing; `danger-full-access` (or the bypass flag) writes everything and is not
 checked: nothing placed anywhere is safe from it, and the README says what its verdicts are worth.
 An agent's `$TMPDIR` is taken from its `env`, else fleet's own environment (what a tmux server
@@ -169,6 +171,7 @@ def writable_roots(spec: AgentSpec, home_config: Mapping[str, Any], environ: Map
         if isinstance(extra, list):
             roots += [Path(str(r)).expanduser() for r in extra]
     roots += [Path(d).expanduser() for d in _flag_values(args, "--add-dir")]
+    roots += [Path(d).expanduser() for d in _flag_values(args, "--cd", "-C")]  # a second -C: fail closed
     roots = [r if r.is_absolute() else spec.cwd / r for r in roots]
     return Roots(spec.name, "workspace-write" if sandbox == "read-only" else sandbox, tuple(dict.fromkeys(roots)))
 
