@@ -66,7 +66,7 @@ def check_private_dir(path: Path, *, missing_ok: bool = False) -> None:
         raise StateDirError(
             f"{path} is writable by {who} (mode {stat.S_IMODE(st.st_mode):o}): anyone who can write it can "
             "forge fleet's records there.",
-            hint=f"`chmod 700 {path}` (fleet creates its directories 0700).", path=str(path))
+            hint=f"Run `chmod 700 {path}`; fleet creates its directories 0700.", path=str(path))
 
 
 def check_state_tree(state_dir: Path, agents: Iterable[str]) -> None:

@@ -181,11 +181,13 @@ def test_a_state_dir_others_can_write_is_refused(fleet_factory: Callable[..., Fl
     target = f.state_dir / where
     target.mkdir(parents=True, mode=0o700, exist_ok=True)
     target.chmod(mode)
-    for command in (("status",), ("leases",), ("up",)):
-        status, out = run_json(f, *command)
-        assert status == 4, (command, out)
-        assert out["error"]["code"] == "state_dir_unusable"
-        assert f"chmod 700 {target}" in out["error"]["hint"]
+    for command in (("status",), ("leases",), ("up",), ("claim", "agent-1")):
+        proc = f.cli(*command, "--json")
+        assert proc.returncode == 4, (command, proc.stdout)
+        error = json.loads(proc.stdout)["error"]
+        assert error["code"] == "state_dir_unusable"
+        assert f"chmod 700 {target}" in error["hint"]
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # one clean line, no audit noise
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")

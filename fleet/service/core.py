@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from fleet import audit
 from fleet.agents.oplock import OP_WAIT, op_lock
 from fleet.config import AgentSpec, FleetConfig, load_config
-from fleet.errors import AgentBusy, ConfigError, FleetError, InvalidInput
+from fleet.errors import AgentBusy, ConfigError, FleetError, InvalidInput, StateDirError
 from fleet.fsutil import check_state_tree, ensure_dir
 from fleet.logs import LazyLogger
 
@@ -185,7 +185,11 @@ class Service:
         holder = self.holder_for(args.get("holder"))
         agents = args.get("agents") or ([args["agent"]] if "agent" in args else None)
         try:
-            state_dir = self.config.state_dir
+            try:
+                state_dir = self.config.state_dir
+            except StateDirError as exc:  # refused as unsafe: the caller already has that error, and no
+                logger.debug("unsafe state dir: %s is not audited (%s)", name, exc.code)  # record goes there
+                return
             ensure_dir(state_dir)
             audit.record(state_dir, name, surface=self.surface, holder=holder, agents=agents, outcome=outcome,
                          code=code, ms=ms)
