@@ -220,3 +220,19 @@ def test_doctor_names_an_unsafe_state_dir_on_its_state_dir_line(fleet_factory: C
     assert not checks["state_dir"]["ok"]
     assert "writable by group and others" in checks["state_dir"]["detail"]
     assert f"chmod 700 {f.state_dir}" in checks["state_dir"]["hint"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(mode=st.integers(min_value=0, max_value=0o777))
+def test_a_directory_is_private_exactly_when_group_and_others_cannot_write(
+        tmp_path_factory: pytest.TempPathFactory, mode: int) -> None:
+    from fleet.errors import StateDirError
+    from fleet.fsutil import check_private_dir
+
+    d = tmp_path_factory.mktemp("m")
+    d.chmod(mode | 0o700)
+    if mode & 0o022:
+        with pytest.raises(StateDirError, match="writable by"):
+            check_private_dir(d)
+    else:
+        check_private_dir(d)
