@@ -1,21 +1,26 @@
 """The offline demo: three real Codex agents against the bundled scripted model.
 
 `scripts/demo` runs this inside a loopback-only network namespace. It writes a throw-away fleet.toml
-in a temp dir, then shows the real CLI at work: `up`, `status`, an assignment routed to the worker
-that edits a file inside its write path and reports (`assign`, `wait`, `show`: receipt, report,
-verification), a lease claim and a plain `send` with its receipt, what the watchdog would do next,
-and `down`. Nothing it starts outlives it.
+in a private directory of the user's state (`$XDG_STATE_HOME/fleet-demo/`, default
+`~/.local/state/fleet-demo/`, removed at the end; never `/tmp`, which every workspace-write agent can
+write, so `fleet up` would refuse it), then shows the real CLI at work: `up`, `status`, an
+assignment routed to the worker that edits a file inside its write path and reports (`assign`,
+`wait`, `show`: receipt, report, verification), a lease claim and a plain `send` with its
+receipt, what the watchdog would do next, and `down`. Nothing it starts outlives it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from mockmodel import MockModel, MockServer, Step, apply_patch_catalog, codex_offline_args
@@ -47,8 +52,7 @@ def main() -> None:
     model = MockModel(default_text="Report: nothing to change here.")
     # noor's assignment: one apply_patch inside its write path, then the final message with the report
     model.script(Step(tool=("apply_patch", {"input": PATCH})), Step(text=REPORT))
-    with tempfile.TemporaryDirectory(prefix="fleet-demo-") as tmp, MockServer(model) as server:
-        root = Path(tmp)
+    with _private_dir() as root, MockServer(model) as server:
         catalog = apply_patch_catalog(codex, root / "catalog.json")
         args = [*codex_offline_args(server.url), "-c", f"model_catalog_json={json.dumps(str(catalog))}"]
         # a name of its own: the tmux server is named from it, and two demos at once must not share one
@@ -93,6 +97,19 @@ def main() -> None:
                     _run(config, "release", name, "--force", show=False)
                 _run(config, "down")
     print("\ndemo done: every agent stopped, nothing left running.")
+
+
+@contextlib.contextmanager
+def _private_dir() -> Iterator[Path]:
+    """A fresh 0700 directory under the user's state dir, removed afterwards."""
+    value = os.environ.get("XDG_STATE_HOME", "")
+    base = (Path(value) if os.path.isabs(value) else Path.home() / ".local" / "state") / "fleet-demo"
+    base.mkdir(parents=True, mode=0o700, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="run-", dir=base))  # 0700
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _has_command(config: Path, name: str) -> bool:

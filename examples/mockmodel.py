@@ -470,7 +470,10 @@ def codex_offline_args(base_url: str, *, plugins: bool = False) -> list[str]:
     """`-c` overrides that point Codex at a mock model and keep it off the network.
 
     For `[defaults] args` in a demo or test fleet.toml: a custom provider with no auth and no retries,
-    and analytics, plugin sync and update checks off (`--no-daemon` is added by fleet itself).
+    and analytics, plugin sync and update checks off (`--no-daemon` is added by fleet itself). The
+    sandbox's `/tmp` and `$TMPDIR` are left out of a workspace-write agent's writable roots: a test
+    fleet's state dir, homes and config live under pytest's `/tmp`, and `fleet up` refuses to start an
+    agent that could write them.
     `plugins=True` turns Codex's plugins feature on instead (same place in the list), for a Codex
     that must load installed plugins' skills and MCP servers (a lead).
     """
@@ -487,6 +490,8 @@ def codex_offline_args(base_url: str, *, plugins: bool = False) -> list[str]:
         "-c", "features.daemon_auto_start=false",
         "-c", "check_for_update_on_startup=false",
         "-c", "tui.screen_reader_detection_done=true",
+        "-c", "sandbox_workspace_write.exclude_slash_tmp=true",
+        "-c", "sandbox_workspace_write.exclude_tmpdir_env_var=true",
     ]
 
 

@@ -62,7 +62,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_callback(
     config: Annotated[str | None, typer.Option(
-        "--config", "-c", help="Path to fleet.toml (default: $FLEET_CONFIG, else ./fleet.toml).")] = None,
+        "--config", "-c", help="Path to fleet.toml (default: $FLEET_CONFIG, else ./fleet.toml once you "
+        "ran `fleet trust`, else ~/.config/fleet/fleet.toml).")] = None,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
@@ -159,7 +160,10 @@ def up_cmd(agents: AgentsArg = None, holder: HolderOpt = None, token: TokenOpt =
            timeout: Annotated[float | None, typer.Option(
                help="Seconds the whole call may take, readiness included (default 30).")] = None,
            as_json: JsonOpt = False) -> None:
-    """Start agents and return once each is ready for a prompt; exit 1 if any failed."""
+    """Start agents and return once each is ready for a prompt; exit 1 if any failed.
+
+    Refuses to start anything (control_plane_exposed) while the state dir, a Codex home, the config
+    or fleet's install lies where a sandboxed agent can write (its cwd, /tmp, $TMPDIR, extra roots)."""
     result = _run("agent_start", {"agents": agents, "holder": holder, "token": token, "timeout": timeout},
                   as_json, _render_agents)
     if not result["ok"]:
@@ -238,7 +242,8 @@ def attach_cmd(agent: AgentArg, read_only: Annotated[bool, typer.Option(
 
 @_command("doctor")
 def doctor_cmd(as_json: JsonOpt = False) -> None:
-    """Check tmux, the Codex CLI, the config and the state dir."""
+    """Check tmux, the Codex CLI, the config (and its trust), the state dir, and that fleet's files lie
+    out of every sandboxed agent's reach."""
     def render(r: dict[str, Any]) -> None:
         for c in r["checks"]:
             hint = f" -> {c['hint']}" if c["hint"] else ""
@@ -361,6 +366,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Commands of other capabilities, in their own modules; importing them registers them on `app`.
-from . import cli_install, cli_watchdog  # noqa: E402
+from . import cli_install, cli_trust, cli_watchdog  # noqa: E402
 
-__all__ = ["app", "cli_install", "cli_watchdog", "cli_work", "main"]
+__all__ = ["app", "cli_install", "cli_trust", "cli_watchdog", "cli_work", "main"]

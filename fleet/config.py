@@ -2,9 +2,10 @@
 
 Lookup: `--config PATH`, else `$FLEET_CONFIG`, else `./fleet.toml`, else `fleet.toml` in the user config
 dir (`$XDG_CONFIG_HOME/fleet/`, default `~/.config/fleet/`), so that a `fleet mcp` started by a Codex
-plugin finds the fleet with no arguments. Every error names the file and the key path
-(`$.agents.mila.cwd`). Paths may use `~` and are resolved relative to the config file's directory.
-Loading never touches tmux, Codex or the state dir.
+plugin finds the fleet with no arguments. A `./fleet.toml` is used only when the user trusted that
+path with that content (`fleet trust`, `fleet.config_trust`): the others are the user's own choice.
+Every error names the file and the key path (`$.agents.mila.cwd`). Paths may use `~` and are
+resolved relative to the config file's directory. Loading never touches tmux, Codex or the state dir.
 """
 
 from __future__ import annotations
@@ -210,15 +211,30 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> ConfigLocatio
     )
 
 
+#: Sources the user chose (named, or their own config dir); a config found in the current directory
+#: is used only once trusted (`fleet.config_trust`).
+TRUSTED_SOURCES: Final[frozenset[ConfigSource]] = frozenset({"--config", "$FLEET_CONFIG", "user config dir"})
+
+
 def load_config(explicit: str | os.PathLike[str] | None = None) -> FleetConfig:
+    """Find, read, trust-check and parse the config. The bytes judged by the trust check are the
+    bytes parsed: a file swapped in between is never used unjudged."""
     location = find_config(explicit)
     path = location.path
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}.", hint="Check the file's permissions.") from exc
+    if location.source not in TRUSTED_SOURCES:
+        from .config_trust import check_trusted
+
+        check_trusted(path, data)
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}.", hint="Fix the syntax at the line shown.") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc}.", hint="Check the file's permissions.") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}.", hint="Save it as UTF-8.") from exc
     return replace(parse_config(raw, path), source=location.source)
 
 

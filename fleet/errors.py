@@ -54,6 +54,13 @@ class ConfigNotFound(ConfigError):
     code = "config_not_found"
 
 
+class ConfigUntrusted(ConfigError):
+    """A `./fleet.toml` found in the current directory that the user never trusted (`fleet trust`),
+    or that changed since: a cloned repository must not choose what fleet runs."""
+
+    code = "config_untrusted"
+
+
 class UnknownAgent(FleetError, LookupError):
     code = "unknown_agent"
     exit_status = EXIT_USAGE
@@ -84,6 +91,14 @@ class CodexMissing(EnvironmentFault):
 
 class StateDirError(EnvironmentFault):
     code = "state_dir_unusable"
+
+
+class ControlPlaneExposed(FleetError):
+    """fleet's own files (state dir, a Codex home, its install, the config) lie where an agent
+    that is not full-access can write: that agent could forge what fleet trusts."""
+
+    code = "control_plane_exposed"
+    exit_status = EXIT_USAGE
 
 
 class AgentNotRunning(FleetError):

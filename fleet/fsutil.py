@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,7 +25,8 @@ class UnsafePath(OSError):
 
 def ensure_dir(path: Path) -> Path:
     """Create `path` and every missing parent as private (0700) directories; refuse a symlink in its
-    place. Directories that already exist keep their mode (a user's `~/.local` is not fleet's)."""
+    place, and a `path` that is not the user's alone (`check_private_dir`). Parents that already
+    exist keep their mode (a user's `~/.local` is not fleet's)."""
     try:
         make_private_dirs(path)
     except OSError as exc:
@@ -33,13 +34,47 @@ def ensure_dir(path: Path) -> Path:
             f"Cannot create the directory {path}: {exc.strerror or exc}.",
             hint="Check the state_dir setting and its permissions, or set $FLEET_HOME.",
         ) from exc
-    st = os.lstat(path)
+    check_private_dir(path)
+    return path
+
+
+def check_private_dir(path: Path, *, missing_ok: bool = False) -> None:
+    """Refuse (StateDirError) a directory of fleet's that someone else could have written: a symlink
+    or a file in its place, another owner, or a mode that lets group or others write. fleet reads its
+    journals, leases, ledger and approval answers from these directories and acts on them, so one
+    that others can write is one whose every record may be forged. `missing_ok`: a directory that
+    does not exist passes (a read creates nothing)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise StateDirError(f"The directory {path} does not exist.", hint="Run `fleet up` to create it.") from None
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         raise StateDirError(
             f"{path} is not a plain directory (a symlink or a file is in its place).",
             hint="Remove it; fleet does not follow symlinks inside its state dir.",
         )
-    return path
+    if st.st_uid != os.geteuid():
+        raise StateDirError(
+            f"{path} belongs to uid {st.st_uid}, not to you (uid {os.geteuid()}): whoever owns it can forge "
+            "fleet's records there.",
+            hint="Use a state dir of your own ([fleet] state_dir, or $FLEET_HOME), or `chown` it if it is yours.",
+            path=str(path))
+    if st.st_mode & 0o022:
+        who = {0o022: "group and others", 0o020: "group", 0o002: "others"}[st.st_mode & 0o022]
+        raise StateDirError(
+            f"{path} is writable by {who} (mode {stat.S_IMODE(st.st_mode):o}): anyone who can write it can "
+            "forge fleet's records there.",
+            hint=f"Run `chmod 700 {path}`; fleet creates its directories 0700.", path=str(path))
+
+
+def check_state_tree(state_dir: Path, agents: Iterable[str]) -> None:
+    """`check_private_dir` for the state dir and the directories in it that hold what fleet acts on
+    (`agents/`, each agent's, `leases/`), where they exist: a read creates nothing."""
+    for path in (state_dir, state_dir / "agents", state_dir / "leases",
+                 *(state_dir / "agents" / name for name in agents)):
+        check_private_dir(path, missing_ok=True)
 
 
 def make_private_dirs(path: Path) -> None:

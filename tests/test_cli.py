@@ -47,6 +47,7 @@ def test_missing_config_is_one_line_with_a_hint(tmp_path: Path) -> None:
 
 def test_malformed_toml_fails_with_json_error(tmp_path: Path) -> None:
     (tmp_path / "fleet.toml").write_text("[agents\n")
+    assert fleet("trust", cwd=tmp_path).returncode == 0  # a ./fleet.toml is parsed only once trusted
     error = assert_clean_error(fleet("status", "--json", cwd=tmp_path), "config_invalid", 2)
     assert "fleet.toml" in error["message"]
 

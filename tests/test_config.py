@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from fleet.config import load_config
+from fleet.config_trust import trust
 from fleet.errors import ConfigError, ConfigNotFound, UnknownAgent
 
 
@@ -54,6 +55,7 @@ def test_config_is_found_through_the_environment_then_the_current_directory(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, MINIMAL)
     monkeypatch.chdir(tmp_path)
+    trust(path)  # a ./fleet.toml is used only once trusted (test_config_trust.py)
     assert load_config().path == path
     other = tmp_path / "sub"
     other.mkdir()

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleet.config import find_config, load_config, user_config_path
+from fleet.config_trust import trust
 from fleet.errors import ConfigNotFound
 
 MINIMAL = '[agents.mila]\nhome = "~/.codex-mila"\ncwd = "work"\n'
@@ -49,6 +50,7 @@ def test_current_directory_wins_over_the_user_config_dir(tmp_path: Path, monkeyp
     put(user_config_path(), "zed")
     local = put(tmp_path / "here" / "fleet.toml", "bo")
     monkeypatch.chdir(local.parent)
+    trust(local)  # a ./fleet.toml is used only once trusted (test_config_trust.py)
     cfg = load_config()
     assert (cfg.path, cfg.source, list(cfg.agents)) == (local, "./fleet.toml", ["bo"])
 

@@ -17,8 +17,9 @@ from fleet.mcp_server import build_server
 #: CLI parameters that are presentation, not operation input.
 CLI_ONLY = {"as_json"}
 #: CLI commands that are not operations: attach execs tmux, mcp serves the registry itself, the
-#: watchdog's foreground loop and its systemd units are this machine's business, not an MCP client's.
-NOT_OPERATIONS = {"attach", "mcp", "watchdog run", "watchdog install", "watchdog uninstall"}
+#: watchdog's foreground loop and its systemd units are this machine's business, not an MCP client's;
+#: trust must never be offered to a model (it would trust the config it wrote).
+NOT_OPERATIONS = {"attach", "mcp", "trust", "watchdog run", "watchdog install", "watchdog uninstall"}
 
 
 def cli_params() -> dict[str, set[str]]:

@@ -65,6 +65,7 @@ def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None
     deadline = time.monotonic() + timeout
     specs = svc.specs(agents)
     svc.check_token(specs, token)
+    refuse_exposed_control_plane(svc)
     rt = svc.runtime
     rt.tmux.panes()  # tmux missing or unusable fails the whole call before anything is taken
     results: dict[str, dict[str, Any]] = {}
@@ -87,6 +88,22 @@ def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None
         results.update({name: dict(r) for name, r in started.items()})
     ordered = [results[s.name] for s in specs]
     return {"ok": all(r["result"] in ("started", "running") for r in ordered), "agents": ordered}
+
+
+def refuse_exposed_control_plane(svc: Service) -> None:
+    """Refuse to start anything while fleet's own files (state dir, Codex homes, config, install,
+    Codex binary, trust store) lie inside the writable roots of a configured agent that is not
+    full-access (`fleet.agents.writable`): that agent could forge what fleet acts on."""
+    from fleet.agents.writable import exposure_hint, exposures
+    from fleet.errors import ControlPlaneExposed
+
+    found = exposures(svc.config)
+    if found:
+        first = found[0].sentence()
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise ControlPlaneExposed(f"Not starting: {first}{more}.", hint=exposure_hint(found),
+                                  exposures=[{"agent": e.agent, "sandbox": e.sandbox, "what": e.what,
+                                              "path": str(e.path), "root": str(e.root)} for e in found])
 
 
 def _sync_approve_policy(svc: Service, specs: list[AgentSpec]) -> None:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from fleet import audit
 from fleet.agents.oplock import OP_WAIT, op_lock
 from fleet.config import AgentSpec, FleetConfig, load_config
-from fleet.errors import AgentBusy, ConfigError, FleetError, InvalidInput
-from fleet.fsutil import ensure_dir
+from fleet.errors import AgentBusy, ConfigError, FleetError, InvalidInput, StateDirError
+from fleet.fsutil import check_state_tree, ensure_dir
 from fleet.logs import LazyLogger
 
 if TYPE_CHECKING:
@@ -84,7 +84,9 @@ class Service:
     @property
     def config(self) -> FleetConfig:
         if self._config is None:
-            self._config = load_config(self.config_path)
+            config = load_config(self.config_path)
+            check_state_tree(config.state_dir, config.agents)  # another's state dir is refused, reads too
+            self._config = config
         return self._config
 
     @property
@@ -183,7 +185,11 @@ class Service:
         holder = self.holder_for(args.get("holder"))
         agents = args.get("agents") or ([args["agent"]] if "agent" in args else None)
         try:
-            state_dir = self.config.state_dir
+            try:
+                state_dir = self.config.state_dir
+            except StateDirError as exc:  # refused as unsafe: the caller already has that error, and no
+                logger.debug("unsafe state dir: %s is not audited (%s)", name, exc.code)  # record goes there
+                return
             ensure_dir(state_dir)
             audit.record(state_dir, name, surface=self.surface, holder=holder, agents=agents, outcome=outcome,
                          code=code, ms=ms)

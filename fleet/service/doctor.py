@@ -13,8 +13,8 @@ import sys
 import time
 from typing import Any
 
-from fleet.config import CONFIG_WHY, find_config
-from fleet.errors import FleetError
+from fleet.config import CONFIG_WHY, FleetConfig, find_config, load_config
+from fleet.errors import FleetError, StateDirError
 from fleet.fsutil import ensure_dir
 
 from .core import Service
@@ -34,6 +34,16 @@ def _version(argv: list[str]) -> str | None:
     return (proc.stdout or proc.stderr).strip().splitlines()[0] if proc.returncode == 0 else None
 
 
+def _placement_check(config: FleetConfig) -> dict[str, Any]:
+    """Are fleet's own files out of every sandboxed agent's reach? (`fleet.agents.writable`)"""
+    from fleet.agents.writable import exposure_hint, exposures
+
+    found = exposures(config)
+    detail = "; ".join(e.sentence() for e in found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
+    return _check("control plane", not found, detail or "state dir, homes, config and fleet's install are "
+                  "outside every sandboxed agent's writable roots", exposure_hint(found))
+
+
 def fleet_doctor(svc: Service) -> dict[str, Any]:
     from fleet.agents.codex import resolve_binary
     from fleet.agents.tmux import tmux_binary
@@ -46,7 +56,10 @@ def fleet_doctor(svc: Service) -> dict[str, Any]:
     except FleetError as exc:
         checks.append(_check("tmux", False, exc.message, exc.hint))
     try:
-        config = svc.config
+        try:
+            config = svc.config
+        except StateDirError:  # the file is fine, its state dir is not: the state_dir line says why
+            config = load_config(svc.config_path)
         why = CONFIG_WHY[config.source] if config.source else find_config(svc.config_path).why
         checks.append(_check("config", True,
                              f"{config.path} ({why}): fleet {config.name!r}, {len(config.agents)} agent(s)"))
@@ -64,14 +77,17 @@ def fleet_doctor(svc: Service) -> dict[str, Any]:
         except FleetError as exc:
             checks.append(_check(f"codex {codex_cmd}", False, exc.message, exc.hint))
     try:
-        state = ensure_dir(svc.config.state_dir)
+        state = ensure_dir(config.state_dir)
         probe = state / f".doctor-{os.getpid()}"
         probe.write_text(str(time.time()))
         probe.unlink()
         checks.append(_check("state_dir", True, str(state)))
+    except StateDirError as exc:  # not the user's alone, or not a directory: its own words and hint
+        checks.append(_check("state_dir", False, exc.message, exc.hint))
     except (OSError, FleetError) as exc:
         checks.append(_check("state_dir", False, f"{config.state_dir}: {exc}",
                              "Make it writable, or set [fleet] state_dir / $FLEET_HOME."))
+    checks.append(_placement_check(config))
     missing = [a.name for a in config.agents.values() if not a.cwd.is_dir()]
     checks.append(_check("agent cwds", not missing, "all exist" if not missing else f"missing for {', '.join(missing)}",
                          "Create each agent's cwd or fix `cwd` in fleet.toml."))

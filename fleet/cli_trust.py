@@ -1,0 +1,65 @@
+"""`fleet trust`: the user's say-so for a `./fleet.toml`, registered on the app by `fleet.cli`.
+
+Not an operation on purpose: the MCP server must never offer it, or the model the user is
+supervising (or a repository's AGENTS.md it read) could trust the config it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .cli import JsonOpt, _command, _fail
+
+
+def _render(result: dict[str, Any]) -> None:
+    if result["action"] == "list":
+        for rec in result["trusted"]:
+            print(f"{rec['path']}  {rec['sha256'][:19]}...")
+        if not result["trusted"]:
+            print("No fleet.toml is trusted.")
+        return
+    if result["action"] == "revoke":
+        print(f"{result['path']}: " + ("no longer trusted" if result["revoked"] else "was not trusted"))
+        return
+    print(f"trusted {result['path']} ({result['sha256'][:19]}...); editing it needs `fleet trust` again")
+    about = result["config"]
+    if "error" in about:
+        print(f"note: it is not a valid config yet: {about['error']['message']}")
+    else:
+        print(f"fleet {about['fleet']!r}, state dir {about['state_dir']}, agents {', '.join(about['agents'])}")
+        print(f"programs it names: {', '.join(about['programs'])}")
+
+
+@_command("trust")
+def trust_cmd(
+    path: Annotated[str, typer.Argument(help="The config to trust (default ./fleet.toml).")] = "fleet.toml",
+    revoke: Annotated[bool, typer.Option("--revoke", help="Forget it instead.")] = False,
+    list_all: Annotated[bool, typer.Option("--list", help="List the trusted configs.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Trust a fleet.toml found in the current directory, with its exact content (like `direnv allow`).
+
+    fleet uses a ./fleet.toml only after this; a changed file must be trusted again. --config and
+    $FLEET_CONFIG (named by you) and ~/.config/fleet/fleet.toml need no trust. The record is kept in
+    your own state ($XDG_STATE_HOME/fleet/trusted-configs.json), never in the repository."""
+    from . import config_trust
+
+    target = Path(path).expanduser()
+    try:
+        if list_all:
+            result: dict[str, Any] = {"action": "list", "trusted": config_trust.trusted()}
+        elif revoke:
+            result = {"action": "revoke", "path": str(target.absolute()), "revoked": config_trust.revoke(target)}
+        else:
+            record = config_trust.trust(target)
+            result = {"action": "trust", **record, "config": config_trust.describe(Path(record["path"]))}
+    except Exception as exc:
+        _fail(exc, as_json)
+    if as_json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        _render(result)
