@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .agents.text import MAX_TEXT
 from .config import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN
-from .errors import FleetError, InvalidInput
-from .schemacheck import compile_check
+from .errors import FleetError, InvalidInput, NotFinite
+from .schemacheck import compile_check, non_finite
 from .work.lifecycle import ASSIGNMENT_ID_PATTERN
 
 if TYPE_CHECKING:
@@ -130,7 +130,13 @@ class Operation:
         return {k: v["default"] for k, v in self.input_schema["properties"].items() if "default" in v}
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Check `args` against the schema; raise InvalidInput naming the key path and the rule."""
+        """Check `args` against the schema; raise InvalidInput naming the key path and the rule.
+        A NaN or an infinity anywhere is refused first (`number_not_finite`): no bound catches it."""
+        bad = non_finite(args)
+        if bad is not None:
+            raise NotFinite(f"{self.name}: {bad[0]}: {bad[1]!r} is not a finite number.",
+                            hint=f"Pass a plain number; see `fleet {self.cli} --help` for the range.",
+                            operation=self.name, key=bad[0])
         if self.precheck(args):
             return args
         from jsonschema.exceptions import relevance
@@ -313,6 +319,9 @@ def invoke(svc: Service, name: str, args: dict[str, Any]) -> dict[str, Any]:
     call = {**op.defaults, **args}
     if op.tier == "readonly":
         return op.run(svc, **call)
+    from .leases.rules import validate_caller_holder  # the lease store's own module: mutating calls load it anyway
+
+    validate_caller_holder(args.get("holder") or svc.holder)
     started = time.monotonic()
     try:
         result = op.run(svc, **call)
