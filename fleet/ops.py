@@ -230,6 +230,11 @@ REGISTRY: Final[dict[str, Operation]] = {
         _op("lease_repair", "lease-repair",
             "Only after a lease_corrupt error: move the bad record aside.",
             "destructive", {"agent": AGENT, "holder": HOLDER}, ("agent",), _out("agent"), _LEASE_OPS + "lease_repair"),
+        _op("ledger_repair", "ledger-repair",
+            "Only after a ledger_unusable error: move a damaged fleet.db aside (kept), salvage its rows into a "
+            "fresh ledger, say what was lost.",
+            "destructive", {"holder": HOLDER}, (), _out("repaired", "moved", "salvaged", "lost"),
+            "fleet.service.ledgerrepair:ledger_repair"),
         _op("skill_list", "skills",
             "Skills each agent can use (what to pass as assignment_create's skills); broken ones with their "
             "error.",
