@@ -141,7 +141,7 @@ def run_tick(svc: Service, *, dry_run: bool = False, now: float | None = None,
             busy = stack.enter_context(tick_lock(state_dir))
             if busy is not None:
                 return _result(at, dry_run, busy, [], [], started)
-        ledger, store, fault = open_ledger(svc, OPEN_LOOKUP, QUEUED_LOOKUP)
+        ledger, store, fault = open_ledger(svc)
         if store is None:
             store = WatchdogStore(private_file(state_dir / FALLBACK_DB))
         stack.enter_context(store)
@@ -198,10 +198,13 @@ class _Tick:
 
     def _from_ledger(self, read: Callable[[Ledger], Any], default: Any) -> Any:
         """`read(ledger)`, or `default` when the ledger is (or turns out to be) unusable."""
-        if self.ledger is None:
-            return default
+        ledger = self.ledger
+        return default if ledger is None else self._safely(lambda: read(ledger), default)
+
+    def _safely(self, read: Callable[[], Any], default: Any) -> Any:
+        """`read()` of the ledger file (its tables or the watchdog's), or `default` if it is damaged."""
         try:
-            return read(self.ledger)
+            return read()
         except LEDGER_FAULTS as exc:
             self.ledger_down(exc)
             return default
@@ -246,8 +249,8 @@ class _Tick:
         for a in rows:
             if a.agent and a.agent not in open_rows:  # newest first: an agent's latest open one
                 open_rows[a.agent] = a.to_dict(with_prompt=False)
-        ladders = self.store.ladders(r["id"] for r in open_rows.values())
-        records = self.store.agents()
+        ladders = self._safely(lambda: self.store.ladders(r["id"] for r in open_rows.values()), {})
+        records = self._safely(self.store.agents, {})
         lead = self.policy.lead
         lead_state: AgentState | None = None
         out = []
@@ -432,12 +435,10 @@ class _Tick:
                    if k in ("action", "rung", "reason", "lead", "outcome", "error") and v is not None}
         if entry["detail"]:
             details["detail"] = _compact(entry["detail"])
-        try:
-            if self.ledger is None:
-                pass  # the audit record below still says what was done
-            elif entry["assignment"]:
+        try:  # without a ledger, the audit record below still says what was done
+            if self.ledger is not None and entry["assignment"]:
                 self.ledger.annotate(entry["assignment"], kind, actor=WATCHDOG_HOLDER, details=details)
-            else:
+            elif self.ledger is not None:
                 self.ledger.record_event(kind, actor=WATCHDOG_HOLDER, agent=entry["agent"], details=details)
         except LEDGER_FAULTS as exc:
             self.ledger_down(exc)

@@ -32,17 +32,14 @@ FALLBACK_DB: Final = "watchdog-fallback.db"
 LEDGER_FAULTS: Final = (StateDirError, sqlite3.DatabaseError)
 
 
-def open_ledger(svc: Service, open_lookup: int, queued_lookup: int
-                ) -> tuple[Ledger | None, WatchdogStore | None, BaseException | None]:
-    """The service's ledger and the watchdog's tables in it, read once where the tick reads first;
-    or the fault that makes them unusable (the service's connection is closed then)."""
+def open_ledger(svc: Service) -> tuple[Ledger | None, WatchdogStore | None, BaseException | None]:
+    """The service's ledger and the watchdog's tables in it, or the fault that makes them unusable
+    (the service's connection is closed then). Opening reads the header and the schema; damage
+    deeper in the file shows when a query reaches it, and the tick catches `LEDGER_FAULTS` there."""
     store: WatchdogStore | None = None
     try:
         ledger = svc.ledger  # the service's connection, which the work layer uses too; the service closes it
         store = WatchdogStore(ledger.path)
-        ledger.assignments(states=("sent", "working", "reported"), limit=open_lookup)
-        ledger.queued(queued_lookup)
-        store.agents()
         return ledger, store, None
     except LEDGER_FAULTS as exc:
         if store is not None:
