@@ -201,12 +201,18 @@ def test_every_holder_fleet_itself_uses_is_reserved() -> None:
         assert HOLDER_RE.fullmatch(name), name  # still valid where fleet passes it to the lease store
 
 
-holders = st.from_regex(HOLDER_RE, fullmatch=True)
+#: Any valid holder, and valid holders built on fleet's own words (any casing, any tail), which
+#: a plain regex strategy would almost never produce.
+holders = st.from_regex(HOLDER_RE, fullmatch=True) | st.builds(
+    lambda word, upper, tail: "".join(c.upper() if u else c for c, u in zip(word, upper, strict=False)) + tail,
+    st.sampled_from(sorted(RESERVED_HOLDER_WORDS)), st.lists(st.booleans(), min_size=12, max_size=12),
+    st.sampled_from(["", ":", ":x", "s", "-bot", ".1", "@host", ":as-1"]))
 
 
 @settings(max_examples=400)
 @given(holders)
 def test_a_caller_holder_is_refused_exactly_when_its_first_word_is_fleets(holder: str) -> None:
+    assert HOLDER_RE.fullmatch(holder)
     reserved = holder.split(":", 1)[0].lower() in RESERVED_HOLDER_WORDS
     if reserved:
         with pytest.raises(HolderReserved) as caught:
