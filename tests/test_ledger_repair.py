@@ -8,6 +8,7 @@ process. The crash test runs real Codex against the mock model.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -85,7 +86,10 @@ def test_ledger_repair_moves_a_damaged_ledger_aside_salvages_and_numbers_events_
     _smash(db, leaves[len(leaves) // 2])
     damaged = db.read_bytes()
     broken = f.cli("assignments", "--json", "--limit", "1000")
-    assert broken.returncode != 0  # the damage is real: fleet cannot list
+    assert broken.returncode != 0  # the damage is real: fleet cannot list, and says what to do
+    error = json.loads(broken.stdout)["error"]
+    assert error["code"] == "ledger_unusable", error
+    assert "fleet ledger-repair" in error["hint"]
 
     out = f.json("ledger-repair")
     assert out["repaired"] is True
