@@ -29,7 +29,7 @@ LOCK_FILE: Final = "watchdog.lock"
 #: The watchdog's tables while `fleet.db` is unusable (see `fleet.watchdog.tick`).
 FALLBACK_DB: Final = "watchdog-fallback.db"
 #: What a damaged or unusable ledger raises: fleet's own wrapper, or SQLite's when a page is bad.
-LEDGER_FAULTS: Final = (StateDirError, sqlite3.DatabaseError)
+LEDGER_FAULTS: Final = (LedgerError, sqlite3.DatabaseError)
 
 
 def open_ledger(svc: Service) -> tuple[Ledger | None, WatchdogStore | None, BaseException | None]:
@@ -41,7 +41,7 @@ def open_ledger(svc: Service) -> tuple[Ledger | None, WatchdogStore | None, Base
         ledger = svc.ledger  # the service's connection, which the work layer uses too; the service closes it
         store = WatchdogStore(ledger.path)
         return ledger, store, None
-    except LEDGER_FAULTS as exc:
+    except (StateDirError, sqlite3.DatabaseError) as exc:  # the store says StateDirError for the same file
         if store is not None:
             store.close()
         svc.close()
@@ -56,10 +56,14 @@ def private_file(path: Path) -> Path:
 
 
 def ledger_fault(exc: BaseException) -> dict[str, Any]:
+    """The fault as the tick reports it: fleet's own error as it is, SQLite's as `ledger_unusable`."""
     if isinstance(exc, FleetError):
         return exc.to_dict()
-    return LedgerError(f"The ledger is damaged: {exc}.", hint="Run `fleet ledger-repair`: it keeps the damaged "
-                       "file, salvages what it can and starts a fresh ledger.").to_dict()
+    if type(exc) is sqlite3.DatabaseError:  # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is damaged
+        return LedgerError(f"The ledger is damaged: {exc}.", hint="Run `fleet ledger-repair`: it keeps the "
+                           "damaged file, salvages what it can and starts a fresh ledger.").to_dict()
+    return LedgerError(f"The ledger could not be used: {exc}.",
+                       hint="Retry; if it persists, see `fleet doctor` and the state dir's disk.").to_dict()
 
 
 @contextlib.contextmanager
