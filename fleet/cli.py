@@ -299,6 +299,23 @@ def lease_repair_cmd(agent: AgentArg, holder: HolderOpt = None, as_json: JsonOpt
     _run("lease_repair", {"agent": agent, "holder": holder}, as_json)
 
 
+@_command("ledger-repair")
+def ledger_repair_cmd(holder: HolderOpt = None, as_json: JsonOpt = False) -> None:
+    """Move a damaged fleet.db aside (kept and audited), salvage what SQLite can read into a fresh ledger."""
+    _run("ledger_repair", {"holder": holder}, as_json, _render_ledger_repair)
+
+
+def _render_ledger_repair(r: dict[str, Any]) -> None:
+    if not r["repaired"]:
+        print("The ledger is sound; nothing was changed.")
+        return
+    print(f"The ledger was damaged ({r['problem']}); moved aside: {', '.join(r['moved'])}.")
+    for table, n in r["salvaged"].items():
+        lost = r["lost"].get(table)
+        print(f"  {table}: {n} row(s) salvaged, " + ("an unknown number lost" if lost is None else f"{lost} lost"))
+    print(f"New events are numbered from {r['events_from']}.")
+
+
 @_command("mcp")
 def mcp_cmd() -> None:
     """Serve the team-lead tools over stdio (MCP). stdout carries only the protocol."""

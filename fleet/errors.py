@@ -45,6 +45,19 @@ class InvalidInput(FleetError, ValueError):
     exit_status = EXIT_USAGE
 
 
+class NotFinite(InvalidInput):
+    """A NaN or an infinity where a number goes: every bound compares false against NaN, so a schema
+    would let it through and a timeout of `min(nan, 50)` would never end."""
+
+    code = "number_not_finite"
+
+
+class HolderReserved(InvalidInput):
+    """A caller named itself as one of fleet's own holders (`watchdog`, `assignment:<id>`, ...)."""
+
+    code = "holder_reserved"
+
+
 class ConfigError(FleetError):
     code = "config_invalid"
     exit_status = EXIT_USAGE

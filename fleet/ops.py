@@ -16,6 +16,7 @@ jsonschema is imported only to judge and explain an input the pre-check does not
 from __future__ import annotations
 
 import importlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .agents.text import MAX_TEXT
 from .config import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN
-from .errors import FleetError, InvalidInput
-from .schemacheck import compile_check
+from .errors import FleetError, InvalidInput, LedgerError, NotFinite
+from .schemacheck import compile_check, non_finite
 from .work.lifecycle import ASSIGNMENT_ID_PATTERN
 
 if TYPE_CHECKING:
@@ -130,7 +131,13 @@ class Operation:
         return {k: v["default"] for k, v in self.input_schema["properties"].items() if "default" in v}
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Check `args` against the schema; raise InvalidInput naming the key path and the rule."""
+        """Check `args` against the schema; raise InvalidInput naming the key path and the rule.
+        A NaN or an infinity anywhere is refused first (`number_not_finite`): no bound catches it."""
+        bad = non_finite(args)
+        if bad is not None:
+            raise NotFinite(f"{self.name}: {bad[0]}: {bad[1]!r} is not a finite number.",
+                            hint=f"Pass a plain number; see `fleet {self.cli} --help` for the range.",
+                            operation=self.name, key=bad[0])
         if self.precheck(args):
             return args
         from jsonschema.exceptions import relevance
@@ -224,6 +231,11 @@ REGISTRY: Final[dict[str, Operation]] = {
         _op("lease_repair", "lease-repair",
             "Only after a lease_corrupt error: move the bad record aside.",
             "destructive", {"agent": AGENT, "holder": HOLDER}, ("agent",), _out("agent"), _LEASE_OPS + "lease_repair"),
+        _op("ledger_repair", "ledger-repair",
+            "Only after a ledger_unusable error: move a damaged fleet.db aside (kept), salvage its rows into a "
+            "fresh ledger, say what was lost.",
+            "destructive", {"holder": HOLDER}, (), _out("repaired", "moved", "salvaged", "lost"),
+            "fleet.service.ledgerrepair:ledger_repair"),
         _op("skill_list", "skills",
             "Skills each agent can use (what to pass as assignment_create's skills); broken ones with their "
             "error.",
@@ -312,13 +324,29 @@ def invoke(svc: Service, name: str, args: dict[str, Any]) -> dict[str, Any]:
     op.validate(args)
     call = {**op.defaults, **args}
     if op.tier == "readonly":
-        return op.run(svc, **call)
+        return _run(op, svc, call)
+    from .leases.rules import validate_caller_holder  # the lease store's own module: mutating calls load it anyway
+
+    validate_caller_holder(args.get("holder") or svc.holder)
     started = time.monotonic()
     try:
-        result = op.run(svc, **call)
+        result = _run(op, svc, call)
     except FleetError as exc:
         svc.audit_operation(name, call, "error", exc.code, int((time.monotonic() - started) * 1000))
         raise
     outcome = "partial" if result.get("ok") is False else "ok"  # up/down: some agents failed
     svc.audit_operation(name, call, outcome, None, int((time.monotonic() - started) * 1000))
     return result
+
+
+def _run(op: Operation, svc: Service, call: dict[str, Any]) -> dict[str, Any]:
+    """Run the handler; a damaged ledger page (SQLite's plain `DatabaseError`: malformed, not a
+    database) met anywhere in it becomes `ledger_unusable` with the repair hint, not an internal error."""
+    try:
+        return op.run(svc, **call)
+    except Exception as exc:
+        sqlite3 = sys.modules.get("sqlite3")  # loaded by whoever opened the ledger; never imported here
+        if sqlite3 is not None and type(exc) is sqlite3.DatabaseError:
+            raise LedgerError(f"The ledger is damaged: {exc}.", hint="Run `fleet ledger-repair`: it keeps the damaged "
+                              "file, salvages what it can and starts a fresh ledger.") from exc
+        raise

@@ -167,6 +167,26 @@ def _object_checks(schema: dict[str, Any]) -> list[Check]:
     return out
 
 
+def non_finite(instance: Any, path: str = "$") -> tuple[str, float] | None:
+    """The JSON path and value of the first NaN or infinity anywhere in `instance`, or None.
+
+    JSON has no such numbers, but Python's `json` (and the MCP SDK's parser) read `NaN` and
+    `Infinity`, TOML has `nan` and `inf`, and Draft 2020-12 judges them by comparisons that NaN always
+    passes (`minimum`, `maximum`). So the registry refuses them before any schema is consulted."""
+    if isinstance(instance, float) and not math.isfinite(instance):
+        return path, instance
+    children: Any = ()
+    if isinstance(instance, dict):
+        children = ((f"{path}.{k}", v) for k, v in instance.items())
+    elif isinstance(instance, list | tuple):
+        children = ((f"{path}[{i}]", v) for i, v in enumerate(instance))
+    for where, value in children:
+        found = non_finite(value, where)
+        if found is not None:
+            return found
+    return None
+
+
 def is_complete(schema: Any) -> bool:
     """True when every keyword in `schema` (recursively) is one the pre-check evaluates, so a valid
     instance passes without jsonschema. Tests assert it for fleet's schemas; nothing else needs it."""

@@ -112,9 +112,9 @@ def test_a_request_older_than_the_ttl_is_forgotten_by_compaction() -> None:
 
 
 def test_a_prompt_codex_took_late_is_matched_by_its_text_digest() -> None:
-    events = [{"time": 1.0, "event": "send", "request_id": "r", "text_sha": text_sha("do it\r\n"), "sent_at": 1.0},
+    events = [{"time": 0.5, "event": "turn_started", "turn_id": "early", "prompt": "do it"},
+              {"time": 1.0, "event": "send", "request_id": "r", "text_sha": text_sha("do it\r\n"), "sent_at": 1.0},
               {"time": 1.2, "event": "not_delivered", "request_id": "r"},
-              {"time": 0.5, "event": "turn_started", "turn_id": "early", "prompt": "do it"},
               {"time": 3.0, "event": "turn_started", "turn_id": "other", "prompt": "something else"},
               {"time": 4.0, "event": "turn_started", "turn_id": "late", "prompt": "do it", "session_id": "s"}]
     found = find_request(events, "r")

@@ -55,6 +55,7 @@ VALID: dict[str, Any] = {
     "op:agent_release": {"agent": "mila", "holder": "cli:alice", "token": 4, "force": False},
     "op:fleet_leases": {},
     "op:lease_repair": {"agent": "mila", "holder": "ops"},
+    "op:ledger_repair": {"holder": "ops"},
     "op:skill_list": {"agents": ["mila"]},
     "op:assignment_create": {"task": "Write docs", "to": "mila", "skills": ["pdf", "plugin:x"],
                              "write_paths": ["docs/"], "read_paths": ["src"], "checks": ["pytest -q"],

@@ -8,12 +8,15 @@ replaced. Readers take no lock: the file is replaced by an atomic rename, so the
 new one, both complete.
 
 Bounded size: when an append leaves the file over `JOURNAL_MAX` bytes, that writer compacts it. The
-old file is kept as `events.jsonl.1` (one generation, for people) and `events.jsonl` is replaced by
+old file is kept as `events.jsonl.1` (one generation: for people, and for a send waiting across the
+compaction) and `events.jsonl` is replaced by
 what still decides anything: the latest launch with its `ready` and `stopped`, the last turn's start
 and end, the open turn's last tool event, one `request` record per request id sent in the last
-`REQUEST_TTL` (newest first, within `REQUEST_BYTES`), and a `compacted` marker carrying the
-transcript path and the latest rate limits. `read_journal` (state) and `find_request` (receipts)
-answer the same before and after (property-tested); a request older than `REQUEST_TTL` is forgotten.
+`REQUEST_TTL` (the newest within `REQUEST_BYTES`, each where its send was, or first if it was sent
+before the latest launch), and a `compacted` marker carrying the transcript path and the latest rate
+limits. Deliveries are matched by position in the journal, never by time (`find_request`).
+`read_journal` (state) and `find_request` (receipts) answer the same before and after
+(property-tested); a request older than `REQUEST_TTL` is forgotten.
 """
 
 from __future__ import annotations
@@ -90,7 +93,12 @@ def _delivery(raw: object) -> Delivery | None:
 
 
 def find_request(events: list[dict[str, Any]], request_id: str) -> RequestRecord | None:
-    """The first send with `request_id` and its delivery, from events oldest first; pure."""
+    """The first send with `request_id` and its delivery, from events oldest first; pure.
+
+    A delivery is the first `receipt` for the id, or the first `turn_started` with the same text,
+    that comes after the send in the journal's order. Times are never compared: each writer stamps
+    its own wall clock, and a clock stepped back would put Codex's record of the prompt "before" the
+    send and lose it, so a retry would type the prompt twice."""
     rec: RequestRecord | None = None
     for ev in events:
         kind = ev.get("event")
@@ -107,11 +115,30 @@ def find_request(events: list[dict[str, Any]], request_id: str) -> RequestRecord
             at = ev.get("delivered_at", ev.get("time"))
             rec["delivery"] = Delivery(turn_id=ev.get("turn_id"), session_id=ev.get("session_id"),
                                        delivered_at=float(at) if isinstance(at, int | float) else _time(ev))
-        elif (kind == "turn_started" and rec["sha"] and _time(ev) >= rec["sent_at"] - 0.001
-              and text_sha(str(ev.get("prompt", ""))) == rec["sha"]):
+        elif kind == "turn_started" and rec["sha"] and text_sha(str(ev.get("prompt", ""))) == rec["sha"]:
             rec["delivery"] = Delivery(turn_id=ev.get("turn_id"), session_id=ev.get("session_id"),
                                        delivered_at=_time(ev))
     return rec
+
+
+def turn_after_send(events: list[dict[str, Any]], send_id: str, text: str) -> tuple[dict[str, Any] | None, bool]:
+    """The first `turn_started` with exactly `text` after the `send` event carrying `send_id`, and
+    whether that send is in `events` at all (a compaction since may have dropped it); pure. Matched
+    by position in the journal, never by time (see `find_request`)."""
+    want = normalize(text)
+    anchored = False
+    for ev in events:
+        if not anchored:
+            anchored = ev.get("event") == "send" and ev.get("send_id") == send_id
+        elif ev.get("event") == "turn_started" and normalize(str(ev.get("prompt", ""))) == want:
+            return ev, True
+    return None, anchored
+
+
+def since_compaction(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events appended after the newest `compacted` marker (all of them if there is none)."""
+    last = max((i for i, ev in enumerate(events) if ev.get("event") == "compacted"), default=-1)
+    return events[last + 1:]
 
 
 def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUEST_BYTES) -> list[dict[str, Any]]:
@@ -120,23 +147,28 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
     newest `MAX_HOOK_FACTS` hook facts younger than `REQUEST_TTL`, in their order; pure."""
     if not events:
         return []
-    ids = list(dict.fromkeys(ev["request_id"] for ev in events
-                             if ev.get("event") in ("send", "request") and isinstance(ev.get("request_id"), str)))
-    found: list[dict[str, Any]] = []
-    for rid in ids:
+    first: dict[str, int] = {}  # request id -> position of its first send: the order a match relies on
+    for i, ev in enumerate(events):
+        if ev.get("event") in ("send", "request") and isinstance(ev.get("request_id"), str):
+            first.setdefault(ev["request_id"], i)
+    found: list[tuple[int, dict[str, Any]]] = []
+    for rid, at in first.items():
         rec = find_request(events, rid)
         if rec is not None and now - rec["sent_at"] <= REQUEST_TTL:
-            found.append({"time": rec["sent_at"], "event": "request", "request_id": rid, "text_sha": rec["sha"],
-                          "sent_at": rec["sent_at"], "delivery": rec["delivery"]})
+            found.append((at, {"time": rec["sent_at"], "event": "request", "request_id": rid, "text_sha": rec["sha"],
+                               "sent_at": rec["sent_at"], "delivery": rec["delivery"]}))
     budget, newest = request_bytes, []
-    for request in sorted(found, key=lambda r: float(r["sent_at"]), reverse=True):
+    for at, request in reversed(found):  # newest by journal position, not by anyone's clock
         budget -= len(json.dumps(request)) + 1
         if budget < 0:
             break
-        newest.append(request)
-    requests = newest[::-1]
+        newest.append((at, request))
 
     start = max((i for i, ev in enumerate(events) if ev.get("event") == "launched"), default=0)
+    # A request sent before the latest launch goes first (every kept event is later than it); one sent
+    # since stays where its send was, so an undelivered one is matched only by what came after it.
+    requests = [r for at, r in reversed(newest) if at < start]
+    inline = {at - start: r for at, r in newest if at >= start}
     tail = events[start:]
     facts = [i for i, ev in enumerate(events) if ev.get("event") in HOOK_FACTS and ev.get("assignment")
              and now - _time(ev) <= REQUEST_TTL][-MAX_HOOK_FACTS:]
@@ -173,7 +205,8 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
             marker["rate_limits"] = ev["rate_limits"]
             marker["rate_limits_at"] = ev.get("rate_limits_at", ev.get("time"))
             break
-    return [*requests, *earlier, *(tail[i] for i in sorted(keep)), marker]
+    kept = [(i, 1, tail[i]) for i in keep] + [(i, 0, r) for i, r in inline.items()]
+    return [*requests, *earlier, *(ev for _, _, ev in sorted(kept, key=lambda k: k[:2])), marker]
 
 
 # ---- files ----------------------------------------------------------------------------------------
@@ -206,6 +239,11 @@ def append(agent_dir: Path, record: dict[str, Any]) -> None:
 def read(agent_dir: Path) -> list[dict[str, Any]]:
     """Every event in the journal, oldest first (torn or foreign lines skipped)."""
     return read_jsonl_tail(agent_dir / EVENTS, READ_MAX)
+
+
+def read_previous(agent_dir: Path) -> list[dict[str, Any]]:
+    """The generation before the last compaction (`events.jsonl.1`), oldest first; empty if none."""
+    return read_jsonl_tail(agent_dir / PREVIOUS, READ_MAX)
 
 
 def compact_file(agent_dir: Path, now: float | None = None, limit: int | None = None) -> bool:

@@ -11,6 +11,7 @@ Nothing here checks leases or the operation lock: the service layer holds both b
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +48,6 @@ from .state import (
     turn_end_event,
 )
 from .text import check_text
-from .text import normalize as _normalize
 from .tmux import TmuxServer
 
 #: How long a send waits for Codex to record the prompt before reporting `not_delivered`.
@@ -439,12 +439,13 @@ class Runtime:
                 hint=f"Attach with `fleet attach {name}` and clear the composer, then retry.", agent=name,
             )
         sent_at = time.time()
+        send_id = os.urandom(8).hex()  # the journal position Codex's record must come after
         self.log(name, "send", request_id=request_id, chars=len(text), text_sha=sha, sent_at=round(sent_at, 3),
-                 holder=holder)
+                 holder=holder, send_id=send_id)
         deadline = time.monotonic() + timeout
         attempt = 0
         while True:
-            outcome = self._type_and_wait(name, text, sent_at, screen, deadline)
+            outcome = self._type_and_wait(name, text, send_id, screen, deadline)
             if not isinstance(outcome, str):
                 break
             # Codex refused to start the turn: nothing reached the model, no hook fired, and the
@@ -478,7 +479,7 @@ class Runtime:
                                     delivered_at=float(found.get("time", time.time())))
         return self._receipt(name, delivery, text, request_id, sent_at, duplicate=False)
 
-    def _type_and_wait(self, name: str, text: str, since: float, screen: str,
+    def _type_and_wait(self, name: str, text: str, send_id: str, screen: str,
                        deadline: float) -> dict[str, Any] | str | None:
         """Paste `text`, press Enter and wait until the monotonic `deadline` for Codex to record it.
         Returns the journal's `turn_started` event, the reason Codex gave for not starting the turn
@@ -488,12 +489,12 @@ class Runtime:
         self.tmux.send_keys(name, "Enter")
 
         def outcome() -> dict[str, Any] | str | None:
-            found = self._find_turn(name, text, since)
+            found = self._find_turn(name, text, send_id)
             if found is not None:
                 return found
             now = self.tmux.capture(name)
             if now.count(TURN_START_FAILED) > seen:
-                return self._find_turn(name, text, since) or _start_failure(now)
+                return self._find_turn(name, text, send_id) or _start_failure(now)
             return None
 
         result: dict[str, Any] | str | None = wait_until(outcome, max(0.0, deadline - time.monotonic()))
@@ -508,15 +509,16 @@ class Runtime:
             self.tmux.send_keys(name, "C-c")
         return bool(wait_until(lambda: EMPTY_COMPOSER in self.tmux.capture(name), COMPOSER_SETTLE))
 
-    def _find_turn(self, name: str, text: str, since: float) -> dict[str, Any] | None:
-        """The first turn Codex started with exactly `text` at or after `since` (journal times are
-        rounded to ms; matched by time and text, not position)."""
-        want = _normalize(text)
-        for ev in self.events(name):
-            if (ev.get("event") == "turn_started" and float(ev.get("time", 0)) >= since - 0.001
-                    and _normalize(str(ev.get("prompt", ""))) == want):
-                return ev
-        return None
+    def _find_turn(self, name: str, text: str, send_id: str) -> dict[str, Any] | None:
+        """The first turn Codex started with exactly `text` after the `send` event `send_id`, by journal
+        position (a clock stepped back cannot hide it). When a compaction dropped that send since, it
+        is in the previous generation, and everything appended after the new marker is later still."""
+        events = self.events(name)
+        found, anchored = journal.turn_after_send(events, send_id, text)
+        if anchored:
+            return found
+        older = journal.read_previous(self.agent_dir(name))
+        return journal.turn_after_send([*older, *journal.since_compaction(events)], send_id, text)[0]
 
     def _receipt(self, name: str, delivery: journal.Delivery, text: str, request_id: str | None,
                  sent_at: float, duplicate: bool) -> Receipt:

@@ -11,7 +11,7 @@ import re
 from typing import Any, Final, Literal, NamedTuple
 
 from fleet.config import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN
-from fleet.errors import InvalidInput, LeaseHeld, LeaseLost
+from fleet.errors import HolderReserved, InvalidInput, LeaseHeld, LeaseLost
 
 LeaseState = Literal["free", "held", "expired"]
 ClaimStatus = Literal["claimed", "renewed"]
@@ -37,6 +37,11 @@ RECORD_VERSION: Final = 1
 # One definition each: the same patterns the config schema and the operation schemas use.
 HOLDER_RE: Final = re.compile(HOLDER_PATTERN)
 AGENT_RE: Final = re.compile(AGENT_NAME)
+#: First words (before any `:`, any case) of the names fleet itself acts and records as: the
+#: watchdog (`watchdog`, `watchdog:policy`), an assignment's own lease (`assignment:<id>`), and the
+#: ledger actors of the work layer (`fleet`, `hook`, `dispatch`, `verifier`). A caller on the CLI or
+#: MCP may not take one: the watchdog and the work layer treat these holders as their own.
+RESERVED_HOLDER_WORDS: Final = frozenset({"watchdog", "assignment", "fleet", "hook", "dispatch", "verifier"})
 
 
 class Lease(NamedTuple):
@@ -215,6 +220,26 @@ def validate_holder(holder: object) -> str:
             field="holder",
         )
     return holder
+
+
+def is_reserved_holder(holder: str) -> bool:
+    """True for a holder name in fleet's own namespace (`RESERVED_HOLDER_WORDS`); pure."""
+    return holder.split(":", 1)[0].casefold() in RESERVED_HOLDER_WORDS
+
+
+def validate_caller_holder(holder: object) -> str:
+    """`validate_holder`, and refuse fleet's own names: for holders that come from a surface (an
+    argument, `$FLEET_HOLDER`), never for the ones fleet's own code passes to the lease store."""
+    name = validate_holder(holder)
+    if is_reserved_holder(name):
+        first = name.split(":", 1)[0]
+        raise HolderReserved(
+            f"The holder name {name!r} is reserved for fleet itself ({first!r} names fleet's own "
+            "watchdog, assignment leases or work layer).",
+            hint="Pass --holder (or set $FLEET_HOLDER) with a name of your own, such as alice or ci:job-42.",
+            field="holder",
+        )
+    return name
 
 
 def validate_agent(agent: object) -> str:

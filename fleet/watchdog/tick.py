@@ -23,6 +23,10 @@ towards people instead of being asked forever.
 
 A dry run gathers and decides but takes no lock, reconciles nothing and acts on nothing. The tick
 never starts the fleet's tmux server: it only talks to sessions that exist.
+
+An unusable ledger (`fleet.db` damaged) does not stop the tick: it restarts crashed agents, resumes
+parked ones, answers or escalates approvals and tells people, without assignments (no report
+requests, ladders or dispatch), and reports the fault in `ledger` (see `fleet.watchdog.tickstate`).
 """
 
 from __future__ import annotations
@@ -32,20 +36,20 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypedDict
 
 from fleet import audit
 from fleet.errors import FleetError, InternalError
-from fleet.fsutil import ensure_dir, flock_within, open_lock_file, read_jsonl_tail
+from fleet.fsutil import read_jsonl_tail
 
 from . import hookapprove
 from .decide import Action, ActionKind, AgentFacts, AgentState, advance, crash_streak, decide_all, lease_kind
 from .facts import JournalFacts, build_facts, fold_journal
 from .messages import lead_prompt, notify_payload, report_request, resume_text
 from .store import AgentRecord, LadderRecord, WatchdogStore
+from .tickstate import FALLBACK_DB, LEDGER_FAULTS, ledger_fault, open_ledger, private_file, tick_lock
 
 if TYPE_CHECKING:
     from fleet.config import AgentSpec
@@ -56,7 +60,6 @@ logger = logging.getLogger("fleet.watchdog")
 
 #: The watchdog's lease holder; assignments' leases are `assignment:<id>`.
 WATCHDOG_HOLDER: Final = hookapprove.WATCHDOG_HOLDER
-LOCK_FILE: Final = "watchdog.lock"
 #: A notify command gets this long; a hung one must not hold the tick (or the timer) hostage.
 NOTIFY_TIMEOUT: Final = 10.0
 #: Queued assignments looked at per tick; dispatch itself decides how many it sends.
@@ -91,6 +94,8 @@ class TickResult(TypedDict):
     skipped: str | None
     actions: list[TickAction]
     errors: list[dict[str, Any]]
+    #: None when the ledger was usable all tick; else its fault (code, message, hint).
+    ledger: dict[str, Any] | None
     ms: int
 
 
@@ -121,22 +126,6 @@ class Seen:
     record: AgentRecord
 
 
-@contextlib.contextmanager
-def tick_lock(state_dir: Path) -> Iterator[str | None]:
-    """Hold the overlap lock for the body; yields None when held, else why not (who holds it)."""
-    fd = open_lock_file(ensure_dir(state_dir) / LOCK_FILE)
-    try:
-        if not flock_within(fd, 0):  # one try, no wait
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-            yield f"Another watchdog tick is running ({holder or 'pid unknown'}); this one did nothing."
-            return
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, started {time.time():.3f}".encode(), 0)
-        yield None
-    finally:
-        os.close(fd)
-
-
 def run_tick(svc: Service, *, dry_run: bool = False, now: float | None = None,
              port: WorkPort | None = None) -> TickResult:
     """One tick over every configured agent (see the module docstring). Never raises for what an
@@ -152,14 +141,19 @@ def run_tick(svc: Service, *, dry_run: bool = False, now: float | None = None,
             busy = stack.enter_context(tick_lock(state_dir))
             if busy is not None:
                 return _result(at, dry_run, busy, [], [], started)
-        ledger = svc.ledger  # the service's connection, which the work layer uses too; the service closes it
-        store = stack.enter_context(WatchdogStore(ledger.path))
+        ledger, store, fault = open_ledger(svc)
+        if store is None:
+            store = WatchdogStore(private_file(state_dir / FALLBACK_DB))
+        stack.enter_context(store)
         tick = _Tick(svc, ledger, store, port, at, dry_run)
+        if fault is not None:
+            tick.ledger_down(fault)
         actions = tick.run()
-        result = _result(at, dry_run, None, actions, tick.errors, started)
+        result = _result(at, dry_run, None, actions, tick.errors, started, tick.ledger_fault)
         if not dry_run:
-            store.add_tick(result["at"], dry_run=False, ms=result["ms"], skipped=None,
-                           actions=[dict(a) for a in actions])
+            with contextlib.suppress(*LEDGER_FAULTS):  # a ledger found damaged mid-tick: the result says so
+                store.add_tick(result["at"], dry_run=False, ms=result["ms"], skipped=None,
+                               actions=[dict(a) for a in actions])
         return result
     raise AssertionError("unreachable")  # pragma: no cover  (mypy: ExitStack may swallow exceptions)
 
@@ -174,24 +168,46 @@ def run_forever(svc: Service, every: float, report: Callable[[TickResult | Fleet
             report(run_tick(svc))
         except Exception as exc:
             report(exc)
+        svc.close()  # each tick opens the ledger afresh: a repaired one replaces the file
         next_at = max(next_at + every, time.monotonic())
         time.sleep(max(0.0, next_at - time.monotonic()))
 
 
 def _result(at: float, dry_run: bool, skipped: str | None, actions: list[TickAction], errors: list[dict[str, Any]],
-            started: float) -> TickResult:
+            started: float, ledger: dict[str, Any] | None = None) -> TickResult:
     return {"at": round(at, 3), "dry_run": dry_run, "skipped": skipped, "actions": actions, "errors": errors,
-            "ms": int((time.monotonic() - started) * 1000)}
+            "ledger": ledger, "ms": int((time.monotonic() - started) * 1000)}
 
 
 class _Tick:
-    def __init__(self, svc: Service, ledger: Ledger, store: WatchdogStore, port: WorkPort | None, now: float,
+    def __init__(self, svc: Service, ledger: Ledger | None, store: WatchdogStore, port: WorkPort | None, now: float,
                  dry_run: bool) -> None:
         self.svc, self.ledger, self.store, self.now, self.dry_run = svc, ledger, store, now, dry_run
         self._port = port
         self.policy = svc.config.watchdog
         self.errors: list[dict[str, Any]] = []
         self.seen: dict[str, Seen] = {}
+        self.ledger_fault: dict[str, Any] | None = None
+
+    def ledger_down(self, exc: BaseException) -> None:
+        """Go on without the ledger for the rest of this tick, and say why once."""
+        self.ledger = None
+        if self.ledger_fault is None:
+            self.ledger_fault = ledger_fault(exc)
+            self.errors.append({"step": "ledger", **self.ledger_fault})
+
+    def _from_ledger(self, read: Callable[[Ledger], Any], default: Any) -> Any:
+        """`read(ledger)`, or `default` when the ledger is (or turns out to be) unusable."""
+        ledger = self.ledger
+        return default if ledger is None else self._safely(lambda: read(ledger), default)
+
+    def _safely(self, read: Callable[[], Any], default: Any) -> Any:
+        """`read()` of the ledger file (its tables or the watchdog's), or `default` if it is damaged."""
+        try:
+            return read()
+        except LEDGER_FAULTS as exc:
+            self.ledger_down(exc)
+            return default
 
     @property
     def port(self) -> WorkPort:
@@ -201,15 +217,19 @@ class _Tick:
 
     def run(self) -> list[TickAction]:
         if not self.dry_run:
-            self._guarded("reconcile", lambda: self.port.reconcile(self.svc))
+            if self.ledger is not None:
+                self._guarded("reconcile", lambda: self.port.reconcile(self.svc))
             self._guarded("approve_policy", self._sync_approve_policy)
         facts = self.gather()
-        queued = len(self.ledger.queued(QUEUED_LOOKUP))
+        queued = self._from_ledger(lambda ledger: len(ledger.queued(QUEUED_LOOKUP)), 0)
         actions = decide_all(facts, self.policy, self.now, queued=queued)
         if self.dry_run:
             return [_entry(a, "planned") for a in actions]
         done = [self.carry_out(a) for a in actions]
-        self.store.forget_ladders(a.id for a in self.ledger.assignments(open_only=True, limit=OPEN_LOOKUP))
+        still_open = self._from_ledger(lambda ledger: [a.id for a in ledger.assignments(open_only=True,
+                                                                                         limit=OPEN_LOOKUP)], None)
+        if still_open is not None:  # without the ledger, no ladder is known to be over
+            self.store.forget_ladders(still_open)
         return done
 
     def _sync_approve_policy(self) -> None:
@@ -224,11 +244,13 @@ class _Tick:
         specs = list(svc.config.agents.values())
         statuses = {s["name"]: s for s in svc.runtime.status(specs)}
         open_rows: dict[str, dict[str, Any]] = {}
-        for a in self.ledger.assignments(states=("sent", "working", "reported"), limit=OPEN_LOOKUP):
+        rows = self._from_ledger(lambda ledger: ledger.assignments(states=("sent", "working", "reported"),
+                                                                   limit=OPEN_LOOKUP), [])
+        for a in rows:
             if a.agent and a.agent not in open_rows:  # newest first: an agent's latest open one
                 open_rows[a.agent] = a.to_dict(with_prompt=False)
-        ladders = self.store.ladders(r["id"] for r in open_rows.values())
-        records = self.store.agents()
+        ladders = self._safely(lambda: self.store.ladders(r["id"] for r in open_rows.values()), {})
+        records = self._safely(self.store.agents, {})
         lead = self.policy.lead
         lead_state: AgentState | None = None
         out = []
@@ -280,7 +302,10 @@ class _Tick:
             logger.exception("watchdog action %s on %s failed", action.action, action.agent)
             err = InternalError(f"Unexpected {type(exc).__name__}: {exc}.", hint="This is a bug in fleet.")
             entry = _entry(action, "failed", error=err.to_dict())
-        self._remember(action, entry)
+        try:
+            self._remember(action, entry)
+        except LEDGER_FAULTS as exc:
+            self.ledger_down(exc)
         self._record(entry)
         return entry
 
@@ -410,11 +435,13 @@ class _Tick:
                    if k in ("action", "rung", "reason", "lead", "outcome", "error") and v is not None}
         if entry["detail"]:
             details["detail"] = _compact(entry["detail"])
-        try:
-            if entry["assignment"]:
+        try:  # without a ledger, the audit record below still says what was done
+            if self.ledger is not None and entry["assignment"]:
                 self.ledger.annotate(entry["assignment"], kind, actor=WATCHDOG_HOLDER, details=details)
-            else:
+            elif self.ledger is not None:
                 self.ledger.record_event(kind, actor=WATCHDOG_HOLDER, agent=entry["agent"], details=details)
+        except LEDGER_FAULTS as exc:
+            self.ledger_down(exc)
         except FleetError as exc:
             self.errors.append({"record": kind, **exc.to_dict()})
         err = entry["error"]
@@ -429,6 +456,8 @@ class _Tick:
     def _guarded(self, what: str, call: Any) -> None:
         try:
             call()
+        except LEDGER_FAULTS as exc:
+            self.ledger_down(exc)
         except FleetError as exc:
             self.errors.append({"step": what, **exc.to_dict()})
         except Exception as exc:

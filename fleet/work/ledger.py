@@ -456,7 +456,8 @@ class Ledger:
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"The ledger {self.path} is unusable: {exc}.",
-                              hint="Move the file aside (fleet starts a new ledger) and report the problem.") from exc
+                              hint="Run `fleet ledger-repair`: it keeps the damaged file, salvages what it can "
+                              "and starts a fresh ledger.") from exc
         for suffix in ("-wal", "-shm"):
             side = self.path.with_name(self.path.name + suffix)
             with contextlib.suppress(FileNotFoundError):
