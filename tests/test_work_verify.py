@@ -280,12 +280,14 @@ paths = st.sampled_from(["docs/a.md", "docs/b/c.md", "src/x.py", "README.md"])
 
 @given(st.sampled_from(["done", "partial", "blocked"]), st.lists(paths, unique=True),
        st.lists(paths, unique=True), st.lists(st.sampled_from(["docs/", "src/x.py", "./"]), unique=True),
-       st.sampled_from(["worker", "explorer"]), st.lists(st.sampled_from([PASS, FAIL, TIMEOUT]), max_size=3))
+       st.sampled_from(["worker", "explorer"]), st.lists(st.sampled_from([PASS, FAIL, TIMEOUT]), max_size=3),
+       st.lists(st.sampled_from(["the cwd holds more than 100000 files", "fleet could not read x/"]), max_size=2))
 def test_verified_exactly_when_every_condition_holds(status: str, claimed: list[str], actual: list[str],
-                                                     scope: list[str], role: str, checks: list[CheckResult]) -> None:
-    v = verdict(report(status, tuple(claimed)), actual, scope, role, checks)  # type: ignore[arg-type]
+                                                     scope: list[str], role: str, checks: list[CheckResult],
+                                                     notes: list[str]) -> None:
+    v = verdict(report(status, tuple(claimed)), actual, scope, role, checks, notes)  # type: ignore[arg-type]
     in_scope = all(verify.allows(scope, p) for p in actual) if role == "worker" and scope else not actual
     expected = (status == "done" and in_scope and all(c.passed for c in checks)
-                and set(claimed) == set(actual))
+                and set(claimed) == set(actual) and not notes)
     assert (v.verdict == "verified") == expected
     assert (v.verdict == "rejected") == bool(v.reasons)

@@ -6,13 +6,16 @@ the same public calls the service uses (`snapshot`, `changed_files`, `verdict`, 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import Fleet, sent_in_ledger
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -153,6 +156,47 @@ def test_a_rewritten_object_counts_even_though_work_tree_and_refs_are_untouched(
     obj.write_bytes(zlib.compress(b"blob %d\0" % len(evil) + evil))
     os.utime(obj, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert after(before) == [f".git/objects/{blob[:2]}/{blob[2:]}"]
+
+
+def test_rewritten_history_counts_even_when_the_tree_is_the_same(repo: Path) -> None:
+    (repo / "src" / "calc.py").write_text("fixed = 1\n")
+    git(repo, "commit", "-q", "-am", "the user's own commit")
+    before = snapshot(repo)
+    git(repo, "reset", "-q", "--soft", "HEAD~1")  # drop the user's commit, keep its tree, recommit it
+    git(repo, "commit", "-q", "-m", "the agent's commit now", "--author", "agent <a@example.invalid>")
+    assert after(before) == [".git/HEAD"]
+    git(repo, "commit", "-q", "--allow-empty", "-m", "a plain new commit on top")
+    assert after(snapshot(repo)) == []  # moving forward is no rewrite
+
+
+def test_a_fifo_or_socket_neither_hangs_the_snapshot_nor_hides(repo: Path) -> None:
+    import socket
+
+    before = snapshot(repo)
+    os.mkfifo(repo / "src" / "pipe")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(repo / "src" / "sock"))
+        assert after(before) == ["src/pipe", "src/sock"]
+
+
+def test_files_the_checks_write_are_not_blamed_on_the_agent(fleet_factory: Callable[..., Fleet]) -> None:
+    """The verifier snapshots before it runs the checks: a check's __pycache__ and output files are
+    not the agent's (the order is what keeps it so)."""
+    f = fleet_factory(1, agent_extra='role = "worker"\n')
+    cwd = f.root / "work" / "agent-1"
+    aid = sent_in_ledger(f, "agent-1", task="t", write_paths=["docs/"],
+                         checks=["mkdir -p __pycache__ && echo x > __pycache__/m.pyc && echo y > check-output.txt"])
+    (cwd / "docs").mkdir()
+    (cwd / "docs" / "a.md").write_text("the agent's work\n")
+    body = {"status": "done", "summary": "s", "changed": ["docs/a.md"], "tests": "", "risks": ""}
+    journal = f.state_dir / "agents" / "agent-1" / "events.jsonl"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text(json.dumps({"event": "turn_started", "turn_id": "t1", "time": 1.0}) + "\n" + json.dumps(
+        {"event": "turn_completed", "turn_id": "t1", "time": 2.0,
+         "last_message": f"Done.\n```fleet-report\n{json.dumps(body)}\n```"}) + "\n")
+    [done] = f.json("wait", aid, "--timeout", "60")["done"]
+    assert done["state"] == "verified", f.json("show", aid)
+    assert (cwd / "check-output.txt").exists()
 
 
 def test_a_change_staged_but_not_in_the_work_tree_counts(repo: Path) -> None:

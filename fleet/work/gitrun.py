@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Final
 
 #: Subcommands fleet runs in an agent's directory; each reads refs, the index or objects only.
-ALLOWED: Final = frozenset({"rev-parse", "symbolic-ref", "diff-index", "diff-tree", "ls-tree"})
+ALLOWED: Final = frozenset({"rev-parse", "symbolic-ref", "diff-index", "diff-tree", "ls-tree", "merge-base"})
 #: Options that would make an allowed command touch the work tree or run a diff program.
 FORBIDDEN_OPTIONS: Final = ("--ext-diff", "--textconv", "-p", "-u", "--patch", "--stat", "--work-tree")
 #: Command-line config, which wins over every config file (and what they include). Each names a

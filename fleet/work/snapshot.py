@@ -14,7 +14,8 @@ read. Empty directories are not recorded.
 Inside a git work tree the snapshot also records, through hardened git (`gitrun`, which never reads
 the work tree and runs no program a repository names): HEAD, the index's staged entries (what differs
 from HEAD: a staged change the work tree does not show counts), and at report time the paths that
-differ between the two HEADs (a commit, a reset or an amend counts as a change to those paths). When
+differ between the two HEADs (a commit, a reset or an amend counts as a change to those paths; a HEAD
+that moved to anything but a descendant, which rewrites history, counts as `<git dir>/HEAD`). When
 the repository's own git dir lies inside the cwd (a cwd at the repository's root), its parts are
 compared as follows:
 - config, hooks/, info/, modules/, worktrees/, packed-refs, refs/ (every ref but the one HEAD is on)
@@ -184,6 +185,9 @@ def _git_snapshot(root: str, taken: float, since: Snapshot | None, git_dir: str,
     committed: set[str] = set()
     if since is not None and since.head != head:
         committed = _committed(root, git_dir, prefix, since.head, head)
+        if since.head is not None and (head is None or _git(
+                root, git_dir, "merge-base", "--is-ancestor", since.head, head, check=False) is None):
+            committed.add(f"{rel.replace(os.sep, '/')}/HEAD")  # history rewritten, even with the same tree
     return Snapshot(cwd=root, kind="git", taken_at=taken, files=files, head=head, git_dir=git_dir, git_rel=git_rel,
                     staged=staged, committed=frozenset(committed), notes=tuple(notes))
 
