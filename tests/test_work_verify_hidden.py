@@ -130,7 +130,8 @@ def test_moving_another_branch_or_adding_a_tag_counts(repo: Path) -> None:
     git(repo, "branch", "-f", "release", "HEAD")  # the agent's commit, now also on the release branch
     git(repo, "checkout", "-q", "HEAD~1", "--", "src/calc.py")
     git(repo, "tag", "v1")
-    assert after(before) == [".git/refs/heads/release", ".git/refs/tags/v1", "src/calc.py"]
+    assert after(before) == [".git/logs/refs/heads/release", ".git/refs/heads/release", ".git/refs/tags/v1",
+                             "src/calc.py"]
 
 
 def test_a_commit_counts_only_its_paths_even_when_git_freshens_old_objects(repo: Path) -> None:
@@ -199,6 +200,17 @@ def test_files_the_checks_write_are_not_blamed_on_the_agent(fleet_factory: Calla
     assert (cwd / "check-output.txt").exists()
 
 
+def test_a_new_pack_and_a_file_stashed_in_the_reflogs_count(repo: Path) -> None:
+    """A new pack can shadow a loose object under the same name (git reads packs first)."""
+    before = snapshot(repo)
+    subprocess.run(["git", "-C", str(repo), "pack-objects", "-q", "--revs", ".git/objects/pack/pack"],
+                   input="HEAD\n", text=True, capture_output=True, check=True)
+    (repo / ".git" / "logs" / "evil.py").write_text("print('stashed')\n")
+    changed = after(before)
+    assert changed[0] == ".git/logs/evil.py"
+    assert [p.rsplit(".", 1)[1] for p in changed[1:]] == ["idx", "pack"]
+
+
 def test_a_change_staged_but_not_in_the_work_tree_counts(repo: Path) -> None:
     before = snapshot(repo)
     blob = subprocess.run(["git", "-C", str(repo), "hash-object", "-w", "--stdin"], input="evil\n", text=True,
@@ -254,15 +266,17 @@ def test_a_note_alone_rejects_the_work() -> None:
 
 
 states = st.sampled_from([None, "sha256:aa", "sha256:bb", "sha256:aax", "link:x", "stat:1:2"])
-names = st.sampled_from(["a", "src/b", "__pycache__/c.pyc", ".git/config", ".git/objects/ab/" + "c" * 38])
+LOOSE = ".git/objects/ab/" + "c" * 38
+names = st.sampled_from(["a", "src/b", "__pycache__/c.pyc", ".git/config", LOOSE,
+                         f".git/objects/pack/pack-{'d' * 40}.pack", "sub/.git/objects/ab/" + "c" * 38])
 
 
 @given(st.dictionaries(names, states), st.dictionaries(names, states))
-def test_every_path_whose_state_differs_is_changed_except_a_new_git_object(old: dict[str, str | None],
+def test_every_path_whose_state_differs_is_changed_except_a_new_loose_object(old: dict[str, str | None],
                                                                           new: dict[str, str | None]) -> None:
     a = Snapshot(cwd="/w", kind="git", taken_at=0, files=old, git_rel=".git")
     b = Snapshot(cwd="/w", kind="git", taken_at=1, files=new, git_rel=".git")
     expected = {p for p in set(old) | set(new) if old.get(p) != new.get(p)}
-    expected -= {p for p in expected if p.startswith(".git/objects/") and old.get(p) is None}
+    expected -= {p for p in expected if p == LOOSE and old.get(p) is None}
     assert changed_files(a, b) == sorted(expected)
     assert changed_files(a, a) == []

@@ -6,8 +6,9 @@ never rewrites either, but it does touch them: writing an object that exists alr
 old file's mtime (and so its ctime). So an object file is recorded by its stat and, for a pack file,
 its trailing hash (`state`); when the stat moved since the baseline, `same_content` proves the
 content unchanged by recomputing the hash (a loose object against its name, a pack file against the
-trailer recorded at baseline). Only a file that fails that proof counts as changed. A new object is
-never a change (it replaces nothing); a removed one is.
+trailer recorded at baseline). Only a file that fails that proof counts as changed. A new loose
+object is no change (git reads packs first, so it shadows nothing); a new pack, or a removed object
+file, is.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ MAX_LOOSE: Final = 64 * 1024 * 1024
 def is_object(inner: str) -> bool:
     """Whether `inner` (a path relative to the git dir) names an object file."""
     return OBJECT.fullmatch(inner) is not None
+
+
+def is_loose(inner: str) -> bool:
+    """Whether `inner` names a loose object. Only a new loose object is no change: git looks in packs
+    first, so a new pack could shadow an existing loose object with other content under its name."""
+    m = OBJECT.fullmatch(inner)
+    return m is not None and m.group("dir") is not None
 
 
 def state(path: str, inner: str, fmt: str) -> str:

@@ -18,14 +18,15 @@ differ between the two HEADs (a commit, a reset or an amend counts as a change t
 that moved to anything but a descendant, which rewrites history, counts as `<git dir>/HEAD`). When
 the repository's own git dir lies inside the cwd (a cwd at the repository's root), its parts are
 compared as follows:
-- config, hooks/, info/, modules/, worktrees/, packed-refs, refs/ (every ref but the one HEAD is on)
-  and anything else in it: by content, like any file (they are code or data git will act on later);
-- HEAD: which branch it names (or that it is detached); the branch's own ref, `index`, `logs/`,
-  `COMMIT_EDITMSG`, `ORIG_HEAD`, `FETCH_HEAD`: not by content, since a commit rewrites them, but by
-  what they mean (HEAD movement and staged entries, above);
+- config, hooks/, info/, modules/, worktrees/, packed-refs, refs/ and logs/ (every ref and reflog but
+  those of the branch HEAD is on), `shallow`, and anything else in it: by content, like any file (they
+  are code or data git will act on later);
+- HEAD: which branch it names (or that it is detached); that branch's ref and reflog, `logs/HEAD`,
+  `index`, `COMMIT_EDITMSG`, `ORIG_HEAD`, `FETCH_HEAD`: not by content, since a commit rewrites them,
+  but by what they mean (HEAD movement and staged entries, above);
 - objects/: loose objects and pack files by stat, and where the stat moved (git "freshens" an object
-  it writes again) by proof that the content is what it was (`gitobjects`): a new object is no change,
-  a changed, replaced or removed one is.
+  it writes again) by proof that the content is what it was (`gitobjects`): a new loose object is no
+  change; a new pack, or a changed, replaced or removed object file, is.
 
 A snapshot that could not see everything says so in `notes`, and the verdict then rejects the work as
 `unverifiable`: more than `MAX_FILES` entries, more than `MAX_HASH_BYTES` to hash (the rest would be
@@ -57,7 +58,7 @@ MAX_NAMED: Final = 10
 #: Version of `to_json`; a baseline of another version cannot be compared and is refused.
 VERSION: Final = 2
 #: Files of the git dir whose content a commit rewrites; compared by meaning (HEAD, staged entries).
-GIT_BOOKKEEPING: Final = frozenset({"index", "COMMIT_EDITMSG", "ORIG_HEAD", "FETCH_HEAD", "HEAD"})
+GIT_BOOKKEEPING: Final = frozenset({"index", "COMMIT_EDITMSG", "ORIG_HEAD", "FETCH_HEAD", "HEAD", "logs/HEAD"})
 _EMPTY_TREE: Final = {"sha1": "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
                       "sha256": "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321"}
 
@@ -127,14 +128,14 @@ def snapshot(cwd: str | os.PathLike[str], *, since: Snapshot | None = None, now:
 
 
 def changed_files(before: Snapshot, after: Snapshot) -> list[str]:
-    """The cwd-relative paths that changed between the two snapshots, sorted. A git object that
+    """The cwd-relative paths that changed between the two snapshots, sorted. A loose git object that
     appeared is no change (objects are content-addressed); anything else that differs is. Pure."""
     objects = f"{before.git_rel}/" if before.git_rel is not None and before.git_rel == after.git_rel else None
     out: set[str] = set()
     for p in set(before.files) | set(after.files):
         old, new = before.files.get(p), after.files.get(p)
         if old == new or (old is None and objects is not None and p.startswith(objects)
-                          and gitobjects.is_object(p[len(objects):])):
+                          and gitobjects.is_loose(p[len(objects):])):
             continue
         out.add(p)
     if before.kind == "git" and after.kind == "git":
@@ -247,8 +248,7 @@ def _walk(root: str, git: _GitDir | None, notes: list[str]) -> dict[str, str | N
     unhashed: list[str] = []
     errors: list[str] = []
     skip = set() if git is None else {f"{git.rel}/{n}" for n in GIT_BOOKKEEPING} | (
-        {f"{git.rel}/{git.branch}"} if git.branch else set())
-    logs = None if git is None else f"{git.rel}/logs"
+        {f"{git.rel}/{git.branch}", f"{git.rel}/logs/{git.branch}"} if git.branch else set())
     objects = None if git is None else f"{git.rel}/objects/"
     stack = [""]
     while stack:
@@ -267,8 +267,7 @@ def _walk(root: str, git: _GitDir | None, notes: list[str]) -> dict[str, str | N
                 errors.append(f"{rel} ({exc.strerror})")
                 continue
             if is_dir:
-                if rel != logs:
-                    stack.append(rel)
+                stack.append(rel)
                 continue
             if rel in skip:
                 continue
