@@ -82,7 +82,7 @@ def argv(args: Sequence[str], git_dir: str | None = None) -> list[str]:
     Raises `ValueError` for a subcommand or option outside what this module allows."""
     if not args or args[0] not in ALLOWED:
         raise ValueError(f"fleet does not run `git {args[0] if args else ''}` in an agent's directory")
-    bad = [a for a in args[1:] if a in FORBIDDEN_OPTIONS or a.startswith(("--ext-diff", "--textconv"))]
+    bad = [a for a in args[1:] if a in FORBIDDEN_OPTIONS or a.startswith(("--ext-diff", "--textconv", "--output"))]
     if bad:
         raise ValueError(f"fleet does not run git with {', '.join(bad)} in an agent's directory")
     exe = shutil.which("git", path=environment()["PATH"]) or "git"

@@ -181,7 +181,8 @@ def _git_snapshot(root: str, taken: float, since: Snapshot | None, git_dir: str,
     files = _walk(root, None if git_rel is None else _GitDir(git_rel, branch, fmt, since), notes)
     if git_rel is not None:
         files[f"{git_rel}/HEAD"] = f"symref:{branch}" if branch else "detached"
-    raw = _git(root, git_dir, "diff-index", "--cached", "--raw", "-z", "--no-renames", "--full-index", base) or ""
+    raw = _git(root, git_dir, "diff-index", "--cached", "--raw", "-z", "--no-renames", "--full-index", base,
+               "--") or ""
     staged = _staged(raw, prefix, notes)
     committed: set[str] = set()
     if since is not None and since.head != head:
