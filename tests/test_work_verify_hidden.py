@@ -243,19 +243,64 @@ def test_a_hash_budget_hit_makes_the_comparison_unverifiable(repo: Path, monkeyp
 
 def test_an_unreadable_directory_makes_the_comparison_unverifiable(repo: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """os.scandir is made to refuse one directory: the tests run as root, which reads any mode."""
-    real = os.scandir
-    secret = str(repo / "tests")
+    """Opening one directory is made to fail: the tests run as root, which reads any mode."""
+    real = os.open
 
-    def scandir(path: object) -> object:
-        if path == secret:
+    def refusing(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if path == "tests" and flags & os.O_DIRECTORY:
             raise PermissionError(13, "Permission denied")
-        return real(path)
+        return real(path, flags, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "open", refusing)
     snap = snapshot(repo)
     assert snap.notes == ("fleet could not read tests/ (Permission denied) (make it readable, or keep it out of "
                           "the cwd)",)
+
+
+class _SwapAfterListing:
+    """os.scandir's context manager, listing first and then running `swap`: a live process of the
+    agent's winning the race between fleet listing a directory and entering a subdirectory."""
+
+    def __init__(self, it: object, swap: Callable[[], None]) -> None:
+        self.it, self.swap = it, swap
+
+    def __enter__(self) -> object:
+        entries = list(self.it.__enter__())  # type: ignore[attr-defined]
+        self.swap()
+        return iter(entries)
+
+    def __exit__(self, *exc: object) -> None:
+        self.it.__exit__(*exc)  # type: ignore[attr-defined]
+
+
+def test_a_directory_swapped_for_a_symlink_mid_walk_is_not_followed(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    cwd = tmp_path / "plain"
+    (cwd / "src").mkdir(parents=True)
+    (cwd / "src" / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    pristine = tmp_path / "pristine"
+    pristine.mkdir()
+    (pristine / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    before = snapshot(cwd)
+    (cwd / "src" / "calc.py").write_text("backdoor()\n")
+    real = os.scandir
+    calls = []
+
+    def swap() -> None:
+        os.rename(cwd / "src", tmp_path / "real-src")
+        os.symlink(pristine, cwd / "src")
+
+    def scandir(path: object) -> object:
+        calls.append(path)
+        return _SwapAfterListing(real(path), swap) if len(calls) == 1 else real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    later = snapshot(cwd, since=before)
+    monkeypatch.setattr(os, "scandir", real)
+    v = verdict(done("src/calc.py"), changed_files(before, later), ["src/"], "worker", (),
+                (*before.notes, *later.notes))
+    assert v.verdict == "rejected"
+    assert v.reasons[0].code == "unverifiable"
 
 
 def test_a_note_alone_rejects_the_work() -> None:

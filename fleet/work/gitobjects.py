@@ -16,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import zlib
 from typing import Final
 
+_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 #: Bytes of a hash per object format.
 HASH_LEN: Final = {"sha1": 20, "sha256": 32}
 #: An object file, relative to the git dir.
@@ -41,10 +43,11 @@ def is_loose(inner: str) -> bool:
     return m is not None and m.group("dir") is not None
 
 
-def state(path: str, inner: str, fmt: str) -> str:
-    """`obj:<size>:<mtime_ns>:<ctime_ns>:<ino>:<trailer hex or ->`, or `error:<errno>`."""
+def state(dir_fd: int, name: str, inner: str, fmt: str) -> str:
+    """`obj:<size>:<mtime_ns>:<ctime_ns>:<ino>:<trailer hex or ->` of the file `name` in the
+    directory open at `dir_fd`, or `error:<errno>`."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(name, _FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         return f"error:{exc.errno}"
     try:
@@ -60,23 +63,27 @@ def state(path: str, inner: str, fmt: str) -> str:
         os.close(fd)
 
 
-def same_content(path: str, inner: str, before: str, fmt: str, budget: list[int]) -> bool:
-    """Whether the object file at `path` still holds what its baseline state `before` described:
+def same_content(dir_fd: int, name: str, inner: str, before: str, fmt: str, budget: list[int]) -> bool:
+    """Whether the object file `name` (in `dir_fd`) still holds what its baseline state `before` described:
     a loose object hashes to its name, a pack file's body hashes to the trailer it had at baseline.
     Spends `budget` (bytes left to hash); False when it cannot prove it (over budget, unreadable)."""
     m = OBJECT.fullmatch(inner)
     if m is None or fmt not in HASH_LEN or not before.startswith("obj:"):
         return False
     try:
-        with open(path, "rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > budget[0] or (m.group("dir") and size > MAX_LOOSE):
-                budget[0] = -1
-                return False
-            budget[0] -= size
-            data = f.read()
+        fd = os.open(name, _FLAGS, dir_fd=dir_fd)
     except OSError:
         return False
+    with open(fd, "rb", buffering=0) as f:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > budget[0] or (m.group("dir") and st.st_size > MAX_LOOSE):
+                budget[0] = -1 if stat.S_ISREG(st.st_mode) else budget[0]
+                return False
+            budget[0] -= st.st_size
+            data = f.read()
+        except OSError:
+            return False
     if m.group("dir"):
         return _inflated_hash(data, fmt) == m.group("dir") + m.group("rest")
     n = HASH_LEN[fmt]

@@ -242,67 +242,124 @@ class _GitDir:
 
 
 def _walk(root: str, git: _GitDir | None, notes: list[str]) -> dict[str, str | None]:
-    """Every entry under `root`: no directory skipped, no symlink followed. Inside the repository's
+    """Every entry under `root`: no directory skipped, no symlink followed anywhere (each directory
+    is opened relative to its parent's descriptor with O_NOFOLLOW, so a directory swapped for a
+    symlink while fleet walks fails to open instead of leading elsewhere). Inside the repository's
     own git dir (`git`), the bookkeeping files are left to git mode and objects go to `gitobjects`."""
-    files: dict[str, str | None] = {}
-    budget = [MAX_HASH_BYTES]
-    unhashed: list[str] = []
-    errors: list[str] = []
-    skip = set() if git is None else {f"{git.rel}/{n}" for n in GIT_BOOKKEEPING} | (
-        {f"{git.rel}/{git.branch}", f"{git.rel}/logs/{git.branch}"} if git.branch else set())
-    objects = None if git is None else f"{git.rel}/objects/"
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
+    walker = _Walker(git)
+    try:
+        top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SnapshotError(f"fleet cannot open {root}: {exc.strerror}") from None
+    frames = [(top, "", walker.scan(top, ""))]  # (directory fd, its path, subdirectories still to walk)
+    try:
+        while frames and not walker.capped:
+            fd, rel_dir, pending = frames[-1]
+            if not pending:
+                os.close(fd)
+                frames.pop()
+                continue
+            name = pending.pop()
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                walker.errors.append(f"{rel}/ ({exc.strerror})")
+                continue
+            frames.append((child, rel, walker.scan(child, rel)))
+    finally:
+        for fd, _, _ in frames:
+            os.close(fd)
+    if walker.capped:
+        notes.append(f"the cwd holds more than {MAX_FILES} files; the rest were not compared (give the agent "
+                     "a smaller cwd)")
+    if walker.unhashed:
+        notes.append(f"more than {MAX_HASH_BYTES >> 20} MiB to hash; {_named(sorted(walker.unhashed))} could only "
+                     "be compared by size and mtime (remove large files from the cwd, or give the agent a smaller "
+                     "cwd)")
+    if walker.errors:
+        notes.append(f"fleet could not read {_named(sorted(walker.errors))} (make it readable, or keep it out of "
+                     "the cwd)")
+    return walker.files
+
+
+_DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class _Walker:
+    """What one walk has recorded so far; `scan` records one directory's non-directory entries."""
+
+    def __init__(self, git: _GitDir | None) -> None:
+        self.git = git
+        self.files: dict[str, str | None] = {}
+        self.budget = [MAX_HASH_BYTES]
+        self.unhashed: list[str] = []
+        self.errors: list[str] = []
+        self.capped = False
+        self.skip = set() if git is None else {f"{git.rel}/{n}" for n in GIT_BOOKKEEPING} | (
+            {f"{git.rel}/{git.branch}", f"{git.rel}/logs/{git.branch}"} if git.branch else set())
+        self.objects = None if git is None else f"{git.rel}/objects/"
+
+    def scan(self, fd: int, rel_dir: str) -> list[str]:
+        """Record the entries of the directory open at `fd`; return its subdirectories' names."""
         try:
-            with os.scandir(os.path.join(root, rel_dir)) as it:
+            with os.scandir(fd) as it:
                 entries = list(it)
         except OSError as exc:
-            errors.append(f"{rel_dir or '.'}/ ({exc.strerror})")
-            continue
+            self.errors.append(f"{rel_dir or '.'}/ ({exc.strerror})")
+            return []
+        subdirs: list[str] = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError as exc:
-                errors.append(f"{rel} ({exc.strerror})")
+                self.errors.append(f"{rel} ({exc.strerror})")
                 continue
             if is_dir:
-                stack.append(rel)
+                subdirs.append(entry.name)
                 continue
-            if rel in skip:
+            if rel in self.skip:
                 continue
-            if len(files) >= MAX_FILES:
-                notes.append(f"the cwd holds more than {MAX_FILES} files; the rest were not compared (give the agent "
-                             "a smaller cwd)")
-                return files
-            if git is not None and objects is not None and rel.startswith(objects) \
-                    and gitobjects.is_object(inner := rel[len(git.rel) + 1:]):
-                state = _object_state(entry.path, inner, git, rel, budget, unhashed)
+            if len(self.files) >= MAX_FILES:
+                self.capped = True
+                return []
+            if self.git is not None and self.objects is not None and rel.startswith(self.objects) \
+                    and gitobjects.is_object(inner := rel[len(self.git.rel) + 1:]):
+                state = self._object_state(self.git, fd, entry.name, inner, rel)
             else:
-                state = _file_state(entry, budget)
+                state = _file_state(fd, entry, self.budget)
                 if state.startswith("stat:"):
-                    unhashed.append(rel)
+                    self.unhashed.append(rel)
             if state.startswith("error:"):
-                errors.append(f"{rel} ({state})")
-            files[rel] = state
-    if unhashed:
-        notes.append(f"more than {MAX_HASH_BYTES >> 20} MiB to hash; {_named(sorted(unhashed))} could only be "
-                     "compared by size and mtime (remove large files from the cwd, or give the agent a smaller cwd)")
-    if errors:
-        notes.append(f"fleet could not read {_named(sorted(errors))} (make it readable, or keep it out of the cwd)")
-    return files
+                self.errors.append(f"{rel} ({state})")
+            self.files[rel] = state
+        return subdirs
+
+    def _object_state(self, git: _GitDir, dir_fd: int, name: str, inner: str, rel: str) -> str:
+        """An object file's state; where its stat moved since the baseline but its content is proven
+        the same, the baseline's state (so the comparison sees no change). Unprovable: noted."""
+        state = gitobjects.state(dir_fd, name, inner, git.fmt)
+        old = git.since.files.get(rel) if git.since is not None else None
+        if old is None or old == state or not old.startswith("obj:") or not state.startswith("obj:"):
+            return state
+        if gitobjects.same_content(dir_fd, name, inner, old, git.fmt, self.budget):
+            return old
+        if self.budget[0] < 0:
+            self.unhashed.append(rel)
+        return state
 
 
-def _file_state(entry: os.DirEntry[str], budget: list[int]) -> str:
+def _file_state(dir_fd: int, entry: os.DirEntry[str], budget: list[int]) -> str:
     """The comparable state of one non-directory entry; `budget` (bytes left to hash) is spent."""
-    path = entry.path
+    name = entry.name
     try:
         if entry.is_symlink():
-            return f"link:{os.readlink(path)}"
+            return f"link:{os.readlink(name, dir_fd=dir_fd)}"
         if not entry.is_file(follow_symlinks=False):
-            return f"special:{stat.S_IFMT(os.lstat(path).st_mode):o}"
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            return f"special:{stat.S_IFMT(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):o}"
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         return "error:gone"
     except OSError as exc:
@@ -326,20 +383,6 @@ def _file_state(entry: os.DirEntry[str], budget: list[int]) -> str:
         return f"error:{exc.errno}"
     finally:
         os.close(fd)
-
-
-def _object_state(path: str, inner: str, git: _GitDir, rel: str, budget: list[int], unproven: list[str]) -> str:
-    """An object file's state; where its stat moved since the baseline but its content is proven the
-    same, the baseline's state (so the comparison sees no change). Unprovable for the budget: noted."""
-    state = gitobjects.state(path, inner, git.fmt)
-    old = git.since.files.get(rel) if git.since is not None else None
-    if old is None or old == state or not old.startswith("obj:") or not state.startswith("obj:"):
-        return state
-    if gitobjects.same_content(path, inner, old, git.fmt, budget):
-        return old
-    if budget[0] < 0:
-        unproven.append(rel)
-    return state
 
 
 def _named(paths: list[str]) -> str:
