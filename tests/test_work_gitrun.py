@@ -224,3 +224,22 @@ def test_fleets_git_gets_a_fresh_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert set(env) <= {"PATH", "HOME", *gitrun.FIXED_ENV}
     assert env["GIT_CONFIG_GLOBAL"] == os.devnull
     assert env["GIT_CONFIG_NOSYSTEM"] == "1"
+
+
+def test_a_repository_owned_by_someone_else_is_walked_as_a_plain_tree(tmp_path: Path) -> None:
+    """git refuses a repository of another owner (safe.directory counts only in the user's own config,
+    which fleet's git does not read, and never in the repository's): fleet then compares the cwd as a
+    plain tree, `.git` included, and still sees every change."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the repository to another user")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "config", "safe.directory", "*")  # the repository vouching for itself counts for nothing
+    (repo / "a.txt").write_text("a\n")
+    subprocess.run(["chown", "-R", "65534:65534", str(repo)], check=True)
+    before = snapshot(repo)
+    assert before.kind == "tree"
+    (repo / "a.txt").write_text("b\n")
+    (repo / ".git" / "hooks" / "post-checkout").write_text("#!/bin/sh\n")
+    assert changed_files(before, snapshot(repo, since=before)) == [".git/hooks/post-checkout", "a.txt"]

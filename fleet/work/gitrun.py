@@ -22,8 +22,10 @@ How this module makes sure, in layers:
    repository), no replace objects, no protocols (no fetch, so no ssh, proxy, credential or remote
    helper can start), no terminal prompt, no pager.
 What remains: git itself parses files the agent wrote (config, index, refs, objects). A git bug in
-that parsing is outside what fleet can defend against; a repository git refuses (dubious ownership,
-corrupt index) makes the caller fail, never guess.
+that parsing is outside what fleet can defend against; a repository git refuses (corrupt index,
+another owner: `safe.directory` counts only in the user's own config, which this git does not read)
+makes the caller fail or fall back to a plain walk, never guess. A `.git` file (`gitdir:`) is
+followed with all of the above in force; the snapshot refuses a git dir that moved since the baseline.
 """
 
 from __future__ import annotations
