@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import fleet.work.snapshot
 from fleet.work import verify
 from fleet.work.report import Report
 from fleet.work.verify import CheckResult, Snapshot, changed_files, snapshot, verdict
@@ -104,12 +105,12 @@ def test_a_repo_without_commits_and_a_first_commit(tmp_path: Path) -> None:
     assert changed_files(before, snapshot(root, since=before)) == ["f.txt"]
 
 
-def test_ignored_files_are_not_seen_in_git_mode(repo: Path) -> None:
-    """A documented limit: a write into a .gitignore'd path is invisible to the git snapshot."""
+def test_ignored_files_are_seen_in_git_mode(repo: Path) -> None:
+    """A write into a .gitignore'd path counts like any other (it was invisible before)."""
     before = snapshot(repo)
     (repo / "build").mkdir()
     (repo / "build" / "out.bin").write_text("o\n")
-    assert changed_files(before, snapshot(repo, since=before)) == []
+    assert changed_files(before, snapshot(repo, since=before)) == ["build/out.bin"]
 
 
 def test_a_snapshot_survives_the_ledger_round_trip(repo: Path) -> None:
@@ -119,8 +120,10 @@ def test_a_snapshot_survives_the_ledger_round_trip(repo: Path) -> None:
     assert again == before
     (repo / "a.txt").write_text("dirtier\n")
     assert changed_files(again, snapshot(repo, since=again)) == ["a.txt"]
-    with pytest.raises(ValueError, match="version 1"):
+    with pytest.raises(ValueError, match="version 2"):
         Snapshot.from_json({"version": 9})
+    with pytest.raises(ValueError, match="older fleet"):  # a v1 baseline never saw ignored files
+        Snapshot.from_json({**before.to_json(), "version": 1})
 
 
 def test_a_plain_directory_is_walked_and_compared_by_content(tmp_path: Path) -> None:
@@ -144,18 +147,20 @@ def test_a_plain_directory_is_walked_and_compared_by_content(tmp_path: Path) -> 
     (cwd / "d" / "exe").write_text("#!/bin/sh\n")
     after_plain = snapshot(cwd)
     (cwd / "d" / "exe").chmod(0o755)
-    assert changed_files(before, after_plain) == ["d/exe", "d/new.txt", "gone.txt", "link", "same-size.txt"]
+    assert changed_files(before, after_plain) == ["__pycache__/m.pyc", "d/exe", "d/new.txt", "gone.txt", "link",
+                                                  "same-size.txt"]
     assert changed_files(after_plain, snapshot(cwd)) == ["d/exe"]  # the mode bit counts
 
 
 def test_a_walk_that_hits_its_cap_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cap is lowered so the test does not need 20,000 files."""
-    monkeypatch.setattr(verify, "MAX_WALK_FILES", 5)
+    """The cap is lowered so the test does not need 100,000 files."""
+    monkeypatch.setattr(fleet.work.snapshot, "MAX_FILES", 5)
     for i in range(8):
         (tmp_path / f"f{i}").write_text("x")
     snap = snapshot(tmp_path)
     assert len(snap.files) == 5
-    assert snap.notes == ("the walk stopped at 5 files; changes beyond were not seen",)
+    assert snap.notes == ("the cwd holds more than 5 files; the rest were not compared (give the agent a smaller "
+                          "cwd)",)
 
 
 def test_a_missing_cwd_is_a_snapshot_error(tmp_path: Path) -> None:
@@ -222,12 +227,14 @@ paths = st.sampled_from(["docs/a.md", "docs/b/c.md", "src/x.py", "README.md"])
 
 @given(st.sampled_from(["done", "partial", "blocked"]), st.lists(paths, unique=True),
        st.lists(paths, unique=True), st.lists(st.sampled_from(["docs/", "src/x.py", "./"]), unique=True),
-       st.sampled_from(["worker", "explorer"]), st.lists(st.sampled_from([PASS, FAIL, TIMEOUT]), max_size=3))
+       st.sampled_from(["worker", "explorer"]), st.lists(st.sampled_from([PASS, FAIL, TIMEOUT]), max_size=3),
+       st.lists(st.sampled_from(["the cwd holds more than 100000 files", "fleet could not read x/"]), max_size=2))
 def test_verified_exactly_when_every_condition_holds(status: str, claimed: list[str], actual: list[str],
-                                                     scope: list[str], role: str, checks: list[CheckResult]) -> None:
-    v = verdict(report(status, tuple(claimed)), actual, scope, role, checks)  # type: ignore[arg-type]
+                                                     scope: list[str], role: str, checks: list[CheckResult],
+                                                     notes: list[str]) -> None:
+    v = verdict(report(status, tuple(claimed)), actual, scope, role, checks, notes)  # type: ignore[arg-type]
     in_scope = all(verify.allows(scope, p) for p in actual) if role == "worker" and scope else not actual
     expected = (status == "done" and in_scope and all(c.passed for c in checks)
-                and set(claimed) == set(actual))
+                and set(claimed) == set(actual) and not notes)
     assert (v.verdict == "verified") == expected
     assert (v.verdict == "rejected") == bool(v.reasons)
