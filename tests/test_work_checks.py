@@ -325,3 +325,39 @@ def _running(marker: str) -> bool:
         if marker.encode() in args and state != "Z":
             return True
     return False
+
+
+def test_a_killed_check_leaves_no_sandbox_mount_points_in_the_cwd(sandbox_of: SandboxOf,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Codex's sandbox makes empty `.git`, `.codex`, `.agents`, `.aws` mount points in the cwd and
+    leaves them when it is SIGKILLed; an empty `.git` would make the cwd look like a repository.
+    Codex cleans up on SIGTERM, so the timeout's TERM is swapped for KILL here: that simulates a
+    sandbox that did not end within the grace time, the one path that reaches SIGKILL."""
+    import signal
+
+    from fleet.work import checks
+
+    real_killpg = checks._killpg
+    monkeypatch.setattr(checks, "_killpg", lambda pgid, sig: real_killpg(pgid, signal.SIGKILL))
+    sandbox, cwd = sandbox_of()
+    (cwd / ".codex").mkdir()
+    (cwd / ".codex" / "keep.toml").write_text("x = 1\n")  # the user's own: kept
+    before = sorted(p.name for p in cwd.iterdir())
+    [check] = run_checks(["trap '' TERM; ls -a; sleep 30"], cwd, 1, sandbox)
+    assert check.timed_out
+    assert ".git" in check.output_tail  # the mount point was there while the check ran
+    assert sorted(p.name for p in cwd.iterdir()) == before
+    assert (cwd / ".codex" / "keep.toml").read_text() == "x = 1\n"
+
+
+def test_only_empty_mount_points_the_check_made_are_removed(tmp_path: Path) -> None:
+    from fleet.work.checks import _remove_mount_points
+
+    tmp_path = tmp_path / "cwd"
+    tmp_path.mkdir()
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".agents").mkdir()
+    (tmp_path / ".agents" / "skill.md").write_text("mine")
+    (tmp_path / ".aws").symlink_to(tmp_path / "elsewhere")
+    _remove_mount_points(tmp_path, [".git", ".agents", ".aws", ".codex"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".agents", ".aws"]

@@ -61,6 +61,10 @@ FULL_ACCESS_NOTE: Final = ("the agent ran in danger-full-access: it could write 
 #: no fd above 9): it proves it runs (one byte into that pipe), puts /dev/null in its place so the
 #: check cannot touch it, then runs the check as `/bin/sh -c CMD`.
 _STARTER: Final = "printf 1 >&0 && exec </dev/null && exec /bin/sh -c \"$1\""
+#: Empty directories Codex 0.169's bubblewrap sandbox creates in the cwd as mount points for the
+#: paths it protects, and removes when it exits cleanly; a sandbox killed at the timeout leaves them
+#: behind (measured), and an empty `.git` would make the agent's cwd look like a repository.
+SANDBOX_MOUNT_POINTS: Final = (".git", ".codex", ".agents", ".aws")
 
 
 def stricter(mode: str, other: str) -> str:
@@ -139,6 +143,24 @@ def run_checks(cmds: Sequence[str], cwd: str | os.PathLike[str], timeout: float,
 
 
 def run_check(cmd: str, cwd: str | os.PathLike[str], timeout: float, sandbox: Sandbox) -> CheckResult:
+    absent = [name for name in SANDBOX_MOUNT_POINTS if not os.path.lexists(os.path.join(cwd, name))]
+    try:
+        return _run_check(cmd, cwd, timeout, sandbox)
+    finally:
+        _remove_mount_points(cwd, absent)
+
+
+def _remove_mount_points(cwd: str | os.PathLike[str], names: Sequence[str]) -> None:
+    """Remove the sandbox's mount points that were not there before the check, if they are still
+    empty directories (rmdir refuses anything else: a check that wrote into one keeps its files)."""
+    for name in names:
+        path = os.path.join(cwd, name)
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.rmdir(path)
+
+
+def _run_check(cmd: str, cwd: str | os.PathLike[str], timeout: float, sandbox: Sandbox) -> CheckResult:
     started_r, started_w = os.pipe()
     try:
         fcntl.fcntl(started_r, fcntl.F_SETFL, os.O_NONBLOCK)
