@@ -464,3 +464,26 @@ def test_annotate_once_records_a_fact_once(tmp_path: Path) -> None:
         assert ledger.annotate_once(aid, "scope_denied", "turn-1:1.5", actor="hook") is None
         assert ledger.annotate_once(aid, "report_asked", "turn-1:1.5", actor="hook") is not None
         assert [e.kind for e in ledger.events_for(aid)] == ["created", "scope_denied", "report_asked"]
+
+
+def test_a_ledger_locked_by_another_process_is_busy_not_damaged(tmp_path: Path) -> None:
+    """A lock is not damage: opening a ledger another connection holds exclusively must say
+    `ledger_busy` (retryable), never `ledger_unusable`, whose hint is to move the file aside."""
+    import threading
+
+    from fleet.errors import LedgerBusy
+
+    state = tmp_path / "state"
+    Ledger(state).close()
+    other = sqlite3.connect(state / "fleet.db", isolation_level=None, check_same_thread=False)
+    other.execute("PRAGMA locking_mode = EXCLUSIVE")
+    other.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(LedgerBusy):
+        Ledger(state, busy_timeout=0.3)
+    timer = threading.Timer(0.3, lambda: (other.execute("COMMIT"), other.execute("PRAGMA locking_mode = NORMAL"),
+                                          other.execute("SELECT 1"), other.close()))
+    timer.start()
+    try:
+        Ledger(state, busy_timeout=10).close()  # opens once the other side lets go
+    finally:
+        timer.join()

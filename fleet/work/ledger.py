@@ -162,7 +162,7 @@ class Ledger:
             raise LedgerError(f"Cannot open the ledger {self.path}: {exc}.",
                               hint="Check the state dir's permissions and free space.") from exc
         try:
-            self._setup()
+            self._setup_patiently(busy_timeout)
         except BaseException:
             self._db.close()
             raise
@@ -439,6 +439,20 @@ class Ledger:
 
     # -- internals ---------------------------------------------------------------------------------
 
+    def _setup_patiently(self, busy_timeout: float) -> None:
+        """`_setup`, retried while another process holds the file in a state SQLite's busy handler
+        does not wait out (WAL recovery, a journal-mode change): a lock is not damage, so it never
+        reads as `ledger_unusable`; past `busy_timeout` it is `LedgerBusy` (retryable)."""
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                self._setup()
+                return
+            except _SetupBusy as busy:
+                if time.monotonic() >= deadline:
+                    raise _busy(self.path, busy.cause) from busy.cause
+                time.sleep(0.05)
+
     def _setup(self) -> None:
         try:
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -454,6 +468,12 @@ class Ledger:
                     for statement in _statements(_SCHEMA):
                         db.execute(statement)
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.OperationalError as exc:
+            if _is_lock(exc):
+                raise _SetupBusy(exc) from exc
+            raise LedgerError(f"The ledger {self.path} is unusable: {exc}.",
+                              hint="Run `fleet ledger-repair`: it keeps the damaged file, salvages what it can "
+                              "and starts a fresh ledger.") from exc
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"The ledger {self.path} is unusable: {exc}.",
                               hint="Run `fleet ledger-repair`: it keeps the damaged file, salvages what it can "
@@ -589,6 +609,19 @@ def request_conflict(scope: str, request_id: str) -> RequestIdConflict:
         hint="Use a new request id for a new request; reuse one only to retry the identical request.",
         request_id=request_id, scope=scope,
     )
+
+
+class _SetupBusy(Exception):
+    """The file was locked while the ledger was being set up; carries SQLite's error."""
+
+    def __init__(self, cause: sqlite3.OperationalError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _is_lock(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
 
 
 def _busy(path: Path, exc: sqlite3.OperationalError) -> LedgerBusy:
