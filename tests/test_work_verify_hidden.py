@@ -183,11 +183,13 @@ def test_a_fifo_or_socket_neither_hangs_the_snapshot_nor_hides(repo: Path) -> No
         assert after(before) == ["src/pipe", "src/sock"]
 
 
-def test_files_the_checks_write_are_not_blamed_on_the_agent(fleet_factory: Callable[..., Fleet]) -> None:
+def test_files_the_checks_write_are_not_blamed_on_the_agent(fleet_factory: Callable[..., Fleet],
+                                                            codex_bin: str) -> None:
     """The verifier snapshots before it runs the checks: a check's __pycache__ and output files are
-    not the agent's (the order is what keeps it so)."""
-    f = fleet_factory(1, agent_extra='role = "worker"\n')
+    not the agent's (the order is what keeps it so). The checks run in the agent's Codex sandbox."""
+    f = fleet_factory(1, codex=codex_bin, agent_extra='role = "worker"\n')
     cwd = f.root / "work" / "agent-1"
+    (f.root / "homes" / "agent-1").mkdir(parents=True, exist_ok=True)  # the agent's home, as a launch leaves it
     aid = sent_in_ledger(f, "agent-1", task="t", write_paths=["docs/"],
                          checks=["mkdir -p __pycache__ && echo x > __pycache__/m.pyc && echo y > check-output.txt"])
     (cwd / "docs").mkdir()
@@ -199,7 +201,7 @@ def test_files_the_checks_write_are_not_blamed_on_the_agent(fleet_factory: Calla
         {"event": "turn_completed", "turn_id": "t1", "time": 2.0,
          "last_message": f"Done.\n```fleet-report\n{json.dumps(body)}\n```"}) + "\n")
     [done] = f.json("wait", aid, "--timeout", "60")["done"]
-    assert done["state"] == "verified", f.json("show", aid)
+    assert done["state"] == "verified", json.dumps(f.json("show", aid)["verification"])
     assert (cwd / "check-output.txt").exists()
 
 

@@ -339,17 +339,12 @@ def _run_sandboxed(cmds: Sequence[str], cwd: str, spec: AgentSpec, sent_under: s
 
 def _record_sandbox(result: dict[str, Any], mode: str) -> None:
     """Put the sandbox the work was done under in the verification; say what a verdict on
-    full-access work is worth, and name checks that never ran in a sandbox."""
+    full-access work is worth (a check that never ran in a sandbox is the verdict's own reason)."""
     from fleet.work.checks import FULL_ACCESS_NOTE
 
     result["sandbox"] = mode
     if mode == "danger-full-access":
         result["notes"] = [*result.get("notes", []), FULL_ACCESS_NOTE]
-    for check in result.get("checks", []):
-        if not check.get("ran", True):
-            result["reasons"].append({"code": "sandbox_failed", "paths": [], "message":
-                                      f"the check `{check['cmd']}` could not run in the agent's sandbox, and fleet "
-                                      "never runs a check outside it"})
 
 
 # -- waiting ------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from .snapshot import Snapshot, SnapshotError, changed_files, snapshot
 
 Verdict = Literal["verified", "rejected"]
 ReasonCode = Literal["no_report", "status", "outside_scope", "read_only", "check_failed", "unreported", "unchanged",
-                     "unverifiable"]
+                     "unverifiable", "sandbox_failed"]
 
 #: Paths named per reason; the rest are counted.
 MAX_NAMED: Final = 20
@@ -87,7 +87,10 @@ def verdict(report: Report | None, changed: Iterable[str], write_paths: Sequence
             reasons.append(Reason("outside_scope", f"{_named(outside)} changed outside the write paths "
                                   f"({', '.join(write_paths)})", tuple(outside)))
     for check in checks:
-        if not check.passed:
+        if not check.ran:
+            reasons.append(Reason("sandbox_failed", f"the check `{check.cmd}` could not run in the agent's sandbox, "
+                                  "and fleet never runs a check outside it"))
+        elif not check.passed:
             status = check.exit_status if check.exit_status is not None else 0
             how = f"timed out after {check.duration:.0f} s" if check.timed_out else (
                 f"was killed by signal {-status}" if status < 0 else f"exited with status {status}")
