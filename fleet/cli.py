@@ -187,6 +187,8 @@ def _render_agents(result: dict[str, Any]) -> None:
             line = f"{a['agent']}: {a['state']}" + (" (killed)" if a["forced"] else "") + (
                 f", exit status {a['exit_status']}" if a["exit_status"] is not None else "")
         print(line)
+    for warning in result.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 @_command("send")
@@ -243,6 +245,8 @@ def doctor_cmd(as_json: JsonOpt = False) -> None:
         for c in r["checks"]:
             hint = f" -> {c['hint']}" if c["hint"] else ""
             print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['name']}: {c['detail']}{hint}")
+            for warning in c.get("warnings", []):
+                print(f"warn {c['name']}: {warning}")
     result = _run("fleet_doctor", {}, as_json, render)
     if not result["ok"]:
         raise typer.Exit(1)
