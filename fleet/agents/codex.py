@@ -86,12 +86,26 @@ def resolve_binary(codex: str) -> Path:
 
 
 def _toml(value: Any) -> str:
-    """A TOML inline value for `-c key=value` (JSON strings/arrays/numbers are valid TOML here)."""
+    """A TOML inline value for `-c key=value` (JSON arrays/numbers/booleans are valid TOML here)."""
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_toml_str(str(k))} = {_toml(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(value)
+    return _toml_str(value) if isinstance(value, str) else json.dumps(value)
+
+
+def _toml_str(text: str) -> str:
+    """A TOML basic string. Not `json.dumps`: its surrogate-pair escapes of characters beyond U+FFFF
+    are invalid TOML, and it leaves DEL raw, which TOML forbids."""
+    out = []
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF:
+            out.append(f"\\u{ord(ch) if not 0xD800 <= ord(ch) <= 0xDFFF else 0xFFFD:04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def user_config(home: Path) -> dict[str, Any]:
