@@ -159,7 +159,9 @@ def up_cmd(agents: AgentsArg = None, holder: HolderOpt = None, token: TokenOpt =
            timeout: Annotated[float | None, typer.Option(
                help="Seconds the whole call may take, readiness included (default 30).")] = None,
            as_json: JsonOpt = False) -> None:
-    """Start agents and return once each is ready for a prompt; exit 1 if any failed."""
+    """Start agents and return once each is ready for a prompt; exit 1 if any failed.
+
+    Warns (stderr; `warnings` in --json) about agents that can reach the fleet's tmux server."""
     result = _run("agent_start", {"agents": agents, "holder": holder, "token": token, "timeout": timeout},
                   as_json, _render_agents)
     if not result["ok"]:
@@ -240,7 +242,7 @@ def attach_cmd(agent: AgentArg, read_only: Annotated[bool, typer.Option(
 
 @_command("doctor")
 def doctor_cmd(as_json: JsonOpt = False) -> None:
-    """Check tmux, the Codex CLI, the config and the state dir."""
+    """Check tmux, the Codex CLI, the config and the state dir; warn about agents that can reach the tmux server."""
     def render(r: dict[str, Any]) -> None:
         for c in r["checks"]:
             hint = f" -> {c['hint']}" if c["hint"] else ""
