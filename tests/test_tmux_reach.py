@@ -9,6 +9,7 @@ connects, which fleet cannot prevent (same uid), so `up` and `doctor` say so.
 from __future__ import annotations
 
 import json
+import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -75,3 +76,21 @@ def test_the_default_sandbox_cannot_reach_the_server_and_the_socket_lives_in_the
     assert any("'agent-1' can write /tmp" in w for w in warnings)
     assert f.json("tail", "agent-1")["agent"] == "agent-1"  # fleet itself still reaches it
     assert Path(f.status("agent-1")["cwd"]).is_dir()
+
+
+def test_a_socket_directory_others_can_enter_fails_doctor_and_up(fleet_factory: Callable[..., Fleet],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Codex needed: the check runs before anything starts."""
+    base = Path(os.environ["TMUX_TMPDIR"]) / "x"  # short: unix socket paths are <108 bytes
+    (base / f"tmux-{os.getuid()}").mkdir(parents=True, mode=0o755)
+    (base / f"tmux-{os.getuid()}").chmod(0o755)
+    monkeypatch.setenv("TMUX_TMPDIR", str(base))
+    f = fleet_factory(1, codex="/bin/true")
+    proc = f.cli("doctor", "--json")
+    check = next(c for c in json.loads(proc.stdout)["checks"] if c["name"] == "tmux server")
+    assert check["ok"] is False
+    assert "755" in check["detail"]
+    up = f.cli("up", "--json")
+    assert up.returncode != 0
+    assert "tmux_unavailable" in up.stdout
+    assert "not a private directory" in up.stdout
