@@ -84,9 +84,10 @@ def _inside(path: Path, root: Path) -> bool:
         return True  # unsure: say so
 
 
-def exposure(specs: Iterable[AgentSpec], socket: Path, users: dict[str, dict[str, Any]]) -> list[str]:
+def exposure(specs: Iterable[AgentSpec], socket: Path, users: dict[str, dict[str, Any]],
+             fix: str = "point TMUX_TMPDIR outside every agent's writable roots") -> list[str]:
     """One plain sentence per way an agent can reach the fleet's tmux server through `socket`.
-    `users`: each agent's parsed home `config.toml`, by agent name."""
+    `users`: each agent's parsed home `config.toml`, by agent name; `fix`: how to move the socket."""
     out = []
     for spec in specs:
         reason = connect_reason(spec, users.get(spec.name, {}))
@@ -97,6 +98,5 @@ def exposure(specs: Iterable[AgentSpec], socket: Path, users: dict[str, dict[str
             root = next((r for r in writable_roots(spec) if _inside(socket.parent, r)), None)
             if root is not None:
                 out.append(f"Agent {spec.name!r} can write {root}, where the fleet's tmux socket is ({socket}): "
-                           "it could delete or replace it. Unset TMUX_TMPDIR (the socket then lives in the "
-                           "state dir) or point it outside every agent's writable roots.")
+                           f"it could delete or replace it: {fix}.")
     return out

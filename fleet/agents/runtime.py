@@ -217,7 +217,9 @@ class Runtime:
         """Plain warnings for every way one of `specs` can reach this fleet's tmux server (`reach`)."""
         socket = self.tmux.socket or Path("/tmp") / f"tmux-{os.getuid()}" / self.tmux.socket_name
         users = {s.name: codex.user_config(s.home) for s in specs}
-        return reach.exposure(specs, socket, users)
+        fix = ("point TMUX_TMPDIR outside every agent's writable roots, or unset it (the socket then lives in "
+               "the state dir)") if os.environ.get("TMUX_TMPDIR") else "move the state dir outside them"
+        return reach.exposure(specs, socket, users, fix)
 
     # ---- start --------------------------------------------------------------------------------
     def prepare(self, spec: AgentSpec, resume: str | None = None) -> str:
