@@ -91,3 +91,19 @@ def test_a_cwd_the_user_marked_untrusted_reads_starting_with_the_dialog_named_an
     assert "untrusted" in failed["error"]["hint"]
     assert f.status("agent-1")["state"] == "stopped"  # a failed start leaves nothing running
     assert mock_model.model.user_prompts() == []
+
+
+def test_an_agent_in_a_git_repository_resumes_its_session_past_the_trust_dialog(
+        fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    """The watchdog's restart (`codex resume <session>`) goes through the same launch and readiness."""
+    f = fleet_factory(1, model=mock_model)
+    _make_cwd(f, "git-subdir")
+    f.json("up")
+    first = f.json("send", "agent-1", "first")
+    wait_until(lambda: f.status("agent-1")["last_turn"]["outcome"] == "completed", 20)
+    cfg = load_config(str(f.path))
+    restarted = Runtime(cfg).restart(cfg.agent("agent-1"), first["session_id"])
+    assert restarted["state"] == "idle"
+    second = f.json("send", "agent-1", "second")
+    assert second["session_id"] == first["session_id"]
+    assert mock_model.model.user_prompts()[-1] == "second"
