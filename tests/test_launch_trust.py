@@ -137,3 +137,21 @@ def test_a_socket_under_tmp_is_reported_for_workspace_write_agents_only(tmp_path
     assert len(warnings) == 1
     assert "'w' can write /tmp" in warnings[0]
     assert reach.exposure(agents, Path("/nonexistent-private/state/tmux.sock"), {}) == []
+
+
+def test_who_can_write_a_trusted_cwds_codex_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    (repo / "sub" / ".codex").mkdir(parents=True)
+    inner = spec(tmp_path, cwd=repo / "sub", name="inner", sandbox="read-only")
+    outer = spec(tmp_path, cwd=repo, name="outer")
+    same = spec(tmp_path, cwd=repo / "sub", name="same")
+    reader = spec(tmp_path, cwd=repo, name="reader", sandbox="read-only")
+    full = spec(tmp_path, cwd=tmp_path / "elsewhere", name="full", sandbox="danger-full-access")
+    # tmp_path is under /tmp, a writable root of every workspace-write agent: everyone but the
+    # read-only one can write there
+    assert reach.project_config_writers(inner, [inner, outer, same, reader, full]) == ["outer", "same", "full"]
+    # Without /tmp in the roots (simulated: only the cwd), Codex's guard of each root's own top-level
+    # .codex leaves the agent with the same cwd out, and the one whose cwd contains it in
+    monkeypatch.setattr(reach, "writable_roots", lambda s: [s.cwd] if s.sandbox == "workspace-write" else [])
+    assert reach.project_config_writers(inner, [inner, outer, same, reader]) == ["outer"]
+    assert reach.project_config_writers(outer, [inner, same]) == []  # repo/.codex does not exist

@@ -100,3 +100,22 @@ def exposure(specs: Iterable[AgentSpec], socket: Path, users: dict[str, dict[str
                 out.append(f"Agent {spec.name!r} can write {root}, where the fleet's tmux socket is ({socket}): "
                            f"it could delete or replace it: {fix}.")
     return out
+
+
+def project_config_writers(spec: AgentSpec, others: Iterable[AgentSpec]) -> list[str]:
+    """The other agents that can write `spec`'s `<cwd>/.codex/`, which Codex loads because fleet
+    trusts the cwd. Codex's sandbox keeps `.codex` read-only at the top of each writable root only,
+    so an agent can write it when `spec`'s cwd lies strictly inside one of its writable roots (a
+    nested cwd, or any cwd under `/tmp`). Only checked when `.codex` exists: an agent that makes one
+    later is caught by the next start or restart, which checks again."""
+    project = spec.cwd / ".codex"
+    if not os.path.lexists(project):
+        return []
+    out = []
+    for other in others:
+        if other.name == spec.name:
+            continue
+        # a root that is the cwd itself has its top-level .codex kept read-only by Codex
+        if any(_inside(project, r) and r.resolve() != spec.cwd.resolve() for r in writable_roots(other)):
+            out.append(other.name)
+    return out

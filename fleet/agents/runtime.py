@@ -26,6 +26,7 @@ from fleet.errors import (
     FleetError,
     HooksUntrusted,
     NotDelivered,
+    ProjectConfigExposed,
     RequestIdConflict,
     StartFailed,
     Timeout,
@@ -235,6 +236,14 @@ class Runtime:
                 f"{self.config.path}: $.agents.{spec.name}.home: {spec.home} exists and is not a directory.",
                 hint="Point `home` at a Codex home directory (it is created if missing).", agent=spec.name,
             )
+        writers = reach.project_config_writers(spec, self.config.agents.values())
+        if writers:
+            raise ProjectConfigExposed(
+                f"Agent {spec.name!r}: its cwd has a .codex/ folder ({spec.cwd / '.codex'}) that "
+                f"{', '.join(repr(w) for w in writers)} can write; fleet trusts {spec.name!r}'s cwd, so Codex would "
+                "load that folder's config, and its MCP servers run outside every sandbox.",
+                hint="Give the agents cwds that do not nest (and none under /tmp), make the writers read-only, "
+                "or remove the .codex/ folder if you did not put it there.", agent=spec.name, writers=writers)
         untrusted = codex.untrusted_hooks(spec.home)
         if untrusted:
             raise HooksUntrusted(
