@@ -94,7 +94,10 @@ def tmux_server_check(svc: Service) -> dict[str, Any]:
     socket = tmux.socket
     if socket is None:
         return _check("tmux server", True, f"tmux's default location ({tmux.where})")
-    detail = str(socket)
+    try:
+        detail = f"{socket} (mode {stat.S_IMODE(os.lstat(socket).st_mode):o}, in a 0700 directory of yours)"
+    except OSError:
+        detail = f"{socket} (no server running)"
     try:
         st = os.lstat(socket.parent)
     except OSError:
