@@ -163,7 +163,8 @@ def up_cmd(agents: AgentsArg = None, holder: HolderOpt = None, token: TokenOpt =
     """Start agents and return once each is ready for a prompt; exit 1 if any failed.
 
     Refuses to start anything (control_plane_exposed) while the state dir, a Codex home, the config
-    or fleet's install lies where a sandboxed agent can write (its cwd, /tmp, $TMPDIR, extra roots)."""
+    or fleet's install lies where a sandboxed agent can write (its cwd, /tmp, $TMPDIR, extra roots).
+    Warns (stderr; `warnings` in --json) about agents that can reach the fleet's tmux server."""
     result = _run("agent_start", {"agents": agents, "holder": holder, "token": token, "timeout": timeout},
                   as_json, _render_agents)
     if not result["ok"]:
@@ -191,6 +192,8 @@ def _render_agents(result: dict[str, Any]) -> None:
             line = f"{a['agent']}: {a['state']}" + (" (killed)" if a["forced"] else "") + (
                 f", exit status {a['exit_status']}" if a["exit_status"] is not None else "")
         print(line)
+    for warning in result.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 @_command("send")
@@ -243,11 +246,13 @@ def attach_cmd(agent: AgentArg, read_only: Annotated[bool, typer.Option(
 @_command("doctor")
 def doctor_cmd(as_json: JsonOpt = False) -> None:
     """Check tmux, the Codex CLI, the config (and its trust), the state dir, and that fleet's files lie
-    out of every sandboxed agent's reach."""
+    out of every sandboxed agent's reach; warn about agents that can reach the tmux server."""
     def render(r: dict[str, Any]) -> None:
         for c in r["checks"]:
             hint = f" -> {c['hint']}" if c["hint"] else ""
             print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['name']}: {c['detail']}{hint}")
+            for warning in c.get("warnings", []):
+                print(f"warn {c['name']}: {warning}")
     result = _run("fleet_doctor", {}, as_json, render)
     if not result["ok"]:
         raise typer.Exit(1)

@@ -236,3 +236,13 @@ class PluginCommandFailed(EnvironmentFault):
     """A `codex plugin ...` command failed, timed out, printed no JSON, or did not take effect."""
 
     code = "codex_plugin_failed"
+
+
+# --- launch: what fleet trusts ------------------------------------------------------------------
+
+
+class ProjectConfigExposed(FleetError):
+    """The agent's cwd has a `.codex/` folder that another agent can write. fleet trusts the cwd, so
+    Codex would load that folder's config (MCP servers run outside the sandbox): it refuses instead."""
+
+    code = "project_config_exposed"

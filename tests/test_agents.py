@@ -167,7 +167,7 @@ def test_an_approval_menu_shows_as_waiting_approval(fleet_factory: Callable[...,
 
 FAKE_TUI = """
 import sys, time
-print("Ask Codex to do anything", flush=True)
+print("\u203a Ask Codex to do anything\\n  \u2190 for agents \u00b7 ? for shortcuts", flush=True)
 for line in sys.stdin:
     pass
 """

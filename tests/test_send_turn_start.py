@@ -28,7 +28,8 @@ composer, notices = "", []
 def draw():
     out = ["\x1b[2J\x1b[H  >_ Stand-in Codex", ""]
     out += [f"\u25a0 Failed to start turn: {n}" for n in notices]
-    out += ["", "\u203a " + (composer.replace("\n", " / ") or "Ask Codex to do anything"), "  ? for shortcuts"]
+    out += ["", "\u203a " + (composer.replace("\n", " / ") or "Ask Codex to do anything"),
+            "  \u2190 for agents \u00b7 ? for shortcuts"]
     sys.stdout.write("\r\n".join(out)); sys.stdout.flush()
 tty.setraw(0)
 sys.stdout.write("\x1b[?2004h"); draw()

@@ -23,7 +23,7 @@ from fleet.service import Service
 
 FAKE_TUI = """
 import sys
-print("Ask Codex to do anything", flush=True)
+print("\u203a Ask Codex to do anything\\n  \u2190 for agents \u00b7 ? for shortcuts", flush=True)
 for line in sys.stdin:
     pass
 """

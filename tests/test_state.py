@@ -32,7 +32,7 @@ DONE = [*TURN, ev("turn_completed", 4.0, turn_id="t1", last_message="hello")]
         (DONE, None, None, "stopped"),
         (READY, DEAD, None, "exited"),
         (LAUNCH, ALIVE, "", "starting"),
-        (LAUNCH, ALIVE, "› Ask Codex to do anything", "idle"),
+        (LAUNCH, ALIVE, "› Ask Codex to do anything\n  ← for agents · ? for shortcuts", "idle"),
         (LAUNCH, ALIVE, "Do you trust the contents of this directory?", "starting"),
         (READY, ALIVE, None, "idle"),
         (TURN, ALIVE, None, "working"),

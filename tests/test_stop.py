@@ -20,7 +20,7 @@ STUBBORN_TUI = """
 import signal, time
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-print("Ask Codex to do anything", flush=True)
+print("\u203a Ask Codex to do anything\\n  \u2190 for agents \u00b7 ? for shortcuts", flush=True)
 while True:
     time.sleep(1)
 """

@@ -1,8 +1,9 @@
 """Everything fleet knows about Codex's flags, files and binaries (Codex CLI 0.169).
 
 fleet never edits a Codex config file. What the supervisor needs in an agent's Codex goes in as `-c`
-overrides on the command line: trust for the agent's cwd, the `notify` program, the hooks that feed
-the agent's journal, trust for exactly those hooks, and no model-switch nudge. Codex keeps hooks per
+overrides on the command line: trust for exactly the agent's cwd (`project_trust`), the `notify`
+program, the hooks that feed the agent's journal, trust for exactly those hooks, and no model-switch
+nudge. Codex keeps hooks per
 config layer, so the user's own hooks (in `$CODEX_HOME/hooks.json` or `config.toml`) stay in their
 layer with their own trust: fleet grants nothing to them, and Codex asks for their review as usual.
 The user's own `notify`, which our override replaces, is chained.
@@ -46,6 +47,8 @@ ROLLOUT_TAIL: Final = 256 * 1024
 APPROVAL_MARGIN: Final = 5
 #: Without a [watchdog] approval_timeout, the hook holds an approval this long (the policy default).
 DEFAULT_APPROVAL_HOLD: Final = 900.0
+#: What tmux puts in a pane's environment to say which server and pane it runs in: never an agent's.
+SERVER_ENV: Final = ("TMUX", "TMUX_PANE")
 #: Raw terminal log bound per file (one rotation kept: at most twice this on disk).
 RAWLOG_MAX: Final = 4 * 1024 * 1024
 _NATIVE: Final = {
@@ -83,12 +86,31 @@ def resolve_binary(codex: str) -> Path:
 
 
 def _toml(value: Any) -> str:
-    """A TOML inline value for `-c key=value` (JSON strings/arrays/numbers are valid TOML here)."""
+    """A TOML inline value for `-c key=value` (JSON arrays/numbers/booleans are valid TOML here)."""
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_toml_str(str(k))} = {_toml(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(value)
+    return _toml_str(value) if isinstance(value, str) else json.dumps(value)
+
+
+def _toml_str(text: str) -> str:
+    """A TOML basic string. Not `json.dumps`: its surrogate-pair escapes of characters beyond U+FFFF
+    are invalid TOML, and it leaves DEL raw, which TOML forbids."""
+    out = []
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF:
+            out.append(f"\\u{ord(ch) if not 0xD800 <= ord(ch) <= 0xDFFF else 0xFFFD:04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def user_config(home: Path) -> dict[str, Any]:
+    """The home's parsed `config.toml`; empty when missing or unreadable (fleet never writes it)."""
+    return _user_config(home)
 
 
 def _user_config(home: Path) -> dict[str, Any]:
@@ -161,6 +183,35 @@ def untrusted_hooks(home: Path) -> list[str]:
     return out
 
 
+def git_root(cwd: Path) -> Path | None:
+    """The nearest directory at or above `cwd` holding `.git` (a directory, or a worktree's file)."""
+    for directory in (cwd, *cwd.parents):
+        if os.path.lexists(directory / ".git"):
+            return directory
+    return None
+
+
+def project_trust(spec: AgentSpec, user: dict[str, Any] | None = None) -> str | None:
+    """The `-c` override that trusts exactly the agent's cwd, or None when the user's own Codex config
+    marks the cwd or its git root untrusted (fleet never overturns that; Codex then shows its
+    "Open restricted" dialog, which fleet does not answer).
+
+    Codex 0.169 asks "Trust this folder?" for a git repository or a folder with `.codex/`, and keys
+    trust by path: an entry for the cwd itself is enough, also in a git subdirectory (measured; its
+    own "Trust and continue" writes the repository root instead, which fleet does not). The key must
+    be one inline table: Codex splits a `-c` key on every dot, so `projects."/a/b".trust_level=` names
+    a key with quotes in it and trusts nothing. An inline table merges with the home's `[projects]`.
+    """
+    user = _user_config(spec.home) if user is None else user
+    entries = _table(user.get("projects"))
+    cwd = spec.cwd.absolute()
+    keys = dict.fromkeys(str(p) for p in (cwd, spec.cwd.resolve(), git_root(cwd)) if p is not None)
+    if any(_table(entries.get(k)).get("trust_level") == "untrusted" for k in keys):
+        return None
+    cwds = dict.fromkeys(str(p) for p in (cwd, spec.cwd.resolve()))  # a symlinked cwd: both names
+    return "projects=" + _toml({path: {"trust_level": "trusted"} for path in cwds})
+
+
 def launch_argv(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = (), *, resume: str | None = None,
                 approval_hold: float = DEFAULT_APPROVAL_HOLD) -> list[str]:
     """The full argv that starts this agent's interactive Codex TUI with fleet's signal wiring.
@@ -174,13 +225,14 @@ def launch_argv(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = (), *, 
     user_notify = user.get("notify")
     if isinstance(user_notify, list) and user_notify and all(isinstance(a, str) for a in user_notify):
         notify += ["--chain", *user_notify]
+    trust = project_trust(spec, user)
     overrides = [
-        f"projects.{json.dumps(str(spec.cwd))}.trust_level=\"trusted\"",
+        *([trust] if trust else []),
         f"notify={_toml(notify)}",
         "notice.hide_rate_limit_model_nudge=true",  # a modal "switch model?" would hide the composer
     ]
     hook_cmd = shlex.join(receiver_argv("hook", agent_dir))
-    trust: dict[str, Any] = {}
+    hook_trust: dict[str, Any] = {}
     hold = max(1, round(approval_hold))
     for event in HOOK_EVENTS:
         handler = {"type": "command", "command": hook_cmd, "timeout": HOOK_TIMEOUT}
@@ -188,10 +240,10 @@ def launch_argv(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = (), *, 
             handler = {"type": "command", "command": f"{hook_cmd} --hold {hold}", "timeout": hold + APPROVAL_MARGIN}
         overrides.append(f"hooks.{event}={_toml([{'hooks': [handler]}])}")
         key = f"{SESSION_FLAGS_SOURCE}:{snake_event(event)}:0:0"
-        trust[key] = {"trusted_hash": hook_trust_hash(event, handler)}
+        hook_trust[key] = {"trusted_hash": hook_trust_hash(event, handler)}
     # One inline table: Codex reads a dotted `-c hooks.state."<key>".trusted_hash=` wrongly (the key
     # holds dots), and this form merges with the home's own `[hooks.state]` (measured on 0.169).
-    overrides.append(f"hooks.state={_toml(trust)}")
+    overrides.append(f"hooks.state={_toml(hook_trust)}")
     argv = [str(resolve_binary(spec.codex)), *(["resume"] if resume else []), "--no-daemon", "-C", str(spec.cwd),
             "-s", spec.sandbox]
     if spec.model:
@@ -203,10 +255,13 @@ def launch_argv(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = (), *, 
 
 def launch_command(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = (), *, resume: str | None = None,
                    approval_hold: float = DEFAULT_APPROVAL_HOLD) -> str:
-    """One shell string for tmux: `exec` so the pane's pid is Codex itself."""
-    env = {"CODEX_HOME": str(spec.home), **spec.env}
+    """One shell string for tmux: `exec` so the pane's pid is Codex itself. tmux gives every pane
+    `TMUX` and `TMUX_PANE` (the server's socket and the pane); `env -u` drops them, so neither Codex
+    nor any command it runs is told where the fleet's server is (`SERVER_ENV`)."""
+    env = {"CODEX_HOME": str(spec.home), **{k: v for k, v in spec.env.items() if k not in SERVER_ENV}}
     assigns = [f"{k}={v}" for k, v in env.items()]
-    return "exec env " + shlex.join([*assigns, *launch_argv(spec, agent_dir, extra, resume=resume,
+    unset = [arg for var in SERVER_ENV for arg in ("-u", var)]
+    return "exec env " + shlex.join([*unset, *assigns, *launch_argv(spec, agent_dir, extra, resume=resume,
                                                             approval_hold=approval_hold)])
 
 

@@ -26,6 +26,7 @@ from fleet.errors import (
     FleetError,
     HooksUntrusted,
     NotDelivered,
+    ProjectConfigExposed,
     RequestIdConflict,
     StartFailed,
     Timeout,
@@ -33,7 +34,7 @@ from fleet.errors import (
 )
 from fleet.fsutil import ensure_dir, make_private_dirs
 
-from . import codex, journal, lead, procs
+from . import codex, journal, lead, procs, reach
 from .rollout import RateLimits
 from .screen import EMPTY_COMPOSER, FIRST_RUN_MARKERS, TURN_START_FAILED
 from .state import (
@@ -48,7 +49,7 @@ from .state import (
     turn_end_event,
 )
 from .text import check_text
-from .tmux import TmuxServer
+from .tmux import TmuxServer, socket_path
 
 #: How long a send waits for Codex to record the prompt before reporting `not_delivered`.
 DELIVERY_TIMEOUT: Final = 10.0
@@ -148,7 +149,9 @@ class Runtime:
     @property
     def tmux(self) -> TmuxServer:
         if self._tmux is None:
-            self._tmux = TmuxServer(self.config.tmux_socket, self.config.state_dir / "tmux.conf")
+            name = self.config.tmux_socket
+            self._tmux = TmuxServer(name, self.config.state_dir / "tmux.conf",
+                                    socket_path(name, self.config.state_dir))
         return self._tmux
 
     # ---- paths and journal -------------------------------------------------------------------
@@ -210,6 +213,14 @@ class Runtime:
     def state_of(self, spec: AgentSpec, *, settle: bool = False) -> Verdict:
         return self.observe(spec, self.tmux.panes().get(spec.name), settle=settle)[0]
 
+    def server_exposure(self, specs: list[AgentSpec]) -> list[str]:
+        """Plain warnings for every way one of `specs` can reach this fleet's tmux server (`reach`)."""
+        socket = self.tmux.socket or Path("/tmp") / f"tmux-{os.getuid()}" / self.tmux.socket_name
+        users = {s.name: codex.user_config(s.home) for s in specs}
+        fix = ("point TMUX_TMPDIR outside every agent's writable roots, or unset it (the socket then lives in "
+               "the state dir)") if os.environ.get("TMUX_TMPDIR") else "move the state dir outside them"
+        return reach.exposure(specs, socket, users, fix)
+
     # ---- start --------------------------------------------------------------------------------
     def prepare(self, spec: AgentSpec, resume: str | None = None) -> str:
         """Check what a start needs and return the launch command (`codex resume <resume>` when a
@@ -224,6 +235,14 @@ class Runtime:
                 f"{self.config.path}: $.agents.{spec.name}.home: {spec.home} exists and is not a directory.",
                 hint="Point `home` at a Codex home directory (it is created if missing).", agent=spec.name,
             )
+        writers = reach.project_config_writers(spec, self.config.agents.values())
+        if writers:
+            raise ProjectConfigExposed(
+                f"Agent {spec.name!r}: its cwd has a .codex/ folder ({spec.cwd / '.codex'}) that "
+                f"{', '.join(repr(w) for w in writers)} can write; fleet trusts {spec.name!r}'s cwd, so Codex would "
+                "load that folder's config, and its MCP servers run outside every sandbox.",
+                hint="Give the agents cwds that do not nest (and none under /tmp), make the writers read-only, "
+                "or remove the .codex/ folder if you did not put it there.", agent=spec.name, writers=writers)
         untrusted = codex.untrusted_hooks(spec.home)
         if untrusted:
             raise HooksUntrusted(
@@ -363,6 +382,14 @@ class Runtime:
         if detail and "Hooks need review" in detail:
             hint = (f"Codex asks for a review of hooks configured in {spec.home} (fleet trusts only its own): "
                     f"run `CODEX_HOME={spec.home} codex` once in {spec.cwd}, review them, then start it again.")
+        elif detail and codex.project_trust(spec) is None:
+            hint = (f"Your Codex config ({spec.home / 'config.toml'}) marks {spec.cwd} or its repository "
+                    "untrusted, and fleet never overturns that: remove that `[projects]` entry or trust the "
+                    "folder yourself, then start it again.")
+        elif detail:
+            hint = ("Codex shows a screen fleet does not answer (its lines are in `screen`): run "
+                    f"`CODEX_HOME={spec.home} codex -C {spec.cwd}` once by hand to see and settle it, then start "
+                    "it again.")
         return StartFailed(f"Agent {name!r} did not start: {why}{' (' + detail + ')' if detail else ''}.",
                            hint=hint, agent=name, screen=screen)
 
@@ -417,9 +444,9 @@ class Runtime:
             # Not launched by this state dir's journal: started by hand on the fleet's server, or the
             # journal was reset under a live session. Its hooks may write elsewhere: never drive it.
             raise AgentBusy(
-                f"Agent {name!r} has a session on tmux server {self.tmux.socket_name!r} that this fleet "
+                f"Agent {name!r} has a session on tmux server {str(self.tmux.socket)!r} that this fleet "
                 f"({self.config.state_dir}) did not start (pid {pane.pid}); nothing was sent.",
-                hint=f"Stop it (`tmux -L {self.tmux.socket_name} kill-session -t ={name}`), then `fleet up {name}`.",
+                hint=f"Stop it (`tmux {self.tmux.where} kill-session -t ={name}`), then `fleet up {name}`.",
                 agent=name, pid=pane.pid, launched_pid=j.pid,
             )
         if verdict.state not in SENDABLE:

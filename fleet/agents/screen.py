@@ -6,11 +6,16 @@ menus and first-run screens. Constants only, so the pure state classifier can im
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 # Screen text, used only where Codex gives no signal: composer readiness, approval menus, first-run screens.
 READY_MARKERS: Final = ("Ask Codex to do anything", "? for shortcuts")
 EMPTY_COMPOSER: Final = "Ask Codex to do anything"
+#: The footer hint Codex 0.169 draws once its session is configured, which is after every first-run
+#: screen. While it loads, the composer shows "? for shortcuts" alone for ~0.2 s, and a trust dialog
+#: can still replace it (measured): the placeholder alone is not readiness.
+SESSION_READY: Final = "for agents · ? for shortcuts"
 APPROVAL_MARKERS: Final = (
     "Would you like to run the following command",
     "Would you like to make the following edits",
@@ -19,6 +24,7 @@ APPROVAL_MARKERS: Final = (
     "Yes, proceed",
 )
 FIRST_RUN_MARKERS: Final = (
+    "Trust this folder?",
     "Do you trust the contents of this directory",
     "Hooks need review",
     "Update available",
@@ -29,3 +35,19 @@ FIRST_RUN_MARKERS: Final = (
 #: workspace-write agents on 0.169). No hook fires and the rollout records nothing; Codex puts the
 #: text back in the composer. The screen is the only signal.
 TURN_START_FAILED: Final = "Failed to start turn"
+
+#: A menu waiting for a choice, whatever its text: a selected numbered option, or Codex's key hints.
+_MENU_OPTION: Final = re.compile(r"^\s*[›>] (\d+\. .*)$")
+_MENU_HINTS: Final = ("enter continue", "Press enter to continue", "esc back")
+
+
+def open_dialog(screen: str) -> str | None:
+    """A short name for a menu on a screen shown before the first prompt (its first line and the
+    option selected), or None. Before any prompt nothing else draws a numbered option line, so this
+    also catches dialogs fleet has never seen. Not for later screens: the history echoes prompts."""
+    lines = [ln.strip() for ln in screen.splitlines() if ln.strip()]
+    option = next((m.group(1) for ln in screen.splitlines() if (m := _MENU_OPTION.match(ln))), None)
+    if option is None and not any(h in ln for ln in lines for h in _MENU_HINTS):
+        return None
+    title = lines[0][:60] if lines else "a menu"
+    return f"{title!r}" + (f" ({option.strip()[:40]})" if option else "")

@@ -13,7 +13,7 @@ from typing import Any, Literal, NamedTuple, TypedDict
 
 from .approvals import pending
 from .rollout import USAGE_LIMIT, RateLimits, TurnEnd, TurnError, parse_rate_limits
-from .screen import APPROVAL_MARKERS, FIRST_RUN_MARKERS, READY_MARKERS
+from .screen import APPROVAL_MARKERS, FIRST_RUN_MARKERS, READY_MARKERS, SESSION_READY, open_dialog
 
 
 class PaneFacts(NamedTuple):
@@ -202,6 +202,9 @@ def classify(obs: Observation) -> Verdict:
     for marker in FIRST_RUN_MARKERS:
         if marker in screen:
             return Verdict("starting", j.launched_at, f"a first-run screen is open: {marker!r}")
-    if any(m in screen for m in READY_MARKERS):
+    dialog = open_dialog(screen)
+    if dialog is not None:  # one fleet does not know: never read as a composer
+        return Verdict("starting", j.launched_at, f"a first-run screen is open: {dialog}")
+    if SESSION_READY in screen and all(m in screen for m in READY_MARKERS):
         return Verdict("idle", j.launched_at)
     return Verdict("starting", j.launched_at)

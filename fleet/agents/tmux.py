@@ -1,7 +1,8 @@
 """The fleet's private tmux server: the only module that runs tmux or imports libtmux.
 
-One server per fleet (`tmux -L fleet-<name>-<hash>`: `fleet.config.tmux_socket`), never the user's
-default server. Targets are always exact (`=name:`), so a session named `mila` can never resolve to
+One server per fleet (named `fleet-<name>-<hash>`: `fleet.config.tmux_socket`), never the user's
+default server, on a socket in fleet's private state dir unless `$TMUX_TMPDIR` says otherwise
+(`socket_path`). Targets are always exact (`=name:`), so a session named `mila` can never resolve to
 `mila-2`. Hot read paths (listing panes, capturing a screen) shell out once to tmux; creating
 sessions goes through libtmux, imported lazily so that read-only commands start fast. The server
 exits by itself when its last session ends.
@@ -15,15 +16,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 from typing import Final
 
 from fleet.errors import AgentBusy, AgentNotRunning, TmuxMissing, TmuxUnavailable
-from fleet.fsutil import FILE_MODE, write_atomic
+from fleet.fsutil import FILE_MODE, make_private_dirs, write_atomic
 
 from .state import PaneFacts
 
+#: Unix socket paths are limited to 108 bytes (`sun_path`); a few are kept for tmux's own use.
+MAX_SOCKET_PATH: Final = 100
 #: A tmux call that takes longer than this is treated as a hung server, not waited on forever.
 TMUX_TIMEOUT: Final = 10.0
 #: Written to the server's config file: remain-on-exit must be on before the first command exits.
@@ -45,16 +49,44 @@ def tmux_binary() -> str:
     return path
 
 
-class TmuxServer:
-    """A handle on the fleet's tmux server; cheap to create, starts the server on first session."""
+def socket_path(socket_name: str, state_dir: Path) -> Path:
+    """Where the fleet's tmux server listens.
 
-    def __init__(self, socket_name: str, config_file: Path) -> None:
+    With `$TMUX_TMPDIR` set: `$TMUX_TMPDIR/tmux-<uid>/<socket_name>`, exactly where `tmux -L
+    <socket_name>` looks, so plain tmux commands find it. Otherwise `<state_dir>/tmux.sock`, in fleet's
+    private (0700) state dir rather than tmux's default `/tmp/tmux-<uid>/`: every workspace-write
+    agent can write `/tmp`, and so could delete or replace the socket there. A path too long for a
+    unix socket raises `tmux_unavailable` with a hint.
+    """
+    base = os.environ.get("TMUX_TMPDIR")
+    path = Path(base) / f"tmux-{os.getuid()}" / socket_name if base else state_dir / "tmux.sock"
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise TmuxUnavailable(
+            f"The fleet's tmux socket path {path} is longer than a unix socket allows ({MAX_SOCKET_PATH} bytes).",
+            hint="Set TMUX_TMPDIR to a short private directory outside every agent's writable roots "
+            "(e.g. $XDG_RUNTIME_DIR), or use a shorter state_dir.",
+        )
+    return path
+
+
+class TmuxServer:
+    """A handle on the fleet's tmux server; cheap to create, starts the server on first session.
+    `socket` is the server's socket path (`socket_path`); without it, tmux's own `-L` location."""
+
+    def __init__(self, socket_name: str, config_file: Path, socket: Path | None = None) -> None:
         self.socket_name = socket_name
         self.config_file = config_file
+        self.socket = socket
         self._bin = tmux_binary()
 
+    @property
+    def where(self) -> str:
+        """How a person names this server on a tmux command line (`-S PATH` or `-L NAME`)."""
+        return f"-S {self.socket}" if self.socket is not None else f"-L {self.socket_name}"
+
     def _argv(self, *args: str) -> list[str]:
-        return [self._bin, "-L", self.socket_name, "-f", str(self.config_file), *args]
+        server = ["-S", str(self.socket)] if self.socket is not None else ["-L", self.socket_name]
+        return [self._bin, *server, "-f", str(self.config_file), *args]
 
     def _exec(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
@@ -66,7 +98,7 @@ class TmuxServer:
         except subprocess.TimeoutExpired as exc:
             raise TmuxUnavailable(
                 f"tmux did not answer within {TMUX_TIMEOUT:.0f} s ({args[0]}).",
-                hint=f"The fleet's tmux server may be hung: `tmux -L {self.socket_name} kill-server` resets it "
+                hint=f"The fleet's tmux server may be hung: `tmux {self.where} kill-server` resets it "
                 "(and ends every agent).",
             ) from exc
         except OSError as exc:
@@ -126,13 +158,29 @@ class TmuxServer:
 
     def write_config(self) -> None:
         """Write the server's config file (0600, atomically, replacing rather than following a
-        symlink); unchanged content is left alone. The state dir must exist."""
+        symlink); unchanged content is left alone. The state dir must exist. Also makes the socket's
+        directory (0700), and refuses one that others can enter or that is not the user's own."""
+        if self.socket is not None:
+            self._private_socket_dir(self.socket.parent)
         try:
             if self.config_file.read_text() == SERVER_CONF and not self.config_file.is_symlink():
                 return
         except (OSError, UnicodeDecodeError):
             pass
         write_atomic(self.config_file, SERVER_CONF.encode())
+
+    def _private_socket_dir(self, directory: Path) -> None:
+        try:
+            make_private_dirs(directory)
+            st = os.lstat(directory)
+        except OSError as exc:
+            raise TmuxUnavailable(f"Cannot create {directory} for the fleet's tmux socket: {exc.strerror or exc}.",
+                                  hint="Check its permissions, or point TMUX_TMPDIR elsewhere.") from exc
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+            raise TmuxUnavailable(
+                f"{directory}, where the fleet's tmux socket goes, is not a private directory of yours "
+                f"(mode {stat.S_IMODE(st.st_mode):o}, uid {st.st_uid}): others could reach the server.",
+                hint="Make it a 0700 directory you own, or point TMUX_TMPDIR elsewhere.")
 
     def new_session(
         self, name: str, command: str, cwd: Path, env: dict[str, str], width: int = 200, height: int = 50
@@ -143,7 +191,9 @@ class TmuxServer:
         from libtmux import exc as tmux_exc
 
         try:
-            server = libtmux.Server(socket_name=self.socket_name, config_file=str(self.config_file))
+            server = (libtmux.Server(socket_path=str(self.socket), config_file=str(self.config_file))
+                      if self.socket is not None else
+                      libtmux.Server(socket_name=self.socket_name, config_file=str(self.config_file)))
             session = server.new_session(
                 session_name=name, window_command=command, start_directory=str(cwd),
                 x=width, y=height, environment=env, attach=False,

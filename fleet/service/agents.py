@@ -87,7 +87,10 @@ def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None
         started = rt.start_many(sorted(held, key=lambda s: order[s.name]), deadline)
         results.update({name: dict(r) for name, r in started.items()})
     ordered = [results[s.name] for s in specs]
-    return {"ok": all(r["result"] in ("started", "running") for r in ordered), "agents": ordered}
+    # the whole fleet's server, not just the agents started now: any one of them can reach it
+    warnings = rt.server_exposure(list(svc.config.agents.values()))
+    return {"ok": all(r["result"] in ("started", "running") for r in ordered), "agents": ordered,
+            "warnings": warnings}
 
 
 def refuse_exposed_control_plane(svc: Service) -> None:

@@ -91,6 +91,41 @@ def fleet_doctor(svc: Service) -> dict[str, Any]:
     missing = [a.name for a in config.agents.values() if not a.cwd.is_dir()]
     checks.append(_check("agent cwds", not missing, "all exist" if not missing else f"missing for {', '.join(missing)}",
                          "Create each agent's cwd or fix `cwd` in fleet.toml."))
+    checks.append(tmux_server_check(svc))
     plugin, homes = plugin_check(config)
     checks.append(plugin)
     return {"ok": all(c["ok"] for c in checks), "checks": checks, "plugin": homes}
+
+
+def tmux_server_check(svc: Service) -> dict[str, Any]:
+    """Where the fleet's tmux server listens and who can reach it. A socket directory that is not the
+    user's own 0700 directory fails; agents that can connect (network or full access) or that can
+    write the socket's directory are warnings (`warnings`), never a failure: the user chose them."""
+    import stat
+
+    try:
+        tmux = svc.runtime.tmux
+    except FleetError as exc:
+        return _check("tmux server", False, exc.message, exc.hint)
+    socket = tmux.socket
+    if socket is None:
+        return _check("tmux server", True, f"tmux's default location ({tmux.where})")
+    try:
+        detail = f"{socket} (mode {stat.S_IMODE(os.lstat(socket).st_mode):o}, in a 0700 directory of yours)"
+    except OSError:
+        detail = f"{socket} (no server running)"
+    try:
+        st = os.lstat(socket.parent)
+    except OSError:
+        st = None  # not made yet: `up` makes it private
+    if st is not None and (st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077
+                           or not stat.S_ISDIR(st.st_mode)):
+        return _check("tmux server", False,
+                      f"{socket.parent} (the socket's directory) is mode {stat.S_IMODE(st.st_mode):o}, owner "
+                      f"uid {st.st_uid}: others could reach the fleet's server.",
+                      "Make it a 0700 directory of your own, or point TMUX_TMPDIR elsewhere.")
+    warnings = svc.runtime.server_exposure(list(svc.config.agents.values()))
+    out = _check("tmux server", True, detail + (f"; {len(warnings)} warning(s)" if warnings else
+                                                "; no agent can connect to it or write its directory"))
+    out["warnings"] = warnings
+    return out
