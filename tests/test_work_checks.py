@@ -22,10 +22,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.agents.codex import effective_sandbox, sandbox_argv
+from fleet.agents.writable import agent_roots
 from fleet.config import AgentSpec
 from fleet.errors import CodexMissing
 from fleet.work import checks
-from fleet.work.checks import CHECK_ENV_NAMES, Sandbox, check_env, denied, run_checks, stricter
+from fleet.work.checks import CHECK_ENV_NAMES, SANDBOX_MOUNT_POINTS, Sandbox, check_env, denied, run_checks, stricter
 
 #: What fleet's own environment holds that no check may see (values are unique, to grep for).
 FLEET_SECRETS = {
@@ -187,7 +188,9 @@ def sandbox_of(tmp_path: Path, codex_bin: str, monkeypatch: pytest.MonkeyPatch, 
     def make(mode: str = "workspace-write", args: tuple[str, ...] = ()) -> tuple[Sandbox, Path]:
         spec = spec_for(tmp_path, codex_bin, mode, args)
         env = {**check_env(os.environ, spec.env), "CODEX_HOME": str(spec.home)}
-        return Sandbox(argv=tuple(sandbox_argv(spec)), env=env, mode=effective_sandbox(spec)), spec.cwd
+        mode = effective_sandbox(spec)
+        roots = tuple(str(p) for p in agent_roots(spec).roots) if mode == "workspace-write" else ()
+        return Sandbox(argv=tuple(sandbox_argv(spec)), env=env, mode=mode, roots=roots), spec.cwd
 
     return make
 
@@ -340,13 +343,19 @@ def test_a_killed_check_leaves_no_sandbox_mount_points_in_the_cwd(sandbox_of: Sa
     real_killpg = checks._killpg
     monkeypatch.setattr(checks, "_killpg", lambda pgid, sig: real_killpg(pgid, signal.SIGKILL))
     sandbox, cwd = sandbox_of()
+    assert "/tmp" in sandbox.roots  # Codex makes its mount points in every writable root
     (cwd / ".codex").mkdir()
     (cwd / ".codex" / "keep.toml").write_text("x = 1\n")  # the user's own: kept
-    before = sorted(p.name for p in cwd.iterdir())
+    def mount_points() -> dict[str, list[str]]:  # only these names: other processes use /tmp too
+        return {root: [n for n in SANDBOX_MOUNT_POINTS if os.path.lexists(os.path.join(root, n))]
+                for root in (str(cwd), *sandbox.roots)}
+
+    before = mount_points()
+    assert before[str(cwd)] == [".codex"]
     [check] = run_checks(["trap '' TERM; ls -a; sleep 30"], cwd, 1, sandbox)
     assert check.timed_out
     assert ".git" in check.output_tail  # the mount point was there while the check ran
-    assert sorted(p.name for p in cwd.iterdir()) == before
+    assert mount_points() == before
     assert (cwd / ".codex" / "keep.toml").read_text() == "x = 1\n"
 
 
@@ -359,5 +368,5 @@ def test_only_empty_mount_points_the_check_made_are_removed(tmp_path: Path) -> N
     (tmp_path / ".agents").mkdir()
     (tmp_path / ".agents" / "skill.md").write_text("mine")
     (tmp_path / ".aws").symlink_to(tmp_path / "elsewhere")
-    _remove_mount_points(tmp_path, [".git", ".agents", ".aws", ".codex"])
+    _remove_mount_points([str(tmp_path / name) for name in (".git", ".agents", ".aws", ".codex")])
     assert sorted(p.name for p in tmp_path.iterdir()) == [".agents", ".aws"]

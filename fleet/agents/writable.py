@@ -232,6 +232,11 @@ def protected_paths(config: FleetConfig) -> list[tuple[str, Path, bool]]:
     return [(what, _real(path), is_dir) for what, path, is_dir in items]
 
 
+def agent_roots(spec: AgentSpec, environ: Mapping[str, str] | None = None) -> Roots:
+    """`writable_roots` for `spec` with its home's own config.toml read."""
+    return writable_roots(spec, _home_config(spec.home), os.environ if environ is None else environ)
+
+
 def exposures(config: FleetConfig, specs: Iterable[AgentSpec] | None = None,
               environ: Mapping[str, str] | None = None) -> list[Exposure]:
     """fleet's files inside the writable roots of `specs` (default: every agent) that are not

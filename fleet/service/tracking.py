@@ -324,6 +324,7 @@ def _run_sandboxed(cmds: Sequence[str], cwd: str, spec: AgentSpec, sent_under: s
     (its mode at send) when the config changed in between. When no sandbox can be had, none runs
     and each fails saying why."""
     from fleet.agents.codex import effective_sandbox, sandbox_argv
+    from fleet.agents.writable import agent_roots
     from fleet.work.checks import Sandbox, check_env, not_run, run_checks, stricter
 
     if not cmds:
@@ -334,7 +335,8 @@ def _run_sandboxed(cmds: Sequence[str], cwd: str, spec: AgentSpec, sent_under: s
     except FleetError as exc:
         return not_run(cmds, f"the agent's sandbox needs Codex: {exc.message}", mode)
     env = {**check_env(os.environ, spec.env), "CODEX_HOME": str(spec.home)}
-    return run_checks(cmds, cwd, CHECK_TIMEOUT, Sandbox(argv=tuple(argv), env=env, mode=mode))
+    roots = tuple(str(p) for p in agent_roots(spec).roots) if mode == "workspace-write" else ()
+    return run_checks(cmds, cwd, CHECK_TIMEOUT, Sandbox(argv=tuple(argv), env=env, mode=mode, roots=roots))
 
 
 def _record_sandbox(result: dict[str, Any], mode: str) -> None:

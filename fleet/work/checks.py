@@ -100,6 +100,9 @@ class Sandbox:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     mode: str
+    #: The directories the sandbox lets the check write besides its cwd (`/tmp`, `$TMPDIR`, extra
+    #: roots): Codex makes its mount points in each, and fleet removes any it leaves behind.
+    roots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,18 +146,19 @@ def run_checks(cmds: Sequence[str], cwd: str | os.PathLike[str], timeout: float,
 
 
 def run_check(cmd: str, cwd: str | os.PathLike[str], timeout: float, sandbox: Sandbox) -> CheckResult:
-    absent = [name for name in SANDBOX_MOUNT_POINTS if not os.path.lexists(os.path.join(cwd, name))]
+    roots = dict.fromkeys([os.fspath(cwd), *sandbox.roots])
+    absent = [os.path.join(root, name) for root in roots for name in SANDBOX_MOUNT_POINTS
+              if not os.path.lexists(os.path.join(root, name))]
     try:
         return _run_check(cmd, cwd, timeout, sandbox)
     finally:
-        _remove_mount_points(cwd, absent)
+        _remove_mount_points(absent)
 
 
-def _remove_mount_points(cwd: str | os.PathLike[str], names: Sequence[str]) -> None:
+def _remove_mount_points(paths: Sequence[str]) -> None:
     """Remove the sandbox's mount points that were not there before the check, if they are still
     empty directories (rmdir refuses anything else: a check that wrote into one keeps its files)."""
-    for name in names:
-        path = os.path.join(cwd, name)
+    for path in paths:
         with contextlib.suppress(OSError):
             if os.path.isdir(path) and not os.path.islink(path):
                 os.rmdir(path)
