@@ -73,6 +73,7 @@ def run_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
     """Tick every period in the foreground (for hosts without systemd); Ctrl-C stops it."""
     from .durations import parse_duration
     from .errors import FleetError
+    from .untrusted import escaping_stdout, json_text
     from .watchdog.tick import run_forever
 
     try:
@@ -86,9 +87,10 @@ def run_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
             detail = f"{result.code}: {result.message}" if isinstance(result, FleetError) else repr(result)
             print(f"fleet watchdog: tick failed: {detail}", file=sys.stderr)
         elif as_json:
-            print(json.dumps(result, ensure_ascii=False), flush=True)
+            print(json_text(result, indent=None), flush=True)
         elif result["actions"] or result["skipped"]:
-            _render_tick(dict(result))
+            with escaping_stdout():  # reasons may quote an agent's words
+                _render_tick(dict(result))
             sys.stdout.flush()
 
     print(f"fleet watchdog: ticking every {period:g}s over fleet {svc.config.name!r}; Ctrl-C stops.", file=sys.stderr)
