@@ -135,6 +135,8 @@ def _ago(ts: float | None) -> str:
 
 
 def _render_status(result: dict[str, Any]) -> None:
+    from .untrusted import one_line
+
     rows = [("AGENT", "STATE", "ROLE", "PID", "SINCE", "LEASE", "LAST TURN")]
     for a in result["agents"]:
         lease = a.get("lease") or {}
@@ -143,7 +145,7 @@ def _render_status(result: dict[str, Any]) -> None:
             held = f"{lease.get('holder')}#{lease.get('token')}"
         last = a.get("last_turn")
         last_s = f"{last['outcome']}: {(last.get('last_message') or '')[:40]!r}" if last else "-"
-        state = a["state"] + (f" ({a['detail']})" if a.get("detail") else "")
+        state = a["state"] + (f" ({one_line(a['detail'])})" if a.get("detail") else "")  # may quote a command
         rows.append((a["name"], state, a["role"], str(a["pid"] or "-"), _ago(a["since"]), held, last_s))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:

@@ -119,7 +119,7 @@ def leases_view(result: dict[str, Any], now: float) -> dict[str, Any]:
 #: Per operation, where agent-written text sits in its (compact) result; `*` is every list item.
 UNTRUSTED_PATHS: Final[dict[str, tuple[tuple[str, ...], ...]]] = {
     "fleet_status": (("notes", "*", "approval", "command"), ("notes", "*", "approval", "justification"),
-                     ("notes", "*", "last_message")),
+                     ("notes", "*", "detail"), ("notes", "*", "last_message")),  # detail quotes the command
     "agent_tail": (("lines",),),
     "skill_list": (("agents", "*", "skills", "*", "name"), ("agents", "*", "skills", "*", "description"),
                    ("agents", "*", "skills", "*", "error"), ("agents", "*", "warnings")),

@@ -74,6 +74,12 @@ def escape_terminal(text: str) -> str:
     return _DANGEROUS.sub(_escape, text)
 
 
+def one_line(text: str) -> str:
+    """`escape_terminal(text)` with newlines shown as `\\n` too: for a field printed on one line, so
+    agent text cannot start a line of its own (a forged `verification: verified`)."""
+    return escape_terminal(text).replace("\n", "\\n")
+
+
 def _json_escape(m: re.Match[str]) -> str:
     cp = ord(m.group())
     if cp < 0x10000:
