@@ -118,8 +118,10 @@ def test_routing_never_assigns_to_a_lead() -> None:
 
 # ---- the launch, real Codex ---------------------------------------------------------------------
 
-def lead_fleet(tmp_path: Path, codex_bin: str, server: MockServer, lead_args: tuple[str, ...] = ()) -> Fleet:
-    """A fleet of a lead (`boss`, plugins on so its skills load) and one worker, against the mock."""
+def lead_fleet(tmp_path: Path, codex_bin: str, server: MockServer, lead_args: tuple[str, ...] = (), *,
+               worker_args: tuple[str, ...] = (), extra: str = "") -> Fleet:
+    """A fleet of a lead (`boss`, plugins on so its skills load) and one worker, against the mock;
+    `worker_args`: more lines for the worker's table, `extra`: more tables."""
     require_offline()
     name = f"t{os.urandom(5).hex()}"
     root = tmp_path / name
@@ -133,8 +135,10 @@ def lead_fleet(tmp_path: Path, codex_bin: str, server: MockServer, lead_args: tu
                   f'role = "{role}"']
         if args is not None:
             lines.append(f"args = {json.dumps(args)}")
+        else:
+            lines += list(worker_args)
     path = root / "fleet.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join([*lines, "", extra]) + "\n")
     return Fleet(path=path, name=name, state_dir=root / "state", agents=["boss", "agent-1"], root=root)
 
 
