@@ -208,3 +208,10 @@ class PluginCommandFailed(EnvironmentFault):
     """A `codex plugin ...` command failed, timed out, printed no JSON, or did not take effect."""
 
     code = "codex_plugin_failed"
+
+
+class InstallHomeRefused(InvalidInput):
+    """Over MCP, `fleet_install` writes only into the caller's own Codex home or one the fleet's config
+    names: a model cannot have fleet write a plugin into an arbitrary directory."""
+
+    code = "install_home_refused"

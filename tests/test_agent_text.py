@@ -239,3 +239,22 @@ def test_mcp_carries_a_hostile_report_and_skill_only_in_marked_fields(fleet_fact
     assert result.structured_content is not None
     assert result.structured_content["report"] == {UNTRUSTED_KEY: {
         "status": "done", "summary": HOSTILE, "changed": [HOSTILE], "tests": HOSTILE, "risks": HOSTILE}}
+
+
+def test_fleet_install_over_mcp_refuses_a_home_that_is_neither_its_own_nor_an_agents(
+        fleet_factory: Any, codex_bin: str, tmp_path: Path) -> None:
+    """A model that names any directory as `codex_home` would have fleet write a plugin (and Codex
+    config) there. Over MCP only the server's own Codex home and the fleet's agent homes are allowed."""
+    fleet = fleet_factory(1, codex=codex_bin)
+    elsewhere = tmp_path / "someone-elses-home"
+    elsewhere.mkdir()
+    for home in (elsewhere, fleet.root / "work" / "agent-1"):  # the agent's cwd is not its home either
+        async def go(home: Path = home) -> mcp_types.CallToolResult:
+            async with Client(build_server(str(fleet.path))) as client:
+                return await client.call_tool("fleet_install", {"codex_home": str(home)})
+        result = anyio.run(go)
+        assert result.is_error
+        [content] = result.content
+        assert isinstance(content, mcp_types.TextContent)
+        assert json.loads(content.text)["error"]["code"] == "install_home_refused"
+        assert list(home.iterdir()) == []

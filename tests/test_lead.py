@@ -69,6 +69,13 @@ def test_a_leads_gated_tools_ask_a_person_unless_the_user_opted_in_for_approvals
     assert table["tools"] == {"fleet_install": {"approval_mode": "prompt"}}
 
 
+def test_the_plugins_mcp_json_gates_the_same_tools_as_a_lead() -> None:
+    from fleet.install import plugin_source
+
+    mcp = json.loads((plugin_source().plugin_dir / ".mcp.json").read_text())
+    assert mcp["mcpServers"]["fleet"]["tools"] == lead.gated_tools()
+
+
 def test_other_roles_get_no_lead_wiring(tmp_path: Path) -> None:
     cfg = config(tmp_path, '[agents.w]\nhome = "h"\ncwd = "."\nrole = "worker"\n'
                            '[agents.e]\nhome = "h2"\ncwd = "."\n')
