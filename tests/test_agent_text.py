@@ -105,7 +105,7 @@ def test_the_mcp_instructions_say_what_the_wrapper_means() -> None:
        request=st.none() | st.sampled_from(["ap-0123456789abcdef", HOSTILE]))
 def test_the_leads_prompt_states_facts_and_never_the_agents_words(reason: str, kind: Any, request: str | None) -> None:
     action = Action("agent-1", "as-01JABCDEFGHJKMNPQRSTVWXYZ0", kind, 2, f"{HOSTILE} {reason}", lead="boss")
-    prompt = lead_prompt("f", action, approval_request=request)
+    prompt = lead_prompt("f", action) if request is None else lead_prompt("f", action, approval_request=request)
     assert INJECTION not in prompt
     assert OSC52 not in prompt
     assert prompt == lead_prompt("f", replace(action, reason=""), approval_request=request)  # reason unused
