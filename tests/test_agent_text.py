@@ -221,8 +221,8 @@ def test_fleet_tail_and_agent_tail_pass_a_hostile_pane_on_escaped_or_marked(flee
                                                                             mock_model: Any) -> None:
     """The model's answer lands on the agent's screen as Codex draws it and reaches `agent_tail` only
     marked. Measured on 0.169: Codex's TUI drops the bidi, zero-width and escape characters of the
-    model's text and of its shell's output before drawing them, so `fleet tail` prints nothing dangerous on the old code either;
-    fleet escapes the pane anyway (a future Codex, or a tool's output, may draw them)."""
+    model's text and of its shell's output before drawing them, so `fleet tail` prints nothing
+    dangerous on the old code either; fleet escapes the pane anyway (a future Codex may draw them)."""
     from conftest import wait_until
     from mockmodel import Step
 
