@@ -114,9 +114,11 @@ class _EscapingWriter:
 
 @contextlib.contextmanager
 def escaping_stdout() -> Iterator[None]:
-    """Within the block, everything printed to `sys.stdout` is escaped with `escape_terminal`: the
-    CLI renders every human-readable result inside one, so no renderer can forget."""
-    with contextlib.redirect_stdout(_EscapingWriter(sys.stdout)):
+    """Within the block, everything printed to `sys.stdout` or `sys.stderr` is escaped with
+    `escape_terminal`: the CLI renders every human-readable result inside one, so no renderer can
+    forget."""
+    with contextlib.redirect_stdout(_EscapingWriter(sys.stdout)), \
+            contextlib.redirect_stderr(_EscapingWriter(sys.stderr)):
         yield
 
 

@@ -79,3 +79,14 @@ def test_one_line_fields_keep_no_newline(text: str) -> None:
     out = one_line(text)
     assert "\n" not in out
     assert raw_dangerous(out) == []
+
+
+def test_everything_a_renderer_prints_inside_the_block_is_escaped(capsys: Any) -> None:
+    from fleet.untrusted import escaping_stdout
+
+    with escaping_stdout():
+        print("report: \x1b]52;c;eA==\x07 \u202e")
+        print("warning: \x9b2J", file=sys.stderr)
+    out, err = capsys.readouterr()
+    assert out == "report: \\x1b]52;c;eA==\\x07 \\u202e\n"
+    assert err == "warning: \\x9b2J\n"
