@@ -125,18 +125,22 @@ def test_the_watchdog_tells_the_lead_facts_and_the_lead_reads_the_workers_words_
     assert "IGNORE" not in json.dumps({k: v for k, v in notes.items() if k not in ("approval", "detail")})
 
 
+@pytest.mark.parametrize("opted_in", [False, True])
 def test_the_plugins_gated_tools_still_ask_when_the_user_approves_every_fleet_tool(
-        tmp_path: Path, codex_bin: str, fleet_factory: Any) -> None:
+        tmp_path: Path, codex_bin: str, fleet_factory: Any, opted_in: bool) -> None:
     """The user's own Codex with fleet's plugin, set up to run fleet's tools unattended as
     plugin/README.md shows (`default_tools_approval_mode = "approve"`): the plugin's per-tool
     `prompt` for agent_approve still stands, so `codex exec` (policy `never`) refuses that call while
-    agent_claim runs."""
+    agent_claim runs. A user who names the tool (`tools.agent_approve.approval_mode = "approve"`)
+    opts in: then it runs."""
     fleet = fleet_factory(1, codex=codex_bin)
     home = tmp_path / "lead-home"
     home.mkdir()
     assert fleet.json("install", "--codex-home", str(home))["installed"] is True
     with (home / "config.toml").open("a") as config:
         config.write('\n[plugins."fleet@fleet".mcp_servers.fleet]\ndefault_tools_approval_mode = "approve"\n')
+        if opted_in:
+            config.write('[plugins."fleet@fleet".mcp_servers.fleet.tools.agent_approve]\napproval_mode = "approve"\n')
     model = MockModel(default_text="Idle.", retry_unsupported=True)
     conv = model.converse("PLUGIN-GATE",
                           Step(tool=("agent_claim", {"agent": "agent-1", "ttl": 600}), namespace=NS),
@@ -152,6 +156,11 @@ def test_the_plugins_gated_tools_still_ask_when_the_user_approves_every_fleet_to
             capture_output=True, text=True, timeout=240, check=False, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert audited(fleet, "agent_claim") != []
-    assert audited(fleet, "agent_approve") == []
     output = tool_outputs(conv.requests)["agent_approve"]
-    assert "requires approval" in (output if isinstance(output, str) else json.dumps(output))
+    output = output if isinstance(output, str) else json.dumps(output)
+    if opted_in:
+        assert audited(fleet, "agent_approve") != []
+        assert "requires approval" not in output
+    else:
+        assert audited(fleet, "agent_approve") == []
+        assert "requires approval" in output
