@@ -1,6 +1,14 @@
-"""A prompt-injected worker talks the lead's model into calling `agent_approve`: on real Codex 0.169,
-the lead's own MCP config makes that call wait for a person (or be refused), while the lead's other
-tools still run unasked. Hole 7 of issue 12: before, the lead's tools all ran without asking."""
+"""A prompt-injected worker talks the lead into acting outside a sandbox, on real Codex 0.169:
+
+- a lead agent's `agent_approve` waits for a person (fleet's own approval hook holds it) while its
+  other tools run unasked, unless the user opted in with `[lead] auto_approve_agent_approvals`;
+- the user's own Codex with fleet's plugin refuses `agent_approve` under an approve-all default;
+- the watchdog's escalation reaches the lead as facts, without the worker's words, which the lead
+  reads only marked as `{"untrusted": ...}`.
+
+Issue 12, hole 7: before, a lead's tools all ran without asking and the escalation quoted the
+worker's justification into the lead's composer.
+"""
 
 from __future__ import annotations
 
@@ -81,6 +89,24 @@ def test_a_leads_agent_approve_waits_for_a_person_while_its_other_tools_run_unas
     else:
         assert ran == []
         assert "no_pending_approval" not in output
+
+
+def test_a_user_who_opted_in_lets_the_leads_agent_approve_run_unasked(tmp_path: Path, codex_bin: str) -> None:
+    """`[lead] auto_approve_agent_approvals = true`: the lead's agent_approve runs without a person
+    (and fleet_install still asks)."""
+    model = MockModel(default_text="Idle.", retry_unsupported=True)
+    model.converse("OPTED-IN", Step(tool=("agent_approve", {"agent": "agent-1"}), namespace=NS),
+                   Step(text="Tried it."))
+    with MockServer(model) as server:
+        fleet = lead_fleet(tmp_path, codex_bin, server, extra="[lead]\nauto_approve_agent_approvals = true\n")
+        try:
+            fleet.json("up", "boss")
+            fleet.json("send", "boss", "OPTED-IN: approve agent-1's command.")
+            ran = wait_until(lambda: audited(fleet, "agent_approve"), timeout=60, interval=0.3)
+            assert [e.get("code") for e in ran] == ["no_pending_approval"]  # it ran: agent-1 waits on nothing
+            assert fleet.status("boss").get("approval") is None
+        finally:
+            fleet.cli("down")
 
 
 #: A prompt-injected worker's justification for its escalated command (clipboard write included).
