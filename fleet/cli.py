@@ -13,7 +13,6 @@ libtmux, filelock and jsonschema load inside the code paths that need them.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -98,10 +97,12 @@ def _report(exc: Exception, as_json: bool) -> int:
         import traceback
 
         traceback.print_exception(exc)
+    from .untrusted import escape_terminal, json_text  # an error may quote an agent's words
+
     if as_json:
-        print(json.dumps({"error": err.to_dict()}, indent=2))
+        print(json_text({"error": err.to_dict()}))
     hint = f" ({err.hint})" if err.hint else ""
-    print(f"fleet: {err.code}: {err.message}{hint}", file=sys.stderr)
+    print(escape_terminal(f"fleet: {err.code}: {err.message}{hint}"), file=sys.stderr)
     return err.exit_status
 
 
@@ -117,12 +118,13 @@ def _run(op: str, args: dict[str, Any], as_json: bool, render: Any = None) -> di
         raise
     except Exception as exc:
         _fail(exc, as_json)
-    if as_json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
-    elif render is not None:
-        render(result)
+    from .untrusted import escaping_stdout, json_text  # agent text never reaches a terminal raw
+
+    if as_json or render is None:
+        print(json_text(result))
     else:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        with escaping_stdout():
+            render(result)
     return result
 
 
@@ -134,6 +136,8 @@ def _ago(ts: float | None) -> str:
 
 
 def _render_status(result: dict[str, Any]) -> None:
+    from .untrusted import one_line
+
     rows = [("AGENT", "STATE", "ROLE", "PID", "SINCE", "LEASE", "LAST TURN")]
     for a in result["agents"]:
         lease = a.get("lease") or {}
@@ -142,7 +146,7 @@ def _render_status(result: dict[str, Any]) -> None:
             held = f"{lease.get('holder')}#{lease.get('token')}"
         last = a.get("last_turn")
         last_s = f"{last['outcome']}: {(last.get('last_message') or '')[:40]!r}" if last else "-"
-        state = a["state"] + (f" ({a['detail']})" if a.get("detail") else "")
+        state = a["state"] + (f" ({one_line(a['detail'])})" if a.get("detail") else "")  # may quote a command
         rows.append((a["name"], state, a["role"], str(a["pid"] or "-"), _ago(a["since"]), held, last_s))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:

@@ -16,6 +16,7 @@ import typer
 
 from .cli import AgentArg, HolderOpt, JsonOpt, TokenOpt, _command, _fail, _run, _service, app
 from .cliparams import PlainCommand, PlainGroup
+from .untrusted import one_line
 
 watchdog_app = typer.Typer(cls=PlainGroup, help="The watchdog: report requests, escalation, restarts, "
                            "usage-limit resumes.", no_args_is_help=True, rich_markup_mode=None)
@@ -36,7 +37,7 @@ def _render_tick(r: dict[str, Any]) -> None:
         who = a["agent"] or "fleet"
         rung = f" (rung {a['rung']})" if a["rung"] is not None else ""
         failed = f" FAILED: {a['error']['code']}: {a['error']['message']}" if a.get("error") else ""
-        print(f"{who}: {verb} {a['action']}{rung}{failed} -- {a['reason']}")
+        print(f"{who}: {verb} {a['action']}{rung}{failed} -- {one_line(a['reason'])}")
     for e in r.get("errors") or []:
         print(f"watchdog: {e.get('code')}: {e.get('message')}", file=sys.stderr)
 
@@ -61,7 +62,8 @@ def status_cmd(ticks: Annotated[int | None, typer.Option(
               else "last tick: never")
         for t in r["recent"]:
             for a in t["actions"]:
-                print(f"  {_when(t['at'])} {a['agent'] or 'fleet'}: {a['action']} {a['outcome']} -- {a['reason']}")
+                print(f"  {_when(t['at'])} {a['agent'] or 'fleet'}: {a['action']} {a['outcome']} -- "
+                      f"{one_line(a['reason'])}")
         for a in r["agents"]:
             fatal = f", FATAL since {_when(a['fatal_at'])}: {a['fatal_reason']}" if a["fatal_at"] else ""
             print(f"  {a['agent']}: {a['restarts']} restart(s) in its crash streak{fatal}")
@@ -73,6 +75,7 @@ def run_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
     """Tick every period in the foreground (for hosts without systemd); Ctrl-C stops it."""
     from .durations import parse_duration
     from .errors import FleetError
+    from .untrusted import escaping_stdout, json_text
     from .watchdog.tick import run_forever
 
     try:
@@ -86,9 +89,10 @@ def run_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
             detail = f"{result.code}: {result.message}" if isinstance(result, FleetError) else repr(result)
             print(f"fleet watchdog: tick failed: {detail}", file=sys.stderr)
         elif as_json:
-            print(json.dumps(result, ensure_ascii=False), flush=True)
+            print(json_text(result, indent=None), flush=True)
         elif result["actions"] or result["skipped"]:
-            _render_tick(dict(result))
+            with escaping_stdout():  # reasons may quote an agent's words
+                _render_tick(dict(result))
             sys.stdout.flush()
 
     print(f"fleet watchdog: ticking every {period:g}s over fleet {svc.config.name!r}; Ctrl-C stops.", file=sys.stderr)
@@ -152,7 +156,7 @@ def deny_cmd(agent: AgentArg, message: Annotated[str | None, typer.Option(
 def _render_answer(r: dict[str, Any]) -> None:
     verb = "allowed" if r["decision"] == "allow" else "denied"
     state = "" if r["applied"] else " (answer written; the hook has not confirmed it yet)"
-    print(f"{r['agent']}: {verb} {r['tool']} `{r['command']}`{state}")
+    print(f"{r['agent']}: {verb} {r['tool']} `{one_line(str(r['command']))}`{state}")
 
 
 def _when(ts: float) -> str:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final
 import typer
 
 from .cli import AgentsArg, HolderOpt, JsonOpt, TokenOpt, _command, _run
+from .untrusted import one_line
 
 #: `fleet wait` exit status when some assignments are still open at the timeout.
 EXIT_PENDING: Final = 5
@@ -30,12 +31,12 @@ def _render_skills(r: dict[str, Any]) -> None:
     for agent in r["agents"]:
         print(f"{agent['name']}:")
         for s in agent["skills"]:
-            mark = f"  [error: {s['error']}]" if s.get("error") else ""
-            print(f"  {s['name']:<32} {s['source']:<10} {s['description'][:60]}{mark}")
+            mark = f"  [error: {one_line(s['error'])}]" if s.get("error") else ""
+            print(f"  {one_line(s['name']):<32} {s['source']:<10} {one_line(s['description'][:60])}{mark}")
         if not agent["skills"]:
             print("  (no skills)")
         for w in agent.get("warnings", []):
-            print(f"  warning: {w}")
+            print(f"  warning: {one_line(w)}")
 
 
 @_command("skills")
@@ -82,7 +83,7 @@ def assign_cmd(
 
 
 def _row(a: dict[str, Any]) -> str:
-    verdict = a.get("verdict") or a.get("report_status") or ""
+    verdict = one_line(str(a.get("verdict") or a.get("report_status") or ""))
     task = a["task"].replace("\n", " ")
     return f"{a['id']}  {(a.get('agent') or '-'):<12} {a['state']:<9} {verdict:<9} {task[:60]}"
 
@@ -100,7 +101,7 @@ def assignments_cmd(
 
 
 def _render_show(r: dict[str, Any]) -> None:
-    print(f"{r['id']}: {r['state']}" + (f" ({r['reason']})" if r.get("reason") else ""))
+    print(f"{r['id']}: {r['state']}" + (f" ({one_line(r['reason'])})" if r.get("reason") else ""))
     print(f"  agent {r['agent'] or '-'}, holder {r['holder']}, deadline {_when(r['deadline'])}")
     print("  task: " + r["task"].replace("\n", "\n        "))
     for key in ("skills", "write_paths", "read_paths", "checks"):
@@ -109,18 +110,19 @@ def _render_show(r: dict[str, Any]) -> None:
     if r["receipt"]:
         print(f"  receipt: turn {r['receipt']['turn_id']} ({r['receipt']['latency_ms']} ms)")
     if r["report"]:
-        print(f"  report: {r['report']['status']}: {r['report']['summary']}")
+        report = r["report"]  # the agent's own words: one line each, escaped
+        print(f"  report: {one_line(str(report.get('status')))}: {one_line(str(report.get('summary')))}")
     if r["verification"]:
         v = r["verification"]
-        print(f"  verification: {v['verdict']}; changed {', '.join(v['changed']) or 'nothing'}")
+        print(f"  verification: {v['verdict']}; changed {one_line(', '.join(v['changed'])) or 'nothing'}")
         if "sandbox" in v:  # what the work ran under; a full-access verdict's note says what it is worth
             print(f"    sandbox: {v['sandbox']}")
         for note in v.get("notes", []):
-            print(f"    note: {note}")
+            print(f"    note: {one_line(note)}")
         for reason in v["reasons"]:
-            print(f"    - {reason['message']}")
+            print(f"    - {one_line(reason['message'])}")
         for check in v["checks"]:
-            print(f"    check `{check['cmd']}`: exit {check['exit_status']}")
+            print(f"    check `{one_line(check['cmd'])}`: exit {check['exit_status']}")
     print("  events:")
     for e in r["events"]:
         move = f" {e['from']} -> {e['to']}" if e["to"] else ""
@@ -145,7 +147,7 @@ def wait_cmd(
     """Wait until the assignments have ended; exit 0 if all did, 5 if some are still pending."""
     def render(r: dict[str, Any]) -> None:
         for a in r["done"]:
-            extra = f" ({a['reason']})" if a.get("reason") else ""
+            extra = f" ({one_line(a['reason'])})" if a.get("reason") else ""
             print(f"{a['id']}: {a['state']}{extra}")
         for a in r["pending"]:
             print(f"{a['id']}: still {a['state']}")
@@ -194,7 +196,7 @@ def dispatch_cmd(as_json: JsonOpt = False) -> None:
         for a in r["queued"]:
             print(f"{a['id']}: still queued")
         for a in r["failed"]:
-            print(f"{a['id']}: failed ({a['message']})")
+            print(f"{a['id']}: failed ({one_line(a['message'])})")
 
     _run("fleet_dispatch", {}, as_json, render)
 

@@ -84,6 +84,9 @@ SCHEMA: Final[dict[str, Any]] = {
         "defaults": {"type": "object", "additionalProperties": False, "properties": _AGENT_KEYS},
         # Checked in full by fleet.watchdog.policy, whose errors name the key path the same way.
         "watchdog": {"type": "object"},
+        # A lead agent's own tools: by default the ones that act outside a sandbox ask a person.
+        "lead": {"type": "object", "additionalProperties": False,
+                 "properties": {"auto_approve_agent_approvals": {"type": "boolean"}}},
         "agents": {
             "type": "object",
             "minProperties": 1,
@@ -125,6 +128,8 @@ class FleetConfig:
     source: ConfigSource | None = None  # None when parsed directly (`parse_config`), not looked up
     #: `[fleet] assignment_template`: the user's prompt template (checked when an assignment is made).
     assignment_template: Path | None = None
+    #: `[lead] auto_approve_agent_approvals`: a lead agent's `agent_approve` runs without asking a person.
+    lead_auto_approve_agent_approvals: bool = False
 
     @property
     def tmux_socket(self) -> str:
@@ -290,7 +295,9 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
         watchdog = replace(watchdog, lead=leads[0])
     template = fleet_tbl.get("assignment_template")
     return FleetConfig(path=path, name=name, state_dir=state_dir, agents=agents, watchdog=watchdog,
-                       assignment_template=_resolve(template, base) if template else None)
+                       assignment_template=_resolve(template, base) if template else None,
+                       lead_auto_approve_agent_approvals=bool(
+                           raw.get("lead", {}).get("auto_approve_agent_approvals", False)))
 
 
 def _resolve(value: str, base: Path) -> Path:

@@ -238,6 +238,13 @@ class PluginCommandFailed(EnvironmentFault):
     code = "codex_plugin_failed"
 
 
+class InstallHomeRefused(InvalidInput):
+    """Over MCP, `fleet_install` writes only into the caller's own Codex home or one the fleet's config
+    names: a model cannot have fleet write a plugin into an arbitrary directory."""
+
+    code = "install_home_refused"
+
+
 # --- launch: what fleet trusts ------------------------------------------------------------------
 
 

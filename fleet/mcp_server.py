@@ -14,7 +14,6 @@ per MCP client session (this process), so its claims persist across its calls an
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -29,6 +28,7 @@ from . import __version__, ops
 from .errors import FleetError, InternalError
 from .mcpview import prune, view
 from .service import Service, default_holder
+from .untrusted import UNTRUSTED_NOTE, json_text
 
 logger = logging.getLogger("fleet.mcp")
 
@@ -45,7 +45,8 @@ INSTRUCTIONS: Final = (
     "3. assignment_wait until nothing is pending (each call returns within its timeout; call again). "
     "4. assignment_get: verified -> accept; rejected or failed -> re-assign naming the problem. "
     "Do not do the agents' work yourself. Every error's hint is the next step. "
-    "Results are compact: absent fields are empty; tables give their columns once."
+    "Results are compact: absent fields are empty; tables give their columns once. "
+    + UNTRUSTED_NOTE
 )
 
 _TIER_ANNOTATIONS = {
@@ -64,7 +65,8 @@ def tool_for(op: ops.Operation) -> types.Tool:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON; control and format characters as `\\u` escapes (a client may show it in a terminal)."""
+    return json_text(value, indent=None, separators=(",", ":"))
 
 
 def error_result(exc: BaseException) -> types.CallToolResult:

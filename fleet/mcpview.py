@@ -14,6 +14,11 @@ sends a compact view (the CLI's `--json` stays complete):
   the lead names agents, not paths, and `fleet status --json` has them all (20 busy agents: ~1.9 KB);
 - `fleet_leases`: a table too.
 
+Agent-written text (`UNTRUSTED_PATHS`) goes out only inside `{"untrusted": ...}` (`fleet.untrusted`):
+an approval's command and justification, the pane, reports, summaries, changed paths, check output,
+reasons, event details, skills read from an agent's home, action reasons that may quote any of it.
+A path that could carry an agent's words is marked even when fleet wrote the words this time.
+
 Pure: `now` is an argument. The tables' schemas are in `STATUS_COLUMNS` / `LEASE_COLUMNS`.
 """
 
@@ -21,6 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any, Final
+
+from .untrusted import mark_paths
 
 STATUS_COLUMNS: Final = ("agent", "state", "role", "lease", "last", "for_s")
 LEASE_COLUMNS: Final = ("agent", "state", "holder", "token", "expires_in")
@@ -109,6 +116,28 @@ def leases_view(result: dict[str, Any], now: float) -> dict[str, Any]:
     return {"columns": list(LEASE_COLUMNS), "leases": rows} | ({"notes": notes} if notes else {})
 
 
+#: Per operation, where agent-written text sits in its (compact) result; `*` is every list item.
+UNTRUSTED_PATHS: Final[dict[str, tuple[tuple[str, ...], ...]]] = {
+    "fleet_status": (("notes", "*", "approval", "command"), ("notes", "*", "approval", "justification"),
+                     ("notes", "*", "detail"), ("notes", "*", "last_message")),  # detail quotes the command
+    "agent_tail": (("lines",),),
+    "skill_list": (("agents", "*", "skills", "*", "name"), ("agents", "*", "skills", "*", "description"),
+                   ("agents", "*", "skills", "*", "error"), ("agents", "*", "warnings")),
+    "assignment_get": (("report",), ("reason",), ("verification", "changed"),
+                       ("verification", "reasons", "*", "message"), ("verification", "reasons", "*", "paths"),
+                       ("verification", "checks", "*", "output_tail"), ("verification", "notes"),
+                       ("events", "*", "details")),
+    "assignment_list": (("assignments", "*", "reason"),),
+    "assignment_wait": (("done", "*", "summary"), ("done", "*", "reason"), ("pending", "*", "summary"),
+                        ("pending", "*", "reason")),
+    "fleet_events": (("events", "*", "details"),),
+    "watchdog_tick": (("actions", "*", "reason"), ("actions", "*", "detail")),
+    "watchdog_status": (("last_tick", "actions", "*", "reason"), ("recent", "*", "actions", "*", "reason"),
+                        ("agents", "*", "fatal_reason")),
+    "agent_approve": (("command",),),
+    "agent_deny": (("command",),),
+}
+
 _VIEWS: Final[dict[str, Callable[[dict[str, Any], float], dict[str, Any]]]] = {
     "fleet_status": status_view,
     "fleet_leases": leases_view,
@@ -123,4 +152,4 @@ def view(operation: str, result: dict[str, Any], now: float, keep: Iterable[str]
     for key in keep:
         if key not in out and key in result:
             out[key] = result[key]
-    return out
+    return dict(mark_paths(out, UNTRUSTED_PATHS.get(operation, ())))

@@ -288,7 +288,8 @@ REGISTRY: Final[dict[str, Operation]] = {
             "idempotent.",
             "mutating",
             {"codex_home": {"type": "string", "minLength": 1, "maxLength": 4096,
-                            "description": "The Codex home (default: $CODEX_HOME, else ~/.codex)."},
+                            "description": "The Codex home (default: $CODEX_HOME, else ~/.codex); over MCP only "
+                                           "that one or an agent home of the fleet."},
              "uninstall": {"type": "boolean", "default": False, "description": "Remove the plugin instead."}},
             (), _out("codex_home", "installed", "changed", "changes"), "fleet.service.install:fleet_install"),
         _op("watchdog_tick", "watchdog tick",

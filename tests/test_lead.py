@@ -49,7 +49,31 @@ def test_a_lead_gets_fleets_mcp_server_with_its_holder_approved_and_pointed_at_t
         "args": ["-P", "-m", "fleet", "--config", str(cfg.path), "mcp"],
         "env": {"FLEET_HOLDER": "agent:boss", "FLEET_HOME": str(cfg.state_dir), "TMUX_TMPDIR": "/tmp/x"},
         "default_tools_approval_mode": "approve",
+        "tools": {"agent_approve": {"approval_mode": "prompt"}, "fleet_install": {"approval_mode": "prompt"}},
     }
+
+
+def test_a_leads_gated_tools_ask_a_person_unless_the_user_opted_in_for_approvals(tmp_path: Path) -> None:
+    """agent_approve and fleet_install act outside every sandbox: a lead's model cannot call them
+    unasked. `[lead] auto_approve_agent_approvals` lifts the gate on agent_approve, and only there."""
+    body = '[agents.boss]\nhome = "h"\ncwd = "."\nrole = "lead"\n'
+    cfg = config(tmp_path, body)
+    assert cfg.lead_auto_approve_agent_approvals is False
+    _, table = toml_value(lead.overrides(cfg.agent("boss"), cfg.path, cfg.state_dir, {})[0])
+    assert table["tools"] == {"agent_approve": {"approval_mode": "prompt"},
+                              "fleet_install": {"approval_mode": "prompt"}}
+    opted = config(tmp_path, body + "[lead]\nauto_approve_agent_approvals = true\n")
+    assert opted.lead_auto_approve_agent_approvals is True
+    _, table = toml_value(lead.overrides(opted.agent("boss"), opted.path, opted.state_dir, {},
+                                         auto_approve_agent_approvals=True)[0])
+    assert table["tools"] == {"fleet_install": {"approval_mode": "prompt"}}
+
+
+def test_the_plugins_mcp_json_gates_the_same_tools_as_a_lead() -> None:
+    from fleet.install import plugin_source
+
+    mcp = json.loads((plugin_source().plugin_dir / ".mcp.json").read_text())
+    assert mcp["mcpServers"]["fleet"]["tools"] == lead.gated_tools()
 
 
 def test_other_roles_get_no_lead_wiring(tmp_path: Path) -> None:
@@ -101,8 +125,10 @@ def test_routing_never_assigns_to_a_lead() -> None:
 
 # ---- the launch, real Codex ---------------------------------------------------------------------
 
-def lead_fleet(tmp_path: Path, codex_bin: str, server: MockServer, lead_args: tuple[str, ...] = ()) -> Fleet:
-    """A fleet of a lead (`boss`, plugins on so its skills load) and one worker, against the mock."""
+def lead_fleet(tmp_path: Path, codex_bin: str, server: MockServer, lead_args: tuple[str, ...] = (), *,
+               worker_args: tuple[str, ...] = (), extra: str = "") -> Fleet:
+    """A fleet of a lead (`boss`, plugins on so its skills load) and one worker, against the mock;
+    `worker_args`: more lines for the worker's table, `extra`: more tables."""
     require_offline()
     name = f"t{os.urandom(5).hex()}"
     root = tmp_path / name
@@ -116,8 +142,10 @@ def lead_fleet(tmp_path: Path, codex_bin: str, server: MockServer, lead_args: tu
                   f'role = "{role}"']
         if args is not None:
             lines.append(f"args = {json.dumps(args)}")
+        else:
+            lines += list(worker_args)
     path = root / "fleet.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join([*lines, "", extra]) + "\n")
     return Fleet(path=path, name=name, state_dir=root / "state", agents=["boss", "agent-1"], root=root)
 
 

@@ -77,7 +77,9 @@ class LeadModel:
             if data.get("pending"):
                 return self.call("assignment_wait", args)
             [done] = data["done"]
-            return Step(text=f"Lead summary: {done['agent']} {done['state']}: {done.get('summary')}")
+            summary = done.get("summary")  # the worker's words come marked: {"untrusted": ...}
+            assert isinstance(summary, dict), done
+            return Step(text=f"Lead summary: {done['agent']} {done['state']}: {summary['untrusted']}")
         return Step(text=f"Lead failed: unexpected {name}")
 
 

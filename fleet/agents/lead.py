@@ -12,6 +12,12 @@ never gives it an assignment). At launch it gets, as `-c` overrides (Codex 0.169
   and `TMUX_TMPDIR` when set (where the fleet's tmux socket is). A server of that name in the home's
   config or from the installed plugin is replaced by this one (measured), so there is one
   `mcp__fleet` namespace.
+- in that table, `tools.<name>.approval_mode = "prompt"` for each of `GATED_TOOLS`, which act
+  outside every sandbox: `agent_approve` lets a worker's command run unsandboxed, `fleet_install`
+  writes into a Codex home. A worker that talks the lead's model into calling one must still get
+  past a person (Codex 0.169 shows an approval in the lead's pane; under approval policy `never` it
+  refuses the call), unless the user opted in with `[lead] auto_approve_agent_approvals = true`
+  (for `agent_approve` only).
 - `features.plugins = true`, ahead of the agent's own `args` (which can still turn it off): the
   skills reach the lead through fleet's Codex plugin, which `ensure_plugin` installs in the lead's
   home with Codex's own commands before the launch. The model then sees `fleet:fleet-lead` and
@@ -35,8 +41,12 @@ from .codex import _toml
 
 #: The MCP server's name in the lead's Codex: its tools are the namespace `mcp__fleet`, as with the plugin.
 SERVER_NAME: Final = "fleet"
-#: Fleet's tools run without asking in a lead: it exists to call them (see the module doc).
+#: Fleet's tools run without asking in a lead, `GATED_TOOLS` aside: it exists to call them.
 APPROVAL_MODE: Final = "approve"
+#: Tools that act outside every sandbox: Codex asks a person before a lead's model may call them.
+GATED_TOOLS: Final = ("agent_approve", "fleet_install")
+#: Codex 0.169's per-tool MCP approval mode that shows an approval (`auto`, `prompt`, `writes`, `approve`).
+GATED_MODE: Final = "prompt"
 #: Variables forwarded by value when set in fleet's environment (the server sees nothing else of it).
 FORWARDED_ENV: Final = ("TMUX_TMPDIR",)
 
@@ -46,8 +56,15 @@ def holder(agent: str) -> str:
     return f"agent:{agent}"
 
 
+def gated_tools(*, auto_approve_agent_approvals: bool = False) -> dict[str, dict[str, str]]:
+    """The `tools` table of the lead's fleet server: each gated tool asks a person."""
+    return {name: {"approval_mode": GATED_MODE} for name in GATED_TOOLS
+            if not (auto_approve_agent_approvals and name == "agent_approve")}
+
+
 def server_table(spec: AgentSpec, config_path: Path, state_dir: Path,
-                 environ: dict[str, str] | None = None) -> dict[str, object]:
+                 environ: dict[str, str] | None = None, *,
+                 auto_approve_agent_approvals: bool = False) -> dict[str, object]:
     """The `[mcp_servers.fleet]` table for this lead. Pure given `environ` (default: os.environ)."""
     env_src = os.environ if environ is None else environ
     env = {"FLEET_HOLDER": holder(spec.name), "FLEET_HOME": str(state_dir)}
@@ -57,15 +74,17 @@ def server_table(spec: AgentSpec, config_path: Path, state_dir: Path,
         "args": ["-P", "-m", "fleet", "--config", str(config_path.absolute()), "mcp"],  # -P: not from the cwd
         "env": env,
         "default_tools_approval_mode": APPROVAL_MODE,
+        "tools": gated_tools(auto_approve_agent_approvals=auto_approve_agent_approvals),
     }
 
 
 def overrides(spec: AgentSpec, config_path: Path, state_dir: Path,
-              environ: dict[str, str] | None = None) -> list[str]:
+              environ: dict[str, str] | None = None, *, auto_approve_agent_approvals: bool = False) -> list[str]:
     """The `-c` values (without the `-c`) a lead launches with; empty for any other role."""
     if spec.role != "lead":
         return []
-    table = server_table(spec, config_path, state_dir, environ)
+    table = server_table(spec, config_path, state_dir, environ,
+                         auto_approve_agent_approvals=auto_approve_agent_approvals)
     return [f"mcp_servers.{SERVER_NAME}={_toml(table)}", "features.plugins=true"]
 
 

@@ -253,7 +253,8 @@ class Runtime:
                 "them); fleet trusts only its own hooks, never yours on your behalf.",
                 agent=spec.name, hooks=untrusted,
             )
-        extra = lead.overrides(spec, self.config.path, self.config.state_dir)
+        extra = lead.overrides(spec, self.config.path, self.config.state_dir,
+                               auto_approve_agent_approvals=self.config.lead_auto_approve_agent_approvals)
         command = codex.launch_command(spec, self.agent_dir(spec.name), extra, resume=resume,
                                        approval_hold=self.config.watchdog.approval_timeout)
         ensure_dir(self.agent_dir(spec.name))

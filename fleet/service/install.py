@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fleet.config import FleetConfig
-from fleet.errors import ConfigNotFound
+from fleet.errors import ConfigNotFound, InstallHomeRefused
 
 from .core import Service
 
@@ -39,11 +39,31 @@ def codex_command(config: FleetConfig | None) -> str:
 
 
 def fleet_install(svc: Service, *, uninstall: bool, codex_home: str | None = None) -> dict[str, Any]:
+    """Install (or remove) the plugin in `codex_home`. Over MCP a model names the home, so there it
+    must be the server's own Codex home or an agent home of the fleet's config (`mcp_homes`);
+    anything else is refused with `install_home_refused` (a person can still use the CLI)."""
     from fleet.install import default_codex_home, install
 
+    config = _config_or_none(svc)
     home = Path(codex_home).expanduser() if codex_home else default_codex_home()
-    result = install(home, uninstall, codex=codex_command(_config_or_none(svc)))
+    if svc.surface == "mcp" and codex_home:
+        allowed = mcp_homes(config)
+        if home.absolute().resolve() not in {h.resolve() for h in allowed}:
+            raise InstallHomeRefused(
+                f"fleet_install over MCP writes only into this Codex home or an agent home of the fleet, "
+                f"not {codex_home!r}.",
+                hint="Leave codex_home out (this Codex home), name an agent's home from fleet.toml, or run "
+                     "`fleet install --codex-home DIR` yourself.", codex_home=codex_home)
+    result = install(home, uninstall, codex=codex_command(config))
     return dict(result)
+
+
+def mcp_homes(config: FleetConfig | None) -> list[Path]:
+    """The homes `fleet_install` may write over MCP: the default Codex home and the config's agent homes."""
+    from fleet.install import default_codex_home
+
+    homes = [default_codex_home(), *(a.home for a in config.agents.values())] if config else [default_codex_home()]
+    return [h.expanduser().absolute() for h in homes]
 
 
 def plugin_homes(config: FleetConfig | None) -> list[Path]:

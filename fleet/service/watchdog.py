@@ -83,8 +83,8 @@ def _answer(svc: Service, agent: str, decision: Literal["allow", "deny"], messag
         request = str(waiting["request"])
         if not waiting.get("held"):
             raise ApprovalNotHeld(
-                f"Fleet's hook stopped holding {agent}'s approval of `{waiting.get('command')}` (it waited its "
-                "time out), so Codex's own dialog is open.",
+                f"Fleet's hook stopped holding {agent}'s approval request {request} (it waited its time out), "
+                "so Codex's own dialog is open.",  # no command here: an error is not marked as agent text
                 hint=f"Answer it at the pane: `fleet attach {agent}`.", agent=agent, request=request)
         write_answer(rt.agent_dir(agent), request, decision, by=who, message=message)
 

@@ -388,12 +388,20 @@ class _Tick:
             try:
                 spec = self.svc.config.agent(action.lead)
                 with self.svc.leased([spec], WATCHDOG_HOLDER, None):
-                    receipt = self.svc.runtime.send(spec, lead_prompt(self.svc.config.name, action),
+                    receipt = self.svc.runtime.send(spec, lead_prompt(self.svc.config.name, action,
+                                                                      approval_request=self._waiting(action)),
                                                     holder=WATCHDOG_HOLDER)
                 out["lead"] = {"agent": action.lead, "turn_id": receipt["turn_id"]}
             except FleetError as exc:
                 out["lead"] = {"agent": action.lead, "error": exc.to_dict()}
         return out
+
+    def _waiting(self, action: Action) -> str | None:
+        """The request id of the approval an escalation is about (None for other actions)."""
+        seen = self.seen.get(action.agent) if action.agent else None
+        if action.action != "escalate" or seen is None or seen.facts.state != "waiting_approval":
+            return None
+        return str((seen.journal.approval or {}).get("request") or "")
 
     # -- recording --------------------------------------------------------------------------------
 
