@@ -130,8 +130,10 @@ def test_a_verifier_that_died_is_replaced_after_the_stale_time(fleet: Fleet, mon
         reconcile(svc)  # within the stale time: the claim stands, nothing is claimed again
         assert [e.details["attempt"] for e in svc.ledger.events_for(aid) if e.kind == "verifying"] == [0]
         monkeypatch.undo()  # a real verifier for the takeover
-        monkeypatch.setattr(tracking, "_verify_stale", lambda a: 1e-3)  # long past: this reconcile claims it
-        reconcile(svc)
+        monkeypatch.setattr(tracking, "_verify_stale", lambda a: 1e-3)  # long past: a reconcile claims it
+        # (once a millisecond has passed since it was reported: the first call may come sooner)
+        wait_until(lambda: reconcile(svc) is not None and len(
+            [e for e in svc.ledger.events_for(aid) if e.kind == "verifying"]) == 2, timeout=10)
         monkeypatch.setattr(tracking, "_verify_stale", lambda a: 1e6)  # and no later one claims it again
         wait_until(lambda: reconcile(svc) is not None and svc.ledger.get(aid).state == "verified", timeout=60)
         attempts = [e.details["attempt"] for e in svc.ledger.events_for(aid) if e.kind == "verifying"]
