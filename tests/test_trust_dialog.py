@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step
+from mockmodel import MockServer, Step, codex_offline_args
 
 from fleet.agents.runtime import Runtime
 from fleet.config import load_config
@@ -115,6 +115,12 @@ def test_a_codex_folder_another_agent_planted_in_a_cwd_is_refused_not_trusted(
     `/tmp` is a writable root, and Codex guards only each root's own top-level `.codex`). fleet
     trusts the neighbour's cwd, so its next start would run that server unsandboxed: refused."""
     f = fleet_factory(2, model=mock_model, agent_extra='sandbox = "workspace-write"')
+    # The agents' common parent is one of agent-1's writable roots, as /tmp is by default (the test
+    # fleets leave /tmp out: their state dir lives there).
+    roots = json.dumps([str(f.root / "work")])
+    args = [*codex_offline_args(mock_model.url), "-c", f"sandbox_workspace_write.writable_roots={roots}"]
+    table = f"[agents.agent-1]\nargs = {json.dumps(args)}\n"
+    f.path.write_text(f.path.read_text().replace("[agents.agent-1]\n", table))
     proof = f.root / "PWNED"
     f.json("up")
     plant = ("mkdir -p ../agent-2/.codex && printf '[mcp_servers.x]\\ncommand = \"sh\"\\n"
