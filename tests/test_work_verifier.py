@@ -122,6 +122,7 @@ def test_a_verifier_that_died_is_replaced_after_the_stale_time(fleet: Fleet, mon
     from fleet.service import tracking
 
     aid = reported_by_hand(fleet, ["true"])
+    real_spawn = tracking._spawn_verifier
     monkeypatch.setattr(tracking, "_spawn_verifier", lambda svc, assignment: 0)  # a verifier that never ran
     svc = Service(config_path=str(fleet.path), surface="api")
     try:
@@ -129,7 +130,9 @@ def test_a_verifier_that_died_is_replaced_after_the_stale_time(fleet: Fleet, mon
         assert svc.ledger.get(aid).state == "reported"
         reconcile(svc)  # within the stale time: the claim stands, nothing is claimed again
         assert [e.details["attempt"] for e in svc.ledger.events_for(aid) if e.kind == "verifying"] == [0]
-        monkeypatch.undo()  # a real verifier for the takeover
+        # A real verifier for the takeover (never `monkeypatch.undo()`: it would also undo the autouse
+        # isolation of HOME, XDG and FLEET_*, and the verifier would run against the real environment).
+        monkeypatch.setattr(tracking, "_spawn_verifier", real_spawn)
         monkeypatch.setattr(tracking, "_verify_stale", lambda a: 1e-3)  # long past: a reconcile claims it
         # (once a millisecond has passed since it was reported: the first call may come sooner)
         wait_until(lambda: reconcile(svc) is not None and len(
