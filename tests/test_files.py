@@ -170,3 +170,12 @@ def test_a_launch_tmux_refuses_is_a_per_agent_tmux_unavailable_and_the_rest_not_
         ("agent-1", "failed", "tmux_unavailable"), ("agent-2", "not_attempted", "tmux_unavailable"),
         ("agent-3", "not_attempted", "tmux_unavailable")]
     assert "fork failed" in result["agents"][0]["error"]["message"]
+
+
+def test_the_fleets_tmux_server_never_passes_an_agents_clipboard_writes_to_a_person(
+        fleet_factory: Callable[..., Fleet], tmp_path: Path) -> None:
+    """OSC 52 in an agent's output would set the clipboard of whoever is attached: off."""
+    f = fleet_factory(1, codex=fake_codex(tmp_path))
+    f.json("up")
+    assert f.tmux("show-options", "-s", "set-clipboard").stdout.strip() == "set-clipboard off"
+    assert f.tmux("show-options", "-g", "allow-passthrough").stdout.strip() == "allow-passthrough off"

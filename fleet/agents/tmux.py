@@ -31,7 +31,10 @@ MAX_SOCKET_PATH: Final = 100
 #: A tmux call that takes longer than this is treated as a hung server, not waited on forever.
 TMUX_TIMEOUT: Final = 10.0
 #: Written to the server's config file: remain-on-exit must be on before the first command exits.
-SERVER_CONF: Final = "set -g remain-on-exit on\nset -g history-limit 10000\nset -g mouse off\n"
+#: `set-clipboard off`: an agent's output (OSC 52) never reaches the clipboard of a person attached;
+#: passthrough (`allow-passthrough`) is off by default in tmux 3.3 and stays so.
+SERVER_CONF: Final = ("set -g remain-on-exit on\nset -g history-limit 10000\nset -g mouse off\n"
+                      "set -s set-clipboard off\n")
 #: What tmux says when there is no server to talk to (none started, or it just exited).
 _NO_SERVER: Final = ("no server running on", "server exited unexpectedly", "lost server")
 _FIELDS: Final = (
