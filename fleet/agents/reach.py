@@ -67,14 +67,12 @@ def connect_reason(spec: AgentSpec, user: dict[str, Any]) -> str | None:
 
 
 def writable_roots(spec: AgentSpec) -> list[Path]:
-    """Where this agent's sandbox lets it write, as far as fleet knows: the cwd, `/tmp` and `$TMPDIR`
-    under workspace-write (Codex's defaults), nothing under read-only, `/` under full access."""
-    if spec.sandbox == "danger-full-access":
-        return [Path("/")]
-    if spec.sandbox != "workspace-write":
-        return []
-    tmpdir = spec.env.get("TMPDIR") or os.environ.get("TMPDIR")
-    return [spec.cwd, Path("/tmp"), *([Path(tmpdir)] if tmpdir else [])]
+    """Where this agent's sandbox lets it write (`fleet.agents.writable`, the one reading of the
+    agent's sandbox settings): `/` under full access."""
+    from .writable import agent_roots
+
+    roots = agent_roots(spec)
+    return [Path("/")] if roots.full_access else list(roots.roots)
 
 
 def _inside(path: Path, root: Path) -> bool:
