@@ -135,6 +135,22 @@ def _ago(ts: float | None) -> str:
     return f"{secs}s" if secs < 120 else f"{secs // 60}m" if secs < 7200 else f"{secs // 3600}h"
 
 
+def _last_message(message: str | None) -> str:
+    """The head of a turn's last message for the status table: its report's status and summary when
+    it ends with a valid fleet-report (never the raw fence), else its first words. Escaped."""
+    from .untrusted import one_line
+
+    if not message:
+        return "-"
+    if "fleet-report" in message:  # the parser only when there may be a report: status stays light
+        from .work.report import extract_report
+
+        found = extract_report(message)
+        if found.report is not None:
+            return one_line(f"report {found.report.status}: {found.report.summary}"[:60])
+    return repr(one_line(message[:40]))
+
+
 def _render_status(result: dict[str, Any]) -> None:
     from .untrusted import one_line
 
@@ -145,7 +161,7 @@ def _render_status(result: dict[str, Any]) -> None:
         if held == "held":
             held = f"{lease.get('holder')}#{lease.get('token')}"
         last = a.get("last_turn")
-        last_s = f"{last['outcome']}: {(last.get('last_message') or '')[:40]!r}" if last else "-"
+        last_s = f"{last['outcome']}: {_last_message(last.get('last_message'))}" if last else "-"
         state = a["state"] + (f" ({one_line(a['detail'])})" if a.get("detail") else "")  # may quote a command
         rows.append((a["name"], state, a["role"], str(a["pid"] or "-"), _ago(a["since"]), held, last_s))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]

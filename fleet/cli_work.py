@@ -125,7 +125,7 @@ def _render_show(r: dict[str, Any]) -> None:
             print(f"    check `{one_line(check['cmd'])}`: exit {check['exit_status']}")
     print("  events:")
     for e in r["events"]:
-        move = f" {e['from']} -> {e['to']}" if e["to"] else ""
+        move = (f" {e['from']} -> {e['to']}" if e["from"] else f" -> {e['to']}") if e["to"] else ""
         print(f"    #{e['cursor']} {time.strftime('%H:%M:%S', time.localtime(e['time']))} {e['kind']}{move} "
               f"by {e['actor']}")
 
@@ -180,7 +180,7 @@ def events_cmd(
     """Print ledger events after a cursor, oldest first, and the next cursor."""
     def render(r: dict[str, Any]) -> None:
         for e in r["events"]:
-            move = f" {e['from']} -> {e['to']}" if e["to"] else ""
+            move = (f" {e['from']} -> {e['to']}" if e["from"] else f" -> {e['to']}") if e["to"] else ""
             print(f"#{e['cursor']} {e['assignment'] or '-'} {e['kind']}{move} by {e['actor']}")
         print(f"cursor {r['cursor']}")
 
