@@ -179,3 +179,18 @@ def test_the_fleets_tmux_server_never_passes_an_agents_clipboard_writes_to_a_per
     f.json("up")
     assert f.tmux("show-options", "-s", "set-clipboard").stdout.strip() == "set-clipboard off"
     assert f.tmux("show-options", "-g", "allow-passthrough").stdout.strip() == "allow-passthrough off"
+
+
+def test_up_records_each_agents_writable_roots_with_its_approve_policy(
+        fleet_factory: Callable[..., Fleet], tmp_path: Path) -> None:
+    """The approval hook must know every place the agent may write (extra roots too) to refuse a
+    program planted there; `up` hands it the roots fleet reads from the agent's sandbox settings."""
+    extra = tmp_path / "shared-cache"
+    f = fleet_factory(1, codex=fake_codex(tmp_path), agent_extra='role = "worker"\n',
+                      extra='args = ["-c", "sandbox_workspace_write.exclude_slash_tmp=true", "-c", '
+                            '"sandbox_workspace_write.exclude_tmpdir_env_var=true", "-c", '
+                            f'"sandbox_workspace_write.writable_roots=[\\"{extra}\\"]"]\n'
+                            '[watchdog]\napprove = { allow = ["read-only"] }')
+    f.json("up")
+    policy = json.loads((f.state_dir / "agents" / "agent-1" / "approve-policy.json").read_text())
+    assert policy["roots"] == sorted([str(f.root / "work" / "agent-1"), str(extra)])

@@ -237,6 +237,13 @@ def agent_roots(spec: AgentSpec, environ: Mapping[str, str] | None = None) -> Ro
     return writable_roots(spec, _home_config(spec.home), os.environ if environ is None else environ)
 
 
+def policy_roots(spec: AgentSpec) -> tuple[str, ...]:
+    """The agent's writable roots for its approval hook (`fleet.watchdog.hookapprove.sync`): `/`
+    under full access (anything could be the agent's), none for a read-only agent."""
+    roots = agent_roots(spec)
+    return ("/",) if roots.full_access else tuple(str(p) for p in roots.roots)
+
+
 def exposures(config: FleetConfig, specs: Iterable[AgentSpec] | None = None,
               environ: Mapping[str, str] | None = None) -> list[Exposure]:
     """fleet's files inside the writable roots of `specs` (default: every agent) that are not

@@ -57,8 +57,11 @@ def from_json(raw: object) -> ApprovalPolicy | None:
                           workspace_commands=tuple(tuple(c) for c in cast(list[list[str]], workspace)))
 
 
-def sync(agent_dir: Path, policy: ApprovalPolicy | None) -> bool:
-    """Make `agent_dir`'s policy file say `policy` (remove it for None); True if it changed."""
+def sync(agent_dir: Path, policy: ApprovalPolicy | None, roots: Iterable[str] | None = None) -> bool:
+    """Make `agent_dir`'s policy file say `policy` (remove it for None); True if it changed. `roots`
+    are the agent's writable roots as fleet read its sandbox settings when it started it
+    (`fleet.agents.writable`; None keeps those recorded): the hook counts them, with the cwd and the
+    temp dirs, as places a program may have been planted."""
     path = agent_dir / POLICY_FILE
     if policy is None:
         try:
@@ -66,7 +69,8 @@ def sync(agent_dir: Path, policy: ApprovalPolicy | None) -> bool:
             return True
         except FileNotFoundError:
             return False
-    data = json.dumps(to_json(policy), sort_keys=True).encode()
+    kept = load_roots(agent_dir) if roots is None else roots
+    data = json.dumps({**to_json(policy), "roots": sorted(set(kept))}, sort_keys=True).encode()
     try:
         if read_bytes_nofollow(path, MAX_POLICY_BYTES) == data:
             return False
@@ -76,23 +80,34 @@ def sync(agent_dir: Path, policy: ApprovalPolicy | None) -> bool:
     return True
 
 
-def sync_agents(agent_dirs: Iterable[Path], policy: ApprovalPolicy | None, *, create: bool) -> None:
-    """`sync` each agent dir in turn: `create` makes a missing one (private, as `ensure_dir` does),
-    otherwise an agent whose dir does not exist (never launched) is skipped."""
-    for agent_dir in agent_dirs:
+def sync_agents(agents: Iterable[tuple[Path, Iterable[str] | None]], policy: ApprovalPolicy | None, *,
+                create: bool) -> None:
+    """`sync` each (agent dir, writable roots or None) in turn: `create` makes a missing dir (private,
+    as `ensure_dir` does), otherwise an agent whose dir does not exist (never launched) is skipped."""
+    for agent_dir, roots in agents:
         if create:
             ensure_dir(agent_dir)
         elif not agent_dir.is_dir():
             continue
-        sync(agent_dir, policy)
+        sync(agent_dir, policy, roots)
 
 
 def load(agent_dir: str | os.PathLike[str]) -> ApprovalPolicy | None:
+    return from_json(_read(agent_dir))
+
+
+def load_roots(agent_dir: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The writable roots `sync` recorded with the policy (absolute paths only; none if unreadable)."""
+    raw = _read(agent_dir)
+    roots = raw.get("roots") if isinstance(raw, dict) else None
+    return tuple(r for r in roots if isinstance(r, str) and r.startswith("/")) if isinstance(roots, list) else ()
+
+
+def _read(agent_dir: str | os.PathLike[str]) -> object:
     try:
-        raw = json.loads(read_bytes_nofollow(Path(agent_dir) / POLICY_FILE, MAX_POLICY_BYTES))
+        return json.loads(read_bytes_nofollow(Path(agent_dir) / POLICY_FILE, MAX_POLICY_BYTES))
     except Exception:  # missing, unsafe (a symlink), unreadable or not JSON: no policy
         return None
-    return from_json(raw)
 
 
 def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: float | None = None, *,
@@ -109,7 +124,7 @@ def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: floa
     if policy is None or _held_by_someone_else(Path(agent_dir), time.time() if now is None else now):
         return None
     environ = os.environ if env is None else env
-    roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir))], environ)
+    roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir)), *load_roots(agent_dir)], environ)
     return policy_answer(judge(policy, tool, command,
                                program_check=lambda program: program_problem(program, environ, roots)))
 

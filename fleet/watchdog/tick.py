@@ -49,7 +49,17 @@ from .decide import Action, ActionKind, AgentFacts, AgentState, advance, crash_s
 from .facts import JournalFacts, build_facts, fold_journal
 from .messages import lead_prompt, notify_payload, report_request, resume_text
 from .store import AgentRecord, LadderRecord, WatchdogStore
-from .tickstate import FALLBACK_DB, LEDGER_FAULTS, ledger_fault, open_ledger, private_file, tick_lock
+from .tickstate import (
+    FALLBACK_DB,
+    LEDGER_FAULTS,
+    compact_detail,
+    ledger_fault,
+    open_ledger,
+    private_file,
+    record_dict,
+    tick_lock,
+    turn_id_of,
+)
 
 if TYPE_CHECKING:
     from fleet.config import AgentSpec
@@ -234,8 +244,8 @@ class _Tick:
 
     def _sync_approve_policy(self) -> None:
         """Keep each launched agent's copy of the approve policy current, for fleet's approval hook."""
-        hookapprove.sync_agents((self.svc.runtime.agent_dir(name) for name in self.svc.config.agents),
-                                self.policy.approve, create=False)
+        hookapprove.sync_agents(((self.svc.runtime.agent_dir(name), None) for name in self.svc.config.agents),
+                                self.policy.approve, create=False)  # roots: as recorded when each started
 
     # -- gathering --------------------------------------------------------------------------------
 
@@ -266,7 +276,7 @@ class _Tick:
                 ladder=ladder.ladder if ladder else None,
                 lease=lease_kind(holder, watchdog_holder=WATCHDOG_HOLDER,
                                  assignment_holders=[f"assignment:{row['id']}"] if row else []),
-                lease_holder=holder, record=_asdict(records.get(name)),
+                lease_holder=holder, record=record_dict(records.get(name)),
                 transcript_mtime=_mtime(journal),
             )
             if name == lead:
@@ -418,7 +428,7 @@ class _Tick:
                 rec = replace(rec, ladder=advance(rec.ladder, action, self.now))
             own = action.action in OWN_PROMPTS or (action.action == "resend" and seen.facts.state != "exited")
             if own and entry["detail"]:
-                rec = rec.with_turn(_turn_id(entry["detail"]))
+                rec = rec.with_turn(turn_id_of(entry["detail"]))
             self.store.save_ladder(rec, self.now)
             self.seen[action.agent] = seen = replace(seen, ladder=rec)
         record = seen.record
@@ -442,7 +452,7 @@ class _Tick:
         details = {k: v for k, v in entry.items()
                    if k in ("action", "rung", "reason", "lead", "outcome", "error") and v is not None}
         if entry["detail"]:
-            details["detail"] = _compact(entry["detail"])
+            details["detail"] = compact_detail(entry["detail"])
         try:  # without a ledger, the audit record below still says what was done
             if self.ledger is not None and entry["assignment"]:
                 self.ledger.annotate(entry["assignment"], kind, actor=WATCHDOG_HOLDER, details=details)
@@ -477,24 +487,6 @@ def _entry(action: Action, outcome: Outcome, *, detail: dict[str, Any] | None = 
            error: dict[str, Any] | None = None) -> TickAction:
     return {"agent": action.agent, "assignment": action.assignment, "action": action.action, "rung": action.rung,
             "reason": action.reason, "lead": action.lead, "outcome": outcome, "error": error, "detail": detail}
-
-
-def _turn_id(detail: dict[str, Any]) -> str | None:
-    turn = detail.get("turn_id")
-    return str(turn) if turn else None
-
-
-def _compact(detail: dict[str, Any]) -> dict[str, Any]:
-    """What of an action's result goes into a ledger event: ids and codes, not whole documents."""
-    keep = ("turn_id", "request", "decision", "resumed", "pid", "dispatched", "notify", "lead", "interrupt",
-            "fatal", "failed")
-    return {k: detail[k] for k in keep if k in detail}
-
-
-def _asdict(record: AgentRecord | None) -> dict[str, Any] | None:
-    from dataclasses import asdict
-
-    return asdict(record) if record is not None else None
 
 
 def _mtime(journal: JournalFacts) -> float | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from fleet.errors import FleetError, LedgerError, StateDirError
 from fleet.fsutil import FILE_MODE, ensure_dir, flock_within, open_lock_file
 
-from .store import WatchdogStore
+from .store import AgentRecord, WatchdogStore
 
 if TYPE_CHECKING:
     from fleet.service.core import Service
@@ -80,3 +80,21 @@ def tick_lock(state_dir: Path) -> Iterator[str | None]:
         yield None
     finally:
         os.close(fd)
+
+
+def turn_id_of(detail: dict[str, Any]) -> str | None:
+    turn = detail.get("turn_id")
+    return str(turn) if turn else None
+
+
+def compact_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """What of an action's result goes into a ledger event: ids and codes, not whole documents."""
+    keep = ("turn_id", "request", "decision", "resumed", "pid", "dispatched", "notify", "lead", "interrupt",
+            "fatal", "failed")
+    return {k: detail[k] for k in keep if k in detail}
+
+
+def record_dict(record: AgentRecord | None) -> dict[str, Any] | None:
+    from dataclasses import asdict
+
+    return asdict(record) if record is not None else None
