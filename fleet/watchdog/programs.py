@@ -13,10 +13,11 @@ hook checks, in its own environment (Codex's, which the shell inherits; measured
 - every `PATH` entry is absolute and not inside such a place, and the program found first resolves
   (through symlinks) to a file outside them too.
 
-"A place the agent may write": the command's working directory, the assignment's cwd, and the
+"A place the agent may write": the command's working directory, the assignment's cwd, the
 temporary directories (`/tmp`, `/var/tmp`, `/dev/shm`, `$TMPDIR`) that Codex's workspace-write
-sandbox opens. fleet does not see extra `writable_roots` a Codex config may add, nor what an earlier
-approved (unsandboxed) command wrote elsewhere: see the README's threat model.
+sandbox opens, and the agent's own writable roots as fleet read them from its sandbox settings when
+it started it (`-c`, profile, home config: recorded in the policy file by `up`). fleet does not see
+what an earlier approved (unsandboxed) command wrote elsewhere: see the README's threat model.
 
 Stdlib only: the hook imports it.
 """
