@@ -167,6 +167,10 @@ def _render_status(result: dict[str, Any]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    full = [a["name"] for a in result["agents"] if a.get("sandbox") == "danger-full-access"]
+    if full:
+        print(f"note: {', '.join(full)} run(s) in danger-full-access: such an agent can write anything fleet "
+              "reads, so its verified reports are worth no more than its own word (README: Threat model)")
 
 
 @_command("status")

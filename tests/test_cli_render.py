@@ -55,3 +55,18 @@ def test_show_prints_the_creation_event_without_a_none_state(capsys: pytest.Capt
     assert "None" not in out
     assert "created -> queued by lead" in out
     assert "transition queued -> sent by fleet" in out
+
+
+def test_status_says_what_a_full_access_agents_verdicts_are_worth(capsys: pytest.CaptureFixture[str]) -> None:
+    from fleet.cli import _render_status
+
+    def agent(name: str, sandbox: str) -> dict[str, object]:
+        return {"name": name, "state": "idle", "detail": None, "role": "worker", "pid": 1, "since": None,
+                "last_turn": None, "lease": None, "sandbox": sandbox}
+
+    _render_status({"agents": [agent("mila", "workspace-write")]})
+    assert "full-access" not in capsys.readouterr().out
+    _render_status({"agents": [agent("mila", "workspace-write"), agent("noor", "danger-full-access")]})
+    out = capsys.readouterr().out
+    assert "note: noor run(s) in danger-full-access" in out
+    assert "worth no more than its own word" in out
