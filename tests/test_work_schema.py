@@ -20,7 +20,7 @@ from fleet.errors import LedgerError
 from fleet.watchdog.decide import Ladder
 from fleet.watchdog.store import AgentRecord, LadderRecord, WatchdogStore, will_restart
 from fleet.work.ledger import DB_NAME, Ledger
-from fleet.work.schema import SCHEMA_VERSION, TABLES
+from fleet.work.schema import SCHEMA_VERSION, TABLES, statements
 
 #: The ledger's statements at schema version 1, as the previous fleet ran them (STATES spelled out).
 OLD_LEDGER_V1 = """
@@ -258,3 +258,14 @@ def test_any_older_file_migrates_to_the_schema_a_fresh_ledger_has(
         pass
     assert version(path) == SCHEMA_VERSION == 2
     assert schema_of(path) == fresh
+
+
+_TRIGGER = ("CREATE TRIGGER IF NOT EXISTS t{i} BEFORE DELETE ON x\n"
+            "  BEGIN SELECT RAISE(ABORT, 'no; really'); SELECT 1; END;")
+_TABLE = "CREATE TABLE IF NOT EXISTS t{i} (\n  a TEXT NOT NULL DEFAULT ';',\n  b REAL\n);"
+
+
+@given(st.lists(st.sampled_from([_TRIGGER, _TABLE, "CREATE INDEX IF NOT EXISTS i{i} ON x (a);"]), max_size=8))
+def test_a_script_splits_into_its_whole_statements_even_with_semicolons_inside(kinds: list[str]) -> None:
+    wanted = [k.format(i=i) for i, k in enumerate(kinds)]
+    assert list(statements("\n".join(wanted) + "\n")) == wanted
