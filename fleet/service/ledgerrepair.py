@@ -8,7 +8,7 @@ Order, under the watchdog's overlap lock (so no tick writes meanwhile):
 2. Move `fleet.db` and its `-wal` / `-shm` to `fleet.db.corrupt-<time>[-wal|-shm]`. Nothing is
    deleted: the damaged file stays for people and for tools better at recovery than fleet.
 3. Read a scratch copy table by table (`salvage`), past bad pages, and insert what the fresh schema
-   accepts into a new ledger built in a private scratch dir, with the watchdog's tables.
+   accepts into a new ledger built in a private scratch dir (its schema has the watchdog's tables).
 4. Keep event cursors safe: the new `events` ids continue above every id the old ledger ever gave
    out (its AUTOINCREMENT mark when readable; else the highest salvaged id plus `EVENT_ID_GAP`, or
    the time in milliseconds if that is higher), so a lead polling with an old cursor never misses a
@@ -35,11 +35,12 @@ from typing import Any, Final
 from fleet import audit
 from fleet.errors import LedgerBusy
 from fleet.fsutil import ensure_dir
+from fleet.work import schema
 
 from .core import Service
 
-#: Tables carried over, in this order (the ledger's, then the watchdog's).
-TABLES: Final = ("assignments", "events", "request_ids", "watchdog_state", "watchdog_ticks")
+#: Tables carried over, in this order (the ledger's, then the watchdog's): every table of fleet.db.
+TABLES: Final = schema.TABLES
 #: When the old event id high-water mark is unreadable, new ids start at least this far above the
 #: highest salvaged one (lost events had ids there, and a lead may hold a cursor among them), and at
 #: least at the time in ms (~1.8e12: above any count of events a ledger holds, well below 2**53).
@@ -94,7 +95,6 @@ def _move_aside(path: Path, name: str) -> list[str]:
 def _rebuild(old_path: Path, scratch: Path, caller: str, problem: str) -> dict[str, Any]:
     """Salvage `old_path` (through a scratch copy, so the kept file is never written) into a new
     ledger at `scratch/new/fleet.db`; returns what was salvaged and lost."""
-    from fleet.watchdog.store import WatchdogStore
     from fleet.work.ledger import Ledger
     from fleet.work.salvage import readable_tables, salvage, sequence
 
@@ -104,8 +104,7 @@ def _rebuild(old_path: Path, scratch: Path, caller: str, problem: str) -> dict[s
         if src.exists():
             shutil.copyfile(src, copy.with_name(copy.name + suffix))
     new_dir = ensure_dir(scratch / "new")
-    with Ledger(new_dir) as ledger:
-        WatchdogStore(ledger.path).close()
+    with Ledger(new_dir) as ledger:  # every table of fleet.db, the watchdog's included
         new_path = ledger.path
     salvaged: dict[str, int] = {}
     lost: dict[str, int | None] = {}

@@ -1,8 +1,8 @@
 """The watchdog's own records, in the ledger's SQLite file: per-assignment ladders, per-agent crash and
 notice records, and one row per tick.
 
-Two tables beside the ledger's (created here with `IF NOT EXISTS`; the ledger's schema version does
-not cover them, and the ledger never reads them):
+Two tables of `fleet.db`, whose schema `fleet.work.schema` owns (its migration 2 creates them; the
+ledger's operations never read them):
 
 - `watchdog_state(kind, key, agent, value, updated_at)`: `kind` is `ladder` (key: assignment id) or
   `agent` (key: agent name); `value` is the record as JSON. Rewritten in place by the tick that owns
@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from fleet.errors import StateDirError
+from fleet.errors import LedgerError, StateDirError
+from fleet.work.schema import ensure_watchdog_tables
 
 from .decide import Ladder
 
@@ -37,13 +38,6 @@ BUSY_TIMEOUT: Final = 10.0
 #: A watchdog that recorded a tick within this many periods is running (its timer, or `fleet
 #: watchdog run`); a missed tick or two (a slow tick, a suspended laptop) does not count as stopped.
 ACTIVE_PERIODS: Final = 3
-
-_SCHEMA: Final = (
-    "CREATE TABLE IF NOT EXISTS watchdog_state (kind TEXT NOT NULL, key TEXT NOT NULL, agent TEXT, "
-    "value TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (kind, key))",
-    "CREATE TABLE IF NOT EXISTS watchdog_ticks (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, "
-    "dry_run INTEGER NOT NULL, ms INTEGER NOT NULL, skipped TEXT, actions TEXT NOT NULL)",
-)
 
 
 @dataclass(frozen=True)
@@ -97,7 +91,9 @@ class TickRecord:
 
 class WatchdogStore:
     """A connection to the watchdog tables in `<state_dir>/fleet.db`. Open it after the ledger has
-    created the file (the ledger makes it 0600 and refuses a symlink); `close()` when done."""
+    opened the file (the ledger makes it 0600, refuses a symlink and migrates it, creating these
+    tables); on the watchdog's fallback file it creates them (`ensure_watchdog_tables`). `close()`
+    when done."""
 
     def __init__(self, db_path: Path, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
         try:
@@ -106,8 +102,10 @@ class WatchdogStore:
             # any process crash; a power cut may lose the last ticks' records, and then a report
             # request or a rung is repeated once, which is harmless.
             self._db.execute("PRAGMA synchronous = NORMAL")
-            for statement in _SCHEMA:
-                self._db.execute(statement)
+            ensure_watchdog_tables(self._db, db_path)
+        except LedgerError:  # a ledger not migrated yet: not this store's to change
+            self._db.close()
+            raise
         except sqlite3.Error as exc:
             raise StateDirError(f"Cannot open the watchdog's tables in {db_path}: {exc}.",
                                 hint="Check the state dir's permissions and free space.") from exc

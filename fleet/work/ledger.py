@@ -1,16 +1,7 @@
 """The assignment ledger: SQLite at `<state_dir>/fleet.db`, shared by every fleet process.
 
-Tables (schema version `SCHEMA_VERSION`, kept in `PRAGMA user_version`):
-
-- `assignments`: one row per assignment, updated in place by compare-and-set transitions.
-- `events`: append-only (triggers refuse UPDATE and DELETE). The `INTEGER PRIMARY KEY AUTOINCREMENT`
-  row id is the cursor a lead polls with (`events_since`). Every write transaction is `BEGIN
-  IMMEDIATE`, so writers are serialised and each commits its ids before the next writer takes any:
-  a reader that saw cursor N never later finds a new event with an id <= N. Ids are strictly
-  increasing, never reused, not necessarily contiguous.
-- `request_ids`: (scope, id) -> sha256 of the request and its result, the idempotency record for
-  assignment creation (scope `assign`) and plain sends (scope `send:<agent>`). Pruned by age
-  (`REQUEST_TTL`), never by size.
+The schema, its migrations and opening the file live in `fleet.work.schema`; the row types in
+`fleet.work.records`; the SQL text and errors the operations share in `fleet.work.ledgersql`.
 
 Concurrency: the CLI, the MCP server and the watchdog open the file at once. WAL mode lets readers
 run beside a writer; a busy timeout makes writers queue instead of failing; transactions are a few
@@ -18,19 +9,16 @@ statements long. A write that still cannot get the lock within the timeout raise
 (retryable), never a raw `database is locked`. One `Ledger` object serialises its own callers with a
 lock, so it may be shared by threads.
 
-Files: the state dir is created 0700; `fleet.db` is created 0600 before SQLite opens it (SQLite then
-gives `-wal` and `-shm` the same mode); a symlink in its place is refused. `synchronous=FULL`: a
-committed transition survives a power cut (each commit costs one fsync; assignments are few).
+`synchronous=FULL`: a committed transition survives a power cut (each commit costs one fsync;
+assignments are few).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import sqlite3
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -38,17 +26,18 @@ from pathlib import Path
 from typing import Any, Final
 
 from fleet.errors import InvalidInput, LedgerBusy, LedgerError, RequestIdConflict
-from fleet.fsutil import FILE_MODE, ensure_dir
+from fleet.fsutil import ensure_dir
 
-from .lifecycle import (
-    END_STATES,
-    OPEN_STATES,
-    STATES,
-    AssignmentNotFound,
-    AssignmentState,
-    StateConflict,
-    check_transition,
+from .ledgersql import (
+    MAX_LIST,
+    dumps,
+    expected_states,
+    field_values,
+    list_query,
+    not_found,
+    request_conflict,
 )
+from .lifecycle import END_STATES, AssignmentState, StateConflict, check_transition
 from .records import (
     LIST_COLUMNS,
     SUMMARY_COLUMNS,
@@ -63,14 +52,14 @@ from .records import (
     request_sha,
     summary_from_row,
 )
+from .schema import DB_NAME, SCHEMA_VERSION, connect, ledger_busy
 
 __all__ = [
-    "BUSY_TIMEOUT", "DB_NAME", "REQUEST_TTL", "Assignment", "AssignmentSummary", "Event", "Ledger", "LedgerBusy",
-    "LedgerError", "RequestIdConflict", "RequestRecord", "new_assignment_id", "request_sha",
+    "BUSY_TIMEOUT", "DB_NAME", "MAX_LIST", "REQUEST_TTL", "SCHEMA_VERSION", "Assignment", "AssignmentSummary",
+    "Event", "Ledger", "LedgerBusy", "LedgerError", "RequestIdConflict", "RequestRecord", "new_assignment_id",
+    "request_conflict", "request_sha",
 ]
 
-DB_NAME: Final = "fleet.db"
-SCHEMA_VERSION: Final = 1
 #: How long a writer waits for the lock before `LedgerBusy`. Transactions hold it for milliseconds;
 #: ten seconds covers a stalled disk without hanging a CLI call for long.
 BUSY_TIMEOUT: Final = 10.0
@@ -79,71 +68,12 @@ REQUEST_TTL: Final = 7 * 86400.0
 #: Events per `events_since` page: enough for a lead's poll, small enough for one MCP result.
 DEFAULT_EVENT_PAGE: Final = 200
 MAX_EVENT_PAGE: Final = 5000
-MAX_LIST: Final = 10_000
 #: Event details are a few fields; a bigger blob belongs in an assignment column.
 MAX_DETAILS_BYTES: Final = 64 * 1024
 EVENT_KIND: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 #: `assign`, or `send:<agent>` (a plain send's ids are per agent, as its journal lookup was).
 REQUEST_SCOPE: Final = re.compile(r"^[a-z][a-z0-9_]{0,15}(?::[a-z][a-z0-9-]{0,31})?$")
 
-#: Columns a transition or `annotate` may set, and whether each holds JSON.
-FIELDS: Final[dict[str, bool]] = {
-    "agent": False, "holder": False, "prompt": False, "deadline": False, "turn_id": False, "reason": False,
-    "receipt": True, "report": True, "verification": True, "baseline": True,
-}
-_SCHEMA: Final = f"""
-CREATE TABLE IF NOT EXISTS assignments (
-  id TEXT PRIMARY KEY,
-  agent TEXT,
-  holder TEXT NOT NULL,
-  task TEXT NOT NULL,
-  prompt TEXT,
-  skills TEXT NOT NULL DEFAULT '[]',
-  read_paths TEXT NOT NULL DEFAULT '[]',
-  write_paths TEXT NOT NULL DEFAULT '[]',
-  checks TEXT NOT NULL DEFAULT '[]',
-  deadline REAL,
-  state TEXT NOT NULL CHECK (state IN ({", ".join(repr(s) for s in STATES)})),
-  receipt TEXT,
-  turn_id TEXT,
-  report TEXT,
-  verification TEXT,
-  baseline TEXT,
-  reason TEXT,
-  request_id TEXT,
-  created_at REAL NOT NULL,
-  updated_at REAL NOT NULL,
-  sent_at REAL,
-  ended_at REAL
-);
-CREATE INDEX IF NOT EXISTS assignments_state ON assignments (state, id);
-CREATE INDEX IF NOT EXISTS assignments_agent ON assignments (agent, id);
-CREATE TABLE IF NOT EXISTS events (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  time REAL NOT NULL,
-  assignment TEXT,
-  agent TEXT,
-  actor TEXT NOT NULL,
-  kind TEXT NOT NULL,
-  from_state TEXT,
-  to_state TEXT,
-  details TEXT NOT NULL DEFAULT '{{}}'
-);
-CREATE INDEX IF NOT EXISTS events_assignment ON events (assignment, id);
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
-CREATE TABLE IF NOT EXISTS request_ids (
-  scope TEXT NOT NULL,
-  id TEXT NOT NULL,
-  sha TEXT NOT NULL,
-  result TEXT,
-  created_at REAL NOT NULL,
-  PRIMARY KEY (scope, id)
-);
-CREATE INDEX IF NOT EXISTS request_ids_age ON request_ids (created_at);
-"""
 
 class Ledger:
     """A connection to `<state_dir>/fleet.db`. Open one per process (or share it between threads);
@@ -154,18 +84,7 @@ class Ledger:
         self.path = ensure_dir(Path(state_dir)) / DB_NAME
         self._clock = clock
         self._lock = threading.RLock()
-        _create_private(self.path)
-        try:
-            self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
-                                       check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"Cannot open the ledger {self.path}: {exc}.",
-                              hint="Check the state dir's permissions and free space.") from exc
-        try:
-            self._setup_patiently(busy_timeout)
-        except BaseException:
-            self._db.close()
-            raise
+        self._db = connect(self.path, busy_timeout)
 
     def close(self) -> None:
         with self._lock:
@@ -207,8 +126,8 @@ class Ledger:
         sha = request_sha(request if request is not None else {"task": task})
         row = {
             "id": "", "agent": agent, "holder": holder, "task": task, "prompt": prompt,
-            "skills": _dumps(list(skills)), "read_paths": _dumps(list(read_paths)),
-            "write_paths": _dumps(list(write_paths)), "checks": _dumps(list(checks)), "deadline": deadline,
+            "skills": dumps(list(skills)), "read_paths": dumps(list(read_paths)),
+            "write_paths": dumps(list(write_paths)), "checks": dumps(list(checks)), "deadline": deadline,
             "state": "queued", "request_id": request_id,
         }
         with self._write() as db:
@@ -226,7 +145,7 @@ class Ledger:
                     existing = json.loads(prior[1])["assignment"]
                     return self._get(db, existing), True
                 db.execute("INSERT INTO request_ids (scope, id, sha, result, created_at) VALUES ('assign', ?, ?, ?, ?)",
-                           (request_id, sha, _dumps({"assignment": new_id}), now))
+                           (request_id, sha, dumps({"assignment": new_id}), now))
             cols = ", ".join(row)
             db.execute(f"INSERT INTO assignments ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
             self._event(db, now, new_id, agent, actor, "created", None, "queued", details or {})
@@ -242,8 +161,8 @@ class Ledger:
         move, `AssignmentNotFound` for an unknown id. `sent_at` is stamped on entering `sent`,
         `ended_at` on entering an end state. Returns the updated row.
         """
-        expected = _expected(expect)
-        sets = _field_values(fields)
+        expected = expected_states(expect)
+        sets = field_values(fields)
         with self._write() as db:
             now = self._clock()
             current = self._state(db, assignment)
@@ -275,7 +194,7 @@ class Ledger:
                  **fields: Any) -> Event:
         """Record an event about `assignment` without a state change (a denied patch, an ask for a
         report, a check run), optionally setting `fields` in the same transaction."""
-        sets = _field_values(fields)
+        sets = field_values(fields)
         with self._write() as db:
             now = self._clock()
             self._state(db, assignment)
@@ -315,7 +234,7 @@ class Ledger:
         with self._lock:
             row = self._db.execute("SELECT baseline FROM assignments WHERE id = ?", (assignment,)).fetchone()
         if row is None:
-            raise _not_found(assignment)
+            raise not_found(assignment)
         baseline: dict[str, Any] | None = loads_or_none(row[0])
         return baseline
 
@@ -324,7 +243,7 @@ class Ledger:
                     before: str | None = None) -> list[Assignment]:
         """Full assignments, newest first (ids sort by creation). `before` pages: pass the last id
         seen. For a listing, `summaries` takes the same filters and is several times cheaper."""
-        sql, params = _list_query(LIST_COLUMNS, open_only, agent, states, limit, before)
+        sql, params = list_query(LIST_COLUMNS, open_only, agent, states, limit, before)
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         return [assignment_from_row(r) for r in rows]
@@ -333,7 +252,7 @@ class Ledger:
                   states: Iterable[AssignmentState] | None = None, limit: int = 100,
                   before: str | None = None) -> list[AssignmentSummary]:
         """Compact rows for `fleet assignments` and the MCP list: same filters as `assignments`."""
-        sql, params = _list_query(SUMMARY_COLUMNS, open_only, agent, states, limit, before)
+        sql, params = list_query(SUMMARY_COLUMNS, open_only, agent, states, limit, before)
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         return [summary_from_row(r) for r in rows]
@@ -426,7 +345,7 @@ class Ledger:
     def finish_request(self, scope: str, request_id: str, result: Mapping[str, Any]) -> None:
         with self._write() as db:
             db.execute("UPDATE request_ids SET result = ? WHERE scope = ? AND id = ?",
-                       (_dumps(dict(result)), scope, request_id))
+                       (dumps(dict(result)), scope, request_id))
 
     def forget_request(self, scope: str, request_id: str) -> None:
         with self._write() as db:
@@ -439,51 +358,6 @@ class Ledger:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _setup_patiently(self, busy_timeout: float) -> None:
-        """`_setup`, retried while another process holds the file in a state SQLite's busy handler
-        does not wait out (WAL recovery, a journal-mode change): a lock is not damage, so it never
-        reads as `ledger_unusable`; past `busy_timeout` it is `LedgerBusy` (retryable)."""
-        deadline = time.monotonic() + busy_timeout
-        while True:
-            try:
-                self._setup()
-                return
-            except _SetupBusy as busy:
-                if time.monotonic() >= deadline:
-                    raise _busy(self.path, busy.cause) from busy.cause
-                time.sleep(0.05)
-
-    def _setup(self) -> None:
-        try:
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"The ledger {self.path} has schema version {version}; this fleet knows up to {SCHEMA_VERSION}.",
-                    hint="Upgrade fleet, or point state_dir at another directory.")
-            if version < SCHEMA_VERSION:
-                with self._write() as db:  # executescript would COMMIT first: run statement by statement
-                    for statement in _statements(_SCHEMA):
-                        db.execute(statement)
-                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.OperationalError as exc:
-            if _is_lock(exc):
-                raise _SetupBusy(exc) from exc
-            raise LedgerError(f"The ledger {self.path} is unusable: {exc}.",
-                              hint="Run `fleet ledger-repair`: it keeps the damaged file, salvages what it can "
-                              "and starts a fresh ledger.") from exc
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"The ledger {self.path} is unusable: {exc}.",
-                              hint="Run `fleet ledger-repair`: it keeps the damaged file, salvages what it can "
-                              "and starts a fresh ledger.") from exc
-        for suffix in ("-wal", "-shm"):
-            side = self.path.with_name(self.path.name + suffix)
-            with contextlib.suppress(FileNotFoundError):
-                if stat.S_IMODE(side.lstat().st_mode) & 0o077:
-                    os.chmod(side, FILE_MODE)
-
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One short `BEGIN IMMEDIATE` transaction: committed on success, rolled back on any error."""
@@ -492,7 +366,7 @@ class Ledger:
             try:
                 db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                raise _busy(self.path, exc) from exc
+                raise ledger_busy(self.path, exc) from exc
             try:
                 yield db
                 db.execute("COMMIT")
@@ -500,27 +374,27 @@ class Ledger:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                    raise _busy(self.path, exc) from exc
+                    raise ledger_busy(self.path, exc) from exc
                 raise
 
     def _state(self, db: sqlite3.Connection, assignment: str) -> AssignmentState:
         row = db.execute("SELECT state FROM assignments WHERE id = ?", (assignment,)).fetchone()
         if row is None:
-            raise _not_found(assignment)
+            raise not_found(assignment)
         state: AssignmentState = row[0]
         return state
 
     def _get(self, db: sqlite3.Connection, assignment: str) -> Assignment:
         row = db.execute(f"SELECT {LIST_COLUMNS} FROM assignments WHERE id = ?", (assignment,)).fetchone()
         if row is None:
-            raise _not_found(assignment)
+            raise not_found(assignment)
         return assignment_from_row(row)
 
     def _event(self, db: sqlite3.Connection, now: float, assignment: str | None, agent: str | None, actor: str,
                kind: str, from_state: str | None, to_state: str | None, details: Mapping[str, Any]) -> Event:
         if not EVENT_KIND.match(kind):
             raise InvalidInput(f"Bad event kind {kind!r}.", hint="Use a short snake_case word.")
-        text = _dumps(dict(details))
+        text = dumps(dict(details))
         if len(text.encode()) > MAX_DETAILS_BYTES:
             raise InvalidInput(f"Event details are larger than {MAX_DETAILS_BYTES} bytes.",
                                hint="Store large data in an assignment field instead.")
@@ -529,101 +403,3 @@ class Ledger:
                          (now, assignment, agent, actor, kind, from_state, to_state, text))
         return Event(int(cur.lastrowid or 0), now, assignment, agent, actor, kind, from_state, to_state, dict(details))
 
-
-def _create_private(path: Path) -> None:
-    """Create the db file 0600 if missing; refuse a symlink or a non-file in its place."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
-    except OSError as exc:
-        raise LedgerError(f"Cannot open the ledger {path}: {exc.strerror or exc}.",
-                          hint="Remove a symlink in its place, or check the state dir's permissions.") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise LedgerError(f"The ledger {path} is not a regular file.", hint="Move it aside.")
-        if stat.S_IMODE(st.st_mode) & 0o077:
-            os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
-
-
-def _list_query(columns: str, open_only: bool, agent: str | None, states: Iterable[AssignmentState] | None,
-                limit: int, before: str | None) -> tuple[str, list[Any]]:
-    wanted = set(states) if states is not None else set(STATES)
-    if open_only:
-        wanted &= OPEN_STATES
-    where = [f"state IN ({', '.join('?' * len(wanted))})"] if wanted != set(STATES) else []
-    params: list[Any] = sorted(wanted) if where else []
-    if agent is not None:
-        where.append("agent = ?")
-        params.append(agent)
-    if before is not None:
-        where.append("id < ?")
-        params.append(before)
-    sql = f"SELECT {columns} FROM assignments"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC LIMIT ?"
-    params.append(max(1, min(limit, MAX_LIST)))
-    return sql, params
-
-
-def _statements(script: str) -> Iterator[str]:
-    """Complete SQL statements of `script` (a trigger's inner `;` does not end its statement)."""
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            yield buf.strip()
-            buf = ""
-
-
-def _field_values(fields: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(fields) - set(FIELDS))
-    if unknown:
-        raise InvalidInput(f"Cannot set {', '.join(unknown)} on an assignment.",
-                           hint=f"Settable fields: {', '.join(FIELDS)}.")
-    return {k: (_dumps(v) if FIELDS[k] and v is not None else v) for k, v in fields.items()}
-
-
-def _expected(expect: AssignmentState | Iterable[AssignmentState] | None) -> set[str] | None:
-    if expect is None:
-        return None
-    return {expect} if isinstance(expect, str) else set(expect)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _not_found(assignment: str) -> AssignmentNotFound:
-    return AssignmentNotFound(f"No assignment {assignment!r} in the ledger.",
-                              hint="Run `fleet assignments` to list them.", assignment=assignment)
-
-
-def request_conflict(scope: str, request_id: str) -> RequestIdConflict:
-    """`request_id_conflict`: an id reused for a different request in `scope`."""
-    what = "assignment" if scope == "assign" else "request"
-    return RequestIdConflict(
-        f"The request id {request_id!r} was already used for a different {what}.",
-        hint="Use a new request id for a new request; reuse one only to retry the identical request.",
-        request_id=request_id, scope=scope,
-    )
-
-
-class _SetupBusy(Exception):
-    """The file was locked while the ledger was being set up; carries SQLite's error."""
-
-    def __init__(self, cause: sqlite3.OperationalError) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
-def _is_lock(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc)
-    return "locked" in text or "busy" in text
-
-
-def _busy(path: Path, exc: sqlite3.OperationalError) -> LedgerBusy:
-    return LedgerBusy(f"The ledger {path} stayed locked by another fleet process ({exc}).",
-                      hint="Retry; if it persists, look for a stuck fleet process.")
