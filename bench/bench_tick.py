@@ -83,6 +83,8 @@ def setup(root: Path, agents: int, history: int, turns: int) -> tuple[Path, dict
     from fleet.agents.runtime import Runtime
 
     rt = Runtime(cfg)
+    ensure_dir(state)
+    rt.tmux.write_config()  # the server's config and its private socket dir, as `up` makes them
     t0 = time.time() - 86400
     for name in names:
         agent_dir = ensure_dir(state / "agents" / name)
