@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import time
 from collections.abc import Mapping
@@ -190,6 +191,11 @@ def _git_snapshot(root: str, taken: float, since: Snapshot | None, git_dir: str,
         if since.head is not None and (head is None or _git(
                 root, git_dir, "merge-base", "--is-ancestor", since.head, head, check=False) is None):
             committed.add(f"{rel.replace(os.sep, '/')}/HEAD")  # history rewritten, even with the same tree
+    odd = sorted(shown_path(p) for p in [*staged, *committed] if not _is_text(p))
+    if odd:
+        notes.append(f"git names {_named(odd)}, which are not UTF-8 (rename them)")
+        staged = {shown_path(p): v for p, v in staged.items()}
+        committed = {shown_path(p) for p in committed}
     return Snapshot(cwd=root, kind="git", taken_at=taken, files=files, head=head, git_dir=git_dir, git_rel=git_rel,
                     staged=staged, committed=frozenset(committed), notes=tuple(notes))
 
@@ -312,6 +318,9 @@ class _Walker:
         subdirs: list[str] = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if not _is_text(entry.name):  # bytes that are no UTF-8: no ledger or terminal can carry the path
+                self.errors.append(f"{shown_path(rel)} (a name that is not UTF-8)")
+                continue
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError as exc:
@@ -383,6 +392,19 @@ def _file_state(dir_fd: int, entry: os.DirEntry[str], budget: list[int]) -> str:
         return f"error:{exc.errno}"
     finally:
         os.close(fd)
+
+
+_NOT_UTF8: Final = re.compile("[\udc80-\udcff]")
+
+
+def _is_text(name: str) -> bool:
+    """Whether `name` (decoded with surrogateescape, as os and gitrun decode) was valid UTF-8."""
+    return _NOT_UTF8.search(name) is None
+
+
+def shown_path(path: str) -> str:
+    """`path` with each byte that was not UTF-8 written as `\\xNN`: text any ledger or terminal takes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _named(paths: list[str]) -> str:
