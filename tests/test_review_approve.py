@@ -24,10 +24,10 @@ from fleet.watchdog.programs import program_problem
 SYSTEM_PATH = "/usr/bin:/bin"
 
 
-def agent_dir(tmp_path: Path, policy: ApprovalPolicy) -> Path:
+def agent_dir(tmp_path: Path, policy: ApprovalPolicy, cwd: Path) -> Path:
     path = tmp_path / "state" / "agents" / "agent-1"
     path.mkdir(parents=True)
-    hookapprove.sync(path, policy)
+    hookapprove.sync(path, policy, cwd)
     return path
 
 
@@ -61,7 +61,7 @@ def test_a_listed_copy_never_writes_through_a_planted_symlink(tmp_path: Path, li
     (work / plant).symlink_to(victim if plant.endswith(".js") else outside)
     env = {"PATH": SYSTEM_PATH, "HOME": "/nonexistent-fleet-home"}
     policy = ApprovalPolicy(commands=(tuple(line.split(" ")),), otherwise="ask")
-    answer = hookapprove.decide(agent_dir(tmp_path, policy), "Bash", line, cwd=str(work), env=env)
+    answer = hookapprove.decide(agent_dir(tmp_path, policy, work), "Bash", line, cwd=str(work), env=env)
     if answer is not None and answer[0] == "allow":
         run_as_codex(line, work, env)
     assert victim.read_text() == "the user's file\n"
@@ -79,7 +79,7 @@ def test_a_listed_remove_never_deletes_through_a_planted_symlink(tmp_path: Path)
     env = {"PATH": SYSTEM_PATH, "HOME": "/nonexistent-fleet-home"}
     line = "rm -rf build/cache"
     policy = ApprovalPolicy(commands=(("rm", "-rf", "build/cache"),), otherwise="ask")
-    answer = hookapprove.decide(agent_dir(tmp_path, policy), "Bash", line, cwd=str(work), env=env)
+    answer = hookapprove.decide(agent_dir(tmp_path, policy, work), "Bash", line, cwd=str(work), env=env)
     if answer is not None and answer[0] == "allow":
         run_as_codex(line, work, env)
     assert (outside / "cache" / "keep").exists()

@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from conftest import Fleet, sent_in_ledger
+
+from fleet.work.verify import changed_files, snapshot
 
 
 def report_turn(f: Fleet, agent: str, changed: list[str]) -> None:
@@ -67,3 +71,17 @@ def test_a_report_with_a_lone_surrogate_escape_breaks_no_read(fleet_factory: Cal
     [done] = f.json("wait", aid, "--timeout", "30")["done"]
     assert done["state"] == "failed"  # the report is invalid, and says why
     assert "lone surrogate" in json.dumps(f.json("show", aid))
+
+
+@pytest.mark.xfail(strict=True, reason="review: a snapshot records only whether any x bit is set; setuid, setgid, "
+                                       "sticky and group/other-write changes are no change to the verdict")
+@pytest.mark.parametrize("mode", [0o4755, 0o2755, 0o757, 0o775, 0o700])
+def test_a_permission_change_counts_as_a_change(tmp_path: Path, mode: int) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    tool = work / "tool.sh"
+    tool.write_text("#!/bin/sh\necho hi\n")
+    tool.chmod(0o755)
+    before = snapshot(work)
+    tool.chmod(mode)  # an agent can do this in its cwd: a setuid file, or one any local user may rewrite
+    assert changed_files(before, snapshot(work, since=before)) == ["tool.sh"]

@@ -70,7 +70,7 @@ def test_the_hook_refuses_a_read_only_command_whose_program_the_agent_can_shadow
     agent_dir.mkdir(parents=True)
     work = tmp_path / "work"
     (work / "bin").mkdir(parents=True)
-    hookapprove.sync(agent_dir, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"))
+    hookapprove.sync(agent_dir, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"), work)
     answer = hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work),
                                 env=env(PATH=f"{work}/bin:{SYSTEM_PATH}"))
     assert answer is not None

@@ -113,8 +113,8 @@ def _sync_approve_policy(svc: Service, specs: list[AgentSpec]) -> None:
     """Give each agent's approval hook the current `[watchdog] approve` policy before it starts."""
     from fleet.watchdog import hookapprove
 
-    hookapprove.sync_agents((svc.runtime.agent_dir(spec.name) for spec in specs), svc.config.watchdog.approve,
-                            create=True)
+    hookapprove.sync_agents(((svc.runtime.agent_dir(spec.name), spec.cwd) for spec in specs),
+                            svc.config.watchdog.approve, create=True)
 
 
 def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | None = None,

@@ -57,8 +57,9 @@ def from_json(raw: object) -> ApprovalPolicy | None:
                           workspace_commands=tuple(tuple(c) for c in cast(list[list[str]], workspace)))
 
 
-def sync(agent_dir: Path, policy: ApprovalPolicy | None) -> bool:
-    """Make `agent_dir`'s policy file say `policy` (remove it for None); True if it changed."""
+def sync(agent_dir: Path, policy: ApprovalPolicy | None, cwd: str | os.PathLike[str] | None = None) -> bool:
+    """Make `agent_dir`'s policy file say `policy` (remove it for None), with the agent's configured
+    `cwd`: the one directory an allowed command may run in (`decide`); True if it changed."""
     path = agent_dir / POLICY_FILE
     if policy is None:
         try:
@@ -66,7 +67,8 @@ def sync(agent_dir: Path, policy: ApprovalPolicy | None) -> bool:
             return True
         except FileNotFoundError:
             return False
-    data = json.dumps(to_json(policy), sort_keys=True).encode()
+    body = to_json(policy) | ({"cwd": os.fspath(cwd)} if cwd is not None else {})
+    data = json.dumps(body, sort_keys=True).encode()
     try:
         if read_bytes_nofollow(path, MAX_POLICY_BYTES) == data:
             return False
@@ -76,23 +78,29 @@ def sync(agent_dir: Path, policy: ApprovalPolicy | None) -> bool:
     return True
 
 
-def sync_agents(agent_dirs: Iterable[Path], policy: ApprovalPolicy | None, *, create: bool) -> None:
-    """`sync` each agent dir in turn: `create` makes a missing one (private, as `ensure_dir` does),
-    otherwise an agent whose dir does not exist (never launched) is skipped."""
-    for agent_dir in agent_dirs:
+def sync_agents(agents: Iterable[tuple[Path, Path]], policy: ApprovalPolicy | None, *, create: bool) -> None:
+    """`sync` each (agent dir, configured cwd) in turn: `create` makes a missing dir (private, as
+    `ensure_dir` does), otherwise an agent whose dir does not exist (never launched) is skipped."""
+    for agent_dir, cwd in agents:
         if create:
             ensure_dir(agent_dir)
         elif not agent_dir.is_dir():
             continue
-        sync(agent_dir, policy)
+        sync(agent_dir, policy, cwd)
 
 
 def load(agent_dir: str | os.PathLike[str]) -> ApprovalPolicy | None:
+    return _load(agent_dir)[0]
+
+
+def _load(agent_dir: str | os.PathLike[str]) -> tuple[ApprovalPolicy | None, str | None]:
+    """The policy and the agent's cwd recorded with it (None when not recorded)."""
     try:
         raw = json.loads(read_bytes_nofollow(Path(agent_dir) / POLICY_FILE, MAX_POLICY_BYTES))
     except Exception:  # missing, unsafe (a symlink), unreadable or not JSON: no policy
-        return None
-    return from_json(raw)
+        return None, None
+    cwd = raw.get("cwd") if isinstance(raw, dict) else None
+    return from_json(raw), cwd if isinstance(cwd, str) and cwd.startswith("/") else None
 
 
 def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: float | None = None, *,
@@ -105,13 +113,28 @@ def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: floa
     from .approval import judge, policy_answer
     from .programs import agent_roots, program_problem
 
-    policy = load(agent_dir)
+    policy, agent_cwd = _load(agent_dir)
     if policy is None or _held_by_someone_else(Path(agent_dir), time.time() if now is None else now):
         return None
     environ = os.environ if env is None else env
     roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir))], environ)
+    where = _where_problem(cwd, agent_cwd)
     return policy_answer(judge(policy, tool, command,
-                               program_check=lambda program: program_problem(program, environ, roots)))
+                               program_check=lambda program: where or program_problem(program, environ, roots)))
+
+
+def _where_problem(cwd: str | None, agent_cwd: str | None) -> str | None:
+    """None when the command runs in the agent's configured cwd or below it. Codex passes the model's
+    `workdir` as the payload's `cwd` (measured on 0.169), so a listed `rm -rf build` could otherwise
+    run in any directory the model names."""
+    if agent_cwd is None:
+        return "fleet does not know the agent's cwd, so it cannot tell where the command would run"
+    if not isinstance(cwd, str) or not cwd.startswith("/"):
+        return "Codex did not say where the command would run"
+    real, top = os.path.realpath(cwd), os.path.realpath(agent_cwd)
+    if real == top or real.startswith(top.rstrip("/") + "/"):
+        return None
+    return f"it would run in {cwd}, outside the agent's cwd ({agent_cwd})"
 
 
 def _assignment_cwd(agent_dir: Path) -> str | None:

@@ -234,8 +234,8 @@ class _Tick:
 
     def _sync_approve_policy(self) -> None:
         """Keep each launched agent's copy of the approve policy current, for fleet's approval hook."""
-        hookapprove.sync_agents((self.svc.runtime.agent_dir(name) for name in self.svc.config.agents),
-                                self.policy.approve, create=False)
+        hookapprove.sync_agents(((self.svc.runtime.agent_dir(name), spec.cwd)
+                                 for name, spec in self.svc.config.agents.items()), self.policy.approve, create=False)
 
     # -- gathering --------------------------------------------------------------------------------
 
