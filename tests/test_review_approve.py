@@ -131,3 +131,22 @@ def test_a_read_only_command_never_runs_a_program_another_agent_planted(tmp_path
     if verdict.decision == "allow":
         run_as_codex("cat README.md", work, env)
     assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("where", ["outside", "work/link", "work/../outside"])
+def test_a_listed_command_is_allowed_only_in_the_agents_cwd(tmp_path: Path, where: str) -> None:
+    """The payload's cwd is the model's `workdir`: a directory outside the agent's cwd, one reached
+    through a symlink the agent planted, or a path with `..` never gets an allow."""
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (work / "link").symlink_to(tmp_path / "outside")
+    env = {"PATH": SYSTEM_PATH, "HOME": "/nonexistent-fleet-home"}
+    adir = agent_dir(tmp_path, ApprovalPolicy(commands=(("rm", "-rf", "build"),), otherwise="deny"), work)
+    answer = hookapprove.decide(adir, "Bash", "rm -rf build", cwd=str(tmp_path / where), env=env)
+    assert answer is not None
+    assert answer[0] == "deny"
+    assert "outside the agent's cwd" in answer[1]
+    for inside in (work, work / "sub"):
+        assert hookapprove.decide(adir, "Bash", "rm -rf build", cwd=str(inside), env=env) == (
+            "allow", "Approved by the [watchdog] approve policy: `rm -rf build` is listed in approve.commands.")
