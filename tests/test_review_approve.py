@@ -12,9 +12,11 @@ argument leads, so its place does not change the verdict.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import Fleet
 
 from fleet.watchdog import hookapprove
 from fleet.watchdog.approval import judge
@@ -110,27 +112,43 @@ def test_a_read_only_command_never_runs_a_program_the_login_profile_finds_in_the
     assert not (tmp_path / "PWNED").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="review: the program check counts only this agent's cwd as writable; a "
-                                       "PATH entry inside ANOTHER agent's cwd (a project venv or node_modules/.bin "
-                                       "on the user's PATH) runs that agent's planted program unsandboxed")
-def test_a_read_only_command_never_runs_a_program_another_agent_planted(tmp_path: Path) -> None:
-    other = tmp_path / "agent-2-cwd"  # agent-2's workspace-write cwd, which is on the user's PATH
-    (other / ".venv" / "bin").mkdir(parents=True)
-    planted = other / ".venv" / "bin" / "cat"
-    planted.write_text(f"#!/bin/sh\ntouch {tmp_path}/PWNED\n")
-    planted.chmod(0o755)
-    work = tmp_path / "agent-1-cwd"
-    work.mkdir()
-    (work / "README.md").write_text("hello\n")
-    env = {"PATH": f"{other}/.venv/bin:{SYSTEM_PATH}", "HOME": "/nonexistent-fleet-home"}
-    policy = ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="ask")
-    # Roots as a real machine has them: neither project lives under /tmp, so judge with agent-1's cwd
-    # (the hook adds /tmp, which would hide the point in a test that lives under /tmp).
-    verdict = judge(policy, "Bash", "cat README.md",
-                    program_check=lambda p: program_problem(p, env, (str(work),)))
-    if verdict.decision == "allow":
-        run_as_codex("cat README.md", work, env)
-    assert not (tmp_path / "PWNED").exists()
+@pytest.mark.parametrize("where", ["agent-2's cwd", "agent-1's extra writable root"])
+def test_a_read_only_command_never_runs_a_program_another_agent_could_plant(
+        fleet_factory: Callable[..., Fleet], monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """The program check used to count only the asking agent's cwd (and the temp dirs) as writable. A
+    PATH entry inside ANOTHER agent's cwd (a project venv or node_modules/.bin on the user's PATH), or
+    in a `writable_roots` entry of an agent's Codex config, ran that agent's planted program outside
+    every sandbox. Now the hook gets every sandboxed agent's roots with the policy."""
+    from fleet.agents.writable import fleet_roots
+    from fleet.config import load_config
+    from fleet.watchdog import programs
+
+    f = fleet_factory(2, agent_extra='sandbox = "workspace-write"')
+    work1, work2 = (f.root / "work" / a for a in ("agent-1", "agent-2"))
+    extra = f.root / "shared-cache"
+    (f.root / "homes" / "agent-1").mkdir(parents=True)
+    (f.root / "homes" / "agent-1" / "config.toml").write_text(
+        f'[sandbox_workspace_write]\nwritable_roots = ["{extra}"]\n')
+    bindir = (work2 if where == "agent-2's cwd" else extra) / ".venv" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "cat").write_text(f"#!/bin/sh\ntouch {f.root}/PWNED\n")
+    (bindir / "cat").chmod(0o755)
+    (work1 / "README.md").write_text("hello\n")
+    config = load_config(f.path)
+    adir = f.state_dir / "agents" / "agent-1"
+    hookapprove.sync_agents([(adir, work1)], ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"),
+                            create=True, roots=fleet_roots(config))
+    # The fleet lives under /tmp here, which counts as writable anyway: judge as on a machine whose
+    # projects live elsewhere (no temp roots), so only the roots fleet hands the hook can refuse.
+    monkeypatch.setattr(programs, "TEMP_ROOTS", ())
+    env = {"PATH": f"{bindir}:{SYSTEM_PATH}", "HOME": "/nonexistent-fleet-home"}
+    answer = hookapprove.decide(adir, "Bash", "cat README.md", cwd=str(work1), env=env)
+    if answer is not None and answer[0] == "allow":
+        run_as_codex("cat README.md", work1, env)
+    assert not (f.root / "PWNED").exists()
+    assert answer is not None
+    assert answer[0] == "deny"
+    assert f"PATH holds {bindir}, a directory the agent may write" in answer[1]
 
 
 @pytest.mark.parametrize("where", ["outside", "work/link", "work/../outside"])

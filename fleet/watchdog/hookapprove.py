@@ -57,9 +57,12 @@ def from_json(raw: object) -> ApprovalPolicy | None:
                           workspace_commands=tuple(tuple(c) for c in cast(list[list[str]], workspace)))
 
 
-def sync(agent_dir: Path, policy: ApprovalPolicy | None, cwd: str | os.PathLike[str] | None = None) -> bool:
+def sync(agent_dir: Path, policy: ApprovalPolicy | None, cwd: str | os.PathLike[str] | None = None,
+         roots: Iterable[str] = ()) -> bool:
     """Make `agent_dir`'s policy file say `policy` (remove it for None), with the agent's configured
-    `cwd`: the one directory an allowed command may run in (`decide`); True if it changed."""
+    `cwd` (the one directory an allowed command may run in) and `roots`, every directory any
+    sandboxed agent of the fleet may write (where no program it runs may lie; see `decide`); True if
+    it changed."""
     path = agent_dir / POLICY_FILE
     if policy is None:
         try:
@@ -67,7 +70,7 @@ def sync(agent_dir: Path, policy: ApprovalPolicy | None, cwd: str | os.PathLike[
             return True
         except FileNotFoundError:
             return False
-    body = to_json(policy) | ({"cwd": os.fspath(cwd)} if cwd is not None else {})
+    body = to_json(policy) | ({"cwd": os.fspath(cwd)} if cwd is not None else {}) | {"roots": list(roots)}
     data = json.dumps(body, sort_keys=True).encode()
     try:
         if read_bytes_nofollow(path, MAX_POLICY_BYTES) == data:
@@ -78,29 +81,34 @@ def sync(agent_dir: Path, policy: ApprovalPolicy | None, cwd: str | os.PathLike[
     return True
 
 
-def sync_agents(agents: Iterable[tuple[Path, Path]], policy: ApprovalPolicy | None, *, create: bool) -> None:
+def sync_agents(agents: Iterable[tuple[Path, Path]], policy: ApprovalPolicy | None, *, create: bool,
+                roots: Iterable[str] = ()) -> None:
     """`sync` each (agent dir, configured cwd) in turn: `create` makes a missing dir (private, as
     `ensure_dir` does), otherwise an agent whose dir does not exist (never launched) is skipped."""
+    roots = tuple(roots)
     for agent_dir, cwd in agents:
         if create:
             ensure_dir(agent_dir)
         elif not agent_dir.is_dir():
             continue
-        sync(agent_dir, policy, cwd)
+        sync(agent_dir, policy, cwd, roots)
 
 
 def load(agent_dir: str | os.PathLike[str]) -> ApprovalPolicy | None:
     return _load(agent_dir)[0]
 
 
-def _load(agent_dir: str | os.PathLike[str]) -> tuple[ApprovalPolicy | None, str | None]:
-    """The policy and the agent's cwd recorded with it (None when not recorded)."""
+def _load(agent_dir: str | os.PathLike[str]) -> tuple[ApprovalPolicy | None, str | None, list[str]]:
+    """The policy, the agent's cwd recorded with it (None when not recorded) and the fleet's roots."""
     try:
         raw = json.loads(read_bytes_nofollow(Path(agent_dir) / POLICY_FILE, MAX_POLICY_BYTES))
     except Exception:  # missing, unsafe (a symlink), unreadable or not JSON: no policy
-        return None, None
-    cwd = raw.get("cwd") if isinstance(raw, dict) else None
-    return from_json(raw), cwd if isinstance(cwd, str) and cwd.startswith("/") else None
+        return None, None, []
+    if not isinstance(raw, dict):
+        return None, None, []
+    cwd, roots = raw.get("cwd"), raw.get("roots")
+    roots = [r for r in roots if isinstance(r, str)] if isinstance(roots, list) else []
+    return from_json(raw), cwd if isinstance(cwd, str) and cwd.startswith("/") else None, roots
 
 
 def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: float | None = None, *,
@@ -113,11 +121,11 @@ def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: floa
     from .approval import judge, policy_answer
     from .programs import agent_roots, program_problem
 
-    policy, agent_cwd = _load(agent_dir)
+    policy, agent_cwd, fleet_roots = _load(agent_dir)
     if policy is None or _held_by_someone_else(Path(agent_dir), time.time() if now is None else now):
         return None
     environ = os.environ if env is None else env
-    roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir))], environ)
+    roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir)), agent_cwd, *fleet_roots], environ)
     where = _where_problem(cwd, agent_cwd)
     return policy_answer(judge(policy, tool, command,
                                program_check=lambda program: where or program_problem(program, environ, roots)))

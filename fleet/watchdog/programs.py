@@ -13,9 +13,12 @@ hook checks, in its own environment (Codex's, which the shell inherits; measured
 - every `PATH` entry is absolute and not inside such a place, and the program found first resolves
   (through symlinks) to a file outside them too.
 
-"A place the agent may write": the command's working directory, the assignment's cwd, and the
+"A place the agent may write": the command's working directory, the assignment's cwd, the
 temporary directories (`/tmp`, `/var/tmp`, `/dev/shm`, `$TMPDIR`) that Codex's workspace-write
-sandbox opens. fleet does not see extra `writable_roots` a Codex config may add, nor what an earlier
+sandbox opens, and every root any sandboxed agent of the fleet may write (its cwd, `writable_roots`,
+`--add-dir`: `fleet.agents.writable.fleet_roots`, handed to the hook with the policy), since another
+agent may have planted the program. fleet does not see the PATH a login shell's profile builds (it
+checks its own), nor what an earlier
 approved (unsandboxed) command wrote elsewhere: see the README's threat model.
 
 Stdlib only: the hook imports it.

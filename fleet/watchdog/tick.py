@@ -234,8 +234,11 @@ class _Tick:
 
     def _sync_approve_policy(self) -> None:
         """Keep each launched agent's copy of the approve policy current, for fleet's approval hook."""
+        from fleet.agents.writable import fleet_roots
+
         hookapprove.sync_agents(((self.svc.runtime.agent_dir(name), spec.cwd)
-                                 for name, spec in self.svc.config.agents.items()), self.policy.approve, create=False)
+                                 for name, spec in self.svc.config.agents.items()), self.policy.approve,
+                                create=False, roots=fleet_roots(self.svc.config) if self.policy.approve else ())
 
     # -- gathering --------------------------------------------------------------------------------
 
