@@ -73,10 +73,10 @@ def test_a_report_with_a_lone_surrogate_escape_breaks_no_read(fleet_factory: Cal
     assert "lone surrogate" in json.dumps(f.json("show", aid))
 
 
-@pytest.mark.xfail(strict=True, reason="review: a snapshot records only whether any x bit is set; setuid, setgid, "
-                                       "sticky and group/other-write changes are no change to the verdict")
 @pytest.mark.parametrize("mode", [0o4755, 0o2755, 0o757, 0o775, 0o700])
 def test_a_permission_change_counts_as_a_change(tmp_path: Path, mode: int) -> None:
+    """A snapshot used to record only whether any x bit was set: setuid, setgid, sticky and
+    group/other-write changes, or x taken from group and others, were no change to the verdict."""
     work = tmp_path / "work"
     work.mkdir()
     tool = work / "tool.sh"
