@@ -84,7 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-approve-") as tmp:
         agent_dir = Path(tmp) / "state" / "agents" / "agent-1"
         agent_dir.mkdir(parents=True)
-        hookapprove.sync(agent_dir, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"))
+        hookapprove.sync(agent_dir, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"), agent_dir)
         bare = statistics.median(wall_ms([sys.executable, "-S", "-c", "pass"]) for _ in range(args.runs))
         for command in ("ls -la", "rm -rf build"):
             ms, outs = hook_ms(agent_dir, command, args.runs)

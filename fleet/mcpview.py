@@ -126,7 +126,7 @@ UNTRUSTED_PATHS: Final[dict[str, tuple[tuple[str, ...], ...]]] = {
     "assignment_get": (("report",), ("reason",), ("verification", "changed"),
                        ("verification", "reasons", "*", "message"), ("verification", "reasons", "*", "paths"),
                        ("verification", "checks", "*", "output_tail"), ("verification", "notes"),
-                       ("events", "*", "details")),
+                       ("verification", "denied", "paths"), ("events", "*", "details")),
     "assignment_list": (("assignments", "*", "reason"),),
     "assignment_wait": (("done", "*", "summary"), ("done", "*", "reason"), ("pending", "*", "summary"),
                         ("pending", "*", "reason")),

@@ -70,7 +70,7 @@ def test_the_hook_refuses_a_read_only_command_whose_program_the_agent_can_shadow
     agent_dir.mkdir(parents=True)
     work = tmp_path / "work"
     (work / "bin").mkdir(parents=True)
-    hookapprove.sync(agent_dir, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"))
+    hookapprove.sync(agent_dir, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"), work)
     answer = hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work),
                                 env=env(PATH=f"{work}/bin:{SYSTEM_PATH}"))
     assert answer is not None
@@ -80,20 +80,18 @@ def test_the_hook_refuses_a_read_only_command_whose_program_the_agent_can_shadow
         "allow", "Approved by the [watchdog] approve policy: `cat README.md` is read-only.")
 
 
-def test_the_hook_counts_the_agents_extra_writable_roots_recorded_at_start(tmp_path: Path) -> None:
-    """A `sandbox_workspace_write.writable_roots` entry is a place the agent may have planted a `cat`:
-    `up` records the agent's roots with the policy, the tick keeps them, and the hook refuses."""
+def test_the_hook_counts_the_extra_writable_roots_it_was_given(tmp_path: Path) -> None:
+    """A `sandbox_workspace_write.writable_roots` entry is a place an agent may have planted a `cat`:
+    `up` and the tick hand the fleet's roots to the hook with the policy, and the hook refuses."""
     agent_dir = tmp_path / "state" / "agents" / "agent-1"
     agent_dir.mkdir(parents=True)
     work, extra = tmp_path / "work", Path("/opt/fleet-extra-root")
     work.mkdir()
     policy = ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny")
     path = f"{extra}/bin:{SYSTEM_PATH}"
-    hookapprove.sync(agent_dir, policy)
+    hookapprove.sync(agent_dir, policy, work)
     assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=env(PATH=path))[0] == "allow"
-    hookapprove.sync(agent_dir, policy, [str(work), str(extra)])  # what `up` writes
-    hookapprove.sync(agent_dir, policy)  # what a tick writes: the recorded roots stay
-    assert hookapprove.load_roots(agent_dir) == tuple(sorted([str(work), str(extra)]))
+    hookapprove.sync(agent_dir, policy, work, [str(work), str(extra)])
     answer = hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=env(PATH=path))
     assert answer is not None
     assert answer[0] == "deny"

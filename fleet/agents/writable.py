@@ -237,11 +237,14 @@ def agent_roots(spec: AgentSpec, environ: Mapping[str, str] | None = None) -> Ro
     return writable_roots(spec, _home_config(spec.home), os.environ if environ is None else environ)
 
 
-def policy_roots(spec: AgentSpec) -> tuple[str, ...]:
-    """The agent's writable roots for its approval hook (`fleet.watchdog.hookapprove.sync`): `/`
-    under full access (anything could be the agent's), none for a read-only agent."""
-    roots = agent_roots(spec)
-    return ("/",) if roots.full_access else tuple(str(p) for p in roots.roots)
+def fleet_roots(config: FleetConfig, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Every directory some sandboxed agent of the fleet may write (resolved): where a program an
+    approved command runs must not lie, whichever agent asks (`fleet.watchdog.programs`). A
+    full-access agent adds nothing here: it can forge anything, as the README says."""
+    env = os.environ if environ is None else environ
+    out = [str(_real(p)) for spec in config.agents.values()
+           for p in writable_roots(spec, _home_config(spec.home), env).roots]
+    return tuple(dict.fromkeys(out))
 
 
 def exposures(config: FleetConfig, specs: Iterable[AgentSpec] | None = None,

@@ -111,11 +111,11 @@ def refuse_exposed_control_plane(svc: Service) -> None:
 
 def _sync_approve_policy(svc: Service, specs: list[AgentSpec]) -> None:
     """Give each agent's approval hook the current `[watchdog] approve` policy before it starts."""
-    from fleet.agents.writable import policy_roots
+    from fleet.agents.writable import fleet_roots
     from fleet.watchdog import hookapprove
 
-    hookapprove.sync_agents(((svc.runtime.agent_dir(spec.name), policy_roots(spec)) for spec in specs),
-                            svc.config.watchdog.approve, create=True)
+    hookapprove.sync_agents(((svc.runtime.agent_dir(spec.name), spec.cwd) for spec in specs),
+                            svc.config.watchdog.approve, create=True, roots=fleet_roots(svc.config))
 
 
 def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | None = None,

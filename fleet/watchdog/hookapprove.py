@@ -57,11 +57,12 @@ def from_json(raw: object) -> ApprovalPolicy | None:
                           workspace_commands=tuple(tuple(c) for c in cast(list[list[str]], workspace)))
 
 
-def sync(agent_dir: Path, policy: ApprovalPolicy | None, roots: Iterable[str] | None = None) -> bool:
-    """Make `agent_dir`'s policy file say `policy` (remove it for None); True if it changed. `roots`
-    are the agent's writable roots as fleet read its sandbox settings when it started it
-    (`fleet.agents.writable`; None keeps those recorded): the hook counts them, with the cwd and the
-    temp dirs, as places a program may have been planted."""
+def sync(agent_dir: Path, policy: ApprovalPolicy | None, cwd: str | os.PathLike[str] | None = None,
+         roots: Iterable[str] = ()) -> bool:
+    """Make `agent_dir`'s policy file say `policy` (remove it for None), with the agent's configured
+    `cwd` (the one directory an allowed command may run in) and `roots`, every directory any
+    sandboxed agent of the fleet may write (where no program it runs may lie; see `decide`); True if
+    it changed."""
     path = agent_dir / POLICY_FILE
     if policy is None:
         try:
@@ -69,8 +70,8 @@ def sync(agent_dir: Path, policy: ApprovalPolicy | None, roots: Iterable[str] | 
             return True
         except FileNotFoundError:
             return False
-    kept = load_roots(agent_dir) if roots is None else roots
-    data = json.dumps({**to_json(policy), "roots": sorted(set(kept))}, sort_keys=True).encode()
+    body = to_json(policy) | ({"cwd": os.fspath(cwd)} if cwd is not None else {}) | {"roots": list(roots)}
+    data = json.dumps(body, sort_keys=True).encode()
     try:
         if read_bytes_nofollow(path, MAX_POLICY_BYTES) == data:
             return False
@@ -80,34 +81,34 @@ def sync(agent_dir: Path, policy: ApprovalPolicy | None, roots: Iterable[str] | 
     return True
 
 
-def sync_agents(agents: Iterable[tuple[Path, Iterable[str] | None]], policy: ApprovalPolicy | None, *,
-                create: bool) -> None:
-    """`sync` each (agent dir, writable roots or None) in turn: `create` makes a missing dir (private,
-    as `ensure_dir` does), otherwise an agent whose dir does not exist (never launched) is skipped."""
-    for agent_dir, roots in agents:
+def sync_agents(agents: Iterable[tuple[Path, Path]], policy: ApprovalPolicy | None, *, create: bool,
+                roots: Iterable[str] = ()) -> None:
+    """`sync` each (agent dir, configured cwd) in turn: `create` makes a missing dir (private, as
+    `ensure_dir` does), otherwise an agent whose dir does not exist (never launched) is skipped."""
+    roots = tuple(roots)
+    for agent_dir, cwd in agents:
         if create:
             ensure_dir(agent_dir)
         elif not agent_dir.is_dir():
             continue
-        sync(agent_dir, policy, roots)
+        sync(agent_dir, policy, cwd, roots)
 
 
 def load(agent_dir: str | os.PathLike[str]) -> ApprovalPolicy | None:
-    return from_json(_read(agent_dir))
+    return _load(agent_dir)[0]
 
 
-def load_roots(agent_dir: str | os.PathLike[str]) -> tuple[str, ...]:
-    """The writable roots `sync` recorded with the policy (absolute paths only; none if unreadable)."""
-    raw = _read(agent_dir)
-    roots = raw.get("roots") if isinstance(raw, dict) else None
-    return tuple(r for r in roots if isinstance(r, str) and r.startswith("/")) if isinstance(roots, list) else ()
-
-
-def _read(agent_dir: str | os.PathLike[str]) -> object:
+def _load(agent_dir: str | os.PathLike[str]) -> tuple[ApprovalPolicy | None, str | None, list[str]]:
+    """The policy, the agent's cwd recorded with it (None when not recorded) and the fleet's roots."""
     try:
-        return json.loads(read_bytes_nofollow(Path(agent_dir) / POLICY_FILE, MAX_POLICY_BYTES))
+        raw = json.loads(read_bytes_nofollow(Path(agent_dir) / POLICY_FILE, MAX_POLICY_BYTES))
     except Exception:  # missing, unsafe (a symlink), unreadable or not JSON: no policy
-        return None
+        return None, None, []
+    if not isinstance(raw, dict):
+        return None, None, []
+    cwd, roots = raw.get("cwd"), raw.get("roots")
+    roots = [r for r in roots if isinstance(r, str)] if isinstance(roots, list) else []
+    return from_json(raw), cwd if isinstance(cwd, str) and cwd.startswith("/") else None, roots
 
 
 def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: float | None = None, *,
@@ -120,13 +121,28 @@ def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: floa
     from .approval import judge, policy_answer
     from .programs import agent_roots, program_problem
 
-    policy = load(agent_dir)
+    policy, agent_cwd, fleet_roots = _load(agent_dir)
     if policy is None or _held_by_someone_else(Path(agent_dir), time.time() if now is None else now):
         return None
     environ = os.environ if env is None else env
-    roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir)), *load_roots(agent_dir)], environ)
+    roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir)), agent_cwd, *fleet_roots], environ)
+    where = _where_problem(cwd, agent_cwd)
     return policy_answer(judge(policy, tool, command,
-                               program_check=lambda program: program_problem(program, environ, roots)))
+                               program_check=lambda program: where or program_problem(program, environ, roots)))
+
+
+def _where_problem(cwd: str | None, agent_cwd: str | None) -> str | None:
+    """None when the command runs in the agent's configured cwd or below it. Codex passes the model's
+    `workdir` as the payload's `cwd` (measured on 0.169), so a listed `rm -rf build` could otherwise
+    run in any directory the model names."""
+    if agent_cwd is None:
+        return "fleet does not know the agent's cwd, so it cannot tell where the command would run"
+    if not isinstance(cwd, str) or not cwd.startswith("/"):
+        return "Codex did not say where the command would run"
+    real, top = os.path.realpath(cwd), os.path.realpath(agent_cwd)
+    if real == top or real.startswith(top.rstrip("/") + "/"):
+        return None
+    return f"it would run in {cwd}, outside the agent's cwd ({agent_cwd})"
 
 
 def _assignment_cwd(agent_dir: Path) -> str | None:

@@ -15,9 +15,11 @@ hook checks, in its own environment (Codex's, which the shell inherits; measured
 
 "A place the agent may write": the command's working directory, the assignment's cwd, the
 temporary directories (`/tmp`, `/var/tmp`, `/dev/shm`, `$TMPDIR`) that Codex's workspace-write
-sandbox opens, and the agent's own writable roots as fleet read them from its sandbox settings when
-it started it (`-c`, profile, home config: recorded in the policy file by `up`). fleet does not see
-what an earlier approved (unsandboxed) command wrote elsewhere: see the README's threat model.
+sandbox opens, and every root any sandboxed agent of the fleet may write (its cwd, `writable_roots`,
+`--add-dir`: `fleet.agents.writable.fleet_roots`, handed to the hook with the policy), since another
+agent may have planted the program. fleet does not see the PATH a login shell's profile builds (it
+checks its own), nor what an earlier
+approved (unsandboxed) command wrote elsewhere: see the README's threat model.
 
 Stdlib only: the hook imports it.
 """

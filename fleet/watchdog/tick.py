@@ -44,22 +44,12 @@ from fleet import audit
 from fleet.errors import FleetError, InternalError
 from fleet.fsutil import read_jsonl_tail
 
-from . import hookapprove
+from . import hookapprove, tickstate
 from .decide import Action, ActionKind, AgentFacts, AgentState, advance, crash_streak, decide_all, lease_kind
 from .facts import JournalFacts, build_facts, fold_journal
 from .messages import lead_prompt, notify_payload, report_request, resume_text
 from .store import AgentRecord, LadderRecord, WatchdogStore
-from .tickstate import (
-    FALLBACK_DB,
-    LEDGER_FAULTS,
-    compact_detail,
-    ledger_fault,
-    open_ledger,
-    private_file,
-    record_dict,
-    tick_lock,
-    turn_id_of,
-)
+from .tickstate import FALLBACK_DB, LEDGER_FAULTS, ledger_fault, open_ledger, private_file, tick_lock
 
 if TYPE_CHECKING:
     from fleet.config import AgentSpec
@@ -244,8 +234,11 @@ class _Tick:
 
     def _sync_approve_policy(self) -> None:
         """Keep each launched agent's copy of the approve policy current, for fleet's approval hook."""
-        hookapprove.sync_agents(((self.svc.runtime.agent_dir(name), None) for name in self.svc.config.agents),
-                                self.policy.approve, create=False)  # roots: as recorded when each started
+        from fleet.agents.writable import fleet_roots
+
+        hookapprove.sync_agents(((self.svc.runtime.agent_dir(name), spec.cwd)
+                                 for name, spec in self.svc.config.agents.items()), self.policy.approve,
+                                create=False, roots=fleet_roots(self.svc.config) if self.policy.approve else ())
 
     # -- gathering --------------------------------------------------------------------------------
 
@@ -276,7 +269,7 @@ class _Tick:
                 ladder=ladder.ladder if ladder else None,
                 lease=lease_kind(holder, watchdog_holder=WATCHDOG_HOLDER,
                                  assignment_holders=[f"assignment:{row['id']}"] if row else []),
-                lease_holder=holder, record=record_dict(records.get(name)),
+                lease_holder=holder, record=tickstate.record_dict(records.get(name)),
                 transcript_mtime=_mtime(journal),
             )
             if name == lead:
@@ -428,7 +421,7 @@ class _Tick:
                 rec = replace(rec, ladder=advance(rec.ladder, action, self.now))
             own = action.action in OWN_PROMPTS or (action.action == "resend" and seen.facts.state != "exited")
             if own and entry["detail"]:
-                rec = rec.with_turn(turn_id_of(entry["detail"]))
+                rec = rec.with_turn(tickstate.turn_id_of(entry["detail"]))
             self.store.save_ladder(rec, self.now)
             self.seen[action.agent] = seen = replace(seen, ladder=rec)
         record = seen.record
@@ -452,7 +445,7 @@ class _Tick:
         details = {k: v for k, v in entry.items()
                    if k in ("action", "rung", "reason", "lead", "outcome", "error") and v is not None}
         if entry["detail"]:
-            details["detail"] = compact_detail(entry["detail"])
+            details["detail"] = tickstate.compact_detail(entry["detail"])
         try:  # without a ledger, the audit record below still says what was done
             if self.ledger is not None and entry["assignment"]:
                 self.ledger.annotate(entry["assignment"], kind, actor=WATCHDOG_HOLDER, details=details)

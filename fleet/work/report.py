@@ -212,7 +212,19 @@ def _parse_json(block: str) -> tuple[object, str | None]:
         return None, f"not valid JSON: {type(exc).__name__}"
     if dupes:
         return None, f"duplicate key(s) {', '.join(map(repr, sorted(set(dupes))))} in the JSON object"
+    if _holds_surrogate(obj):  # `"\udcff"` is valid JSON but no text: nothing can store or print it
+        return None, "a string in the JSON object holds a lone surrogate escape (\\ud800-\\udfff), which is not text"
     return obj, None
+
+
+def _holds_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(_holds_surrogate(k) or _holds_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_surrogate(v) for v in value)
+    return False
 
 
 def _text_problems(key: str, value: object, *, required: bool) -> list[str]:

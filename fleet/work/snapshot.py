@@ -5,7 +5,7 @@ ledger with `to_json`); when the report is in, `after = snapshot(cwd, since=befo
 `changed_files(before, after)`, and only then the checks, so that files the checks write (a pytest
 `__pycache__`) are never blamed on the agent.
 
-What a snapshot sees: **every file under the cwd**, by content (sha256 and the executable bit),
+What a snapshot sees: **every file under the cwd**, by content (sha256 and every permission bit),
 symlinks by target, whatever any ignore rule says and whatever its name: `.gitignore`d trees,
 `__pycache__`, caches, nested repositories and `.git` itself. An agent cannot hide a write from it
 with a `.gitignore`, `.git/info/exclude`, `core.excludesFile` or a global ignore file, because none is
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import time
 from collections.abc import Mapping
@@ -56,7 +57,7 @@ MAX_STAGED: Final = 50_000
 #: Paths named in a note; the rest are counted.
 MAX_NAMED: Final = 10
 #: Version of `to_json`; a baseline of another version cannot be compared and is refused.
-VERSION: Final = 2
+VERSION: Final = 3
 #: Files of the git dir whose content a commit rewrites; compared by meaning (HEAD, staged entries).
 GIT_BOOKKEEPING: Final = frozenset({"index", "COMMIT_EDITMSG", "ORIG_HEAD", "FETCH_HEAD", "HEAD", "logs/HEAD"})
 _EMPTY_TREE: Final = {"sha1": "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
@@ -70,7 +71,8 @@ class SnapshotError(RuntimeError):
 @dataclass(frozen=True)
 class Snapshot:
     """The state of a cwd at one moment. `files` maps cwd-relative POSIX paths to a state string
-    (`sha256:<hex>[x]`, `stat:<size>:<mtime_ns>[x]` past the hash budget, `link:<target>`,
+    (`sha256:<hex>:<mode>`, `stat:<size>:<mtime_ns>:<mode>` past the hash budget (mode: the
+    permission bits in octal), `link:<target>`,
     `obj:<size>:<mtime_ns>:<ctime_ns>:<ino>` for a git object, `symref:<ref>`/`detached` for the git
     dir's HEAD, `special:<type>`, `error:<errno>`). In git mode `git_dir` is the repository's absolute
     git dir, `git_rel` its cwd-relative path when it lies inside the cwd, `staged` maps cwd-relative
@@ -95,7 +97,7 @@ class Snapshot:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Snapshot:
-        """Raises `ValueError` for anything but a version 2 snapshot (an older baseline saw less)."""
+        """Raises `ValueError` for anything but a version 3 snapshot (an older baseline saw less)."""
         if obj.get("version") != VERSION or obj.get("kind") not in ("git", "tree"):
             raise ValueError(f"not a version {VERSION} snapshot (a baseline from an older fleet cannot be compared; "
                              "assign the work again)")
@@ -190,6 +192,11 @@ def _git_snapshot(root: str, taken: float, since: Snapshot | None, git_dir: str,
         if since.head is not None and (head is None or _git(
                 root, git_dir, "merge-base", "--is-ancestor", since.head, head, check=False) is None):
             committed.add(f"{rel.replace(os.sep, '/')}/HEAD")  # history rewritten, even with the same tree
+    odd = sorted(shown_path(p) for p in [*staged, *committed] if not _is_text(p))
+    if odd:
+        notes.append(f"git names {_named(odd)}, which are not UTF-8 (rename them)")
+        staged = {shown_path(p): v for p, v in staged.items()}
+        committed = {shown_path(p) for p in committed}
     return Snapshot(cwd=root, kind="git", taken_at=taken, files=files, head=head, git_dir=git_dir, git_rel=git_rel,
                     staged=staged, committed=frozenset(committed), notes=tuple(notes))
 
@@ -312,6 +319,9 @@ class _Walker:
         subdirs: list[str] = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if not _is_text(entry.name):  # bytes that are no UTF-8: no ledger or terminal can carry the path
+                self.errors.append(f"{shown_path(rel)} (a name that is not UTF-8)")
+                continue
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError as exc:
@@ -368,7 +378,7 @@ def _file_state(dir_fd: int, entry: os.DirEntry[str], budget: list[int]) -> str:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # swapped for a FIFO or a device since the scandir
             return f"special:{stat.S_IFMT(st.st_mode):o}"
-        mode = "x" if st.st_mode & 0o111 else ""
+        mode = f":{stat.S_IMODE(st.st_mode):o}"  # every permission bit: setuid, sticky, group/other write
         if st.st_size > budget[0]:
             budget[0] = -1
             return f"stat:{st.st_size}:{st.st_mtime_ns}{mode}"
@@ -383,6 +393,19 @@ def _file_state(dir_fd: int, entry: os.DirEntry[str], budget: list[int]) -> str:
         return f"error:{exc.errno}"
     finally:
         os.close(fd)
+
+
+_NOT_UTF8: Final = re.compile("[\udc80-\udcff]")
+
+
+def _is_text(name: str) -> bool:
+    """Whether `name` (decoded with surrogateescape, as os and gitrun decode) was valid UTF-8."""
+    return _NOT_UTF8.search(name) is None
+
+
+def shown_path(path: str) -> str:
+    """`path` with each byte that was not UTF-8 written as `\\xNN`: text any ledger or terminal takes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _named(paths: list[str]) -> str:
