@@ -39,9 +39,6 @@ def run_as_codex(command: str, cwd: Path, env: dict[str, str], login: bool = Fal
                    capture_output=True, check=False)
 
 
-@pytest.mark.xfail(strict=True, reason="review: a `commands` line of a NO_WORKSPACE_CODE program (cp, mv, chmod, "
-                                       "touch, mkdir, rm) is allowed whatever the agent made of its paths; through a "
-                                       "planted symlink it writes a file outside the agent's writable roots")
 @pytest.mark.parametrize(
     ("line", "plant"),
     [
@@ -69,8 +66,6 @@ def test_a_listed_copy_never_writes_through_a_planted_symlink(tmp_path: Path, li
     assert victim.read_text() == "the user's file\n"
 
 
-@pytest.mark.xfail(strict=True, reason="review: `rm -rf build/cache` (a listed command) follows a planted `build` "
-                                       "symlink and deletes a directory outside the agent's writable roots")
 def test_a_listed_remove_never_deletes_through_a_planted_symlink(tmp_path: Path) -> None:
     outside = tmp_path / "user"
     (outside / "cache").mkdir(parents=True)
@@ -160,11 +155,11 @@ def test_a_listed_command_is_allowed_only_in_the_agents_cwd(tmp_path: Path, wher
     (tmp_path / "outside").mkdir()
     (work / "link").symlink_to(tmp_path / "outside")
     env = {"PATH": SYSTEM_PATH, "HOME": "/nonexistent-fleet-home"}
-    adir = agent_dir(tmp_path, ApprovalPolicy(commands=(("rm", "-rf", "build"),), otherwise="deny"), work)
-    answer = hookapprove.decide(adir, "Bash", "rm -rf build", cwd=str(tmp_path / where), env=env)
+    adir = agent_dir(tmp_path, ApprovalPolicy(commands=(("du", "-sh", "build"),), otherwise="deny"), work)
+    answer = hookapprove.decide(adir, "Bash", "du -sh build", cwd=str(tmp_path / where), env=env)
     assert answer is not None
     assert answer[0] == "deny"
     assert "outside the agent's cwd" in answer[1]
     for inside in (work, work / "sub"):
-        assert hookapprove.decide(adir, "Bash", "rm -rf build", cwd=str(inside), env=env) == (
-            "allow", "Approved by the [watchdog] approve policy: `rm -rf build` is listed in approve.commands.")
+        assert hookapprove.decide(adir, "Bash", "du -sh build", cwd=str(inside), env=env) == (
+            "allow", "Approved by the [watchdog] approve policy: `du -sh build` is listed in approve.commands.")

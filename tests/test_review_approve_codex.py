@@ -3,7 +3,7 @@ but not the directory the model asks it to run in.
 
 Codex's `exec_command` takes a `workdir` argument from the model; the PermissionRequest payload
 carries it as `cwd` (measured on 0.169), and the hook used it only to widen the roots of its program
-check. A `commands` line with a relative path, like the README's own `rm -rf build`, was therefore
+check. A listed line with a relative path, like `rm -rf build`, was therefore
 approved and run outside the sandbox in any directory the model named (the user's build deleted).
 Now an allow needs the command to run in the agent's configured cwd or below it.
 """
@@ -25,7 +25,8 @@ def test_a_listed_command_never_runs_in_a_directory_the_model_picks(
         fleet_factory: Callable[..., Fleet], mock_model: MockServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", SAFE_HOME)
     f = fleet_factory(1, model=mock_model, agent_extra='sandbox = "workspace-write"',
-                      extra='[watchdog]\nevery = "1s"\napprove = { commands = ["rm -rf build"], otherwise = "deny" }')
+                      extra='[watchdog]\nevery = "1s"\napprove = { commands_running_workspace_code = ["rm -rf build"], '
+                            'otherwise = "deny" }')
     f.json("up")
     victim = f.root / "users-project"  # not the agent's cwd: stands for any directory of the user's
     (victim / "build").mkdir(parents=True)

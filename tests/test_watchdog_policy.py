@@ -130,12 +130,19 @@ def test_ladder_may_be_a_subset_in_any_order_or_empty() -> None:
 
 
 def test_approve_table_resolves_to_an_approval_policy_with_argv_commands() -> None:
-    p = parse_policy(table('[watchdog]\napprove = { allow = ["read-only"], commands = ["rm  -rf build"], '
-                           'commands_running_workspace_code = ["make test", "pytest -q \'tests/a b\'"], '
-                           'otherwise = "deny" }\n'))
-    assert p.approve == ApprovalPolicy(allow=frozenset({"read-only"}), commands=(("rm", "-rf", "build"),),
-                                       workspace_commands=(("make", "test"), ("pytest", "-q", "tests/a b")),
+    p = parse_policy(table('[watchdog]\napprove = { allow = ["read-only"], commands = ["du  -sh build"], '
+                           'commands_running_workspace_code = ["make test", "pytest -q \'tests/a b\'", '
+                           '"rm -rf build"], otherwise = "deny" }\n'))
+    assert p.approve == ApprovalPolicy(allow=frozenset({"read-only"}), commands=(("du", "-sh", "build"),),
+                                       workspace_commands=(("make", "test"), ("pytest", "-q", "tests/a b"),
+                                                           ("rm", "-rf", "build")),
                                        otherwise="deny")
+
+
+def test_a_writing_program_in_commands_is_refused_it_follows_the_agents_symlinks() -> None:
+    for line in ("rm -rf build", "cp dist/app.js public/app.js", "mkdir -p out", "chmod +x run.sh"):
+        with pytest.raises(ConfigError, match="commands_running_workspace_code"):
+            parse_policy(table(f'[watchdog]\napprove = {{ commands = ["{line}"] }}\n'))
     assert parse_policy({"approve": {}}).approve == ApprovalPolicy(otherwise="ask")
 
 

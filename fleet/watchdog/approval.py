@@ -14,8 +14,9 @@ programs, and the agent can write `.git/config`), `sed`/`awk` (write and execute
 
 The words judged are the shell's own (`fleet.watchdog.shellwords`: a grammar bash, dash and zsh split
 alike; anything else is not judged), taken from the whole command Codex sent. An exact `commands`
-line is trusted only for programs in `NO_WORKSPACE_CODE`; `make test` and the like run the agent's
-own files and need `commands_running_workspace_code`. And an allow needs the hook's check that the
+line is trusted only for programs in `NO_WORKSPACE_CODE` (the read-only list); `make test` and the
+like run the agent's own files, `cp`/`rm` and the like write through paths the agent controls, and
+both need `commands_running_workspace_code`. And an allow needs the hook's check that the
 program found is not one the agent could have planted (`fleet.watchdog.programs`).
 
 What "read-only" does not mean: private. These commands can read anything the user can, as Codex's
@@ -74,10 +75,13 @@ READ_ONLY: Final[dict[str, _Refuse]] = {
 #: Shells whose `-c SCRIPT` form a model may write; the script is judged instead (one level only).
 SHELLS: Final = frozenset({"bash", "sh", "zsh", "dash"})
 #: Programs an exact `commands` entry may name without `commands_running_workspace_code`: they read no
-#: code or configuration from the directory they run in. Everything else (make, pytest, npm, cargo,
-#: python, tox, git, `./x.sh`, ...) may run what the agent wrote, and fleet cannot list every program
-#: that does, so only these are trusted without the user saying so.
-NO_WORKSPACE_CODE: Final = frozenset(READ_ONLY) | {"mkdir", "rmdir", "rm", "touch", "cp", "mv", "ln", "chmod"}
+#: code or configuration from the directory they run in, and write nothing. Everything else may run
+#: what the agent wrote (make, pytest, npm, cargo, python, tox, git, `./x.sh`, ...; fleet cannot list
+#: every program that does) or write through paths the agent controls (`cp`, `mv`, `rm`, `mkdir`,
+#: `touch`, `ln`, `chmod`: a symlink it planted sends the write anywhere, and a check before the
+#: command runs races with the agent's own processes), so only these are trusted without the user
+#: saying so.
+NO_WORKSPACE_CODE: Final = frozenset(READ_ONLY)
 #: A longer command line is never approved by rule (the hook journals at most this much of it).
 MAX_COMMAND: Final = 4000
 
@@ -164,7 +168,8 @@ def judge(policy: ApprovalPolicy | None, tool: str, command: str, *,
         why = f"`{shown}` is listed in approve.commands"
     elif argv in policy.commands:
         return Verdict(otherwise, f"`{shown}` is listed in approve.commands, but `{argv[0]}` may run code from the "
-                                  f"agent's workspace and is not in approve.commands_running_workspace_code; {tail}")
+                                  "agent's workspace or write through its paths, and is not in "
+                                  f"approve.commands_running_workspace_code; {tail}")
     elif "read-only" in policy.allow:
         problem = read_only_problem(command)
         if problem is not None:

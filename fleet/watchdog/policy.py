@@ -216,9 +216,10 @@ def _approval(tbl: Mapping[str, Any], source: str, where: str) -> ApprovalPolicy
                                    "arguments (plain words or simple quotes)")
             if name == "commands" and argv[0] not in NO_WORKSPACE_CODE:
                 _fail(source, key, f"`{argv[0]}` may run code or read configuration from the agent's working "
-                                   f"directory (its Makefile, conftest.py, package.json, scripts), so approving "
-                                   f"{line!r} runs what the agent wrote outside its sandbox; if you accept that, "
-                                   "list it under commands_running_workspace_code instead")
+                                   f"directory (its Makefile, conftest.py, package.json, scripts) or write through "
+                                   f"paths the agent controls (a symlink it planted sends a cp or rm anywhere), so "
+                                   f"approving {line!r} lets the agent's files steer it outside its sandbox; if you "
+                                   "accept that, list it under commands_running_workspace_code instead")
             lists[name].append(argv)
     return ApprovalPolicy(
         allow=frozenset(cast(list[ApprovalClass], tbl.get("allow", []))),
