@@ -22,6 +22,7 @@ from fleet.config import parse_config
 from fleet.errors import FleetError
 from fleet.install import PLUGIN_ID
 from fleet.install.codexcli import CodexPlugins
+from fleet.service.install import ensure_lead_plugin
 
 
 def config(tmp_path: Path, agents: str, watchdog: str = "") -> Any:
@@ -81,7 +82,7 @@ def test_other_roles_get_no_lead_wiring(tmp_path: Path) -> None:
                            '[agents.e]\nhome = "h2"\ncwd = "."\n')
     for spec in cfg.agents.values():
         assert lead.overrides(spec, cfg.path, cfg.state_dir) == []
-        assert lead.ensure_plugin(spec) == []
+        assert ensure_lead_plugin(spec) == []
 
 
 def test_the_lead_overrides_come_after_fleets_own_and_before_the_agents_args(tmp_path: Path) -> None:

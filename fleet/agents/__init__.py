@@ -1,8 +1,10 @@
 """Agents: the Codex TUI in the fleet's private tmux server, its journal and its exact state.
 
-`runtime` drives lifecycles and sends; `state` and `rollout` (pure) classify and read turn ends;
-`journal` appends, compacts and looks up requests; `oplock` runs one operation at a time per agent;
-`procs` signals only the process fleet started; `tmux` is the only tmux/libtmux user; `codex` the
-only place that knows Codex's flags and files; `hookrecv` and `rawlog` are the standalone programs
-Codex and tmux run.
+`observe` reads an agent's state and journal, `launch` starts it, `send` types a prompt and waits for
+its receipt, `stop` interrupts and stops it, and `runtime` is the one facade over the four that the
+service layer uses; `lead` is a lead's launch wiring (its plugin is the service's to install);
+`state` and `rollout` (pure) classify and read turn ends; `journal` appends, compacts and looks up
+requests; `oplock` runs one operation at a time per agent; `procs` signals only the process fleet
+started; `tmux` is the only tmux/libtmux user; `codex` the only place that knows Codex's flags and
+files; `hookrecv` and `rawlog` are the standalone programs Codex and tmux run.
 """

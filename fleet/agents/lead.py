@@ -19,13 +19,13 @@ never gives it an assignment). At launch it gets, as `-c` overrides (Codex 0.169
   refuses the call), unless the user opted in with `[lead] auto_approve_agent_approvals = true`
   (for `agent_approve` only).
 - `features.plugins = true`, ahead of the agent's own `args` (which can still turn it off): the
-  skills reach the lead through fleet's Codex plugin, which `ensure_plugin` installs in the lead's
-  home with Codex's own commands before the launch. The model then sees `fleet:fleet-lead` and
-  `fleet:fleet-report` in its skills list. Codex has no `-c` key that adds a skill folder (0.169:
-  `skills.config` only toggles skills it already found), and the plugin is how Codex loads skills
-  it does not find in the home or the project.
+  skills reach the lead through fleet's Codex plugin, which the service layer installs in the lead's
+  home with Codex's own commands before the launch (`fleet.service.install.ensure_lead_plugin`).
+  The model then sees `fleet:fleet-lead` and `fleet:fleet-report` in its skills list. Codex has no
+  `-c` key that adds a skill folder (0.169: `skills.config` only toggles skills it already found),
+  and the plugin is how Codex loads skills it does not find in the home or the project.
 
-`overrides` is pure; `ensure_plugin` runs `codex plugin ...` (idempotent: a no-op after the first).
+`overrides` is pure (given `environ`); nothing here runs a program or installs anything.
 """
 
 from __future__ import annotations
@@ -87,15 +87,3 @@ def overrides(spec: AgentSpec, config_path: Path, state_dir: Path,
                          auto_approve_agent_approvals=auto_approve_agent_approvals)
     return [f"mcp_servers.{SERVER_NAME}={_toml(table)}", "features.plugins=true"]
 
-
-def ensure_plugin(spec: AgentSpec) -> list[str]:
-    """Install fleet's plugin (for its skills) in a lead's Codex home; returns the changes made.
-
-    The home must exist (the runtime creates it first). Raises the `fleet.install` errors
-    (CodexMissing, PluginCommandFailed, ...) so that a start fails before anything is launched.
-    """
-    if spec.role != "lead":
-        return []
-    from fleet.install import install
-
-    return list(install(spec.home, codex=spec.codex)["changes"])

@@ -14,6 +14,7 @@ from fleet.agents.oplock import OP_WAIT
 from fleet.errors import AgentBusy, AgentNotRunning, FleetError
 
 from .core import Service
+from .install import ensure_lead_plugin
 
 if TYPE_CHECKING:
     from fleet.config import AgentSpec
@@ -84,13 +85,35 @@ def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None
         _raise_if_nothing_was_done(held, refused, [results[s.name] for s in specs if s.name in results])
         order = {s.name: i for i, s in enumerate(specs)}
         _sync_approve_policy(svc, held)
-        started = rt.start_many(sorted(held, key=lambda s: order[s.name]), deadline)
+        started = _start_many(svc, sorted(held, key=lambda s: order[s.name]), deadline)
         results.update({name: dict(r) for name, r in started.items()})
     ordered = [results[s.name] for s in specs]
     # the whole fleet's server, not just the agents started now: any one of them can reach it
     warnings = rt.server_exposure(list(svc.config.agents.values()))
     return {"ok": all(r["result"] in ("started", "running") for r in ordered), "agents": ordered,
             "warnings": warnings}
+
+
+def _start_many(svc: Service, specs: list[AgentSpec], deadline: float) -> dict[str, Any]:
+    """Prepare every agent that is not running (a lead's home also gets fleet's plugin, for its
+    skills), in order, then start them all: whatever a caller can fix raises before anything starts."""
+    rt = svc.runtime
+    panes = rt.tmux.panes()
+    commands: dict[str, str] = {}
+    for spec in rt.to_start(specs, panes):
+        commands[spec.name] = rt.prepare(spec)
+        ensure_lead_plugin(spec)
+    return dict(rt.start_many(specs, deadline, commands, panes))
+
+
+def restart_agent(svc: Service, spec: AgentSpec, session_id: str | None) -> dict[str, Any]:
+    """Restart an agent in its session with `codex resume <session_id>` (`Runtime.restart`), a lead
+    with fleet's plugin ensured in its home first. The caller holds the agent's lease."""
+    rt = svc.runtime
+    pane = rt.session_to_restart(spec)
+    command = rt.prepare(spec, resume=session_id)
+    ensure_lead_plugin(spec)
+    return rt.respawn(spec, pane, command, session_id)
 
 
 def refuse_exposed_control_plane(svc: Service) -> None:

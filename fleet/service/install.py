@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Final
 
-from fleet.config import FleetConfig
+from fleet.config import AgentSpec, FleetConfig
 from fleet.errors import ConfigNotFound, InstallHomeRefused
 
 from .core import Service
@@ -56,6 +56,21 @@ def fleet_install(svc: Service, *, uninstall: bool, codex_home: str | None = Non
                      "`fleet install --codex-home DIR` yourself.", codex_home=codex_home)
     result = install(home, uninstall, codex=codex_command(config))
     return dict(result)
+
+
+def ensure_lead_plugin(spec: AgentSpec) -> list[str]:
+    """Install fleet's plugin (for its skills) in a lead's Codex home before the lead launches; returns
+    the changes made (none for any other role, and none once it is installed).
+
+    Called by the service between `prepare` (which creates the home) and the launch, for `up` and for
+    the watchdog's restart. Raises the `fleet.install` errors (CodexMissing, PluginCommandFailed, ...)
+    so that a start fails before anything is launched.
+    """
+    if spec.role != "lead":
+        return []
+    from fleet.install import install
+
+    return list(install(spec.home, codex=spec.codex)["changes"])
 
 
 def mcp_homes(config: FleetConfig | None) -> list[Path]:

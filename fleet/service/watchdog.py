@@ -68,7 +68,7 @@ def agent_deny(svc: Service, *, agent: str, message: str, holder: str | None = N
 def _answer(svc: Service, agent: str, decision: Literal["allow", "deny"], message: str, holder: str | None,
             token: int | None) -> dict[str, Any]:
     from fleet.agents.approvals import pending, write_answer
-    from fleet.agents.runtime import wait_until
+    from fleet.agents.observe import wait_until
 
     spec = svc.config.agent(agent)
     rt = svc.runtime

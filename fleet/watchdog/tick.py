@@ -329,8 +329,10 @@ class _Tick:
                 interrupted = self.svc.runtime.interrupt(seen.spec)
             return {"interrupt": interrupted, **self.port.deliver(self.svc, aid, actor=WATCHDOG_HOLDER)}
         if kind == "restart_resume":
+            from fleet.service.agents import restart_agent  # a lead's restart ensures its plugin
+
             with self.svc.leased([seen.spec], self._holder(seen), None):
-                return self.svc.runtime.restart(seen.spec, seen.journal.session_id)
+                return restart_agent(self.svc, seen.spec, seen.journal.session_id)
         if kind == "resend" or (kind == "resume_after_limit" and aid is not None):
             assert aid is not None
             return self.port.deliver(self.svc, aid, actor=WATCHDOG_HOLDER)
