@@ -56,11 +56,11 @@ from dataclasses import dataclass, field, replace
 from typing import Final, Literal, TypedDict
 
 from fleet.durations import format_duration
+from fleet.vocab import AgentState
 
 from .approval import judge, policy_answer
 from .policy import Policy
 
-AgentState = Literal["stopped", "starting", "idle", "working", "waiting_approval", "exited", "limited"]
 LeaseKind = Literal["free", "assignment", "watchdog", "other"]
 ActionKind = Literal[
     "request_report",  # step 0: ask the agent for its fleet-report (sent with a receipt, recorded)
