@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("fleet.watchdog")
 
-#: The watchdog's lease holder; assignments' leases are `assignment:<id>`.
 #: A notify command gets this long; a hung one must not hold the tick (or the timer) hostage.
 NOTIFY_TIMEOUT: Final = 10.0
 #: Queued assignments looked at per tick; dispatch itself decides how many it sends.
