@@ -47,8 +47,8 @@ FLEET_EVENTS: Final = frozenset({"launched", "ready", "send", "receipt", "not_de
                                  "compacted", "resumed"})
 #: Codex events that are the agent working (when their turn is not the watchdog's).
 WORK_EVENTS: Final = frozenset({"turn_started", "tool_started", "tool_completed", "turn_completed", "turn_notified"})
-#: Turn outcomes an ended turn can have (`running` is the open turn's).
-TurnOutcome = Literal["running", "completed", "failed", "aborted"]
+#: How a turn ended (an open turn's outcome is `running`: `fleet.agents.state.Outcome`).
+TurnOutcome = Literal["completed", "failed", "aborted"]
 #: Journal events that end a turn, with the outcome each gives (Stop hook; rollout turn ends).
 TURN_END_OUTCOME: Final[dict[str, TurnOutcome]] = {
     "turn_completed": "completed", "turn_failed": "failed", "turn_aborted": "aborted"}

@@ -61,7 +61,7 @@ def test_agent_states_are_declared_once() -> None:
 
 def test_the_turn_end_sets_say_what_they_hold() -> None:
     assert set(vocab.TURN_END_OUTCOME) == vocab.TURN_END_EVENTS
-    assert set(vocab.TURN_END_OUTCOME.values()) == set(get_args(vocab.TurnOutcome)) - {"running"}
+    assert set(vocab.TURN_END_OUTCOME.values()) == set(get_args(vocab.TurnOutcome))
     every_end = vocab.TURN_ENDS_WITH_MESSAGE | vocab.TURN_ENDS_WITHOUT_MESSAGE
     assert every_end >= vocab.TURN_END_EVENTS
     assert not vocab.TURN_ENDS_WITH_MESSAGE & vocab.TURN_ENDS_WITHOUT_MESSAGE

@@ -9,7 +9,7 @@ so one fold decides, whether or not that event has been written yet.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, Literal, NamedTuple, TypedDict
 
 from fleet.vocab import AGENT_STATES, TURN_END_OUTCOME, AgentState, TurnOutcome
 
@@ -33,7 +33,7 @@ class PaneFacts(NamedTuple):
 
 State = AgentState
 STATES: tuple[State, ...] = AGENT_STATES
-Outcome = TurnOutcome
+Outcome = Literal["running"] | TurnOutcome
 _END_EVENT_OF: dict[str, str] = {outcome: kind for kind, outcome in TURN_END_OUTCOME.items()}
 
 
