@@ -30,6 +30,10 @@ AgentState = Literal["stopped", "starting", "idle", "working", "waiting_approval
 #: Every agent state, in the order `fleet status` explains them.
 AGENT_STATES: Final[tuple[AgentState, ...]] = (
     "stopped", "starting", "idle", "working", "waiting_approval", "limited", "exited")
+#: States of an agent in the middle of a turn: routing calls it busy rather than naming the state.
+BUSY_AGENT_STATES: Final[frozenset[AgentState]] = frozenset({"working", "waiting_approval"})
+#: States of an agent with no live Codex: routing refuses it as down.
+DOWN_AGENT_STATES: Final[frozenset[AgentState]] = frozenset({"stopped", "exited"})
 
 # --- Journal event kinds (the `event` field of `events.jsonl`) -----------------------------------
 

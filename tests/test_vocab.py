@@ -92,3 +92,10 @@ def test_the_watchdogs_holders_are_reserved() -> None:
         assert HOLDER_RE.fullmatch(holder)
         assert lease_kind(holder, watchdog_holder=vocab.WATCHDOG_HOLDER) == (
             "watchdog" if holder == vocab.WATCHDOG_HOLDER else "other")
+
+
+def test_routings_busy_and_down_sets_are_agent_states_that_do_not_overlap() -> None:
+    assert set(vocab.AGENT_STATES) >= vocab.BUSY_AGENT_STATES
+    assert set(vocab.AGENT_STATES) >= vocab.DOWN_AGENT_STATES
+    assert not vocab.BUSY_AGENT_STATES & vocab.DOWN_AGENT_STATES
+    assert "idle" not in vocab.BUSY_AGENT_STATES | vocab.DOWN_AGENT_STATES
