@@ -48,11 +48,9 @@ from .state import (
     read_journal,
     turn_end_event,
 )
-from .text import check_text
+from .text import DELIVERY_TIMEOUT, check_text
 from .tmux import TmuxServer, socket_path
 
-#: How long a send waits for Codex to record the prompt before reporting `not_delivered`.
-DELIVERY_TIMEOUT: Final = 10.0
 START_TIMEOUT: Final = 30.0
 STOP_GRACE: Final = 5.0
 #: States in which the composer takes a prompt (after a usage limit, "continue" is how to resume).
