@@ -19,20 +19,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from .errors import ConfigError, ConfigNotFound, UnknownAgent
 from .schemacheck import compile_check
+from .vocab import AGENT_NAME, AGENT_NAME_RULE, FLEET_NAME
 
 if TYPE_CHECKING:
     from .watchdog.policy import Policy
 
-# Schema patterns are matched with `re.search`, where `$` also matches before a final newline:
-# `(?!\n)$` (valid in ECMA-262 too) keeps "mila\n" out.
-#: Agent names become tmux session names and file names: keep them short, lowercase and shell-safe.
-AGENT_NAME: Final = r"^[a-z][a-z0-9-]{0,31}(?!\n)$"
-#: The agent-name rule in words, for messages.
-AGENT_NAME_RULE: Final = "1-32 lowercase letters, digits or '-', starting with a letter"
-#: Holder names go into audit records and error messages: printable, short, no spaces.
-HOLDER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,63}(?!\n)$"
-#: Fleet names name the tmux socket (with the state dir: `tmux_socket`) and the default state dir.
-FLEET_NAME: Final = r"^[a-z][a-z0-9-]{0,31}(?!\n)$"
 MAX_AGENTS: Final = 100
 
 Role = Literal["explorer", "worker", "lead"]
@@ -287,7 +278,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
     agents = {
         agent_name: _agent(agent_name, {**defaults, **tbl}, base) for agent_name, tbl in raw["agents"].items()
     }
-    from .watchdog.policy import parse_policy  # imports this module's name patterns
+    from .watchdog.policy import parse_policy
 
     watchdog = parse_policy(raw.get("watchdog"), source=str(path), agents=raw["agents"])
     leads = [a.name for a in agents.values() if a.role == "lead"]

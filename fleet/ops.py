@@ -24,9 +24,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .agents.text import MAX_TEXT
-from .config import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN
 from .errors import FleetError, InvalidInput, LedgerError, NotFinite
 from .schemacheck import compile_check, non_finite
+from .vocab import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN
 from .work.lifecycle import ASSIGNMENT_ID_PATTERN
 
 if TYPE_CHECKING:

@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 
 from fleet import ops
 from fleet.errors import HolderReserved, InvalidInput, NotFinite
-from fleet.leases.rules import HOLDER_RE, RESERVED_HOLDER_WORDS, is_reserved_holder, validate_caller_holder
+from fleet.leases.rules import HOLDER_RE, is_reserved_holder, validate_caller_holder
 from fleet.schemacheck import non_finite
 from fleet.service import Service
+from fleet.vocab import RESERVED_HOLDER_WORDS
 
 NON_FINITE = (math.nan, math.inf, -math.inf)
 
@@ -192,9 +193,8 @@ FLEET_OWN = ("watchdog", "watchdog:policy", "assignment:as-01JABCDEFGHJKMNPQRSTV
 
 def test_every_holder_fleet_itself_uses_is_reserved() -> None:
     from fleet.agents.approvals import write_answer  # noqa: F401  (its `by` is watchdog:policy)
-    from fleet.service.delivery import assignment_holder
     from fleet.service.tracking import ACTOR
-    from fleet.watchdog.tick import WATCHDOG_HOLDER
+    from fleet.vocab import WATCHDOG_HOLDER, assignment_holder
 
     for name in (*FLEET_OWN, WATCHDOG_HOLDER, assignment_holder("as-" + "1" * 26), ACTOR):
         assert is_reserved_holder(name), name

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from fleet.vocab import AgentState
 from fleet.watchdog.decide import (
     DISRUPTIVE,
     RESTART_STREAK_RESET,
     Action,
     ActionKind,
     AgentFacts,
-    AgentState,
     Ladder,
     LeaseKind,
     OpenAssignment,

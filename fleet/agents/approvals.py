@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from fleet.fsutil import read_bytes_nofollow, write_atomic
+from fleet.vocab import WATCHDOG_POLICY_HOLDER
 
 ANSWER_FILE: Final = "approval-answer.json"
 #: How often the holding hook looks for an answer: a person's answer lands within this.
@@ -146,7 +147,7 @@ def hold(agent_dir: str, payload: Mapping[str, Any], seconds: float, append: Cal
     if decided is not None:
         verdict, reason = decided
         append({"time": round(clock(), 3), "event": "approval_answered", "source": "hook", "request": request,
-                "turn_id": payload.get("turn_id"), "decision": verdict, "by": "watchdog:policy",
+                "turn_id": payload.get("turn_id"), "decision": verdict, "by": WATCHDOG_POLICY_HOLDER,
                 "message": reason[:MAX_MESSAGE_CHARS]})
         return decision_output(verdict, reason if verdict == "deny" else "")
     while True:

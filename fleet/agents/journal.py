@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Final, TypedDict
 
 from fleet.fsutil import FILE_MODE, open_lock_file, read_jsonl_tail, write_atomic
+from fleet.vocab import TURN_END_EVENTS
 
-from .state import END_EVENTS
 from .text import normalize
 
 #: Compaction threshold. The reader reads the whole file each status, so this bounds status cost too.
@@ -189,7 +189,7 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
         turn = tail[begun].get("turn_id")
         keep.add(begun)
         end = next((i for i in range(begun + 1, len(tail))
-                    if tail[i].get("event") in END_EVENTS and tail[i].get("turn_id") == turn), None)
+                    if tail[i].get("event") in TURN_END_EVENTS and tail[i].get("turn_id") == turn), None)
         if end is not None:
             keep.add(end)
         else:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal, NamedTuple, TypedDict
+from typing import Any, Final, NamedTuple, TypedDict
+
+from fleet.vocab import TurnOutcome
 
 #: `codex_error_info` of a turn that hit the account's usage limit (HTTP 429 `usage_limit_reached`,
 #: `usage_not_included`, in-stream `insufficient_quota`). Codex never retries it by itself.
 USAGE_LIMIT: Final = "usage_limit_exceeded"
-
-TurnOutcome = Literal["completed", "failed", "aborted"]
 
 
 class TurnError(TypedDict):

@@ -19,10 +19,8 @@ from fleet.errors import AgentBusy, AgentNotRunning, NotDelivered, RequestIdConf
 from . import journal
 from .observe import Observer, wait_until
 from .screen import EMPTY_COMPOSER, FIRST_RUN_MARKERS, TURN_START_FAILED
-from .text import check_text
+from .text import DELIVERY_TIMEOUT, check_text
 
-#: How long a send waits for Codex to record the prompt before reporting `not_delivered`.
-DELIVERY_TIMEOUT: Final = 10.0
 #: States in which the composer takes a prompt (after a usage limit, "continue" is how to resume).
 SENDABLE: Final = ("idle", "limited")
 #: A prompt Codex failed to start a turn for (`TURN_START_FAILED`) reached no model and fired no

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple, TypedDict
 
+from fleet.vocab import AGENT_STATES, TURN_END_OUTCOME, AgentState, TurnOutcome
+
 from .approvals import pending
 from .rollout import USAGE_LIMIT, RateLimits, TurnEnd, TurnError, parse_rate_limits
 from .screen import APPROVAL_MARKERS, FIRST_RUN_MARKERS, READY_MARKERS, SESSION_READY, open_dialog
@@ -29,12 +31,10 @@ class PaneFacts(NamedTuple):
 
 
 
-State = Literal["stopped", "starting", "idle", "working", "waiting_approval", "limited", "exited"]
-STATES: tuple[State, ...] = ("stopped", "starting", "idle", "working", "waiting_approval", "limited", "exited")
-Outcome = Literal["running", "completed", "failed", "aborted"]
-#: Journal events that end a turn, and the outcome each gives.
-END_EVENTS: dict[str, Outcome] = {"turn_completed": "completed", "turn_failed": "failed", "turn_aborted": "aborted"}
-_END_EVENT_OF: dict[str, str] = {outcome: kind for kind, outcome in END_EVENTS.items()}
+State = AgentState
+STATES: tuple[State, ...] = AGENT_STATES
+Outcome = Literal["running"] | TurnOutcome
+_END_EVENT_OF: dict[str, str] = {outcome: kind for kind, outcome in TURN_END_OUTCOME.items()}
 
 
 class LastTurn(TypedDict):
@@ -121,11 +121,11 @@ def read_journal(events: list[dict[str, Any]]) -> Journal:
                 prompt_chars=len(str(ev.get("prompt", ""))), last_message=None, error=None,
             )
             j.update(open_turn=turn, open_turn_at=at, tool_in_flight=False)
-        elif kind in END_EVENTS and turn:
+        elif kind in TURN_END_OUTCOME and turn:
             done = turns.get(turn)
             if done is not None and done["outcome"] == "running":
                 done["ended_at"] = at
-                done["outcome"] = END_EVENTS[kind]
+                done["outcome"] = TURN_END_OUTCOME[kind]
                 done["last_message"] = ev.get("last_message")
                 done["error"] = _turn_error(ev.get("error"))
             if j.get("open_turn") == turn:

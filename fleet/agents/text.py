@@ -8,6 +8,9 @@ from fleet.errors import InvalidInput, TextTooLong
 
 #: Largest prompt a send accepts. Codex takes far more; this bounds journal lines and paste time.
 MAX_TEXT: Final = 32000
+#: How long a send waits for Codex to record the prompt before reporting `not_delivered` (the
+#: runtime's default, and what the assign path passes).
+DELIVERY_TIMEOUT: Final = 10.0
 
 
 def normalize(text: str) -> str:

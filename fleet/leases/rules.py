@@ -10,8 +10,8 @@ import math
 import re
 from typing import Any, Final, Literal, NamedTuple
 
-from fleet.config import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN
 from fleet.errors import HolderReserved, InvalidInput, LeaseHeld, LeaseLost
+from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN, RESERVED_HOLDER_WORDS
 
 LeaseState = Literal["free", "held", "expired"]
 ClaimStatus = Literal["claimed", "renewed"]
@@ -37,11 +37,6 @@ RECORD_VERSION: Final = 1
 # One definition each: the same patterns the config schema and the operation schemas use.
 HOLDER_RE: Final = re.compile(HOLDER_PATTERN)
 AGENT_RE: Final = re.compile(AGENT_NAME)
-#: First words (before any `:`, any case) of the names fleet itself acts and records as: the
-#: watchdog (`watchdog`, `watchdog:policy`), an assignment's own lease (`assignment:<id>`), and the
-#: ledger actors of the work layer (`fleet`, `hook`, `dispatch`, `verifier`). A caller on the CLI or
-#: MCP may not take one: the watchdog and the work layer treat these holders as their own.
-RESERVED_HOLDER_WORDS: Final = frozenset({"watchdog", "assignment", "fleet", "hook", "dispatch", "verifier"})
 
 
 class Lease(NamedTuple):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from fleet.agents.text import DELIVERY_TIMEOUT
 from fleet.config import AgentSpec
 from fleet.errors import (
     AgentBusy,
@@ -38,6 +39,7 @@ from fleet.errors import (
 )
 from fleet.fsutil import ensure_dir, flock_within, open_lock_file
 from fleet.leases.rules import MAX_TTL
+from fleet.vocab import assignment_holder
 from fleet.work.records import Assignment
 from fleet.work.scope import normalize_scope
 
@@ -61,13 +63,6 @@ DEADLINE_GRACE: Final = 120.0
 MAX_LEASE: Final = MAX_TTL
 #: The longest deadline: the lease covering it (deadline + grace) must fit in the longest lease.
 MAX_DEADLINE: Final = MAX_LEASE - DEADLINE_GRACE
-#: How long a send waits for Codex to record the prompt.
-DELIVERY_TIMEOUT: Final = 10.0
-
-
-def assignment_holder(assignment_id: str) -> str:
-    """The lease holder an open assignment drives its agent as."""
-    return f"assignment:{assignment_id}"
 
 
 @contextlib.contextmanager

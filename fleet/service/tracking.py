@@ -35,12 +35,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from fleet.config import AgentSpec
 from fleet.errors import FleetError, StateConflict
+from fleet.vocab import assignment_holder
 from fleet.work.progress import next_step, read_progress
 from fleet.work.records import Assignment, Event
 from fleet.work.report import validate_report
 
 from .core import Service
-from .delivery import DEADLINE_GRACE, assignment_holder, end_context, fail
+from .delivery import DEADLINE_GRACE, end_context, fail
 
 if TYPE_CHECKING:
     from fleet.work.checks import CheckResult

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
+from fleet.agents.text import DELIVERY_TIMEOUT
 from fleet.config import AgentSpec
 from fleet.errors import (
     FleetError,
@@ -29,6 +30,7 @@ from fleet.errors import (
     NoAgentAvailable,
     StateConflict,
 )
+from fleet.vocab import assignment_holder
 from fleet.work.lifecycle import END_STATES
 from fleet.work.records import Assignment, request_sha
 
@@ -38,10 +40,8 @@ if TYPE_CHECKING:
     from fleet.work.routing import Need, Refusal
     from fleet.work.skills import Inventory
 from .delivery import (
-    DELIVERY_TIMEOUT,
     MAX_DEADLINE,
     SendAborted,
-    assignment_holder,
     check_handover,
     fail,
     free_lease,

@@ -56,11 +56,11 @@ from dataclasses import dataclass, field, replace
 from typing import Final, Literal, TypedDict
 
 from fleet.durations import format_duration
+from fleet.vocab import AgentState
 
 from .approval import judge, policy_answer
 from .policy import Policy
 
-AgentState = Literal["stopped", "starting", "idle", "working", "waiting_approval", "exited", "limited"]
 LeaseKind = Literal["free", "assignment", "watchdog", "other"]
 ActionKind = Literal[
     "request_report",  # step 0: ask the agent for its fleet-report (sent with a receipt, recorded)
@@ -78,8 +78,9 @@ ActionKind = Literal[
     "dispatch",  # fleet-wide: run the dispatch of queued assignments
 ]
 
-#: The ledger states in which an assignment is out with its agent and owes a report.
-OPEN_STATES: Final = frozenset({"sent", "working"})
+#: The ledger states in which an assignment is out with its agent and owes a report (a narrower set
+#: than `fleet.work.lifecycle.OPEN_STATES`, which also counts queued and reported ones).
+OWES_REPORT_STATES: Final = frozenset({"sent", "working"})
 #: An agent that ran this long after its last restart before crashing starts a new crash streak, so
 #: a crash a week does not add up to `max_restarts`.
 RESTART_STREAK_RESET: Final = 3600.0
@@ -102,7 +103,7 @@ _RUNG_ACTION: Final[dict[str, ActionKind]] = {
 @dataclass(frozen=True)
 class OpenAssignment:
     """The agent's current assignment as the ledger has it. `state` is the ledger state; only
-    `OPEN_STATES` owe a report. `has_valid_report`: a report that passed the schema has arrived."""
+    `OWES_REPORT_STATES` owe a report. `has_valid_report`: a report that passed the schema has arrived."""
 
     id: str
     state: str
@@ -270,7 +271,7 @@ def shows_progress(facts: AgentFacts, policy: Policy, now: float) -> bool:
 
 def _owes_report(f: AgentFacts) -> bool:
     a = f.assignment
-    return a is not None and a.state in OPEN_STATES and not a.has_valid_report
+    return a is not None and a.state in OWES_REPORT_STATES and not a.has_valid_report
 
 
 def _act(f: AgentFacts, kind: ActionKind, reason: str, rung: int | None = None, lead: str | None = None) -> Action:

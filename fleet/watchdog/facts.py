@@ -18,20 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from fleet.agents.approvals import pending
 from fleet.agents.rollout import USAGE_LIMIT
+from fleet.vocab import AGENT_STATES, FLEET_EVENTS, TURN_END_EVENTS, WORK_EVENTS, AgentState
 
-from .decide import AgentFacts, AgentState, Ladder, LeaseKind, OpenAssignment, PendingApproval
-
-#: Journal events fleet writes itself; everything else in a journal comes from Codex.
-FLEET_EVENTS: Final = frozenset({"launched", "ready", "send", "receipt", "not_delivered", "stopped", "request",
-                                 "compacted", "resumed"})
-#: Codex events that are the agent working (when their turn is not the watchdog's).
-WORK_EVENTS: Final = frozenset({"turn_started", "tool_started", "tool_completed", "turn_completed", "turn_notified"})
-_ENDS: Final = frozenset({"turn_completed", "turn_failed", "turn_aborted"})
-_STATES: Final = frozenset({"stopped", "starting", "idle", "working", "waiting_approval", "exited", "limited"})
+from .decide import AgentFacts, Ladder, LeaseKind, OpenAssignment, PendingApproval
 
 
 @dataclass(frozen=True)
@@ -75,7 +68,7 @@ def fold_journal(events: list[dict[str, Any]], own_turns: Collection[str] = ()) 
         kind, turn = ev.get("event"), ev.get("turn_id")
         if kind == "turn_started" and turn:
             open_turn, tools = str(turn), 0
-        elif kind in _ENDS and turn and turn == open_turn:
+        elif kind in TURN_END_EVENTS and turn and turn == open_turn:
             open_turn, tools = None, 0
         elif kind == "tool_started" and turn == open_turn:
             tools = 1
@@ -121,7 +114,7 @@ def agent_state(status: Mapping[str, Any], journal: JournalFacts) -> AgentState:
         return "waiting_approval"
     if state == "waiting_approval":  # the screen shows a menu fleet's hook did not see: treat as working
         return "working"
-    return state if state in _STATES else "starting"  # type: ignore[return-value]
+    return state if state in AGENT_STATES else "starting"
 
 
 def _usage_limited(last_turn: object) -> bool:

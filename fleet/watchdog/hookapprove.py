@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any, Final, Literal, cast
 
 from fleet.fsutil import ensure_dir, read_bytes_nofollow, write_atomic
+from fleet.vocab import WATCHDOG_HOLDER, WATCHDOG_POLICY_HOLDER, assignment_holder
 
 from .policy import ApprovalPolicy
 
 POLICY_FILE: Final = "approve-policy.json"
-#: The watchdog's lease holder (the tick acts under it); assignments hold `assignment:<id>`.
-WATCHDOG_HOLDER: Final = "watchdog"
 MAX_POLICY_BYTES: Final = 64 * 1024
 
 Decision = Literal["allow", "deny"]
@@ -170,7 +169,7 @@ def _held_by_someone_else(agent_dir: Path, now: float) -> bool:
     from .decide import lease_kind  # only when a live lease needs classifying: the hook stays light
 
     return lease_kind(lease.holder, watchdog_holder=WATCHDOG_HOLDER,
-                      assignment_holders=[f"assignment:{ctx.assignment}"] if ctx else []) == "other"
+                      assignment_holders=[assignment_holder(ctx.assignment)] if ctx else []) == "other"
 
 
 def hook_answer(agent_dir: str, record: dict[str, Any], payload: Mapping[str, Any]) -> tuple[Decision, str] | None:
@@ -184,6 +183,6 @@ def hook_answer(agent_dir: str, record: dict[str, Any], payload: Mapping[str, An
                     cwd=cwd if isinstance(cwd, str) else None)
     if answer is not None:
         path = Path(agent_dir)
-        audit.record(path.parent.parent, "approval.policy", surface="hook", holder="watchdog:policy",
+        audit.record(path.parent.parent, "approval.policy", surface="hook", holder=WATCHDOG_POLICY_HOLDER,
                      agent=path.name, request=record.get("request"), decision=answer[0], reason=answer[1])
     return answer

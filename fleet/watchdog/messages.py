@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from fleet.config import AGENT_NAME
+from fleet.vocab import AGENT_NAME
 from fleet.work.lifecycle import ASSIGNMENT_ID_PATTERN
 from fleet.work.prompt import REPORT_CONTRACT
 

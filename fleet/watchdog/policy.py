@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final, Literal, NoReturn, cast
 
-from fleet.config import AGENT_NAME, AGENT_NAME_RULE
 from fleet.errors import ConfigError, InvalidInput
+from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE
 
 Rung = Literal["remind", "notify", "interrupt", "restart"]
 #: The rungs in the order the issue gives them; `ladder` is any subset of these in any order.

@@ -43,9 +43,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypedDict
 from fleet import audit
 from fleet.errors import FleetError, InternalError
 from fleet.fsutil import read_jsonl_tail
+from fleet.vocab import WATCHDOG_HOLDER, WATCHDOG_POLICY_HOLDER, AgentState, assignment_holder
 
 from . import hookapprove, tickstate
-from .decide import Action, ActionKind, AgentFacts, AgentState, advance, crash_streak, decide_all, lease_kind
+from .decide import Action, ActionKind, AgentFacts, advance, crash_streak, decide_all, lease_kind
 from .facts import JournalFacts, build_facts, fold_journal
 from .messages import lead_prompt, notify_payload, report_request, resume_text
 from .store import AgentRecord, LadderRecord, WatchdogStore
@@ -58,8 +59,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("fleet.watchdog")
 
-#: The watchdog's lease holder; assignments' leases are `assignment:<id>`.
-WATCHDOG_HOLDER: Final = hookapprove.WATCHDOG_HOLDER
 #: A notify command gets this long; a hung one must not hold the tick (or the timer) hostage.
 NOTIFY_TIMEOUT: Final = 10.0
 #: Queued assignments looked at per tick; dispatch itself decides how many it sends.
@@ -268,7 +267,7 @@ class _Tick:
                 status=statuses[name], journal=journal, now=self.now, role=spec.role, assignment=row,
                 ladder=ladder.ladder if ladder else None,
                 lease=lease_kind(holder, watchdog_holder=WATCHDOG_HOLDER,
-                                 assignment_holders=[f"assignment:{row['id']}"] if row else []),
+                                 assignment_holders=[assignment_holder(row['id'])] if row else []),
                 lease_holder=holder, record=tickstate.record_dict(records.get(name)),
                 transcript_mtime=_mtime(journal),
             )
@@ -371,7 +370,7 @@ class _Tick:
             raise InternalError("The approval to answer has no request id.", hint="This is a bug in fleet.")
         decision: Literal["allow", "deny"] = "allow" if action.action == "approve" else "deny"
         write_answer(self.svc.runtime.agent_dir(seen.spec.name), str(raw["request"]), decision,
-                     by="watchdog:policy", message=action.reason if decision == "deny" else "")
+                     by=WATCHDOG_POLICY_HOLDER, message=action.reason if decision == "deny" else "")
         return {"request": raw["request"], "decision": decision}
 
     def _tell(self, action: Action) -> dict[str, Any]:

@@ -27,8 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Final
 
-from fleet.config import FLEET_NAME
 from fleet.errors import EnvironmentFault, InternalError, InvalidInput
+from fleet.vocab import FLEET_NAME
 
 SERVICE_TEMPLATE: Final = "fleet-watchdog.service"
 TIMER_TEMPLATE: Final = "fleet-watchdog.timer"

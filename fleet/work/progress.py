@@ -15,14 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Literal
+
+from fleet.vocab import TURN_ENDS_WITH_MESSAGE, TURN_ENDS_WITHOUT_MESSAGE
 
 from .report import Report, extract_report
-
-#: Journal events that end a turn and carry its last assistant message (Stop hook, notify).
-END_EVENTS: Final = frozenset({"turn_completed", "turn_notified"})
-#: Journal events that end a turn without a message (an interrupt; a failed turn from the rollout).
-ENDS_WITHOUT_MESSAGE: Final = frozenset({"turn_aborted", "turn_failed"})
 
 Step = Literal["working", "reported", "failed"]
 
@@ -65,9 +62,9 @@ def read_progress(journal: Iterable[Mapping[str, Any]], turns: Iterable[str]) ->
         kind = ev.get("event")
         if kind == "turn_started":
             started.add(turn)
-        elif kind in ENDS_WITHOUT_MESSAGE:
+        elif kind in TURN_ENDS_WITHOUT_MESSAGE:
             ended.add(turn)
-        elif kind in END_EVENTS:
+        elif kind in TURN_ENDS_WITH_MESSAGE:
             ended.add(turn)
             extraction = extract_report(ev.get("last_message"))
             if extraction.report is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from fleet.errors import NoAgentAvailable, SkillNotFound
+from fleet.vocab import BUSY_AGENT_STATES, DOWN_AGENT_STATES
 
 Role = Literal["explorer", "worker", "lead"]
 Why = Literal["lead", "read_only", "missing_skill", "not_running", "starting", "limited", "parked", "leased",
@@ -23,8 +24,6 @@ Why = Literal["lead", "read_only", "missing_skill", "not_running", "starting", "
 #: At or above this share of its rate-limit window an agent is picked only if no other can take the
 #: work: it may hit the limit mid-task.
 NEAR_LIMIT_PERCENT: Final = 90.0
-_BUSY_STATES: Final = frozenset({"working", "waiting_approval"})
-_DOWN_STATES: Final = frozenset({"stopped", "exited"})
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def refusal(agent: AgentFacts, need: Need) -> Refusal | None:
     missing = sorted(need.skills - agent.skills)
     if missing:
         return Refusal(name, "missing_skill", f"it lacks the skill(s) {', '.join(missing)}")
-    if agent.state in _DOWN_STATES:
+    if agent.state in DOWN_AGENT_STATES:
         return Refusal(name, "not_running", f"it is {agent.state}; start it with `fleet up {name}`")
     if agent.state == "starting":
         return Refusal(name, "starting", "it is still starting")
@@ -99,7 +98,7 @@ def refusal(agent: AgentFacts, need: Need) -> Refusal | None:
         return Refusal(name, "leased", "someone else holds its lease")
     if agent.state != "idle":
         what = "waiting for an approval" if agent.state == "waiting_approval" else agent.state
-        return Refusal(name, "busy", f"it is {what}" if agent.state in _BUSY_STATES else f"its state is {what}")
+        return Refusal(name, "busy", f"it is {what}" if agent.state in BUSY_AGENT_STATES else f"its state is {what}")
     return None
 
 
