@@ -85,9 +85,9 @@ class Runtime(Observer):
     def send(self, spec: AgentSpec, text: str, request_id: str | None = None,
              timeout: float | None = None, holder: str | None = None) -> Receipt:
         from . import send
+        from .text import DELIVERY_TIMEOUT
 
-        return send.send(self, spec, text, request_id, send.DELIVERY_TIMEOUT if timeout is None else timeout,
-                         holder)
+        return send.send(self, spec, text, request_id, DELIVERY_TIMEOUT if timeout is None else timeout, holder)
 
     # ---- interrupt / stop (`stop`) ---------------------------------------------------------------
     def interrupt(self, spec: AgentSpec, timeout: float = 5.0) -> dict[str, Any]:
