@@ -7,18 +7,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Fleet, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mockmodel import MockServer
 
 from fleet.agents import hookrecv, journal
-from fleet.agents.journal import compact, compact_file, find_request, text_sha
+from fleet.agents.journal import compact, find_request, text_sha
 from fleet.agents.state import read_journal
 
 PROMPTS = ("alpha", "beta\n", "gamma")
@@ -181,28 +178,3 @@ def test_the_hook_receiver_compacts_a_journal_past_its_bound(tmp_path: Path) -> 
         before.launched_at, before.ready_at, 1, "t9")
 
 
-def test_state_and_receipts_stay_exact_across_a_compaction(fleet_factory: Callable[..., Fleet],
-                                                          mock_model: MockServer) -> None:
-    f = fleet_factory(1, model=mock_model)
-    f.json("up")
-    first = f.json("send", "agent-1", "first job", "--request-id", "job-1")
-    wait_until(lambda: f.status("agent-1")["state"] == "idle", 30)
-    second = f.json("send", "agent-1", "second job", "--request-id", "job-2")
-    wait_until(lambda: f.status("agent-1")["last_turn"]["outcome"] == "completed", 30)
-    before = f.status("agent-1")
-    agent_dir = f.state_dir / "agents" / "agent-1"
-    assert compact_file(agent_dir, limit=0)
-    assert [e["event"] for e in f.journal("agent-1")][-1] == "compacted"
-    assert f.status("agent-1") == before
-    for rid, text, receipt in (("job-1", "first job", first), ("job-2", "second job", second)):
-        again = f.json("send", "agent-1", text, "--request-id", rid)
-        assert (again["duplicate"], again["turn_id"], again["delivered_at"]) == (
-            True, receipt["turn_id"], receipt["delivered_at"])
-    assert mock_model.model.user_prompts() == ["first job", "second job"]
-    conflict = f.cli("send", "agent-1", "a different text", "--request-id", "job-1", "--json")
-    assert conflict.returncode == 2
-    assert json.loads(conflict.stdout)["error"]["code"] == "request_id_conflict"
-    third = f.json("send", "agent-1", "third job")
-    done = wait_until(lambda: (s := f.status("agent-1"))["last_turn"]["turn_id"] == third["turn_id"]
-                      and s["state"] == "idle" and s, 30)
-    assert done["last_turn"]["outcome"] == "completed"

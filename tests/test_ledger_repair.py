@@ -9,17 +9,13 @@ process. The crash test runs real Codex against the mock model.
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from conftest import Fleet, wait_until
-from mockmodel import MockServer
-from test_watchdog_tick import policy
+from codex.test_watchdog_tick import policy
+from conftest import Fleet
 
 from fleet.work.ledger import Ledger
 from fleet.work.salvage import fault, salvage
@@ -151,18 +147,3 @@ def test_a_tick_over_a_damaged_ledger_completes_and_reports_the_fault(fleet_fact
     assert f.json("watchdog", "tick")["ledger"] is None
 
 
-def test_a_tick_over_a_damaged_ledger_still_restarts_a_crashed_agent(
-        fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
-    f: Fleet = fleet_factory(1, model=mock_model, extra=policy())
-    f.json("up")
-    _fill(f.state_dir, 5)
-    _smash(f.state_dir / "fleet.db", 1)
-    os.kill(f.status("agent-1")["pid"], signal.SIGKILL)
-    wait_until(lambda: f.status("agent-1")["state"] == "exited", timeout=30)
-    result: dict[str, Any] = f.json("watchdog", "tick")
-    assert [(a["action"], a["outcome"]) for a in result["actions"]] == [("restart_resume", "done")], result
-    assert result["ledger"]["code"] == "ledger_unusable"
-    wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
-    assert any(r["event"] == "watchdog.restart_resume" for r in f.audit())
-    # its crash streak is remembered while the ledger is down: the next crash counts as the second
-    assert (f.state_dir / "watchdog-fallback.db").exists()

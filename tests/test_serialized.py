@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step
 
 from fleet import ops
 from fleet.agents.oplock import op_lock
@@ -36,50 +35,6 @@ def fake_codex(tmp_path: Path) -> str:
     fake.write_text(f"#!{sys.executable}\n{FAKE_TUI}")
     fake.chmod(0o755)
     return str(fake)
-
-
-def run_all(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run the calls in threads released together; each result is a value or the FleetError raised."""
-    results: list[Any] = [None] * len(calls)
-    gate = threading.Barrier(len(calls))
-
-    def one(i: int) -> None:
-        gate.wait()
-        try:
-            results[i] = calls[i]()
-        except FleetError as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
-def test_concurrent_sends_by_one_holder_make_exactly_one_turn(fleet_factory: Callable[..., Fleet],
-                                                             mock_model: MockServer) -> None:
-    """Like one lead's MCP session calling agent_send twice at once: one Service per call, one holder."""
-    f = fleet_factory(1, model=mock_model)
-    f.json("up")
-    mock_model.model.script(Step(text="slow work", chunks=50, chunk_delay=0.1))
-
-    def send(text: str) -> Callable[[], Any]:
-        return lambda: ops.invoke(Service(str(f.path), surface="mcp", holder="mcp:lead:1"), "agent_send",
-                                  {"agent": "agent-1", "text": text})
-
-    texts = ["first prompt", "second prompt"]
-    results = run_all([send(t) for t in texts])
-    delivered = [t for t, r in zip(texts, results, strict=True) if isinstance(r, dict)]
-    refused = [r for r in results if isinstance(r, FleetError)]
-    assert len(delivered) == 1
-    assert [e.code for e in refused] == ["agent_busy"]
-    # the receipt comes from Codex's UserPromptSubmit hook, a moment before its request reaches the
-    # model: compare the prompts once the turn is over
-    wait_until(lambda: f.status("agent-1")["state"] == "idle", 30)
-    assert mock_model.model.user_prompts() == delivered
-    assert len([e for e in f.journal("agent-1") if e["event"] == "turn_started"]) == 1
 
 
 def test_a_transient_lease_is_held_for_every_operation_of_its_holder(fleet_factory: Callable[..., Fleet],

@@ -9,8 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Fleet, wait_until
-from mockmodel import MockServer
+from conftest import Fleet
 
 from fleet import ops
 from fleet.agents.procs import ProcessId, is_running
@@ -37,23 +36,6 @@ def stubborn_codex(tmp_path: Path) -> str:
 
 def launched(f: Fleet) -> dict[str, object]:
     return [e for e in f.journal("agent-1") if e["event"] == "launched"][-1]
-
-
-def test_down_of_an_exited_agent_keeps_its_exit_facts_and_leaves_nothing(fleet_factory: Callable[..., Fleet],
-                                                                         mock_model: MockServer) -> None:
-    f = fleet_factory(1, model=mock_model)
-    pid = f.json("up")["agents"][0]["pid"]
-    os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: (s := f.status("agent-1"))["state"] == "exited" and s["exit_signal"], 30)
-    [down] = f.json("down")["agents"]
-    assert (down["result"], down["state"], down["exit_signal"], down["forced"]) == ("stopped", "stopped", 9, False)
-    assert down["signal"] in ("gone", "not_ours")  # the pid was reaped by tmux: nothing to signal
-    stopped = [e for e in f.journal("agent-1") if e["event"] == "stopped"]
-    assert [(e["reason"], e["exit_signal"]) for e in stopped] == [("stopped", 9)]
-    assert f.status("agent-1")["state"] == "stopped"
-    assert f.tmux("list-sessions").returncode != 0
-    [again] = f.json("down")["agents"]
-    assert (again["result"], again["stopped"]) == ("not_running", False)
 
 
 def test_down_signals_only_the_process_it_launched_and_always_journals_stopped(

@@ -139,7 +139,6 @@ def test_a_verdict_on_an_older_baseline_says_its_sandbox_is_unknown(fleet: Fleet
     assert verdict_of(fleet, aid, {"HOME": str(user_home)})["sandbox"] == "unknown"
 
 
-@pytest.mark.codex
 def test_a_read_only_explorers_checks_run_read_only_and_its_sandbox_is_recorded(
         fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
     f = fleet_factory(1, model=mock_model)  # an explorer: read-only

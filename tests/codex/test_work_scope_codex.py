@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from mockmodel import MockModel, MockServer, Step
-from test_work_hooks_codex import REPORT, run_codex, setup  # noqa: F401 (setup is a fixture)
+
+from codex.test_work_hooks_codex import REPORT, run_codex, setup  # noqa: F401 (setup is a fixture)
 
 
 def tool_outputs(model: MockModel) -> list[str]:
@@ -18,7 +19,6 @@ def tool_outputs(model: MockModel) -> list[str]:
             if item.get("type") == "custom_tool_call_output"]
 
 
-@pytest.mark.codex
 @pytest.mark.parametrize("indent", ["  ", "\t", "\u00a0"])
 def test_an_indented_header_outside_the_write_paths_is_denied(setup: dict[str, Path], codex_bin: str,  # noqa: F811
                                                               indent: str) -> None:

@@ -18,7 +18,7 @@ from conftest import require_offline
 
 from fleet import __version__
 
-pytestmark = [pytest.mark.codex, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 
 REPO = Path(__file__).resolve().parent.parent
 #: The project files a build reads (the package's symlinks point into plugin/, skills/ and systemd/).

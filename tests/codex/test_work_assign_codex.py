@@ -8,11 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from conftest import Fleet, wait_until
 from mockmodel import MockModel, MockServer, Step
-
-pytestmark = pytest.mark.codex
 
 WORKER = 'role = "worker"'
 

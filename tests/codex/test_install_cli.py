@@ -10,15 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import require_offline
 
 from fleet import __version__
 from fleet.agents.codex import resolve_binary
 from fleet.install import PLUGIN_ID
 from fleet.install.codexcli import CodexPlugins
-
-pytestmark = pytest.mark.codex
 
 
 def fleet_cmd(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,

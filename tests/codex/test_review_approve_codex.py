@@ -16,8 +16,6 @@ import pytest
 from conftest import Fleet, wait_until
 from mockmodel import MockServer, Step
 
-pytestmark = pytest.mark.codex
-
 SAFE_HOME = "/nonexistent-fleet-home"  # as in test_watchdog_approvals: a HOME no agent can write
 
 

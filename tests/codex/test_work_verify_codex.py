@@ -7,11 +7,8 @@ import json
 import subprocess
 from collections.abc import Callable
 
-import pytest
 from conftest import Fleet
 from mockmodel import MockServer, Step
-
-pytestmark = pytest.mark.codex
 
 
 def git(cwd: object, *args: str) -> None:

@@ -26,8 +26,6 @@ from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_t
 
 from fleet.agents.codex import resolve_binary
 
-pytestmark = pytest.mark.codex
-
 LEAD_MARKER = "LEAD-E2E"
 WORK_MARKER = "WORK-E2E"
 SKILL = "docs-writing"

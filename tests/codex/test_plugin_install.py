@@ -22,8 +22,6 @@ from fleet.agents.codex import resolve_binary
 from fleet.install import PLUGIN_ID, install, plugin_source, plugin_status, read_template, render, write_marketplace
 from fleet.install.bundle import MCP_JSON
 
-pytestmark = pytest.mark.codex
-
 
 @pytest.fixture
 def codex(codex_bin: str) -> Path:
