@@ -1,8 +1,9 @@
 """Shared fixtures: every test runs with a temp HOME, its own state dir and a private tmux socket dir.
 
-Tests that start Codex (`fleet_factory(...).up()`) need the pinned Codex CLI installed by
-`scripts/setup` and must run inside `scripts/offline` (a loopback-only network namespace); they fail
-with a clear message otherwise and never fall back to running Codex with a network.
+Tests that start Codex (`fleet_factory(model=...)`, `codex_bin`, `mock_model`) live under tests/codex/
+and nowhere else; they need the pinned Codex CLI installed by `scripts/setup` and must run inside
+`scripts/offline` (a loopback-only network namespace); they fail with a clear message otherwise and
+never fall back to running Codex with a network.
 """
 
 from __future__ import annotations

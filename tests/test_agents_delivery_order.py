@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_journal import EVENT, _event
+from test_agents_journal import EVENT, _event
 
 from fleet.agents import journal
 from fleet.agents.journal import compact, find_request, since_compaction, text_sha, turn_after_send

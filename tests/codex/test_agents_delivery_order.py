@@ -14,7 +14,7 @@ import pytest
 from conftest import Fleet, wait_until
 from hypothesis import strategies as st
 from mockmodel import MockServer
-from test_journal import EVENT, _event
+from test_agents_journal import EVENT, _event
 
 from fleet import ops
 from fleet.service import Service

@@ -24,7 +24,7 @@ from conftest import Fleet, wait_until
 from mcp import Client
 from mockmodel import MockModel, MockServer, Step, codex_offline_args, tool_outputs
 
-from codex.test_lead import lead_fleet
+from codex.test_agents_lead import lead_fleet
 from fleet.agents.codex import resolve_binary
 from fleet.mcp_server import build_server
 

@@ -2,7 +2,7 @@
 
 The proven attack: with the state dir under /tmp and a default workspace-write worker, the worker's
 shell wrote `approve-policy.json` into fleet's state dir, and its next escalation was auto-approved.
-Now `up` refuses that layout (tests/test_control_plane.py); here the scripted model plays the hostile
+Now `up` refuses that layout (tests/test_agents_control_plane.py); here the scripted model plays the hostile
 worker in the layout `up` accepts (its /tmp and $TMPDIR excluded) and tries the same writes.
 """
 
