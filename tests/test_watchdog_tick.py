@@ -23,6 +23,12 @@ REPORT = ('All done.\n\n```fleet-report\n{"status": "done", "summary": "did it",
           '"tests": "none", "risks": "none"}\n```')
 
 
+def policy(**keys: Any) -> str:
+    base = {"every": "1s", "idle_after": "2s", "report_grace": "2s", "stall_after": "1s"}
+    base.update(keys)
+    return "[watchdog]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in base.items())
+
+
 def assign(f: Fleet, agent: str, task: str) -> str:
     """`fleet assign TASK --to AGENT`: sent once Codex recorded the prompt."""
     out = f.json("assign", task, "--to", agent, "--holder", "lead:test")

@@ -14,8 +14,8 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from codex.test_watchdog_tick import policy
 from conftest import Fleet
+from test_watchdog_tick import policy
 
 from fleet.work.ledger import Ledger
 from fleet.work.salvage import fault, salvage

@@ -4,45 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 from conftest import Fleet, wait_until
 from hypothesis import strategies as st
 from mockmodel import MockServer
+from test_agents_journal import _event
 
 from fleet.agents import journal
-from fleet.agents.journal import compact_file, text_sha
+from fleet.agents.journal import compact_file
 
 PROMPTS = ("alpha", "beta\n", "gamma")
 LIMITS = {"primary": {"used_percent": 40.0, "window_minutes": 300, "resets_at": 1000},
           "secondary": {"used_percent": 12.5, "window_minutes": 10080, "resets_at": 9000}}
-
-
-def _event(kind: str, turn: int, prompt: int, rid: int, flag: bool) -> dict[str, Any]:
-    t, p, r = f"t{turn}", PROMPTS[prompt], f"r{rid}"
-    if kind == "turn_started":
-        return {"event": kind, "turn_id": t, "prompt": p, "session_id": "s", "transcript_path": f"/x/{turn % 2}"}
-    if kind in ("turn_completed", "turn_failed", "turn_aborted"):
-        ev: dict[str, Any] = {"event": kind, "turn_id": t, "last_message": "m" if flag else None}
-        if kind == "turn_failed":
-            ev["error"] = {"code": "usage_limit_exceeded" if flag else "other", "message": "x",
-                           "http_status": None, "resets_at": 5000.0 if flag else None}
-        if flag:
-            ev["rate_limits"] = LIMITS
-        return ev
-    if kind in ("tool_started", "tool_completed"):
-        return {"event": kind, "turn_id": t}
-    if kind == "send":
-        return {"event": kind, "request_id": r, "text_sha": text_sha(p), "chars": len(p)}
-    if kind == "receipt":
-        return {"event": kind, "request_id": r, "turn_id": t, "session_id": "s"}
-    if kind == "stopped":
-        return {"event": kind, "exit_status": 0 if flag else None}
-    if kind == "launched":
-        return {"event": kind, "pid": 100 + turn, "pid_start": 7}
-    if kind in journal.HOOK_FACTS:
-        return {"event": kind, "turn_id": t, "assignment": f"as-{rid}", "paths": [p] if flag else []}
-    return {"event": kind}
 
 
 KINDS = ("launched", "ready", "turn_started", "turn_completed", "turn_failed", "turn_aborted", "tool_started",

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import Fleet, require_offline, wait_until
@@ -16,15 +14,8 @@ from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_t
 
 from fleet import ops
 from fleet.agents.codex import resolve_binary
-from fleet.config import parse_config
 from fleet.install import PLUGIN_ID
 from fleet.install.codexcli import CodexPlugins
-
-
-def config(tmp_path: Path, agents: str, watchdog: str = "") -> Any:
-    raw = tomllib.loads(f"{watchdog}\n{agents}")
-    return parse_config(raw, tmp_path / "fleet.toml")
-
 
 # ---- the launch, pure -----------------------------------------------------------------------------
 

@@ -19,10 +19,6 @@ while True:
 """
 
 
-def launched(f: Fleet) -> dict[str, object]:
-    return [e for e in f.journal("agent-1") if e["event"] == "launched"][-1]
-
-
 def test_down_of_an_exited_agent_keeps_its_exit_facts_and_leaves_nothing(fleet_factory: Callable[..., Fleet],
                                                                          mock_model: MockServer) -> None:
     f = fleet_factory(1, model=mock_model)

@@ -10,8 +10,8 @@ from typing import Any
 
 from conftest import Fleet, wait_until
 from mockmodel import MockServer, Step, rate_limit_headers
+from test_watchdog_tick import REPORT, assign, policy, tick
 
-from codex.test_watchdog_tick import REPORT, assign, policy, tick
 from fleet.work.ledger import Ledger
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from conftest import Fleet, wait_until
 from mockmodel import TITLE_MARKER, MockServer, Step
+from test_watchdog_tick import assign, policy, tick
 from test_watchdog_units import directive, systemd_words, unescape
 
 from fleet.watchdog.units import fleet_command, passthrough_env, render_units
@@ -26,24 +27,6 @@ from fleet.work.prompt import REPORT_CONTRACT
 
 REPORT = ('All done.\n\n```fleet-report\n{"status": "done", "summary": "did it", "changed": [], '
           '"tests": "none", "risks": "none"}\n```')
-
-
-def policy(**keys: Any) -> str:
-    base = {"every": "1s", "idle_after": "2s", "report_grace": "2s", "stall_after": "1s"}
-    base.update(keys)
-    return "[watchdog]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in base.items())
-
-
-def assign(f: Fleet, agent: str, task: str) -> str:
-    """`fleet assign TASK --to AGENT`: sent once Codex recorded the prompt."""
-    out = f.json("assign", task, "--to", agent, "--holder", "lead:test")
-    assert (out["state"], out["agent"]) == ("sent", agent), out
-    assert out["turn_id"]
-    return str(out["assignment"])
-
-
-def tick(f: Fleet, *args: str) -> dict[str, Any]:
-    return f.json("watchdog", "tick", *args)  # type: ignore[no-any-return]
 
 
 def ticks_until(f: Fleet, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 60) -> list[dict[str, Any]]:

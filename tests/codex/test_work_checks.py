@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from conftest import require_offline, wait_until
 from hypothesis import strategies as st
+from test_work_checks import spec_for
 
 from fleet.agents.codex import effective_sandbox, sandbox_argv
 from fleet.agents.writable import agent_roots
-from fleet.config import AgentSpec
 from fleet.work import checks
 from fleet.work.checks import CHECK_ENV_NAMES, SANDBOX_MOUNT_POINTS, Sandbox, check_env, run_checks
 
@@ -45,15 +45,6 @@ MODES = ("read-only", "workspace-write", "danger-full-access")
 
 
 # -- the sandbox prefix -------------------------------------------------------------------------------
-
-def spec_for(tmp_path: Path, codex: str, sandbox: str = "workspace-write", args: tuple[str, ...] = ()) -> AgentSpec:
-    home = tmp_path / "codex-home"
-    home.mkdir(exist_ok=True)
-    cwd = tmp_path / "cwd"
-    cwd.mkdir(exist_ok=True)
-    return AgentSpec(name="a", home=home, cwd=cwd, role="worker", sandbox=sandbox,  # type: ignore[arg-type]
-                     codex=codex, args=args)
-
 
 def test_the_sandbox_prefix_carries_the_agents_settings_and_ends_with_its_mode(tmp_path: Path, codex_bin: str) -> None:
     args = ("-c", "sandbox_workspace_write.network_access=true", "--enable", "x", "-m", "gpt", "--search",

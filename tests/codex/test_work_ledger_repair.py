@@ -9,40 +9,16 @@ process. The crash test runs real Codex against the mock model.
 from __future__ import annotations
 
 import os
-import random
 import signal
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from conftest import Fleet, wait_until
 from mockmodel import MockServer
-
-from codex.test_watchdog_tick import policy
-from fleet.work.ledger import Ledger
+from test_watchdog_tick import policy
+from test_work_ledger_repair import _fill, _smash
 
 PAGE = 4096
-
-
-def _fill(state_dir: Path, n: int = 60) -> tuple[list[str], int]:
-    """A ledger with `n` assignments (long tasks, so they span many pages) and their events; returns
-    the ids and the highest event id."""
-    ids = []
-    with Ledger(state_dir) as ledger:
-        for i in range(n):
-            a, _ = ledger.create(task=f"task {i} " + "x" * 1500, holder="lead", actor="lead", agent="agent-1")
-            ledger.annotate(a.id, "note", actor="lead", details={"i": i, "pad": "y" * 300})
-            ids.append(a.id)
-        _, cursor = ledger.events_since(0, 5000)
-    return ids, cursor
-
-
-def _smash(db: Path, page: int, seed: int = 7) -> None:
-    """Overwrite page `page` (1-based) of `db` with random bytes."""
-    noise = random.Random(seed).randbytes(PAGE)
-    with db.open("r+b") as fh:
-        fh.seek((page - 1) * PAGE)
-        fh.write(noise)
 
 
 def test_a_tick_over_a_damaged_ledger_still_restarts_a_crashed_agent(

@@ -3,7 +3,6 @@ real Codex 0.169 binary which skills it loads for the same tree and compares."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -12,36 +11,11 @@ from pathlib import Path
 import pytest
 from conftest import require_offline
 from mockmodel import MockServer, codex_offline_args
+from test_work_skills import install_plugin, skill
 
 from fleet.work.skills import (
     scan_skills,
 )
-
-
-def skill(root: Path, rel: str, name: str | None = None, description: str | None = "Does a thing.") -> Path:
-    path = root / rel / "SKILL.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["---"]
-    if name is not None:
-        lines.append(f"name: {name}")
-    if description is not None:
-        lines.append(f"description: {description}")
-    path.write_text("\n".join([*lines, "---", "Body.", ""]))
-    return path
-
-
-def install_plugin(codex_home: Path, name: str, market: str, version: str, skills: list[str],
-                   enabled: bool | None = True, manifest: dict[str, object] | None = None) -> Path:
-    root = codex_home / "plugins" / "cache" / market / name / version
-    (root / ".codex-plugin").mkdir(parents=True)
-    (root / ".codex-plugin" / "plugin.json").write_text(json.dumps(
-        manifest if manifest is not None else {"name": name, "version": version, "skills": "./skills/"}))
-    for s in skills:
-        skill(root / "skills", s, name=s)
-    if enabled is not None:
-        with (codex_home / "config.toml").open("a") as f:
-            f.write(f'\n[plugins."{name}@{market}"]\nenabled = {str(enabled).lower()}\n')
-    return root
 
 
 @pytest.fixture

@@ -7,19 +7,13 @@ the same public calls the service uses (`snapshot`, `changed_files`, `verdict`, 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import Fleet, sent_in_ledger
 from hypothesis import strategies as st
-
-from fleet.work.report import Report
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+from test_work_verify_hidden import git
 
 
 @pytest.fixture
@@ -36,10 +30,6 @@ def repo(tmp_path: Path) -> Path:
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "init")
     return root
-
-
-def done(*changed: str) -> Report:
-    return Report(status="done", summary="s", changed=changed, tests="", risks="")
 
 
 def test_files_the_checks_write_are_not_blamed_on_the_agent(fleet_factory: Callable[..., Fleet],
@@ -62,22 +52,6 @@ def test_files_the_checks_write_are_not_blamed_on_the_agent(fleet_factory: Calla
     [done] = f.json("wait", aid, "--timeout", "60")["done"]
     assert done["state"] == "verified", json.dumps(f.json("show", aid)["verification"])
     assert (cwd / "check-output.txt").exists()
-
-
-class _SwapAfterListing:
-    """os.scandir's context manager, listing first and then running `swap`: a live process of the
-    agent's winning the race between fleet listing a directory and entering a subdirectory."""
-
-    def __init__(self, it: object, swap: Callable[[], None]) -> None:
-        self.it, self.swap = it, swap
-
-    def __enter__(self) -> object:
-        entries = list(self.it.__enter__())  # type: ignore[attr-defined]
-        self.swap()
-        return iter(entries)
-
-    def __exit__(self, *exc: object) -> None:
-        self.it.__exit__(*exc)  # type: ignore[attr-defined]
 
 
 states = st.sampled_from([None, "sha256:aa", "sha256:bb", "sha256:aax", "link:x", "stat:1:2"])
