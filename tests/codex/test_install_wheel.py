@@ -14,13 +14,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import require_offline
+from conftest import REPO, require_offline
 
 from fleet import __version__
 
 pytestmark = pytest.mark.timeout(600)
 
-REPO = Path(__file__).resolve().parent.parent
 #: The project files a build reads (the package's symlinks point into plugin/, skills/ and systemd/).
 SOURCES = ("pyproject.toml", "README.md", "fleet", "plugin", "skills", "systemd")
 
