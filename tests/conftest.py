@@ -32,6 +32,14 @@ CODEX_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / "codex"
 CODEX_TESTS = Path(__file__).resolve().parent / "codex"  # the only home of tests that start Codex
 
 
+_ROOTPATH = REPO  # pytest's rootdir, which test node ids are relative to (set at start-up)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _ROOTPATH  # noqa: PLW0603 (one value per session, read by require_offline)
+    _ROOTPATH = config.rootpath
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: a stray marker is an error, not a silent skip
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     stray = [item.nodeid for item in items
@@ -55,7 +63,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 def require_offline() -> None:
     """Fail unless this is a test under tests/codex/ running in a loopback-only network namespace."""
     current = os.environ.get("PYTEST_CURRENT_TEST", "")
-    if not current.startswith("tests/codex/"):
+    if CODEX_TESTS not in (_ROOTPATH / current.split("::")[0]).resolve().parents:
         pytest.fail(f"{current or 'this code'} starts Codex: such tests live under tests/codex/ (see its conftest).")
     with open("/proc/net/dev") as f:  # per network namespace, unlike /sys/class/net
         interfaces = {line.split(":")[0].strip() for line in f.readlines()[2:]}
