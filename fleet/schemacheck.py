@@ -10,7 +10,7 @@ It is sound, not complete: when it returns False the caller asks jsonschema, whi
 explains. So a schema keyword the pre-check does not know makes it return False for everything
 (never True by omission), and wherever the exact Draft 2020-12 semantics would take more than a few
 lines (uniqueness of non-strings, enums of non-strings) it declines in the same way. A property
-test (tests/test_schemacheck.py) checks the contract against jsonschema on generated instances.
+test (tests/test_registry_schemacheck.py) checks the contract against jsonschema on generated instances.
 """
 
 from __future__ import annotations

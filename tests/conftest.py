@@ -1,8 +1,9 @@
 """Shared fixtures: every test runs with a temp HOME, its own state dir and a private tmux socket dir.
 
-Tests that start Codex (`fleet_factory(...).up()`) need the pinned Codex CLI installed by
-`scripts/setup` and must run inside `scripts/offline` (a loopback-only network namespace); they fail
-with a clear message otherwise and never fall back to running Codex with a network.
+Tests that start Codex (`fleet_factory(model=...)`, `codex_bin`, `mock_model`) live under tests/codex/
+and nowhere else; they need the pinned Codex CLI installed by `scripts/setup` and must run inside
+`scripts/offline` (a loopback-only network namespace); they fail with a clear message otherwise and
+never fall back to running Codex with a network.
 """
 
 from __future__ import annotations
@@ -22,12 +23,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mockmodel import MockModel, MockServer, apply_patch_catalog, codex_offline_args
+from mockmodel import MockServer, codex_offline_args
 
 from fleet.config import tmux_socket
 
 REPO = Path(__file__).resolve().parent.parent
 CODEX_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / "codex"
+CODEX_TESTS = Path(__file__).resolve().parent / "codex"  # the only home of tests that start Codex
+
+
+_ROOTPATH = REPO  # pytest's rootdir, which test node ids are relative to (set at start-up)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _ROOTPATH  # noqa: PLW0603 (one value per session, read by require_offline)
+    _ROOTPATH = config.rootpath
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: a stray marker is an error, not a silent skip
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    stray = [item.nodeid for item in items
+             if item.get_closest_marker("codex") and CODEX_TESTS not in item.path.parents]
+    if stray:
+        raise pytest.UsageError(f"`codex` marker outside tests/codex/ (move these there): {stray}")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
@@ -43,6 +61,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 
 
 def require_offline() -> None:
+    """Fail unless this is a test under tests/codex/ running in a loopback-only network namespace."""
+    current = os.environ.get("PYTEST_CURRENT_TEST", "")
+    if CODEX_TESTS not in (_ROOTPATH / current.split("::")[0]).resolve().parents:
+        pytest.fail(f"{current or 'this code'} starts Codex: such tests live under tests/codex/ (see its conftest).")
     with open("/proc/net/dev") as f:  # per network namespace, unlike /sys/class/net
         interfaces = {line.split(":")[0].strip() for line in f.readlines()[2:]}
     if os.environ.get("FLEET_OFFLINE") != "1" or interfaces - {"lo"}:
@@ -51,22 +73,6 @@ def require_offline() -> None:
             "use `scripts/test` (or `scripts/offline .venv/bin/python -m pytest`). "
             f"Interfaces here: {sorted(interfaces)}."
         )
-
-
-@pytest.fixture(scope="session")
-def codex_bin() -> str:
-    path = os.environ.get("FLEET_TEST_CODEX") or str(CODEX_DEFAULT)
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"The pinned Codex CLI is not installed at {path}: run `scripts/setup` first.")
-    return path
-
-
-@pytest.fixture(scope="session")
-def model_catalog(tmp_path_factory: pytest.TempPathFactory, codex_bin: str) -> Path:
-    """A model catalog giving `mock-model` the metadata of a built-in model (from `codex debug models`):
-    Codex offers apply_patch only to models whose metadata says so, and an unknown slug gets none."""
-    require_offline()
-    return apply_patch_catalog(codex_bin, tmp_path_factory.mktemp("catalog") / "catalog.json")
 
 
 @pytest.fixture(autouse=True)
@@ -84,12 +90,6 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
         monkeypatch.delenv(var, raising=False)
     yield
     shutil.rmtree(tmux_dir, ignore_errors=True)
-
-
-@pytest.fixture
-def mock_model() -> Iterator[MockServer]:
-    with MockServer(MockModel(default_text="Done.")) as server:
-        yield server
 
 
 def read_audit(state_dir: Path) -> list[dict[str, Any]]:
