@@ -15,7 +15,6 @@ absolute interpreter path, which works whether or not `fleet` is on the PATH Cod
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -127,14 +126,6 @@ def render(template: Mapping[str, bytes], argv: Sequence[str]) -> dict[str, byte
 def plugin_version(template: Mapping[str, bytes]) -> str:
     """The version in the plugin manifest (Codex caches the installed copy under it)."""
     return str(json.loads(template[MANIFEST])["version"])
-
-
-def tree_digest(files: Mapping[str, bytes]) -> str:
-    """A digest of a file tree (paths and contents), to tell whether two copies are the same."""
-    h = hashlib.sha256()
-    for rel in sorted(files):
-        h.update(rel.encode() + b"\0" + hashlib.sha256(files[rel]).digest())
-    return h.hexdigest()
 
 
 def read_tree(root: Path) -> dict[str, bytes] | None:
