@@ -96,3 +96,20 @@ def test_the_hook_counts_the_extra_writable_roots_it_was_given(tmp_path: Path) -
     assert answer is not None
     assert answer[0] == "deny"
     assert str(extra) in answer[1]
+
+
+@pytest.mark.parametrize(("profile", "problem"), [
+    ('echo "Welcome, $USER"\nPATH="/opt/tools/bin:$PATH"\n', None),  # chatter before the answer is fine
+    ('PATH=".:$PATH"\n', "PATH (the one a login shell builds) holds the relative entry '.'"),
+    ("sleep 30\n", "fleet could not read the PATH a login shell builds"),  # too slow: a person decides
+    ("exit 3\n", "fleet could not read the PATH a login shell builds"),
+])
+def test_the_program_check_reads_the_path_a_login_shell_builds(tmp_path: Path, profile: str,
+                                                                problem: str | None) -> None:
+    """Codex runs an approved command as `bash -lc`: the user's profile may rebuild PATH."""
+    home = tmp_path / "user"
+    home.mkdir()
+    (home / ".profile").write_text(profile)
+    (home / ".bash_profile").write_text(". ~/.profile\n")
+    found = program_problem("cat", {"PATH": SYSTEM_PATH, "HOME": str(home)}, ("/work-elsewhere",))
+    assert found == problem if problem is None else (found or "").startswith(problem)

@@ -3,8 +3,8 @@ command then does something the policy promises it cannot. Real files, real bash
 decision (`hookapprove.decide`); the command is then run as Codex runs an approved one (unsandboxed,
 `bash -c`/`bash -lc` in the payload's cwd) to show the effect.
 
-Each break that is not fixed here is `xfail(strict=True)`: it fails today, and the day it is fixed
-the suite says so. In these tests the "outside" file lives under the test's temp dir (and so under
+Every break found here is fixed now (the symlinked `cp`/`rm` lines and the login profile's PATH were
+strict xfails until they were). In these tests the "outside" file lives under the test's temp dir (and so under
 /tmp); it stands for `~/.bashrc` or any other file of the user's: the judge never looks at where an
 argument leads, so its place does not change the verdict.
 """
@@ -82,9 +82,6 @@ def test_a_listed_remove_never_deletes_through_a_planted_symlink(tmp_path: Path)
     assert (outside / "cache" / "keep").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="review: the program check reads the hook's PATH, but Codex runs `bash -lc`, "
-                                       "whose PATH is the login profile's; a profile entry relative to the cwd "
-                                       "(`./node_modules/.bin`, `.`) runs the agent's planted `cat`")
 def test_a_read_only_command_never_runs_a_program_the_login_profile_finds_in_the_cwd(tmp_path: Path) -> None:
     home = tmp_path / "user"  # the user's home: outside every root but /tmp (tests live there) ...
     home.mkdir()

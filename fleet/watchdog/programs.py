@@ -5,7 +5,8 @@ picks), in the environment Codex gives its shell. `cat` in that command is whate
 first: a function from a profile file a login shell reads, or the first `cat` on `PATH`. If the agent
 could write any of those places, an allowlisted name proves nothing. So, before a policy allows, the
 hook checks, in its own environment (Codex's, which the shell inherits; measured on 0.169 the shell's
-`PATH` was Codex's own helper directory followed by the login profile's):
+`PATH` was Codex's own helper directory followed by the login profile's, so both the hook's `PATH`
+and the one `bash -lc` builds, asked in `/`, are checked):
 
 - no `BASH_ENV`, `ENV` or `ZDOTDIR` (files the shells run before any command);
 - `HOME` (profile files: `.profile`, `.bash_profile`, `.zshenv`, ...) is absolute and not inside a
@@ -33,6 +34,10 @@ from typing import Final
 
 #: The temporary directories Codex's workspace-write sandbox makes writable besides the cwd.
 TEMP_ROOTS: Final = ("/tmp", "/var/tmp", "/dev/shm")
+#: How long the login shell may take to say which PATH it builds; past it, a person decides.
+LOGIN_PATH_TIMEOUT: Final = 3.0
+#: Marks where the login shell's answer starts, whatever its profile printed before it.
+LOGIN_MARK: Final = "fleet-login-path"
 #: Files a shell runs before the command when these are set.
 _STARTUP_VARS: Final = ("BASH_ENV", "ENV", "ZDOTDIR")
 
@@ -63,20 +68,49 @@ def program_problem(program: str, env: Mapping[str, str], roots: Iterable[str]) 
     if _inside_any(os.path.realpath(home), roots):
         return (f"HOME ({home}) is a directory the agent may write, and a login shell runs its profile files "
                 "(which can redefine any command)")
-    path = env.get("PATH", "")
+    problem = _path_problem(program, env.get("PATH", ""), roots)
+    if problem is not None:
+        return problem
+    login = login_path(env)  # Codex runs `bash -lc CMD`: the login profile may rebuild PATH
+    if login is None:
+        return ("fleet could not read the PATH a login shell builds (`bash -lc`), so it cannot tell which "
+                "program would run")
+    return _path_problem(program, login, roots, " (the one a login shell builds)")
+
+
+def login_path(env: Mapping[str, str]) -> str | None:
+    """The PATH `bash -lc` ends up with in `env` (the user's login profile runs; never in the agent's
+    directory: it starts in `/`), or None when the shell fails, is missing or takes too long."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(["/bin/bash", "-lc", 'printf "\\0%s\\0%s" "$0" "$PATH"', LOGIN_MARK],
+                              env=dict(env), cwd="/", stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=LOGIN_PATH_TIMEOUT, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    marked = proc.stdout.decode("utf-8", errors="surrogateescape").rpartition(f"\0{LOGIN_MARK}\0")
+    return marked[2] if marked[1] else None
+
+
+def _path_problem(program: str, path: str, roots: tuple[str, ...], which: str = "") -> str | None:
+    """None when `program` is found on `path` outside `roots`, with no entry an agent could write."""
     if not path:
-        return "PATH is empty, so fleet cannot tell which program would run"
+        return f"PATH{which} is empty, so fleet cannot tell which program would run"
     found: str | None = None
     for entry in path.split(":"):
         if not entry.startswith("/"):
-            return f"PATH holds the relative entry {entry or '(empty)'!r}, which resolves in the command's directory"
+            return (f"PATH{which} holds the relative entry {entry or '(empty)'!r}, which resolves in the "
+                    "command's directory")
         if _inside_any(os.path.realpath(entry), roots):
-            return f"PATH holds {entry}, a directory the agent may write, where it could plant `{program}`"
+            return f"PATH{which} holds {entry}, a directory the agent may write, where it could plant `{program}`"
         candidate = posixpath.join(entry, program)
         if found is None and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             found = candidate
     if found is None:
-        return f"`{program}` is not found on PATH"
+        return f"`{program}` is not found on PATH{which}"
     real = os.path.realpath(found)
     if _inside_any(real, roots):
         return f"`{program}` resolves to {real}, a file the agent may write"
