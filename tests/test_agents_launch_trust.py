@@ -155,3 +155,36 @@ def test_who_can_write_a_trusted_cwds_codex_folder(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(reach, "writable_roots", lambda s: [s.cwd] if s.sandbox == "workspace-write" else [])
     assert reach.project_config_writers(inner, [inner, outer, same, reader]) == ["outer"]
     assert reach.project_config_writers(outer, [inner, same]) == []  # repo/.codex does not exist
+
+
+@pytest.mark.parametrize(("sandbox", "args", "mode"), [
+    ("workspace-write", ("-s", "danger-full-access"), "danger-full-access"),
+    ("workspace-write", ("--sandbox=read-only",), "read-only"),
+    ("read-only", ("-sworkspace-write",), "workspace-write"),
+    ("read-only", ("--yolo", "-s", "read-only"), "danger-full-access"),
+    ("workspace-write", ("-s", "nonsense"), "workspace-write"),
+])
+def test_the_sandbox_an_agent_runs_under_is_read_one_way_everywhere(
+        tmp_path: Path, sandbox: str, args: tuple[str, ...], mode: str) -> None:
+    """The recorded verdict, the writable roots and the tmux reach all take the same reading of the
+    agent's flags: a `-s` in its args wins over its configured sandbox, a bypass flag over both."""
+    from fleet.agents.writable import writable_roots
+
+    agent = spec(tmp_path, sandbox=sandbox, args=args)
+    assert codex.effective_sandbox(agent) == mode
+    assert writable_roots(agent, {}, {}).full_access is (mode == "danger-full-access")  # roots err wider
+    assert (reach.connect_reason(agent, {}) == "it runs with danger-full-access (no sandbox)") is (
+        mode == "danger-full-access")
+
+
+@pytest.mark.parametrize("args", [
+    ("-csandbox_workspace_write.network_access=true",),
+    ("--config=sandbox_workspace_write.network_access=true",),
+    ("-c", "sandbox_workspace_write.network_access=true"),
+    ("-s", "workspace-write", "-c", "sandbox_workspace_write.network_access=true"),
+])
+def test_network_access_is_seen_in_every_spelling_of_a_config_override(tmp_path: Path,
+                                                                      args: tuple[str, ...]) -> None:
+    sandbox = "read-only" if "-s" in args else "workspace-write"
+    assert reach.connect_reason(spec(tmp_path, sandbox=sandbox, args=args), {}) == (
+        "it has sandbox_workspace_write.network_access = true")

@@ -21,9 +21,9 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from fleet.config import AgentSpec
+from fleet.config import AgentSpec, Sandbox
 from fleet.errors import CodexMissing
 
 from .rollout import RolloutFacts, facts
@@ -313,16 +313,43 @@ def read_rollout(transcript: Path, max_bytes: int = ROLLOUT_TAIL) -> RolloutFact
 
 
 #: Flags that turn Codex's sandbox off whatever `-s` says.
-_BYPASS_FLAGS: Final = frozenset({"--dangerously-bypass-approvals-and-sandbox", "--yolo"})
+BYPASS_FLAGS: Final = frozenset({"--dangerously-bypass-approvals-and-sandbox", "--yolo"})
+#: The sandbox modes `-s`/`--sandbox` takes.
+SANDBOX_MODES: Final = ("read-only", "workspace-write", "danger-full-access")
 #: Options of the agent's `args` that `codex sandbox` takes too, and that shape its sandbox or its
 #: shell environment (network access, writable roots, `shell_environment_policy`, profiles).
 _SANDBOX_OPTIONS: Final = frozenset({"-c", "--config", "--enable", "--disable", "-p", "--profile"})
 
 
-def effective_sandbox(spec: AgentSpec) -> str:
+def effective_sandbox(spec: AgentSpec) -> Sandbox:
     """The sandbox mode this agent's Codex really runs under: `danger-full-access` when its `args`
-    bypass the sandbox, else its configured `sandbox`."""
-    return "danger-full-access" if any(a in _BYPASS_FLAGS for a in spec.args) else spec.sandbox
+    bypass the sandbox, else the last `-s`/`--sandbox` in its `args` (Codex takes the flag over any
+    config), else its configured `sandbox`."""
+    if any(a in BYPASS_FLAGS for a in spec.args):
+        return "danger-full-access"
+    flags = flag_values(spec.args, "--sandbox", "-s")
+    return cast(Sandbox, flags[-1]) if flags and flags[-1] in SANDBOX_MODES else spec.sandbox
+
+
+def flag_values(args: Sequence[str], long: str, short: str | None = None) -> list[str]:
+    """Every value given to a flag: `--flag V`, `--flag=V`, `-s V`, `-sV`."""
+    out: list[str] = []
+    it = iter(range(len(args)))
+    for i in it:
+        arg = args[i]
+        if arg == "--":
+            break
+        if arg == long or (short is not None and arg == short):
+            if i + 1 < len(args):
+                out.append(args[i + 1])
+                next(it, None)
+        elif arg.startswith(long + "="):
+            out.append(arg[len(long) + 1:])
+        elif short is not None and arg.startswith(short) and not arg.startswith("--") and len(arg) > len(short):
+            out.append(arg[len(short):].removeprefix("="))
+    return out
+
+
 
 
 def sandbox_argv(spec: AgentSpec, mode: str | None = None) -> list[str]:

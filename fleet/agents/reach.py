@@ -11,7 +11,6 @@ except for reading the agent's home `config.toml` and the environment.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -19,26 +18,20 @@ from typing import Any, Final
 
 from fleet.config import AgentSpec
 
-#: Codex flags after which the next argument is a `key=value` config override.
-_CONFIG_FLAGS: Final = ("-c", "--config")
-#: Flags that take Codex out of its sandbox altogether.
-_NO_SANDBOX_FLAGS: Final = ("--dangerously-bypass-approvals-and-sandbox", "--yolo")
+from .codex import effective_sandbox, flag_values
+
 #: Flags that pick settings fleet does not read (profiles): it cannot say the network is off.
 _UNREAD_FLAGS: Final = ("-p", "--profile", "-P", "--permission-profile")
 
 
 def _overrides(args: Sequence[str]) -> dict[str, str]:
-    """The `-c key=value` pairs in an agent's extra arguments (the last one for a key wins)."""
+    """The `-c key=value` pairs in an agent's extra arguments, in every spelling Codex takes (`-c V`,
+    `-cV`, `--config V`, `--config=V`); the last one for a key wins."""
     out: dict[str, str] = {}
-    for flag, value in itertools.pairwise(args):
-        if flag in _CONFIG_FLAGS and "=" in value:
-            key, raw = value.split("=", 1)
+    for item in flag_values(args, "--config", "-c"):
+        if "=" in item:
+            key, raw = item.split("=", 1)
             out[key.strip()] = raw.strip()
-    for arg in args:
-        for flag in _CONFIG_FLAGS:
-            if arg.startswith(flag + "=") and "=" in arg[len(flag) + 1:]:
-                key, raw = arg[len(flag) + 1:].split("=", 1)
-                out[key.strip()] = raw.strip()
     return out
 
 
@@ -47,11 +40,12 @@ def connect_reason(spec: AgentSpec, user: dict[str, Any]) -> str | None:
     refuses it (approved commands aside). `user`: the agent home's parsed `config.toml`. Settings
     fleet cannot read (a profile) count as network access: it never says "unreachable" unsure."""
     args = list(spec.args)
-    if spec.sandbox == "danger-full-access" or any(a in _NO_SANDBOX_FLAGS for a in args):
+    mode = effective_sandbox(spec)
+    if mode == "danger-full-access":
         return "it runs with danger-full-access (no sandbox)"
     if any(a in _UNREAD_FLAGS or a.split("=", 1)[0] in _UNREAD_FLAGS for a in args):
         return "its Codex profile may give it network access (fleet does not read profiles)"
-    if spec.sandbox != "workspace-write":
+    if mode != "workspace-write":
         return None
     over = _overrides(args)
     flag = over.get("sandbox_workspace_write.network_access")

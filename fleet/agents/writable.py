@@ -35,8 +35,8 @@ from typing import Any, Final
 from fleet.config import AgentSpec, FleetConfig, Sandbox
 from fleet.errors import CodexMissing
 
-#: Flags that turn Codex's sandbox off altogether.
-_BYPASS: Final = frozenset({"--dangerously-bypass-approvals-and-sandbox", "--yolo"})
+from .codex import effective_sandbox, flag_values
+
 _WIDTH: Final[dict[str, int]] = {"read-only": 0, "workspace-write": 1, "danger-full-access": 2}
 _WSW: Final = "sandbox_workspace_write"
 
@@ -76,30 +76,11 @@ def _toml_value(text: str) -> Any:
         return text
 
 
-def _flag_values(args: Sequence[str], long: str, short: str | None = None) -> list[str]:
-    """Every value given to a flag: `--flag V`, `--flag=V`, `-s V`, `-sV`."""
-    out: list[str] = []
-    it = iter(range(len(args)))
-    for i in it:
-        arg = args[i]
-        if arg == "--":
-            break
-        if arg == long or (short is not None and arg == short):
-            if i + 1 < len(args):
-                out.append(args[i + 1])
-                next(it, None)
-        elif arg.startswith(long + "="):
-            out.append(arg[len(long) + 1:])
-        elif short is not None and arg.startswith(short) and not arg.startswith("--") and len(arg) > len(short):
-            out.append(arg[len(short):].removeprefix("="))
-    return out
-
-
 def cli_settings(args: Sequence[str]) -> list[dict[str, Any]]:
     """The `-c key=value` overrides among `args`, each as a nested table of its own, the last first
     (the first one that sets a key is the one Codex keeps)."""
     layers: list[dict[str, Any]] = []
-    for item in _flag_values(args, "--config", "-c"):
+    for item in flag_values(args, "--config", "-c"):
         key, sep, value = item.partition("=")
         if not sep:
             continue
@@ -133,11 +114,9 @@ def writable_roots(spec: AgentSpec, home_config: Mapping[str, Any], environ: Map
     """
     args = spec.args
     cli = cli_settings(args)
-    flags = _flag_values(args, "--sandbox", "-s")
-    sandbox: Sandbox = flags[-1] if flags and flags[-1] in _WIDTH else spec.sandbox  # type: ignore[assignment]
-    if any(a in _BYPASS for a in args):
-        sandbox = "danger-full-access"
-    profiles = _flag_values(args, "--profile", "-p")
+    flags = flag_values(args, "--sandbox", "-s")
+    sandbox = effective_sandbox(spec)
+    profiles = flag_values(args, "--profile", "-p")
     named = [t["profile"] for t in cli if "profile" in t]
     profile_name = profiles[-1] if profiles else named[0] if named else home_config.get("profile")
     profile = _get(home_config, "profiles", str(profile_name)) if profile_name else None
@@ -170,8 +149,8 @@ def writable_roots(spec: AgentSpec, home_config: Mapping[str, Any], environ: Map
         extra = _get(layer, _WSW, "writable_roots")
         if isinstance(extra, list):
             roots += [Path(str(r)).expanduser() for r in extra]
-    roots += [Path(d).expanduser() for d in _flag_values(args, "--add-dir")]
-    roots += [Path(d).expanduser() for d in _flag_values(args, "--cd", "-C")]  # a second -C: fail closed
+    roots += [Path(d).expanduser() for d in flag_values(args, "--add-dir")]
+    roots += [Path(d).expanduser() for d in flag_values(args, "--cd", "-C")]  # a second -C: fail closed
     roots = [r if r.is_absolute() else spec.cwd / r for r in roots]
     return Roots(spec.name, "workspace-write" if sandbox == "read-only" else sandbox, tuple(dict.fromkeys(roots)))
 
