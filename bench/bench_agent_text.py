@@ -15,23 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from collections.abc import Callable
-from typing import Any
+
+from bench_ledger import timed
 
 from fleet.mcpview import prune
 from fleet.mcpview import view as mcp_view
 from fleet.untrusted import escape_terminal, json_text
 
 
-def median_ms(fn: Callable[[], Any], runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    return statistics.median(timed(fn, runs))
 
 
 def main() -> None:

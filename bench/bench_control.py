@@ -19,19 +19,14 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench_ledger import timed
+
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm: imports, caches
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return statistics.median(samples)
+    return statistics.median(timed(fn, runs))
 
 
 def write_fleet(root: Path, agents: int) -> Path:

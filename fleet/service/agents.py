@@ -137,8 +137,9 @@ def _sync_approve_policy(svc: Service, specs: list[AgentSpec]) -> None:
     from fleet.agents.writable import fleet_roots
     from fleet.watchdog import hookapprove
 
-    hookapprove.sync_agents(((svc.runtime.agent_dir(spec.name), spec.cwd) for spec in specs),
-                            svc.config.watchdog.approve, create=True, roots=fleet_roots(svc.config))
+    approve = svc.config.watchdog.approve
+    hookapprove.sync_agents(((svc.runtime.agent_dir(spec.name), spec.cwd) for spec in specs), approve,
+                            create=True, roots=fleet_roots(svc.config) if approve else ())
 
 
 def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | None = None,

@@ -93,11 +93,7 @@ def sync_agents(agents: Iterable[tuple[Path, Path]], policy: ApprovalPolicy | No
         sync(agent_dir, policy, cwd, roots)
 
 
-def load(agent_dir: str | os.PathLike[str]) -> ApprovalPolicy | None:
-    return _load(agent_dir)[0]
-
-
-def _load(agent_dir: str | os.PathLike[str]) -> tuple[ApprovalPolicy | None, str | None, list[str]]:
+def load(agent_dir: str | os.PathLike[str]) -> tuple[ApprovalPolicy | None, str | None, list[str]]:
     """The policy, the agent's cwd recorded with it (None when not recorded) and the fleet's roots."""
     try:
         raw = json.loads(read_bytes_nofollow(Path(agent_dir) / POLICY_FILE, MAX_POLICY_BYTES))
@@ -120,7 +116,7 @@ def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: floa
     from .approval import judge, policy_answer
     from .programs import agent_roots, program_problem
 
-    policy, agent_cwd, fleet_roots = _load(agent_dir)
+    policy, agent_cwd, fleet_roots = load(agent_dir)
     if policy is None or _held_by_someone_else(Path(agent_dir), time.time() if now is None else now):
         return None
     environ = os.environ if env is None else env
@@ -138,8 +134,9 @@ def _where_problem(cwd: str | None, agent_cwd: str | None) -> str | None:
         return "fleet does not know the agent's cwd, so it cannot tell where the command would run"
     if not isinstance(cwd, str) or not cwd.startswith("/"):
         return "Codex did not say where the command would run"
-    real, top = os.path.realpath(cwd), os.path.realpath(agent_cwd)
-    if real == top or real.startswith(top.rstrip("/") + "/"):
+    from .programs import inside_any
+
+    if inside_any(os.path.realpath(cwd), (os.path.realpath(agent_cwd),)):
         return None
     return f"it would run in {cwd}, outside the agent's cwd ({agent_cwd})"
 

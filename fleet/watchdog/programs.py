@@ -65,7 +65,7 @@ def program_problem(program: str, env: Mapping[str, str], roots: Iterable[str]) 
     home = env.get("HOME", "")
     if not home.startswith("/"):
         return "HOME is not an absolute path, so fleet cannot tell which profile files a login shell reads"
-    if _inside_any(os.path.realpath(home), roots):
+    if inside_any(os.path.realpath(home), roots):
         return (f"HOME ({home}) is a directory the agent may write, and a login shell runs its profile files "
                 "(which can redefine any command)")
     problem = _path_problem(program, env.get("PATH", ""), roots)
@@ -80,7 +80,19 @@ def program_problem(program: str, env: Mapping[str, str], roots: Iterable[str]) 
 
 def login_path(env: Mapping[str, str]) -> str | None:
     """The PATH `bash -lc` ends up with in `env` (the user's login profile runs; never in the agent's
-    directory: it starts in `/`), or None when the shell fails, is missing or takes too long."""
+    directory: it starts in `/`), or None when the shell fails, is missing or takes too long. Asked
+    once per environment in a process: a wrapped command (`bash -c 'cat x'`) checks two programs."""
+    key = tuple(sorted(env.items()))
+    if key not in _LOGIN_PATHS:
+        _LOGIN_PATHS.clear()  # one hook process judges one environment; keep no more than that
+        _LOGIN_PATHS[key] = _ask_login_path(env)
+    return _LOGIN_PATHS[key]
+
+
+_LOGIN_PATHS: dict[tuple[tuple[str, str], ...], str | None] = {}
+
+
+def _ask_login_path(env: Mapping[str, str]) -> str | None:
     import subprocess
 
     try:
@@ -104,7 +116,7 @@ def _path_problem(program: str, path: str, roots: tuple[str, ...], which: str = 
         if not entry.startswith("/"):
             return (f"PATH{which} holds the relative entry {entry or '(empty)'!r}, which resolves in the "
                     "command's directory")
-        if _inside_any(os.path.realpath(entry), roots):
+        if inside_any(os.path.realpath(entry), roots):
             return f"PATH{which} holds {entry}, a directory the agent may write, where it could plant `{program}`"
         candidate = posixpath.join(entry, program)
         if found is None and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
@@ -112,10 +124,11 @@ def _path_problem(program: str, path: str, roots: tuple[str, ...], which: str = 
     if found is None:
         return f"`{program}` is not found on PATH{which}"
     real = os.path.realpath(found)
-    if _inside_any(real, roots):
+    if inside_any(real, roots):
         return f"`{program}` resolves to {real}, a file the agent may write"
     return None
 
 
-def _inside_any(path: str, roots: Iterable[str]) -> bool:
+def inside_any(path: str, roots: Iterable[str]) -> bool:
+    """`path` is one of `roots` or below one (real, absolute paths, compared as strings)."""
     return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from fleet.errors import FleetError, LedgerError, StateDirError
-from fleet.fsutil import FILE_MODE, ensure_dir, flock_within, open_lock_file
+from fleet.fsutil import ensure_dir, flock_within, open_lock_file
 
 from .store import AgentRecord, WatchdogStore
 
@@ -50,8 +50,7 @@ def open_ledger(svc: Service) -> tuple[Ledger | None, WatchdogStore | None, Base
 
 def private_file(path: Path) -> Path:
     """Create `path` 0600 if missing; refuse a symlink in its place (as the ledger does)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
-    os.close(fd)
+    os.close(open_lock_file(path))
     return path
 
 
