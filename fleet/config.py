@@ -196,7 +196,9 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> ConfigLocatio
         return ConfigLocation(path.resolve(), source, CONFIG_WHY[source])
     local = Path(CONFIG_NAME)
     if local.is_file():
-        return ConfigLocation(local.resolve(), "./fleet.toml", CONFIG_WHY["./fleet.toml"])
+        # its directory resolved, not the file: a symlink here is judged (trusted) as itself
+        return ConfigLocation(local.absolute().parent.resolve() / local.name, "./fleet.toml",
+                              CONFIG_WHY["./fleet.toml"])
     user = user_config_path()
     if user.is_file():
         return ConfigLocation(user.resolve(), "user config dir", CONFIG_WHY["user config dir"])

@@ -115,7 +115,10 @@ def _write_store(records: dict[str, TrustRecord]) -> None:
 
 
 def _key(path: Path) -> str:
-    return str(path.resolve())
+    """The config's place: its directory resolved, its own name not followed, so a `fleet.toml` that
+    is a symlink to a config trusted elsewhere is not trusted here (an agent could plant one)."""
+    path = path.absolute()
+    return str(path.parent.resolve() / path.name)
 
 
 def check_trusted(path: Path, data: bytes) -> None:

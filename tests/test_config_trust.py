@@ -28,7 +28,7 @@ from test_mcp import SyncSession, server_env
 
 from fleet.config import load_config
 from fleet.config_trust import check_trusted, revoke, store_path, trust, trusted
-from fleet.errors import ConfigUntrusted
+from fleet.errors import ConfigError, ConfigUntrusted
 
 MINIMAL = '[agents.mila]\nhome = "h"\ncwd = "."\n'
 
@@ -164,6 +164,26 @@ def test_trust_is_for_one_path_and_one_content(tmp_path: Path) -> None:
     assert not revoke(a)
     with pytest.raises(ConfigUntrusted, match="is not trusted"):
         check_trusted(a, a.read_bytes())
+
+
+def test_a_fleet_toml_symlinked_to_a_config_trusted_elsewhere_is_not_trusted(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent that writes repository b could plant `b/fleet.toml -> ../a/fleet.toml` and so point
+    your fleet in b at another fleet you trusted: the link's own place is what must be trusted."""
+    a, b = tmp_path / "a" / "fleet.toml", tmp_path / "b" / "fleet.toml"
+    a.parent.mkdir()
+    b.parent.mkdir()
+    a.write_text(MINIMAL)
+    b.symlink_to(a)
+    trust(a)
+    with pytest.raises(ConfigUntrusted, match="is not trusted"):
+        check_trusted(b, b.read_bytes())
+    monkeypatch.chdir(b.parent)
+    monkeypatch.delenv("FLEET_CONFIG", raising=False)
+    with pytest.raises(ConfigUntrusted):
+        load_config()
+    with pytest.raises(ConfigError, match="is a symlink"):
+        trust(b)  # nor can the link be trusted: name the real config with --config instead
 
 
 def test_the_store_is_private_to_the_user(tmp_path: Path) -> None:

@@ -194,3 +194,25 @@ def test_the_hook_answers_by_policy_once_and_a_failing_policy_holds(tmp_path: ob
                clock=lambda: next(clock), sleep=lambda s: None)
     assert out is None  # no decision: the call was held, then released to Codex's dialog
     assert [e["event"] for e in events] == ["approval_requested", "approval_released"]
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        ("tail +f log", "old-style option"),  # GNU tail still follows with `+f`
+        ("tail +1f log", "old-style option"),
+        ("cat /proc/self/fd/1", "a process's files"),  # the read end of its own output pipe: hangs
+        ("tail /proc/self/fd/2", "a process's files"),
+        ("wc --files0-from=/proc/self/fd/1", "a process's files"),
+        ("du --files0-from=-", "standard input"),
+        ("grep --file=- x", "standard input"),
+        ("diff -l a b", "run programs"),  # -l pipes through `pr`
+        ("diff --paginate a b", "run programs"),
+        ("diff -ul a b", "run programs"),
+    ],
+)
+def test_reads_that_hang_follow_or_run_another_program_are_not_read_only(command: str, words: str) -> None:
+    problem = read_only_problem(command)
+    assert problem is not None
+    assert words in problem
+    assert judge(READ_ONLY_POLICY, "Bash", command, program_check=lambda p: None).decision == "deny"

@@ -303,3 +303,15 @@ def test_every_path_codex_would_write_is_judged_or_the_patch_is_refused(patch: s
     got = patch_writes(patch)
     if codex is not None and got.problem is None:
         assert set(codex) <= set(got.paths), (codex, got)
+
+
+@pytest.mark.parametrize("sep", ["\x1c", "\x1d", "\x1e", "\x1f"])
+def test_a_header_is_trimmed_as_rust_trims_it_so_the_judged_path_is_the_one_codex_writes(
+        tmp_path: Path, sep: str) -> None:
+    """Python's `str.strip` drops U+001C..U+001F, Rust's `str::trim` keeps them: Codex writes
+    `src/a.py<US>`, a file outside the scope, so that is the path judged (and refused)."""
+    from fleet.work.scope import check_writes
+
+    writes = patch_writes(f"*** Begin Patch\n*** Add File: src/a.py{sep}\n+x\n*** End Patch\n")
+    assert writes.paths == (f"src/a.py{sep}",)
+    assert check_writes(writes.paths, cwd=str(tmp_path), scope=["src/a.py"])

@@ -50,7 +50,8 @@ READ_ONLY: Final[dict[str, _Refuse]] = {
     "cat": _Refuse(),
     "cmp": _Refuse(),
     "df": _Refuse(),
-    "diff": _Refuse(),
+    # -l/--paginate pipes the output through `pr`, another program.
+    "diff": _Refuse(long=("--paginate",), short="l"),
     "dirname": _Refuse(),
     "du": _Refuse(),
     "echo": _Refuse(),
@@ -123,8 +124,11 @@ def read_only_problem(command: str) -> str | None:
     if rule is None:
         return f"`{program}` is not on the read-only list"
     for arg in args:
-        if "/dev/" in arg or arg == "-":
-            return f"`{arg}` names a device or standard input, and reading one can block or have effects"
+        if "/dev/" in arg or "/proc/" in arg or arg == "-" or arg.endswith("=-"):
+            return (f"`{arg}` names a device, a process's files or standard input, and reading one can "
+                    "block or have effects")
+        if arg.startswith("+"):  # `tail +f` is the old spelling of --follow: such forms are not judged
+            return f"`{arg}` is an old-style option fleet does not judge"
         if _refused(arg, rule):
             return f"`{program} {arg}` can change files, run programs or never end"
     return None

@@ -43,8 +43,10 @@ WHOLE_CWD: Final = "./"
 #: it, so `  *** Add File: ../x` is a header, and matches `*** Move to: ` only at the start of the line.
 _HEADERS: Final = ("*** Add File: ", "*** Delete File: ", "*** Update File: ")
 _MOVE: Final = "*** Move to: "
-#: Whitespace as Rust's `str::trim` sees it, plus what Python's `str.strip` adds (a superset is safe).
-_TRIM: Final = "".join(chr(c) for c in (*range(0x09, 0x0E), *range(0x1C, 0x21), 0x85, 0xA0, 0x1680,
+#: Whitespace exactly as Rust's `str::trim` (Unicode White_Space) sees it, so a header's path is the
+#: one Codex writes. Not Python's `str.strip`, which also drops U+001C..U+001F: a trailing one would
+#: be judged as `src/a.py` while Codex writes `src/a.py\x1f` (which `check_writes` refuses).
+_TRIM: Final = "".join(chr(c) for c in (*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680,
                                          *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000))
 #: Something that looks like a file header but is not one exactly: Codex's reading of it is not
 #: something to guess.
