@@ -6,7 +6,6 @@ supervising (or a repository's AGENTS.md it read) could trust the config it wrot
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,7 +58,10 @@ def trust_cmd(
             result = {"action": "trust", **record, "config": config_trust.describe(Path(record["path"]))}
     except Exception as exc:
         _fail(exc, as_json)
+    from .untrusted import escaping_stdout, json_text  # the file judged may be a hostile repository's
+
     if as_json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        print(json_text(result))
     else:
-        _render(result)
+        with escaping_stdout():
+            _render(result)

@@ -110,10 +110,6 @@ def _toml_str(text: str) -> str:
 
 def user_config(home: Path) -> dict[str, Any]:
     """The home's parsed `config.toml`; empty when missing or unreadable (fleet never writes it)."""
-    return _user_config(home)
-
-
-def _user_config(home: Path) -> dict[str, Any]:
     try:
         return tomllib.loads((home / "config.toml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
@@ -156,7 +152,7 @@ def untrusted_hooks(home: Path) -> list[str]:
     `config.toml`) that its `[hooks.state]` does not trust with a matching hash: the handlers Codex
     0.169 would hold for review at start. Hooks elsewhere (a repository's `.codex/`) are Codex's
     to ask about; an unreadable file counts as having none."""
-    user = _user_config(home)
+    user = user_config(home)
     hooks: dict[str, Any] = _table(user.get("hooks"))
     state = _table(hooks.get("state"))
     try:
@@ -202,7 +198,7 @@ def project_trust(spec: AgentSpec, user: dict[str, Any] | None = None) -> str | 
     be one inline table: Codex splits a `-c` key on every dot, so `projects."/a/b".trust_level=` names
     a key with quotes in it and trusts nothing. An inline table merges with the home's `[projects]`.
     """
-    user = _user_config(spec.home) if user is None else user
+    user = user_config(spec.home) if user is None else user
     entries = _table(user.get("projects"))
     cwd = spec.cwd.absolute()
     keys = dict.fromkeys(str(p) for p in (cwd, spec.cwd.resolve(), git_root(cwd)) if p is not None)
@@ -220,7 +216,7 @@ def launch_argv(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = (), *, 
     and before the agent's `args`, so the user's arguments still have the last word. With `resume`
     (a session id), `codex resume <id>` of that session, its history kept. `approval_hold`: how long
     fleet's PermissionRequest hook holds an approval for an answer."""
-    user = _user_config(spec.home)
+    user = user_config(spec.home)
     notify = receiver_argv("notify", agent_dir)
     user_notify = user.get("notify")
     if isinstance(user_notify, list) and user_notify and all(isinstance(a, str) for a in user_notify):

@@ -35,7 +35,7 @@ from typing import Any, Final
 from fleet.config import AgentSpec, FleetConfig, Sandbox
 from fleet.errors import CodexMissing
 
-from .codex import effective_sandbox, flag_values
+from .codex import effective_sandbox, flag_values, user_config
 
 _WIDTH: Final[dict[str, int]] = {"read-only": 0, "workspace-write": 1, "danger-full-access": 2}
 _WSW: Final = "sandbox_workspace_write"
@@ -180,13 +180,6 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def _home_config(home: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads((home / "config.toml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return {}
-
-
 def protected_paths(config: FleetConfig) -> list[tuple[str, Path, bool]]:
     """What no sandboxed agent may write: (what, resolved path, is a directory)."""
     import fleet
@@ -213,28 +206,32 @@ def protected_paths(config: FleetConfig) -> list[tuple[str, Path, bool]]:
 
 def agent_roots(spec: AgentSpec, environ: Mapping[str, str] | None = None) -> Roots:
     """`writable_roots` for `spec` with its home's own config.toml read."""
-    return writable_roots(spec, _home_config(spec.home), os.environ if environ is None else environ)
+    return writable_roots(spec, user_config(spec.home), os.environ if environ is None else environ)
+
+
+def resolved_roots(specs: Iterable[AgentSpec], environ: Mapping[str, str] | None = None) -> list[Roots]:
+    """`writable_roots` of each agent (its home's config.toml read once), symlinks resolved."""
+    env = os.environ if environ is None else environ
+    out = []
+    for spec in specs:
+        r = writable_roots(spec, user_config(spec.home), env)
+        out.append(Roots(r.agent, r.sandbox, tuple(_real(p) for p in r.roots)))
+    return out
 
 
 def fleet_roots(config: FleetConfig, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """Every directory some sandboxed agent of the fleet may write (resolved): where a program an
     approved command runs must not lie, whichever agent asks (`fleet.watchdog.programs`). A
     full-access agent adds nothing here: it can forge anything, as the README says."""
-    env = os.environ if environ is None else environ
-    out = [str(_real(p)) for spec in config.agents.values()
-           for p in writable_roots(spec, _home_config(spec.home), env).roots]
-    return tuple(dict.fromkeys(out))
+    roots = resolved_roots(config.agents.values(), environ)
+    return tuple(dict.fromkeys(str(p) for r in roots for p in r.roots))
 
 
 def exposures(config: FleetConfig, specs: Iterable[AgentSpec] | None = None,
               environ: Mapping[str, str] | None = None) -> list[Exposure]:
     """fleet's files inside the writable roots of `specs` (default: every agent) that are not
     full-access. The files are every agent's, whichever agents are checked."""
-    env = os.environ if environ is None else environ
-    roots = []
-    for spec in config.agents.values() if specs is None else specs:
-        r = writable_roots(spec, _home_config(spec.home), env)
-        roots.append(Roots(r.agent, r.sandbox, tuple(_real(p) for p in r.roots)))
+    roots = resolved_roots(config.agents.values() if specs is None else specs, environ)
     return find_exposures(roots, protected_paths(config))
 
 
