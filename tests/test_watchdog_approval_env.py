@@ -4,6 +4,7 @@ Real directories and real PATH lookups; the environment is passed in, as the hoo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,26 @@ def test_the_program_check_reads_the_path_a_login_shell_builds(tmp_path: Path, p
     (home / ".bash_profile").write_text(". ~/.profile\n")
     found = program_problem("cat", {"PATH": SYSTEM_PATH, "HOME": str(home)}, ("/work-elsewhere",))
     assert found == problem if problem is None else (found or "").startswith(problem)
+
+
+def test_recorded_roots_replace_the_blanket_temp_dirs(tmp_path: Path) -> None:
+    """With every sandboxed agent's roots recorded (and `/tmp` excluded from all of them, as the test
+    fleets and careful users do), a program under /tmp is not the agents'; with none recorded, /tmp
+    counts as theirs. Either way the agents' own roots count."""
+    agent_dir = tmp_path / "state" / "agents" / "agent-1"
+    agent_dir.mkdir(parents=True)
+    work, tools = tmp_path / "work", Path("/tmp") / f"fleet-tools-{os.getpid()}"
+    work.mkdir()
+    (tools / "bin").mkdir(parents=True, exist_ok=True)
+    try:
+        policy = ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny")
+        path = env(PATH=f"{tools}/bin:{SYSTEM_PATH}")
+        hookapprove.sync(agent_dir, policy, work, [str(work)])
+        assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "allow"
+        hookapprove.sync(agent_dir, policy, work, [str(work), "/tmp"])
+        assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "deny"
+        hookapprove.sync(agent_dir, policy, work)  # nothing recorded: every temp dir counts
+        assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "deny"
+    finally:
+        (tools / "bin").rmdir()
+        tools.rmdir()

@@ -120,7 +120,8 @@ def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: floa
     if policy is None or _held_by_someone_else(Path(agent_dir), time.time() if now is None else now):
         return None
     environ = os.environ if env is None else env
-    roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir)), agent_cwd, *fleet_roots], environ)
+    roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir)), agent_cwd, *fleet_roots], environ,
+                        known=bool(fleet_roots))  # none recorded: every temp dir counts
     where = _where_problem(cwd, agent_cwd)
     return policy_answer(judge(policy, tool, command,
                                program_check=lambda program: where or program_problem(program, environ, roots)))

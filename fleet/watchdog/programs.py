@@ -42,11 +42,14 @@ LOGIN_MARK: Final = "fleet-login-path"
 _STARTUP_VARS: Final = ("BASH_ENV", "ENV", "ZDOTDIR")
 
 
-def agent_roots(cwds: Iterable[str | None], env: Mapping[str, str]) -> tuple[str, ...]:
-    """The places (real paths) an agent running in `cwds` may write, as far as fleet can tell."""
+def agent_roots(cwds: Iterable[str | None], env: Mapping[str, str], *, known: bool = False) -> tuple[str, ...]:
+    """The places (real paths) an agent running in `cwds` may write, as far as fleet can tell.
+    `known`: `cwds` already hold every sandboxed agent's writable roots as fleet read them from their
+    settings (`/tmp` and `$TMPDIR` unless an agent excludes them), so `/tmp` and `$TMPDIR` are not
+    added blindly; `/var/tmp` and `/dev/shm` always are."""
     out: list[str] = []
-    tmpdir = env.get("TMPDIR")
-    for path in [*cwds, *TEMP_ROOTS, tmpdir]:
+    temps = [r for r in TEMP_ROOTS if r != "/tmp"] if known else [*TEMP_ROOTS, env.get("TMPDIR")]
+    for path in [*cwds, *temps]:
         if isinstance(path, str) and path.startswith("/"):
             real = os.path.realpath(path)
             if real not in out:
