@@ -132,6 +132,8 @@ def test_recorded_roots_replace_the_blanket_temp_dirs(tmp_path: Path) -> None:
         assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "allow"
         hookapprove.sync(agent_dir, policy, work, [str(work), "/tmp"])
         assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "deny"
+        hookapprove.sync(agent_dir, policy, work, [])  # a fleet of read-only agents: nothing is theirs
+        assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "allow"
         hookapprove.sync(agent_dir, policy, work)  # nothing recorded: every temp dir counts
         assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "deny"
     finally:

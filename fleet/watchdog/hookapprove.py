@@ -57,7 +57,7 @@ def from_json(raw: object) -> ApprovalPolicy | None:
 
 
 def sync(agent_dir: Path, policy: ApprovalPolicy | None, cwd: str | os.PathLike[str] | None = None,
-         roots: Iterable[str] = ()) -> bool:
+         roots: Iterable[str] | None = None) -> bool:
     """Make `agent_dir`'s policy file say `policy` (remove it for None), with the agent's configured
     `cwd` (the one directory an allowed command may run in) and `roots`, every directory any
     sandboxed agent of the fleet may write (where no program it runs may lie; see `decide`); True if
@@ -69,7 +69,8 @@ def sync(agent_dir: Path, policy: ApprovalPolicy | None, cwd: str | os.PathLike[
             return True
         except FileNotFoundError:
             return False
-    body = to_json(policy) | ({"cwd": os.fspath(cwd)} if cwd is not None else {}) | {"roots": list(roots)}
+    body = (to_json(policy) | ({"cwd": os.fspath(cwd)} if cwd is not None else {})
+            | ({"roots": list(roots)} if roots is not None else {}))  # none given: every temp dir counts
     data = json.dumps(body, sort_keys=True).encode()
     try:
         if read_bytes_nofollow(path, MAX_POLICY_BYTES) == data:
@@ -81,10 +82,10 @@ def sync(agent_dir: Path, policy: ApprovalPolicy | None, cwd: str | os.PathLike[
 
 
 def sync_agents(agents: Iterable[tuple[Path, Path]], policy: ApprovalPolicy | None, *, create: bool,
-                roots: Iterable[str] = ()) -> None:
+                roots: Iterable[str] | None = None) -> None:
     """`sync` each (agent dir, configured cwd) in turn: `create` makes a missing dir (private, as
     `ensure_dir` does), otherwise an agent whose dir does not exist (never launched) is skipped."""
-    roots = tuple(roots)
+    roots = tuple(roots) if roots is not None else None
     for agent_dir, cwd in agents:
         if create:
             ensure_dir(agent_dir)
@@ -93,16 +94,17 @@ def sync_agents(agents: Iterable[tuple[Path, Path]], policy: ApprovalPolicy | No
         sync(agent_dir, policy, cwd, roots)
 
 
-def load(agent_dir: str | os.PathLike[str]) -> tuple[ApprovalPolicy | None, str | None, list[str]]:
-    """The policy, the agent's cwd recorded with it (None when not recorded) and the fleet's roots."""
+def load(agent_dir: str | os.PathLike[str]) -> tuple[ApprovalPolicy | None, str | None, list[str] | None]:
+    """The policy, the agent's cwd recorded with it (None when not recorded) and the fleet's roots
+    (None when not recorded; an empty list when no agent of the fleet can write anything)."""
     try:
         raw = json.loads(read_bytes_nofollow(Path(agent_dir) / POLICY_FILE, MAX_POLICY_BYTES))
     except Exception:  # missing, unsafe (a symlink), unreadable or not JSON: no policy
-        return None, None, []
+        return None, None, None
     if not isinstance(raw, dict):
-        return None, None, []
+        return None, None, None
     cwd, roots = raw.get("cwd"), raw.get("roots")
-    roots = [r for r in roots if isinstance(r, str)] if isinstance(roots, list) else []
+    roots = [r for r in roots if isinstance(r, str)] if isinstance(roots, list) else None
     return from_json(raw), cwd if isinstance(cwd, str) and cwd.startswith("/") else None, roots
 
 
@@ -120,8 +122,8 @@ def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: floa
     if policy is None or _held_by_someone_else(Path(agent_dir), time.time() if now is None else now):
         return None
     environ = os.environ if env is None else env
-    roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir)), agent_cwd, *fleet_roots], environ,
-                        known=bool(fleet_roots))  # none recorded: every temp dir counts
+    roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir)), agent_cwd, *(fleet_roots or ())], environ,
+                        known=fleet_roots is not None)  # none recorded: every temp dir counts
     where = _where_problem(cwd, agent_cwd)
     return policy_answer(judge(policy, tool, command,
                                program_check=lambda program: where or program_problem(program, environ, roots)))
