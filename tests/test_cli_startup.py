@@ -25,6 +25,9 @@ HEAVY = ("pydantic", "jsonschema", "libtmux", "mcp", "anyio", "rich", "ctypes")
 #: paths that use them: hashing a prompt, a contended claim's jitter, a paste file, stopping agents in
 #: threads, logging a failure. The lease store takes a plain flock instead of importing filelock.
 ON_DEMAND = ("filelock", "logging", "hashlib", "secrets", "random", "tempfile", "concurrent", "getpass")
+#: fleet's modules that only a start, a send or a stop needs: a read-only `fleet status` loads none.
+NOT_FOR_STATUS = ("fleet.agents.launch", "fleet.agents.send", "fleet.agents.stop", "fleet.agents.lead",
+                  "fleet.agents.procs")
 
 PROBE = textwrap.dedent("""
     import json, sys
@@ -36,8 +39,9 @@ PROBE = textwrap.dedent("""
     except SystemExit as exc:
         code = exc.code
     loaded = sorted({m.split(".")[0] for m in sys.modules})
+    fleet = sorted(m for m in sys.modules if m.startswith("fleet."))
     with open(out, "w") as f:
-        json.dump({"code": code, "loaded": loaded}, f)
+        json.dump({"code": code, "loaded": loaded, "fleet": fleet}, f)
 """)
 
 
@@ -69,6 +73,16 @@ def test_common_commands_load_no_heavy_library(fleet_factory: Callable[..., Flee
     loaded = set(probe["loaded"])  # type: ignore[arg-type]
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
     assert not loaded & set(ON_DEMAND), sorted(loaded & set(ON_DEMAND))
+
+
+def test_status_loads_no_code_that_starts_sends_to_or_stops_an_agent(fleet_factory: Callable[..., Fleet],
+                                                                    tmp_path: Path) -> None:
+    f = fleet_factory(1)
+    probe = run_probe(tmp_path, "--config", str(f.path), "status", "--json")
+    assert probe["code"] in (0, None), probe
+    loaded = set(probe["fleet"])  # type: ignore[arg-type]
+    assert "fleet.agents.observe" in loaded
+    assert sorted(loaded & set(NOT_FOR_STATUS)) == []
 
 
 def test_an_invalid_argument_still_gets_jsonschemas_message(fleet_factory: Callable[..., Fleet]) -> None:
