@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 from bench_ledger import timed
 
-from fleet.mcpview import prune
-from fleet.mcpview import view as mcp_view
+from fleet.mcp.views import prune
+from fleet.mcp.views import view as mcp_view
 from fleet.untrusted import escape_terminal, json_text
 
 

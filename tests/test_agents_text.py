@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from mcp import Client
 from mcp import types as mcp_types
 
-from fleet.mcp_server import INSTRUCTIONS, build_server
-from fleet.mcpview import view
+from fleet.mcp.server import INSTRUCTIONS, build_server
+from fleet.mcp.views import view
 from fleet.watchdog.decide import Action
 from fleet.watchdog.messages import lead_prompt
 from fleet.work.ledger import Ledger

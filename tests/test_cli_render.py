@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.cli import _last_message
-from fleet.cli_work import _render_show
+from fleet.cli.agents import _last_message
+from fleet.cli.work import _render_show
 
 
 def report_message(status: str = "done", summary: str = "Wrote the summary.") -> str:
@@ -58,7 +58,7 @@ def test_show_prints_the_creation_event_without_a_none_state(capsys: pytest.Capt
 
 
 def test_status_says_what_a_full_access_agents_verdicts_are_worth(capsys: pytest.CaptureFixture[str]) -> None:
-    from fleet.cli import _render_status
+    from fleet.cli.agents import _render_status
 
     def agent(name: str, sandbox: str) -> dict[str, object]:
         return {"name": name, "state": "idle", "detail": None, "role": "worker", "pid": 1, "since": None,

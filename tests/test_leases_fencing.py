@@ -196,7 +196,7 @@ def test_mcp_release_and_claim_accept_a_token(fleet_factory: Callable[..., Fleet
     import anyio
     from mcp import Client
 
-    from fleet.mcp_server import build_server
+    from fleet.mcp.server import build_server
 
     f = fleet_factory(1)
 

@@ -1,4 +1,4 @@
-"""What a model reads over MCP: compact results (`fleet.mcpview`), measured through the real server."""
+"""What a model reads over MCP: compact results (`fleet.mcp.views`), measured through the real server."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from mcp import types as mcp_types
 
 from fleet.fsutil import append_jsonl
 from fleet.leases import LeaseStore
-from fleet.mcp_server import INSTRUCTIONS, build_server
-from fleet.mcpview import LEASE_COLUMNS, STATUS_COLUMNS, leases_view, prune, status_view, view
+from fleet.mcp.server import INSTRUCTIONS, build_server
+from fleet.mcp.views import LEASE_COLUMNS, STATUS_COLUMNS, leases_view, prune, status_view, view
 
 #: The issue's bound for `fleet_status` of 20 agents, as JSON over MCP.
 STATUS_BUDGET = 2048

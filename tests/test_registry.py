@@ -12,7 +12,7 @@ from mcp import Client
 from fleet import ops
 from fleet.cli import app
 from fleet.errors import InvalidInput
-from fleet.mcp_server import build_server
+from fleet.mcp.server import build_server
 
 #: CLI parameters that are presentation, not operation input.
 CLI_ONLY = {"as_json"}

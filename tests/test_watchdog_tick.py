@@ -92,7 +92,7 @@ def test_the_watchdog_tools_over_mcp(fleet_factory: Callable[..., Fleet], tmp_pa
     f = fleet_factory(1)
     with mcp_session(f.path, tmp_path / "mcp-stderr.log") as mcp:
         planned = mcp.ok("watchdog_tick", {"dry_run": True})
-        # Over MCP results are compact (no nulls, see fleet.mcpview): `skipped` is absent, not null.
+        # Over MCP results are compact (no nulls, see fleet.mcp.views): `skipped` is absent, not null.
         assert (planned["dry_run"], planned["actions"], planned.get("skipped")) == (True, [], None)
         assert mcp.ok("watchdog_status", {})["last_tick"] is None  # a dry run records nothing
         done = mcp.ok("watchdog_tick", {})

@@ -231,7 +231,7 @@ def test_the_work_tools_answer_over_mcp(fleet: Fleet) -> None:
     import anyio
     from mcp import Client
 
-    from fleet.mcp_server import build_server
+    from fleet.mcp.server import build_server
 
     async def calls() -> list[Any]:
         async with Client(build_server(str(fleet.path))) as client:

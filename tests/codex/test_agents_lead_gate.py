@@ -26,7 +26,7 @@ from mockmodel import MockModel, MockServer, Step, codex_offline_args, tool_outp
 
 from codex.test_agents_lead import lead_fleet
 from fleet.agents.codex import resolve_binary
-from fleet.mcp_server import build_server
+from fleet.mcp.server import build_server
 
 NS = "mcp__fleet"
 

@@ -16,7 +16,7 @@ from mcp import Client
 from mcp import types as mcp_types
 from test_agents_text import approval_status, call, raw_dangerous, unmarked
 
-from fleet.mcp_server import build_server
+from fleet.mcp.server import build_server
 
 #: What a prompt-injected agent writes: a clipboard write (OSC 52), a title change (OSC 0), a line
 #: erase and carriage return that redraw the verdict, a C1 CSI, a bidi override and an order.

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from .untrusted import mark_paths
+from fleet.untrusted import mark_paths
 
 STATUS_COLUMNS: Final = ("agent", "state", "role", "lease", "last", "for_s")
 LEASE_COLUMNS: Final = ("agent", "state", "holder", "token", "expires_in")

@@ -1,4 +1,4 @@
-"""`fleet trust`: the user's say-so for a `./fleet.toml`, registered on the app by `fleet.cli`.
+"""`fleet trust`: the user's say-so for a `./fleet.toml`; `fleet.cli` registers it.
 
 Not an operation on purpose: the MCP server must never offer it, or the model the user is
 supervising (or a repository's AGENTS.md it read) could trust the config it wrote.
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli import JsonOpt, _command, _fail
+from .base import JsonOpt, fail, show
 
 
 def _render(result: dict[str, Any]) -> None:
@@ -33,7 +33,6 @@ def _render(result: dict[str, Any]) -> None:
         print(f"programs it names: {', '.join(about['programs'])}")
 
 
-@_command("trust")
 def trust_cmd(
     path: Annotated[str, typer.Argument(help="The config to trust (default ./fleet.toml).")] = "fleet.toml",
     revoke: Annotated[bool, typer.Option("--revoke", help="Forget it instead.")] = False,
@@ -45,7 +44,7 @@ def trust_cmd(
     fleet uses a ./fleet.toml only after this; a changed file must be trusted again. --config and
     $FLEET_CONFIG (named by you) and ~/.config/fleet/fleet.toml need no trust. The record is kept in
     your own state ($XDG_STATE_HOME/fleet/trusted-configs.json), never in the repository."""
-    from . import config_trust
+    from fleet import config_trust
 
     target = Path(path).expanduser()
     try:
@@ -57,11 +56,5 @@ def trust_cmd(
             record = config_trust.trust(target)
             result = {"action": "trust", **record, "config": config_trust.describe(Path(record["path"]))}
     except Exception as exc:
-        _fail(exc, as_json)
-    from .untrusted import escaping_stdout, json_text  # the file judged may be a hostile repository's
-
-    if as_json:
-        print(json_text(result))
-    else:
-        with escaping_stdout():
-            _render(result)
+        fail(exc, as_json)
+    show(result, as_json, _render)  # escaped: the file judged may be a hostile repository's

@@ -1,6 +1,6 @@
-"""`fleet install`: the CLI command of the `fleet_install` operation, registered on the app by `fleet.cli`.
+"""`fleet install`: the CLI command of the `fleet_install` operation.
 
-Kept apart from `fleet.cli` so that the commands of each capability live in their own module.
+In a module of its own, like the commands of every capability; `fleet.cli` registers it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli import JsonOpt, _command, _run
+from .base import JsonOpt, run
 
 
 def _render(result: dict[str, Any]) -> None:
@@ -25,7 +25,6 @@ def _render(result: dict[str, Any]) -> None:
         print("Start `codex` and ask for `$fleet-lead`; `fleet doctor` shows where the plugin is installed.")
 
 
-@_command("install")
 def install_cmd(
     codex_home: Annotated[str | None, typer.Option(
         "--codex-home", help="The Codex home (default: $CODEX_HOME, else ~/.codex).")] = None,
@@ -35,4 +34,4 @@ def install_cmd(
 ) -> None:
     """Install fleet's Codex plugin (MCP tools, fleet-lead and fleet-report skills) with Codex's own
     `codex plugin` commands; running it again changes nothing."""
-    _run("fleet_install", {"codex_home": codex_home, "uninstall": uninstall}, as_json, _render)
+    run("fleet_install", {"codex_home": codex_home, "uninstall": uninstall}, as_json, _render)

@@ -23,7 +23,7 @@ from typer._click import Command
 from typer._coercion import RuntimeParam
 from typer.core import TyperCommand, TyperGroup, _TyperParameter
 
-from .errors import InvalidInput
+from fleet.errors import InvalidInput
 
 _INT: Final = re.compile(r"[+-]?[0-9]+")
 _TRUE: Final = frozenset({"1", "true", "t", "yes", "y", "on"})
@@ -93,7 +93,7 @@ def plain_param(param: _TyperParameter) -> PlainParam:
     many = getattr(annotation, "__origin__", None) is list
     leaf = annotation.__args__[0] if many else annotation
     if leaf not in _CONVERTERS:
-        raise TypeError(f"fleet.cliparams: no converter for parameter {param.name!r} of type {annotation!r}.")
+        raise TypeError(f"fleet.cli.params: no converter for parameter {param.name!r} of type {annotation!r}.")
     kind, convert = _CONVERTERS[leaf]
     return PlainParam(param.type_descriptor.parameter_info, annotation, kind, convert, many)
 

@@ -5,7 +5,7 @@ registry's strict validator be the only gate (the high-level server would coerce
 unknown keys). Every call runs in a worker thread with a fresh `Service`, so a long `wait` or a slow
 send never blocks other calls, and any failure comes back as a tool result with `isError`; the
 server itself never goes down on a bad call. Logs go to stderr; stdout carries only the protocol.
-Results go out in the compact form of `fleet.mcpview` (the CLI's `--json` stays complete), as
+Results go out in the compact form of `fleet.mcp.views` (the CLI's `--json` stays complete), as
 structured content and as the same JSON, without spaces, in the text content.
 
 Holder identity: a call without `holder` acts as `mcp:<client name>:<session id>`, one stable identity
@@ -20,15 +20,16 @@ import time
 from typing import Any, Final
 
 import anyio
-from mcp import types
+from mcp import types  # the mcp SDK: an absolute import, never this package (`fleet.mcp`)
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
 
-from . import __version__, ops
-from .errors import FleetError, InternalError
-from .mcpview import prune, view
-from .service import Service, default_holder
-from .untrusted import UNTRUSTED_NOTE, json_text
+from fleet import __version__, ops
+from fleet.errors import FleetError, InternalError
+from fleet.service import Service, default_holder
+from fleet.untrusted import UNTRUSTED_NOTE, json_text
+
+from .views import prune, view
 
 logger = logging.getLogger("fleet.mcp")
 

@@ -1,4 +1,4 @@
-"""The `fleet watchdog ...` commands and `fleet approve` / `fleet deny`, on the main typer app.
+"""The `fleet watchdog ...` commands and `fleet approve` / `fleet deny`; `fleet.cli` registers them.
 
 `tick`, `status`, `approve` and `deny` are registry operations (also MCP tools); `run`, `install` and
 `uninstall` are CLI-only: a foreground loop and the systemd user units, which a remote MCP client has
@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
 
-from .cli import AgentArg, HolderOpt, JsonOpt, TokenOpt, _command, _fail, _run, _service, app
-from .cliparams import PlainCommand, PlainGroup
-from .untrusted import one_line
+from fleet.untrusted import one_line
 
-watchdog_app = typer.Typer(cls=PlainGroup, help="The watchdog: report requests, escalation, restarts, "
-                           "usage-limit resumes.", no_args_is_help=True, rich_markup_mode=None)
-app.add_typer(watchdog_app, name="watchdog")
+from .base import AgentArg, HolderOpt, JsonOpt, TokenOpt, fail, run, service
+
+#: The help text of the `fleet watchdog` group.
+HELP: Final = "The watchdog: report requests, escalation, restarts, usage-limit resumes."
 
 EveryOpt = Annotated[str | None, typer.Option(
     "--every", help="Tick period, e.g. 60s or 5m (default: [watchdog] every in fleet.toml).")]
@@ -42,15 +41,13 @@ def _render_tick(r: dict[str, Any]) -> None:
         print(f"watchdog: {e.get('code')}: {e.get('message')}", file=sys.stderr)
 
 
-@watchdog_app.command("tick", cls=PlainCommand)
 def tick_cmd(dry_run: Annotated[bool | None, typer.Option(
         "--dry-run", help="Decide and show what would be done, without doing anything.")] = None,
         as_json: JsonOpt = False) -> None:
     """Run one tick now: ask idle agents for reports, escalate, restart, resume, dispatch."""
-    _run("watchdog_tick", {"dry_run": dry_run}, as_json, _render_tick)
+    run("watchdog_tick", {"dry_run": dry_run}, as_json, _render_tick)
 
 
-@watchdog_app.command("status", cls=PlainCommand)
 def status_cmd(ticks: Annotated[int | None, typer.Option(
         "--ticks", help="How many recent ticks that acted to show (default 10).")] = None,
         as_json: JsonOpt = False) -> None:
@@ -67,22 +64,21 @@ def status_cmd(ticks: Annotated[int | None, typer.Option(
         for a in r["agents"]:
             fatal = f", FATAL since {_when(a['fatal_at'])}: {a['fatal_reason']}" if a["fatal_at"] else ""
             print(f"  {a['agent']}: {a['restarts']} restart(s) in its crash streak{fatal}")
-    _run("watchdog_status", {"ticks": ticks}, as_json, render)
+    run("watchdog_status", {"ticks": ticks}, as_json, render)
 
 
-@watchdog_app.command("run", cls=PlainCommand)
 def run_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
     """Tick every period in the foreground (for hosts without systemd); Ctrl-C stops it."""
-    from .durations import parse_duration
-    from .errors import FleetError
-    from .untrusted import escaping_stdout, json_text
-    from .watchdog.tick import run_forever
+    from fleet.durations import parse_duration
+    from fleet.errors import FleetError
+    from fleet.untrusted import escaping_stdout, json_text
+    from fleet.watchdog.tick import run_forever
 
     try:
-        svc = _service()
+        svc = service()
         period = parse_duration(every, what="--every") if every else svc.config.watchdog.every
     except Exception as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
 
     def report(result: Any) -> None:
         if isinstance(result, Exception):
@@ -102,30 +98,28 @@ def run_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
         print("fleet watchdog: stopped.", file=sys.stderr)
 
 
-@watchdog_app.command("install", cls=PlainCommand)
 def install_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
     """Write the systemd user units (service + timer) and enable the timer when a user manager answers."""
-    from .durations import parse_duration
-    from .watchdog import systemd
+    from fleet.durations import parse_duration
+    from fleet.watchdog import systemd
 
     try:
-        config = _service().config
+        config = service().config
         period = parse_duration(every, what="--every") if every else config.watchdog.every
         result: dict[str, Any] = dict(systemd.install(fleet=config.name, config=config.path, every=period))
     except Exception as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     _show_units(result, as_json)
 
 
-@watchdog_app.command("uninstall", cls=PlainCommand)
 def uninstall_cmd(as_json: JsonOpt = False) -> None:
     """Disable the timer and remove the watchdog's unit files (only files fleet wrote)."""
-    from .watchdog import systemd
+    from fleet.watchdog import systemd
 
     try:
-        result: dict[str, Any] = dict(systemd.uninstall(fleet=_service().config.name))
+        result: dict[str, Any] = dict(systemd.uninstall(fleet=service().config.name))
     except Exception as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     _show_units(result, as_json)
 
 
@@ -138,19 +132,17 @@ def _show_units(result: dict[str, Any], as_json: bool) -> None:
         print(f"  {command}")
 
 
-@_command("approve")
 def approve_cmd(agent: AgentArg, holder: HolderOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Allow the command the agent waits on (held by fleet's approval hook); no keystrokes."""
-    _run("agent_approve", {"agent": agent, "holder": holder, "token": token}, as_json, _render_answer)
+    run("agent_approve", {"agent": agent, "holder": holder, "token": token}, as_json, _render_answer)
 
 
-@_command("deny")
 def deny_cmd(agent: AgentArg, message: Annotated[str | None, typer.Option(
         "--message", "-m", help="Why; the model reads it.")] = None,
         holder: HolderOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Deny the command the agent waits on; the model sees the message."""
-    _run("agent_deny", {"agent": agent, "message": message, "holder": holder, "token": token}, as_json,
-         _render_answer)
+    run("agent_deny", {"agent": agent, "message": message, "holder": holder, "token": token}, as_json,
+        _render_answer)
 
 
 def _render_answer(r: dict[str, Any]) -> None:

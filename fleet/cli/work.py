@@ -1,9 +1,10 @@
-"""The work commands of the `fleet` CLI: skills, assign, assignments, show, wait, cancel, events, dispatch.
+"""The work commands of the `fleet` CLI: skills, assign, assignments, show, wait, cancel, events,
+dispatch, and ledger-repair.
 
-Registered on `fleet.cli.app` when `fleet.cli` is imported; same conventions as there: each command
-is one registry operation with the same argument names, `--json` prints exactly one JSON document,
-errors go through the CLI's one error renderer. `fleet wait` exits 5 when something is still pending
-at the timeout, so a script can tell "not yet" from a failure.
+Same conventions as every command (`fleet.cli.base`): each command is one registry operation with
+the same argument names, `--json` prints exactly one JSON document, errors go through the CLI's one
+error renderer. `fleet wait` exits 5 when something is still pending at the timeout, so a script
+can tell "not yet" from a failure.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from .cli import AgentsArg, HolderOpt, JsonOpt, TokenOpt, _command, _run
-from .untrusted import one_line
+from fleet.untrusted import one_line
+
+from .base import AgentsArg, HolderOpt, JsonOpt, TokenOpt, run
 
 #: `fleet wait` exit status when some assignments are still open at the timeout.
 EXIT_PENDING: Final = 5
@@ -39,10 +41,9 @@ def _render_skills(r: dict[str, Any]) -> None:
             print(f"  warning: {one_line(w)}")
 
 
-@_command("skills")
 def skills_cmd(agents: AgentsArg = None, as_json: JsonOpt = False) -> None:
     """List the skills each agent's Codex would load (name, source, description); broken ones with their error."""
-    _run("skill_list", {"agents": agents}, as_json, _render_skills)
+    run("skill_list", {"agents": agents}, as_json, _render_skills)
 
 
 def _render_created(r: dict[str, Any]) -> None:
@@ -54,7 +55,6 @@ def _render_created(r: dict[str, Any]) -> None:
     print(f"{r['assignment']}: {r['state']} to {r['agent']}, turn {r['turn_id']}, deadline {_when(r['deadline'])}{dup}")
 
 
-@_command("assign")
 def assign_cmd(
     task: Annotated[str, typer.Argument(help="The task; `-` reads it from stdin.")],
     to: Annotated[str | None, typer.Option("--to", help="Send it to this agent (default: fleet routes it).")] = None,
@@ -77,9 +77,9 @@ def assign_cmd(
     """Give a task to an agent: route it, send the prompt, return once Codex recorded it."""
     if task == "-":
         task = sys.stdin.read()
-    _run("assignment_create", {"task": task, "to": to, "skills": skills, "write_paths": write_paths,
-                               "read_paths": read_paths, "checks": checks, "deadline": deadline, "queue": queue,
-                               "request_id": request_id, "holder": holder, "token": token}, as_json, _render_created)
+    run("assignment_create", {"task": task, "to": to, "skills": skills, "write_paths": write_paths,
+                              "read_paths": read_paths, "checks": checks, "deadline": deadline, "queue": queue,
+                              "request_id": request_id, "holder": holder, "token": token}, as_json, _render_created)
 
 
 def _row(a: dict[str, Any]) -> str:
@@ -88,7 +88,6 @@ def _row(a: dict[str, Any]) -> str:
     return f"{a['id']}  {(a.get('agent') or '-'):<12} {a['state']:<9} {verdict:<9} {task[:60]}"
 
 
-@_command("assignments")
 def assignments_cmd(
     open_only: Annotated[bool | None, typer.Option("--open", help="Only open assignments.")] = None,
     agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's.")] = None,
@@ -96,8 +95,8 @@ def assignments_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """List assignments from the ledger, newest first."""
-    _run("assignment_list", {"open_only": open_only, "agent": agent, "limit": limit}, as_json,
-         lambda r: [print(_row(a)) for a in r["assignments"]] or (not r["assignments"] and print("(none)")))
+    run("assignment_list", {"open_only": open_only, "agent": agent, "limit": limit}, as_json,
+        lambda r: [print(_row(a)) for a in r["assignments"]] or (not r["assignments"] and print("(none)")))
 
 
 def _render_show(r: dict[str, Any]) -> None:
@@ -130,14 +129,12 @@ def _render_show(r: dict[str, Any]) -> None:
               f"by {e['actor']}")
 
 
-@_command("show")
 def show_cmd(assignment: Annotated[str, typer.Argument(help="Assignment id (as-...).")],
              as_json: JsonOpt = False) -> None:
     """Show one assignment: task, prompt, receipt, report, verification and every event."""
-    _run("assignment_get", {"assignment": assignment}, as_json, _render_show)
+    run("assignment_get", {"assignment": assignment}, as_json, _render_show)
 
 
-@_command("wait")
 def wait_cmd(
     assignments: Annotated[list[str], typer.Argument(help="Assignment ids.", show_default=False)],
     timeout: Annotated[float | None, typer.Option(
@@ -152,12 +149,11 @@ def wait_cmd(
         for a in r["pending"]:
             print(f"{a['id']}: still {a['state']}")
 
-    result = _run("assignment_wait", {"assignments": assignments, "timeout": timeout}, as_json, render)
+    result = run("assignment_wait", {"assignments": assignments, "timeout": timeout}, as_json, render)
     if result["pending"]:
         raise typer.Exit(EXIT_PENDING)
 
 
-@_command("cancel")
 def cancel_cmd(
     assignment: Annotated[str, typer.Argument(help="Assignment id (as-...).")],
     interrupt: Annotated[bool | None, typer.Option(
@@ -165,12 +161,11 @@ def cancel_cmd(
     holder: HolderOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """End an open assignment and free its agent (with --interrupt, stop its turn too)."""
-    _run("assignment_cancel", {"assignment": assignment, "interrupt": interrupt, "holder": holder}, as_json,
-         lambda r: print(f"{r['assignment']}: " + (("cancelled" + (", turn interrupted" if r["interrupted"] else ""))
-                                                    if r["cancelled"] else f"already {r['state']}")))
+    run("assignment_cancel", {"assignment": assignment, "interrupt": interrupt, "holder": holder}, as_json,
+        lambda r: print(f"{r['assignment']}: " + (("cancelled" + (", turn interrupted" if r["interrupted"] else ""))
+                                                   if r["cancelled"] else f"already {r['state']}")))
 
 
-@_command("events")
 def events_cmd(
     since: Annotated[int | None, typer.Option("--since", help="Only events after this cursor.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many (default 200).")] = None,
@@ -184,10 +179,9 @@ def events_cmd(
             print(f"#{e['cursor']} {e['assignment'] or '-'} {e['kind']}{move} by {e['actor']}")
         print(f"cursor {r['cursor']}")
 
-    _run("fleet_events", {"since": since, "limit": limit, "assignment": assignment}, as_json, render)
+    run("fleet_events", {"since": since, "limit": limit, "assignment": assignment}, as_json, render)
 
 
-@_command("dispatch")
 def dispatch_cmd(as_json: JsonOpt = False) -> None:
     """Send queued assignments to agents that can take them now (one pass)."""
     def render(r: dict[str, Any]) -> None:
@@ -198,5 +192,20 @@ def dispatch_cmd(as_json: JsonOpt = False) -> None:
         for a in r["failed"]:
             print(f"{a['id']}: failed ({one_line(a['message'])})")
 
-    _run("fleet_dispatch", {}, as_json, render)
+    run("fleet_dispatch", {}, as_json, render)
 
+
+def ledger_repair_cmd(holder: HolderOpt = None, as_json: JsonOpt = False) -> None:
+    """Move a damaged fleet.db aside (kept and audited), salvage what SQLite can read into a fresh ledger."""
+    run("ledger_repair", {"holder": holder}, as_json, _render_ledger_repair)
+
+
+def _render_ledger_repair(r: dict[str, Any]) -> None:
+    if not r["repaired"]:
+        print("The ledger is sound; nothing was changed.")
+        return
+    print(f"The ledger was damaged ({r['problem']}); moved aside: {', '.join(r['moved'])}.")
+    for table, n in r["salvaged"].items():
+        lost = r["lost"].get(table)
+        print(f"  {table}: {n} row(s) salvaged, " + ("an unknown number lost" if lost is None else f"{lost} lost"))
+    print(f"New events are numbered from {r['events_from']}.")
