@@ -75,8 +75,8 @@ def run_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
     """Tick every period in the foreground (for hosts without systemd); Ctrl-C stops it."""
     from .durations import parse_duration
     from .errors import FleetError
+    from .service.tick import run_forever
     from .untrusted import escaping_stdout, json_text
-    from .watchdog.tick import run_forever
 
     try:
         svc = _service()
