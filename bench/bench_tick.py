@@ -141,7 +141,7 @@ def main() -> None:
             subprocess.run([*argv, "--dry-run"], env=env, capture_output=True, check=True)
             dry_ms.append((time.perf_counter() - start) * 1000)
         from fleet.service.core import Service
-        from fleet.watchdog.tick import run_tick
+        from fleet.service.tick import run_tick
 
         inproc = []
         for _ in range(args.runs):

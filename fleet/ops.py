@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from .agents.text import MAX_TEXT
 from .errors import FleetError, InvalidInput, LedgerError, NotFinite
+from .prompttext import MAX_TEXT
 from .schemacheck import compile_check, non_finite
 from .vocab import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN
 from .work.lifecycle import ASSIGNMENT_ID_PATTERN
@@ -167,7 +167,8 @@ def _op(name: str, cli: str, summary: str, tier: Tier, props: dict[str, Any], re
 
 _AGENTS_OPS: Final = "fleet.service.agents:"
 _LEASE_OPS: Final = "fleet.service.leases:"
-_WORK_OPS: Final = "fleet.service.work:"
+_ASSIGN_OPS: Final = "fleet.service.assign:"
+_ASSIGNMENTS_OPS: Final = "fleet.service.assignments:"
 _WATCHDOG_OPS: Final = "fleet.service.watchdog:"
 
 
@@ -240,22 +241,23 @@ REGISTRY: Final[dict[str, Operation]] = {
             "Skills each agent can use (what to pass as assignment_create's skills); broken ones with their "
             "error.",
             "readonly",
-            {"agents": AGENTS}, (), _out("agents"), _WORK_OPS + "skill_list"),
+            {"agents": AGENTS}, (), _out("agents"), _ASSIGNMENTS_OPS + "skill_list"),
         _op("assignment_create", "assign",
             "Hand one self-contained task to an agent (routed by skills, or `to`) with its scope, checks and "
             "report contract; returns once its Codex received it. Then assignment_wait.",
             "mutating",
-            ASSIGN_PROPS, ("task",), _out("assignment", "state", "duplicate"), _WORK_OPS + "assignment_create"),
+            ASSIGN_PROPS, ("task",), _out("assignment", "state", "duplicate"), _ASSIGN_OPS + "assignment_create"),
         _op("assignment_list", "assignments",
             "Assignments, newest first: id, agent, state, report status, verdict.",
             "readonly",
             {"open_only": {"type": "boolean", "default": False, "description": "Only open ones."},
              "agent": AGENT, "limit": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}},
-            (), _out("assignments"), _WORK_OPS + "assignment_list"),
+            (), _out("assignments"), _ASSIGNMENTS_OPS + "assignment_list"),
         _op("assignment_get", "show",
             "One assignment in full: report, verification (why it was rejected), receipt, events.",
             "readonly",
-            {"assignment": ASSIGNMENT}, ("assignment",), _out("id", "state", "events"), _WORK_OPS + "assignment_get"),
+            {"assignment": ASSIGNMENT}, ("assignment",), _out("id", "state", "events"),
+            _ASSIGNMENTS_OPS + "assignment_get"),
         _op("assignment_wait", "wait",
             "Wait until assignments end (verified, rejected, failed, cancelled); over MCP at most 50 s: call "
             "again while any is pending.",
@@ -263,14 +265,14 @@ REGISTRY: Final[dict[str, Operation]] = {
             {"assignments": {"type": "array", "items": ASSIGNMENT, "minItems": 1, "maxItems": 100,
                              "uniqueItems": True, "description": "Assignment ids to wait for."},
              "timeout": _seconds(0, 3600, 25, "How long to wait (over MCP at most 50)")},
-            ("assignments",), _out("done", "pending"), _WORK_OPS + "assignment_wait"),
+            ("assignments",), _out("done", "pending"), _ASSIGNMENTS_OPS + "assignment_wait"),
         _op("assignment_cancel", "cancel",
             "Drop an open assignment and free its agent; interrupt also stops its running turn.",
             "destructive",
             {"assignment": ASSIGNMENT, "interrupt": {"type": "boolean", "default": False,
                                                      "description": "Also interrupt the agent's turn (like Esc)."},
              "holder": HOLDER},
-            ("assignment",), _out("assignment", "cancelled", "state"), _WORK_OPS + "assignment_cancel"),
+            ("assignment",), _out("assignment", "cancelled", "state"), _ASSIGN_OPS + "assignment_cancel"),
         _op("fleet_events", "events",
             "What changed since a cursor (oldest first), and the cursor to pass next.",
             "readonly",
@@ -278,11 +280,11 @@ REGISTRY: Final[dict[str, Operation]] = {
                        "description": "Return events after this cursor (0: from the start)."},
              "limit": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 200},
              "assignment": ASSIGNMENT},
-            (), _out("events", "cursor"), _WORK_OPS + "fleet_events"),
+            (), _out("events", "cursor"), _ASSIGNMENTS_OPS + "fleet_events"),
         _op("fleet_dispatch", "dispatch",
             "Send queued assignments to agents that are free now (oldest first).",
             "mutating",
-            {}, (), _out("dispatched", "queued"), _WORK_OPS + "fleet_dispatch"),
+            {}, (), _out("dispatched", "queued"), _ASSIGN_OPS + "fleet_dispatch"),
         _op("fleet_install", "install",
             "Add fleet's Codex plugin (these tools, the lead skills) to a Codex home, or remove it; "
             "idempotent.",

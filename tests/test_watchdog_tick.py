@@ -17,7 +17,7 @@ from typing import Any
 
 from conftest import Fleet, wait_until
 
-from fleet.watchdog.tick import tick_lock
+from fleet.watchdog.tickstate import tick_lock
 
 REPORT = ('All done.\n\n```fleet-report\n{"status": "done", "summary": "did it", "changed": [], '
           '"tests": "none", "risks": "none"}\n```')

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from conftest import Fleet, sent_in_ledger, wait_until
 
+from fleet.errors import FleetError
+
 
 def skill(root: Path, name: str, front: str) -> None:
     d = root / name
@@ -257,3 +259,34 @@ def test_a_user_template_is_checked_before_anything_is_written(fleet: Fleet) -> 
     nothing_written(fleet)
     template.write_text("Job ${assignment_id} for $$5: ${task}\n${report_contract}\n")
     assert fleet.json("assign", "--queue", "Look around")["state"] == "queued"
+
+
+def test_any_task_with_a_forbidden_control_character_is_refused_by_assign_and_send(fleet: Fleet) -> None:
+    """A task is prompt text: one rule (`fleet.prompttext`) refuses it up front, through the registry,
+    for `assign` (before anything is written) and for `send` (before anything is typed)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from fleet import ops
+    from fleet.prompttext import forbidden
+    from fleet.service import Service
+
+    controls = st.characters(min_codepoint=0, max_codepoint=0x7f).filter(forbidden)
+    svc = Service(config_path=str(fleet.path), surface="api")
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.text(max_size=40), controls, st.text(max_size=40))
+    def refused(before: str, control: str, after: str) -> None:
+        task = f"{before}Do it{control}{after}"
+        for name, args in (("assignment_create", {"task": task, "to": "agent-2", "queue": True}),
+                           ("agent_send", {"agent": "agent-2", "text": task})):
+            with pytest.raises(FleetError) as caught:
+                ops.invoke(svc, name, args)
+            assert (name, caught.value.code) == (name, "invalid_input")
+            assert "control characters" in caught.value.message
+
+    try:
+        refused()
+    finally:
+        svc.close()
+    nothing_written(fleet)

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.errors import ConfigError, InvalidInput, TextTooLong
+from fleet.prompttext import MAX_TASK_CHARS, forbidden
 from fleet.work.prompt import (
     MAX_PROMPT_CHARS,
-    MAX_TASK_CHARS,
     PromptSpec,
     check_template,
     default_template,
@@ -129,7 +129,7 @@ def test_the_packaged_template_passes_its_own_check() -> None:
     assert load_template(None) == default_template()
 
 
-@given(st.text(min_size=1, max_size=300).filter(lambda t: t.strip() and "\x00" not in t),
+@given(st.text(min_size=1, max_size=300).filter(lambda t: t.strip() and not any(forbidden(c) for c in t)),
        st.lists(st.sampled_from(["docs/", "a.txt", "src/x/"]), unique=True, max_size=3),
        st.lists(st.text(alphabet="abc-:_", min_size=1, max_size=8), unique=True, max_size=3),
        st.none() | st.floats(NOW - 100, NOW + 86400 * 30))

@@ -15,11 +15,12 @@ from typing import Any, Final, TypedDict
 
 from fleet.config import AgentSpec
 from fleet.errors import AgentBusy, AgentNotRunning, NotDelivered, RequestIdConflict
+from fleet.prompttext import check_text
 
 from . import journal
 from .observe import Observer, wait_until
 from .screen import EMPTY_COMPOSER, FIRST_RUN_MARKERS, TURN_START_FAILED
-from .text import DELIVERY_TIMEOUT, check_text
+from .text import DELIVERY_TIMEOUT
 
 #: States in which the composer takes a prompt (after a usage limit, "continue" is how to resume).
 SENDABLE: Final = ("idle", "limited")

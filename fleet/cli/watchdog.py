@@ -71,8 +71,8 @@ def run_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
     """Tick every period in the foreground (for hosts without systemd); Ctrl-C stops it."""
     from fleet.durations import parse_duration
     from fleet.errors import FleetError
+    from fleet.service.tick import run_forever
     from fleet.untrusted import escaping_stdout, json_text
-    from fleet.watchdog.tick import run_forever
 
     try:
         svc = service()

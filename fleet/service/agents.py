@@ -174,7 +174,8 @@ def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_i
     durable index (scope `send:<agent>`): a retry answers with the first receipt (`duplicate`)
     without typing; the same id with another text is `request_id_conflict`. If the first call typed
     but got no receipt, the retry falls back to the journal, which finds a late receipt or sends."""
-    from fleet.agents.text import check_text, normalize
+    from fleet.agents.text import normalize
+    from fleet.prompttext import check_text
 
     spec = svc.config.agent(agent)
     if request_id is None:

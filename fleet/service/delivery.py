@@ -1,12 +1,9 @@
-"""Routing and delivering assignments: who takes one, its lease, its cwd baseline, prompt and send.
+"""Delivering an assignment to the agent routing chose: its lease, its cwd baseline, prompt and send.
 
-Concurrency. Every routing decision (gather facts, route, write the ledger row, claim the lease) is
-taken under one file lock per state dir, `<state_dir>/assign.lock`, held for milliseconds: two
-`assign` or `dispatch` calls in different processes can never pick the same agent, because the
-second one routes after the first one's lease `assignment:<id>` is on record. The send itself
-(a second or more) runs outside that lock, under the assignment's lease; until the receipt that
-lease lasts `DELIVERY_TTL`, so a process that dies mid-delivery frees the agent soon, and after the
-receipt it is renewed to the deadline plus `DEADLINE_GRACE`.
+The send (a second or more) runs outside the routing lock (`fleet.service.routing`), under the
+assignment's lease; until the receipt that lease lasts `DELIVERY_TTL`, so a process that dies
+mid-delivery frees the agent soon, and after the receipt it is renewed to the deadline plus
+`DEADLINE_GRACE`.
 
 A caller that holds an agent's lease (with its token, if it gives one) hands the agent over to the
 assignment: its lease is released and the assignment's claimed at once. Anyone else's live lease
@@ -18,13 +15,12 @@ Not thread-safe per `Service`; use one service per thread, as the adapters do.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from fleet.agents.codex import effective_sandbox
 from fleet.agents.text import DELIVERY_TIMEOUT
 from fleet.config import AgentSpec
 from fleet.errors import (
@@ -35,24 +31,19 @@ from fleet.errors import (
     LeaseHeld,
     LeaseLost,
     NotDelivered,
-    Timeout,
+    StateConflict,
 )
-from fleet.fsutil import ensure_dir, flock_within, open_lock_file
+from fleet.fsutil import ensure_dir
 from fleet.leases.rules import MAX_TTL
 from fleet.vocab import assignment_holder
+from fleet.work.hookpolicy import HookContext, clear_context, write_context
+from fleet.work.prompt import PromptSpec, load_template, render_prompt
 from fleet.work.records import Assignment
-from fleet.work.scope import normalize_scope
+from fleet.work.verify import SnapshotError, snapshot
 
 from .core import Service
+from .routing import Scope, scope_for
 
-if TYPE_CHECKING:
-    from fleet.work.routing import AgentFacts
-    from fleet.work.skills import Inventory
-
-#: The lock file that serialises routing decisions across processes.
-ASSIGN_LOCK: Final = "assign.lock"
-#: Routing holds the lock for milliseconds; a caller waiting longer than this has a stuck peer.
-LOCK_TIMEOUT: Final = 30.0
 #: The assignment's lease while its prompt is being delivered (a send takes seconds; a crash mid-way
 #: frees the agent after this).
 DELIVERY_TTL: Final = 120.0
@@ -63,117 +54,10 @@ DEADLINE_GRACE: Final = 120.0
 MAX_LEASE: Final = MAX_TTL
 #: The longest deadline: the lease covering it (deadline + grace) must fit in the longest lease.
 MAX_DEADLINE: Final = MAX_LEASE - DEADLINE_GRACE
-
-
-@contextlib.contextmanager
-def routing_lock(svc: Service) -> Iterator[None]:
-    """One routing decision at a time across processes (an flock on `assign.lock`)."""
-    fd = open_lock_file(ensure_dir(svc.config.state_dir) / ASSIGN_LOCK)
-    try:
-        if not flock_within(fd, LOCK_TIMEOUT):
-            raise Timeout(f"Another fleet process held the routing lock for over {LOCK_TIMEOUT:.0f} s.",
-                          hint="Retry; if it persists, look for a stuck fleet process.")
-        yield
-    finally:
-        os.close(fd)  # drops the flock
-
-
-# -- skills and facts ----------------------------------------------------------------------------
-
-def plugins_enabled(spec: AgentSpec) -> bool | None:
-    """False when the agent is launched with `-c features.plugins=false` (or `--disable plugins`);
-    None lets the skill scan read the agent's config.toml."""
-    args = list(spec.args)
-    for i, arg in enumerate(args[:-1]):
-        value = args[i + 1].replace(" ", "")
-        if arg in ("-c", "--config") and value in ("features.plugins=false", 'features.plugins="false"'):
-            return False
-        if arg == "--disable" and value == "plugins":
-            return False
-    return None
-
-
-def inventory(spec: AgentSpec) -> Inventory:
-    """The agent's skills as its Codex would load them (reads its homes and cwd; YAML loads here)."""
-    from fleet.work.skills import agent_home, scan_skills
-
-    home = spec.env.get("HOME")
-    return scan_skills(spec.home, spec.cwd, agent_home({"HOME": home} if home else None),
-                       plugins_enabled=plugins_enabled(spec))
-
-
-def _used_percent(status: dict[str, Any]) -> float | None:
-    """The higher rate-limit window use the status reports, if it reports one."""
-    limits = status.get("rate_limits")
-    if not isinstance(limits, dict):
-        return None
-    used = [w.get("used_percent") for w in (limits.get("primary"), limits.get("secondary")) if isinstance(w, dict)]
-    numbers = [float(u) for u in used if isinstance(u, int | float)]
-    return max(numbers) if numbers else None
-
-
-def gather_facts(svc: Service, specs: Sequence[AgentSpec], caller: str | None,
-                 inventories: dict[str, Inventory]) -> list[AgentFacts]:
-    """One routing fact per agent, read now: state (Codex's signals), lease, skills and ledger load.
-    A lease held by `caller` does not count against the agent (the caller hands it over; pass a
-    caller only for work that names its agent, never for routed work)."""
-    from fleet.work.routing import AgentFacts
-
-    load = svc.ledger.agent_load()
-    statuses = {str(s["name"]): dict(s) for s in svc.runtime.status(list(specs))}
-    out = []
-    for spec in specs:
-        status = statuses.get(spec.name, {})
-        try:
-            lease = svc.leases.info(spec.name)
-            other = lease["state"] == "held" and lease["holder"] != caller
-        except FleetError:  # a corrupt record fails closed
-            other = True
-        count, last = load.get(spec.name, (0, None))
-        state = str(status.get("state", "stopped"))
-        out.append(AgentFacts(
-            name=spec.name, role=spec.role, state=state, skills=inventories[spec.name].names(),
-            leased_by_other=other, limited=state == "limited", open_assignments=count, last_assigned_at=last,
-            used_percent=_used_percent(status),
-        ))
-    return out
-
-
-# -- scope ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Scope:
-    """Write and read paths in normal form for one agent's cwd."""
-
-    write: tuple[str, ...]
-    read: tuple[str, ...]
-
-
-def scope_for(spec: AgentSpec, write: Sequence[str], read: Sequence[str]) -> tuple[Scope, list[str]]:
-    """The scope normalised against `spec.cwd` (symlinks resolved) and every problem found."""
-    cwd = str(spec.cwd)
-    w = normalize_scope(write, cwd)
-    r = normalize_scope(read, cwd)
-    problems = [*(f"write path {p}" for p in w.problems), *(f"read path {p}" for p in r.problems)]
-    return Scope(w.entries, r.entries), problems
-
-
-def lexical_scope(paths: Sequence[str], what: str) -> tuple[str, ...]:
-    """Paths for an assignment fleet will route: relative, normalised without touching a disk (the
-    agent is not known yet); refused when absolute or escaping the cwd."""
-    absolute = [p for p in paths if p.startswith("/")]
-    if absolute:
-        raise InvalidInput(
-            f"The {what} path {absolute[0]!r} is absolute; without --to, paths are relative to whichever "
-            "agent's working directory the assignment is routed to.",
-            hint="Give paths relative to the agent's working directory, or name the agent with --to.")
-    root = "/cwd"
-    norm = normalize_scope(paths, root, follow_links=False)
-    if norm.problems:
-        problem = norm.problems[0].replace(f" {root}", "")
-        raise InvalidInput(f"The {what} paths are not usable: {problem}.",
-                           hint="Paths must stay inside the agent's working directory.")
-    return norm.entries
+#: Stands in for the assignment id in a prompt rendered before its ledger row (and so its id) exists:
+#: as long as an id (`as-` and 26 characters) and made of NULs, which no task (`fleet.prompttext`),
+#: path or skill name holds, so putting the real id in is exact and keeps the length that was checked.
+ID_STAND_IN: Final = "\x00" * 29
 
 
 # -- the lease handover ----------------------------------------------------------------------------
@@ -212,8 +96,6 @@ def free_lease(svc: Service, agent: str, assignment_id: str) -> None:
 
 def end_context(svc: Service, agent: str | None, assignment_id: str) -> None:
     """Free the agent from a finished assignment: its hook context and its lease."""
-    from fleet.work.hookpolicy import clear_context
-
     if agent is None or agent not in svc.config.agents:
         return
     with contextlib.suppress(OSError):
@@ -232,37 +114,44 @@ class SendAborted(Exception):
 
 
 def template_text(svc: Service) -> str:
-    from fleet.work.prompt import load_template
-
+    """The assignment template (`[fleet] assignment_template`, checked; else the packaged one)."""
     return load_template(svc.config.assignment_template)
 
 
-def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, actor: str) -> Assignment:
+def render_for(spec: AgentSpec, scope: Scope, *, task: str, skills: Sequence[str], checks: Sequence[str],
+               deadline: float | None, template: str, assignment_id: str = ID_STAND_IN) -> str:
+    """The assignment prompt for `spec` (its cwd and role), sent now; raises `InvalidInput` or
+    `TextTooLong` for what it cannot state. Without an id, `ID_STAND_IN` stands in for it."""
+    return render_prompt(
+        PromptSpec(assignment_id=assignment_id, task=task, cwd=str(spec.cwd), write_paths=scope.write,
+                   read_paths=scope.read, skills=tuple(skills), checks=tuple(checks), deadline=deadline,
+                   role=spec.role),
+        now=time.time(), template=template, tz=datetime.now().astimezone().tzinfo)
+
+
+def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, actor: str,
+               prompt: str | None = None) -> Assignment:
     """Deliver a queued assignment to `spec` under its lease (token `token`): normalise its scope for
-    this agent, snapshot the cwd as the verification baseline, write the hook context, render and
-    send the prompt, record `sent` with the receipt, and renew the lease to the deadline.
+    this agent, snapshot the cwd as the verification baseline, write the hook context, render (unless
+    `prompt`, rendered for this agent by `render_for` without an id, is given) and send the prompt,
+    record `sent` with the receipt, and renew the lease to the deadline.
 
     Raises `SendAborted` when nothing was typed (the caller decides: queue again or fail), and
     `NotDelivered` after the assignment was marked failed (keys went in, no receipt came).
     """
-    from fleet.agents.codex import effective_sandbox
-    from fleet.work.hookpolicy import HookContext, clear_context, write_context
-    from fleet.work.prompt import PromptSpec, render_prompt
-    from fleet.work.verify import SnapshotError, snapshot
-
     holder = assignment_holder(a.id)
     scope, problems = scope_for(spec, a.write_paths, a.read_paths)
     if problems:
         raise SendAborted(InvalidInput(f"The assignment's paths do not fit agent {spec.name}: {problems[0]}.",
                                        hint="Assign again with paths inside that agent's working directory."))
-    now = time.time()
-    try:
-        prompt = render_prompt(
-            PromptSpec(assignment_id=a.id, task=a.task, cwd=str(spec.cwd), write_paths=scope.write,
-                       read_paths=scope.read, skills=a.skills, checks=a.checks, deadline=a.deadline, role=spec.role),
-            now=now, template=template_text(svc), tz=datetime.now().astimezone().tzinfo)
-    except FleetError as exc:  # a template changed since, or a prompt over the limit for this agent
-        raise SendAborted(exc) from exc
+    if prompt is not None:
+        prompt = prompt.replace(ID_STAND_IN, a.id)
+    else:
+        try:
+            prompt = render_for(spec, scope, task=a.task, skills=a.skills, checks=a.checks, deadline=a.deadline,
+                                template=template_text(svc), assignment_id=a.id)
+        except FleetError as exc:  # a template changed since, or a prompt over the limit for this agent
+            raise SendAborted(exc) from exc
     try:
         snap = snapshot(spec.cwd)
     except SnapshotError as exc:
@@ -312,8 +201,6 @@ def fail(svc: Service, assignment_id: str, agent: str | None, reason: str, *, ac
          expect: Sequence[str]) -> Assignment | None:
     """Move an open assignment to `failed` (compare-and-set on `expect`), free its agent; None when
     another process ended it first."""
-    from fleet.errors import StateConflict
-
     try:
         done = svc.ledger.transition(assignment_id, "failed", actor=actor, expect=tuple(expect),  # type: ignore[arg-type]
                                      reason=reason, details={"reason": reason})

@@ -1,4 +1,5 @@
-"""Following open assignments from Codex's signals to a verdict: `reconcile`, verification, waiting.
+"""Following open assignments from Codex's signals to a verdict: `reconcile` and verification
+(waiting on them is `fleet.service.assignments.wait_for`).
 
 Where the facts come from: the agent's journal (`<state_dir>/agents/<agent>/events.jsonl`), which
 Codex's hooks and notify append to through `fleet.agents.hookrecv`: `turn_started` (the receipt),
@@ -30,7 +31,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from fleet.config import AgentSpec
@@ -50,10 +51,6 @@ logger = logging.getLogger("fleet.work")
 
 #: A `--check` command gets this long before it is killed (and counts as failed).
 CHECK_TIMEOUT: Final = 600.0
-#: A waiter re-reads everything this often even when no file moved (a dead pane, a deadline).
-FULL_CHECK_EVERY: Final = 1.0
-#: How often a waiter looks at the journals' and the ledger's change markers (cheap stat calls).
-WAIT_POLL: Final = 0.1
 ACTOR: Final = "fleet"
 
 
@@ -348,46 +345,3 @@ def _record_sandbox(result: dict[str, Any], mode: str) -> None:
     result["sandbox"] = mode
     if mode == "danger-full-access":
         result["notes"] = [*result.get("notes", []), FULL_ACCESS_NOTE]
-
-
-# -- waiting ------------------------------------------------------------------------------------------
-
-def _signature(svc: Service, agents: Iterable[str]) -> tuple[Any, ...]:
-    """What changes when anything an assignment depends on may have moved: the ledger's
-    data_version (another process committed) and each journal's size and mtime."""
-    marks: list[Any] = [svc.ledger.data_version()]
-    for agent in sorted(agents):
-        try:
-            st = os.stat(svc.runtime.journal_path(agent))
-            marks.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            marks.append(None)
-    return tuple(marks)
-
-
-def wait_for(svc: Service, ids: list[str], timeout: float) -> tuple[list[Assignment], list[Assignment]]:
-    """Block until every assignment in `ids` has ended or `timeout` seconds pass; returns (ended,
-    pending). Between checks it only stats the agents' journals and reads the ledger's
-    data_version every `WAIT_POLL` s, and reconciles when one moved (or every `FULL_CHECK_EVERY`)."""
-    from .work import dispatch
-
-    ledger = svc.ledger
-    rows = [ledger.get(i) for i in ids]
-    end = time.monotonic() + timeout
-    while True:
-        if any(r.state == "queued" for r in rows):
-            dispatch(svc)
-        agents = sorted({r.agent for r in rows if r.agent and r.open})
-        if agents:
-            reconcile(svc, agents)
-        rows = [ledger.get(i) for i in ids]
-        pending = [r for r in rows if r.open]
-        if not pending or time.monotonic() >= end:
-            return [r for r in rows if not r.open], pending
-        agents = sorted({r.agent for r in pending if r.agent})
-        mark = _signature(svc, agents)
-        full = time.monotonic() + FULL_CHECK_EVERY
-        while (now := time.monotonic()) < min(end, full):
-            time.sleep(min(WAIT_POLL, max(0.0, min(end, full) - now)))
-            if _signature(svc, agents) != mark:
-                break

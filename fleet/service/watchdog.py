@@ -1,6 +1,6 @@
 """Watchdog operations: one tick, the watchdog's status, and answering an agent's held approval.
 
-The tick itself lives in `fleet.watchdog.tick`; these handlers only call it and shape results.
+The tick itself lives in `fleet.service.tick`; these handlers only call it and shape results.
 `agent_approve` / `agent_deny` answer the approval fleet's PermissionRequest hook is holding (see
 `fleet.agents.approvals`): an exact answer through a file the hook polls, never keystrokes.
 """
@@ -28,7 +28,7 @@ class ApprovalNotHeld(FleetError):
 
 
 def watchdog_tick(svc: Service, *, dry_run: bool) -> dict[str, Any]:
-    from fleet.watchdog.tick import run_tick
+    from fleet.service.tick import run_tick
 
     return dict(run_tick(svc, dry_run=dry_run))
 

@@ -1,8 +1,8 @@
 """What a watchdog tick holds: its overlap lock, and the ledger or the reason it cannot be used.
 
-A tick must not stop because `fleet.db` is damaged: `open_ledger` returns the fault instead of raising
-it, and `LEDGER_FAULTS` is what the tick catches wherever it touches the ledger later (a bad page may
-show only when a query reaches it). While the ledger is down, the watchdog's memory between ticks
+A tick must not stop because `fleet.db` is damaged: `fleet.service.tick.open_ledger` returns the fault
+instead of raising it, and `LEDGER_FAULTS` is what the tick catches wherever it touches the ledger
+later (a bad page may show only when a query reaches it). While the ledger is down, the watchdog's memory between ticks
 (crash streaks, notices) goes to `FALLBACK_DB` beside it; `fleet ledger-repair` puts a ledger back.
 """
 
@@ -14,38 +14,16 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from fleet.errors import FleetError, LedgerError, StateDirError
+from fleet.errors import FleetError, LedgerError
 from fleet.fsutil import ensure_dir, flock_within, open_lock_file
 
-from .store import AgentRecord, WatchdogStore
-
-if TYPE_CHECKING:
-    from fleet.service.core import Service
-    from fleet.work.ledger import Ledger
-
 LOCK_FILE: Final = "watchdog.lock"
-#: The watchdog's tables while `fleet.db` is unusable (see `fleet.watchdog.tick`).
+#: The watchdog's tables while `fleet.db` is unusable (see `fleet.service.tick`).
 FALLBACK_DB: Final = "watchdog-fallback.db"
 #: What a damaged or unusable ledger raises: fleet's own wrapper, or SQLite's when a page is bad.
 LEDGER_FAULTS: Final = (LedgerError, sqlite3.DatabaseError)
-
-
-def open_ledger(svc: Service) -> tuple[Ledger | None, WatchdogStore | None, BaseException | None]:
-    """The service's ledger and the watchdog's tables in it, or the fault that makes them unusable
-    (the service's connection is closed then). Opening reads the header and the schema; damage
-    deeper in the file shows when a query reaches it, and the tick catches `LEDGER_FAULTS` there."""
-    store: WatchdogStore | None = None
-    try:
-        ledger = svc.ledger  # the service's connection, which the work layer uses too; the service closes it
-        store = WatchdogStore(ledger.path)
-        return ledger, store, None
-    except (StateDirError, sqlite3.DatabaseError) as exc:  # the store says StateDirError for the same file
-        if store is not None:
-            store.close()
-        svc.close()
-        return None, None, exc
 
 
 def private_file(path: Path) -> Path:
@@ -92,8 +70,3 @@ def compact_detail(detail: dict[str, Any]) -> dict[str, Any]:
             "fatal", "failed")
     return {k: detail[k] for k in keep if k in detail}
 
-
-def record_dict(record: AgentRecord | None) -> dict[str, Any] | None:
-    from dataclasses import asdict
-
-    return asdict(record) if record is not None else None

@@ -15,8 +15,9 @@ a literal `$`. Placeholders (each replaced by whole sentences, or by nothing whe
 - `${checks}`: the commands fleet runs afterwards;
 - `${report_contract}`: the fleet-report block the agent must end with, with an example.
 
-Limits: a task is at most `MAX_TASK_CHARS`, a rendered prompt at most `MAX_PROMPT_CHARS` (well under
-the send limit, and under what fits comfortably in one pasted message). Rendering is pure: the
+Limits: a task is prompt text (`fleet.prompttext`: the send's rule, at most `MAX_TASK_CHARS`), a
+rendered prompt at most `MAX_PROMPT_CHARS` (well under the send limit, and under what fits
+comfortably in one pasted message). Rendering is pure: the
 clock and the zone are arguments. Loading a template reads a file; nothing else here does I/O.
 """
 
@@ -33,11 +34,10 @@ from typing import Final
 
 from fleet.durations import format_duration
 from fleet.errors import ConfigError, InvalidInput, TextTooLong
+from fleet.prompttext import check_text
 
 from .report import EXAMPLE_BLOCK, INFO_STRING
 
-#: A task is instructions, not the material: point at files for anything longer.
-MAX_TASK_CHARS: Final = 16_000
 #: Task + scope + contract; below the send limit (32,000) with room for a long path list.
 MAX_PROMPT_CHARS: Final = 24_000
 #: A user template is a page of prose.
@@ -80,18 +80,10 @@ class PromptSpec:
 
 
 def check_task(task: str) -> str:
-    """The task as it will be sent (surrounding blank lines dropped); refuses empty or oversized."""
+    """The task as it will be sent (surrounding blank lines dropped); refuses what prompt text may
+    not be (`fleet.prompttext.check_text`: empty, over `MAX_TASK_CHARS`, control characters)."""
     text = task.strip("\n\r ") if isinstance(task, str) else ""
-    if not text.strip():
-        raise InvalidInput("The task is empty.", hint="Give the task as an argument, or `-` to read it from stdin.")
-    if "\x00" in text:
-        raise InvalidInput("The task contains a NUL character.", hint="Send plain text.")
-    if len(text) > MAX_TASK_CHARS:
-        raise TextTooLong(
-            f"The task is {len(text)} characters; the limit is {MAX_TASK_CHARS}.",
-            hint="Put the details in a file in the agent's working directory and point the task at it.",
-            chars=len(text), limit=MAX_TASK_CHARS,
-        )
+    check_text(text, kind="task")
     return text
 
 

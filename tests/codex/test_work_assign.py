@@ -243,7 +243,8 @@ def test_deliver_continues_an_assignment_whose_turn_ended_without_a_report(fleet
                                                                            mock_model: MockServer) -> None:
     """What the watchdog does: a report request through `deliver`; a report from that turn counts."""
     from fleet.service import Service
-    from fleet.service.work import deliver, reconcile
+    from fleet.service.assign import deliver
+    from fleet.service.tracking import reconcile
 
     f = fleet_factory(1, model=mock_model, agent_extra=WORKER)
     f.json("up")

@@ -91,26 +91,25 @@ def test_with_background_checks_off_the_checks_run_in_the_calling_process(fleet:
     assert claim["where"] == "inline"
 
 
-def test_the_watchdog_tick_runs_checks_in_its_own_process(fleet: Fleet) -> None:
-    from fleet.watchdog.tick import run_tick
+def test_the_watchdog_tick_runs_checks_in_its_own_process(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tick's reconcile and dispatch are replaced to see the service's setting as the tick runs them."""
+    from fleet.service.tick import run_tick
 
     seen: list[bool] = []
 
-    class Port:
-        def reconcile(self, svc: Service, agents: list[str] | None = None) -> list[dict[str, Any]]:
-            seen.append(svc.background_checks)
-            return []
+    def reconcile(svc: Service, agents: list[str] | None = None) -> list[dict[str, Any]]:
+        seen.append(svc.background_checks)
+        return []
 
-        def dispatch(self, svc: Service) -> dict[str, Any]:
-            seen.append(svc.background_checks)
-            return {"sent": [], "queued": 0}
+    def dispatch(svc: Service) -> dict[str, Any]:
+        seen.append(svc.background_checks)
+        return {"sent": [], "queued": 0}
 
-        def deliver(self, svc: Service, assignment_id: str, *, actor: str, text: str | None = None) -> dict[str, Any]:
-            raise AssertionError("nothing to deliver")
-
+    monkeypatch.setattr("fleet.service.tick.reconcile", reconcile)
+    monkeypatch.setattr("fleet.service.tickacts.dispatch", dispatch)
     svc = Service(config_path=str(fleet.path), surface="api")
     try:
-        run_tick(svc, port=Port())
+        run_tick(svc)
         assert seen
         assert not any(seen)
         assert svc.background_checks is True  # restored for whatever the process does next

@@ -1,10 +1,12 @@
-"""Assignment operations: skills, create, list, get, wait, cancel, events, dispatch; and the entry
-points the watchdog calls: `reconcile`, `dispatch`, `deliver`.
+"""Assignment writes: assign (create), dispatch, deliver and cancel; the watchdog's tick calls
+`dispatch` and `deliver` too. The reads (list, show, events, wait) are `fleet.service.assignments`.
 
-Lifecycle (`fleet.work.lifecycle`): `assign` validates everything before it writes or sends
-(task, deadline, paths, skills, roles), routes under the routing lock (`fleet.service.delivery`),
-writes the row, takes the lease `assignment:<id>`, snapshots the agent's cwd, writes the hook
-context, sends the prompt and records `sent` with the receipt. From there `reconcile` (run by every
+Lifecycle (`fleet.work.lifecycle`): `assign` checks the request once (task, deadline, checks,
+paths, skills, roles, the template), routes under the routing lock (`fleet.service.routing`),
+renders the prompt once for the agent it routes to (or, when none is free, for the longest cwd, as
+a bound) so a prompt over the limit is refused before anything is written, writes the row, takes the
+lease `assignment:<id>` and sends (`fleet.service.delivery`: snapshot of the agent's cwd, hook
+context, the prompt, `sent` with the receipt). From there `reconcile` (run by every
 list/get/events/wait/dispatch call and by the watchdog) follows Codex's signals to `working`,
 `reported` and the verdict `verified`/`rejected`, or to `failed`; `cancel` ends it early. Whatever
 ends an assignment releases its lease and clears its hook context.
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from fleet.agents.text import DELIVERY_TIMEOUT
 from fleet.config import AgentSpec
+from fleet.durations import parse_duration
 from fleet.errors import (
     FleetError,
     InvalidInput,
@@ -31,37 +34,35 @@ from fleet.errors import (
     StateConflict,
 )
 from fleet.vocab import assignment_holder
+from fleet.work.hookpolicy import HookContext, write_context
+from fleet.work.ledger import request_conflict
 from fleet.work.lifecycle import END_STATES
+from fleet.work.prompt import MAX_CHECK_CHARS, PromptSpec, check_task, render_prompt
 from fleet.work.records import Assignment, request_sha
+from fleet.work.routing import AgentFacts, Need, Refusal, Route, check_skills, no_agent_error, route
 
 from .core import Service
-
-if TYPE_CHECKING:
-    from fleet.work.routing import Need, Refusal
-    from fleet.work.skills import Inventory
 from .delivery import (
     MAX_DEADLINE,
     SendAborted,
     check_handover,
+    end_context,
     fail,
     free_lease,
-    gather_facts,
-    inventory,
-    lexical_scope,
+    render_for,
     renew_lease,
-    routing_lock,
-    scope_for,
     send_first,
     take_lease,
+    template_text,
 )
-from .tracking import reconcile, wait_for
+from .routing import gather_facts, inventory, lexical_scope, routing_lock, scope_for
+from .tracking import reconcile
 
-__all__ = ["deliver", "dispatch", "reconcile"]
+if TYPE_CHECKING:
+    from fleet.work.skills import Inventory
 
 #: Refusals that waiting will not fix: a request no agent can ever take is refused even with --queue.
 LASTING: Final = frozenset({"lead", "read_only", "missing_skill", "scope"})
-#: What the MCP surface lets one `assignment_wait` call block for (clients time tool calls out).
-MCP_MAX_WAIT: Final = 50.0
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class _Plan:
     token: int
 
 
-def _compact(a: Assignment) -> dict[str, Any]:
+def compact(a: Assignment) -> dict[str, Any]:
     """The few fields a lead acts on (results stay small for MCP)."""
     out: dict[str, Any] = {"id": a.id, "agent": a.agent, "state": a.state}
     if a.turn_id:
@@ -93,33 +94,18 @@ def _created(a: Assignment, duplicate: bool, **extra: Any) -> dict[str, Any]:
             "duplicate": duplicate, **extra}
 
 
-# -- skills ------------------------------------------------------------------------------------------
-
-def skill_list(svc: Service, *, agents: list[str] | None = None) -> dict[str, Any]:
-    out = []
-    for spec in svc.specs(agents):
-        inv = inventory(spec)
-        entry: dict[str, Any] = {"name": spec.name, "skills": [s.to_dict() for s in inv.skills]}
-        if inv.warnings:
-            entry["warnings"] = list(inv.warnings)
-        out.append(entry)
-    return {"agents": out}
-
-
 # -- create ------------------------------------------------------------------------------------------
 
 def _inventories(specs: Sequence[AgentSpec], needed: bool) -> dict[str, Inventory]:
     """Each agent's skills, scanned only when the work names a skill (a scan reads every SKILL.md)."""
     if not needed:
-        from fleet.work.skills import Inventory
+        from fleet.work.skills import Inventory  # PyYAML: loaded only by a process that routes work
 
         return {s.name: Inventory(()) for s in specs}
     return {s.name: inventory(s) for s in specs}
 
 
 def _scope_refusals(specs: Sequence[AgentSpec], write: Sequence[str], read: Sequence[str]) -> list[Refusal]:
-    from fleet.work.routing import Refusal
-
     out = []
     for spec in specs:
         if spec.role == "lead":
@@ -131,8 +117,6 @@ def _scope_refusals(specs: Sequence[AgentSpec], write: Sequence[str], read: Sequ
 
 
 def _no_agent(result_refusals: Sequence[Refusal], need: Need) -> NoAgentAvailable:
-    from fleet.work.routing import Route, no_agent_error
-
     err = no_agent_error(Route(None, (), tuple(result_refusals)), need)
     if result_refusals and all(r.why in LASTING for r in result_refusals):
         err.hint = "No configured agent can ever take this (see reasons); change the request or the fleet config."
@@ -144,8 +128,6 @@ def _plan(svc: Service, items: Sequence[Assignment], caller: str | None, token: 
     """Route each queued assignment in `items`, oldest first, and claim its agent. Runs under the
     routing lock; an agent picked here is not offered to a later item. `refusals` collects, per
     assignment id, why it could not be placed."""
-    from fleet.work.routing import Need, route
-
     specs = list(svc.config.agents.values())
     inventories = _inventories(specs, any(a.skills for a in items))
     plans: list[_Plan] = []
@@ -196,16 +178,15 @@ class _Request:
     read: tuple[str, ...]
     to: str | None
     key: dict[str, Any]
+    #: The assignment template's text, loaded (and checked) once.
+    template: str
 
 
 def _check_request(svc: Service, *, task: str, deadline: str, queue: bool, to: str | None, skills: list[str] | None,
                    write_paths: list[str] | None, read_paths: list[str] | None, checks: list[str] | None,
                    holder: str | None, token: int | None) -> _Request:
-    """Everything `assign` refuses before it writes or sends: task, deadline, checks, the token, the
-    named agent's role, and paths outside the cwd."""
-    from fleet.durations import parse_duration
-    from fleet.work.prompt import MAX_CHECK_CHARS, check_task
-
+    """Everything `assign` refuses before it routes: task (the one check of its text), deadline,
+    checks, the token, the named agent's role, paths outside the cwd, and a broken template."""
     text = check_task(task)
     seconds = parse_duration(deadline, what="deadline", max_seconds=MAX_DEADLINE)
     wanted = tuple(dict.fromkeys(skills or ()))
@@ -232,27 +213,27 @@ def _check_request(svc: Service, *, task: str, deadline: str, queue: bool, to: s
         stored_write, stored_read = scope.write, scope.read
     else:
         stored_write, stored_read = lexical_scope(write_in, "write"), lexical_scope(read_in, "read")
-    _check_prompt(svc, text, to, stored_write, stored_read, wanted, commands, seconds)
+    template = template_text(svc)
     key = {"task": text, "to": to, "skills": sorted(wanted), "write_paths": write_in, "read_paths": read_in,
            "checks": list(commands), "deadline": deadline, "queue": queue}
-    return _Request(svc.holder_for(holder), text, seconds, wanted, commands, stored_write, stored_read, to, key)
+    return _Request(svc.holder_for(holder), text, seconds, wanted, commands, stored_write, stored_read, to, key,
+                    template)
 
 
-def _check_prompt(svc: Service, task: str, to: str | None, write: tuple[str, ...], read: tuple[str, ...],
-                  skills: tuple[str, ...], checks: tuple[str, ...], seconds: float) -> None:
-    """Load the template (`[fleet] assignment_template`: a broken one is refused here) and render the
-    prompt once for the named agent, or the longest cwd, so a prompt over the limit is refused before
-    anything is written."""
-    from fleet.work.prompt import PromptSpec, render_prompt
-
-    from .delivery import template_text
-
-    specs = [svc.config.agent(to)] if to is not None else list(svc.config.agents.values())
-    cwd = max((str(s.cwd) for s in specs), key=len, default="/")
-    now = time.time()
-    spec = PromptSpec(assignment_id="as-" + "0" * 26, task=task, cwd=cwd, write_paths=write, read_paths=read,
-                      skills=skills, checks=checks, deadline=now + seconds, role="worker" if write else "explorer")
-    render_prompt(spec, now=now, template=template_text(svc))
+def _render(svc: Service, req: _Request, agent: str | None, deadline: float) -> str | None:
+    """The prompt, rendered once, before anything is written, so one over the limit is refused: for
+    `agent` (without its id yet: `fleet.service.delivery.ID_STAND_IN`), which is what is sent; or,
+    with no agent to send to now, for the longest cwd, as a bound (None: it is rendered when sent)."""
+    if agent is not None:
+        spec = svc.config.agent(agent)
+        scope, _ = scope_for(spec, req.write, req.read)  # the pool holds only agents it fits
+        return render_for(spec, scope, task=req.task, skills=req.skills, checks=req.checks, deadline=deadline,
+                          template=req.template)
+    cwd = max((str(s.cwd) for s in svc.config.agents.values()), key=len, default="/")
+    render_prompt(PromptSpec(assignment_id="as-" + "0" * 26, task=req.task, cwd=cwd, write_paths=req.write,
+                             read_paths=req.read, skills=req.skills, checks=req.checks, deadline=deadline,
+                             role="worker" if req.write else "explorer"), now=time.time(), template=req.template)
+    return None
 
 
 def assignment_create(
@@ -260,8 +241,6 @@ def assignment_create(
     write_paths: list[str] | None = None, read_paths: list[str] | None = None, checks: list[str] | None = None,
     request_id: str | None = None, holder: str | None = None, token: int | None = None,
 ) -> dict[str, Any]:
-    from fleet.work.routing import AgentFacts, Need, check_skills, route
-
     req = _check_request(svc, task=task, deadline=deadline, queue=queue, to=to, skills=skills,
                          write_paths=write_paths, read_paths=read_paths, checks=checks, holder=holder, token=token)
     caller = req.caller
@@ -289,9 +268,11 @@ def assignment_create(
         lasting = bool(refusals) and all(r.why in LASTING for r in refusals)
         if result.agent is None and (not queue or lasting):
             raise _no_agent(refusals, need)
+        due = time.time() + req.seconds
+        prompt = _render(svc, req, result.agent, due)
         a, duplicate = ledger.create(
             task=req.task, holder=caller, actor=caller, agent=to, skills=req.skills, read_paths=req.read,
-            write_paths=req.write, checks=req.checks, deadline=time.time() + req.seconds, request_id=request_id,
+            write_paths=req.write, checks=req.checks, deadline=due, request_id=request_id,
             request=req.key, details={"to": to, "queue": queue, "request_id": request_id, "deadline": deadline})
         if duplicate:
             return _created(a, True)
@@ -312,7 +293,8 @@ def assignment_create(
             return _created(a, False, reasons=reasons)
         fail(svc, a.id, None, "no agent could take it", actor=caller, expect=("queued",))
         raise _no_agent(refusals, need)
-    return _send_new(svc, a, chosen[0], chosen[1], caller, queue)
+    spec, lease_token = chosen
+    return _send_new(svc, a, spec, lease_token, caller, queue, prompt if spec.name == result.agent else None)
 
 
 def _earlier(svc: Service, request_id: str | None, req: _Request) -> Assignment | None:
@@ -324,8 +306,6 @@ def _earlier(svc: Service, request_id: str | None, req: _Request) -> Assignment 
     if prior is None:
         return None
     if prior.sha != request_sha(req.key):
-        from fleet.work.ledger import request_conflict
-
         raise request_conflict("assign", request_id)
     if prior.result and prior.result.get("assignment"):
         return svc.ledger.get(str(prior.result["assignment"]))
@@ -333,10 +313,11 @@ def _earlier(svc: Service, request_id: str | None, req: _Request) -> Assignment 
 
 
 def _send_new(svc: Service, a: Assignment, spec: AgentSpec, lease_token: int, caller: str,
-              queue: bool) -> dict[str, Any]:
-    """Send a just-created assignment; if nothing could be typed, keep it queued (`queue`) or fail it."""
+              queue: bool, prompt: str | None) -> dict[str, Any]:
+    """Send a just-created assignment (its `prompt` as rendered for `spec`, or None to render it);
+    if nothing could be typed, keep it queued (`queue`) or fail it."""
     try:
-        sent = send_first(svc, a, spec, lease_token, actor=caller)
+        sent = send_first(svc, a, spec, lease_token, actor=caller, prompt=prompt)
     except SendAborted as aborted:
         free_lease(svc, spec.name, a.id)
         err = aborted.error
@@ -355,8 +336,6 @@ def _send_new(svc: Service, a: Assignment, spec: AgentSpec, lease_token: int, ca
 def dispatch(svc: Service) -> dict[str, Any]:
     """One pass: reconcile (which frees agents of finished work), then send every queued assignment
     an agent can take now, oldest first. Safe to run from several processes at once."""
-    from fleet.work.routing import Refusal
-
     reconcile(svc)
     queued = svc.ledger.queued()
     if not queued:
@@ -367,7 +346,7 @@ def dispatch(svc: Service) -> dict[str, Any]:
     for plan in plans:
         try:
             sent = send_first(svc, plan.assignment, plan.spec, plan.token, actor="dispatch")
-            dispatched.append(_compact(sent))
+            dispatched.append(compact(sent))
         except SendAborted as aborted:
             free_lease(svc, plan.spec.name, plan.assignment.id)
             why[plan.assignment.id] = [Refusal(plan.spec.name, "busy", aborted.error.message)]
@@ -390,8 +369,6 @@ def deliver(svc: Service, assignment_id: str, *, actor: str, text: str | None = 
     reports from that turn count for the assignment. A queued assignment is routed and sent as
     `dispatch` would. Raises `LeaseHeld` if someone else holds the agent, `AgentBusy` while it is
     working, `NotDelivered` without a receipt (retry with the same `request_id`: never typed twice)."""
-    from fleet.work.hookpolicy import HookContext, write_context
-
     a = svc.ledger.get(assignment_id)
     if a.state == "queued":
         if text is not None:
@@ -426,40 +403,6 @@ def deliver(svc: Service, assignment_id: str, *, actor: str, text: str | None = 
             "duplicate": receipt["duplicate"]}
 
 
-# -- reading -----------------------------------------------------------------------------------------
-
-def assignment_list(svc: Service, *, open_only: bool, limit: int, agent: str | None = None) -> dict[str, Any]:
-    if agent is not None:
-        svc.config.agent(agent)
-    reconcile(svc)
-    rows = svc.ledger.summaries(open_only=open_only, agent=agent, limit=limit)
-    return {"assignments": [r.to_dict() for r in rows]}
-
-
-def assignment_get(svc: Service, *, assignment: str) -> dict[str, Any]:
-    a = svc.ledger.get(assignment)
-    if a.open and a.agent:
-        reconcile(svc, [a.agent])
-        a = svc.ledger.get(assignment)
-    out = a.to_dict()
-    out["events"] = [e.to_dict() for e in svc.ledger.events_for(assignment)]
-    return out
-
-
-def fleet_events(svc: Service, *, since: int, limit: int, assignment: str | None = None) -> dict[str, Any]:
-    reconcile(svc)
-    events, cursor = svc.ledger.events_since(since, limit, assignment=assignment)
-    return {"events": [e.to_dict() for e in events], "cursor": cursor}
-
-
-def assignment_wait(svc: Service, *, assignments: list[str], timeout: float) -> dict[str, Any]:
-    limit = timeout
-    if svc.surface == "mcp":
-        limit = min(timeout, MCP_MAX_WAIT)
-    done, pending = wait_for(svc, assignments, limit)
-    return {"done": [_compact(a) for a in done], "pending": [_compact(a) for a in pending], "waited_max": limit}
-
-
 # -- cancel ------------------------------------------------------------------------------------------
 
 def assignment_cancel(svc: Service, *, assignment: str, interrupt: bool, holder: str | None = None) -> dict[str, Any]:
@@ -484,8 +427,6 @@ def assignment_cancel(svc: Service, *, assignment: str, interrupt: bool, holder:
             with svc.agent_guard(spec, assignment_holder(a.id), None, operation="interrupt"):
                 interrupted = bool(svc.runtime.interrupt(spec)["interrupted"])
     finally:
-        from .delivery import end_context
-
         end_context(svc, a.agent, a.id)
     return {"assignment": a.id, "cancelled": True, "state": "cancelled", "interrupted": interrupted,
             "turn_id": a.turn_id}

@@ -6,10 +6,11 @@ Order of a tick:
 1. **Overlap lock**: a non-blocking flock on `<state_dir>/watchdog.lock`. A second tick while one
    runs returns at once with `skipped` saying so and does nothing else (the kernel drops the lock
    when a tick dies, so a killed tick never blocks the next).
-2. **Reconcile** open assignments from Codex's signals (`fleet.service.work.reconcile`), so a report
+2. **Reconcile** open assignments from Codex's signals (`fleet.service.tracking.reconcile`), so a report
    that just arrived stops the ladder in this very tick.
 3. **Gather** `AgentFacts` for every configured agent (`fleet.watchdog.facts`), **decide**
-   (`fleet.watchdog.decide.decide_all`, pure), then **act** on each action in order.
+   (`fleet.watchdog.decide.decide_all`, pure), then **act** on each action in order
+   (`fleet.service.tickacts`).
 4. **Record**: every action goes to the ledger's events (`watchdog_<action>`, on the assignment when
    there is one) and to `audit.jsonl`; the ladders, crash streaks and notices the next tick needs go
    to the watchdog's tables (`fleet.watchdog.store`); the tick itself to `watchdog_ticks`.
@@ -26,7 +27,8 @@ never starts the fleet's tmux server: it only talks to sessions that exist.
 
 An unusable ledger (`fleet.db` damaged) does not stop the tick: it restarts crashed agents, resumes
 parked ones, answers or escalates approvals and tells people, without assignments (no report
-requests, ladders or dispatch), and reports the fault in `ledger` (see `fleet.watchdog.tickstate`).
+requests, ladders or dispatch), and reports the fault in `ledger` (see `open_ledger` and
+`fleet.watchdog.tickstate`).
 """
 
 from __future__ import annotations
@@ -34,33 +36,39 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
+import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypedDict
+from dataclasses import asdict, replace
+from typing import Any, Final, Literal, TypedDict
 
 from fleet import audit
-from fleet.errors import FleetError, InternalError
+from fleet.agents.writable import fleet_roots
+from fleet.errors import FleetError, InternalError, StateDirError
 from fleet.fsutil import read_jsonl_tail
-from fleet.vocab import WATCHDOG_HOLDER, WATCHDOG_POLICY_HOLDER, AgentState, assignment_holder
+from fleet.leases import lease_state
+from fleet.vocab import WATCHDOG_HOLDER, AgentState, assignment_holder
+from fleet.watchdog import hookapprove
+from fleet.watchdog.decide import Action, ActionKind, AgentFacts, advance, crash_streak, decide_all, lease_kind
+from fleet.watchdog.facts import JournalFacts, build_facts, fold_journal
+from fleet.watchdog.store import AgentRecord, LadderRecord, WatchdogStore
+from fleet.watchdog.tickstate import (
+    FALLBACK_DB,
+    LEDGER_FAULTS,
+    compact_detail,
+    ledger_fault,
+    private_file,
+    tick_lock,
+    turn_id_of,
+)
+from fleet.work.ledger import Ledger
 
-from . import hookapprove, tickstate
-from .decide import Action, ActionKind, AgentFacts, advance, crash_streak, decide_all, lease_kind
-from .facts import JournalFacts, build_facts, fold_journal
-from .messages import lead_prompt, notify_payload, report_request, resume_text
-from .store import AgentRecord, LadderRecord, WatchdogStore
-from .tickstate import FALLBACK_DB, LEDGER_FAULTS, ledger_fault, open_ledger, private_file, tick_lock
-
-if TYPE_CHECKING:
-    from fleet.config import AgentSpec
-    from fleet.service.core import Service
-    from fleet.work.ledger import Ledger
+from .core import Service
+from .tickacts import Seen, act
+from .tracking import reconcile
 
 logger = logging.getLogger("fleet.watchdog")
 
-#: A notify command gets this long; a hung one must not hold the tick (or the timer) hostage.
-NOTIFY_TIMEOUT: Final = 10.0
 #: Queued assignments looked at per tick; dispatch itself decides how many it sends.
 QUEUED_LOOKUP: Final = 100
 #: Open assignments read per tick: far more than a fleet has agents.
@@ -98,35 +106,7 @@ class TickResult(TypedDict):
     ms: int
 
 
-class WorkPort(Protocol):
-    """The work layer the tick drives (`fleet.service.work`; see the integration contract)."""
-
-    def reconcile(self, svc: Service, agents: list[str] | None = None) -> list[dict[str, Any]]: ...
-
-    def dispatch(self, svc: Service) -> dict[str, Any]: ...
-
-    def deliver(self, svc: Service, assignment_id: str, *, actor: str, text: str | None = None) -> dict[str, Any]: ...
-
-
-def default_port() -> WorkPort:
-    from fleet.service import work
-
-    return work
-
-
-@dataclass(frozen=True)
-class Seen:
-    """One agent as this tick saw it: the facts `decide` got, and what the actions need besides."""
-
-    spec: AgentSpec
-    facts: AgentFacts
-    journal: JournalFacts
-    ladder: LadderRecord | None
-    record: AgentRecord
-
-
-def run_tick(svc: Service, *, dry_run: bool = False, now: float | None = None,
-             port: WorkPort | None = None) -> TickResult:
+def run_tick(svc: Service, *, dry_run: bool = False, now: float | None = None) -> TickResult:
     """One tick over every configured agent (see the module docstring). Never raises for what an
     action does; raises `FleetError` only when the state dir or ledger cannot be used at all."""
     started = time.monotonic()
@@ -144,7 +124,7 @@ def run_tick(svc: Service, *, dry_run: bool = False, now: float | None = None,
         if store is None:
             store = WatchdogStore(private_file(state_dir / FALLBACK_DB))
         stack.enter_context(store)
-        tick = _Tick(svc, ledger, store, port, at, dry_run)
+        tick = _Tick(svc, ledger, store, at, dry_run)
         if fault is not None:
             tick.ledger_down(fault)
         actions = tick.run()
@@ -179,10 +159,8 @@ def _result(at: float, dry_run: bool, skipped: str | None, actions: list[TickAct
 
 
 class _Tick:
-    def __init__(self, svc: Service, ledger: Ledger | None, store: WatchdogStore, port: WorkPort | None, now: float,
-                 dry_run: bool) -> None:
+    def __init__(self, svc: Service, ledger: Ledger | None, store: WatchdogStore, now: float, dry_run: bool) -> None:
         self.svc, self.ledger, self.store, self.now, self.dry_run = svc, ledger, store, now, dry_run
-        self._port = port
         self.policy = svc.config.watchdog
         self.errors: list[dict[str, Any]] = []
         self.seen: dict[str, Seen] = {}
@@ -208,16 +186,10 @@ class _Tick:
             self.ledger_down(exc)
             return default
 
-    @property
-    def port(self) -> WorkPort:
-        if self._port is None:
-            self._port = default_port()
-        return self._port
-
     def run(self) -> list[TickAction]:
         if not self.dry_run:
             if self.ledger is not None:
-                self._guarded("reconcile", lambda: self.port.reconcile(self.svc))
+                self._guarded("reconcile", lambda: reconcile(self.svc))
             self._guarded("approve_policy", self._sync_approve_policy)
         facts = self.gather()
         queued = self._from_ledger(lambda ledger: len(ledger.queued(QUEUED_LOOKUP)), 0)
@@ -233,8 +205,6 @@ class _Tick:
 
     def _sync_approve_policy(self) -> None:
         """Keep each launched agent's copy of the approve policy current, for fleet's approval hook."""
-        from fleet.agents.writable import fleet_roots
-
         hookapprove.sync_agents(((self.svc.runtime.agent_dir(name), spec.cwd)
                                  for name, spec in self.svc.config.agents.items()), self.policy.approve,
                                 create=False, roots=fleet_roots(self.svc.config) if self.policy.approve else ())
@@ -268,7 +238,7 @@ class _Tick:
                 ladder=ladder.ladder if ladder else None,
                 lease=lease_kind(holder, watchdog_holder=WATCHDOG_HOLDER,
                                  assignment_holders=[assignment_holder(row['id'])] if row else []),
-                lease_holder=holder, record=tickstate.record_dict(records.get(name)),
+                lease_holder=holder, record=_record_dict(records.get(name)),
                 transcript_mtime=_mtime(journal),
             )
             if name == lead:
@@ -280,8 +250,6 @@ class _Tick:
         return out
 
     def _lease_holder(self, agent: str) -> str | None:
-        from fleet.leases import lease_state
-
         try:
             lease = self.svc.leases.get(agent)
         except FleetError as exc:  # a corrupt record: someone must repair it; never act on the agent
@@ -296,7 +264,7 @@ class _Tick:
     def carry_out(self, action: Action) -> TickAction:
         detail: dict[str, Any] | None = None
         try:
-            detail = self._do(action)
+            detail = act(self.svc, action, self.seen, self.now)
             entry = _entry(action, "done", detail=detail)
         except FleetError as exc:
             entry = _entry(action, "failed", error=exc.to_dict())
@@ -310,102 +278,6 @@ class _Tick:
             self.ledger_down(exc)
         self._record(entry)
         return entry
-
-    def _do(self, action: Action) -> dict[str, Any] | None:
-        kind = action.action
-        if kind == "dispatch":
-            return self.port.dispatch(self.svc)
-        assert action.agent is not None
-        seen = self.seen[action.agent]
-        aid = action.assignment
-        if kind in ("request_report", "remind"):
-            assert aid is not None
-            text = report_request(aid, firm=kind == "remind")
-            return self.port.deliver(self.svc, aid, actor=WATCHDOG_HOLDER, text=text)
-        if kind == "interrupt_and_reprompt":
-            assert aid is not None
-            with self.svc.leased([seen.spec], self._holder(seen), None):
-                interrupted = self.svc.runtime.interrupt(seen.spec)
-            return {"interrupt": interrupted, **self.port.deliver(self.svc, aid, actor=WATCHDOG_HOLDER)}
-        if kind == "restart_resume":
-            from fleet.service.agents import restart_agent  # a lead's restart ensures its plugin
-
-            with self.svc.leased([seen.spec], self._holder(seen), None):
-                return restart_agent(self.svc, seen.spec, seen.journal.session_id)
-        if kind == "resend" or (kind == "resume_after_limit" and aid is not None):
-            assert aid is not None
-            return self.port.deliver(self.svc, aid, actor=WATCHDOG_HOLDER)
-        if kind == "resume_after_limit":
-            with self.svc.leased([seen.spec], self._holder(seen), None):
-                return dict(self.svc.runtime.send(seen.spec, resume_text(None), holder=WATCHDOG_HOLDER))
-        if kind in ("approve", "deny"):
-            return self._answer(seen, action)
-        if kind == "mark_fatal":
-            return self._give_up(seen, action)
-        if kind in ("notify", "escalate", "notify_only"):
-            return self._tell(action)
-        raise InternalError(f"The watchdog has no way to carry out {kind!r}.", hint="This is a bug in fleet.")
-
-    def _give_up(self, seen: Seen, action: Action) -> dict[str, Any]:
-        """Marked fatal: the open assignment the watchdog kept open for a restart fails now."""
-        from fleet.service.delivery import fail
-
-        out: dict[str, Any] = {"fatal": True}
-        if action.assignment is not None:
-            done = fail(self.svc, action.assignment, seen.spec.name, "its agent kept crashing; the watchdog stopped "
-                        "restarting it", actor=WATCHDOG_HOLDER, expect=("sent", "working"))
-            out["failed"] = done is not None
-        return out
-
-    def _holder(self, seen: Seen) -> str:
-        """Whose lease an action on this agent runs under: its assignment's, else the watchdog's."""
-        f = seen.facts
-        return f.lease_holder if f.lease == "assignment" and f.lease_holder else WATCHDOG_HOLDER
-
-    def _answer(self, seen: Seen, action: Action) -> dict[str, Any]:
-        from fleet.agents.approvals import write_answer
-
-        raw = seen.journal.approval
-        if raw is None or not raw.get("request"):
-            raise InternalError("The approval to answer has no request id.", hint="This is a bug in fleet.")
-        decision: Literal["allow", "deny"] = "allow" if action.action == "approve" else "deny"
-        write_answer(self.svc.runtime.agent_dir(seen.spec.name), str(raw["request"]), decision,
-                     by=WATCHDOG_POLICY_HOLDER, message=action.reason if decision == "deny" else "")
-        return {"request": raw["request"], "decision": decision}
-
-    def _tell(self, action: Action) -> dict[str, Any]:
-        """Run `notify_command` with the action as JSON on stdin, and prompt the lead if `decide`
-        named one (it does only when the lead is idle). Each half fails on its own."""
-        out: dict[str, Any] = {}
-        command = self.policy.notify_command
-        if command:
-            import json
-
-            try:
-                proc = subprocess.run(list(command), input=json.dumps(notify_payload(self.svc.config.name, action,
-                                                                                      self.now)),
-                                      text=True, capture_output=True, timeout=NOTIFY_TIMEOUT, check=False)
-                out["notify"] = {"returncode": proc.returncode, "output": (proc.stdout + proc.stderr)[-500:]}
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                out["notify"] = {"returncode": None, "output": str(exc)[-500:]}
-        if action.lead:
-            try:
-                spec = self.svc.config.agent(action.lead)
-                with self.svc.leased([spec], WATCHDOG_HOLDER, None):
-                    receipt = self.svc.runtime.send(spec, lead_prompt(self.svc.config.name, action,
-                                                                      approval_request=self._waiting(action)),
-                                                    holder=WATCHDOG_HOLDER)
-                out["lead"] = {"agent": action.lead, "turn_id": receipt["turn_id"]}
-            except FleetError as exc:
-                out["lead"] = {"agent": action.lead, "error": exc.to_dict()}
-        return out
-
-    def _waiting(self, action: Action) -> str | None:
-        """The request id of the approval an escalation is about (None for other actions)."""
-        seen = self.seen.get(action.agent) if action.agent else None
-        if action.action != "escalate" or seen is None or seen.facts.state != "waiting_approval":
-            return None
-        return str((seen.journal.approval or {}).get("request") or "")
 
     # -- recording --------------------------------------------------------------------------------
 
@@ -422,7 +294,7 @@ class _Tick:
                 rec = replace(rec, ladder=advance(rec.ladder, action, self.now))
             own = action.action in OWN_PROMPTS or (action.action == "resend" and seen.facts.state != "exited")
             if own and entry["detail"]:
-                rec = rec.with_turn(tickstate.turn_id_of(entry["detail"]))
+                rec = rec.with_turn(turn_id_of(entry["detail"]))
             self.store.save_ladder(rec, self.now)
             self.seen[action.agent] = seen = replace(seen, ladder=rec)
         record = seen.record
@@ -446,7 +318,7 @@ class _Tick:
         details = {k: v for k, v in entry.items()
                    if k in ("action", "rung", "reason", "lead", "outcome", "error") and v is not None}
         if entry["detail"]:
-            details["detail"] = tickstate.compact_detail(entry["detail"])
+            details["detail"] = compact_detail(entry["detail"])
         try:  # without a ledger, the audit record below still says what was done
             if self.ledger is not None and entry["assignment"]:
                 self.ledger.annotate(entry["assignment"], kind, actor=WATCHDOG_HOLDER, details=details)
@@ -475,6 +347,26 @@ class _Tick:
         except Exception as exc:
             logger.exception("watchdog %s failed", what)
             self.errors.append({"step": what, "code": "internal_error", "message": f"{type(exc).__name__}: {exc}"})
+
+
+def open_ledger(svc: Service) -> tuple[Ledger | None, WatchdogStore | None, BaseException | None]:
+    """The service's ledger and the watchdog's tables in it, or the fault that makes them unusable
+    (the service's connection is closed then). Opening reads the header and the schema; damage
+    deeper in the file shows when a query reaches it, and the tick catches `LEDGER_FAULTS` there."""
+    store: WatchdogStore | None = None
+    try:
+        ledger = svc.ledger  # the service's connection, which the work layer uses too; the service closes it
+        store = WatchdogStore(ledger.path)
+        return ledger, store, None
+    except (StateDirError, sqlite3.DatabaseError) as exc:  # the store says StateDirError for the same file
+        if store is not None:
+            store.close()
+        svc.close()
+        return None, None, exc
+
+
+def _record_dict(record: AgentRecord | None) -> dict[str, Any] | None:
+    return asdict(record) if record is not None else None
 
 
 def _entry(action: Action, outcome: Outcome, *, detail: dict[str, Any] | None = None,

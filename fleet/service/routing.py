@@ -1,0 +1,141 @@
+"""Routing facts for assignments: the routing lock, each agent's skills, the facts a route is chosen
+from, and the read/write scope of an assignment against an agent's cwd.
+
+Concurrency. Every routing decision (gather facts, route, write the ledger row, claim the lease) is
+taken under one file lock per state dir, `<state_dir>/assign.lock`, held for milliseconds: two
+`assign` or `dispatch` calls in different processes can never pick the same agent, because the
+second one routes after the first one's lease `assignment:<id>` is on record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from fleet.config import AgentSpec
+from fleet.errors import FleetError, InvalidInput, Timeout
+from fleet.fsutil import ensure_dir, flock_within, open_lock_file
+from fleet.work.routing import AgentFacts
+from fleet.work.scope import normalize_scope
+
+from .core import Service
+
+if TYPE_CHECKING:
+    from fleet.work.skills import Inventory
+
+#: The lock file that serialises routing decisions across processes.
+ASSIGN_LOCK: Final = "assign.lock"
+#: Routing holds the lock for milliseconds; a caller waiting longer than this has a stuck peer.
+LOCK_TIMEOUT: Final = 30.0
+
+
+@contextlib.contextmanager
+def routing_lock(svc: Service) -> Iterator[None]:
+    """One routing decision at a time across processes (an flock on `assign.lock`)."""
+    fd = open_lock_file(ensure_dir(svc.config.state_dir) / ASSIGN_LOCK)
+    try:
+        if not flock_within(fd, LOCK_TIMEOUT):
+            raise Timeout(f"Another fleet process held the routing lock for over {LOCK_TIMEOUT:.0f} s.",
+                          hint="Retry; if it persists, look for a stuck fleet process.")
+        yield
+    finally:
+        os.close(fd)  # drops the flock
+
+
+# -- skills and facts ----------------------------------------------------------------------------
+
+def plugins_enabled(spec: AgentSpec) -> bool | None:
+    """False when the agent is launched with `-c features.plugins=false` (or `--disable plugins`);
+    None lets the skill scan read the agent's config.toml."""
+    args = list(spec.args)
+    for i, arg in enumerate(args[:-1]):
+        value = args[i + 1].replace(" ", "")
+        if arg in ("-c", "--config") and value in ("features.plugins=false", 'features.plugins="false"'):
+            return False
+        if arg == "--disable" and value == "plugins":
+            return False
+    return None
+
+
+def inventory(spec: AgentSpec) -> Inventory:
+    """The agent's skills as its Codex would load them (reads its homes and cwd; YAML loads here)."""
+    from fleet.work.skills import agent_home, scan_skills  # PyYAML: only when a skill is named
+
+    home = spec.env.get("HOME")
+    return scan_skills(spec.home, spec.cwd, agent_home({"HOME": home} if home else None),
+                       plugins_enabled=plugins_enabled(spec))
+
+
+def _used_percent(status: dict[str, Any]) -> float | None:
+    """The higher rate-limit window use the status reports, if it reports one."""
+    limits = status.get("rate_limits")
+    if not isinstance(limits, dict):
+        return None
+    used = [w.get("used_percent") for w in (limits.get("primary"), limits.get("secondary")) if isinstance(w, dict)]
+    numbers = [float(u) for u in used if isinstance(u, int | float)]
+    return max(numbers) if numbers else None
+
+
+def gather_facts(svc: Service, specs: Sequence[AgentSpec], caller: str | None,
+                 inventories: dict[str, Inventory]) -> list[AgentFacts]:
+    """One routing fact per agent, read now: state (Codex's signals), lease, skills and ledger load.
+    A lease held by `caller` does not count against the agent (the caller hands it over; pass a
+    caller only for work that names its agent, never for routed work)."""
+    load = svc.ledger.agent_load()
+    statuses = {str(s["name"]): dict(s) for s in svc.runtime.status(list(specs))}
+    out = []
+    for spec in specs:
+        status = statuses.get(spec.name, {})
+        try:
+            lease = svc.leases.info(spec.name)
+            other = lease["state"] == "held" and lease["holder"] != caller
+        except FleetError:  # a corrupt record fails closed
+            other = True
+        count, last = load.get(spec.name, (0, None))
+        state = str(status.get("state", "stopped"))
+        out.append(AgentFacts(
+            name=spec.name, role=spec.role, state=state, skills=inventories[spec.name].names(),
+            leased_by_other=other, limited=state == "limited", open_assignments=count, last_assigned_at=last,
+            used_percent=_used_percent(status),
+        ))
+    return out
+
+
+# -- scope ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Scope:
+    """Write and read paths in normal form for one agent's cwd."""
+
+    write: tuple[str, ...]
+    read: tuple[str, ...]
+
+
+def scope_for(spec: AgentSpec, write: Sequence[str], read: Sequence[str]) -> tuple[Scope, list[str]]:
+    """The scope normalised against `spec.cwd` (symlinks resolved) and every problem found."""
+    cwd = str(spec.cwd)
+    w = normalize_scope(write, cwd)
+    r = normalize_scope(read, cwd)
+    problems = [*(f"write path {p}" for p in w.problems), *(f"read path {p}" for p in r.problems)]
+    return Scope(w.entries, r.entries), problems
+
+
+def lexical_scope(paths: Sequence[str], what: str) -> tuple[str, ...]:
+    """Paths for an assignment fleet will route: relative, normalised without touching a disk (the
+    agent is not known yet); refused when absolute or escaping the cwd."""
+    absolute = [p for p in paths if p.startswith("/")]
+    if absolute:
+        raise InvalidInput(
+            f"The {what} path {absolute[0]!r} is absolute; without --to, paths are relative to whichever "
+            "agent's working directory the assignment is routed to.",
+            hint="Give paths relative to the agent's working directory, or name the agent with --to.")
+    root = "/cwd"
+    norm = normalize_scope(paths, root, follow_links=False)
+    if norm.problems:
+        problem = norm.problems[0].replace(f" {root}", "")
+        raise InvalidInput(f"The {what} paths are not usable: {problem}.",
+                           hint="Paths must stay inside the agent's working directory.")
+    return norm.entries
