@@ -1,7 +1,7 @@
 """fleet's hook decisions through the real Codex 0.169 binary: the Stop hook asks once for a missing
 report and Codex continues the same turn; the PreToolUse hook denies an out-of-scope apply_patch and
 nothing is written. The hook is a tiny script run with `python3 -S` importing only
-`fleet.work.hookpolicy`, as the hook receiver will."""
+`fleet.hooks.gates`, as the hook receiver will."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ REPORT = ('Finished.\n```fleet-report\n{"status":"done","summary":"Wrote it.","c
 HOOK = """
 import json, sys
 sys.path.insert(0, sys.argv[2])
-from fleet.work.hookpolicy import pretool_decision, read_context, record_ask, stop_decision
+from fleet.hooks.gates import pretool_decision, read_context, record_ask, stop_decision
 payload = json.load(sys.stdin)
 agent_dir = sys.argv[1]
 ctx = read_context(agent_dir)
@@ -35,7 +35,7 @@ if decision is not None:
 
 
 def test_the_hook_script_imports_nothing_outside_the_standard_library(tmp_path: Path) -> None:
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import fleet.work.hookpolicy; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import fleet.hooks.gates; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('yaml', 'jsonschema', 'libtmux', "
             "'filelock', 'mcp', 'typer')))")
     out = subprocess.run([sys.executable, "-S", "-c", code, str(REPO)], capture_output=True, text=True, check=True)

@@ -212,7 +212,7 @@ def free_lease(svc: Service, agent: str, assignment_id: str) -> None:
 
 def end_context(svc: Service, agent: str | None, assignment_id: str) -> None:
     """Free the agent from a finished assignment: its hook context and its lease."""
-    from fleet.work.hookpolicy import clear_context
+    from fleet.hooks.gates import clear_context
 
     if agent is None or agent not in svc.config.agents:
         return
@@ -246,7 +246,7 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
     `NotDelivered` after the assignment was marked failed (keys went in, no receipt came).
     """
     from fleet.agents.codex import effective_sandbox
-    from fleet.work.hookpolicy import HookContext, clear_context, write_context
+    from fleet.hooks.gates import HookContext, clear_context, write_context
     from fleet.work.prompt import PromptSpec, render_prompt
     from fleet.work.verify import SnapshotError, snapshot
 

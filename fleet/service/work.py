@@ -390,7 +390,7 @@ def deliver(svc: Service, assignment_id: str, *, actor: str, text: str | None = 
     reports from that turn count for the assignment. A queued assignment is routed and sent as
     `dispatch` would. Raises `LeaseHeld` if someone else holds the agent, `AgentBusy` while it is
     working, `NotDelivered` without a receipt (retry with the same `request_id`: never typed twice)."""
-    from fleet.work.hookpolicy import HookContext, write_context
+    from fleet.hooks.gates import HookContext, write_context
 
     a = svc.ledger.get(assignment_id)
     if a.state == "queued":

@@ -45,7 +45,7 @@ from fleet.errors import FleetError, InternalError
 from fleet.fsutil import read_jsonl_tail
 from fleet.vocab import WATCHDOG_HOLDER, WATCHDOG_POLICY_HOLDER, AgentState, assignment_holder
 
-from . import hookapprove, tickstate
+from . import policyfile, tickstate
 from .decide import Action, ActionKind, AgentFacts, advance, crash_streak, decide_all, lease_kind
 from .facts import JournalFacts, build_facts, fold_journal
 from .messages import lead_prompt, notify_payload, report_request, resume_text
@@ -235,9 +235,9 @@ class _Tick:
         """Keep each launched agent's copy of the approve policy current, for fleet's approval hook."""
         from fleet.agents.writable import fleet_roots
 
-        hookapprove.sync_agents(((self.svc.runtime.agent_dir(name), spec.cwd)
-                                 for name, spec in self.svc.config.agents.items()), self.policy.approve,
-                                create=False, roots=fleet_roots(self.svc.config) if self.policy.approve else ())
+        policyfile.sync_agents(((self.svc.runtime.agent_dir(name), spec.cwd)
+                                for name, spec in self.svc.config.agents.items()), self.policy.approve,
+                               create=False, roots=fleet_roots(self.svc.config) if self.policy.approve else ())
 
     # -- gathering --------------------------------------------------------------------------------
 
