@@ -35,7 +35,7 @@ PRINT_COMMAND = ('set -f; PATH=/nonexistent; command_not_found_handle() { for a 
 
 
 def fine(program: str) -> None:
-    """A program check that finds nothing planted (the real one is in test_watchdog_approval_env.py)."""
+    """A program check that finds nothing planted (the real one is in test_hooks_programs.py)."""
 
 
 def shell_argv(shell: str, script: str, line: str) -> list[str]:
