@@ -13,7 +13,7 @@ request of the open turn with no answer and no later sign of that turn going on 
 finishing, the turn ending). That, not the screen, is `waiting_approval`.
 
 This module is the format the hook, the service and the watchdog's facts share; the hold itself is
-the hook's. Light to import (the stdlib and `fleet.fsutil`): the hook loads it under `python -S`.
+the hook's. The hook process loads it (`fleet.hooks` says what that asks of a module).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ command may run in) and the roots any sandboxed agent of the fleet may write. fl
 PermissionRequest hook reads it (`fleet.hooks.approve`); anything in it that is not exactly what
 `to_json` writes reads as no policy, so a person decides.
 
-Light to import (the stdlib, `fleet.fsutil` and the policy's record): the hook loads it.
+The hook process loads it (`fleet.hooks` says what that asks of a module).
 """
 
 from __future__ import annotations
