@@ -1,5 +1,5 @@
 """What judging an approval and a patch costs: the approve policy's judge, the program check, the
-patch-header scan, and fleet's PermissionRequest hook end to end (a real `python -S hookrecv.py`
+patch-header scan, and fleet's PermissionRequest hook end to end (a real `python -S fleet/hooks/receiver.py`
 process answering from a policy file). Medians over several runs; nothing is asserted.
 
 Usage: .venv/bin/python bench/bench_approve.py [--runs N]
@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fleet.watchdog import hookapprove
+from fleet.config.watchdog import ApprovalPolicy
+from fleet.hooks.programs import agent_roots, program_problem
+from fleet.watchdog import policyfile
 from fleet.watchdog.approval import judge
-from fleet.watchdog.policy import ApprovalPolicy
-from fleet.watchdog.programs import agent_roots, program_problem
 from fleet.work.scope import patch_writes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def median_us(fn: Callable[[], object], runs: int, inner: int) -> float:
 def hook_ms(agent_dir: Path, command: str, runs: int) -> tuple[float, list[str]]:
     payload = json.dumps({"hook_event_name": "PermissionRequest", "tool_name": "Bash", "turn_id": "t1",
                           "cwd": str(agent_dir), "tool_input": {"command": command, "description": "bench"}})
-    argv = [sys.executable, "-S", str(REPO / "fleet" / "agents" / "hookrecv.py"), "hook", str(agent_dir),
+    argv = [sys.executable, "-S", str(REPO / "fleet" / "hooks" / "receiver.py"), "hook", str(agent_dir),
             "--hold", "1"]
     env = {**os.environ, "HOME": SAFE_HOME}
     env.pop("TMPDIR", None)
@@ -84,7 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-approve-") as tmp:
         agent_dir = Path(tmp) / "state" / "agents" / "agent-1"
         agent_dir.mkdir(parents=True)
-        hookapprove.sync(agent_dir, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"), agent_dir)
+        policyfile.sync(agent_dir, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"), agent_dir)
         bare = statistics.median(wall_ms([sys.executable, "-S", "-c", "pass"]) for _ in range(args.runs))
         for command in ("ls -la", "rm -rf build"):
             ms, outs = hook_ms(agent_dir, command, args.runs)

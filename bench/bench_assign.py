@@ -2,9 +2,9 @@
 
     scripts/offline .venv/bin/python bench/bench_assign.py [--runs 10] [--rows 10000] [--no-codex]
 
-1. The hook receiver's start-up: `python -S fleet/agents/hookrecv.py hook DIR` with a payload on
+1. The hook receiver's start-up: `python -S fleet/hooks/receiver.py hook DIR` with a payload on
    stdin, median of 20 runs each: a PreToolUse with no assignment open (the common case), a Stop
-   with an open assignment and a valid report (imports `fleet.work.hookpolicy`), and a PreToolUse
+   with an open assignment and a valid report (imports `fleet.hooks.gates`), and a PreToolUse
    apply_patch outside the write paths (denied).
 2. `fleet assignments --json` over a ledger of `--rows` assignments (filled as bench_ledger.py does;
    target <= 200 ms) and `fleet events --since CURSOR --json` (target <= 50 ms): the operation
@@ -34,7 +34,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "examples")]
 
 from bench_ledger import timed  # noqa: E402 -- after the path set-up
 
-HOOKRECV = REPO / "fleet" / "agents" / "hookrecv.py"
+RECEIVER = REPO / "fleet" / "hooks" / "receiver.py"
 AS_ID = "as-01JABCDEFGHJKMNPQRSTVWXYZ0"
 REPORT = ('Done.\n```fleet-report\n{"status":"done","summary":"Looked.","changed":[],"tests":"",'
           '"risks":"none"}\n```')
@@ -48,8 +48,8 @@ def show(name: str, ms: list[float], target: str = "") -> None:
 
 # -- 1. hook receiver ---------------------------------------------------------------------------------
 
-def bench_hookrecv(root: Path) -> None:
-    from fleet.work.hookpolicy import HookContext, write_context
+def bench_receiver(root: Path) -> None:
+    from fleet.hooks.gates import HookContext, write_context
 
     idle, busy, work = root / "idle", root / "busy", root / "work"
     for d in (idle, busy, work):
@@ -57,17 +57,17 @@ def bench_hookrecv(root: Path) -> None:
     write_context(busy, HookContext(assignment=AS_ID, role="worker", cwd=str(work), write_paths=("docs/",)))
     base = {"session_id": "s", "turn_id": "t1", "transcript_path": "", "cwd": str(work)}
     cases = [
-        ("hookrecv PreToolUse, no assignment open", idle,
+        ("receiver PreToolUse, no assignment open", idle,
          {**base, "hook_event_name": "PreToolUse", "tool_name": "Bash", "tool_input": {"command": "ls"}}),
-        ("hookrecv Stop, assignment open, valid report", busy,
+        ("receiver Stop, assignment open, valid report", busy,
          {**base, "hook_event_name": "Stop", "stop_hook_active": False, "last_assistant_message": REPORT}),
-        ("hookrecv PreToolUse apply_patch out of scope (denied)", busy,
+        ("receiver PreToolUse apply_patch out of scope (denied)", busy,
          {**base, "hook_event_name": "PreToolUse", "tool_name": "apply_patch",
           "tool_input": {"command": "*** Begin Patch\n*** Add File: src/x.py\n+x\n*** End Patch\n"}}),
     ]
     for label, agent_dir, payload in cases:
         data = json.dumps(payload).encode()
-        argv = [sys.executable, "-S", str(HOOKRECV), "hook", str(agent_dir)]
+        argv = [sys.executable, "-S", str(RECEIVER), "hook", str(agent_dir)]
 
         def once(argv: list[str] = argv, data: bytes = data) -> None:
             subprocess.run(argv, input=data, capture_output=True, check=True)
@@ -180,7 +180,7 @@ def main() -> int:
           f"python {sys.version.split()[0]})", flush=True)
     root = Path(tempfile.mkdtemp(prefix="fleet-bench-assign-"))
     try:
-        bench_hookrecv(root / "hooks")
+        bench_receiver(root / "hooks")
         bench_ledger_ops(root / "ledger", opts.rows, opts.runs)
         if not opts.no_codex:
             bench_codex(root / "codex", opts.runs)

@@ -53,7 +53,7 @@ def main() -> None:
         os.environ.pop("FLEET_CONFIG", None)
         from fleet.agents.writable import exposures
         from fleet.config import load_config
-        from fleet.config_trust import trust
+        from fleet.config.trust import trust
 
         print(f"python {sys.version.split()[0]}, medians over {opts.runs} calls")
         for n in opts.agents:

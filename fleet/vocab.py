@@ -38,7 +38,7 @@ DOWN_AGENT_STATES: Final[frozenset[AgentState]] = frozenset({"stopped", "exited"
 # --- Journal event kinds (the `event` field of `events.jsonl`) -----------------------------------
 
 #: Codex hook name -> the journal kind the hook receiver writes for it (any other hook: `hook`).
-#: `fleet.agents.hookrecv` keeps its own copy to stay import-free; a test keeps the two equal.
+#: `fleet.hooks.receiver` keeps its own copy to stay import-free; a test keeps the two equal.
 HOOK_EVENT_KINDS: Final[dict[str, str]] = {
     "SessionStart": "session_started",
     "UserPromptSubmit": "turn_started",

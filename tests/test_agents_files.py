@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import Fleet
 
-from fleet.agents import hookrecv
 from fleet.agents.tmux import SERVER_CONF
+from fleet.hooks import receiver
 
 FAKE_TUI = """
 import sys
@@ -101,7 +101,7 @@ def test_the_hook_receivers_error_log_is_private_and_never_followed(tmp_path: Pa
     agent_dir.mkdir()
 
     def receive_garbage() -> None:
-        subprocess.run([sys.executable, "-S", hookrecv.__file__, "hook", str(agent_dir)], input="{not json",
+        subprocess.run([sys.executable, "-S", receiver.__file__, "hook", str(agent_dir)], input="{not json",
                        text=True, check=True, timeout=30)
 
     victim = tmp_path / "victim"

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleet.agents import hookrecv, journal
+from fleet.agents import journal
 from fleet.agents.journal import compact, find_request, text_sha
 from fleet.agents.state import read_journal
+from fleet.hooks import receiver
 
 PROMPTS = ("alpha", "beta\n", "gamma")
 LIMITS = {"primary": {"used_percent": 40.0, "window_minutes": 300, "resets_at": 1000},
@@ -120,7 +121,7 @@ def test_a_prompt_codex_took_late_is_matched_by_its_text_digest() -> None:
 
 
 def test_the_hook_receiver_uses_the_journal_bound_of_fleet() -> None:
-    assert hookrecv.JOURNAL_MAX == journal.JOURNAL_MAX
+    assert receiver.JOURNAL_MAX == journal.JOURNAL_MAX
 
 
 def test_appends_racing_compactions_are_never_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,7 +170,7 @@ def test_the_hook_receiver_compacts_a_journal_past_its_bound(tmp_path: Path) -> 
     before = read_journal(journal.read(agent_dir))
     payload = {"hook_event_name": "UserPromptSubmit", "session_id": "s", "turn_id": "t9", "prompt": "hello",
                "transcript_path": "/nowhere.jsonl"}
-    subprocess.run([sys.executable, "-S", hookrecv.__file__, "hook", str(agent_dir)], input=json.dumps(payload),
+    subprocess.run([sys.executable, "-S", receiver.__file__, "hook", str(agent_dir)], input=json.dumps(payload),
                    text=True, check=True, timeout=30)
     assert not (agent_dir / "hookrecv.err").exists()
     assert (agent_dir / "events.jsonl").stat().st_size < 4096

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fleet.config import load_config
-from fleet.config_trust import trust
+from fleet.config.trust import trust
 from fleet.errors import ConfigError, ConfigNotFound, UnknownAgent
 
 

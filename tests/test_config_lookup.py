@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleet.config import find_config, load_config, user_config_path
-from fleet.config_trust import trust
+from fleet.config.trust import trust
 from fleet.errors import ConfigNotFound
 
 MINIMAL = '[agents.mila]\nhome = "~/.codex-mila"\ncwd = "work"\n'

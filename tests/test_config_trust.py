@@ -27,7 +27,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from test_mcp import SyncSession, server_env
 
 from fleet.config import load_config
-from fleet.config_trust import check_trusted, revoke, store_path, trust, trusted
+from fleet.config.trust import check_trusted, revoke, store_path, trust, trusted
 from fleet.errors import ConfigError, ConfigUntrusted
 
 MINIMAL = '[agents.mila]\nhome = "h"\ncwd = "."\n'
@@ -240,7 +240,7 @@ def test_the_bytes_judged_are_the_bytes_parsed(tmp_path: Path, monkeypatch: pyte
     p.write_text(MINIMAL)
     trust(p)
     monkeypatch.chdir(tmp_path)
-    import fleet.config_trust as ct
+    import fleet.config.trust as ct
 
     real_check = ct.check_trusted
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleet.watchdog.approval import READ_ONLY, judge, read_only_problem
-from fleet.watchdog.policy import ApprovalPolicy
+from fleet.config.watchdog import READ_ONLY, ApprovalPolicy
+from fleet.watchdog.approval import judge, read_only_problem
 
 READ_ONLY_POLICY = ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny")
 
@@ -158,14 +158,14 @@ JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_s
 
 @given(POLICIES)
 def test_the_hooks_copy_of_a_policy_reads_back_as_the_same_policy(policy: ApprovalPolicy) -> None:
-    from fleet.watchdog.hookapprove import from_json, to_json
+    from fleet.watchdog.policyfile import from_json, to_json
 
     assert from_json(to_json(policy)) == policy
 
 
 @given(st.dictionaries(st.sampled_from(["allow", "commands", "otherwise", "x"]), JSONISH) | JSONISH)
 def test_a_damaged_policy_file_is_no_policy_never_an_error(raw: object) -> None:
-    from fleet.watchdog.hookapprove import from_json
+    from fleet.watchdog.policyfile import from_json
 
     policy = from_json(raw)
     assert policy is None or isinstance(policy, ApprovalPolicy)
@@ -175,7 +175,7 @@ def test_a_damaged_policy_file_is_no_policy_never_an_error(raw: object) -> None:
 
 
 def test_the_hook_answers_by_policy_once_and_a_failing_policy_holds(tmp_path: object) -> None:
-    from fleet.agents.approvals import hold
+    from fleet.hooks.hold import hold
 
     events: list[dict[str, object]] = []
     payload = {"tool_name": "Bash", "tool_input": {"command": "ls"}, "turn_id": "t1"}

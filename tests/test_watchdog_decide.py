@@ -10,6 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from fleet.config.watchdog import RUNGS, ApprovalPolicy, Policy
 from fleet.vocab import AgentState
 from fleet.watchdog.decide import (
     DISRUPTIVE,
@@ -28,7 +29,6 @@ from fleet.watchdog.decide import (
     restart_backoff,
     shows_progress,
 )
-from fleet.watchdog.policy import RUNGS, ApprovalPolicy, Policy
 
 T0 = 1_800_000_000.0
 P = Policy(every=60, idle_after=600, report_grace=300, stall_after=1800, lead="lead")

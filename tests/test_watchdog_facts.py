@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from fleet.agents import approvals
 from fleet.agents.state import Observation, PaneFacts, classify, read_journal
+from fleet.hooks.hold import hold
 from fleet.watchdog.decide import Ladder
 from fleet.watchdog.facts import FLEET_EVENTS, agent_state, build_facts, fold_journal
 from fleet.watchdog.store import MAX_OWN_TURNS, MAX_TICKS, AgentRecord, LadderRecord, WatchdogStore
@@ -88,7 +89,7 @@ def test_the_hook_holds_until_an_answer_to_its_own_request_and_prints_the_decisi
     out: dict[str, Any] = {}
 
     def run() -> None:
-        out["result"] = approvals.hold(str(tmp_path), PAYLOAD, 30, journal.append)
+        out["result"] = hold(str(tmp_path), PAYLOAD, 30, journal.append)
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -109,7 +110,7 @@ def test_the_hook_holds_until_an_answer_to_its_own_request_and_prints_the_decisi
 def test_without_an_answer_the_hook_lets_go_in_time_and_the_approval_is_no_longer_held(tmp_path: Path) -> None:
     clock = iter(range(1000))
     journal: list[dict[str, Any]] = []
-    result = approvals.hold(str(tmp_path), PAYLOAD, 5, journal.append, clock=lambda: float(next(clock)),
+    result = hold(str(tmp_path), PAYLOAD, 5, journal.append, clock=lambda: float(next(clock)),
                             sleep=lambda s: None)
     assert result is None
     assert [e["event"] for e in journal] == ["approval_requested", "approval_released"]
@@ -298,8 +299,8 @@ def test_every_report_request_names_its_assignment_and_carries_the_contract(suff
 def test_a_limited_agent_is_parked_until_its_window_resets_then_resumed() -> None:
     """The status shape of a usage limit (state `limited`, `resets_at`, the failed last turn) becomes
     the facts `decide` parks and resumes on."""
+    from fleet.config.watchdog import Policy
     from fleet.watchdog.decide import decide
-    from fleet.watchdog.policy import Policy
 
     last = {"turn_id": "t1", "started_at": T0 + 3, "ended_at": T0 + 10, "outcome": "failed", "prompt_chars": 9,
             "last_message": None, "error": {"code": "usage_limit_exceeded", "message": "limit", "http_status": 429,
@@ -331,8 +332,8 @@ def test_a_tool_left_open_by_a_turn_that_failed_is_not_a_running_command_once_th
 def test_an_agent_idle_again_after_its_reset_time_is_still_limited_until_resumed() -> None:
     """Past `resets_at` the runtime says idle, but the last turn is still the one the limit failed:
     the watchdog resumes it rather than asking it for a report."""
+    from fleet.config.watchdog import Policy
     from fleet.watchdog.decide import decide
-    from fleet.watchdog.policy import Policy
 
     last = {"turn_id": "t1", "started_at": T0 + 3, "ended_at": T0 + 10, "outcome": "failed", "prompt_chars": 9,
             "last_message": None, "error": {"code": "usage_limit_exceeded", "message": "limit", "http_status": 429,

@@ -1,6 +1,6 @@
 """Review of the approve policy (issue 12, hole 2) as merged: inputs the hook ALLOWS although the
 command then does something the policy promises it cannot. Real files, real bash, the real hook
-decision (`hookapprove.decide`); the command is then run as Codex runs an approved one (unsandboxed,
+decision (`approve.decide`); the command is then run as Codex runs an approved one (unsandboxed,
 `bash -c`/`bash -lc` in the payload's cwd) to show the effect.
 
 Every break found here is fixed now (the symlinked `cp`/`rm` lines and the login profile's PATH were
@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from conftest import Fleet
 
-from fleet.watchdog import hookapprove
+from fleet.config.watchdog import ApprovalPolicy
+from fleet.hooks import approve
+from fleet.hooks.programs import program_problem
+from fleet.watchdog import policyfile
 from fleet.watchdog.approval import judge
-from fleet.watchdog.policy import ApprovalPolicy
-from fleet.watchdog.programs import program_problem
 
 SYSTEM_PATH = "/usr/bin:/bin"
 
@@ -29,7 +30,7 @@ SYSTEM_PATH = "/usr/bin:/bin"
 def agent_dir(tmp_path: Path, policy: ApprovalPolicy, cwd: Path) -> Path:
     path = tmp_path / "state" / "agents" / "agent-1"
     path.mkdir(parents=True)
-    hookapprove.sync(path, policy, cwd)
+    policyfile.sync(path, policy, cwd)
     return path
 
 
@@ -60,7 +61,7 @@ def test_a_listed_copy_never_writes_through_a_planted_symlink(tmp_path: Path, li
     (work / plant).symlink_to(victim if plant.endswith(".js") else outside)
     env = {"PATH": SYSTEM_PATH, "HOME": "/nonexistent-fleet-home"}
     policy = ApprovalPolicy(commands=(tuple(line.split(" ")),), otherwise="ask")
-    answer = hookapprove.decide(agent_dir(tmp_path, policy, work), "Bash", line, cwd=str(work), env=env)
+    answer = approve.decide(agent_dir(tmp_path, policy, work), "Bash", line, cwd=str(work), env=env)
     if answer is not None and answer[0] == "allow":
         run_as_codex(line, work, env)
     assert victim.read_text() == "the user's file\n"
@@ -76,7 +77,7 @@ def test_a_listed_remove_never_deletes_through_a_planted_symlink(tmp_path: Path)
     env = {"PATH": SYSTEM_PATH, "HOME": "/nonexistent-fleet-home"}
     line = "rm -rf build/cache"
     policy = ApprovalPolicy(commands=(("rm", "-rf", "build/cache"),), otherwise="ask")
-    answer = hookapprove.decide(agent_dir(tmp_path, policy, work), "Bash", line, cwd=str(work), env=env)
+    answer = approve.decide(agent_dir(tmp_path, policy, work), "Bash", line, cwd=str(work), env=env)
     if answer is not None and answer[0] == "allow":
         run_as_codex(line, work, env)
     assert (outside / "cache" / "keep").exists()
@@ -113,7 +114,7 @@ def test_a_read_only_command_never_runs_a_program_another_agent_could_plant(
     every sandbox. Now the hook gets every sandboxed agent's roots with the policy."""
     from fleet.agents.writable import fleet_roots
     from fleet.config import load_config
-    from fleet.watchdog import programs
+    from fleet.hooks import programs
 
     f = fleet_factory(2, agent_extra='sandbox = "workspace-write"')
     work1, work2 = (f.root / "work" / a for a in ("agent-1", "agent-2"))
@@ -128,13 +129,13 @@ def test_a_read_only_command_never_runs_a_program_another_agent_could_plant(
     (work1 / "README.md").write_text("hello\n")
     config = load_config(f.path)
     adir = f.state_dir / "agents" / "agent-1"
-    hookapprove.sync_agents([(adir, work1)], ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"),
+    policyfile.sync_agents([(adir, work1)], ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"),
                             create=True, roots=fleet_roots(config))
     # The fleet lives under /tmp here, which counts as writable anyway: judge as on a machine whose
     # projects live elsewhere (no temp roots), so only the roots fleet hands the hook can refuse.
     monkeypatch.setattr(programs, "TEMP_ROOTS", ())
     env = {"PATH": f"{bindir}:{SYSTEM_PATH}", "HOME": "/nonexistent-fleet-home"}
-    answer = hookapprove.decide(adir, "Bash", "cat README.md", cwd=str(work1), env=env)
+    answer = approve.decide(adir, "Bash", "cat README.md", cwd=str(work1), env=env)
     if answer is not None and answer[0] == "allow":
         run_as_codex("cat README.md", work1, env)
     assert not (f.root / "PWNED").exists()
@@ -153,10 +154,10 @@ def test_a_listed_command_is_allowed_only_in_the_agents_cwd(tmp_path: Path, wher
     (work / "link").symlink_to(tmp_path / "outside")
     env = {"PATH": SYSTEM_PATH, "HOME": "/nonexistent-fleet-home"}
     adir = agent_dir(tmp_path, ApprovalPolicy(commands=(("du", "-sh", "build"),), otherwise="deny"), work)
-    answer = hookapprove.decide(adir, "Bash", "du -sh build", cwd=str(tmp_path / where), env=env)
+    answer = approve.decide(adir, "Bash", "du -sh build", cwd=str(tmp_path / where), env=env)
     assert answer is not None
     assert answer[0] == "deny"
     assert "outside the agent's cwd" in answer[1]
     for inside in (work, work / "sub"):
-        assert hookapprove.decide(adir, "Bash", "du -sh build", cwd=str(inside), env=env) == (
+        assert approve.decide(adir, "Bash", "du -sh build", cwd=str(inside), env=env) == (
             "allow", "Approved by the [watchdog] approve policy: `du -sh build` is listed in approve.commands.")

@@ -6,5 +6,6 @@ service layer uses; `lead` is a lead's launch wiring (its plugin is the service'
 `state` and `rollout` (pure) classify and read turn ends; `journal` appends, compacts and looks up
 requests; `oplock` runs one operation at a time per agent; `procs` signals only the process fleet
 started; `tmux` is the only tmux/libtmux user; `codex` the only place that knows Codex's flags and
-files; `hookrecv` and `rawlog` are the standalone programs Codex and tmux run.
+files; `approvals` the approval hold's answer file and journal records; `rawlog` the standalone
+program tmux runs (the one Codex runs is `fleet.hooks.receiver`).
 """

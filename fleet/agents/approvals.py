@@ -1,43 +1,33 @@
-"""Approvals from Codex's exact signal: fleet's PermissionRequest hook holds the call until an answer.
+"""Approvals from Codex's exact signal: the files and journal records of fleet's approval hold.
 
 Codex 0.169 runs the PermissionRequest hook just before it would open an approval dialog (never when
 no approval is needed), with `tool_name` (`Bash`, `apply_patch`) and `tool_input` (`command`, and
-`description`: the model's justification). The hook may answer `allow` (the dialog never opens) or
-`deny` with a message (the model sees the rejection); if it exits without a decision, or Codex's
-per-hook timeout kills it, the dialog opens as usual. Everything fails open. (notes/codex-cli.md)
-
-Fleet's hook (`hookrecv.py hook AGENT_DIR --hold SECONDS`, see `fleet.agents.codex`):
-
-1. journals `approval_requested` (request id, tool, command, justification, `hold_until`);
-2. polls `<agent_dir>/approval-answer.json` every `POLL` seconds for an answer to *this* request,
-   which `fleet approve` / `fleet deny` or the watchdog's approve policy write with `write_answer`;
-3. on an answer: removes the file, journals `approval_answered` and prints the decision;
-   after `hold` seconds without one: journals `approval_released` and exits silently, so the dialog
-   opens and a person can answer at the pane (the watchdog escalates it, naming the command).
+`description`: the model's justification). Fleet's hook (`fleet.hooks.hold`) holds the call: it
+journals `approval_requested` (`request_record`), then waits for an answer to *this* request in
+`<agent_dir>/approval-answer.json`, which `fleet approve` / `fleet deny` or the watchdog's approve
+policy write with `write_answer`, and journals `approval_answered` or `approval_released`.
+(notes/codex-cli.md)
 
 `pending(events)` folds the journal into the approval the agent waits on now, if any: the latest
 request of the open turn with no answer and no later sign of that turn going on (a tool starting or
 finishing, the turn ending). That, not the screen, is `waiting_approval`.
 
-Light to import (the stdlib and `fleet.fsutil`): the hook receiver imports it under `python -S`.
+This module is the format the hook, the service and the watchdog's facts share; the hold itself is
+the hook's. The hook process loads it (`fleet.hooks` says what that asks of a module).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from fleet.fsutil import read_bytes_nofollow, write_atomic
-from fleet.vocab import WATCHDOG_POLICY_HOLDER
 
 ANSWER_FILE: Final = "approval-answer.json"
-#: How often the holding hook looks for an answer: a person's answer lands within this.
-POLL: Final = 0.2
 #: The answer names a request; a file bigger than this is not ours.
 MAX_ANSWER_BYTES: Final = 16 * 1024
 #: Shown in status and escalations; a longer command is cut (the journal keeps this much, marks the
@@ -91,14 +81,6 @@ def request_record(payload: Mapping[str, Any], request: str, now: float, hold: f
     return record
 
 
-def decision_output(decision: Decision, message: str = "") -> dict[str, Any]:
-    """What the hook prints for Codex: allow skips the dialog, deny rejects the call with `message`."""
-    verdict: dict[str, Any] = {"behavior": decision}
-    if decision == "deny":
-        verdict["message"] = message or "Denied by the fleet supervisor."
-    return {"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": verdict}}
-
-
 def write_answer(agent_dir: str | os.PathLike[str], request: str, decision: Decision, *, by: str,
                  message: str = "", now: float | None = None) -> None:
     """Answer `request` for the hook that holds it: one atomic file write (temp + rename), never
@@ -122,49 +104,6 @@ def read_answer(agent_dir: str | os.PathLike[str], request: str) -> dict[str, An
                                                                                                         "deny"):
         return None
     return answer
-
-
-PolicyHook = Callable[[dict[str, Any], Mapping[str, Any]], "tuple[Decision, str] | None"]
-
-
-def hold(agent_dir: str, payload: Mapping[str, Any], seconds: float, append: Callable[[dict[str, Any]], None], *,
-         policy: PolicyHook | None = None,
-         clock: Callable[[], float] = time.time,
-         sleep: Callable[[float], None] = time.sleep) -> dict[str, Any] | None:
-    """The PermissionRequest hook's body: journal the request, let `policy` answer it at once if it
-    can (given the journaled record and the payload, whose whole command is what it must judge: a
-    decision and its reason, or None), else wait up to `seconds`
-    for an answer; return the hook output (None: no decision, the dialog opens). `append` writes one
-    journal event. A failing `policy` counts as no answer."""
-    request = new_request_id()
-    start = clock()
-    record = request_record(payload, request, start, seconds)
-    append(record)
-    try:
-        decided = policy(record, payload) if policy is not None else None
-    except Exception:
-        decided = None
-    if decided is not None:
-        verdict, reason = decided
-        append({"time": round(clock(), 3), "event": "approval_answered", "source": "hook", "request": request,
-                "turn_id": payload.get("turn_id"), "decision": verdict, "by": WATCHDOG_POLICY_HOLDER,
-                "message": reason[:MAX_MESSAGE_CHARS]})
-        return decision_output(verdict, reason if verdict == "deny" else "")
-    while True:
-        answer = read_answer(agent_dir, request)
-        if answer is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(agent_dir, ANSWER_FILE))
-            decision: Decision = answer["decision"]
-            append({"time": round(clock(), 3), "event": "approval_answered", "source": "hook", "request": request,
-                    "turn_id": payload.get("turn_id"), "decision": decision, "by": str(answer.get("by") or ""),
-                    "message": str(answer.get("message") or "")})
-            return decision_output(decision, str(answer.get("message") or ""))
-        if clock() - start >= seconds:
-            append({"time": round(clock(), 3), "event": "approval_released", "source": "hook", "request": request,
-                    "turn_id": payload.get("turn_id")})
-            return None
-        sleep(POLL)
 
 
 def pending(events: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -42,7 +42,7 @@ _MATCHER_EVENTS: Final = frozenset({"PreToolUse", "PermissionRequest", "PostTool
 _SHORT_EVENTS: Final = frozenset({"SessionEnd", "Interrupt"})
 #: How much of a rollout's end `read_rollout` reads: a turn's end record is the last thing written.
 ROLLOUT_TAIL: Final = 256 * 1024
-#: The PermissionRequest hook holds the call for `approval_timeout` (fleet.agents.approvals); Codex's
+#: The PermissionRequest hook holds the call for `approval_timeout` (fleet.hooks.hold); Codex's
 #: own timeout for it is this much longer, so the hook records that it let go before Codex kills it.
 APPROVAL_MARGIN: Final = 5
 #: Without a [watchdog] approval_timeout, the hook holds an approval this long (the policy default).
@@ -56,6 +56,8 @@ _NATIVE: Final = {
     "aarch64": ("codex-linux-arm64", "aarch64-unknown-linux-musl"),
 }
 _HERE: Final = Path(__file__).resolve().parent
+#: The hook and notify receiver Codex runs (`fleet.hooks.receiver`): named by path, never imported.
+RECEIVER: Final = _HERE.parent / "hooks" / "receiver.py"
 
 
 def resolve_binary(codex: str) -> Path:
@@ -117,7 +119,7 @@ def user_config(home: Path) -> dict[str, Any]:
 
 
 def receiver_argv(mode: str, agent_dir: Path) -> list[str]:
-    return [sys.executable, "-S", str(_HERE / "hookrecv.py"), mode, str(agent_dir)]
+    return [sys.executable, "-S", str(RECEIVER), mode, str(agent_dir)]
 
 
 def snake_event(event: str) -> str:

@@ -1,7 +1,7 @@
 """The agent's journal, `<state_dir>/agents/<name>/events.jsonl`: append, read, find a request, compact.
 
 Two kinds of writer share it: fleet (`launched`, `ready`, `send`, `receipt`, `turn_failed`, `stopped`,
-...) and Codex's hooks and notify through `hookrecv` (`turn_started`, `turn_completed`, tools). Each
+...) and Codex's hooks and notify through `fleet.hooks.receiver` (`turn_started`, `turn_completed`, tools). Each
 append is one `write` of one line on an `O_APPEND` descriptor while holding a shared flock on
 `events.lock`; compaction holds that lock exclusively, so no append can land in a file that is being
 replaced. Readers take no lock: the file is replaced by an atomic rename, so they see the old or the

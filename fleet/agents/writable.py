@@ -183,7 +183,7 @@ def _real(path: Path) -> Path:
 def protected_paths(config: FleetConfig) -> list[tuple[str, Path, bool]]:
     """What no sandboxed agent may write: (what, resolved path, is a directory)."""
     import fleet
-    from fleet.config_trust import store_path
+    from fleet.config.trust import store_path
 
     from .codex import resolve_binary
 
@@ -221,7 +221,7 @@ def resolved_roots(specs: Iterable[AgentSpec], environ: Mapping[str, str] | None
 
 def fleet_roots(config: FleetConfig, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """Every directory some sandboxed agent of the fleet may write (resolved): where a program an
-    approved command runs must not lie, whichever agent asks (`fleet.watchdog.programs`). A
+    approved command runs must not lie, whichever agent asks (`fleet.hooks.programs`). A
     full-access agent adds nothing here: it can forge anything, as the README says."""
     roots = resolved_roots(config.agents.values(), environ)
     return tuple(dict.fromkeys(str(p) for r in roots for p in r.roots))

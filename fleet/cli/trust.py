@@ -44,7 +44,8 @@ def trust_cmd(
     fleet uses a ./fleet.toml only after this; a changed file must be trusted again. --config and
     $FLEET_CONFIG (named by you) and ~/.config/fleet/fleet.toml need no trust. The record is kept in
     your own state ($XDG_STATE_HOME/fleet/trusted-configs.json), never in the repository."""
-    from fleet import config_trust
+    from fleet.config import describe
+    from fleet.config import trust as config_trust
 
     target = Path(path).expanduser()
     try:
@@ -54,7 +55,7 @@ def trust_cmd(
             result = {"action": "revoke", "path": str(target.absolute()), "revoked": config_trust.revoke(target)}
         else:
             record = config_trust.trust(target)
-            result = {"action": "trust", **record, "config": config_trust.describe(Path(record["path"]))}
+            result = {"action": "trust", **record, "config": describe(Path(record["path"]))}
     except Exception as exc:
         fail(exc, as_json)
     show(result, as_json, _render)  # escaped: the file judged may be a hostile repository's

@@ -135,11 +135,11 @@ def refuse_exposed_control_plane(svc: Service) -> None:
 def _sync_approve_policy(svc: Service, specs: list[AgentSpec]) -> None:
     """Give each agent's approval hook the current `[watchdog] approve` policy before it starts."""
     from fleet.agents.writable import fleet_roots
-    from fleet.watchdog import hookapprove
+    from fleet.watchdog import policyfile
 
     approve = svc.config.watchdog.approve
-    hookapprove.sync_agents(((svc.runtime.agent_dir(spec.name), spec.cwd) for spec in specs), approve,
-                            create=True, roots=fleet_roots(svc.config) if approve else ())
+    policyfile.sync_agents(((svc.runtime.agent_dir(spec.name), spec.cwd) for spec in specs), approve,
+                           create=True, roots=fleet_roots(svc.config) if approve else ())
 
 
 def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | None = None,

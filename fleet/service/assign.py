@@ -33,8 +33,8 @@ from fleet.errors import (
     NoAgentAvailable,
     StateConflict,
 )
+from fleet.hooks.gates import HookContext, write_context
 from fleet.vocab import assignment_holder
-from fleet.work.hookpolicy import HookContext, write_context
 from fleet.work.ledger import request_conflict
 from fleet.work.lifecycle import END_STATES
 from fleet.work.prompt import MAX_CHECK_CHARS, PromptSpec, check_task, render_prompt

@@ -34,9 +34,9 @@ from fleet.errors import (
     StateConflict,
 )
 from fleet.fsutil import ensure_dir
+from fleet.hooks.gates import HookContext, clear_context, write_context
 from fleet.leases.rules import MAX_TTL
 from fleet.vocab import assignment_holder
-from fleet.work.hookpolicy import HookContext, clear_context, write_context
 from fleet.work.prompt import PromptSpec, load_template, render_prompt
 from fleet.work.records import Assignment
 from fleet.work.verify import SnapshotError, snapshot

@@ -48,7 +48,7 @@ from fleet.errors import FleetError, InternalError, StateDirError
 from fleet.fsutil import read_jsonl_tail
 from fleet.leases import lease_state
 from fleet.vocab import WATCHDOG_HOLDER, AgentState, assignment_holder
-from fleet.watchdog import hookapprove
+from fleet.watchdog import policyfile
 from fleet.watchdog.decide import Action, ActionKind, AgentFacts, advance, crash_streak, decide_all, lease_kind
 from fleet.watchdog.facts import JournalFacts, build_facts, fold_journal
 from fleet.watchdog.store import AgentRecord, LadderRecord, WatchdogStore
@@ -205,7 +205,7 @@ class _Tick:
 
     def _sync_approve_policy(self) -> None:
         """Keep each launched agent's copy of the approve policy current, for fleet's approval hook."""
-        hookapprove.sync_agents(((self.svc.runtime.agent_dir(name), spec.cwd)
+        policyfile.sync_agents(((self.svc.runtime.agent_dir(name), spec.cwd)
                                  for name, spec in self.svc.config.agents.items()), self.policy.approve,
                                 create=False, roots=fleet_roots(self.svc.config) if self.policy.approve else ())
 

@@ -2,7 +2,7 @@
 (waiting on them is `fleet.service.assignments.wait_for`).
 
 Where the facts come from: the agent's journal (`<state_dir>/agents/<agent>/events.jsonl`), which
-Codex's hooks and notify append to through `fleet.agents.hookrecv`: `turn_started` (the receipt),
+Codex's hooks and notify append to through `fleet.hooks.receiver`: `turn_started` (the receipt),
 `turn_completed` (Stop, with the last assistant message), `turn_notified` (notify, the same message
 once more), `report_asked` (fleet's Stop hook asked for a missing report and the turn went on),
 `tool_denied` (fleet's PreToolUse hook refused an out-of-scope patch); plus the agent's process

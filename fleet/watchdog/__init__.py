@@ -1,6 +1,7 @@
-"""The watchdog: policy (`[watchdog]` in fleet.toml), the pure decision, and the systemd user units.
+"""The watchdog: the pure decision, the approval judge, the approve policy file, and the systemd units.
 
-Import the parts you need from their modules (`fleet.watchdog.policy`, `.decide`, `.approval`,
-`.units`, `.systemd`); this package imports nothing on its own, so `fleet.config` can pull in the
-policy schema without dragging in the rest.
+Its settings, the `[watchdog]` table of fleet.toml, are `fleet.config.watchdog`'s. Import the parts
+you need from their modules (`fleet.watchdog.decide`, `.facts`, `.approval`, `.policyfile`,
+`.units`, `.systemd`); this package imports nothing on its own, so fleet's hook process can load the
+judge and the policy file without the rest.
 """

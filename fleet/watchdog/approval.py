@@ -3,7 +3,8 @@
 A command reaches an approval dialog because it needs more than the agent's sandbox gives it, so an
 automatic "allow" runs it unsandboxed. The read-only class is therefore a short allowlist of
 programs that cannot change files, run other programs or hang, each with the options that would
-break that promise refused. Anything unusual (shell syntax, a path as the program, an unknown
+break that promise refused (`READ_ONLY`, defined with the `[watchdog]` table in
+`fleet.config.watchdog`). Anything unusual (shell syntax, a path as the program, an unknown
 program, a refused option) is simply not read-only and falls to the policy's `otherwise`; a false
 "not read-only" costs a person one click, a false "read-only" could cost their files.
 
@@ -12,12 +13,12 @@ programs, and the agent can write `.git/config`), `sed`/`awk` (write and execute
 (`-o`, `--compress-program`), `uniq` (writes its second operand), `tee`, `xargs`, `env`, `tree`
 (`-o`), `file` (`-C` writes), `date` (`-s`), pagers (they wait for a terminal).
 
-The words judged are the shell's own (`fleet.watchdog.shellwords`: a grammar bash, dash and zsh split
+The words judged are the shell's own (`fleet.shellwords`: a grammar bash, dash and zsh split
 alike; anything else is not judged), taken from the whole command Codex sent. An exact `commands`
 line is trusted only for programs in `NO_WORKSPACE_CODE` (the read-only list); `make test` and the
 like run the agent's own files, `cp`/`rm` and the like write through paths the agent controls, and
 both need `commands_running_workspace_code`. And an allow needs the hook's check that the
-program found is not one the agent could have planted (`fleet.watchdog.programs`).
+program found is not one the agent could have planted (`fleet.hooks.programs`).
 
 What "read-only" does not mean: private. These commands can read anything the user can, as Codex's
 own read-only sandbox can.
@@ -29,60 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from .policy import ApprovalPolicy
-from .shellwords import split_command
+from fleet.config.watchdog import NO_WORKSPACE_CODE, READ_ONLY, ApprovalPolicy, Refuse
+from fleet.shellwords import split_command
 
 Decision = Literal["allow", "deny", "ask"]
 
-
-@dataclass(frozen=True)
-class _Refuse:
-    """Options that take a program off the read-only list for this call."""
-
-    long: tuple[str, ...] = ()  # refused --options; their prefixes too (getopt_long accepts abbreviations)
-    short: str = ""  # refused one-letter options, alone or inside a cluster (`-fn5`)
-    words: tuple[str, ...] = ()  # refused whole arguments (find's actions)
-
-
-#: The read-only programs. Each must be a plain name (no path) and is looked up on the agent's PATH.
-READ_ONLY: Final[dict[str, _Refuse]] = {
-    "basename": _Refuse(),
-    "cat": _Refuse(),
-    "cmp": _Refuse(),
-    "df": _Refuse(),
-    # -l/--paginate pipes the output through `pr`, another program.
-    "diff": _Refuse(long=("--paginate",), short="l"),
-    "dirname": _Refuse(),
-    "du": _Refuse(),
-    "echo": _Refuse(),
-    "find": _Refuse(words=("-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0",
-                           "-fprintf", "-fls")),
-    "grep": _Refuse(),
-    "head": _Refuse(),
-    "id": _Refuse(),
-    "ls": _Refuse(),
-    "pwd": _Refuse(),
-    "realpath": _Refuse(),
-    # --pre and --hostname-bin run programs; -z/--search-zip runs decompressors found on PATH.
-    "rg": _Refuse(long=("--pre", "--pre-glob", "--hostname-bin", "--search-zip"), short="z"),
-    "stat": _Refuse(),
-    # --follow/-f/-F never end, holding the turn (and the approval) forever.
-    "tail": _Refuse(long=("--follow", "--retry"), short="fF"),
-    "uname": _Refuse(),
-    "wc": _Refuse(),
-    "which": _Refuse(),
-    "whoami": _Refuse(),
-}
 #: Shells whose `-c SCRIPT` form a model may write; the script is judged instead (one level only).
 SHELLS: Final = frozenset({"bash", "sh", "zsh", "dash"})
-#: Programs an exact `commands` entry may name without `commands_running_workspace_code`: they read no
-#: code or configuration from the directory they run in, and write nothing. Everything else may run
-#: what the agent wrote (make, pytest, npm, cargo, python, tox, git, `./x.sh`, ...; fleet cannot list
-#: every program that does) or write through paths the agent controls (`cp`, `mv`, `rm`, `mkdir`,
-#: `touch`, `ln`, `chmod`: a symlink it planted sends the write anywhere, and a check before the
-#: command runs races with the agent's own processes), so only these are trusted without the user
-#: saying so.
-NO_WORKSPACE_CODE: Final = frozenset(READ_ONLY)
 #: A longer command line is never approved by rule (the hook journals at most this much of it).
 MAX_COMMAND: Final = 4000
 
@@ -101,7 +55,7 @@ class Verdict:
 
 def command_argv(command: str) -> tuple[str, ...] | str:
     """The argv the shell runs for `command` (a `bash -c SCRIPT` wrapper judged by its script), or
-    why fleet cannot be sure of it (`fleet.watchdog.shellwords`)."""
+    why fleet cannot be sure of it (`fleet.shellwords`)."""
     if len(command) > MAX_COMMAND:
         return f"it is longer than {MAX_COMMAND} characters"
     argv = split_command(command)
@@ -134,7 +88,7 @@ def read_only_problem(command: str) -> str | None:
     return None
 
 
-def _refused(arg: str, rule: _Refuse) -> bool:
+def _refused(arg: str, rule: Refuse) -> bool:
     if arg in rule.words:
         return True
     if arg.startswith("--") and len(arg) > 2:

@@ -55,11 +55,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal, TypedDict
 
+from fleet.config.watchdog import Policy
 from fleet.durations import format_duration
 from fleet.vocab import AgentState
 
 from .approval import judge, policy_answer
-from .policy import Policy
 
 LeaseKind = Literal["free", "assignment", "watchdog", "other"]
 ActionKind = Literal[

@@ -15,7 +15,7 @@ one of done, partial, blocked (got 'finished')"). It never raises on any input.
 
 `REPORT_SCHEMA` is the same contract as a JSON Schema (draft 2020-12) for the service, the MCP output
 and the docs; the hand-written checks here accept exactly what it accepts (a property test holds them
-together). Stdlib only: the hook receiver imports this module under `python -S`.
+together). The hook process loads it (`fleet.hooks` says what that asks of a module).
 """
 
 from __future__ import annotations

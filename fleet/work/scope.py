@@ -14,7 +14,7 @@ Two layers, both applied by `check_writes`:
   widen `docs/`. A link created after the check (by a shell command, say) is not seen here; the
   after-turn comparison in `verify` stays the final word.
 
-Stdlib only: the hook receiver imports this module under `python -S`.
+The hook process loads it (`fleet.hooks` says what that asks of a module).
 """
 
 from __future__ import annotations

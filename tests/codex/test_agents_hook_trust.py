@@ -71,6 +71,6 @@ def test_a_user_hook_the_user_trusted_runs_beside_fleets_own(fleet_factory: Call
     assert marker.read_text() == "ran\n"  # once: fleet does not copy the user's hooks into its own layer
     text = (home / "config.toml").read_text()
     assert text.startswith(config)  # fleet never edits the home's config (Codex adds its own keys)
-    assert "hookrecv" not in text
+    assert "receiver.py" not in text
 
 

@@ -1,7 +1,7 @@
 """Patch headers as Codex 0.169 really reads them: its apply_patch parser trims each hunk header, so an
 indented `*** Add File:` is applied; fleet's PreToolUse hook must judge it (and refuse the patch).
 Real Codex, the hostile model scripted; the hook is the same small stdlib script as in
-tests/codex/test_work_hooks.py."""
+tests/codex/test_hooks_gates.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mockmodel import MockModel, MockServer, Step
 
-from codex.test_work_hooks import REPORT, run_codex, setup  # noqa: F401 (setup is a fixture)
+from codex.test_hooks_gates import REPORT, run_codex, setup  # noqa: F401 (setup is a fixture)
 
 
 def tool_outputs(model: MockModel) -> list[str]:

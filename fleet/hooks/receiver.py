@@ -1,13 +1,13 @@
 """Codex hook and notify receiver: appends one normalized event to an agent's journal.
 
-Run by Codex itself (`python -S hookrecv.py hook AGENT_DIR` with the hook payload on stdin, or
-`python -S hookrecv.py notify AGENT_DIR [--chain PROG ARGS...] JSON`). Standalone on purpose: it
-imports nothing from fleet on its hot path so that it starts in a few milliseconds, and it prints
-nothing unless fleet decides something, because a hook's stdout is read by Codex. It never fails
-the hook: errors go to `hookrecv.err` (0600, never through a symlink).
+Run by Codex itself (`python -S receiver.py hook AGENT_DIR` with the hook payload on stdin, or
+`python -S receiver.py notify AGENT_DIR [--chain PROG ARGS...] JSON`; `fleet.agents.codex` writes the
+command line). Standalone on purpose: it imports nothing from fleet on its hot path so that it starts
+in a few milliseconds, and it prints nothing unless fleet decides something, because a hook's stdout
+is read by Codex. It never fails the hook: errors go to `hookrecv.err` (0600, never through a symlink).
 
 While an assignment is open (`AGENT_DIR/assignment.json` exists) it also applies fleet's hook policy
-(`fleet.work.hookpolicy`, stdlib only, imported by path from the package this file sits in):
+(`fleet.hooks.gates`, imported by path from the package this file sits in):
 - Stop: a final message without a valid fleet-report block is answered once per turn with
   `{"decision": "block", "reason": ...}`, so the same turn goes on and the model adds the block. The
   ask is recorded first (`report-asks.jsonl`), and the journal gets `report_asked` instead of
@@ -17,9 +17,9 @@ While an assignment is open (`AGENT_DIR/assignment.json` exists) it also applies
 Any error in the policy is logged and the hook prints nothing (Codex fails open), so the after-turn
 verification stays the final word.
 
-PermissionRequest (`--hold SECONDS`): fleet's approval hold, `fleet.agents.approvals`, imported only
+PermissionRequest (`--hold SECONDS`): fleet's approval hold, `fleet.hooks.hold`, imported only
 for that event: it journals the request, answers at once when the `[watchdog] approve` policy decides
-(`fleet.watchdog.hookapprove`), else waits for `fleet approve`/`deny` (or the tick's policy), and
+(`fleet.hooks.approve`), else waits for `fleet approve`/`deny` (or the tick's policy), and
 prints the decision (or nothing when its time runs out, so Codex opens its dialog).
 
 It appends the way `fleet.agents.journal` does (one write, O_APPEND, under a shared flock on
@@ -112,22 +112,22 @@ def _policy(agent_dir: str, name: str, payload: dict[str, object]) -> tuple[dict
                                                                               dict[str, object]]:
     """fleet's decision for an open assignment, and the journal fields that record it."""
     _import_fleet()
-    from fleet.work import hookpolicy
+    from fleet.hooks import gates
 
-    ctx = hookpolicy.read_context(agent_dir)
+    ctx = gates.read_context(agent_dir)
     if ctx is None:
         return None, {}
     if name == "Stop":
-        decision = hookpolicy.stop_decision(payload, ctx)
+        decision = gates.stop_decision(payload, ctx)
         if decision is None:
             return None, {}
-        hookpolicy.record_ask(agent_dir, ctx.assignment, str(payload["turn_id"]))
+        gates.record_ask(agent_dir, ctx.assignment, str(payload["turn_id"]))
         return decision, {"event": "report_asked", "assignment": ctx.assignment,
                           "reason": str(decision.get("reason", ""))[:500]}
-    violations = hookpolicy.patch_violations(payload, ctx)
+    violations = gates.patch_violations(payload, ctx)
     if not violations:
         return None, {}
-    decision = hookpolicy.pretool_decision(payload, ctx)
+    decision = gates.pretool_decision(payload, ctx)
     return decision, {"event": "tool_denied", "assignment": ctx.assignment,
                       "paths": [v.path for v in violations[:50]],
                       "reason": "; ".join(v.message for v in violations[:10])[:1000]}
@@ -135,12 +135,12 @@ def _policy(agent_dir: str, name: str, payload: dict[str, object]) -> tuple[dict
 
 def _permission(agent_dir: str, payload: dict[str, object]) -> None:
     """PermissionRequest: hold the call until `fleet approve`/`deny` (or the watchdog's policy) answers,
-    for at most `--hold` seconds (fleet.agents.approvals; imported only here, off the hot path)."""
+    for at most `--hold` seconds (fleet.hooks.hold; imported only here, off the hot path)."""
     args = sys.argv
     seconds = float(args[args.index("--hold") + 1]) if "--hold" in args else 0.0
     _import_fleet()
-    from fleet.agents.approvals import hold
-    from fleet.watchdog.hookapprove import hook_answer
+    from fleet.hooks.approve import hook_answer
+    from fleet.hooks.hold import hold
 
     out = hold(agent_dir, payload, seconds, lambda rec: _append(agent_dir, {k: v for k, v in rec.items()
                                                                             if v is not None}),
@@ -216,6 +216,7 @@ def _notify(agent_dir: str, args: list[str]) -> None:
 
 def _log_error(agent_dir: str, mode: str, exc: BaseException) -> None:
     try:
+        # the file keeps the name the README's state layout documents (it predates this module's name)
         fd = os.open(os.path.join(agent_dir, "hookrecv.err"), _FLAGS, 0o600)
     except OSError:
         return

@@ -1,4 +1,4 @@
-"""The hook receiver as Codex runs it (`python -S hookrecv.py hook AGENT_DIR`, payload on stdin): with
+"""The hook receiver as Codex runs it (`python -S receiver.py hook AGENT_DIR`, payload on stdin): with
 an assignment open it asks once for a missing report and denies out-of-scope patches, journals what
 it decided, and fails open on anything unexpected."""
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from fleet.agents import hookrecv
-from fleet.work.hookpolicy import ASKS_FILE, CONTEXT_FILE, HookContext, write_context
+from fleet.hooks import receiver
+from fleet.hooks.gates import ASKS_FILE, CONTEXT_FILE, HookContext, write_context
 
 AS_ID = "as-01JABCDEFGHJKMNPQRSTVWXYZ0"
 REPORT = '```fleet-report\n{"status":"done","summary":"s","changed":[],"tests":"","risks":""}\n```'
@@ -22,7 +22,7 @@ PATCH = "*** Begin Patch\n*** Add File: src/evil.py\n+x\n*** Add File: docs/ok.m
 
 def run(agent_dir: Path, **payload: Any) -> str:
     base = {"session_id": "s1", "turn_id": "t1", "transcript_path": "", "cwd": str(agent_dir.parent / "work")}
-    proc = subprocess.run([sys.executable, "-S", hookrecv.__file__, "hook", str(agent_dir)],
+    proc = subprocess.run([sys.executable, "-S", receiver.__file__, "hook", str(agent_dir)],
                           input=json.dumps({**base, **payload}), capture_output=True, text=True, check=True,
                           timeout=30)
     assert proc.stderr == ""

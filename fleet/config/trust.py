@@ -12,7 +12,8 @@ The records live in the user's own state, `$XDG_STATE_HOME/fleet/trusted-configs
 file lock. A store that is not a regular file owned by the user, or that group or others may
 write, trusts nothing (fail closed). What the hash does not cover: files the config points at (a
 relative `codex = "./bin/codex"`, the assignment template); keep those out of reach of agents
-(`fleet up` and `fleet doctor` check fleet's own files, see `fleet.agents.writable`).
+(`fleet up` and `fleet doctor` check fleet's own files, see `fleet.agents.writable`). What a config
+would have fleet run, shown to the person deciding, is `fleet.config.describe`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, TypedDict
+from typing import Final, TypedDict
 
-from .errors import ConfigError, ConfigUntrusted
-from .fsutil import (
+from fleet.errors import ConfigError, ConfigUntrusted
+from fleet.fsutil import (
     UnsafePath,
     ensure_dir,
     flock_within,
@@ -167,19 +168,3 @@ def revoke(path: Path) -> bool:
 def trusted() -> list[TrustRecord]:
     """Every record, by path."""
     return [r for _, r in sorted(_read_store().items())]
-
-
-def describe(path: Path) -> dict[str, Any]:
-    """What a config would have fleet run, for the person deciding to trust it: the fleet's name,
-    state dir, agents and the programs it names. Parsing runs nothing; an invalid file says why."""
-    from .config import load_config
-
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        return {"error": exc.to_dict()}
-    programs = sorted({a.codex for a in cfg.agents.values()})
-    notify = list(cfg.watchdog.notify_command or ())
-    return {"fleet": cfg.name, "state_dir": str(cfg.state_dir), "agents": sorted(cfg.agents),
-            "programs": programs + ([" ".join(notify)] if notify else []),
-            "sandboxes": {a.name: a.sandbox for a in cfg.agents.values()}}

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from fleet.config.watchdog import POLICY_SCHEMA, RUNGS, ApprovalPolicy, Policy, parse_policy
 from fleet.errors import ConfigError
-from fleet.watchdog.policy import POLICY_SCHEMA, RUNGS, ApprovalPolicy, Policy, parse_policy
 
 ISSUE_EXAMPLE = """
 [watchdog]

@@ -3,9 +3,14 @@
 Lookup: `--config PATH`, else `$FLEET_CONFIG`, else `./fleet.toml`, else `fleet.toml` in the user config
 dir (`$XDG_CONFIG_HOME/fleet/`, default `~/.config/fleet/`), so that a `fleet mcp` started by a Codex
 plugin finds the fleet with no arguments. A `./fleet.toml` is used only when the user trusted that
-path with that content (`fleet trust`, `fleet.config_trust`): the others are the user's own choice.
+path with that content (`fleet trust`, `fleet.config.trust`): the others are the user's own choice.
 Every error names the file and the key path (`$.agents.mila.cwd`). Paths may use `~` and are
 resolved relative to the config file's directory. Loading never touches tmux, Codex or the state dir.
+
+This package owns every table of fleet.toml: this module the file, its schema and `[fleet]`,
+`[defaults]`, `[agents]`, `[lead]`; `fleet.config.watchdog` the `[watchdog]` table (validated there, its
+errors naming the key path the same way); `fleet.config.trust` the user's trust records. It imports
+only fleet's leaf modules.
 """
 
 from __future__ import annotations
@@ -15,14 +20,13 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
-from .errors import ConfigError, ConfigNotFound, UnknownAgent
-from .schemacheck import compile_check
-from .vocab import AGENT_NAME, AGENT_NAME_RULE, FLEET_NAME
+from fleet.errors import ConfigError, ConfigNotFound, UnknownAgent
+from fleet.schemacheck import compile_check
+from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, FLEET_NAME
 
-if TYPE_CHECKING:
-    from .watchdog.policy import Policy
+from .watchdog import Policy, parse_policy
 
 MAX_AGENTS: Final = 100
 
@@ -73,7 +77,7 @@ SCHEMA: Final[dict[str, Any]] = {
                            "assignment_template": _STR},
         },
         "defaults": {"type": "object", "additionalProperties": False, "properties": _AGENT_KEYS},
-        # Checked in full by fleet.watchdog.policy, whose errors name the key path the same way.
+        # Checked in full by fleet.config.watchdog, whose errors name the key path the same way.
         "watchdog": {"type": "object"},
         # A lead agent's own tools: by default the ones that act outside a sandbox ask a person.
         "lead": {"type": "object", "additionalProperties": False,
@@ -210,7 +214,7 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> ConfigLocatio
 
 
 #: Sources the user chose (named, or their own config dir); a config found in the current directory
-#: is used only once trusted (`fleet.config_trust`).
+#: is used only once trusted (`fleet.config.trust`).
 TRUSTED_SOURCES: Final[frozenset[ConfigSource]] = frozenset({"--config", "$FLEET_CONFIG", "user config dir"})
 
 
@@ -224,7 +228,7 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> FleetConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}.", hint="Check the file's permissions.") from exc
     if location.source not in TRUSTED_SOURCES:
-        from .config_trust import check_trusted
+        from .trust import check_trusted
 
         check_trusted(path, data)
     try:
@@ -234,6 +238,20 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> FleetConfig:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}.", hint="Save it as UTF-8.") from exc
     return replace(parse_config(raw, path), source=location.source)
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """What a config would have fleet run, for the person deciding to trust it: the fleet's name,
+    state dir, agents and the programs it names. Parsing runs nothing; an invalid file says why."""
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        return {"error": exc.to_dict()}
+    programs = sorted({a.codex for a in cfg.agents.values()})
+    notify = list(cfg.watchdog.notify_command or ())
+    return {"fleet": cfg.name, "state_dir": str(cfg.state_dir), "agents": sorted(cfg.agents),
+            "programs": programs + ([" ".join(notify)] if notify else []),
+            "sandboxes": {a.name: a.sandbox for a in cfg.agents.values()}}
 
 
 def _validator() -> Any:
@@ -280,8 +298,6 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
     agents = {
         agent_name: _agent(agent_name, {**defaults, **tbl}, base) for agent_name, tbl in raw["agents"].items()
     }
-    from .watchdog.policy import parse_policy
-
     watchdog = parse_policy(raw.get("watchdog"), source=str(path), agents=raw["agents"])
     leads = [a.name for a in agents.values() if a.role == "lead"]
     if watchdog.lead is None and len(leads) == 1:  # the one lead agent gets the escalations

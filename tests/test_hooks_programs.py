@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from fleet.watchdog import hookapprove
-from fleet.watchdog.policy import ApprovalPolicy
-from fleet.watchdog.programs import agent_roots, program_problem
+from fleet.config.watchdog import ApprovalPolicy
+from fleet.hooks import approve
+from fleet.hooks.programs import agent_roots, program_problem
+from fleet.watchdog import policyfile
 
 #: A HOME outside every place an agent may write (it need not exist: no profile file is read from it).
 SAFE_HOME = "/nonexistent-fleet-home"
@@ -71,13 +72,13 @@ def test_the_hook_refuses_a_read_only_command_whose_program_the_agent_can_shadow
     agent_dir.mkdir(parents=True)
     work = tmp_path / "work"
     (work / "bin").mkdir(parents=True)
-    hookapprove.sync(agent_dir, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"), work)
-    answer = hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work),
+    policyfile.sync(agent_dir, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny"), work)
+    answer = approve.decide(agent_dir, "Bash", "cat README.md", cwd=str(work),
                                 env=env(PATH=f"{work}/bin:{SYSTEM_PATH}"))
     assert answer is not None
     assert answer[0] == "deny"
     assert "PATH holds" in answer[1]
-    assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=env()) == (
+    assert approve.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=env()) == (
         "allow", "Approved by the [watchdog] approve policy: `cat README.md` is read-only.")
 
 
@@ -90,10 +91,10 @@ def test_the_hook_counts_the_extra_writable_roots_it_was_given(tmp_path: Path) -
     work.mkdir()
     policy = ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny")
     path = f"{extra}/bin:{SYSTEM_PATH}"
-    hookapprove.sync(agent_dir, policy, work)
-    assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=env(PATH=path))[0] == "allow"
-    hookapprove.sync(agent_dir, policy, work, [str(work), str(extra)])
-    answer = hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=env(PATH=path))
+    policyfile.sync(agent_dir, policy, work)
+    assert approve.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=env(PATH=path))[0] == "allow"
+    policyfile.sync(agent_dir, policy, work, [str(work), str(extra)])
+    answer = approve.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=env(PATH=path))
     assert answer is not None
     assert answer[0] == "deny"
     assert str(extra) in answer[1]
@@ -128,14 +129,14 @@ def test_recorded_roots_replace_the_blanket_temp_dirs(tmp_path: Path) -> None:
     try:
         policy = ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny")
         path = env(PATH=f"{tools}/bin:{SYSTEM_PATH}")
-        hookapprove.sync(agent_dir, policy, work, [str(work)])
-        assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "allow"
-        hookapprove.sync(agent_dir, policy, work, [str(work), "/tmp"])
-        assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "deny"
-        hookapprove.sync(agent_dir, policy, work, [])  # a fleet of read-only agents: nothing is theirs
-        assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "allow"
-        hookapprove.sync(agent_dir, policy, work)  # nothing recorded: every temp dir counts
-        assert hookapprove.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "deny"
+        policyfile.sync(agent_dir, policy, work, [str(work)])
+        assert approve.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "allow"
+        policyfile.sync(agent_dir, policy, work, [str(work), "/tmp"])
+        assert approve.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "deny"
+        policyfile.sync(agent_dir, policy, work, [])  # a fleet of read-only agents: nothing is theirs
+        assert approve.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "allow"
+        policyfile.sync(agent_dir, policy, work)  # nothing recorded: every temp dir counts
+        assert approve.decide(agent_dir, "Bash", "cat README.md", cwd=str(work), env=path)[0] == "deny"
     finally:
         (tools / "bin").rmdir()
         tools.rmdir()

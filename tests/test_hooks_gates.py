@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.work.hookpolicy import (
+from fleet.hooks.gates import (
     ASKS_FILE,
     CONTEXT_FILE,
     ContextError,

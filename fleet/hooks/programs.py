@@ -19,10 +19,8 @@ temporary directories (`/tmp`, `/var/tmp`, `/dev/shm`, `$TMPDIR`) that Codex's w
 sandbox opens, and every root any sandboxed agent of the fleet may write (its cwd, `writable_roots`,
 `--add-dir`: `fleet.agents.writable.fleet_roots`, handed to the hook with the policy), since another
 agent may have planted the program. fleet does not see the PATH a login shell's profile builds (it
-checks its own), nor what an earlier
-approved (unsandboxed) command wrote elsewhere: see the README's threat model.
-
-Stdlib only: the hook imports it.
+checks its own), nor what an earlier approved (unsandboxed) command wrote elsewhere: see the
+README's threat model.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""What fleet's Codex hooks decide while an assignment is open: ask for a missing report, deny
-out-of-scope patches. Pure decisions plus the small per-agent context file they read.
+"""The stop and pre-tool gates: what fleet's Codex hooks decide while an assignment is open (ask for
+a missing report, deny out-of-scope patches). Pure decisions plus the small per-agent context file
+they read.
 
 The context file `<state_dir>/agents/<agent>/assignment.json` is written by fleet when it sends an
 assignment (and rewritten when it sends a follow-up turn for it), and removed when the assignment
@@ -21,7 +22,8 @@ per turn; a PreToolUse hook printing a `permissionDecision: deny` stops an apply
 anything is written, and the model sees the reason. Hooks fail open: if this code is missing or
 crashes, Codex goes on, and the after-turn verification still judges the work.
 
-Stdlib only: the hook receiver imports this module under `python -S`.
+The hook receiver imports this module under `python -S` (see `fleet.hooks`); fleet's service
+writes and clears the context file with `write_context` and `clear_context`.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from .lifecycle import ASSIGNMENT_ID_RE
-from .report import EXAMPLE_BLOCK, INFO_STRING, extract_report
-from .scope import MAX_SCOPE_ENTRIES, Role, Violation, check_writes, patch_writes
+from fleet.work.lifecycle import ASSIGNMENT_ID_RE
+from fleet.work.report import EXAMPLE_BLOCK, INFO_STRING, extract_report
+from fleet.work.scope import MAX_SCOPE_ENTRIES, Role, Violation, check_writes, patch_writes
 
 CONTEXT_FILE: Final = "assignment.json"
 ASKS_FILE: Final = "report-asks.jsonl"

@@ -20,6 +20,10 @@ the config schema embeds under `watchdog`; `parse_policy` validates against it a
 holding only the raw table gets the same errors. Errors are `ConfigError`s naming the file (when
 given) and the key path (`$.watchdog.ladder[1]`). Pure: no I/O, no clock.
 
+The table's words are defined here too: what `allow = ["read-only"]` admits (`READ_ONLY`: the
+programs and the options that take each off the list) and which programs an exact `commands` line
+may name (`NO_WORKSPACE_CODE`). `fleet.watchdog.approval` judges commands against them.
+
 Durations use the grammar and limits of `fleet/durations.py` (whole numbers with units d, h, m, s
 in that order, 1 s to 30 d).
 """
@@ -32,6 +36,7 @@ from functools import cache
 from typing import Any, Final, Literal, NoReturn, cast
 
 from fleet.errors import ConfigError, InvalidInput
+from fleet.shellwords import split_command
 from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE
 
 Rung = Literal["remind", "notify", "interrupt", "restart"]
@@ -92,11 +97,60 @@ POLICY_SCHEMA: Final[dict[str, Any]] = {
     },
 }
 
+
+@dataclass(frozen=True)
+class Refuse:
+    """Options that take a program off the read-only list for this call."""
+
+    long: tuple[str, ...] = ()  # refused --options; their prefixes too (getopt_long accepts abbreviations)
+    short: str = ""  # refused one-letter options, alone or inside a cluster (`-fn5`)
+    words: tuple[str, ...] = ()  # refused whole arguments (find's actions)
+
+
+#: The read-only programs. Each must be a plain name (no path) and is looked up on the agent's PATH.
+READ_ONLY: Final[dict[str, Refuse]] = {
+    "basename": Refuse(),
+    "cat": Refuse(),
+    "cmp": Refuse(),
+    "df": Refuse(),
+    # -l/--paginate pipes the output through `pr`, another program.
+    "diff": Refuse(long=("--paginate",), short="l"),
+    "dirname": Refuse(),
+    "du": Refuse(),
+    "echo": Refuse(),
+    "find": Refuse(words=("-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0",
+                           "-fprintf", "-fls")),
+    "grep": Refuse(),
+    "head": Refuse(),
+    "id": Refuse(),
+    "ls": Refuse(),
+    "pwd": Refuse(),
+    "realpath": Refuse(),
+    # --pre and --hostname-bin run programs; -z/--search-zip runs decompressors found on PATH.
+    "rg": Refuse(long=("--pre", "--pre-glob", "--hostname-bin", "--search-zip"), short="z"),
+    "stat": Refuse(),
+    # --follow/-f/-F never end, holding the turn (and the approval) forever.
+    "tail": Refuse(long=("--follow", "--retry"), short="fF"),
+    "uname": Refuse(),
+    "wc": Refuse(),
+    "which": Refuse(),
+    "whoami": Refuse(),
+}
+#: Programs an exact `commands` entry may name without `commands_running_workspace_code`: they read no
+#: code or configuration from the directory they run in, and write nothing. Everything else may run
+#: what the agent wrote (make, pytest, npm, cargo, python, tox, git, `./x.sh`, ...; fleet cannot list
+#: every program that does) or write through paths the agent controls (`cp`, `mv`, `rm`, `mkdir`,
+#: `touch`, `ln`, `chmod`: a symlink it planted sends the write anywhere, and a check before the
+#: command runs races with the agent's own processes), so only these are trusted without the user
+#: saying so.
+NO_WORKSPACE_CODE: Final = frozenset(READ_ONLY)
+
+
 @dataclass(frozen=True)
 class ApprovalPolicy:
     """What the watchdog (and fleet's PermissionRequest hook) may answer without a person.
 
-    `allow` names command classes (only `read-only`, defined in `fleet.watchdog.approval`);
+    `allow` names command classes (only `read-only`: `READ_ONLY`, judged by `fleet.watchdog.approval`);
     `commands` are exact command lines (compared as argv after the shell's splitting, never as
     prefixes) of programs that run no code from the agent's workspace; `workspace_commands`
     (`commands_running_workspace_code` in fleet.toml) are exact command lines the user accepts even
@@ -200,9 +254,6 @@ def parse_policy(
 
 
 def _approval(tbl: Mapping[str, Any], source: str, where: str) -> ApprovalPolicy:
-    from .approval import NO_WORKSPACE_CODE
-    from .shellwords import split_command
-
     lists: dict[str, list[tuple[str, ...]]] = {}
     for name in ("commands", "commands_running_workspace_code"):
         lists[name] = []

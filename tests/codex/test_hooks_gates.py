@@ -1,7 +1,7 @@
 """fleet's hook decisions through the real Codex 0.169 binary: the Stop hook asks once for a missing
 report and Codex continues the same turn; the PreToolUse hook denies an out-of-scope apply_patch and
 nothing is written. The hook is a tiny script run with `python3 -S` importing only
-`fleet.work.hookpolicy`, as the hook receiver will."""
+`fleet.hooks.gates`, as the hook receiver will."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO, require_offline
 from mockmodel import MockModel, MockServer, Step, codex_offline_args
 
-from fleet.work.hookpolicy import ASKS_FILE, HookContext, write_context
+from fleet.hooks.gates import ASKS_FILE, HookContext, write_context
 
 AS_ID = "as-01JABCDEFGHJKMNPQRSTVWXYZ0"
 REPORT = ('Finished.\n```fleet-report\n{"status":"done","summary":"Wrote it.","changed":[],"tests":"",'
@@ -22,7 +22,7 @@ REPORT = ('Finished.\n```fleet-report\n{"status":"done","summary":"Wrote it.","c
 HOOK = """
 import json, sys
 sys.path.insert(0, sys.argv[2])
-from fleet.work.hookpolicy import pretool_decision, read_context, record_ask, stop_decision
+from fleet.hooks.gates import pretool_decision, read_context, record_ask, stop_decision
 payload = json.load(sys.stdin)
 agent_dir = sys.argv[1]
 ctx = read_context(agent_dir)
