@@ -62,6 +62,7 @@ LOCK_WAIT: Final = 30.0
 MERGER: Final = ("fleet", "fleet@fleet.invalid")
 #: Files named in a conflict message; all go out in `files`.
 MAX_NAMED: Final = 10
+_IN_THE_WAY: Final = re.compile(r"'(.+?)' (?:would be overwritten|not uptodate)")
 _OID: Final = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})(?!\n)$")
 
 How = Literal["fast-forward", "merge", "already merged"]
@@ -285,8 +286,11 @@ def _refuse_dirty_checkout(path: str, base: str, files: Sequence[str]) -> None:
 
 
 def _blocked(stderr: str) -> list[str]:
-    """The paths git names as in the way (indented lines after its 'would be overwritten' message)."""
-    return [line.strip() for line in stderr.splitlines() if line.startswith(("\t", "    "))]
+    """The paths git names as in the way: `'PATH' would be overwritten`, `Entry 'PATH' not uptodate`, or
+    indented lines after a 'would be overwritten' message."""
+    named = _IN_THE_WAY.findall(stderr)
+    indented = [line.strip() for line in stderr.splitlines() if line.startswith(("\t", "    "))]
+    return sorted(set(named + indented))
 
 
 def _tip(g: Git, rev: str) -> str | None:
