@@ -18,6 +18,7 @@ from fleet.errors import (
     WorktreeOffBranch,
     WorktreePlacement,
 )
+from fleet.work import worktreeadmin as adm
 from fleet.work import worktrees as wt
 
 
@@ -203,7 +204,7 @@ def test_list_shows_each_agents_path_branch_and_state(repo: Path, root: Path) ->
     wt.prepare_branch(ada, aid, "main")
     (bob / "wip.txt").write_text("wip\n")
     os.rename(cyd, root / "elsewhere")
-    got = {w.agent: (w.branch, w.state, w.dirty) for w in wt.list_worktrees(repo, root)}
+    got = {w.agent: (w.branch, w.state, w.dirty) for w in adm.list_worktrees(repo, root)}
     assert got == {"ada": (f"fleet/{aid}", "clean", ()), "bob": (None, "dirty", ("wip.txt",)),
                    "cyd": (None, "missing", ())}
 
@@ -214,7 +215,7 @@ def test_branches_report_whether_the_base_contains_them(repo: Path, root: Path) 
     wt.prepare_branch(made, merged, "main")
     wt.prepare_branch(made, open_, "main")
     commit_file(made, "work.txt", "work\n")
-    got = {b.assignment_id: b.merged for b in wt.fleet_branches(repo, "main")}
+    got = {b.assignment_id: b.merged for b in adm.fleet_branches(repo, "main")}
     assert got == {merged: True, open_: False}
 
 
@@ -227,24 +228,24 @@ def test_prune_refuses_unmerged_work_unless_forced(repo: Path, root: Path) -> No
     git(made, "checkout", "-q", "--detach", "main")
     wip_tip = rev(repo, f"fleet/{wip}")
     with pytest.raises(UnmergedWork) as exc:
-        wt.prune(repo, root, "main", agents=["ada"], assignments=[done, wip])
+        adm.prune(repo, root, "main", agents=["ada"], assignments=[done, wip])
     assert f"fleet/{wip}" in exc.value.message
     assert made.exists()
     assert rev(repo, f"fleet/{done}")  # all or nothing: the merged one is still there
-    pruned = wt.prune(repo, root, "main", agents=["ada"], assignments=[done])
+    pruned = adm.prune(repo, root, "main", agents=["ada"], assignments=[done])
     assert pruned.branches == (f"fleet/{done}",)
     assert not made.exists()
     assert rev(repo, f"fleet/{wip}") == wip_tip
-    forced = wt.prune(repo, root, "main", assignments=[wip], force=True)
+    forced = adm.prune(repo, root, "main", assignments=[wip], force=True)
     assert forced.branches == (f"fleet/{wip}",)
-    assert wt.prune(repo, root, "main", agents=["ada"], assignments=[done, wip]) == wt.Pruned((), ())
+    assert adm.prune(repo, root, "main", agents=["ada"], assignments=[done, wip]) == adm.Pruned((), ())
 
 
 def test_prune_refuses_a_worktree_with_uncommitted_files(repo: Path, root: Path) -> None:
     made = Path(wt.ensure_worktree(repo, root, "ada").path)
     (made / "wip.txt").write_text("not committed\n")
     with pytest.raises(UnmergedWork) as exc:
-        wt.prune(repo, root, "main", agents=["ada"])
+        adm.prune(repo, root, "main", agents=["ada"])
     assert "wip.txt" in exc.value.message
     assert (made / "wip.txt").read_text() == "not committed\n"
 
@@ -254,4 +255,18 @@ def test_prune_never_deletes_a_branch_a_remaining_worktree_is_on(repo: Path, roo
     aid = new_id()
     wt.prepare_branch(made, aid, "main")
     with pytest.raises(UnmergedWork):
-        wt.prune(repo, root, "main", assignments=[aid], force=True)
+        adm.prune(repo, root, "main", assignments=[aid], force=True)
+
+
+def test_a_worktree_whose_git_link_was_rewritten_is_refused_given_its_repo(repo: Path, root: Path,
+                                                                          tmp_path: Path) -> None:
+    made = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    wt.prepare_branch(made, aid, "main", repo=repo)
+    decoy = make_repo(tmp_path / "decoy")
+    (made / ".git").write_text(f"gitdir: {decoy / '.git'}\n")
+    with pytest.raises(WorktreeForeign):
+        wt.prepare_branch(made, aid, "main", repo=repo)
+    with pytest.raises(WorktreeForeign):
+        wt.commit_verified(made, aid, "s", "ada", repo=repo)
+    assert git(decoy, "log", "--format=%s") == "initial\n"

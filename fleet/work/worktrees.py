@@ -8,7 +8,7 @@ baseline verification compares with.
 
 What is never done: nothing is stashed, reset, cleaned or deleted to make room. A dirty worktree
 refuses a new assignment (`worktree_dirty`, naming the files); a locked or foreign one is refused
-with a hint; a prune refuses unmerged or uncommitted work unless forced. The user's checkout is not
+with a hint (`worktreeadmin` lists and prunes, refusing unmerged work). The user's checkout is not
 touched here at all. Files a `.gitignore` ignores count as neither dirty nor work: they stay in the
 worktree across assignments and are never committed.
 
@@ -17,6 +17,9 @@ that). Creating two agents' worktrees of one repository at once is safe (git loc
 files). git runs through `gitrun` (read-only queries) and `gitwt` (everything else): no hook, filter
 or driver program of the repository runs. Branch names and paths come from fleet-made ids only
 (agent names, assignment ids), checked against their patterns here: nothing option-like reaches git.
+A worktree's `.git` file lies in the agent's writable tree: given the `repo`, `prepare_branch` and
+`commit_verified` first check the worktree still belongs to it, so a rewritten link is refused rather
+than followed to another repository.
 """
 
 from __future__ import annotations
@@ -27,14 +30,13 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 from fleet import vocab
 from fleet.errors import (
     GitFailed,
     InvalidInput,
     RepoInvalid,
-    UnmergedWork,
     WorktreeDirty,
     WorktreeForeign,
     WorktreeLocked,
@@ -55,8 +57,6 @@ BASE_NAME_RE: Final = re.compile(
 MAX_NAMED: Final = 10
 #: A commit message's summary is cut here (the report's summary is bounded already; this is a guard).
 MAX_SUMMARY: Final = 4000
-
-WorktreeState = Literal["clean", "dirty", "missing", "locked"]
 
 
 @dataclass(frozen=True)
@@ -90,36 +90,7 @@ class Prepared:
 
 
 @dataclass(frozen=True)
-class WorktreeStatus:
-    """One agent's worktree for `fleet worktrees`: `branch` is None when detached; `dirty` names the
-    uncommitted and untracked files (empty unless `state` is dirty)."""
-
-    agent: str
-    path: str
-    branch: str | None
-    head: str | None
-    state: WorktreeState
-    dirty: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class BranchStatus:
-    """An assignment branch: its tip and whether the base branch already contains it."""
-
-    assignment_id: str
-    branch: str
-    commit: str
-    merged: bool
-
-
-@dataclass(frozen=True)
-class Pruned:
-    worktrees: tuple[str, ...]
-    branches: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Entry:
+class Entry:
     path: str
     head: str | None
     branch: str | None
@@ -213,22 +184,24 @@ def ensure_worktree(repo: str | os.PathLike[str], root: str | os.PathLike[str], 
         return Worktree(agent, path, r, created=True)
 
 
-def prepare_branch(worktree: str | os.PathLike[str], assignment_id: str, base: str) -> Prepared:
+def prepare_branch(worktree: str | os.PathLike[str], assignment_id: str, base: str, *,
+                   repo: str | os.PathLike[str] | None = None) -> Prepared:
     """Put the worktree on `fleet/<assignment id>`, new at the tip of `base`, and return the commit it
     starts from (verification's baseline). If that branch exists the worktree goes (or stays) on it,
     uncommitted edits included, and the baseline is where it forked from `base`. Raises
     `worktree_dirty` (files left from other work: nothing is stashed or lost), `repo_invalid` (no
-    such base)."""
+    such base), `worktree_foreign` (given `repo`, the worktree is no longer one of it)."""
     branch = branch_of(assignment_id)
     check_base(base)
     wt = os.path.realpath(os.fspath(worktree))
     with git_errors():
+        _pin(wt, repo)
         g = Git(wt)
-        base_tip = _rev(wt, f"refs/heads/{base}")
+        base_tip = rev_commit(wt, f"refs/heads/{base}")
         if base_tip is None:
             raise RepoInvalid(f"The repository of {wt} has no branch {base}.",
                               hint="Set the agent's `base` to an existing branch.", base=base)
-        existing = _rev(wt, f"refs/heads/{branch}")
+        existing = rev_commit(wt, f"refs/heads/{branch}")
         if existing is not None:
             fork = gitrun.run(wt, "merge-base", existing, base_tip, check=False)
             base_commit = fork.strip() if fork else base_tip
@@ -241,15 +214,18 @@ def prepare_branch(worktree: str | os.PathLike[str], assignment_id: str, base: s
         return Prepared(branch, base_tip, resumed=False)
 
 
-def commit_verified(worktree: str | os.PathLike[str], assignment_id: str, summary: str, author: str) -> str:
+def commit_verified(worktree: str | os.PathLike[str], assignment_id: str, summary: str, author: str, *,
+                    repo: str | os.PathLike[str] | None = None) -> str:
     """Commit everything uncommitted and untracked (not ignored) in the worktree to the assignment's
     branch, as `<author> via fleet`, message `<id>: <summary>`; no hook runs. Returns the branch's
-    tip, which is the old tip when there was nothing to commit. Raises `worktree_off_branch`."""
+    tip, which is the old tip when there was nothing to commit. Raises `worktree_off_branch`,
+    `worktree_foreign` (given `repo`, the worktree is no longer one of it)."""
     branch = branch_of(assignment_id)
     if not isinstance(author, str) or not re.match(vocab.AGENT_NAME, author):
         raise InvalidInput(f"{author!r} is not an agent name ({vocab.AGENT_NAME_RULE}).")
     wt = os.path.realpath(os.fspath(worktree))
     with git_errors():
+        _pin(wt, repo)
         if _head_ref(wt) != f"refs/heads/{branch}":
             raise WorktreeOffBranch(
                 f"The worktree {wt} is not on {branch}, so fleet does not commit its files to that branch.",
@@ -264,112 +240,11 @@ def commit_verified(worktree: str | os.PathLike[str], assignment_id: str, summar
         return g.out("rev-parse", "--verify", "HEAD^{commit}").strip()
 
 
-def list_worktrees(repo: str | os.PathLike[str], root: str | os.PathLike[str]) -> list[WorktreeStatus]:
-    """The agents' worktrees of `repo` under `root`, by agent name: path, branch, state and the
-    dirty files (a status scan of each: ~tens of ms on 10,000 files)."""
-    r = open_repo(repo)
-    root_real = os.path.realpath(os.fspath(root))
-    out = []
-    with git_errors():
-        for e in list_entries(Git(r.common_dir)):
-            path = os.path.realpath(e.path)
-            if os.path.dirname(path) != root_real:
-                continue
-            branch = e.branch.removeprefix("refs/heads/") if e.branch else None
-            if e.prunable is not None or not os.path.isdir(path):
-                state: WorktreeState = "missing"
-                dirty: tuple[str, ...] = ()
-            else:
-                dirty = tuple(dirty_files(Git(path)))
-                state = "locked" if e.locked is not None else "dirty" if dirty else "clean"
-            out.append(WorktreeStatus(os.path.basename(path), path, branch, e.head, state, dirty))
-    return sorted(out, key=lambda w: w.agent)
-
-
-def fleet_branches(repo: str | os.PathLike[str], base: str) -> list[BranchStatus]:
-    """Every `fleet/<assignment id>` branch of `repo`, with whether `base` contains it."""
-    check_base(base)
-    r = open_repo(repo)
-    with git_errors():
-        g = Git(r.common_dir)
-        fmt = "--format=%(refname:lstrip=2)%00%(objectname)"
-        every = g.out("for-each-ref", fmt, f"refs/heads/{BRANCH_PREFIX}").splitlines()
-        merged: set[str] = set()
-        if _rev(r.common_dir, f"refs/heads/{base}"):
-            merged = set(g.out("for-each-ref", fmt, f"--merged=refs/heads/{base}",
-                               f"refs/heads/{BRANCH_PREFIX}").splitlines())
-    out = []
-    for line in every:
-        name, _, commit = line.partition("\0")
-        aid = name.removeprefix(BRANCH_PREFIX)
-        if ASSIGNMENT_ID_RE.match(aid):
-            out.append(BranchStatus(aid, name, commit, line in merged))
-    return out
-
-
-def prune(repo: str | os.PathLike[str], root: str | os.PathLike[str], base: str, *, agents: Sequence[str] = (),
-          assignments: Sequence[str] = (), force: bool = False) -> Pruned:
-    """Remove the named agents' worktrees (under `root`) and the named assignments' branches. All or
-    nothing: a worktree with uncommitted files or a HEAD `base` does not contain, a locked one, or a
-    branch `base` does not contain, refuses the whole prune (`unmerged_work`, naming each) unless
-    `force`. A branch checked out in a worktree that stays is always refused. What is already gone is
-    skipped, so a repeated prune is a no-op."""
-    check_base(base)
-    ids = [check_assignment_id(a) for a in assignments]
-    r = open_repo(repo)
-    root_real = os.path.realpath(os.fspath(root))
-    with git_errors():
-        g = Git(r.common_dir)
-        base_tip = _rev(r.common_dir, f"refs/heads/{base}")
-        if base_tip is None:
-            raise RepoInvalid(f"{r.top or r.common_dir} has no branch {base}.", base=base)
-        entries = {os.path.realpath(e.path): e for e in list_entries(g)}
-        problems: list[str] = []
-        doomed: list[tuple[str, _Entry]] = []
-        for agent in agents:
-            path = os.path.join(root_real, agent)
-            e = entries.get(path)
-            if e is None:
-                continue
-            doomed.append((path, e))
-            if force or e.prunable is not None or not os.path.isdir(path):
-                continue
-            if e.locked is not None:
-                problems.append(f"{agent}'s worktree is locked")
-            if dirty := dirty_files(Git(path)):
-                problems.append(f"{agent}'s worktree has uncommitted files ({_named(dirty)})")
-            elif e.head and not _contains(g, base_tip, e.head):
-                problems.append(f"{agent}'s worktree holds commits {base} does not contain")
-        staying = {e.branch: p for p, e in entries.items() if e.branch and p not in dict(doomed)}
-        branches: list[tuple[str, str]] = []
-        for aid in ids:
-            ref = f"refs/heads/{BRANCH_PREFIX}{aid}"
-            tip = _rev(r.common_dir, ref)
-            if tip is None:
-                continue
-            branches.append((ref, tip))
-            if ref in staying:
-                problems.append(f"{BRANCH_PREFIX}{aid} is checked out in {staying[ref]} (prune that worktree too)")
-            elif not force and not _contains(g, base_tip, tip):
-                problems.append(f"{BRANCH_PREFIX}{aid} holds commits {base} does not contain")
-        if problems:
-            raise UnmergedWork(f"Nothing was pruned: {'; '.join(problems)}.",
-                               hint="Merge or inspect that work first, or pass --force to delete it anyway.",
-                               problems=problems)
-        for path, e in doomed:
-            args = ["worktree", "remove"] + (["--force", "--force"] if force and e.locked is not None
-                                              else ["--force"] if force else [])
-            g.run(*args, path)
-        for ref, tip in branches:  # compare-and-swap: a branch that moved meanwhile is kept
-            g.run("update-ref", "-d", ref, tip)
-    return Pruned(tuple(p for p, _ in doomed), tuple(ref.removeprefix("refs/heads/") for ref, _ in branches))
-
-
 # -- helpers shared with merge ---------------------------------------------------------------------
 
-def list_entries(g: Git) -> list[_Entry]:
+def list_entries(g: Git) -> list[Entry]:
     """`git worktree list`, parsed (paths as git recorded them)."""
-    out: list[_Entry] = []
+    out: list[Entry] = []
     cur: dict[str, str] = {}
     for field in g.out("worktree", "list", "--porcelain", "-z").split("\0"):
         if field:
@@ -377,7 +252,7 @@ def list_entries(g: Git) -> list[_Entry]:
             cur[key] = value
             continue
         if "worktree" in cur:
-            out.append(_Entry(cur["worktree"], cur.get("HEAD"), cur.get("branch"), cur.get("locked"),
+            out.append(Entry(cur["worktree"], cur.get("HEAD"), cur.get("branch"), cur.get("locked"),
                               cur.get("prunable")))
         cur = {}
     return out
@@ -391,7 +266,7 @@ def dirty_files(g: Git, *, untracked: bool = True) -> list[str]:
     return sorted({item[3:] for item in raw.split("\0") if len(item) > 3})
 
 
-def _rev(cwd: str, ref: str) -> str | None:
+def rev_commit(cwd: str, ref: str) -> str | None:
     out = gitrun.run(cwd, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
     return out.strip() if out else None
 
@@ -401,7 +276,7 @@ def _head_ref(cwd: str) -> str | None:
     return out.strip() if out else None
 
 
-def _contains(g: Git, tip: str, commit: str) -> bool:
+def contains(g: Git, tip: str, commit: str) -> bool:
     return g.run("merge-base", "--is-ancestor", commit, tip, ok=(0, 1)).returncode == 0
 
 
@@ -411,7 +286,7 @@ def _make_root(root: str | os.PathLike[str]) -> str:
     return os.path.realpath(path)
 
 
-def _check_placement(r: Repo, path: str, entries: list[_Entry]) -> None:
+def _check_placement(r: Repo, path: str, entries: list[Entry]) -> None:
     for e in entries:
         other = os.path.realpath(e.path)
         if other == path:
@@ -432,7 +307,7 @@ def _inside(path: str, parent: str) -> bool:
 
 def _start_commit(r: Repo, base: str | None) -> str:
     ref = f"refs/heads/{check_base(base)}" if base is not None else "HEAD"
-    tip = _rev(r.common_dir, ref)
+    tip = rev_commit(r.common_dir, ref)
     if tip is None:
         what = f"no branch {base}" if base is not None else "no commit yet"
         raise RepoInvalid(f"{r.top or r.common_dir} has {what}.",
@@ -448,6 +323,13 @@ def _belongs(path: str, r: Repo) -> bool:
     return len(lines) >= 2 and os.path.realpath(lines[0]) == r.common_dir and os.path.realpath(lines[1]) == path
 
 
+def _pin(wt: str, repo: str | os.PathLike[str] | None) -> None:
+    if repo is not None and not _belongs(wt, r := open_repo(repo)):
+        raise WorktreeForeign(f"{wt} is no longer a worktree of {r.top or r.common_dir}: its `.git` link changed.",
+                              hint=f"Inspect {wt} by hand; `fleet up` repairs a worktree whose link git lost.",
+                              worktree=wt)
+
+
 def _foreign(agent: str, path: str, why: str) -> WorktreeForeign:
     return WorktreeForeign(f"fleet cannot use {path} as agent {agent}'s worktree: {why}.",
                            hint=f"Move {path} aside (fleet never deletes it), then start the agent again.",
@@ -458,13 +340,13 @@ def _refuse_dirty(g: Git, wt: str, assignment_id: str) -> None:
     dirty = dirty_files(g)
     if dirty:
         raise WorktreeDirty(
-            f"The worktree {wt} has uncommitted files ({_named(dirty)}); assignment {assignment_id} needs "
+            f"The worktree {wt} has uncommitted files ({named_list(dirty)}); assignment {assignment_id} needs "
             "a clean one.",
             hint=f"Commit them to a branch or remove them (`git -C {wt} status` shows them); fleet stashes nothing.",
             worktree=wt, files=dirty[:200], count=len(dirty))
 
 
-def _named(files: Sequence[str]) -> str:
+def named_list(files: Sequence[str]) -> str:
     head = ", ".join(files[:MAX_NAMED])
     return head + (f" and {len(files) - MAX_NAMED} more" if len(files) > MAX_NAMED else "")
 
