@@ -264,3 +264,19 @@ def test_a_missing_branch_or_a_repeated_id_refuses_the_plan(ids: list[str], data
 def test_an_empty_plan_or_option_like_names_are_refused(base: str, ids: list[str]) -> None:
     with pytest.raises(InvalidInput):
         mg.plan_merge(base, [mg.Candidate(i, "verified", "c" * 40) for i in ids])
+
+
+def test_a_merge_driver_the_repository_names_never_runs(repo: Path, root: Path, locks: Path, tmp_path: Path) -> None:
+    """A driver that would silently resolve every conflict (and leave a marker) is switched off: the
+    file conflicts instead. The positive control runs plain git in the user's checkout."""
+    marker = tmp_path / "ran"
+    commit_file(repo, ".gitattributes", "* merge=evil\n")
+    git(repo, "config", "merge.evil.driver", f"touch {marker}; cp %B %A; exit 0")
+    a = verified_work(repo, root, "ada", {"app.py": "a = 1\nb = 20\nc = 3\n"})
+    b = verified_work(repo, root, "bob", {"app.py": "a = 1\nb = 200\nc = 3\n"})
+    do_merge(repo, locks, a)
+    with pytest.raises(MergeConflict):
+        do_merge(repo, locks, b)
+    assert not marker.exists()
+    git(repo, "merge-tree", "--write-tree", "main", f"fleet/{b}")
+    assert marker.exists()
