@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,10 +66,15 @@ def show(name: str, ms: list[float], target: float | None = None) -> None:
     print(f"{name:<58} median {statistics.median(ms):8.1f} ms   min {min(ms):8.1f}   max {max(ms):8.1f}{goal}")
 
 
-def timed(fn: object) -> float:
+def timed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
-    fn()  # type: ignore[operator]
+    fn()
     return (time.perf_counter() - started) * 1000
+
+
+def merge_one(repo: Path, aid: str, locks: Path) -> None:
+    """What `fleet merge ID` does in git: read the branch, plan, merge."""
+    mg.merge(repo, mg.plan_merge("main", mg.candidates(repo, [(aid, "verified")])), locks)
 
 
 def main() -> None:
@@ -90,12 +97,11 @@ def main() -> None:
         for round_ in range(args.runs + 1):  # round 0 warms up and is not counted
             n += 1
             aid = new_id(n)
-            ms = timed(lambda aid=aid: wt.prepare_branch(path, aid, "main"))
+            ms = timed(partial(wt.prepare_branch, path, aid, "main"))
             edit(path, f"p{round_}")
             (path / f"new-{round_}.txt").write_text("new\n")
-            ms_commit = timed(lambda aid=aid: wt.commit_verified(path, aid, "bench edits", "ada"))
-            ms_ff = timed(lambda aid=aid: mg.merge(user, mg.plan_merge("main", mg.candidates(
-                user, [(aid, "verified")])), locks))
+            ms_commit = timed(partial(wt.commit_verified, path, aid, "bench edits", "ada"))
+            ms_ff = timed(partial(merge_one, user, aid, locks))
             n += 1
             aid = new_id(n)
             wt.prepare_branch(path, aid, "main")
@@ -104,8 +110,7 @@ def main() -> None:
             (user / f"user-{round_}.txt").write_text("the user's commit\n")
             git(user, "add", f"user-{round_}.txt")
             git(user, "commit", "-q", "-m", "user")
-            ms_merge = timed(lambda aid=aid: mg.merge(user, mg.plan_merge("main", mg.candidates(
-                user, [(aid, "verified")])), locks))
+            ms_merge = timed(partial(merge_one, user, aid, locks))
             if round_:
                 prepare.append(ms)
                 commit.append(ms_commit)

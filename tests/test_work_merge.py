@@ -24,6 +24,7 @@ from fleet.errors import (
 )
 from fleet.work import merge as mg
 from fleet.work import worktrees as wt
+from fleet.work.gitwt import Git
 from fleet.work.lifecycle import STATES
 
 
@@ -43,7 +44,8 @@ def locks(tmp_path: Path) -> Path:
 
 
 def verified_work(repo: Path, root: Path, agent: str, edits: dict[str, str]) -> str:
-    """One assignment done by `agent` in its worktree and committed as verified: its id."""
+    """One assignment done by `agent` in its worktree and committed as verified: its id (the verified
+    commit is its branch's tip)."""
     path = Path(wt.ensure_worktree(repo, root, agent).path)
     aid = new_id()
     wt.prepare_branch(path, aid, "main")
@@ -144,8 +146,8 @@ def test_a_commit_made_on_the_base_during_the_merge_is_never_lost(repo: Path, ro
     combine = mg._combine
     user_commits: list[str] = []
 
-    def racing(g: object, old: str, plan: mg.MergePlan) -> object:
-        out = combine(g, old, plan)  # type: ignore[arg-type]
+    def racing(g: Git, old: str, plan: mg.MergePlan) -> tuple[str, tuple[mg.Merged, ...]]:
+        out = combine(g, old, plan)
         if not user_commits:
             user_commits.append(commit_file(repo, "user.txt", "committed meanwhile\n"))
         return out
@@ -165,8 +167,8 @@ def test_a_base_that_keeps_moving_gives_merge_raced_and_keeps_every_commit(repo:
     a = verified_work(repo, root, "ada", {"new.txt": "x\n"})
     combine = mg._combine
 
-    def racing(g: object, old: str, plan: mg.MergePlan) -> object:
-        out = combine(g, old, plan)  # type: ignore[arg-type]
+    def racing(g: Git, old: str, plan: mg.MergePlan) -> tuple[str, tuple[mg.Merged, ...]]:
+        out = combine(g, old, plan)
         commit_file(repo, "user.txt", f"commit on {old}\n")
         return out
 
@@ -280,3 +282,15 @@ def test_a_merge_driver_the_repository_names_never_runs(repo: Path, root: Path, 
     assert not marker.exists()
     git(repo, "merge-tree", "--write-tree", "main", f"fleet/{b}")
     assert marker.exists()
+
+
+def test_commits_added_after_the_verdict_are_not_merged(repo: Path, root: Path, locks: Path) -> None:
+    a = verified_work(repo, root, "ada", {"ok.txt": "verified\n"})
+    verified = rev(repo, f"fleet/{a}")
+    commit_file(root / "ada", "late.txt", "never verified\n", "after the verdict")
+    res = mg.merge(repo, mg.plan_merge("main", mg.candidates(repo, [(a, "verified")], {a: verified})), locks)
+    assert res.new == verified
+    assert not (repo / "late.txt").exists()
+    git(root / "ada", "reset", "-q", "--hard", "main~1")  # the branch rewritten: its verified commit is gone
+    with pytest.raises(BranchMissing):
+        mg.plan_merge("main", mg.candidates(repo, [(a, "verified")], {a: verified}))

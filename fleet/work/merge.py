@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -146,23 +146,32 @@ def plan_merge(base: str, candidates: Sequence[Candidate]) -> MergePlan:
                                assignments=[c.assignment_id for c in unverified])
     missing = [c.assignment_id for c in candidates if c.commit is None or not _OID.match(c.commit)]
     if missing:
-        raise BranchMissing(f"The branch of {', '.join(missing)} does not exist.",
+        raise BranchMissing(f"The branch of {', '.join(missing)} does not exist or no longer holds the verified "
+                            "commit.",
                             hint="`fleet worktrees` lists the branches; a pruned branch cannot be merged.",
                             assignments=missing)
     return MergePlan(base, tuple(Step(c.assignment_id, BRANCH_PREFIX + c.assignment_id, str(c.commit))
                                  for c in candidates))
 
 
-def candidates(repo: str | os.PathLike[str], states: Sequence[tuple[str, str]]) -> list[Candidate]:
-    """`Candidate`s for (assignment id, ledger state) pairs: each branch's tip read from `repo`."""
+def candidates(repo: str | os.PathLike[str], states: Sequence[tuple[str, str]],
+               verified: Mapping[str, str] | None = None) -> list[Candidate]:
+    """`Candidate`s for (assignment id, ledger state) pairs, each with the commit to merge: the commit
+    `verified` records for it (what `commit_verified` returned), provided its branch still holds it,
+    else the branch's tip. A branch that is gone, or no longer holds its verified commit (rewritten),
+    gives no commit (`plan_merge` then refuses it). Commits an agent added after its verdict are not
+    merged: what was verified is."""
     r = open_repo(repo)
+    recorded = verified or {}
     with git_errors():
         g = Git(r.common_dir)
         out = []
         for aid, state in states:
-            ref = f"refs/heads/{BRANCH_PREFIX}{check_assignment_id(aid)}"
-            res = g.run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", ok=(0, 1))
-            out.append(Candidate(aid, state, res.stdout.strip() or None if res.returncode == 0 else None))
+            tip = _tip(g, f"refs/heads/{BRANCH_PREFIX}{check_assignment_id(aid)}")
+            commit = recorded.get(aid)
+            if commit is not None and tip is not None:
+                tip = commit if _OID.match(commit) and _tip(g, commit) and _is_ancestor(g, commit, tip) else None
+            out.append(Candidate(aid, state, tip))
     return out
 
 
