@@ -129,18 +129,17 @@ def branch_of(assignment_id: str) -> str:
 def open_repo(repo: str | os.PathLike[str]) -> Repo:
     """The repository at `repo` (a work tree of it or its git dir). Raises `repo_invalid`."""
     path = os.path.realpath(os.path.expanduser(os.fspath(repo)))
-    out = gitrun.run(path, "rev-parse", "--path-format=absolute", "--git-common-dir", "--is-bare-repository",
-                     check=False) if os.path.isdir(path) else None
-    if out is None:
-        raise RepoInvalid(f"{path} is not a git repository git can read.",
-                          hint="Point `repo` at a clone (`git clone URL PATH`) or run `git init` there.", repo=path)
-    common, bare = out.splitlines()[:2]
+    with git_errors():
+        out = gitrun.run(path, "rev-parse", "--path-format=absolute", "--git-common-dir", "--is-bare-repository",
+                         check=False) if os.path.isdir(path) else None
+        if out is None:
+            raise RepoInvalid(f"{path} is not a git repository git can read.",
+                              hint="Point `repo` at a clone (`git clone URL PATH`) or run `git init` there.",
+                              repo=path)
+        common, bare = out.splitlines()[:2]
     common = os.path.realpath(common)
-    top = None
-    if bare != "true":
-        top = gitrun.run(common, "rev-parse", "--path-format=absolute", "--show-toplevel", check=False)
-        top = os.path.realpath(top.strip()) if top else os.path.dirname(common)
-    return Repo(top=top, common_dir=common)
+    # Only messages show `top`: the git dir's parent, the main work tree unless `core.worktree` moved it.
+    return Repo(top=None if bare == "true" else os.path.dirname(common), common_dir=common)
 
 
 def ensure_worktree(repo: str | os.PathLike[str], root: str | os.PathLike[str], agent: str, *,
