@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -294,3 +295,30 @@ def test_commits_added_after_the_verdict_are_not_merged(repo: Path, root: Path, 
     git(root / "ada", "reset", "-q", "--hard", "main~1")  # the branch rewritten: its verified commit is gone
     with pytest.raises(BranchMissing):
         mg.plan_merge("main", mg.candidates(repo, [(a, "verified")], {a: verified}))
+
+
+def test_the_diff_runs_no_diff_program_the_repository_names(repo: Path, root: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    commit_file(repo, ".gitattributes", "*.txt diff=evil\n")
+    git(repo, "config", "diff.evil.textconv", f"sh -c 'touch {marker}; cat \"$0\"'")
+    git(repo, "config", "diff.evil.command", f"sh -c 'touch {marker}'")
+    git(repo, "config", "diff.external", f"sh -c 'touch {marker}'")
+    a = verified_work(repo, root, "ada", {"notes.txt": "agent's notes\n"})
+    d = mg.diff(repo, f"fleet/{a}", "main")
+    assert "+agent's notes" in d.patch
+    assert not marker.exists()
+    git(repo, "diff", "main", f"fleet/{a}")  # plain git runs it: the case is armed
+    assert marker.exists()
+
+
+def test_two_merges_into_one_repository_at_once_both_land(repo: Path, root: Path,
+                                                                         locks: Path) -> None:
+    a = verified_work(repo, root, "ada", {"a.txt": "a\n"})
+    b = verified_work(repo, root, "bob", {"b.txt": "b\n"})
+    plans = [mg.plan_merge("main", mg.candidates(repo, [(i, "verified")])) for i in (a, b)]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda p: mg.merge(repo, p, locks), plans))
+    assert {r.new for r in results} >= {rev(repo, "main")}
+    assert set(git(repo, "ls-tree", "--name-only", "main").split()) >= {"a.txt", "b.txt"}
+    assert (repo / "a.txt").exists()
+    assert (repo / "b.txt").exists()

@@ -270,3 +270,33 @@ def test_a_worktree_whose_git_link_was_rewritten_is_refused_given_its_repo(repo:
     with pytest.raises(WorktreeForeign):
         wt.commit_verified(made, aid, "s", "ada", repo=repo)
     assert git(decoy, "log", "--format=%s") == "initial\n"
+
+
+def test_an_ignored_file_in_the_way_of_the_branch_refuses_prepare_and_is_kept(repo: Path, root: Path) -> None:
+    commit_file(repo, ".gitignore", "out/\n")
+    made = Path(wt.ensure_worktree(repo, root, "ada").path)
+    wt.prepare_branch(made, new_id(), "main")
+    (made / "out").mkdir()
+    (made / "out" / "data.bin").write_text("the agent's build output\n")
+    (repo / "out").mkdir()  # the base starts tracking a file the worktree has as ignored
+    (repo / "out" / "data.bin").write_text("tracked now\n")
+    git(repo, "add", "-f", "out/data.bin")
+    git(repo, "commit", "-q", "-m", "track out/data.bin")
+    with pytest.raises(WorktreeDirty) as exc:
+        wt.prepare_branch(made, new_id(), "main")
+    assert exc.value.data["files"] == ["out/data.bin"]
+    assert (made / "out" / "data.bin").read_text() == "the agent's build output\n"
+
+
+def test_no_hook_of_the_repository_runs_when_worktrees_and_branches_are_made(repo: Path, root: Path,
+                                                                             tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    for name in ("post-checkout", "reference-transaction", "post-index-change"):
+        hook = repo / ".git" / "hooks" / name
+        hook.write_text(f"#!/bin/sh\necho {name} >> {marker}\n")
+        hook.chmod(0o755)
+    made = wt.ensure_worktree(repo, root, "ada").path
+    wt.prepare_branch(made, new_id(), "main")
+    assert not marker.exists()
+    git(repo, "checkout", "-q", "-b", "control")  # plain git runs them: the case is armed
+    assert marker.exists()

@@ -53,16 +53,15 @@ from .worktrees import (
     dirty_files,
     git_errors,
     list_entries,
+    named_list,
     open_repo,
+    paths_in_the_way,
 )
 
 #: How long a merge waits for another merge into the same repository before `merge_busy`.
 LOCK_WAIT: Final = 30.0
 #: Who fleet's merge commits are by (the assignments' own commits carry the agents as authors).
 MERGER: Final = ("fleet", "fleet@fleet.invalid")
-#: Files named in a conflict message; all go out in `files`.
-MAX_NAMED: Final = 10
-_IN_THE_WAY: Final = re.compile(r"'(.+?)' (?:would be overwritten|not uptodate)")
 _OID: Final = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})(?!\n)$")
 
 How = Literal["fast-forward", "merge", "already merged"]
@@ -238,7 +237,8 @@ def _merge_locked(r: Repo, plan: MergePlan) -> MergeResult:
         for path in checkouts:
             res = Git(path).run("read-tree", "-m", "-u", "-n", old, new, check=False)
             if res.returncode != 0:
-                _refuse_dirty_checkout(path, plan.base, _blocked(res.stderr) or ["(git refused: see `git status`)"])
+                blocked = paths_in_the_way(res.stderr) or ["(git refused: see `git status`)"]
+                _refuse_dirty_checkout(path, plan.base, blocked)
         ids = ", ".join(s.assignment_id for s in plan.steps)
         if g.run("update-ref", "-m", f"fleet merge {ids}", ref, new, old, check=False).returncode == 0:
             errors = []
@@ -269,8 +269,7 @@ def _combine(g: Git, old: str, plan: MergePlan) -> tuple[str, tuple[Merged, ...]
             files = sorted({f for f in fields[1:] if f})
             before = [m.assignment_id for m in done]
             after = f" after {', '.join(before)}" if before else ""
-            named = ", ".join(files[:MAX_NAMED]) + (f" and {len(files) - MAX_NAMED} more"
-                                                     if len(files) > MAX_NAMED else "")
+            named = named_list(files)
             raise MergeConflict(
                 f"{step.assignment_id} does not merge cleanly into {plan.base}{after}: {named}. Nothing was changed.",
                 hint="Assign the work again (a new assignment starts from the base's current tip), or merge the "
@@ -287,19 +286,11 @@ def _combine(g: Git, old: str, plan: MergePlan) -> tuple[str, tuple[Merged, ...]
 def _refuse_dirty_checkout(path: str, base: str, files: Sequence[str]) -> None:
     if not files:
         return
-    named = ", ".join(files[:MAX_NAMED]) + (f" and {len(files) - MAX_NAMED} more" if len(files) > MAX_NAMED else "")
+    named = named_list(files)
     raise BaseCheckedOutDirty(
         f"{base} is checked out in {path} with changes a merge would have to touch ({named}); nothing was changed.",
         hint=f"Commit or stash them there (`git -C {path} status`), or merge into another branch with --into.",
         worktree=path, files=list(files[:200]), base=base)
-
-
-def _blocked(stderr: str) -> list[str]:
-    """The paths git names as in the way: `'PATH' would be overwritten`, `Entry 'PATH' not uptodate`, or
-    indented lines after a 'would be overwritten' message."""
-    named = _IN_THE_WAY.findall(stderr)
-    indented = [line.strip() for line in stderr.splitlines() if line.startswith(("\t", "    "))]
-    return sorted(set(named + indented))
 
 
 def _tip(g: Git, rev: str) -> str | None:

@@ -55,6 +55,7 @@ BASE_NAME_RE: Final = re.compile(
     r"^(?!.*(?:\.\.|//|@\{|\.lock/|/\.))[A-Za-z0-9_][A-Za-z0-9._/+-]{0,199}(?<![./])(?<!\.lock)(?!\n)$")
 #: Files named in a `worktree_dirty` message; the rest are counted (all go out in `files`, up to 200).
 MAX_NAMED: Final = 10
+_IN_THE_WAY: Final = re.compile(r"'(.+?)' (?:would be overwritten|not uptodate)")
 #: A commit message's summary is cut here (the report's summary is bounded already; this is a guard).
 MAX_SUMMARY: Final = 4000
 
@@ -206,10 +207,10 @@ def prepare_branch(worktree: str | os.PathLike[str], assignment_id: str, base: s
             base_commit = fork.strip() if fork else base_tip
             if _head_ref(wt) != f"refs/heads/{branch}":
                 _refuse_dirty(g, wt, assignment_id)
-                g.run("checkout", "-q", "--no-overwrite-ignore", "--no-guess", branch, "--")
+                _checkout(g, wt, assignment_id, "--no-guess", branch, "--")
             return Prepared(branch, base_commit, resumed=True)
         _refuse_dirty(g, wt, assignment_id)
-        g.run("checkout", "-q", "--no-overwrite-ignore", "--no-track", "-b", branch, base_tip, "--")
+        _checkout(g, wt, assignment_id, "--no-track", "-b", branch, base_tip, "--")
         return Prepared(branch, base_tip, resumed=False)
 
 
@@ -343,6 +344,29 @@ def _refuse_dirty(g: Git, wt: str, assignment_id: str) -> None:
             "a clean one.",
             hint=f"Commit them to a branch or remove them (`git -C {wt} status` shows them); fleet stashes nothing.",
             worktree=wt, files=dirty[:200], count=len(dirty))
+
+
+def _checkout(g: Git, wt: str, assignment_id: str, *args: str) -> None:
+    """`git checkout`, which never overwrites a file, ignored ones included: one in the way is dirt."""
+    res = g.run("checkout", "-q", "--no-overwrite-ignore", *args, check=False)
+    if res.returncode == 0:
+        return
+    blocked = paths_in_the_way(res.stderr)
+    if not blocked:
+        raise gitrun.GitError(f"git checkout failed in {wt}: {res.stderr.strip()[-500:]}", res.returncode)
+    raise WorktreeDirty(
+        f"The worktree {wt} has files in the way of assignment {assignment_id}'s branch ({named_list(blocked)}), "
+        "ignored ones included.",
+        hint="Move or remove them (fleet deletes nothing), then assign again.",
+        worktree=wt, files=blocked[:200], count=len(blocked))
+
+
+def paths_in_the_way(stderr: str) -> list[str]:
+    """The paths git names as in the way of a checkout or a merge: `'PATH' would be overwritten`,
+    `Entry 'PATH' not uptodate`, or the indented lines after a 'would be overwritten' message."""
+    named = _IN_THE_WAY.findall(stderr)
+    indented = [line.strip() for line in stderr.splitlines() if line.startswith(("\t", "    "))]
+    return sorted(set(named + indented))
 
 
 def named_list(files: Sequence[str]) -> str:
