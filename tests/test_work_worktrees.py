@@ -300,3 +300,11 @@ def test_no_hook_of_the_repository_runs_when_worktrees_and_branches_are_made(rep
     assert not marker.exists()
     git(repo, "checkout", "-q", "-b", "control")  # plain git runs them: the case is armed
     assert marker.exists()
+
+
+def test_the_current_branch_is_the_default_base(repo: Path) -> None:
+    assert wt.current_branch(repo) == "main"
+    git(repo, "checkout", "-q", "-b", "release/2.0")
+    assert wt.current_branch(repo) == "release/2.0"
+    git(repo, "checkout", "-q", "--detach")
+    assert wt.current_branch(repo) is None

@@ -143,6 +143,16 @@ def open_repo(repo: str | os.PathLike[str]) -> Repo:
     return Repo(top=None if bare == "true" else os.path.dirname(common), common_dir=common)
 
 
+def current_branch(repo: str | os.PathLike[str]) -> str | None:
+    """The branch the repository's main work tree is on (what `base` defaults to when an agent is first
+    started), or None when it is detached, bare, or on a name fleet does not use as a base."""
+    r = open_repo(repo)
+    with git_errors():
+        ref = _head_ref(r.common_dir)
+    name = ref.removeprefix("refs/heads/") if ref and ref.startswith("refs/heads/") else None
+    return name if name is not None and BASE_NAME_RE.match(name) else None
+
+
 def ensure_worktree(repo: str | os.PathLike[str], root: str | os.PathLike[str], agent: str, *,
                     base: str | None = None) -> Worktree:
     """Make sure `agent` has a healthy worktree of `repo` at `<root>/<agent>`: reuse it, create it
