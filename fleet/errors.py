@@ -253,3 +253,100 @@ class ProjectConfigExposed(FleetError):
     Codex would load that folder's config (MCP servers run outside the sandbox): it refuses instead."""
 
     code = "project_config_exposed"
+
+
+# --- git worktrees and merges ---------------------------------------------------------------------
+
+
+class RepoInvalid(ConfigError):
+    """A `repo` that git cannot read as a repository with a work tree, or a base branch it lacks."""
+
+    code = "repo_invalid"
+
+
+class WorktreePlacement(ConfigError):
+    """An agent's worktree would lie inside the repository's own work tree (or hold it)."""
+
+    code = "worktree_placement"
+
+
+class WorktreeUnusable(FleetError):
+    """An agent's worktree exists but fleet can neither reuse nor repair it without risking work."""
+
+    code = "worktree_unusable"
+
+
+class WorktreeLocked(WorktreeUnusable):
+    """git reports the worktree locked (`git worktree lock`): someone asked that it be left alone."""
+
+    code = "worktree_locked"
+
+
+class WorktreeForeign(WorktreeUnusable):
+    """The agent's worktree path holds something else: a worktree of another repository, or files."""
+
+    code = "worktree_foreign"
+
+
+class WorktreeDirty(FleetError):
+    """The worktree has uncommitted or untracked files that are not the assignment's: fleet neither
+    stashes nor discards them. `files` names them."""
+
+    code = "worktree_dirty"
+
+
+class WorktreeOffBranch(FleetError):
+    """The worktree is not on the assignment's branch, so fleet will not commit its files to it."""
+
+    code = "worktree_off_branch"
+
+
+class BranchMissing(FleetError, LookupError):
+    """An assignment's branch (`fleet/<id>`) does not exist (pruned, or never prepared)."""
+
+    code = "branch_missing"
+
+
+class MergeNotVerified(FleetError):
+    """Only verified work is merged."""
+
+    code = "merge_not_verified"
+
+
+class MergeConflict(FleetError):
+    """The branches do not merge cleanly; `files` and `assignments` say where. Nothing changed."""
+
+    code = "merge_conflict"
+
+
+class MergeRaced(FleetError):
+    """The base branch moved while fleet merged (twice): nothing changed; merge again."""
+
+    code = "merge_raced"
+    retryable = True
+
+
+class MergeBusy(FleetError):
+    """Another merge into the same repository holds its lock."""
+
+    code = "merge_busy"
+    retryable = True
+
+
+class BaseCheckedOutDirty(FleetError):
+    """The base branch is checked out in a work tree with uncommitted changes (or files a merge
+    would overwrite): fleet would have to touch them to move the branch, so it does not merge."""
+
+    code = "base_checked_out_dirty"
+
+
+class UnmergedWork(FleetError):
+    """A prune would delete work that is not merged into the base (or is uncommitted)."""
+
+    code = "unmerged_work"
+
+
+class GitFailed(EnvironmentFault):
+    """git failed where fleet expected it to work (missing, timed out, a corrupt repository)."""
+
+    code = "git_failed"
