@@ -6,9 +6,11 @@ directory). Readers refuse symlinks (`O_NOFOLLOW`) so a planted link cannot redi
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -107,9 +109,6 @@ def flock_within(fd: int, wait: float, *, pause: float = 0.005, max_pause: float
     it exclusive between threads of one process as well as between processes, and closing the
     descriptor (or the holder dying) drops it. Polls from `pause`, doubling up to `max_pause`.
     """
-    import fcntl
-    import time
-
     deadline = time.monotonic() + max(0.0, wait)
     while True:
         try:

@@ -23,7 +23,7 @@ class LazyLogger:
 
     def _get(self) -> logging.Logger:
         if self._logger is None:
-            import logging
+            import logging  # noqa: PLC0415 (~4 ms: only when something is logged)
 
             self._logger = logging.getLogger(self.name)
         return self._logger

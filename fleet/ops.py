@@ -122,7 +122,7 @@ class Operation:
 
     @cached_property
     def validator(self) -> Any:
-        from jsonschema import Draft202012Validator
+        from jsonschema import Draft202012Validator  # noqa: PLC0415 (heavy: only to judge or explain what the fast check refused)
 
         return Draft202012Validator(self.input_schema)
 
@@ -140,7 +140,7 @@ class Operation:
                             operation=self.name, key=bad[0])
         if self.precheck(args):
             return args
-        from jsonschema.exceptions import relevance
+        from jsonschema.exceptions import relevance  # noqa: PLC0415 (heavy: only to judge or explain what the fast check refused)
 
         errors = sorted(self.validator.iter_errors(args), key=relevance, reverse=True)
         if errors:
@@ -328,7 +328,7 @@ def invoke(svc: Service, name: str, args: dict[str, Any]) -> dict[str, Any]:
     call = {**op.defaults, **args}
     if op.tier == "readonly":
         return _run(op, svc, call)
-    from .leases.rules import validate_caller_holder  # the lease store's own module: mutating calls load it anyway
+    from .leases.rules import validate_caller_holder  # noqa: PLC0415 (the lease store's own module: mutating calls load it anyway)
 
     validate_caller_holder(args.get("holder") or svc.holder)
     started = time.monotonic()

@@ -140,7 +140,7 @@ def hook_trust_hash(event: str, handler: dict[str, Any], matcher: str | None = N
     if matcher is not None and event in _MATCHER_EVENTS:
         obj["matcher"] = matcher
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    import hashlib  # ~5 ms, needed only when launching
+    import hashlib  # noqa: PLC0415 (~5 ms, needed only when launching)
 
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 

@@ -74,7 +74,7 @@ class RequestRecord(TypedDict):
 
 def text_sha(text: str) -> str:
     """Digest of a prompt as Codex records it (newlines normalized, ends stripped)."""
-    import hashlib  # ~5 ms at start-up, for sends only
+    import hashlib  # noqa: PLC0415 (~5 ms at start-up, for sends only)
 
     return hashlib.sha256(normalize(text).encode()).hexdigest()[:32]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import time
 from typing import Final, Literal, NamedTuple
 
 #: How long `terminate` waits for the process to exit after SIGTERM, before SIGKILL.
@@ -123,8 +124,6 @@ def terminate(proc: ProcessId, grace: float = TERM_GRACE) -> Outcome:
 def _terminate_by_pid(proc: ProcessId, grace: float) -> Outcome:
     """The same without a pidfd: the identity is checked right before each signal (a narrow race
     remains, which is why the pidfd path is preferred)."""
-    import time
-
     if proc.boot and proc.boot != boot_id():
         return "not_ours"
     for sig, outcome in ((signal.SIGTERM, "terminated"), (signal.SIGKILL, "killed")):

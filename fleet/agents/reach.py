@@ -19,6 +19,7 @@ from typing import Any, Final
 from fleet.config import AgentSpec
 
 from .codex import effective_sandbox, flag_values
+from .writable import agent_roots
 
 #: Flags that pick settings fleet does not read (profiles): it cannot say the network is off.
 _UNREAD_FLAGS: Final = ("-p", "--profile", "-P", "--permission-profile")
@@ -63,8 +64,6 @@ def connect_reason(spec: AgentSpec, user: dict[str, Any]) -> str | None:
 def writable_roots(spec: AgentSpec) -> list[Path]:
     """Where this agent's sandbox lets it write (`fleet.agents.writable`, the one reading of the
     agent's sandbox settings): `/` under full access."""
-    from .writable import agent_roots
-
     roots = agent_roots(spec)
     return [Path("/")] if roots.full_access else list(roots.roots)
 

@@ -109,7 +109,7 @@ def stop_many(ob: Observer, specs: list[AgentSpec]) -> list[StopResult]:
 
     if len(specs) <= 1:
         return [one(s) for s in specs]
-    from concurrent.futures import ThreadPoolExecutor  # ~4 ms with logging: only when needed
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 (~4 ms with logging: only when needed)
 
     with ThreadPoolExecutor(max_workers=min(len(specs), STOP_WORKERS), thread_name_prefix="fleet-stop") as pool:
         return list(pool.map(one, specs))

@@ -32,10 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import fleet
 from fleet.config import AgentSpec, FleetConfig, Sandbox
+from fleet.config.trust import store_path
 from fleet.errors import CodexMissing
 
-from .codex import effective_sandbox, flag_values, user_config
+from .codex import effective_sandbox, flag_values, resolve_binary, user_config
 
 _WIDTH: Final[dict[str, int]] = {"read-only": 0, "workspace-write": 1, "danger-full-access": 2}
 _WSW: Final = "sandbox_workspace_write"
@@ -182,11 +184,6 @@ def _real(path: Path) -> Path:
 
 def protected_paths(config: FleetConfig) -> list[tuple[str, Path, bool]]:
     """What no sandboxed agent may write: (what, resolved path, is a directory)."""
-    import fleet
-    from fleet.config.trust import store_path
-
-    from .codex import resolve_binary
-
     items: list[tuple[str, Path, bool]] = [
         ("the state dir", config.state_dir, True),
         ("the config", config.path, False),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple
@@ -26,6 +27,7 @@ from fleet.errors import ConfigError, ConfigNotFound, UnknownAgent
 from fleet.schemacheck import compile_check
 from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, FLEET_NAME
 
+from .trust import check_trusted
 from .watchdog import Policy, parse_policy
 
 MAX_AGENTS: Final = 100
@@ -157,8 +159,6 @@ def tmux_socket(name: str, state_dir: Path) -> str:
     otherwise share one server, and each would see the other's sessions as its own agents. Two
     configs with the same name and the same state dir are one fleet, and share it on purpose.
     """
-    import zlib
-
     return f"fleet-{name}-{zlib.crc32(str(state_dir).encode()):08x}"
 
 
@@ -228,8 +228,6 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> FleetConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}.", hint="Check the file's permissions.") from exc
     if location.source not in TRUSTED_SOURCES:
-        from .trust import check_trusted
-
         check_trusted(path, data)
     try:
         raw = tomllib.loads(data.decode("utf-8"))
@@ -255,7 +253,7 @@ def describe(path: Path) -> dict[str, Any]:
 
 
 def _validator() -> Any:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator  # noqa: PLC0415 (heavy: only to judge or explain what the fast check refused)
 
     return Draft202012Validator(SCHEMA)
 
@@ -266,7 +264,7 @@ _PRECHECK: Final = compile_check(SCHEMA)
 
 
 def _errors(raw: dict[str, Any]) -> list[Any]:
-    from jsonschema.exceptions import relevance
+    from jsonschema.exceptions import relevance  # noqa: PLC0415 (heavy: only to judge or explain what the fast check refused)
 
     return sorted(_validator().iter_errors(raw), key=relevance, reverse=True)
 

@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final, Literal, NoReturn, cast
 
+from fleet.durations import parse_duration
 from fleet.errors import ConfigError, InvalidInput
+from fleet.schemacheck import compile_check
 from fleet.shellwords import split_command
 from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE
 
@@ -185,7 +187,7 @@ class Policy:
 
 @cache
 def _validator() -> Any:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator  # noqa: PLC0415 (heavy: only to judge or explain what the fast check refused)
 
     Draft202012Validator.check_schema(POLICY_SCHEMA)
     return Draft202012Validator(POLICY_SCHEMA)
@@ -194,13 +196,11 @@ def _validator() -> Any:
 @cache
 def _precheck() -> Any:
     """A valid table passes this without importing jsonschema (see `fleet.schemacheck`)."""
-    from fleet.schemacheck import compile_check
-
     return compile_check(POLICY_SCHEMA)
 
 
 def _errors(raw: Mapping[str, Any]) -> list[Any]:
-    from jsonschema.exceptions import relevance
+    from jsonschema.exceptions import relevance  # noqa: PLC0415 (heavy: only to judge or explain what the fast check refused)
 
     return sorted(_validator().iter_errors(dict(raw)), key=relevance, reverse=True)
 
@@ -282,8 +282,6 @@ def _approval(tbl: Mapping[str, Any], source: str, where: str) -> ApprovalPolicy
 
 def _duration(text: str, source: str, key: str) -> float:
     """`fleet.durations`' grammar and limits, with its reason in a config error naming `key`."""
-    from fleet.durations import parse_duration
-
     try:
         return parse_duration(text, what=key)
     except InvalidInput as exc:

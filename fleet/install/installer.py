@@ -28,6 +28,7 @@ from filelock import FileLock
 from platformdirs import user_data_dir
 
 from fleet import __version__
+from fleet.agents.codex import resolve_binary
 from fleet.errors import FleetError, PluginCommandFailed
 from fleet.install.bundle import (
     MARKETPLACE_NAME,
@@ -94,8 +95,6 @@ def default_marketplace_dir() -> Path:
 
 
 def _codex(codex: str) -> Path:
-    from fleet.agents.codex import resolve_binary
-
     return resolve_binary(codex)
 
 

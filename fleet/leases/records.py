@@ -204,7 +204,7 @@ def write_record(paths: RecordPaths, obj: dict[str, Any]) -> None:
 
 @functools.cache
 def _renameat2() -> Any:
-    import ctypes  # ~3 ms; only writers need it
+    import ctypes  # noqa: PLC0415 (~3 ms; only writers need it)
 
     try:
         fn = ctypes.CDLL(None, use_errno=True).renameat2
@@ -223,7 +223,7 @@ def _exchange(a: Path, b: Path) -> bool:
         return False
     if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
         return True
-    import ctypes
+    import ctypes  # noqa: PLC0415 (as above)
 
     err = ctypes.get_errno()
     if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):

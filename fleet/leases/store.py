@@ -123,7 +123,7 @@ class LeaseStore(LeaseFiles):
                     )
                     raise
                 retry_after = float(refusal.data.get("retry_after", BACKOFF_CAP))
-                import random  # ~3 ms at start-up, for a contended claim only
+                import random  # noqa: PLC0415 (~3 ms at start-up, for a contended claim only)
 
                 delay = min(random.uniform(backoff / 2, backoff), max(retry_after, 0.001), remaining)
             self._sleep_until_changed(self._paths(agent).record, delay)

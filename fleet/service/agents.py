@@ -11,7 +11,12 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 from fleet.agents.oplock import OP_WAIT
-from fleet.errors import AgentBusy, AgentNotRunning, FleetError
+from fleet.agents.text import normalize
+from fleet.agents.writable import exposure_hint, exposures, fleet_roots
+from fleet.errors import AgentBusy, AgentNotRunning, ControlPlaneExposed, FleetError
+from fleet.prompttext import check_text
+from fleet.watchdog import policyfile
+from fleet.work.records import request_sha
 
 from .core import Service
 from .install import ensure_lead_plugin
@@ -120,9 +125,6 @@ def refuse_exposed_control_plane(svc: Service) -> None:
     """Refuse to start anything while fleet's own files (state dir, Codex homes, config, install,
     Codex binary, trust store) lie inside the writable roots of a configured agent that is not
     full-access (`fleet.agents.writable`): that agent could forge what fleet acts on."""
-    from fleet.agents.writable import exposure_hint, exposures
-    from fleet.errors import ControlPlaneExposed
-
     found = exposures(svc.config)
     if found:
         first = found[0].sentence()
@@ -134,9 +136,6 @@ def refuse_exposed_control_plane(svc: Service) -> None:
 
 def _sync_approve_policy(svc: Service, specs: list[AgentSpec]) -> None:
     """Give each agent's approval hook the current `[watchdog] approve` policy before it starts."""
-    from fleet.agents.writable import fleet_roots
-    from fleet.watchdog import policyfile
-
     approve = svc.config.watchdog.approve
     policyfile.sync_agents(((svc.runtime.agent_dir(spec.name), spec.cwd) for spec in specs), approve,
                            create=True, roots=fleet_roots(svc.config) if approve else ())
@@ -174,9 +173,6 @@ def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_i
     durable index (scope `send:<agent>`): a retry answers with the first receipt (`duplicate`)
     without typing; the same id with another text is `request_id_conflict`. If the first call typed
     but got no receipt, the retry falls back to the journal, which finds a late receipt or sends."""
-    from fleet.agents.text import normalize
-    from fleet.prompttext import check_text
-
     spec = svc.config.agent(agent)
     if request_id is None:
         with svc.leased([spec], holder, token, operation="send", bound=timeout):
@@ -201,8 +197,6 @@ def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_i
 
 
 def _sha(key: dict[str, Any]) -> str:
-    from fleet.work.records import request_sha
-
     return request_sha(key)
 
 

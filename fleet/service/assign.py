@@ -99,7 +99,7 @@ def _created(a: Assignment, duplicate: bool, **extra: Any) -> dict[str, Any]:
 def _inventories(specs: Sequence[AgentSpec], needed: bool) -> dict[str, Inventory]:
     """Each agent's skills, scanned only when the work names a skill (a scan reads every SKILL.md)."""
     if not needed:
-        from fleet.work.skills import Inventory  # PyYAML: loaded only by a process that routes work
+        from fleet.work.skills import Inventory  # noqa: PLC0415 (PyYAML: loaded only by a process that routes work)
 
         return {s.name: Inventory(()) for s in specs}
     return {s.name: inventory(s) for s in specs}

@@ -8,11 +8,15 @@ result has one `fleet.install.HomeStatus` per home). The plugin is optional, so 
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
 from typing import Any
 
+from fleet.agents.codex import resolve_binary
+from fleet.agents.tmux import tmux_binary
+from fleet.agents.writable import exposure_hint, exposures
 from fleet.config import CONFIG_WHY, FleetConfig, find_config, load_config
 from fleet.errors import FleetError, StateDirError
 from fleet.fsutil import ensure_dir
@@ -36,8 +40,6 @@ def _version(argv: list[str]) -> str | None:
 
 def _placement_check(config: FleetConfig) -> dict[str, Any]:
     """Are fleet's own files out of every sandboxed agent's reach? (`fleet.agents.writable`)"""
-    from fleet.agents.writable import exposure_hint, exposures
-
     found = exposures(config)
     detail = "; ".join(e.sentence() for e in found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
     return _check("control plane", not found, detail or "state dir, homes, config and fleet's install are "
@@ -45,9 +47,6 @@ def _placement_check(config: FleetConfig) -> dict[str, Any]:
 
 
 def fleet_doctor(svc: Service) -> dict[str, Any]:
-    from fleet.agents.codex import resolve_binary
-    from fleet.agents.tmux import tmux_binary
-
     checks = [_check("python", sys.version_info >= (3, 11), sys.version.split()[0], "fleet needs Python 3.11+.")]
     try:
         tmux = tmux_binary()
@@ -101,8 +100,6 @@ def tmux_server_check(svc: Service) -> dict[str, Any]:
     """Where the fleet's tmux server listens and who can reach it. A socket directory that is not the
     user's own 0700 directory fails; agents that can connect (network or full access) or that can
     write the socket's directory are warnings (`warnings`), never a failure: the user chose them."""
-    import stat
-
     try:
         tmux = svc.runtime.tmux
     except FleetError as exc:

@@ -35,7 +35,10 @@ from typing import Any, Final
 from fleet import audit
 from fleet.errors import LedgerBusy
 from fleet.fsutil import ensure_dir
+from fleet.watchdog.tickstate import tick_lock
 from fleet.work import schema
+from fleet.work.ledger import DB_NAME, Ledger
+from fleet.work.salvage import fault, readable_tables, salvage, sequence
 
 from .core import Service
 
@@ -49,10 +52,6 @@ SIDE_FILES: Final = ("", "-wal", "-shm")
 
 
 def ledger_repair(svc: Service, *, holder: str | None = None) -> dict[str, Any]:
-    from fleet.watchdog.tickstate import tick_lock
-    from fleet.work.ledger import DB_NAME
-    from fleet.work.salvage import fault
-
     caller = svc.holder_for(holder)
     state_dir = svc.config.state_dir
     svc.close()  # this process's own connection must not hold the old file
@@ -95,9 +94,6 @@ def _move_aside(path: Path, name: str) -> list[str]:
 def _rebuild(old_path: Path, scratch: Path, caller: str, problem: str) -> dict[str, Any]:
     """Salvage `old_path` (through a scratch copy, so the kept file is never written) into a new
     ledger at `scratch/new/fleet.db`; returns what was salvaged and lost."""
-    from fleet.work.ledger import Ledger
-    from fleet.work.salvage import readable_tables, salvage, sequence
-
     copy = scratch / "old.db"
     for suffix in ("", "-wal"):
         src = old_path.with_name(old_path.name + suffix)

@@ -62,7 +62,7 @@ def plugins_enabled(spec: AgentSpec) -> bool | None:
 
 def inventory(spec: AgentSpec) -> Inventory:
     """The agent's skills as its Codex would load them (reads its homes and cwd; YAML loads here)."""
-    from fleet.work.skills import agent_home, scan_skills  # PyYAML: only when a skill is named
+    from fleet.work.skills import agent_home, scan_skills  # noqa: PLC0415 (PyYAML: only when a skill is named)
 
     home = spec.env.get("HOME")
     return scan_skills(spec.home, spec.cwd, agent_home({"HOME": home} if home else None),

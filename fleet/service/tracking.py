@@ -32,14 +32,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from fleet.agents.codex import effective_sandbox, read_rollout, sandbox_argv
+from fleet.agents.journal import PREVIOUS, READ_MAX
+from fleet.agents.state import read_journal, turn_end_event
+from fleet.agents.writable import agent_roots
 from fleet.config import AgentSpec
 from fleet.errors import FleetError, StateConflict
+from fleet.fsutil import read_jsonl_tail
 from fleet.vocab import assignment_holder
+from fleet.watchdog.store import will_restart
+from fleet.work.checks import FULL_ACCESS_NOTE, Sandbox, check_env, not_run, run_checks, stricter
+from fleet.work.ledger import MAX_LIST
 from fleet.work.progress import next_step, read_progress
 from fleet.work.records import Assignment, Event
 from fleet.work.report import validate_report
+from fleet.work.verify import Snapshot, SnapshotError, changed_files, snapshot, verdict
 
 from .core import Service
 from .delivery import DEADLINE_GRACE, end_context, fail
@@ -73,18 +83,10 @@ class _Agents:
         """The agent's journal, with the end of its open turn folded in from Codex's rollout when the
         journal has none yet (a turn that failed, or whose Stop hook did not run), as status does."""
         if agent not in self._journals:
-            from pathlib import Path
-
-            from fleet.agents.codex import read_rollout
-            from fleet.agents.state import read_journal, turn_end_event
-
             events = self.svc.runtime.events(agent)
             if any(ev.get("event") == "compacted" for ev in events):
                 # Compaction keeps only the last turn; an open assignment's earlier facts (a denial
                 # not yet copied, an earlier turn's end) are in the previous generation.
-                from fleet.agents.journal import PREVIOUS, READ_MAX
-                from fleet.fsutil import read_jsonl_tail
-
                 older = read_jsonl_tail(self.svc.runtime.agent_dir(agent) / PREVIOUS, READ_MAX)
                 events = [*older, *events]
             folded = read_journal(events)
@@ -117,8 +119,6 @@ class _Agents:
 
     def _watchdog_restarts(self, agent: str) -> bool:
         if agent not in self._restarts:  # one ledger read per agent and call
-            from fleet.watchdog.store import will_restart
-
             self._restarts[agent] = will_restart(self.svc.ledger.path, agent, self.svc.config.watchdog.every,
                                                  time.time())
         return self._restarts[agent]
@@ -128,8 +128,6 @@ def reconcile(svc: Service, agents: list[str] | None = None) -> list[dict[str, A
     """Advance every open assignment (of `agents`, or all) as far as Codex's signals allow; return
     the transitions this call made (`{"assignment", "agent", "from", "to", ...}`). An assignment's
     checks run in a detached verifier process, or in this one if `svc.background_checks` is off."""
-    from fleet.work.ledger import MAX_LIST
-
     ledger = svc.ledger
     rows = ledger.assignments(open_only=True, limit=MAX_LIST)
     if agents is not None:
@@ -288,8 +286,6 @@ def verify(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
     """The verification of a reported assignment: what changed in the cwd since the baseline, the
     checks' results, the verdict and its reasons. Never raises for the work's content: a baseline
     or snapshot that cannot be read rejects, saying why."""
-    from fleet.work.verify import Snapshot, SnapshotError, changed_files, snapshot, verdict
-
     report, _ = validate_report(a.report)
     mode = "unknown"
     denied = [e.details for e in svc.ledger.events_for(a.id) if e.kind == "scope_denied"]
@@ -321,10 +317,6 @@ def _run_sandboxed(cmds: Sequence[str], cwd: str, spec: AgentSpec, sent_under: s
     `check_env` builds: the agent's settings now, in the stricter of its mode now and `sent_under`
     (its mode at send) when the config changed in between. When no sandbox can be had, none runs
     and each fails saying why."""
-    from fleet.agents.codex import effective_sandbox, sandbox_argv
-    from fleet.agents.writable import agent_roots
-    from fleet.work.checks import Sandbox, check_env, not_run, run_checks, stricter
-
     if not cmds:
         return []
     mode = stricter(effective_sandbox(spec), sent_under)
@@ -340,8 +332,6 @@ def _run_sandboxed(cmds: Sequence[str], cwd: str, spec: AgentSpec, sent_under: s
 def _record_sandbox(result: dict[str, Any], mode: str) -> None:
     """Put the sandbox the work was done under in the verification; say what a verdict on
     full-access work is worth (a check that never ran in a sandbox is the verdict's own reason)."""
-    from fleet.work.checks import FULL_ACCESS_NOTE
-
     result["sandbox"] = mode
     if mode == "danger-full-access":
         result["notes"] = [*result.get("notes", []), FULL_ACCESS_NOTE]

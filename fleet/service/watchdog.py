@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Final, Literal
 
+from fleet.agents.approvals import pending, write_answer
+from fleet.agents.observe import wait_until
 from fleet.errors import FleetError
+from fleet.service.tick import run_tick
+from fleet.watchdog import systemd
+from fleet.watchdog.store import WatchdogStore
 
 from .core import Service
 
@@ -28,15 +33,10 @@ class ApprovalNotHeld(FleetError):
 
 
 def watchdog_tick(svc: Service, *, dry_run: bool) -> dict[str, Any]:
-    from fleet.service.tick import run_tick
-
     return dict(run_tick(svc, dry_run=dry_run))
 
 
 def watchdog_status(svc: Service, *, ticks: int) -> dict[str, Any]:
-    from fleet.watchdog import systemd
-    from fleet.watchdog.store import WatchdogStore
-
     timer = systemd.status(fleet=svc.config.name)
     with WatchdogStore(svc.ledger.path) as store:
         last = store.ticks(1)
@@ -67,9 +67,6 @@ def agent_deny(svc: Service, *, agent: str, message: str, holder: str | None = N
 
 def _answer(svc: Service, agent: str, decision: Literal["allow", "deny"], message: str, holder: str | None,
             token: int | None) -> dict[str, Any]:
-    from fleet.agents.approvals import pending, write_answer
-    from fleet.agents.observe import wait_until
-
     spec = svc.config.agent(agent)
     rt = svc.runtime
     who = svc.holder_for(holder)
