@@ -24,7 +24,7 @@ from fleet.errors import AgentNotRunning
 from fleet.fsutil import ensure_dir
 
 from . import codex, journal, reach
-from .rollout import RateLimits
+from .rollout import RateLimits, RolloutFacts
 from .state import (
     Journal,
     LastTurn,
@@ -69,6 +69,21 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         interval = min(interval * 1.5, 0.1)
 
 
+def rollout_turn_end(j: Journal, now: float) -> tuple[dict[str, Any] | None, RolloutFacts | None]:
+    """The end of `j`'s open turn as Codex wrote it to the rollout (a turn that failed, or whose Stop
+    hook did not run, has no end in the journal), as a journal event timed no earlier than the turn's
+    start; None while the rollout has none. Also what the rollout's tail gave (None: not read)."""
+    if not (j.open_turn and j.transcript):
+        return None, None
+    found = codex.read_rollout(Path(j.transcript))
+    end = found.ends.get(j.open_turn)
+    if end is None:
+        return None, found
+    event = turn_end_event(end)
+    event["time"] = round(max(end.at or now, j.open_turn_at or 0.0), 3)
+    return event, found
+
+
 @dataclass
 class Observer:
     """One fleet's agents as seen from its state dir and its tmux server (built once per `Service`)."""
@@ -109,17 +124,14 @@ class Observer:
         now = time.time() if now is None else now
         events = self.events(spec.name) if events is None else events
         j = read_journal(events)
-        if j.open_turn and j.transcript and pane is not None and not pane.dead:
-            found = codex.read_rollout(Path(j.transcript))
-            end = found.ends.get(j.open_turn)
-            if end is not None:
-                event = turn_end_event(end)
-                event["time"] = round(max(end.at or now, j.open_turn_at or 0.0), 3)
+        if pane is not None and not pane.dead:
+            event, found = rollout_turn_end(j, now)
+            if event is not None:
                 j = read_journal([*events, event])
                 if settle:
                     ensure_dir(self.agent_dir(spec.name))
                     journal.append(self.agent_dir(spec.name), event)
-            elif found.rate_limits is not None and found.rate_limits != j.rate_limits:
+            elif found is not None and found.rate_limits is not None and found.rate_limits != j.rate_limits:
                 j = j._replace(rate_limits=found.rate_limits, rate_limits_at=now)
         screen = self.tmux.capture(spec.name) if needs_screen(pane, j) else None
         return classify(Observation(pane, j, screen, now)), j

@@ -32,12 +32,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from fleet.agents.codex import effective_sandbox, read_rollout, sandbox_argv
+from fleet.agents.codex import effective_sandbox, sandbox_argv
 from fleet.agents.journal import PREVIOUS, READ_MAX
-from fleet.agents.state import read_journal, turn_end_event
+from fleet.agents.observe import rollout_turn_end
+from fleet.agents.state import read_journal
 from fleet.agents.writable import agent_roots
 from fleet.config import AgentSpec
 from fleet.errors import FleetError, StateConflict
@@ -89,11 +89,9 @@ class _Agents:
                 # not yet copied, an earlier turn's end) are in the previous generation.
                 older = read_jsonl_tail(self.svc.runtime.agent_dir(agent) / PREVIOUS, READ_MAX)
                 events = [*older, *events]
-            folded = read_journal(events)
-            if folded.open_turn and folded.transcript:
-                end = read_rollout(Path(folded.transcript)).ends.get(folded.open_turn)
-                if end is not None:
-                    events = [*events, turn_end_event(end)]
+            end, _ = rollout_turn_end(read_journal(events), time.time())
+            if end is not None:
+                events = [*events, end]
             self._journals[agent] = events
         return self._journals[agent]
 
