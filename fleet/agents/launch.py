@@ -234,17 +234,10 @@ def _start_failed(ob: Observer, spec: AgentSpec, verdict: Verdict | None) -> Sta
                        hint=hint, agent=name, screen=screen)
 
 
-def restart(ob: Observer, spec: AgentSpec, session_id: str | None, timeout: float = START_TIMEOUT) -> dict[str, Any]:
-    """Restart the agent in its existing tmux session with `codex resume <session_id>` (a fresh
-    Codex when no session is known yet), killing whatever runs there, and wait until it is ready.
-    Refuses a stopped agent: a restart never creates a session (or a tmux server). The service
-    layer, which installs a lead's plugin after `prepare`, runs the same three steps itself."""
-    pane = session_to_restart(ob, spec)
-    return respawn(ob, spec, pane, prepare(ob, spec, resume=session_id), session_id, timeout)
-
-
 def session_to_restart(ob: Observer, spec: AgentSpec) -> PaneFacts:
-    """The agent's pane, which `respawn` replaces; `agent_not_running` when it has no session."""
+    """The agent's pane, which `respawn` replaces; `agent_not_running` when it has no session. A
+    restart is `session_to_restart`, `prepare(..., resume=session_id)`, `respawn`: the service layer
+    runs the three (`fleet.service.agents.restart_agent`), a lead's plugin ensured in between."""
     pane = ob.tmux.panes().get(spec.name)
     if pane is None:
         raise AgentNotRunning(f"Agent {spec.name!r} has no session to restart (it is stopped).",

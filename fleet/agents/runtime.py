@@ -64,11 +64,6 @@ class Runtime(Observer):
 
         return launch.await_ready(self, spec, launch.START_TIMEOUT if timeout is None else timeout)
 
-    def restart(self, spec: AgentSpec, session_id: str | None, timeout: float | None = None) -> dict[str, Any]:
-        from . import launch
-
-        return launch.restart(self, spec, session_id, launch.START_TIMEOUT if timeout is None else timeout)
-
     def session_to_restart(self, spec: AgentSpec) -> PaneFacts:
         from . import launch
 

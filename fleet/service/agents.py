@@ -112,7 +112,7 @@ def _start_many(svc: Service, specs: list[AgentSpec], deadline: float) -> dict[s
 
 
 def restart_agent(svc: Service, spec: AgentSpec, session_id: str | None) -> dict[str, Any]:
-    """Restart an agent in its session with `codex resume <session_id>` (`Runtime.restart`), a lead
+    """Restart an agent in its session with `codex resume <session_id>`, a lead
     with fleet's plugin ensured in its home first. The caller holds the agent's lease."""
     rt = svc.runtime
     pane = rt.session_to_restart(spec)

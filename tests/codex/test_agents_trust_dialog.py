@@ -20,6 +20,8 @@ from mockmodel import MockServer, Step, codex_offline_args
 
 from fleet.agents.runtime import Runtime
 from fleet.config import load_config
+from fleet.service import Service
+from fleet.service.agents import restart_agent
 
 
 def _git_init(path: Path) -> None:
@@ -101,8 +103,8 @@ def test_an_agent_in_a_git_repository_resumes_its_session_past_the_trust_dialog(
     f.json("up")
     first = f.json("send", "agent-1", "first")
     wait_until(lambda: f.status("agent-1")["last_turn"]["outcome"] == "completed", 20)
-    cfg = load_config(str(f.path))
-    restarted = Runtime(cfg).restart(cfg.agent("agent-1"), first["session_id"])
+    svc = Service(config_path=str(f.path), surface="cli")
+    restarted = restart_agent(svc, svc.config.agent("agent-1"), first["session_id"])
     assert restarted["state"] == "idle"
     second = f.json("send", "agent-1", "second")
     assert second["session_id"] == first["session_id"]
