@@ -104,30 +104,32 @@ def test_in_a_terminal_it_shows_the_file_and_writes_only_on_yes(repo: Path) -> N
     import pty
 
     def run(answer: bytes) -> str:
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: fleet in the repo, stdin and stdout on the terminal
-            try:
-                os.chdir(repo)
-                os.execv(sys.executable, [sys.executable, "-m", "fleet", "init", "--agents", "1"])
-            finally:
-                os._exit(127)
+        fd, tty = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "fleet", "init", "--agents", "1"], cwd=repo,
+                                stdin=tty, stdout=tty, stderr=tty, start_new_session=True)
+        os.close(tty)
         out = b""
-        while b"Write it?" not in out:
-            try:
-                out += os.read(fd, 4096)
-            except OSError:  # the terminal closed: fleet exited without asking
-                pytest.fail(f"fleet init never asked: {out.decode(errors='replace')}")
-        os.write(fd, answer)
-        while True:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        os.waitpid(pid, 0)
-        os.close(fd)
+        try:
+            while b"Write it?" not in out:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:  # the terminal closed: fleet exited without asking
+                    pytest.fail(f"fleet init never asked: {out.decode(errors='replace')}")
+            os.write(fd, answer)
+            while True:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO once fleet exited and closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            proc.wait(timeout=30)
+        finally:
+            os.close(fd)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         return out.decode()
 
     shown = run(b"n\n")
