@@ -18,12 +18,13 @@ from typing import Any
 
 import typer
 
-from . import agents, install, leases, mcp, trust, watchdog, work
+from . import agents, init, install, leases, mcp, trust, watchdog, work
 from .base import app, report, state
 from .params import PlainCommand, PlainGroup, usage_error
 
 #: Every top-level command, in the order `fleet --help` lists them.
 COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
+    ("init", init.init_cmd),
     ("status", agents.status_cmd),
     ("up", agents.up_cmd),
     ("down", agents.down_cmd),

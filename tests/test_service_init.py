@@ -1,0 +1,152 @@
+"""`fleet init`'s logic (`fleet.service.init`): roles and names, the rendered config that config
+loading accepts for any fleet size and roles, and the checks made before anything is written."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fleet.config import MAX_AGENTS, parse_config
+from fleet.errors import CodexHomeMissing, ControlPlaneExposed, InvalidInput
+from fleet.service.init import (
+    ROLES,
+    ConfigExists,
+    PlannedAgent,
+    agent_names,
+    agent_roles,
+    fleet_name,
+    plan_init,
+    render,
+    toml_str,
+    write_init,
+)
+from fleet.vocab import AGENT_NAME, FLEET_NAME
+
+roles_st = st.lists(st.sampled_from(ROLES), min_size=1, max_size=MAX_AGENTS)
+
+
+def test_no_role_makes_explorers_one_role_applies_to_all_and_one_per_agent_goes_in_order() -> None:
+    assert agent_roles(3, []) == ["explorer"] * 3
+    assert agent_roles(2, ["worker"]) == ["worker", "worker"]
+    assert agent_roles(3, ["lead", "worker", "explorer"]) == ["lead", "worker", "explorer"]
+
+
+@pytest.mark.parametrize(("count", "roles"), [(0, []), (MAX_AGENTS + 1, []), (3, ["worker", "lead"]),
+                                              (1, ["boss"])])
+def test_a_bad_count_or_role_list_is_invalid_input(count: int, roles: list[str]) -> None:
+    with pytest.raises(InvalidInput):
+        agent_roles(count, roles)
+
+
+def test_names_count_per_role_and_a_single_lead_is_lead() -> None:
+    assert agent_names(["worker", "explorer", "worker", "lead"]) == ["worker-1", "explorer-1", "worker-2", "lead"]
+    assert agent_names(["lead", "lead"]) == ["lead-1", "lead-2"]
+
+
+@given(st.text(max_size=80))
+def test_any_directory_name_gives_a_valid_fleet_name(name: str) -> None:
+    assert re.match(FLEET_NAME, fleet_name(Path("/x") / name.replace("/", "_").replace("\0", "")))
+
+
+#: Config loading expands `$VARS` in paths, so a directory whose name holds a `$` is left out.
+@given(roles_st, st.text(min_size=1, max_size=40).filter(lambda s: "\0" not in s and "$" not in s))
+def test_any_fleet_size_roles_and_cwd_render_a_config_that_loading_accepts(roles: list[str], odd: str) -> None:
+    names = agent_names(roles)
+    assert len(set(names)) == len(names)
+    assert all(re.match(AGENT_NAME, n) for n in names)
+    home = Path.home()  # what `~` expands to when the config is loaded
+    cwd = Path("/srv") / odd.replace("/", "_")
+    agents = [PlannedAgent(n, r, home / f".codex-p-{n}", cwd, False) for n, r in zip(names, roles, strict=True)]
+    text = render("p", home / ".local/state/fleet/p", agents, home)
+    config = parse_config(tomllib.loads(text), Path("/etc/fleet.toml"))
+    assert list(config.agents) == names
+    assert [a.role for a in config.agents.values()] == roles
+    assert all(a.cwd == cwd and a.home == home / f".codex-p-{a.name}" for a in config.agents.values())
+
+
+@given(st.text(max_size=60))
+def test_toml_strings_read_back_as_written(text: str) -> None:
+    assert tomllib.loads(f"v = {toml_str(text)}")["v"] == text
+
+
+def test_paths_under_home_are_written_with_a_tilde() -> None:
+    home = Path("/home/u")
+    text = render("p", home / ".local/state/fleet/p", [PlannedAgent("w", "worker", home / ".codex-p-w",
+                                                                   Path("/srv/r"), False)], home)
+    assert 'state_dir = "~/.local/state/fleet/p"' in text
+    assert 'home = "~/.codex-p-w"' in text
+
+
+# ---- the checks before writing (real files in a temp HOME) ----------------------------------------
+
+@pytest.fixture
+def off_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A HOME outside /tmp: a workspace-write agent writes /tmp, so under tmp_path every worker would
+    expose the homes and the state dir (which is what `test_a_home_under_tmp_...` shows)."""
+    root = Path(tempfile.mkdtemp(prefix="fleet-init-", dir="/var/tmp"))
+    (root / "home").mkdir()
+    (root / "repo").mkdir()
+    monkeypatch.setenv("HOME", str(root / "home"))
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.delenv("TMPDIR", raising=False)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_an_existing_file_is_refused_before_anything_else(tmp_path: Path) -> None:
+    (tmp_path / "fleet.toml").write_text("mine\n")
+    with pytest.raises(ConfigExists) as err:
+        plan_init(agents=1, roles=[], repo=str(tmp_path), path=str(tmp_path / "fleet.toml"))
+    assert err.value.code == "config_exists"
+    assert (tmp_path / "fleet.toml").read_text() == "mine\n"
+
+
+def test_a_worker_whose_cwd_holds_the_config_is_refused_as_doctor_would(off_tmp: Path) -> None:
+    repo = off_tmp / "repo"
+    with pytest.raises(ControlPlaneExposed) as err:
+        plan_init(agents=1, roles=["worker"], repo=str(repo), path=str(repo / "fleet.toml"))
+    assert "the config" in err.value.message
+    assert not (repo / "fleet.toml").exists()
+
+
+def test_a_home_under_tmp_is_refused_for_a_worker(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    with pytest.raises(ControlPlaneExposed):
+        plan_init(agents=1, roles=["worker"], repo=str(tmp_path / "repo"), path=str(tmp_path / "f.toml"))
+
+
+def test_a_worker_fleet_with_its_config_elsewhere_is_written_trusted_and_loads(off_tmp: Path) -> None:
+    from fleet.config import load_config
+
+    target = off_tmp / "home" / ".config" / "fleet" / "fleet.toml"
+    plan = plan_init(agents=2, roles=["worker", "lead"], repo=str(off_tmp / "repo"), path=str(target))
+    result = write_init(plan)
+    assert result["written"]
+    assert result["trusted"]
+    assert target.stat().st_mode & 0o777 == 0o600
+    config = load_config()
+    assert config.name == "repo"
+    assert {a.name: a.role for a in config.agents.values()} == {"worker-1": "worker", "lead": "lead"}
+    assert [a["login"] for a in result["agents"]] == ["needed", "needed"]
+    assert result["config_option"] == ""
+
+
+def test_copy_auth_from_a_home_without_auth_json_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty-home").mkdir()
+    with pytest.raises(CodexHomeMissing):
+        plan_init(agents=1, roles=[], repo=str(tmp_path), path=str(tmp_path / "x" / "fleet.toml"),
+                  copy_auth_from=str(tmp_path / "empty-home"))
+
+
+def test_repo_must_be_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput):
+        plan_init(agents=1, roles=[], repo=str(tmp_path / "nope"), path=str(tmp_path / "fleet.toml"))
