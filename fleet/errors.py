@@ -350,3 +350,15 @@ class GitFailed(EnvironmentFault):
     """git failed where fleet expected it to work (missing, timed out, a corrupt repository)."""
 
     code = "git_failed"
+
+
+class ConfigExists(FleetError):
+    """`fleet init` never overwrites a file: the user's config may hold edits nothing else has."""
+
+    code = "config_exists"
+
+
+class ConfirmationRequired(InvalidInput):
+    """Asked to write without `--yes` where nobody can answer the question (no terminal)."""
+
+    code = "confirmation_required"

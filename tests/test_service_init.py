@@ -15,10 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.config import MAX_AGENTS, parse_config
-from fleet.errors import CodexHomeMissing, ControlPlaneExposed, InvalidInput
+from fleet.errors import CodexHomeMissing, ConfigExists, ControlPlaneExposed, InvalidInput
 from fleet.service.init import (
     ROLES,
-    ConfigExists,
     PlannedAgent,
     agent_names,
     agent_roles,

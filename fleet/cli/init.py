@@ -73,7 +73,8 @@ def init_cmd(
 ) -> None:
     """Write a commented fleet.toml for N agents that `fleet doctor` passes, trust it, and say how
     each agent's Codex home logs in. Shows the file and asks first unless --yes."""
-    from fleet.service.init import ConfirmationRequired, describe, plan_init, write_init
+    from fleet.errors import ConfirmationRequired
+    from fleet.service.init import describe, plan_init, write_init
 
     try:
         plan = plan_init(agents=agents, roles=list(role or []), repo=repo, path=path, copy_auth_from=copy_auth_from)

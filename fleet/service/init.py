@@ -32,7 +32,7 @@ from typing import Any, Final, get_args
 from fleet.agents.writable import exposure_hint, exposures
 from fleet.config import CONFIG_NAME, MAX_AGENTS, Role, parse_config, user_config_path
 from fleet.config.trust import trust
-from fleet.errors import CodexHomeMissing, ControlPlaneExposed, FleetError, InvalidInput
+from fleet.errors import CodexHomeMissing, ConfigExists, ControlPlaneExposed, InvalidInput
 from fleet.fsutil import make_private_dirs, read_bytes_nofollow, write_atomic
 
 ROLES: Final[tuple[str, ...]] = get_args(Role)
@@ -43,18 +43,6 @@ _ROLE_NOTE: Final[dict[str, str]] = {
     "worker": "writes in its cwd (workspace-write sandbox)",
     "lead": "hands out work through fleet's MCP tools; never assigned",
 }
-
-
-class ConfigExists(FleetError):
-    """`fleet init` never overwrites a file: the user's config may hold edits nothing else has."""
-
-    code = "config_exists"
-
-
-class ConfirmationRequired(InvalidInput):
-    """Asked to write without `--yes` where nobody can answer the question (no terminal)."""
-
-    code = "confirmation_required"
 
 
 @dataclass(frozen=True)
