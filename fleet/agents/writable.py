@@ -34,7 +34,6 @@ from typing import Any, Final
 
 import fleet
 from fleet.config import AgentSpec, FleetConfig, Sandbox
-from fleet.config.trust import store_path
 from fleet.errors import CodexMissing
 
 from .codex import effective_sandbox, flag_values, resolve_binary, user_config
@@ -184,6 +183,8 @@ def _real(path: Path) -> Path:
 
 def protected_paths(config: FleetConfig) -> list[tuple[str, Path, bool]]:
     """What no sandboxed agent may write: (what, resolved path, is a directory)."""
+    from fleet.config.trust import store_path  # noqa: PLC0415 (hashlib: only where the trust store is named)
+
     items: list[tuple[str, Path, bool]] = [
         ("the state dir", config.state_dir, True),
         ("the config", config.path, False),

@@ -27,7 +27,6 @@ from fleet.errors import ConfigError, ConfigNotFound, UnknownAgent
 from fleet.schemacheck import compile_check
 from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, FLEET_NAME
 
-from .trust import check_trusted
 from .watchdog import Policy, parse_policy
 
 MAX_AGENTS: Final = 100
@@ -228,6 +227,8 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> FleetConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}.", hint="Check the file's permissions.") from exc
     if location.source not in TRUSTED_SOURCES:
+        from .trust import check_trusted  # noqa: PLC0415 (hashlib, ~3 ms: only a ./fleet.toml needs it)
+
         check_trusted(path, data)
     try:
         raw = tomllib.loads(data.decode("utf-8"))

@@ -2,6 +2,9 @@
 
 Each handler takes the `Service` and the operation's validated arguments, with the schema's
 defaults already filled in by `fleet.ops`. Mutating handlers run under `svc.leased(...)`.
+
+`status`, `send` and `claim` load this module on every call, so what only a start or a repeated
+send needs (the writable-roots reader, the policy file, the request digest) is imported where used.
 """
 
 from __future__ import annotations
@@ -12,11 +15,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from fleet.agents.oplock import OP_WAIT
 from fleet.agents.text import normalize
-from fleet.agents.writable import exposure_hint, exposures, fleet_roots
 from fleet.errors import AgentBusy, AgentNotRunning, ControlPlaneExposed, FleetError
 from fleet.prompttext import check_text
-from fleet.watchdog import policyfile
-from fleet.work.records import request_sha
 
 from .core import Service
 from .install import ensure_lead_plugin
@@ -125,6 +125,8 @@ def refuse_exposed_control_plane(svc: Service) -> None:
     """Refuse to start anything while fleet's own files (state dir, Codex homes, config, install,
     Codex binary, trust store) lie inside the writable roots of a configured agent that is not
     full-access (`fleet.agents.writable`): that agent could forge what fleet acts on."""
+    from fleet.agents.writable import exposure_hint, exposures  # noqa: PLC0415 (start-up: see the module docstring)
+
     found = exposures(svc.config)
     if found:
         first = found[0].sentence()
@@ -136,6 +138,9 @@ def refuse_exposed_control_plane(svc: Service) -> None:
 
 def _sync_approve_policy(svc: Service, specs: list[AgentSpec]) -> None:
     """Give each agent's approval hook the current `[watchdog] approve` policy before it starts."""
+    from fleet.agents.writable import fleet_roots  # noqa: PLC0415 (start-up: see the module docstring)
+    from fleet.watchdog import policyfile  # noqa: PLC0415 (start-up: see the module docstring)
+
     approve = svc.config.watchdog.approve
     policyfile.sync_agents(((svc.runtime.agent_dir(spec.name), spec.cwd) for spec in specs), approve,
                            create=True, roots=fleet_roots(svc.config) if approve else ())
@@ -197,6 +202,8 @@ def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_i
 
 
 def _sha(key: dict[str, Any]) -> str:
+    from fleet.work.records import request_sha  # noqa: PLC0415 (start-up: see the module docstring)
+
     return request_sha(key)
 
 

@@ -5,6 +5,9 @@ module only picks the Codex home and the Codex binary: the home is `codex_home`,
 else `~/.codex` (the home a plain `codex` uses); the binary is the one the fleet's config names when
 every agent names the same one, else `codex` on the PATH. A fleet config is not needed: a user
 installs the plugin before writing one.
+
+`fleet up` loads this module (a lead's plugin is ensured at start), and so does every call that
+loads the agent handlers; `fleet.install` (filelock, the bundle) loads only where it is used.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from typing import Any, Final
 
 from fleet.config import AgentSpec, FleetConfig
 from fleet.errors import ConfigNotFound, InstallHomeRefused
-from fleet.install import default_codex_home, install, plugin_status
 
 from .core import Service
 
@@ -43,6 +45,8 @@ def fleet_install(svc: Service, *, uninstall: bool, codex_home: str | None = Non
     """Install (or remove) the plugin in `codex_home`. Over MCP a model names the home, so there it
     must be the server's own Codex home or an agent home of the fleet's config (`mcp_homes`);
     anything else is refused with `install_home_refused` (a person can still use the CLI)."""
+    from fleet.install import default_codex_home, install  # noqa: PLC0415 (start-up: see the module docstring)
+
     config = _config_or_none(svc)
     home = Path(codex_home).expanduser() if codex_home else default_codex_home()
     if svc.surface == "mcp" and codex_home:
@@ -67,11 +71,15 @@ def ensure_lead_plugin(spec: AgentSpec) -> list[str]:
     """
     if spec.role != "lead":
         return []
+    from fleet.install import install  # noqa: PLC0415 (start-up: see the module docstring)
+
     return list(install(spec.home, codex=spec.codex)["changes"])
 
 
 def mcp_homes(config: FleetConfig | None) -> list[Path]:
     """The homes `fleet_install` may write over MCP: the default Codex home and the config's agent homes."""
+    from fleet.install import default_codex_home  # noqa: PLC0415 (start-up: see the module docstring)
+
     homes = [default_codex_home(), *(a.home for a in config.agents.values())] if config else [default_codex_home()]
     return [h.expanduser().absolute() for h in homes]
 
@@ -79,6 +87,8 @@ def mcp_homes(config: FleetConfig | None) -> list[Path]:
 def plugin_homes(config: FleetConfig | None) -> list[Path]:
     """The homes `fleet doctor` checks: the default Codex home, then each agent home that exists
     (a home that was never created cannot have the plugin, and Codex refuses it anyway)."""
+    from fleet.install import default_codex_home  # noqa: PLC0415 (start-up: see the module docstring)
+
     homes = [default_codex_home()]
     if config is not None:
         homes += [a.home for a in config.agents.values() if a.home.is_dir()]
@@ -89,6 +99,8 @@ def plugin_check(config: FleetConfig | None) -> tuple[dict[str, Any], list[dict[
     """Doctor's plugin line (always ok: the plugin is optional) and the per-home statuses; `config` is
     the fleet's, or None when doctor could not load it (reported on doctor's config line)."""
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 (~4 ms with logging: only when needed)
+
+    from fleet.install import plugin_status  # noqa: PLC0415 (start-up: see the module docstring)
 
     homes = plugin_homes(config)
     codex = codex_command(config)
