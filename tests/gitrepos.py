@@ -1,5 +1,6 @@
-"""Real git repositories for the worktree and merge tests: a user's checkout with a base branch, and
-plain git run the way a person runs it (the test's HOME is isolated, so identity comes from `-c`)."""
+"""Real git repositories for the worktree and merge tests: a user's checkout with a base branch (the
+`repo` fixture) beside the root fleet keeps its worktrees under (`root`), and plain git run the way a
+person runs it (the test's HOME is isolated, so identity comes from `-c`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import hashlib
 import itertools
 import subprocess
 from pathlib import Path
+
+import pytest
 
 _ID_CHARS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _counter = itertools.count(1)
@@ -55,3 +58,13 @@ def tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()
             and not str(p.relative_to(root)).startswith(".git/objects/")}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "shop")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "worktrees"

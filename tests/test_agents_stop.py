@@ -1,4 +1,5 @@
-"""`down`: only the launched process is signalled, `stopped` is always journaled, exited agents too."""
+"""`down`: only the launched process is signalled and `stopped` is always journaled, shown with a
+stand-in TUI. (`down` of an exited real Codex is in tests/codex/test_agents_stop.py.)"""
 
 from __future__ import annotations
 

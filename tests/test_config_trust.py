@@ -8,23 +8,19 @@ each is refused, and neither marker ever appears. No Codex needed: nothing may s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.from_thread
 import pytest
 from conftest import Fleet, sent_in_ledger
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mcp import ClientSession, StdioServerParameters, stdio_client
-from test_mcp import SyncSession, server_env
+from mcpclient import mcp_session
 
 from fleet.config import load_config
 from fleet.config.trust import check_trusted, revoke, store_path, trust, trusted
@@ -113,27 +109,8 @@ def test_a_config_the_user_names_needs_no_trust(hostile: Fleet) -> None:
     assert env_named.returncode == 0, env_named.stderr
 
 
-@contextlib.contextmanager
-def mcp_in(cwd: Path, errlog: Path) -> Iterator[SyncSession]:
-    """`python -m fleet mcp` started in `cwd` with no config named: how the Codex plugin starts it."""
-    params = StdioServerParameters(command=sys.executable, args=["-m", "fleet", "mcp"], env=server_env(),
-                                   cwd=str(cwd))
-
-    @contextlib.asynccontextmanager
-    async def connect() -> AsyncIterator[ClientSession]:
-        with errlog.open("a") as log:
-            async with stdio_client(params, errlog=log) as (read, write), ClientSession(read, write) as session:
-                with anyio.fail_after(30):
-                    await session.initialize()
-                yield session
-
-    with anyio.from_thread.start_blocking_portal() as portal, \
-            portal.wrap_async_context_manager(connect()) as session:
-        yield SyncSession(portal, session)
-
-
 def test_the_mcp_server_in_an_untrusted_directory_refuses_every_read(hostile: Fleet, tmp_path: Path) -> None:
-    with mcp_in(hostile.root, tmp_path / "mcp.log") as mcp:
+    with mcp_session(None, tmp_path / "mcp.log", cwd=hostile.root) as mcp:  # as the Codex plugin starts it
         [config] = [c for c in mcp.ok("fleet_doctor")["checks"] if c["name"] == "config"]
         assert not config["ok"]
         assert "is not trusted" in config["detail"]

@@ -4,28 +4,22 @@ Inspector CLI (a third-party Node client).
 Checked here: the tool list is exactly the operation registry, with its exact input schemas, an
 output schema and annotations from the tier; strict validation (no coercion, no unknown keys) is
 the gate and a bad call never takes the server down; structured content matches the text content;
-one real start -> send -> completed turn -> stop through MCP with real Codex against the mock model;
-the per-session default lease holder.
+the per-session default lease holder. (One real start -> send -> completed turn -> stop with real
+Codex is in tests/codex/test_mcp.py.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.from_thread
 import pytest
 from conftest import REPO
-from mcp import ClientSession, StdioServerParameters, stdio_client
-from mcp import types as mcp_types
+from mcpclient import errlog, mcp_session, server_env, tool_text
 
 from fleet import ops
 
@@ -38,86 +32,8 @@ TOOLS = {
 }
 INSPECTOR_BIN = "mcp-inspector"
 INSPECTOR_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / INSPECTOR_BIN
-#: The environment the server needs from the test (isolated_env sets these to temp paths).
-PASSED_ENV = ("HOME", "XDG_STATE_HOME", "TMUX_TMPDIR", "FLEET_OFFLINE", "LANG", "LC_ALL", "TERM")
 
-
-def server_env() -> dict[str, str]:
-    return {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-
-
-@dataclass
-class SyncSession:
-    """An MCP client session driven from the (synchronous) test thread through a blocking portal,
-    so tests can poll with `wait_until`."""
-
-    portal: anyio.from_thread.BlockingPortal
-    session: ClientSession
-
-    def list_tools(self) -> list[mcp_types.Tool]:
-        return self.portal.call(self.session.list_tools).tools
-
-    def call(self, name: str, args: dict[str, Any] | None = None) -> mcp_types.CallToolResult:
-        async def go() -> mcp_types.CallToolResult:
-            with anyio.fail_after(100):
-                return await self.session.call_tool(name, args or {})
-        return self.portal.call(go)
-
-    def ok(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Call a tool that must succeed; return its structured content (checked against the text)."""
-        result = self.call(name, args)
-        text = _text(result)
-        assert not result.is_error, f"{name}({args}) failed: {text}"
-        assert result.structured_content is not None, f"{name}: no structured content"
-        assert json.loads(text) == result.structured_content
-        return result.structured_content
-
-    def error(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Call a tool that must fail; return the `error` object of its JSON text."""
-        result = self.call(name, args)
-        text = _text(result)
-        assert result.is_error, f"{name}({args}) unexpectedly succeeded: {text}"
-        payload = json.loads(text)
-        assert set(payload["error"]) >= {"code", "message", "hint"}, payload
-        return payload["error"]  # type: ignore[no-any-return]
-
-
-def _text(result: mcp_types.CallToolResult) -> str:
-    [content] = result.content
-    assert isinstance(content, mcp_types.TextContent), content
-    return content.text
-
-
-@contextlib.contextmanager
-def mcp_session(config: Path, errlog: Path) -> Iterator[SyncSession]:
-    """Launch `python -m fleet --config CONFIG mcp` and connect the official SDK client to it."""
-    params = StdioServerParameters(command=sys.executable,
-                                   args=["-m", "fleet", "--config", str(config), "mcp"], env=server_env())
-
-    @contextlib.asynccontextmanager
-    async def connect() -> AsyncIterator[ClientSession]:
-        with errlog.open("a") as log:
-            async with stdio_client(params, errlog=log) as (read, write), \
-                    ClientSession(read, write) as session:
-                with anyio.fail_after(30):
-                    await session.initialize()
-                yield session
-
-    with anyio.from_thread.start_blocking_portal() as portal, \
-            portal.wrap_async_context_manager(connect()) as session:
-        yield SyncSession(portal, session)
-
-
-@pytest.fixture
-def errlog(tmp_path: Path) -> Iterator[Path]:
-    """The servers' stderr; shown when a test fails."""
-    path = tmp_path / "mcp-stderr.log"
-    path.touch()
-    yield path
-    text = path.read_text()
-    if text.strip():
-        print(f"--- MCP server stderr ---\n{text}")
-
+__all__ = ["errlog"]  # a fixture from mcpclient: pytest finds it in this module by name
 
 # ---- the tool list is the registry ------------------------------------------------------------
 
@@ -175,15 +91,13 @@ def test_structured_content_matches_text(fleet_factory: Any, errlog: Path) -> No
     with mcp_session(fleet.path, errlog) as mcp:
         result = mcp.call("fleet_status", {"agents": ["agent-2"]})
         assert not result.is_error
-        assert result.structured_content == json.loads(_text(result))
+        assert result.structured_content == json.loads(tool_text(result))
         assert result.structured_content["fleet"] == fleet.name
         assert [row[0] for row in result.structured_content["agents"]] == ["agent-2"]
         doctor = mcp.call("fleet_doctor")
-        assert doctor.structured_content == json.loads(_text(doctor))
+        assert doctor.structured_content == json.loads(tool_text(doctor))
         assert {"ok", "checks"} <= set(doctor.structured_content or {})
 
-
-# ---- one real round trip with real Codex ----------------------------------------------------
 
 # ---- the MCP default holder -----------------------------------------------------------------
 

@@ -87,7 +87,7 @@ def test_install_without_a_user_manager_writes_the_units_and_says_what_to_run(fl
 
 
 def test_the_watchdog_tools_over_mcp(fleet_factory: Callable[..., Fleet], tmp_path: Path) -> None:
-    from test_mcp import mcp_session
+    from mcpclient import mcp_session
 
     f = fleet_factory(1)
     with mcp_session(f.path, tmp_path / "mcp-stderr.log") as mcp:

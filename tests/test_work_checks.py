@@ -1,32 +1,21 @@
-"""Check commands: the environment builder (pure, with properties), the `codex sandbox` prefix, and
-real check processes run through the real Codex sandbox (so these need `scripts/offline`).
-
-The hostile agent here is whoever wrote the check's program (a conftest, a Makefile): each check
-tries what such a program would try, and must fail or see nothing."""
+"""Check commands without Codex: the environment builder (pure, with properties), the sandbox mode a
+check gets and the `codex sandbox` prefix fleet builds. Real check processes in the real Codex
+sandbox, where the hostile program is whoever wrote the check, are in tests/codex/test_work_checks.py."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from checksandbox import FLEET_SECRETS, spec_for
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.agents.codex import effective_sandbox, sandbox_argv
 from fleet.config import AgentSpec
 from fleet.errors import CodexMissing
-from fleet.work.checks import CHECK_ENV_NAMES, Sandbox, check_env, denied, stricter
-
-#: What fleet's own environment holds that no check may see (values are unique, to grep for).
-FLEET_SECRETS = {
-    "OPENAI_API_KEY": "sk-fleet-openai-4242", "AWS_SECRET_ACCESS_KEY": "aws-secret-4242",
-    "AWS_ACCESS_KEY_ID": "AKIA4242", "SSH_AUTH_SOCK": "/run/ssh-agent-4242.sock", "FLEET_HOME": "/fleet-home-4242",
-    "FLEET_HOLDER": "holder-4242", "TMUX": "/tmp/tmux-4242/default,1,0", "TMUX_PANE": "%4242",
-    "GITHUB_TOKEN": "ghp_4242", "ANTHROPIC_API_KEY": "sk-ant-4242", "DATABASE_PASSWORD": "pw-4242",
-}
-
+from fleet.work.checks import CHECK_ENV_NAMES, check_env, denied, stricter
 
 # -- the environment builder (pure) -----------------------------------------------------------------
 
@@ -107,15 +96,6 @@ def test_the_stricter_mode_is_never_looser_than_the_current_one(now: str, sent: 
 
 # -- the sandbox prefix -------------------------------------------------------------------------------
 
-def spec_for(tmp_path: Path, codex: str, sandbox: str = "workspace-write", args: tuple[str, ...] = ()) -> AgentSpec:
-    home = tmp_path / "codex-home"
-    home.mkdir(exist_ok=True)
-    cwd = tmp_path / "cwd"
-    cwd.mkdir(exist_ok=True)
-    return AgentSpec(name="a", home=home, cwd=cwd, role="worker", sandbox=sandbox,  # type: ignore[arg-type]
-                     codex=codex, args=args)
-
-
 ARG_WORDS = st.sampled_from(["-c", "--config", "--enable", "--disable", "-p", "--profile", "-s", "--", "-m",
                              "--yolo", "--config=--", "-c--", "x=1", "sandbox_mode=\"danger-full-access\""])
 
@@ -139,13 +119,7 @@ def test_no_codex_binary_means_no_sandbox_prefix(tmp_path: Path) -> None:
         sandbox_argv(spec_for(tmp_path, str(tmp_path / "no-codex")))
 
 
-# -- real checks in the real Codex sandbox ------------------------------------------------------------
-
-SandboxOf = Callable[..., tuple[Sandbox, Path]]
-
-CONNECT = ("python3 -c 'import socket,sys; socket.create_connection((\"127.0.0.1\", int(sys.argv[1])), 5); "
-           "print(\"CONNECTED\")' {port}")
-
+# -- after a check: the mount points its sandbox made ------------------------------------------------
 
 def test_only_empty_mount_points_the_check_made_are_removed(tmp_path: Path) -> None:
     from fleet.work.checks import _remove_mount_points

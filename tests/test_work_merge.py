@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from gitrepos import commit_file, git, make_repo, new_id, rev, tree_digest
+from gitrepos import commit_file, git, new_id, repo, rev, root, tree_digest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,15 +28,7 @@ from fleet.work import worktrees as wt
 from fleet.work.gitwt import Git
 from fleet.work.lifecycle import STATES
 
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "shop")
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "worktrees"
+__all__ = ["repo", "root"]  # fixtures from gitrepos: pytest finds them in this module by name
 
 
 @pytest.fixture

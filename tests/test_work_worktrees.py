@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from gitrepos import commit_file, git, make_repo, new_id, rev
+from gitrepos import commit_file, git, make_repo, new_id, repo, rev, root
 
 from fleet.errors import (
     InvalidInput,
@@ -21,15 +21,7 @@ from fleet.errors import (
 from fleet.work import worktreeadmin as adm
 from fleet.work import worktrees as wt
 
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "shop")
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "worktrees"
+__all__ = ["repo", "root"]  # fixtures from gitrepos: pytest finds them in this module by name
 
 
 def test_a_worktree_is_created_outside_the_checkout_and_reused(repo: Path, root: Path) -> None:

@@ -1,4 +1,5 @@
-"""`down`: only the launched process is signalled, `stopped` is always journaled, exited agents too."""
+"""`down` of a real Codex that was killed: the exit facts are kept, `stopped` is journaled once and
+nothing is left. (Which process `down` signals, with a stand-in TUI, is in tests/test_agents_stop.py.)"""
 
 from __future__ import annotations
 
@@ -8,15 +9,6 @@ from collections.abc import Callable
 
 from conftest import Fleet, wait_until
 from mockmodel import MockServer
-
-STUBBORN_TUI = """
-import signal, time
-signal.signal(signal.SIGHUP, signal.SIG_IGN)
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-print("\u203a Ask Codex to do anything\\n  \u2190 for agents \u00b7 ? for shortcuts", flush=True)
-while True:
-    time.sleep(1)
-"""
 
 
 def test_down_of_an_exited_agent_keeps_its_exit_facts_and_leaves_nothing(fleet_factory: Callable[..., Fleet],

@@ -1,53 +1,18 @@
-"""`fleet mcp` through real MCP clients: the official Python SDK client over stdio, and the MCP
-Inspector CLI (a third-party Node client).
-
-Checked here: the tool list is exactly the operation registry, with its exact input schemas, an
-output schema and annotations from the tier; strict validation (no coercion, no unknown keys) is
-the gate and a bad call never takes the server down; structured content matches the text content;
-one real start -> send -> completed turn -> stop through MCP with real Codex against the mock model;
-the per-session default lease holder.
+"""`fleet mcp` through the official MCP Python SDK client with real Codex behind it: one start -> send
+-> completed turn -> stop against the mock model. (The tool list, validation and the Inspector CLI,
+which need no Codex, are in tests/test_mcp.py.)
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import REPO, wait_until
-from test_mcp import mcp_session
+from conftest import wait_until
+from mcpclient import errlog, mcp_session
 
-TOOLS = {
-    "fleet_status", "agent_start", "agent_stop", "agent_send", "agent_interrupt", "agent_tail",
-    "fleet_doctor", "agent_claim", "agent_release", "fleet_leases", "lease_repair", "ledger_repair", "fleet_install",
-    "skill_list", "assignment_create", "assignment_list", "assignment_get", "assignment_wait", "assignment_cancel",
-    "fleet_events", "fleet_dispatch",
-    "watchdog_tick", "watchdog_status", "agent_approve", "agent_deny",
-}
-INSPECTOR_BIN = "mcp-inspector"
-INSPECTOR_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / INSPECTOR_BIN
-#: The environment the server needs from the test (isolated_env sets these to temp paths).
-PASSED_ENV = ("HOME", "XDG_STATE_HOME", "TMUX_TMPDIR", "FLEET_OFFLINE", "LANG", "LC_ALL", "TERM")
+__all__ = ["errlog"]  # a fixture from mcpclient: pytest finds it in this module by name
 
-
-@pytest.fixture
-def errlog(tmp_path: Path) -> Iterator[Path]:
-    """The servers' stderr; shown when a test fails."""
-    path = tmp_path / "mcp-stderr.log"
-    path.touch()
-    yield path
-    text = path.read_text()
-    if text.strip():
-        print(f"--- MCP server stderr ---\n{text}")
-
-
-# ---- the tool list is the registry ------------------------------------------------------------
-
-# ---- strict validation; a bad call never takes the server down --------------------------------
-
-# ---- one real round trip with real Codex ----------------------------------------------------
 
 def test_start_send_complete_stop_through_mcp(fleet_factory: Any, mock_model: Any, errlog: Path) -> None:
     fleet = fleet_factory(1, model=mock_model)
@@ -84,18 +49,3 @@ def test_start_send_complete_stop_through_mcp(fleet_factory: Any, mock_model: An
         assert stopped["agents"][0]["agent"] == "agent-1"
         assert status()["state"] in ("stopped", "exited")
         assert fleet.status("agent-1")["pid"] is None
-
-
-# ---- the MCP default holder -----------------------------------------------------------------
-
-# ---- a third-party client: the MCP Inspector CLI --------------------------------------------
-
-@pytest.fixture
-def inspector() -> str:
-    path = os.environ.get("FLEET_TEST_INSPECTOR") or str(INSPECTOR_DEFAULT)
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"The MCP Inspector CLI is not installed at {path}: run `scripts/setup` first "
-                    "(or point FLEET_TEST_INSPECTOR at an `mcp-inspector` binary).")
-    return path
-
-

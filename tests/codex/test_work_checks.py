@@ -1,5 +1,5 @@
-"""Check commands: the environment builder (pure, with properties), the `codex sandbox` prefix, and
-real check processes run through the real Codex sandbox (so these need `scripts/offline`).
+"""Check commands with the real Codex: the `codex sandbox` prefix for the pinned binary, and real check
+processes run through the real Codex sandbox (so these need `scripts/offline`).
 
 The hostile agent here is whoever wrote the check's program (a conftest, a Makefile): each check
 tries what such a program would try, and must fail or see nothing."""
@@ -16,33 +16,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from checksandbox import FLEET_SECRETS, spec_for
 from conftest import require_offline, wait_until
-from hypothesis import strategies as st
-from test_work_checks import spec_for
 
 from fleet.agents.codex import effective_sandbox, sandbox_argv
 from fleet.agents.writable import agent_roots
 from fleet.work import checks
-from fleet.work.checks import CHECK_ENV_NAMES, SANDBOX_MOUNT_POINTS, Sandbox, check_env, run_checks
-
-#: What fleet's own environment holds that no check may see (values are unique, to grep for).
-FLEET_SECRETS = {
-    "OPENAI_API_KEY": "sk-fleet-openai-4242", "AWS_SECRET_ACCESS_KEY": "aws-secret-4242",
-    "AWS_ACCESS_KEY_ID": "AKIA4242", "SSH_AUTH_SOCK": "/run/ssh-agent-4242.sock", "FLEET_HOME": "/fleet-home-4242",
-    "FLEET_HOLDER": "holder-4242", "TMUX": "/tmp/tmux-4242/default,1,0", "TMUX_PANE": "%4242",
-    "GITHUB_TOKEN": "ghp_4242", "ANTHROPIC_API_KEY": "sk-ant-4242", "DATABASE_PASSWORD": "pw-4242",
-}
-
-
-# -- the environment builder (pure) -----------------------------------------------------------------
-
-names = st.text(st.characters(codec="utf-8", exclude_characters="\0"), min_size=0, max_size=12)
-envs = st.dictionaries(st.one_of(names, st.sampled_from(sorted({*CHECK_ENV_NAMES, *FLEET_SECRETS, "LC_CTYPE"}))),
-                       st.text(max_size=8), max_size=12)
-
-
-MODES = ("read-only", "workspace-write", "danger-full-access")
-
+from fleet.work.checks import SANDBOX_MOUNT_POINTS, Sandbox, check_env, run_checks
 
 # -- the sandbox prefix -------------------------------------------------------------------------------
 
@@ -54,10 +34,6 @@ def test_the_sandbox_prefix_carries_the_agents_settings_and_ends_with_its_mode(t
     assert argv[2:] == ["--config=sandbox_workspace_write.network_access=true", "--enable=x", "--config=a=1",
                         "--config=b=2", "--disable=y", "--profile=prof", '--config=sandbox_mode="danger-full-access"',
                         '--config=sandbox_mode="workspace-write"', "--"]  # the agent's mode has the last word
-
-
-ARG_WORDS = st.sampled_from(["-c", "--config", "--enable", "--disable", "-p", "--profile", "-s", "--", "-m",
-                             "--yolo", "--config=--", "-c--", "x=1", "sandbox_mode=\"danger-full-access\""])
 
 
 def test_a_sandbox_bypass_in_the_args_is_full_access(tmp_path: Path, codex_bin: str) -> None:

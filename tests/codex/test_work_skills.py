@@ -1,5 +1,5 @@
-"""The skill inventory: Codex's roots and scan rules on real temp trees, and one test that asks the
-real Codex 0.169 binary which skills it loads for the same tree and compares."""
+"""The skill inventory against the real Codex 0.169 binary: it is asked which skills it loads for the
+tree of tests/skilltree.py, and fleet's scan of the same tree must list exactly those."""
 
 from __future__ import annotations
 
@@ -8,58 +8,14 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
 from conftest import require_offline
 from mockmodel import MockServer, codex_offline_args
-from test_work_skills import install_plugin, skill
+from skilltree import tree
 
-from fleet.work.skills import (
-    scan_skills,
-)
+from fleet.work.skills import scan_skills
 
+__all__ = ["tree"]  # a fixture from skilltree: pytest finds it in this module by name
 
-@pytest.fixture
-def tree(tmp_path: Path) -> dict[str, Path]:
-    """CODEX_HOME, the agent's HOME, and a cwd two levels inside a git repo, with skills everywhere."""
-    codex_home, home, repo = tmp_path / "codex-home", tmp_path / "agent-home", tmp_path / "repo"
-    cwd = repo / "mid" / "sub"
-    cwd.mkdir(parents=True)
-    codex_home.mkdir()
-    (repo / ".git").mkdir()
-    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    skill(codex_home / "skills", "pdf", name="pdf")
-    skill(codex_home / "skills", "group/a/b/c/d/deep6", name="deep6")           # 6 levels: loads
-    skill(codex_home / "skills", "group/a/b/c/d/e/deep7", name="deep7")         # 7 levels: does not
-    skill(codex_home / "skills", "outer", name="outer")
-    skill(codex_home / "skills", "outer/inner", name="inner")                    # nested in a skill
-    skill(codex_home / "skills", ".hidden/secret", name="secret")                # hidden dir: skipped
-    skill(codex_home / "skills", "dirname-only")                                  # name from the dir
-    skill(codex_home / "skills", ".system/builtin", name="builtin")
-    skill(home / ".agents" / "skills", "mine", name="mine")
-    skill(cwd / ".agents" / "skills", "here", name="here")
-    skill(cwd / ".codex" / "skills", "here-codex", name="here-codex")
-    skill(repo / "mid" / ".agents" / "skills", "midway", name="midway")
-    skill(repo / ".codex" / "skills", "at-root", name="at-root")
-    skill(tmp_path / ".agents" / "skills", "above-repo", name="above-repo")     # above the git root
-    elsewhere = tmp_path / "elsewhere"
-    skill(elsewhere, "linked", name="linked")
-    (codex_home / "skills" / "link").symlink_to(elsewhere / "linked")
-    install_plugin(codex_home, "demo", "mkt", "0.9.0", ["old"])
-    install_plugin(codex_home, "demo", "mkt", "0.10.0", ["hello", "bye"], enabled=None)
-    install_plugin(codex_home, "off", "mkt", "1.0.0", ["nope"], enabled=False)
-    install_plugin(codex_home, "ghost", "mkt", "1.0.0", ["boo"], enabled=None)   # cached, not in config
-    return {"codex_home": codex_home, "home": home, "cwd": cwd, "repo": repo}
-
-
-EXPECTED = {
-    "pdf": "codex_home", "deep6": "codex_home", "outer": "codex_home", "inner": "codex_home",
-    "dirname-only": "codex_home", "linked": "codex_home", "builtin": "system", "mine": "user",
-    "here": "project", "here-codex": "project", "midway": "project", "at-root": "project",
-    "demo:hello": "plugin", "demo:bye": "plugin",
-}
-
-
-# -- against the real binary -----------------------------------------------------------------------
 
 SKILL_LINE = re.compile(r"^- (.+?): .* \(file: (r\d+)/(.+)\)$")
 ROOT_LINE = re.compile(r"^- `(r\d+)` = `(.+)`$")
@@ -86,7 +42,7 @@ def codex_skill_list(codex: str, server: MockServer, codex_home: Path, home: Pat
 
 def test_the_inventory_matches_what_real_codex_loads(tree: dict[str, Path], codex_bin: str,
                                                      mock_model: MockServer) -> None:
-    """The same tree as above, asked of Codex 0.169 itself: every skill fleet lists without an error
+    """The tree of skilltree.py, asked of Codex 0.169 itself: every skill fleet lists without an error
     is one Codex lists, at the same path, and nothing Codex lists is missing (its .system skills are
     installed by that first run, so the inventory is taken after it)."""
     require_offline()

@@ -1,35 +1,14 @@
-"""A hostile agent hiding a change from verification: ignore rules, caches, `.git` internals, budgets.
-
-Each test plays the agent on a real git repository (or plain directory) with real files, through
-the same public calls the service uses (`snapshot`, `changed_files`, `verdict`, `run_checks`).
+"""A hostile agent hiding a change from verification, with the checks run in the agent's real Codex
+sandbox: what the checks themselves write is not blamed on the agent. (The ignore rules, caches, `.git`
+internals and budgets, which need no Codex, are in tests/test_work_verify_hidden.py.)
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
-import pytest
 from conftest import Fleet, sent_in_ledger
-from hypothesis import strategies as st
-from test_work_verify_hidden import git
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    (root / "src").mkdir(parents=True)
-    (root / "tests").mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "t@example.invalid")
-    git(root, "config", "user.name", "t")
-    (root / "src" / "calc.py").write_text("def add(a, b):\n    return a - b\n")
-    (root / "tests" / "test_calc.py").write_text("from calc import add\n\ndef test_add():\n    assert add(2, 2) == 4\n")
-    (root / ".gitignore").write_text("__pycache__/\n")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "init")
-    return root
 
 
 def test_files_the_checks_write_are_not_blamed_on_the_agent(fleet_factory: Callable[..., Fleet],
@@ -52,11 +31,3 @@ def test_files_the_checks_write_are_not_blamed_on_the_agent(fleet_factory: Calla
     [done] = f.json("wait", aid, "--timeout", "60")["done"]
     assert done["state"] == "verified", json.dumps(f.json("show", aid)["verification"])
     assert (cwd / "check-output.txt").exists()
-
-
-states = st.sampled_from([None, "sha256:aa", "sha256:bb", "sha256:aax", "link:x", "stat:1:2"])
-LOOSE = ".git/objects/ab/" + "c" * 38
-names = st.sampled_from(["a", "src/b", "__pycache__/c.pyc", ".git/config", LOOSE,
-                         f".git/objects/pack/pack-{'d' * 40}.pack", "sub/.git/objects/ab/" + "c" * 38])
-
-
