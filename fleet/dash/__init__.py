@@ -1,0 +1,40 @@
+"""`fleet dash`: a live Textual cockpit over the operation registry (and `fleet attach`'s picker).
+
+Textual is imported here and nowhere else in fleet, and only when `run` is called, so no other
+command pays for it. Modules: `model` (the pure view model), `client` (registry calls and the
+poller, holder `dash:<user>`), `screens` (dialogs), `app` (the Textual app).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["run"]
+
+
+def run(config_path: str | None, *, picker: bool = False, read_only: bool = False) -> int:
+    """Run the dashboard in this terminal until the user quits; return the exit status.
+
+    `picker`: `fleet attach` without an agent; Enter on an agent ends the dashboard and this process
+    becomes tmux attached to that agent's session (like `fleet attach NAME`), q returns 0."""
+    from .app import DashApp
+    from .client import Client, attach_env, error_line
+
+    client = Client(config_path)
+    try:
+        app = DashApp(client, picker=picker, read_only=read_only)
+        chosen = app.run()
+        if not (picker and chosen):
+            return app.return_code or 0
+        try:
+            argv = client.attach_argv(chosen)
+        except Exception as exc:
+            from fleet.untrusted import escape_terminal
+
+            print(escape_terminal(f"fleet: {error_line(exc)}"), file=sys.stderr)
+            return 1
+    finally:
+        client.close()
+    os.execvpe(argv[0], argv, attach_env())  # returns only by raising OSError
+    return 1
