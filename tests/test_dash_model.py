@@ -59,7 +59,7 @@ def test_agent_text_never_puts_a_control_character_in_any_cell(detail: str, mess
         {"at": NOW - 5, "actions": [{"agent": "a1", "action": "request_report", "rung": 1, "reason": reason,
                                      "outcome": "ok"}]}]}
     events = [{"cursor": 1, "time": NOW, "assignment": "as-1", "agent": "a1", "actor": holder, "kind": kind,
-               "from_state": "sent", "to_state": "working"}]
+               "from": "sent", "to": "working"}]
     view = build_view(status, jobs, watchdog, events, NOW)
     for text in all_cells(view):
         assert no_control(text), repr(text)
@@ -102,7 +102,7 @@ def test_an_agent_row_shows_its_newest_open_assignment_lease_and_time_in_state()
             assignment("as-done", "verified", NOW - 10)]
     [row] = build_view(status, jobs, None, [], NOW).agents
     assert row.assignment_id == "as-new"
-    assert row.assignment == "as-new working 90s"
+    assert row.assignment == "as-new working 1m"
     assert row.lease == "dash:me#2"
     assert row.in_state == "30s"
 
@@ -122,7 +122,7 @@ def test_header_counts_states_in_fleet_order_and_shows_headroom_and_the_last_tic
         agent("a1", "working", rate_limits={"primary": {"used_percent": 40.0}}),
         agent("a2", "idle", rate_limits={"primary": {"used_percent": 75.0}}), agent("a3", "idle")]}
     view = build_view(status, [], {"last_tick": {"at": NOW - 42}, "recent": []}, [], NOW)
-    assert view.header == "fleet crew  2 idle 1 working  headroom 25%  watchdog ticked 42s ago"
+    assert view.header == "fleet crew  2 idle 1 working  headroom 25%  watchdog ticked 40s ago"
 
 
 def test_approvals_list_the_longest_waiting_first_with_command_and_justification() -> None:
@@ -134,20 +134,27 @@ def test_approvals_list_the_longest_waiting_first_with_command_and_justification
         agent("a3", "idle")]}
     rows = build_view(status, [], None, [], NOW).approvals
     assert [(r.agent, r.waiting, r.command, r.justification) for r in rows] == [
-        ("a2", "50s", "make", "build"), ("a1", "5s", "rm -rf build", "clean")]
+        ("a2", "50s", "make", "build"), ("a1", "<10s", "rm -rf build", "clean")]
 
 
 def test_the_log_merges_watchdog_actions_and_ledger_events_newest_first() -> None:
     watchdog = {"last_tick": None, "recent": [{"at": NOW - 10, "actions": [
         {"agent": "a1", "action": "request_report", "rung": 1, "reason": "idle", "outcome": "ok"}]}]}
     move = {"assignment": "as-1", "agent": "a1", "kind": "transition"}
-    events = [{"cursor": 7, "time": NOW - 20, "actor": "lead", "from_state": "sent", "to_state": "working", **move},
-              {"cursor": 8, "time": NOW - 1, "actor": "fleet", "from_state": "working", "to_state": "reported", **move}]
+    events = [{"cursor": 7, "time": NOW - 20, "actor": "lead", "from": "sent", "to": "working", **move},
+              {"cursor": 8, "time": NOW - 1, "actor": "fleet", "from": "working", "to": "reported", **move}]
     log = build_view({"agents": []}, [], watchdog, events, NOW).log
     assert len(log) == 3
     assert "working -> reported" in log[0]
     assert "watchdog a1: request_report (rung 1) ok -- idle" in log[1]
     assert "sent -> working" in log[2]
+
+
+def test_ages_are_coarse_so_an_idle_screen_rarely_redraws() -> None:
+    from fleet.dash.model import ago
+
+    assert [ago(s) for s in (None, 0, 9.9, 10, 59, 60, 119, 7199, 7200, 172799, 172800)] == [
+        "-", "<10s", "<10s", "10s", "50s", "1m", "1m", "119m", "2h", "47h", "2d"]
 
 
 def test_the_filter_keeps_rows_with_every_word() -> None:

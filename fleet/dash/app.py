@@ -21,6 +21,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Static
 
 from .client import Client, Poller, Snapshot, attach_env, error_line
@@ -172,15 +173,23 @@ class DashApp(App[str | None]):
             apply()
 
     def _table(self, table_id: str, rows: Sequence[tuple[str, tuple[str, ...], str]]) -> None:
-        """Redraw a table only when its rows changed, keeping the cursor on the same key."""
-        if self._shown.get(table_id) == rows:
+        """Redraw a table only where its rows changed: the cells that differ when the rows are the same
+        ones in the same order (an age ticking), else all of it, keeping the cursor on the same key."""
+        before = self._shown.get(table_id)
+        if before == rows:
             return
         self._shown[table_id] = rows
         table = self.query_one(f"#{table_id}", DataTable)
+        if before is not None and [r[0] for r in before] == [r[0] for r in rows]:
+            for y, (old, new) in enumerate(zip(before, rows, strict=True)):
+                for x, (was, now) in enumerate(zip(old[1], new[1], strict=True)):
+                    if was != now or old[2] != new[2]:
+                        table.update_cell_at(Coordinate(y, x), _styled(now, new[2], x), update_width=True)
+            return
         keep = self._cursor_key(table)
         table.clear()
         for key, cells, style in rows:
-            table.add_row(*(Text(c, style=style if i < 2 else "") for i, c in enumerate(cells)), key=key)
+            table.add_row(*(_styled(c, style, i) for i, c in enumerate(cells)), key=key)
         keys = [key for key, _, _ in rows]
         if keep in keys:
             table.move_cursor(row=keys.index(keep), animate=False)
@@ -238,6 +247,7 @@ class DashApp(App[str | None]):
 
     def _after_action(self, line: str, failed: bool) -> None:
         self.say(line, error=failed)
+        self.poller.want_status()
         self.poll()
 
     def _agent(self) -> str | None:
@@ -360,6 +370,11 @@ class DashApp(App[str | None]):
             return
         self.say(f"back from {agent}")
         self.poll()
+
+
+def _styled(text: str, style: str, column: int) -> Text:
+    """A cell as plain text (never markup); the row's style on its first two columns (name, state)."""
+    return Text(text, style=style if column < 2 else "")
 
 
 def _start_stop_line(result: dict[str, Any]) -> str:

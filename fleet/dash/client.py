@@ -5,12 +5,15 @@ action is `fleet.ops.invoke` on a `Service` of surface `dash` (so audit records 
 leases are taken as `dash:<user>`, or `$FLEET_HOLDER`). Reads share one long-lived `Service`, used
 by one poller thread at a time; each action gets a fresh one (it may run while a poll does).
 
-Refreshing cheaply: no operation says "has anything changed?", so `Poller` asks the ledger's event
-cursor (`fleet_events`, one indexed query) every poll and re-reads the assignments only when the
-cursor moved; it reads `fleet_status` every poll (agent state comes from journals, tmux pane facts and
-screen text for approval menus and usage-limit banners, and only status reads all three), the
-selected agent's screen every poll, and `watchdog_status` (which asks systemd) only every
-`WATCHDOG_EVERY` seconds or after a tick.
+Refreshing cheaply: no operation says "has anything changed?", so `Poller` does it in two parts.
+It asks the ledger's event cursor (`fleet_events`, one indexed query) every poll and re-reads the
+assignments only when the cursor moved. It re-reads `fleet_status` when an agent's journal changed
+(size or mtime of `<state_dir>/agents/<name>/events.jsonl`, the layout DESIGN.md documents: every
+hook, send, launch and stop lands there), and at least every `STATUS_EVERY` seconds regardless,
+because some states have no journal event (a crashed pane, a trust prompt or a usage-limit banner on
+the screen, a turn end only the rollout recorded). The selected agent's screen is read every poll
+while it is busy, every `STATUS_EVERY` seconds while it is idle; `watchdog_status` (which asks
+systemd) only every `WATCHDOG_EVERY` seconds or after a tick.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from fleet.service import Service
 
 #: How often the watchdog's status is read: it runs `systemctl`, and ticks are minutes apart.
 WATCHDOG_EVERY: Final = 15.0
+#: The longest the dashboard goes without reading `fleet_status` when no journal changed: how late a
+#: state with no journal event (a crash, a screen-only prompt) may show.
+STATUS_EVERY: Final = 3.0
 #: Ledger events read per `fleet_events` call, and the most a poll passes on (the log shows fewer).
 EVENT_PAGE: Final = 1000
 #: Lines of the selected agent's screen shown in the pane region.
@@ -92,6 +98,25 @@ class Client:
                 self._reader = None
                 raise
 
+    def journal_stamps(self) -> tuple[tuple[str, int, int], ...] | None:
+        """Size and mtime of every agent's journal (None when the config cannot be read): a stat per
+        agent, what the poller compares to tell whether `fleet_status` needs reading again."""
+        with self._read_lock:
+            try:
+                if self._reader is None:
+                    self._reader = self.service()
+                config = self._reader.config
+            except Exception:
+                return None
+        out = []
+        for name in config.agents:
+            try:
+                st = os.stat(config.state_dir / "agents" / name / "events.jsonl")
+                out.append((name, st.st_size, st.st_mtime_ns))
+            except OSError:
+                out.append((name, -1, -1))
+        return tuple(out)
+
     def close(self) -> None:
         with self._read_lock:
             if self._reader is not None:
@@ -122,20 +147,39 @@ class Poller:
         self.cursor = 0
         self._clock = clock
         self._watchdog_at: float | None = None
+        self._status_at: float | None = None
+        self._stamps: tuple[tuple[str, int, int], ...] | None = None
+        self._status: dict[str, Any] = {"agents": []}
+        self._pane_agent: str | None = None
+        self._pane_at: float | None = None
         self._first = True
 
     def want_watchdog(self) -> None:
         """Read the watchdog's status on the next poll (after a tick)."""
         self._watchdog_at = None
 
+    def want_status(self) -> None:
+        """Read `fleet_status` on the next poll (after an action)."""
+        self._status_at = None
+
+    def _read_status(self, errors: list[str]) -> dict[str, Any]:
+        now = self._clock()
+        stamps = self.client.journal_stamps()
+        fresh = self._status_at is not None and now - self._status_at < STATUS_EVERY
+        if fresh and stamps is not None and stamps == self._stamps:
+            return self._status
+        try:
+            self._status = self.client.read("fleet_status", {})
+            self._status_at, self._stamps = now, stamps
+        except Exception as exc:
+            errors.append(error_line(exc))
+            self._status_at = None
+        return self._status
+
     def poll(self, pane_agent: str | None) -> Snapshot:
         started = time.perf_counter()
         errors: list[str] = []
-        status: dict[str, Any] = {"agents": []}
-        try:
-            status = self.client.read("fleet_status", {})
-        except Exception as exc:
-            errors.append(error_line(exc))
+        status = self._read_status(errors)
         events: list[dict[str, Any]] = []
         start = self.cursor
         try:
@@ -163,16 +207,25 @@ class Poller:
                 watchdog = self.client.read("watchdog_status", {"ticks": 10})
             except Exception as exc:
                 errors.append(error_line(exc))
-        pane = None
-        if pane_agent is not None:
-            state = next((a.get("state") for a in status.get("agents", []) if a.get("name") == pane_agent), None)
-            if state not in (None, "stopped"):
-                try:
-                    pane = self.client.read("agent_tail", {"agent": pane_agent, "lines": PANE_LINES})["lines"]
-                except Exception as exc:
-                    pane = [error_line(exc)]
-            else:
-                pane = ["(stopped: no screen)"]
         return Snapshot(status=status, events=events, cursor=self.cursor, assignments=assignments,
-                        watchdog=watchdog, pane=pane, pane_agent=pane_agent, errors=errors,
-                        ms=(time.perf_counter() - started) * 1000)
+                        watchdog=watchdog, pane=self._read_pane(pane_agent, status), pane_agent=pane_agent,
+                        errors=errors, ms=(time.perf_counter() - started) * 1000)
+
+    def _read_pane(self, agent: str | None, status: dict[str, Any]) -> list[str] | None:
+        """The agent's screen: every poll while it is busy or just selected, else every `STATUS_EVERY`
+        seconds (an idle Codex screen changes only when someone types in it)."""
+        if agent is None:
+            return None
+        state = next((a.get("state") for a in status.get("agents", []) if a.get("name") == agent), None)
+        if state in (None, "stopped"):
+            return ["(stopped: no screen)"]
+        now = self._clock()
+        quiet = state in ("idle", "exited", "limited")
+        if quiet and self._pane_agent == agent and self._pane_at is not None and now - self._pane_at < STATUS_EVERY:
+            return None
+        self._pane_agent, self._pane_at = agent, now
+        try:
+            lines: list[str] = self.client.read("agent_tail", {"agent": agent, "lines": PANE_LINES})["lines"]
+        except Exception as exc:
+            return [error_line(exc)]
+        return lines

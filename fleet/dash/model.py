@@ -40,12 +40,17 @@ def cell(value: Any, limit: int = CELL_CHARS) -> str:
 
 
 def ago(seconds: float | None) -> str:
-    """A short age: `42s`, `7m`, `3h`, `2d`; `-` when unknown."""
+    """A short age that changes rarely: `<10s`, `40s` (tens of seconds), `7m`, `3h`, `2d`; `-` when unknown.
+
+    Coarse on purpose: every change redraws its table, and a per-second age in each row would redraw
+    the screen every second (most of an idle dashboard's CPU, measured in bench/bench_dash.py)."""
     if seconds is None:
         return "-"
     secs = max(0, int(seconds))
-    if secs < 120:
-        return f"{secs}s"
+    if secs < 10:
+        return "<10s"
+    if secs < 60:
+        return f"{secs // 10 * 10}s"
     if secs < 7200:
         return f"{secs // 60}m"
     return f"{secs // 3600}h" if secs < 172800 else f"{secs // 86400}d"
@@ -224,9 +229,10 @@ def _log(watchdog: Mapping[str, Any] | None, events: Iterable[Mapping[str, Any]]
             lines.append((at, 0, cell(text, 200)))
     for e in events:
         at = float(e.get("time") or 0)
-        move = f"{e.get('from_state')} -> {e.get('to_state')}" if e.get("to_state") else ""
+        move = f"{e.get('from') or '-'} -> {e.get('to')}" if e.get("to") else ""
         who = e.get("agent") or "-"
-        text = f"{clock(at)} {e.get('assignment') or 'ledger'} {who}: {e.get('kind')} {move} by {e.get('actor')}"
+        text = f"{clock(at)} {e.get('assignment') or 'ledger'} {who}: {e.get('kind')}{' ' + move if move else ''} " \
+               f"by {e.get('actor')}"
         lines.append((at, int(e.get("cursor") or 0), cell(text, 200)))
     lines.sort(key=lambda x: (x[0], x[1]), reverse=True)
     return [text for _, _, text in lines[:MAX_LOG]]
