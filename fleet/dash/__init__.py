@@ -2,7 +2,8 @@
 
 Textual is imported here and nowhere else in fleet, and only when `run` is called, so no other
 command pays for it. Modules: `model` (the pure view model), `client` (registry calls and the
-poller, holder `dash:<user>`), `screens` (dialogs), `app` (the Textual app).
+poller, holder `dash:<user>`), `screens` (dialogs), `app` (the Textual app), `web` (the same app in
+a browser through textual-serve, behind a token).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["run"]
+__all__ = ["run", "serve_web"]
 
 
 def run(config_path: str | None, *, picker: bool = False, read_only: bool = False) -> int:
@@ -38,3 +39,11 @@ def run(config_path: str | None, *, picker: bool = False, read_only: bool = Fals
         client.close()
     os.execvpe(argv[0], argv, attach_env())  # returns only by raising OSError
     return 1
+
+
+def serve_web(config_path: str | None, *, host: str = "127.0.0.1", port: int | None = None, read_only: bool = False,
+              expose_control: bool = False) -> int:
+    """`fleet dash --web`: serve the dashboard to a browser until interrupted (see `fleet.dash.web`)."""
+    from .web import serve
+
+    return serve(config_path, host=host, port=port, read_only=read_only, expose_control=expose_control)

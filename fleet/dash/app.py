@@ -357,6 +357,9 @@ class DashApp(App[str | None]):
         if self.picker:
             self.exit(agent)
             return
+        if self.is_web:
+            self.say(f"attach needs a terminal: run `fleet attach {agent}` there", error=True)
+            return
         try:
             argv = self.client.attach_argv(agent)
         except Exception as exc:
