@@ -13,6 +13,7 @@ from html import unescape
 from typing import Any
 
 from conftest import Fleet
+from textual.widgets import Input
 
 from fleet.dash.app import DashApp
 from fleet.dash.client import Client
@@ -109,6 +110,26 @@ def test_an_error_is_one_line_with_its_hint_and_the_app_goes_on(fleet_factory: C
     asyncio.run(main())
     stops = [r for r in f.audit() if r.get("event") == "agent_stop"]
     assert [(r["surface"], r["holder"].split(":")[0]) for r in stops] == [("dash", "dash")]
+
+
+def test_keys_typed_in_a_dialog_are_text_not_commands(fleet_factory: Callable[..., Fleet]) -> None:
+    f = fleet_factory(2)
+
+    async def main() -> None:
+        app = DashApp(Client(str(f.path)), poll_seconds=0.2)
+        async with app.run_test(size=(160, 45)) as pilot:
+            await until(pilot, lambda: app.view is not None and len(app.view.agents) == 2)
+            await pilot.press("s")
+            await until(pilot, lambda: type(app.screen).__name__ == "AskScreen")
+            await pilot.press(*"jaxq?/")
+            assert app.screen.query_one("#answer", Input).value == "jaxq?/"
+            assert (app.selected, type(app.screen).__name__) == ("agent-1", "AskScreen")
+            await pilot.press("escape")
+            await until(pilot, lambda: type(app.screen).__name__ == "Screen")
+            assert app.is_running
+
+    asyncio.run(main())
+    assert not (f.state_dir / "audit.jsonl").exists()
 
 
 def test_read_only_mode_turns_every_action_off(fleet_factory: Callable[..., Fleet]) -> None:
