@@ -49,7 +49,7 @@ def test_the_layout_has_every_region_and_the_footer_lists_the_keys(fleet_factory
         app = DashApp(Client(str(f.path)), poll_seconds=0.2)
         async with app.run_test(size=(160, 45)) as pilot:
             await until(pilot, lambda: app.view is not None and len(app.view.agents) == 2)
-            text = screen_text(app)
+            text = await until(pilot, lambda: "approve" in (t := screen_text(app)) and t)  # the footer is drawn late
             for region in ("agents", "screen: agent-1", "assignments (open first)", "approvals waiting",
                            "log: watchdog and ledger"):
                 assert region in text, text
