@@ -1,9 +1,10 @@
 """`fleet dash`: a live Textual cockpit over the operation registry (and `fleet attach`'s picker).
 
-Textual is imported here and nowhere else in fleet, and only when `run` is called, so no other
-command pays for it. Modules: `model` (the pure view model), `client` (registry calls and the
-poller, holder `dash:<user>`), `screens` (dialogs), `app` (the Textual app), `web` (the same app in
-a browser through textual-serve, behind a token).
+Textual and textual-serve are imported in this package only (`app`, `screens`, `web`), and only
+once `run` or `serve_web` is called: importing `fleet.dash` loads neither, so no other command pays
+for them. Modules: `model` (the pure view model), `client` (registry calls and the poller, holder
+`dash:<user>`), `screens` (dialogs), `app` (the Textual app), `web` (the same app in a browser
+through textual-serve, behind a token).
 """
 
 from __future__ import annotations

@@ -46,6 +46,9 @@ MUTATING: Final = frozenset({"approve", "deny", "send", "interrupt", "cancel", "
 
 class DashApp(App[str | None]):
     TITLE = "fleet dash"
+    #: Textual's palette offers more than the keys do (saving a screenshot to the server's disk, for one):
+    #: in a browser, read-only must mean read-only.
+    ENABLE_COMMAND_PALETTE = False
     CSS = """
     #header { height: 1; background: $boost; padding: 0 1; }
     #top { height: 1fr; }
@@ -86,6 +89,7 @@ class DashApp(App[str | None]):
         self._pane: tuple[str | None, str] = (None, "")
         self._shown: dict[str, Any] = {}
         self._polling = False
+        self._poll_error = False
 
     # ---- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -146,6 +150,9 @@ class DashApp(App[str | None]):
             self._pane = (snap.pane_agent, pane_text(snap.pane))
         if snap.errors:
             self.say(snap.errors[0], error=True)
+        elif self._poll_error:
+            self.say("reads work again")
+        self._poll_error = bool(snap.errors)
         self.render_view()
 
     def render_view(self) -> None:
