@@ -99,13 +99,15 @@ def test_enter_attaches_to_the_agent_and_detaching_comes_back(fleet_factory: Cal
     f.tmux("set-option", "-g", "assume-paste-time", "0")  # C-b d sent at once is keys, not a paste
     outer = ["tmux", "-L", f"{f.name}-outer"]
     code = f"import sys; from fleet.dash import run; sys.exit(run({str(f.path)!r}))"
-    subprocess.run([*outer, "start-server", ";", "set-option", "-g", "remain-on-exit", "on", ";",
-                    "new-session", "-d", "-x", "160", "-y", "45", "-s", "dash", sys.executable, "-c", code], check=True)
-    try:
-        def screen() -> str:
-            return subprocess.run([*outer, "capture-pane", "-p", "-t", "=dash:"], capture_output=True, text=True,
-                                  check=False).stdout
 
+    def screen() -> str:
+        return subprocess.run([*outer, "capture-pane", "-p", "-t", "=dash:"], capture_output=True, text=True,
+                              check=False).stdout
+
+    try:
+        subprocess.run([*outer, "start-server", ";", "set-option", "-g", "remain-on-exit", "on", ";",
+                        "new-session", "-d", "-x", "160", "-y", "45", "-s", "dash", sys.executable, "-c", code],
+                       check=True)
         wait_until(lambda: "agent-1" in screen() and "idle" in screen(), timeout=30)
         subprocess.run([*outer, "send-keys", "-t", "=dash:", "Enter"], check=True)
         wait_until(lambda: "approvals waiting" not in screen() and f.tmux("list-clients").stdout.strip(), timeout=20)
