@@ -24,8 +24,9 @@ from fleet.errors import InvalidInput
 
 @contextmanager
 def served(f: Fleet, *args: str) -> Iterator[str]:
-    code = f"import sys; from fleet.dash import serve_web; sys.exit(serve_web({str(f.path)!r}{''.join(args)}))"
-    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    """`fleet dash --web ARGS` as a user runs it; yields the first line it prints (the URL)."""
+    argv = [sys.executable, "-P", "-m", "fleet", "--config", str(f.path), "dash", "--web", *args]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
         try:
             assert proc.stdout is not None
@@ -98,6 +99,15 @@ def test_serving_beyond_loopback_needs_read_only_or_the_explicit_flag() -> None:
     check_exposure("192.0.2.1", read_only=False, expose_control=True)
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         check_exposure(host, read_only=False, expose_control=False)
+
+
+def test_the_cli_refuses_a_non_loopback_host_with_actions_before_binding(fleet_factory: Callable[..., Fleet]) -> None:
+    f = fleet_factory(1)
+    proc = f.cli("dash", "--web", "--host", "0.0.0.0")
+    assert proc.returncode == 2
+    assert proc.stdout == ""  # no URL: nothing was served
+    assert "invalid_input" in proc.stderr
+    assert "--i-know-this-exposes-control" in proc.stderr
 
 
 def test_read_only_reaches_every_dashboard_the_server_starts() -> None:

@@ -18,8 +18,9 @@ from fleet.mcp.server import build_server
 CLI_ONLY = {"as_json"}
 #: CLI commands that are not operations: attach execs tmux, mcp serves the registry itself, the
 #: watchdog's foreground loop and its systemd units are this machine's business, not an MCP client's;
-#: trust and init must never be offered to a model (they would trust a config it wrote).
-NOT_OPERATIONS = {"attach", "init", "mcp", "trust", "watchdog run", "watchdog install", "watchdog uninstall"}
+#: trust and init must never be offered to a model (they would trust a config it wrote); dash is a
+#: surface of its own, for a person.
+NOT_OPERATIONS = {"attach", "dash", "init", "mcp", "trust", "watchdog run", "watchdog install", "watchdog uninstall"}
 
 
 def cli_params() -> dict[str, set[str]]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from . import agents, init, install, leases, mcp, trust, watchdog, work
+from . import agents, dash, init, install, leases, mcp, trust, watchdog, work
 from .base import app, report, state
 from .params import PlainCommand, PlainGroup, usage_error
 
@@ -32,6 +32,7 @@ COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("interrupt", agents.interrupt_cmd),
     ("tail", agents.tail_cmd),
     ("attach", agents.attach_cmd),
+    ("dash", dash.dash_cmd),
     ("doctor", agents.doctor_cmd),
     ("claim", leases.claim_cmd),
     ("release", leases.release_cmd),
@@ -112,11 +113,14 @@ def _click_command(args: list[str]) -> Any:
     return typer.main.get_command(one)
 
 
-def main(argv: list[str] | None = None, *, serve_mcp: Callable[[str | None], None] | None = None) -> None:
+def main(argv: list[str] | None = None, *, serve_mcp: Callable[[str | None], None] | None = None,
+         load_dash: Callable[[], Any] | None = None) -> None:
     """Run the command `argv` (default: the process's arguments) names, exit with its status. A
     usage error typer finds comes out as fleet's `invalid_input` error (exit 2), like every other
-    error. `serve_mcp(config_path)` is what `fleet mcp` runs (see `fleet.cli.mcp`)."""
+    error. `serve_mcp(config_path)` is what `fleet mcp` runs (see `fleet.cli.mcp`); `load_dash()` returns
+    the dashboard (`fleet.dash`: `run`, `serve_web`) for `fleet dash` (see `fleet.cli.dash`)."""
     state["serve_mcp"] = serve_mcp
+    state["load_dash"] = load_dash
     args = sys.argv[1:] if argv is None else argv
     command = _click_command(args)
     try:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .base import AgentArg, AgentsArg, HolderOpt, JsonOpt, TokenOpt, fail, run, service
+from .base import AgentArg, AgentsArg, HolderOpt, JsonOpt, TokenOpt, fail, run, run_dash, service
 
 
 def _ago(ts: float | None) -> str:
@@ -135,9 +135,13 @@ def tail_cmd(agent: AgentArg, lines: Annotated[int | None, typer.Option(
     run("agent_tail", {"agent": agent, "lines": lines}, as_json, lambda r: print("\n".join(r["lines"])))
 
 
-def attach_cmd(agent: AgentArg, read_only: Annotated[bool, typer.Option(
+def attach_cmd(agent: Annotated[str | None, typer.Argument(
+        help="Agent name (none: pick one in the dashboard's table, Enter attaches).", show_default=False)] = None,
+        read_only: Annotated[bool, typer.Option(
         "--read-only", "-r", help="Watch without being able to type.")] = False) -> None:
-    """Join the agent's live tmux session (detach with C-b d)."""
+    """Join the agent's live tmux session (detach with C-b d); without AGENT, pick one first."""
+    if agent is None:
+        raise typer.Exit(run_dash(picker=True))
     try:
         from fleet.service.agents import attach_argv
 

@@ -34,10 +34,12 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-#: Set for the one command a process runs: `config`, the global `--config` (by the callback), and
-#: `serve_mcp`, the MCP server `fleet mcp` runs (by `fleet.cli.main`, from the program that wires
-#: the surfaces together, `fleet.__main__`).
-state: dict[str, Any] = {"config": None, "serve_mcp": None}
+#: Set for the one command a process runs: `config`, the global `--config` (by the callback); and the
+#: other surfaces, which the CLI does not import (they are of its layer): `serve_mcp`, the MCP server
+#: `fleet mcp` runs, and `load_dash`, which loads the dashboard for `fleet dash` and `fleet attach`
+#: without an agent (both by `fleet.cli.main`, from the program that wires the surfaces together,
+#: `fleet.__main__`).
+state: dict[str, Any] = {"config": None, "serve_mcp": None, "load_dash": None}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 HolderOpt = Annotated[str | None, typer.Option(
@@ -132,3 +134,24 @@ def run(op: str, args: dict[str, Any], as_json: bool, render: Any = None) -> dic
         fail(exc, as_json)
     show(result, as_json, render)
     return result
+
+
+def dash_surface() -> Any:
+    """The dashboard (`fleet.dash`), from the program that wires the surfaces (`state["load_dash"]`)."""
+    load = state["load_dash"]
+    if load is None:
+        from fleet.errors import InternalError
+
+        fail(InternalError("This program has no dashboard to run.",
+                           hint="Run `fleet dash` or `python -m fleet dash`."), False)
+    return load()
+
+
+def run_dash(*, picker: bool = False, read_only: bool = False) -> int:
+    """Run the dashboard in this terminal (`picker`: `fleet attach` without an agent) and return its
+    exit status; an error before it starts (no config, an untrusted one) is rendered by `report`."""
+    dash = dash_surface()
+    try:
+        return int(dash.run(state["config"], picker=picker, read_only=read_only))
+    except Exception as exc:
+        fail(exc, False)

@@ -31,6 +31,7 @@ from .model import (
     ASSIGNMENT_COLUMNS,
     View,
     build_view,
+    cell,
     pane_text,
 )
 from .screens import AskScreen, ConfirmScreen, HelpScreen
@@ -51,14 +52,14 @@ class DashApp(App[str | None]):
     ENABLE_COMMAND_PALETTE = False
     CSS = """
     #header { height: 1; background: $boost; padding: 0 1; }
-    #top { height: 1fr; }
+    #top { height: 2fr; min-height: 6; }
     #top > *, #middle > * { height: 100%; }
     #agents { width: 3fr; border: round $primary; }
     #pane { width: 2fr; border: round $primary; overflow: hidden; }
-    #middle { height: 12; }
+    #middle { height: 1fr; min-height: 5; max-height: 14; }
     #assignments { width: 3fr; border: round $primary; }
     #approvals { width: 2fr; border: round $primary; }
-    #log { height: 7; border: round $primary; overflow: hidden; }
+    #log { height: 1fr; min-height: 4; max-height: 9; border: round $primary; overflow: hidden; }
     #message { height: 1; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -225,8 +226,6 @@ class DashApp(App[str | None]):
     # ---- messages ------------------------------------------------------------------------------
     def say(self, line: str, *, error: bool = False) -> None:
         """One line in the message bar (already escaped by whoever built it from agent text)."""
-        from .model import cell
-
         self.query_one("#message", Static).update(Text(cell(line, 300), style="bold red" if error else ""))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from fleet import ops
+from fleet.errors import FleetError, InternalError
 from fleet.service import Service
+from fleet.service.agents import attach_argv
 
 #: How often the watchdog's status is read: it runs `systemctl`, and ticks are minutes apart.
 WATCHDOG_EVERY: Final = 15.0
@@ -55,8 +57,6 @@ class Snapshot:
 
 def error_line(exc: BaseException) -> str:
     """An exception as the one line the dashboard shows: `code: message (hint)`."""
-    from fleet.errors import FleetError, InternalError
-
     err = exc if isinstance(exc, FleetError) else InternalError(
         f"Unexpected {type(exc).__name__}: {exc}.", hint="This is a bug in fleet; run `fleet status` to compare.")
     hint = f" ({err.hint})" if err.hint else ""
@@ -125,8 +125,6 @@ class Client:
 
     def attach_argv(self, agent: str) -> list[str]:
         """The command line `fleet attach` runs for `agent` (the fleet's tmux socket and session)."""
-        from fleet.service.agents import attach_argv
-
         svc = self.service()
         try:
             return attach_argv(svc, agent, False)

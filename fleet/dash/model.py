@@ -21,6 +21,7 @@ from typing import Any, Final
 from fleet.untrusted import one_line
 from fleet.vocab import AGENT_STATES
 from fleet.work.lifecycle import OPEN_STATES
+from fleet.work.report import extract_report
 
 #: Longest text a table cell shows; the rest is one ellipsis (the full text is one command away).
 CELL_CHARS: Final = 80
@@ -157,8 +158,6 @@ def last_turn_label(turn: Mapping[str, Any] | None) -> str:
     if not isinstance(message, str) or not message:
         return cell(outcome)
     if "fleet-report" in message:
-        from fleet.work.report import extract_report
-
         found = extract_report(message)
         if found.report is not None:
             return cell(f"{outcome}: report {found.report.status}: {found.report.summary}", 60)

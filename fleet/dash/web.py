@@ -68,7 +68,7 @@ def free_port(host: str) -> int:
 def child_command(config_path: str | None, read_only: bool) -> str:
     """The shell command textual-serve runs for each browser tab: this interpreter, the dashboard."""
     code = f"import sys; from fleet.dash import run; sys.exit(run({config_path!r}, read_only={read_only!r}))"
-    return shlex.join([sys.executable, "-c", code])
+    return shlex.join([sys.executable, "-P", "-c", code])  # -P: nothing imported from the cwd
 
 
 class TokenServer(Server):
