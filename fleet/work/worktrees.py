@@ -51,8 +51,7 @@ from .lifecycle import ASSIGNMENT_ID_RE
 #: Assignment branches are `fleet/<assignment id>`: one namespace fleet owns in every repository.
 BRANCH_PREFIX: Final = "fleet/"
 #: A branch name fleet accepts as a base: git's rules, minus anything option-like or exotic.
-BASE_NAME_RE: Final = re.compile(
-    r"^(?!.*(?:\.\.|//|@\{|\.lock/|/\.))[A-Za-z0-9_][A-Za-z0-9._/+-]{0,199}(?<![./])(?<!\.lock)(?!\n)$")
+BASE_NAME_RE: Final = re.compile(vocab.BRANCH_NAME)
 #: Files named in a `worktree_dirty` message; the rest are counted (all go out in `files`, up to 200).
 MAX_NAMED: Final = 10
 _IN_THE_WAY: Final = re.compile(r"'(.+?)' (?:would be overwritten|not uptodate)")
