@@ -17,7 +17,6 @@ without routing or sending again; the same id with a different request is `reque
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -56,7 +55,7 @@ from .delivery import (
     take_lease,
     template_text,
 )
-from .routing import gather_facts, inventory, lexical_scope, routing_lock, scope_for
+from .routing import check_repo, gather_facts, inventory, lexical_scope, repo_of, routing_lock, scope_for
 from .tracking import reconcile
 from .worktree import prepare
 
@@ -152,7 +151,7 @@ def _plan(svc: Service, items: Sequence[Assignment], caller: str | None, token: 
             bad = _scope_refusals(specs, a.write_paths, a.read_paths)
             excluded = {r.agent for r in bad}
             if a.repo is not None:  # `--repo`: only that repository's agents
-                excluded |= {s.name for s in specs if _repo_of(s) != a.repo}
+                excluded |= {s.name for s in specs if repo_of(s) != a.repo}
             need = Need(skills=frozenset(a.skills), needs_write=bool(a.write_paths), only=a.agent)
             result = route([f for f in facts if f.name not in excluded], need)
             for name in (result.agent, *result.ranked) if result.agent else ():
@@ -204,7 +203,7 @@ def _check_request(svc: Service, *, task: str, deadline: str, queue: bool, to: s
     if token is not None and to is None:
         raise InvalidInput("A token names one agent's lease: pass --to with --token.",
                            hint="Add --to AGENT (the agent your token is for), or leave out --token.")
-    repo_key = _check_repo(svc, repo, to)
+    repo_key = check_repo(svc, repo, to)
     if to is not None:
         spec = svc.config.agent(to)
         if spec.role == "lead":
@@ -228,23 +227,6 @@ def _check_request(svc: Service, *, task: str, deadline: str, queue: bool, to: s
     return _Request(svc.holder_for(holder), text, seconds, wanted, commands, stored_write, stored_read, to, repo_key,
                     key, template)
 
-
-def _repo_of(spec: AgentSpec) -> str | None:
-    return os.path.realpath(spec.repo) if spec.repo is not None else None
-
-
-def _check_repo(svc: Service, repo: str | None, to: str | None) -> str | None:
-    """`repo` resolved; refused when no agent (or not the agent named) works in a worktree of it."""
-    if repo is None:
-        return None
-    want = os.path.realpath(os.path.expanduser(repo))
-    agents = sorted(s.name for s in svc.config.agents.values() if _repo_of(s) == want)
-    if not agents or (to is not None and to not in agents):
-        who = f"Agent {to} does not" if to is not None and agents else "No configured agent does"
-        known = sorted({str(s.repo) for s in svc.config.agents.values() if s.repo is not None}) or ["none"]
-        raise InvalidInput(f"{who} work in a worktree of {want}.",
-                           hint=f"Repositories of this fleet: {', '.join(known)}.", repo=want)
-    return want
 
 
 def _render(svc: Service, req: _Request, agent: str | None, deadline: float) -> str | None:
@@ -276,7 +258,7 @@ def assignment_create(
     earlier = _earlier(svc, request_id, req)
     if earlier is not None:
         return _created(earlier, True)
-    specs = [s for s in svc.config.agents.values() if req.repo is None or _repo_of(s) == req.repo]
+    specs = [s for s in svc.config.agents.values() if req.repo is None or repo_of(s) == req.repo]
     inventories = _inventories(specs, bool(req.skills))
     need = Need(skills=frozenset(req.skills), needs_write=bool(req.write), only=to)
     check_skills([AgentFacts(name=s.name, role=s.role, state="idle", skills=inventories[s.name].names())

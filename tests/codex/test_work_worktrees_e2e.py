@@ -86,6 +86,15 @@ def test_two_workers_on_one_repository_are_isolated_verified_committed_and_merge
     refused = json.loads(f.cli("merge", failed, "--json").stdout)["error"]
     assert refused["code"] == "merge_not_verified"
 
+    # prune: the merged branches go; a cancelled one its agent's worktree is on stays, as does unmerged work
+    f.json("cancel", failed, "--interrupt")
+    pruned = f.json("worktree-prune")
+    assert sorted(pruned["branches"]) == sorted([f"fleet/{aid}", f"fleet/{bid}"])
+    assert [k["assignment"] for k in pruned["kept"]] == [failed]
+    assert pruned["worktrees"] == []
+    assert sorted(git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/fleet/").split()) == \
+        sorted([f"fleet/{cid}", f"fleet/{failed}"])
+
 
 def check_isolated_and_committed(f: Fleet, repo: Path, wt: dict[str, Path], aid: str, bid: str) -> None:
     """Each worked on its own branch in its own worktree and saw only its own change; the verified
