@@ -6,16 +6,19 @@ nothing."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from conftest import Fleet
+from conftest import Fleet, wait_until
 from gitrepos import git, make_repo, rev, tree_digest
 from mockmodel import MockServer, Step
+from test_watchdog_tick import policy, tick
 
 WORKER = 'role = "worker"'
 
@@ -158,3 +161,34 @@ def check_conflict_and_dirty_base_change_nothing(f: Fleet, repo: Path, cid: str)
     assert json.loads(dirty.stdout)["error"]["code"] == "base_checked_out_dirty"
     assert (repo / "README.md").read_text() == "my own edit\n"
     assert rev(repo, "main") == tip
+
+
+def test_an_agent_killed_mid_assignment_resumes_on_the_same_branch_with_its_edits(
+        tmp_path: Path, fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    """The watchdog restarts a killed repo agent and re-sends its assignment: the worktree is still on
+    the assignment's branch with the edit made before the kill, and the verified commit holds it."""
+    repo = make_repo(tmp_path / "shop")
+    f = fleet_factory(1, model=mock_model, agent_extra=WORKER, catalog=True,
+                      extra=f"repo = {json.dumps(str(repo))}\n" + policy(idle_after="1m"))
+    f.path.write_text(re.sub(r"(?m)^cwd = .*$", "", f.path.read_text()))
+    f.json("up")
+    wt = f.state_dir / "worktrees" / "agent-1"
+    mock_model.model.script(patch(add("cart.py", "coupons = []")),
+                            Step(text="slow " * 100, chunks=100, chunk_delay=0.2))  # open when killed
+    aid = f.json("assign", "--to", "agent-1", "--write", "cart.py", "Add coupons")["assignment"]
+    wait_until(lambda: (wt / "cart.py").is_file() and f.status("agent-1")["state"] == "working", timeout=30)
+    assert tick(f)["actions"] == []  # the watchdog is running (so the work layer leaves a crash to it)
+    os.kill(f.status("agent-1")["pid"], signal.SIGKILL)
+    wait_until(lambda: f.status("agent-1")["state"] == "exited", timeout=30)
+    # recoverable by hand: the worktree is on the branch, the edit uncommitted in it
+    assert git(wt, "symbolic-ref", "--short", "HEAD").strip() == f"fleet/{aid}"
+    assert git(wt, "status", "--porcelain").split() == ["??", "cart.py"]
+
+    mock_model.model.script(Step(text=report(("cart.py",), "Coupons")))
+    acted = tick(f)["actions"]
+    assert [(a["action"], a["outcome"]) for a in acted] == [("restart_resume", "done"), ("resend", "done")], acted
+    [done] = f.json("wait", aid, "--timeout", "60")["done"]
+    assert done["state"] == "verified", f.json("show", aid)
+    shown = f.json("show", aid)
+    assert shown["verification"]["changed"] == ["cart.py"]
+    assert git(repo, "show", f"{shown['verified_commit']}:cart.py") == "coupons = []\n"
