@@ -16,6 +16,8 @@ import pytest
 from conftest import Fleet
 from gitrepos import commit_file, git, make_repo
 
+from fleet.agents.writable import Roots, find_exposures, own_worktrees_allowed, worktree_exposures
+from fleet.config import load_config
 from fleet.service import Service
 from fleet.service.worktree import ensure_agent_worktree, recorded
 
@@ -104,3 +106,29 @@ def test_prune_removes_a_gone_agents_worktree_but_nothing_unmerged_without_force
     assert not wt2.exists()
     assert (fleet.state_dir / "worktrees" / "agent-1").is_dir()
     assert fleet.json("worktree-prune")["worktrees"] == []  # nothing left to do: a no-op
+
+
+def test_a_dirty_worktree_refuses_work_named_for_its_agent_before_anything_is_written(fleet: Fleet) -> None:
+    with contextlib.closing(Service(config_path=fleet.path, surface="cli")) as svc:
+        made = ensure_agent_worktree(svc, svc.config.agent("agent-1"))
+    assert made is not None
+    (Path(made["path"]) / "scratch.txt").write_text("left from ad-hoc work\n")
+    err = error(fleet, "assign", "--to", "agent-1", "--queue", "--write", "src/", "Fix the cart")
+    assert (err["code"], err["files"]) == ("worktree_dirty", ["scratch.txt"])
+    assert fleet.json("assignments")["assignments"] == []
+    assert (Path(made["path"]) / "scratch.txt").read_text() == "left from ad-hoc work\n"  # nothing stashed
+
+
+def test_a_worktree_another_sandboxed_agent_can_write_is_an_exposure(fleet: Fleet) -> None:
+    """agent-3 (a worker with a plain cwd) may write an extra root holding agent-1's worktree; a
+    repo agent's own worktree under the state dir is not an exposure of the state dir."""
+    config = load_config(fleet.path)
+    wt1 = (fleet.state_dir / "worktrees" / "agent-1").resolve()
+    roots = [Roots("agent-3", "workspace-write", (fleet.state_dir.resolve() / "worktrees",)),
+             Roots("agent-1", "workspace-write", (wt1,))]
+    found = worktree_exposures(roots, config)
+    assert sorted((e.agent, e.what) for e in found) == [("agent-3", "the worktree of agent-1"),
+                                                         ("agent-3", "the worktree of agent-2")]
+    assert worktree_exposures(roots[1:], config) == []
+    state = [("the state dir", fleet.state_dir.resolve(), True)]
+    assert own_worktrees_allowed(find_exposures(roots[1:], state), config) == []

@@ -57,7 +57,7 @@ from .delivery import (
 )
 from .routing import check_repo, gather_facts, inventory, lexical_scope, repo_of, routing_lock, scope_for
 from .tracking import reconcile
-from .worktree import prepare
+from .worktree import prepare, refuse_dirty
 
 if TYPE_CHECKING:
     from fleet.work.skills import Inventory
@@ -258,6 +258,8 @@ def assignment_create(
     earlier = _earlier(svc, request_id, req)
     if earlier is not None:
         return _created(earlier, True)
+    if to is not None and not svc.ledger.agent_load().get(to, (0, None))[0]:
+        refuse_dirty(svc.config.agent(to))  # files left from ad-hoc work, not an open assignment's
     specs = [s for s in svc.config.agents.values() if req.repo is None or repo_of(s) == req.repo]
     inventories = _inventories(specs, bool(req.skills))
     need = Need(skills=frozenset(req.skills), needs_write=bool(req.write), only=to)

@@ -70,6 +70,25 @@ def ensure_agent_worktree(svc: Service, spec: AgentSpec) -> dict[str, Any] | Non
     return {"path": wt.path, "base": base, "created": wt.created, "repaired": wt.repaired}
 
 
+def refuse_dirty(spec: AgentSpec) -> None:
+    """Refuse work for a repo agent whose existing worktree has uncommitted or untracked files
+    (`worktree_dirty`, naming them), before anything is written. `prepare` checks again at send."""
+    if spec.repo is None or not spec.cwd.is_dir():
+        return
+    from fleet.errors import WorktreeDirty
+    from fleet.work.gitwt import Git
+    from fleet.work.worktrees import dirty_files, git_errors, named_list
+
+    with git_errors():
+        dirty = dirty_files(Git(str(spec.cwd)))
+    if dirty:
+        raise WorktreeDirty(f"Agent {spec.name}'s worktree {spec.cwd} has uncommitted files ({named_list(dirty)}); "
+                            "a new assignment needs a clean one.",
+                            hint=f"Commit them to a branch or remove them (`git -C {spec.cwd} status` shows them); "
+                                 "fleet stashes nothing.", worktree=str(spec.cwd), files=dirty[:200],
+                            count=len(dirty))
+
+
 def prepare(svc: Service, spec: AgentSpec, assignment_id: str) -> dict[str, Any] | None:
     """Put a repo agent's worktree on the assignment's branch (`prepare_branch`) and return what the
     ledger records: repo, branch, base, base_commit, resumed. None for a plain agent. Raises
