@@ -293,7 +293,7 @@ def _commit_verified(svc: Service, a: Assignment, spec: AgentSpec, verification:
 
     report, _ = validate_report(a.report)
     try:
-        done = commit(spec, a.id, report.summary if report is not None else "")
+        done = commit(spec, a.id, report.summary if report is not None else "", verification.get("changed", []))
     except FleetError as exc:
         verification["verdict"] = "rejected"
         verification["reasons"] = [*verification.get("reasons", []), {

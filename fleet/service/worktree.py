@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any, Final
 
 from fleet.config import AgentSpec
@@ -103,11 +104,12 @@ def prepare(svc: Service, spec: AgentSpec, assignment_id: str) -> dict[str, Any]
             "resumed": p.resumed}
 
 
-def commit(spec: AgentSpec, assignment_id: str, summary: str) -> str | None:
-    """Commit a repo agent's verified work to its assignment's branch (`commit_verified`); the
-    branch's tip, or None for a plain agent."""
+def commit(spec: AgentSpec, assignment_id: str, summary: str, changed: Sequence[str]) -> str | None:
+    """Commit a repo agent's verified work, the `changed` paths verification saw (not what its
+    checks wrote), to its assignment's branch (`commit_verified`); the branch's tip, or None for a
+    plain agent."""
     if spec.repo is None:
         return None
     from fleet.work.worktrees import commit_verified
 
-    return commit_verified(spec.cwd, assignment_id, summary, spec.name, repo=spec.repo)
+    return commit_verified(spec.cwd, assignment_id, summary, spec.name, repo=spec.repo, paths=changed)
