@@ -80,7 +80,7 @@ def worktree_prune_cmd(
         for branch in r["branches"]:
             print(f"deleted branch {branch}")
         for k in r["kept"]:
-            print(f"kept {k['branch']} ({k['why']})")
+            print(f"kept {k.get('branch') or k.get('worktree')} ({k['why']})")
         if not (r["worktrees"] or r["branches"]):
             print("Nothing to prune.")
 

@@ -19,7 +19,7 @@ from fleet.errors import InvalidInput
 from fleet.work.records import Assignment
 
 from .core import Service
-from .worktree import base_of, recorded
+from .worktree import recorded
 
 #: How many dirty files `fleet worktrees` names per worktree (the count is always given).
 SHOWN_DIRTY: Final = 20
@@ -136,8 +136,8 @@ def worktree_list(svc: Service) -> dict[str, Any]:
 def worktree_prune(svc: Service, *, force: bool, holder: str | None = None) -> dict[str, Any]:
     """Remove the worktrees of agents no longer configured (as repo agents) and the branches of
     merged or cancelled assignments. A branch a remaining worktree is on is kept (said in `kept`);
-    anything the base does not contain refuses the whole prune per repository (`unmerged_work`)
-    unless `force`."""
+    anything the base does not contain refuses the prune of that repository and base
+    (`unmerged_work`) unless `force`."""
     from fleet.work.worktreeadmin import list_worktrees, prune
 
     svc.holder_for(holder)
@@ -159,7 +159,7 @@ def worktree_prune(svc: Service, *, force: bool, holder: str | None = None) -> d
                              "why": f"agent {on_branch[str(a.branch)]}'s worktree is on it"})
             else:
                 ids.append(a.id)
-        for base, agents, branch_ids in _by_base(svc, gone, ids):
+        for base, agents, branch_ids in _by_base(svc, repo, gone, ids, kept):
             done = prune(repo, svc.config.worktree_root, base, agents=agents, assignments=branch_ids, force=force)
             removed += done.worktrees
             deleted += done.branches
@@ -171,17 +171,20 @@ def _no_longer_configured(svc: Service, agent: str, repo: str) -> bool:
     return spec is None or spec.repo is None or os.path.realpath(spec.repo) != repo
 
 
-def _by_base(svc: Service, agents: Sequence[str], ids: Sequence[str]) -> list[tuple[str, list[str], list[str]]]:
+def _by_base(svc: Service, repo: str, agents: Sequence[str], ids: Sequence[str],
+             kept: list[dict[str, str]]) -> list[tuple[str, list[str], list[str]]]:
     """The prune calls for one repository, one per base branch: a worktree's base is what `up`
-    recorded for its agent, a branch's the one its assignment started from."""
+    recorded for its agent (a worktree without that record is kept, said in `kept`), a branch's
+    the one its assignment started from."""
     groups: dict[str, tuple[list[str], list[str]]] = {}
     for agent in agents:
-        base = recorded(svc, agent).get("base")
-        spec = svc.config.agents.get(agent)
-        if not isinstance(base, str):
-            base = base_of(svc, spec) if spec is not None and spec.repo is not None else None
-        if isinstance(base, str):
+        record = recorded(svc, agent)
+        base = record.get("base")
+        if isinstance(base, str) and isinstance(record.get("repo"), str) and os.path.realpath(record["repo"]) == repo:
             groups.setdefault(base, ([], []))[0].append(agent)
+        else:
+            kept.append({"worktree": str(svc.config.worktree_root / agent),
+                         "why": "no base recorded for it: remove it by hand (`git worktree remove PATH`)"})
     for aid in ids:
         a = svc.ledger.get(aid)
         groups.setdefault(_base(svc, a), ([], []))[1].append(aid)
