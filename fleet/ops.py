@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from .errors import FleetError, InvalidInput, LedgerError, NotFinite
 from .prompttext import MAX_TEXT
 from .schemacheck import compile_check, non_finite
-from .vocab import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN
+from .vocab import AGENT_NAME, AGENT_NAME_RULE, BRANCH_NAME, HOLDER_PATTERN
 from .work.lifecycle import ASSIGNMENT_ID_PATTERN
 
 if TYPE_CHECKING:
@@ -74,8 +74,13 @@ ASSIGN_PROPS: Final = {
     "queue": {"type": "boolean", "default": False,
               "description": "If no agent can take it now, keep it queued (sent by dispatch) instead of failing."},
     "request_id": REQUEST_ID,
+    "repo": {"type": "string", "minLength": 1, "maxLength": 4096,
+             "description": "Only agents working in worktrees of this repository (a path); inferred when every "
+                            "candidate shares one."},
     **LEASED,
 }
+#: A branch to merge into (`--into`): the names fleet uses as a base.
+BRANCH: Final = {"type": "string", "pattern": BRANCH_NAME, "description": "A local branch."}
 
 #: What a failed `pattern` means, by the property it failed on; messages name the real rule.
 _PATTERN_MEANING: Final = {
@@ -86,6 +91,7 @@ _PATTERN_MEANING: Final = {
     "assignment": "an assignment id (as- and 26 characters)",
     "assignments": "an assignment id (as- and 26 characters)",
     "to": f"a valid agent name ({AGENT_NAME_RULE})",
+    "into": "a branch name fleet uses as a base (letters, digits and . _ / + -, not starting with - or .)",
 }
 
 
@@ -170,6 +176,7 @@ _LEASE_OPS: Final = "fleet.service.leases:"
 _ASSIGN_OPS: Final = "fleet.service.assign:"
 _ASSIGNMENTS_OPS: Final = "fleet.service.assignments:"
 _WATCHDOG_OPS: Final = "fleet.service.watchdog:"
+_WORKTREE_OPS: Final = "fleet.service.worktrees:"
 
 
 def _seconds(minimum: float, maximum: float, default: float, what: str) -> dict[str, Any]:
@@ -281,6 +288,34 @@ REGISTRY: Final[dict[str, Operation]] = {
              "limit": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 200},
              "assignment": ASSIGNMENT},
             (), _out("events", "cursor"), _ASSIGNMENTS_OPS + "fleet_events"),
+        _op("assignment_diff", "diff",
+            "What a worktree assignment's branch changes against the commit it started from: a stat and the "
+            "patch, cut at max_bytes. Read it before assignment_merge.",
+            "readonly",
+            {"assignment": ASSIGNMENT,
+             "max_bytes": {"type": "integer", "minimum": 0, "maximum": 4 * 1024 * 1024, "default": 64 * 1024,
+                           "description": "Cut the patch here (default 64 KiB; the stat is always whole)."}},
+            ("assignment",), _out("assignment", "stat", "patch", "truncated"), _WORKTREE_OPS + "assignment_diff"),
+        _op("assignment_merge", "merge",
+            "Merge verified worktree assignments, in the order given, into their base branch (or `into`): "
+            "fast-forward or a merge commit; a conflict (merge_conflict) changes nothing: re-assign that work.",
+            "mutating",
+            {"assignments": {"type": "array", "items": ASSIGNMENT, "minItems": 1, "maxItems": 100,
+                             "description": "Assignment ids, in the order to merge them."},
+             "into": {**BRANCH, "description": "The branch to merge into (default: the one they started from)."},
+             "holder": HOLDER},
+            ("assignments",), _out("into", "old", "new", "steps"), _WORKTREE_OPS + "assignment_merge"),
+        _op("worktree_list", "worktrees",
+            "Each repo agent's worktree: path, branch, clean/dirty, and its verified assignments not merged yet.",
+            "readonly", {}, (), _out("worktrees"), _WORKTREE_OPS + "worktree_list"),
+        _op("worktree_prune", "worktree-prune",
+            "Remove worktrees of agents no longer configured and branches of merged or cancelled assignments; "
+            "nothing unmerged unless force.",
+            "destructive",
+            {"force": {"type": "boolean", "default": False,
+                       "description": "Also delete work the base does not contain, and uncommitted files."},
+             "holder": HOLDER},
+            (), _out("worktrees", "branches", "kept"), _WORKTREE_OPS + "worktree_prune"),
         _op("fleet_dispatch", "dispatch",
             "Send queued assignments to agents that are free now (oldest first).",
             "mutating",

@@ -22,6 +22,8 @@ AGENT_NAME_RULE: Final = "1-32 lowercase letters, digits or '-', starting with a
 HOLDER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,63}(?!\n)$"
 #: Fleet names name the tmux socket (with the state dir: `tmux_socket`) and the default state dir.
 FLEET_NAME: Final = r"^[a-z][a-z0-9-]{0,31}(?!\n)$"
+#: A branch name fleet uses as a base (`base`, `--into`): git's rules, minus anything option-like or exotic.
+BRANCH_NAME: Final = r"^(?!.*(?:\.\.|//|@\{|\.lock/|/\.))[A-Za-z0-9_][A-Za-z0-9._/+-]{0,199}(?<![./])(?<!\.lock)(?!\n)$"
 
 # --- Agent states --------------------------------------------------------------------------------
 

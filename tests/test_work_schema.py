@@ -153,17 +153,23 @@ def schema_of(path: Path) -> dict[str, list[tuple[object, ...]]]:
 def test_a_fresh_ledger_owns_every_table_of_fleet_db_under_its_version(tmp_path: Path) -> None:
     with Ledger(tmp_path / "new") as ledger:
         path = ledger.path
-    assert version(path) == SCHEMA_VERSION == 2
+    assert version(path) == SCHEMA_VERSION == 3
     tables = set(schema_of(path)) - {"-others"}
     assert tables == set(TABLES) == {"assignments", "events", "request_ids", "watchdog_state", "watchdog_ticks"}
     # the watchdog's tables have exactly the columns and keys its own statements used to make
-    assert schema_of(path) == schema_of(old_fleet_db(tmp_path / "old", rows=False))
+    fresh, old = schema_of(path), schema_of(old_fleet_db(tmp_path / "old", rows=False))
+    assert ({k: v for k, v in fresh.items() if k != "assignments"}
+            == {k: v for k, v in old.items() if k != "assignments"})
+    # version 3 adds the worktree columns to the version-1 assignments table, after its own
+    assert fresh["assignments"][:22] == old["assignments"]
+    assert [c[0] for c in fresh["assignments"][22:]] == ["repo", "branch", "base_commit", "verified_commit",
+                                                         "merged_commit"]
 
 
 def test_a_fleet_db_of_the_previous_version_migrates_and_keeps_every_row(tmp_path: Path) -> None:
     path = old_fleet_db(tmp_path / "state")
     with Ledger(tmp_path / "state") as ledger:
-        assert version(path) == 2
+        assert version(path) == 3
         assert ledger.get("a-old").task == "old task"
         events = ledger.events_for("a-old")
         assert [e.kind for e in events] == ["created", "transition"]
@@ -178,13 +184,13 @@ def test_a_fleet_db_of_the_previous_version_migrates_and_keeps_every_row(tmp_pat
             store.add_tick(T0 + 60, dry_run=False, ms=7, skipped=None, actions=[])
             assert will_restart(ledger.path, "ada", 60, T0 + 61)
     with Ledger(tmp_path / "state"):  # opening it again changes nothing
-        assert version(path) == 2
+        assert version(path) == 3
 
 
 def test_a_version_1_ledger_whose_watchdog_never_ran_gets_the_watchdog_tables(tmp_path: Path) -> None:
     path = old_fleet_db(tmp_path / "state", watchdog=False)
     with Ledger(tmp_path / "state") as ledger, WatchdogStore(ledger.path) as store:
-        assert version(path) == 2
+        assert version(path) == 3
         assert store.ticks() == []
         store.save_agent(AgentRecord("ada", restarts=2), T0)
         assert store.agents()["ada"].restarts == 2
@@ -236,7 +242,7 @@ def test_processes_opening_an_old_ledger_at_once_migrate_it_once(tmp_path: Path)
     for t in threads:
         t.join()
     assert errors == []
-    assert version(path) == 2
+    assert version(path) == 3
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -256,7 +262,7 @@ def test_any_older_file_migrates_to_the_schema_a_fresh_ledger_has(
         path = old_fleet_db(base / "old", watchdog=watchdog, rows=rows)
     with Ledger(base / "old"):
         pass
-    assert version(path) == SCHEMA_VERSION == 2
+    assert version(path) == SCHEMA_VERSION == 3
     assert schema_of(path) == fresh
 
 

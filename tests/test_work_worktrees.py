@@ -300,3 +300,20 @@ def test_the_current_branch_is_the_default_base(repo: Path) -> None:
     assert wt.current_branch(repo) == "release/2.0"
     git(repo, "checkout", "-q", "--detach")
     assert wt.current_branch(repo) is None
+
+
+def test_commit_verified_with_paths_commits_only_those_and_leaves_the_rest(repo: Path, root: Path) -> None:
+    """What a check wrote (a cache, a report) is not the agent's verified work: it stays uncommitted."""
+    made = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    base = wt.prepare_branch(made, aid, "main").base_commit
+    (made / "app.py").write_text("a = 1\nb = 2\nc = 4\n")
+    (made / "README.md").unlink()
+    (made / "odd name*.py").write_text("x = 1\n")
+    (made / "__pycache__").mkdir()
+    (made / "__pycache__" / "app.pyc").write_bytes(b"\0")
+    commit = wt.commit_verified(made, aid, "Edit", "ada", paths=["app.py", "README.md", "odd name*.py", "gone.txt"])
+    assert sorted(git(repo, "diff", "--name-only", base, commit).splitlines()) == ["README.md", "app.py",
+                                                                                  "odd name*.py"]
+    assert git(made, "status", "--porcelain").split() == ["??", "__pycache__/"]
+    assert wt.commit_verified(made, aid, "Edit", "ada", paths=[]) == commit

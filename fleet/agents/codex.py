@@ -203,7 +203,8 @@ def project_trust(spec: AgentSpec, user: dict[str, Any] | None = None) -> str | 
     user = user_config(spec.home) if user is None else user
     entries = _table(user.get("projects"))
     cwd = spec.cwd.absolute()
-    keys = dict.fromkeys(str(p) for p in (cwd, spec.cwd.resolve(), git_root(cwd)) if p is not None)
+    # a repo agent's cwd is its worktree: the user's mark on the repository counts as well
+    keys = dict.fromkeys(str(p) for p in (cwd, spec.cwd.resolve(), git_root(cwd), spec.repo) if p is not None)
     if any(_table(entries.get(k)).get("trust_level") == "untrusted" for k in keys):
         return None
     cwds = dict.fromkeys(str(p) for p in (cwd, spec.cwd.resolve()))  # a symlinked cwd: both names

@@ -230,7 +230,30 @@ def exposures(config: FleetConfig, specs: Iterable[AgentSpec] | None = None,
     """fleet's files inside the writable roots of `specs` (default: every agent) that are not
     full-access. The files are every agent's, whichever agents are checked."""
     roots = resolved_roots(config.agents.values() if specs is None else specs, environ)
-    return find_exposures(roots, protected_paths(config))
+    return own_worktrees_allowed(find_exposures(roots, protected_paths(config)), config) + \
+        worktree_exposures(roots, config)
+
+
+def own_worktrees_allowed(found: list[Exposure], config: FleetConfig) -> list[Exposure]:
+    """`found` without a repo agent's own worktree counted as writing the state dir: the worktrees
+    dir (by default `<state_dir>/worktrees`) holds nothing of fleet's but the worktrees."""
+    wt_root = str(_real(config.worktree_root))
+    return [e for e in found if not (e.path == _real(config.state_dir) and str(e.root).startswith(wt_root + "/"))]
+
+
+def worktree_exposures(roots: Iterable[Roots], config: FleetConfig) -> list[Exposure]:
+    """Each repo agent's worktree inside (or holding) another sandboxed agent's writable root: that
+    agent could change work that is verified and merged as someone else's."""
+    worktrees = [(a.name, _real(a.cwd)) for a in config.agents.values() if a.repo is not None]
+    out = []
+    for r in roots:
+        if r.full_access:
+            continue
+        for root in r.roots:
+            for owner, path in worktrees:
+                if owner != r.agent and (_within(str(path), str(root)) or _within(str(root), str(path))):
+                    out.append(Exposure(r.agent, r.sandbox, f"the worktree of {owner}", path, root))
+    return out
 
 
 def exposure_hint(found: Sequence[Exposure]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from . import agents, dash, init, install, leases, mcp, trust, watchdog, work
+from . import agents, dash, init, install, leases, mcp, trust, watchdog, work, worktrees
 from .base import app, report, state
 from .params import PlainCommand, PlainGroup, usage_error
 
@@ -48,6 +48,10 @@ COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("cancel", work.cancel_cmd),
     ("events", work.events_cmd),
     ("dispatch", work.dispatch_cmd),
+    ("diff", worktrees.diff_cmd),
+    ("merge", worktrees.merge_cmd),
+    ("worktrees", worktrees.worktrees_cmd),
+    ("worktree-prune", worktrees.worktree_prune_cmd),
     ("install", install.install_cmd),
     ("trust", trust.trust_cmd),
     ("approve", watchdog.approve_cmd),

@@ -72,6 +72,8 @@ def assign_cmd(
         "--queue", help="If no agent can take it now, keep it queued instead of failing.")] = None,
     request_id: Annotated[str | None, typer.Option(
         "--request-id", help="Idempotency key: a retry returns the same assignment, never a second prompt.")] = None,
+    repo: Annotated[str | None, typer.Option(
+        "--repo", help="Only agents working in worktrees of this repository (a path).")] = None,
     holder: HolderOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Give a task to an agent: route it, send the prompt, return once Codex recorded it."""
@@ -79,7 +81,8 @@ def assign_cmd(
         task = sys.stdin.read()
     run("assignment_create", {"task": task, "to": to, "skills": skills, "write_paths": write_paths,
                               "read_paths": read_paths, "checks": checks, "deadline": deadline, "queue": queue,
-                              "request_id": request_id, "holder": holder, "token": token}, as_json, _render_created)
+                              "request_id": request_id, "repo": repo, "holder": holder, "token": token}, as_json,
+        _render_created)
 
 
 def _row(a: dict[str, Any]) -> str:

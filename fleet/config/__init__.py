@@ -25,7 +25,7 @@ from typing import Any, Final, Literal, NamedTuple
 
 from fleet.errors import ConfigError, ConfigNotFound, UnknownAgent
 from fleet.schemacheck import compile_check
-from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, FLEET_NAME
+from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, BRANCH_NAME, FLEET_NAME
 
 from .watchdog import Policy, parse_policy
 
@@ -62,6 +62,9 @@ _AGENT_KEYS: dict[str, Any] = {
     "role": {"enum": ["explorer", "worker", "lead"]},
     "sandbox": {"enum": ["read-only", "workspace-write", "danger-full-access"]},
     "model": {"type": "string", "minLength": 1, "maxLength": 200},
+    # a git repository: the agent works in its own worktree of it (instead of a `cwd`)
+    "repo": _STR,
+    "base": {"type": "string", "pattern": BRANCH_NAME},
 }
 
 SCHEMA: Final[dict[str, Any]] = {
@@ -75,7 +78,9 @@ SCHEMA: Final[dict[str, Any]] = {
             "additionalProperties": False,
             "properties": {"name": {"type": "string", "pattern": FLEET_NAME}, "state_dir": _STR,
                            # a file (string.Template) replacing the packaged assignment prompt
-                           "assignment_template": _STR},
+                           "assignment_template": _STR,
+                           # where repo agents' worktrees live (default: <state_dir>/worktrees)
+                           "worktrees_dir": _STR},
         },
         "defaults": {"type": "object", "additionalProperties": False, "properties": _AGENT_KEYS},
         # Checked in full by fleet.config.watchdog, whose errors name the key path the same way.
@@ -91,7 +96,7 @@ SCHEMA: Final[dict[str, Any]] = {
             "additionalProperties": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["home", "cwd"],
+                "required": ["home"],
                 "properties": {"home": _STR, "cwd": _STR, **_AGENT_KEYS},
             },
         },
@@ -101,7 +106,9 @@ SCHEMA: Final[dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """One configured agent. `home` is its CODEX_HOME; `cwd` must exist when it starts."""
+    """One configured agent. `home` is its CODEX_HOME; `cwd` must exist when it starts. A repo agent
+    (`repo` set) has `cwd` = `<worktrees_dir>/<name>`, its worktree of `repo`, which `up` creates;
+    `base` is the branch its assignments start from (None: the repository's branch at first start)."""
 
     name: str
     home: Path
@@ -112,6 +119,8 @@ class AgentSpec:
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     model: str | None = None
+    repo: Path | None = None
+    base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,13 @@ class FleetConfig:
     assignment_template: Path | None = None
     #: `[lead] auto_approve_agent_approvals`: a lead agent's `agent_approve` runs without asking a person.
     lead_auto_approve_agent_approvals: bool = False
+    #: `[fleet] worktrees_dir`, else `<state_dir>/worktrees` (None: parsed without it, the default).
+    worktrees_dir: Path | None = None
+
+    @property
+    def worktree_root(self) -> Path:
+        """Where repo agents' worktrees live: `<it>/<agent>`."""
+        return self.worktrees_dir or self.state_dir / "worktrees"
 
     @property
     def tmux_socket(self) -> str:
@@ -294,9 +310,13 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
     name = fleet_tbl.get("name", "fleet")
     state_dir = _state_dir(fleet_tbl.get("state_dir"), name, base)
     defaults = raw.get("defaults", {})
+    configured = fleet_tbl.get("worktrees_dir")
+    worktrees = _resolve(configured, base) if configured else state_dir / "worktrees"
     agents = {
-        agent_name: _agent(agent_name, {**defaults, **tbl}, base) for agent_name, tbl in raw["agents"].items()
+        agent_name: _agent(agent_name, _merged(defaults, tbl, path, agent_name), base, worktrees)
+        for agent_name, tbl in raw["agents"].items()
     }
+    _check_worktrees_dir(agents, worktrees, path, "$.fleet.worktrees_dir" if configured else "$.fleet.state_dir")
     watchdog = parse_policy(raw.get("watchdog"), source=str(path), agents=raw["agents"])
     leads = [a.name for a in agents.values() if a.role == "lead"]
     if watchdog.lead is None and len(leads) == 1:  # the one lead agent gets the escalations
@@ -305,7 +325,50 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
     return FleetConfig(path=path, name=name, state_dir=state_dir, agents=agents, watchdog=watchdog,
                        assignment_template=_resolve(template, base) if template else None,
                        lead_auto_approve_agent_approvals=bool(
-                           raw.get("lead", {}).get("auto_approve_agent_approvals", False)))
+                           raw.get("lead", {}).get("auto_approve_agent_approvals", False)),
+                       worktrees_dir=worktrees)
+
+
+def _merged(defaults: dict[str, Any], tbl: dict[str, Any], path: Path, name: str) -> dict[str, Any]:
+    """The agent's table over `[defaults]`. `cwd` and `repo` exclude each other within one table; an
+    agent's own `cwd` replaces a `repo` from `[defaults]` (and its own `repo` any `cwd`)."""
+    if "cwd" in tbl and "repo" in tbl:
+        raise ConfigError(f"{path}: $.agents.{name}: `cwd` and `repo` exclude each other.",
+                          hint="Give the agent a `repo` (it then works in its own worktree of it) or a `cwd`, "
+                               "not both.", path=str(path), key=f"$.agents.{name}")
+    merged = {**defaults, **tbl}
+    if "cwd" in tbl:
+        merged.pop("repo", None)
+        if "base" not in tbl:
+            merged.pop("base", None)
+    if "base" in merged and "repo" not in merged:
+        raise ConfigError(f"{path}: $.agents.{name}.base: `base` needs a `repo`.",
+                          hint="Set `repo` for the agent (or in [defaults]), or drop `base`.",
+                          path=str(path), key=f"$.agents.{name}.base")
+    if "cwd" not in merged and "repo" not in merged:
+        raise ConfigError(f"{path}: $.agents.{name}: 'cwd' is a required property (or a `repo`, there or in "
+                          "[defaults]).",
+                          hint="Set `cwd = \"PATH\"` (a directory), or `repo = \"PATH\"` (a git repository; "
+                               "also possible in [defaults]).", path=str(path), key=f"$.agents.{name}")
+    return merged
+
+
+def _check_worktrees_dir(agents: dict[str, AgentSpec], root: Path, path: Path, key: str) -> None:
+    """The worktrees dir lies outside every repository and every plain agent's cwd (which it could
+    write). Where sandboxes let agents write beyond their cwd, `up` and doctor check (`exposures`)."""
+    if not any(a.repo is not None for a in agents.values()):
+        return
+    real = os.path.realpath(root)
+    for a in agents.values():
+        owner = a.repo if a.repo is not None else a.cwd if a.sandbox != "read-only" else None
+        if owner is None:
+            continue
+        other = os.path.realpath(owner)
+        if real == other or real.startswith(other.rstrip("/") + "/"):
+            what = f"the repository {owner} of agent {a.name}" if a.repo is not None else f"agent {a.name}'s cwd"
+            raise ConfigError(f"{path}: {key}: the worktrees dir {root} lies inside {what}.",
+                              hint="Set [fleet] worktrees_dir (or the state dir) outside every repository and "
+                                   "agent cwd.", path=str(path), key=key)
 
 
 def _resolve(value: str, base: Path) -> Path:
@@ -323,18 +386,21 @@ def _state_dir(configured: str | None, name: str, base: Path) -> Path:
     return _xdg_home("XDG_STATE_HOME", ".local/state") / "fleet" / name
 
 
-def _agent(name: str, tbl: dict[str, Any], base: Path) -> AgentSpec:
+def _agent(name: str, tbl: dict[str, Any], base: Path, worktrees: Path) -> AgentSpec:
     if not re.fullmatch(AGENT_NAME, name):  # the schema checked it; this guards direct callers
         raise ConfigError(f"Bad agent name {name!r}.", hint=f"Agent names are {AGENT_NAME_RULE}.")
     role: Role = tbl.get("role", "explorer")
+    repo = _resolve(tbl["repo"], base) if "repo" in tbl else None
     return AgentSpec(
         name=name,
         home=_resolve(tbl["home"], base),
-        cwd=_resolve(tbl["cwd"], base),
+        cwd=worktrees / name if repo is not None else _resolve(tbl["cwd"], base),
         role=role,
         sandbox=tbl.get("sandbox", ROLE_SANDBOX[role]),
         codex=tbl.get("codex", "codex"),
         args=tuple(tbl.get("args", ())),
         env=dict(tbl.get("env", {})),
         model=tbl.get("model"),
+        repo=repo,
+        base=tbl.get("base") if repo is not None else None,
     )

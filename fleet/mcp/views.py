@@ -16,7 +16,8 @@ sends a compact view (the CLI's `--json` stays complete):
 
 Agent-written text (`UNTRUSTED_PATHS`) goes out only inside `{"untrusted": ...}` (`fleet.untrusted`):
 an approval's command and justification, the pane, reports, summaries, changed paths, check output,
-reasons, event details, skills read from an agent's home, action reasons that may quote any of it.
+reasons, event details, skills read from an agent's home, action reasons that may quote any of it,
+a worktree's diff and its dirty file names.
 A path that could carry an agent's words is marked even when fleet wrote the words this time.
 
 Pure: `now` is an argument. The tables' schemas are in `STATUS_COLUMNS` / `LEASE_COLUMNS`.
@@ -136,6 +137,10 @@ UNTRUSTED_PATHS: Final[dict[str, tuple[tuple[str, ...], ...]]] = {
                         ("agents", "*", "fatal_reason")),
     "agent_approve": (("command",),),
     "agent_deny": (("command",),),
+    # the agent's work itself: file names and contents
+    "assignment_diff": (("stat",), ("patch",)),
+    "assignment_merge": (("checkout_errors",),),
+    "worktree_list": (("worktrees", "*", "dirty"),),
 }
 
 _VIEWS: Final[dict[str, Callable[[dict[str, Any], float], dict[str, Any]]]] = {

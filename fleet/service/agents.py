@@ -20,6 +20,7 @@ from fleet.prompttext import check_text
 
 from .core import Service
 from .install import ensure_lead_plugin
+from .worktree import ensure_agent_worktree
 
 if TYPE_CHECKING:
     from fleet.config import AgentSpec
@@ -106,6 +107,7 @@ def _start_many(svc: Service, specs: list[AgentSpec], deadline: float) -> dict[s
     panes = rt.tmux.panes()
     commands: dict[str, str] = {}
     for spec in rt.to_start(specs, panes):
+        ensure_agent_worktree(svc, spec)
         commands[spec.name] = rt.prepare(spec)
         ensure_lead_plugin(spec)
     return dict(rt.start_many(specs, deadline, commands, panes))
@@ -116,6 +118,7 @@ def restart_agent(svc: Service, spec: AgentSpec, session_id: str | None) -> dict
     with fleet's plugin ensured in its home first. The caller holds the agent's lease."""
     rt = svc.runtime
     pane = rt.session_to_restart(spec)
+    ensure_agent_worktree(svc, spec)
     command = rt.prepare(spec, resume=session_id)
     ensure_lead_plugin(spec)
     return rt.respawn(spec, pane, command, session_id)

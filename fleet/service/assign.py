@@ -55,8 +55,9 @@ from .delivery import (
     take_lease,
     template_text,
 )
-from .routing import gather_facts, inventory, lexical_scope, routing_lock, scope_for
+from .routing import check_repo, gather_facts, inventory, lexical_scope, repo_of, routing_lock, scope_for
 from .tracking import reconcile
+from .worktree import prepare, refuse_dirty
 
 if TYPE_CHECKING:
     from fleet.work.skills import Inventory
@@ -149,6 +150,8 @@ def _plan(svc: Service, items: Sequence[Assignment], caller: str | None, token: 
                      for f in gather_facts(svc, specs, who, inventories)]
             bad = _scope_refusals(specs, a.write_paths, a.read_paths)
             excluded = {r.agent for r in bad}
+            if a.repo is not None:  # `--repo`: only that repository's agents
+                excluded |= {s.name for s in specs if repo_of(s) != a.repo}
             need = Need(skills=frozenset(a.skills), needs_write=bool(a.write_paths), only=a.agent)
             result = route([f for f in facts if f.name not in excluded], need)
             for name in (result.agent, *result.ranked) if result.agent else ():
@@ -177,6 +180,8 @@ class _Request:
     write: tuple[str, ...]
     read: tuple[str, ...]
     to: str | None
+    #: Only agents working in worktrees of this repository (resolved), or any agent.
+    repo: str | None
     key: dict[str, Any]
     #: The assignment template's text, loaded (and checked) once.
     template: str
@@ -184,7 +189,7 @@ class _Request:
 
 def _check_request(svc: Service, *, task: str, deadline: str, queue: bool, to: str | None, skills: list[str] | None,
                    write_paths: list[str] | None, read_paths: list[str] | None, checks: list[str] | None,
-                   holder: str | None, token: int | None) -> _Request:
+                   holder: str | None, token: int | None, repo: str | None = None) -> _Request:
     """Everything `assign` refuses before it routes: task (the one check of its text), deadline,
     checks, the token, the named agent's role, paths outside the cwd, and a broken template."""
     text = check_task(task)
@@ -198,6 +203,7 @@ def _check_request(svc: Service, *, task: str, deadline: str, queue: bool, to: s
     if token is not None and to is None:
         raise InvalidInput("A token names one agent's lease: pass --to with --token.",
                            hint="Add --to AGENT (the agent your token is for), or leave out --token.")
+    repo_key = check_repo(svc, repo, to)
     if to is not None:
         spec = svc.config.agent(to)
         if spec.role == "lead":
@@ -216,8 +222,11 @@ def _check_request(svc: Service, *, task: str, deadline: str, queue: bool, to: s
     template = template_text(svc)
     key = {"task": text, "to": to, "skills": sorted(wanted), "write_paths": write_in, "read_paths": read_in,
            "checks": list(commands), "deadline": deadline, "queue": queue}
-    return _Request(svc.holder_for(holder), text, seconds, wanted, commands, stored_write, stored_read, to, key,
-                    template)
+    if repo_key is not None:  # only when given: earlier requests' ids keep their sha
+        key["repo"] = repo_key
+    return _Request(svc.holder_for(holder), text, seconds, wanted, commands, stored_write, stored_read, to, repo_key,
+                    key, template)
+
 
 
 def _render(svc: Service, req: _Request, agent: str | None, deadline: float) -> str | None:
@@ -239,16 +248,19 @@ def _render(svc: Service, req: _Request, agent: str | None, deadline: float) -> 
 def assignment_create(
     svc: Service, *, task: str, deadline: str, queue: bool, to: str | None = None, skills: list[str] | None = None,
     write_paths: list[str] | None = None, read_paths: list[str] | None = None, checks: list[str] | None = None,
-    request_id: str | None = None, holder: str | None = None, token: int | None = None,
+    request_id: str | None = None, holder: str | None = None, token: int | None = None, repo: str | None = None,
 ) -> dict[str, Any]:
     req = _check_request(svc, task=task, deadline=deadline, queue=queue, to=to, skills=skills,
-                         write_paths=write_paths, read_paths=read_paths, checks=checks, holder=holder, token=token)
+                         write_paths=write_paths, read_paths=read_paths, checks=checks, holder=holder, token=token,
+                         repo=repo)
     caller = req.caller
     ledger = svc.ledger
     earlier = _earlier(svc, request_id, req)
     if earlier is not None:
         return _created(earlier, True)
-    specs = list(svc.config.agents.values())
+    if to is not None and not svc.ledger.agent_load().get(to, (0, None))[0]:
+        refuse_dirty(svc.config.agent(to))  # files left from ad-hoc work, not an open assignment's
+    specs = [s for s in svc.config.agents.values() if req.repo is None or repo_of(s) == req.repo]
     inventories = _inventories(specs, bool(req.skills))
     need = Need(skills=frozenset(req.skills), needs_write=bool(req.write), only=to)
     check_skills([AgentFacts(name=s.name, role=s.role, state="idle", skills=inventories[s.name].names())
@@ -272,7 +284,7 @@ def assignment_create(
         prompt = _render(svc, req, result.agent, due)
         a, duplicate = ledger.create(
             task=req.task, holder=caller, actor=caller, agent=to, skills=req.skills, read_paths=req.read,
-            write_paths=req.write, checks=req.checks, deadline=due, request_id=request_id,
+            write_paths=req.write, checks=req.checks, deadline=due, request_id=request_id, repo=req.repo,
             request=req.key, details={"to": to, "queue": queue, "request_id": request_id, "deadline": deadline})
         if duplicate:
             return _created(a, True)
@@ -389,6 +401,8 @@ def deliver(svc: Service, assignment_id: str, *, actor: str, text: str | None = 
     holder = assignment_holder(a.id)
     body = text if text is not None else (a.prompt or a.task)
     renew_lease(svc, spec.name, a.id, a.deadline)
+    if a.branch is not None:  # a resume continues on the assignment's branch, edits kept
+        prepare(svc, spec, a.id)
     with svc.agent_guard(spec, holder, None, operation="deliver"):
         receipt = svc.runtime.send(spec, body, request_id, DELIVERY_TIMEOUT, holder=holder)
     svc.ledger.annotate(a.id, "delivered", actor=actor,

@@ -43,6 +43,7 @@ from fleet.work.verify import SnapshotError, snapshot
 
 from .core import Service
 from .routing import Scope, scope_for
+from .worktree import prepare
 
 #: The assignment's lease while its prompt is being delivered (a send takes seconds; a crash mid-way
 #: frees the agent after this).
@@ -132,7 +133,8 @@ def render_for(spec: AgentSpec, scope: Scope, *, task: str, skills: Sequence[str
 def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, actor: str,
                prompt: str | None = None) -> Assignment:
     """Deliver a queued assignment to `spec` under its lease (token `token`): normalise its scope for
-    this agent, snapshot the cwd as the verification baseline, write the hook context, render (unless
+    this agent, put a repo agent's worktree on the assignment's branch, snapshot the cwd as the
+    verification baseline, write the hook context, render (unless
     `prompt`, rendered for this agent by `render_for` without an id, is given) and send the prompt,
     record `sent` with the receipt, and renew the lease to the deadline.
 
@@ -152,6 +154,11 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
                                 template=template_text(svc), assignment_id=a.id)
         except FleetError as exc:  # a template changed since, or a prompt over the limit for this agent
             raise SendAborted(exc) from exc
+    try:  # a repo agent's worktree goes on the assignment's branch first: the snapshot is of that commit
+        branch = prepare(svc, spec, a.id)
+    except FleetError as exc:  # worktree_dirty (nothing stashed), a foreign worktree, a missing base
+        raise SendAborted(exc) from exc
+    wt_fields = {k: branch[k] for k in ("repo", "branch", "base_commit")} if branch else {}
     try:
         snap = snapshot(spec.cwd)
     except SnapshotError as exc:
@@ -160,10 +167,12 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
                           ) from exc
     baseline = {"version": 1, "agent": spec.name, "role": spec.role, "cwd": str(spec.cwd),
                 "write_paths": list(scope.write), "read_paths": list(scope.read), "snapshot": snap.to_json(),
-                "sandbox": effective_sandbox(spec)}  # the verification records what the work ran under
-    svc.ledger.annotate(a.id, "baseline", actor=actor, baseline=baseline,
+                "sandbox": effective_sandbox(spec),  # the verification records what the work ran under
+                **({"worktree": branch} if branch else {})}
+    svc.ledger.annotate(a.id, "baseline", actor=actor, baseline=baseline, **wt_fields,
                         details={"agent": spec.name, "kind": snap.kind, "files": len(snap.files),
-                                 "write_paths": list(scope.write), "notes": list(snap.notes)})
+                                 "write_paths": list(scope.write), "notes": list(snap.notes),
+                                 **({"branch": branch} if branch else {})})
     context = HookContext(assignment=a.id, role=spec.role, cwd=str(spec.cwd), write_paths=scope.write,
                           read_paths=scope.read)
     directory = ensure_dir(svc.runtime.agent_dir(spec.name))

@@ -87,9 +87,10 @@ def fleet_doctor(svc: Service) -> dict[str, Any]:
         checks.append(_check("state_dir", False, f"{config.state_dir}: {exc}",
                              "Make it writable, or set [fleet] state_dir / $FLEET_HOME."))
     checks.append(_placement_check(config))
-    missing = [a.name for a in config.agents.values() if not a.cwd.is_dir()]
+    # a repo agent's cwd is its worktree, which `up` makes: its repository must exist
+    missing = [a.name for a in config.agents.values() if not (a.repo if a.repo is not None else a.cwd).is_dir()]
     checks.append(_check("agent cwds", not missing, "all exist" if not missing else f"missing for {', '.join(missing)}",
-                         "Create each agent's cwd or fix `cwd` in fleet.toml."))
+                         "Create each agent's cwd or fix `cwd` (or `repo`) in fleet.toml."))
     checks.append(tmux_server_check(svc))
     plugin, homes = plugin_check(config)
     checks.append(plugin)

@@ -139,3 +139,24 @@ def lexical_scope(paths: Sequence[str], what: str) -> tuple[str, ...]:
         raise InvalidInput(f"The {what} paths are not usable: {problem}.",
                            hint="Paths must stay inside the agent's working directory.")
     return norm.entries
+
+
+# -- repository -----------------------------------------------------------------------------------
+
+def repo_of(spec: AgentSpec) -> str | None:
+    """The repository a repo agent works in (resolved), None for a plain agent."""
+    return os.path.realpath(spec.repo) if spec.repo is not None else None
+
+
+def check_repo(svc: Service, repo: str | None, to: str | None) -> str | None:
+    """`repo` resolved; refused when no agent (or not the agent named) works in a worktree of it."""
+    if repo is None:
+        return None
+    want = os.path.realpath(os.path.expanduser(repo))
+    agents = sorted(s.name for s in svc.config.agents.values() if repo_of(s) == want)
+    if not agents or (to is not None and to not in agents):
+        who = f"Agent {to} does not" if to is not None and agents else "No configured agent does"
+        known = sorted({str(s.repo) for s in svc.config.agents.values() if s.repo is not None}) or ["none"]
+        raise InvalidInput(f"{who} work in a worktree of {want}.",
+                           hint=f"Repositories of this fleet: {', '.join(known)}.", repo=want)
+    return want

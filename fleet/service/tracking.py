@@ -272,12 +272,33 @@ def _spawn_verifier(svc: Service, assignment: str) -> int:
 def finish(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
     """Verify a reported assignment and record the verdict; free its agent."""
     verification = verify(svc, a, spec)
+    if verification["verdict"] == "verified" and a.branch is not None:
+        _commit_verified(svc, a, spec, verification)
     verdict = verification["verdict"]
     reasons = "; ".join(r["message"] for r in verification["reasons"])
     done = svc.ledger.transition(a.id, verdict, actor=ACTOR, expect="reported", verification=verification,
                                  reason=reasons or None, details={"verdict": verdict, "reasons": reasons[:2000]})
     end_context(svc, spec.name, a.id)
     return _step(a, done.state, **{"from": "reported"}, reasons=reasons or None)
+
+
+def _commit_verified(svc: Service, a: Assignment, spec: AgentSpec, verification: dict[str, Any]) -> None:
+    """Commit a repo agent's verified work to its branch and record the commit (`committed`). If
+    git refuses, the work is not on its branch as verified, so the verdict becomes rejected."""
+    from .worktree import commit
+
+    report, _ = validate_report(a.report)
+    try:
+        done = commit(spec, a.id, report.summary if report is not None else "", verification.get("changed", []))
+    except FleetError as exc:
+        verification["verdict"] = "rejected"
+        verification["reasons"] = [*verification.get("reasons", []), {
+            "code": "not_committed", "message": f"fleet could not commit the verified work: {exc.message}",
+            "paths": []}]
+        return
+    svc.ledger.annotate(a.id, "committed", actor=ACTOR, verified_commit=done,
+                        details={"branch": a.branch, "commit": done})
+    verification["commit"] = done
 
 
 def verify(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:

@@ -114,6 +114,7 @@ class Ledger:
         request_id: str | None = None,
         request: Mapping[str, Any] | None = None,
         details: Mapping[str, Any] | None = None,
+        repo: str | None = None,
     ) -> tuple[Assignment, bool]:
         """Insert a new assignment in state `queued`, with its `created` event; returns it and
         `duplicate`.
@@ -121,14 +122,15 @@ class Ledger:
         With `request_id`, creation is idempotent in one transaction: the same id with the same
         `request` (any JSON-able mapping; the sha of its canonical JSON is compared) returns the
         assignment the first call created and `duplicate=True`, creating nothing; the same id with a
-        different request raises `RequestIdConflict`. Expired request ids are pruned here too.
+        different request raises `RequestIdConflict`. Expired request ids are pruned here too. `repo`
+        restricts it to agents working in worktrees of that repository.
         """
         sha = request_sha(request if request is not None else {"task": task})
         row = {
             "id": "", "agent": agent, "holder": holder, "task": task, "prompt": prompt,
             "skills": dumps(list(skills)), "read_paths": dumps(list(read_paths)),
             "write_paths": dumps(list(write_paths)), "checks": dumps(list(checks)), "deadline": deadline,
-            "state": "queued", "request_id": request_id,
+            "state": "queued", "request_id": request_id, "repo": repo,
         }
         with self._write() as db:
             now = self._clock()

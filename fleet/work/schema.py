@@ -16,9 +16,11 @@ Tables (schema version `SCHEMA_VERSION`, kept in `PRAGMA user_version`):
 
 Migrations: `MIGRATIONS[i]` takes a file from version i to i + 1, in one `BEGIN IMMEDIATE`
 transaction with the version bump, so a crash leaves the old version or the new one. Version 1 is the
-ledger's three tables; version 2 adds the watchdog's two. Every statement is `IF NOT EXISTS`: a
-version-1 file from an older fleet usually has the watchdog's tables already (its watchdog created
-them itself, with these same statements), and migrating keeps their rows. A file from a newer fleet
+ledger's three tables; version 2 adds the watchdog's two; version 3 adds the worktree columns of
+`assignments` (repo, branch, base_commit, verified_commit, merged_commit), in place, keeping every row.
+Version 2's statements are `IF NOT EXISTS`: a version-1 file from an older fleet usually has the
+watchdog's tables already (its watchdog created them itself, with these same statements), and
+migrating keeps their rows. A file from a newer fleet
 is refused, never downgraded.
 
 The watchdog's fallback file (`watchdog-fallback.db`, used while `fleet.db` is unusable) is not a
@@ -110,8 +112,18 @@ CREATE TABLE IF NOT EXISTS watchdog_ticks (id INTEGER PRIMARY KEY AUTOINCREMENT,
   dry_run INTEGER NOT NULL, ms INTEGER NOT NULL, skipped TEXT, actions TEXT NOT NULL);
 """
 
+#: A repo agent's assignment: its repository, branch, the commit it started from (verification's
+#: baseline), the commit holding the verified work, and the base's tip after it was merged.
+_WORKTREE_COLUMNS: Final = """
+ALTER TABLE assignments ADD COLUMN repo TEXT;
+ALTER TABLE assignments ADD COLUMN branch TEXT;
+ALTER TABLE assignments ADD COLUMN base_commit TEXT;
+ALTER TABLE assignments ADD COLUMN verified_commit TEXT;
+ALTER TABLE assignments ADD COLUMN merged_commit TEXT;
+"""
+
 #: `MIGRATIONS[i]` takes a file from version i to i + 1 (see the module docstring).
-MIGRATIONS: Final[tuple[str, ...]] = (_LEDGER_TABLES, _WATCHDOG_TABLES)
+MIGRATIONS: Final[tuple[str, ...]] = (_LEDGER_TABLES, _WATCHDOG_TABLES, _WORKTREE_COLUMNS)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 #: Every table of fleet.db, the ledger's first, in the order `fleet ledger-repair` carries them over.
 TABLES: Final = ("assignments", "events", "request_ids", "watchdog_state", "watchdog_ticks")

@@ -51,8 +51,7 @@ from .lifecycle import ASSIGNMENT_ID_RE
 #: Assignment branches are `fleet/<assignment id>`: one namespace fleet owns in every repository.
 BRANCH_PREFIX: Final = "fleet/"
 #: A branch name fleet accepts as a base: git's rules, minus anything option-like or exotic.
-BASE_NAME_RE: Final = re.compile(
-    r"^(?!.*(?:\.\.|//|@\{|\.lock/|/\.))[A-Za-z0-9_][A-Za-z0-9._/+-]{0,199}(?<![./])(?<!\.lock)(?!\n)$")
+BASE_NAME_RE: Final = re.compile(vocab.BRANCH_NAME)
 #: Files named in a `worktree_dirty` message; the rest are counted (all go out in `files`, up to 200).
 MAX_NAMED: Final = 10
 _IN_THE_WAY: Final = re.compile(r"'(.+?)' (?:would be overwritten|not uptodate)")
@@ -225,11 +224,12 @@ def prepare_branch(worktree: str | os.PathLike[str], assignment_id: str, base: s
 
 
 def commit_verified(worktree: str | os.PathLike[str], assignment_id: str, summary: str, author: str, *,
-                    repo: str | os.PathLike[str] | None = None) -> str:
+                    repo: str | os.PathLike[str] | None = None, paths: Sequence[str] | None = None) -> str:
     """Commit everything uncommitted and untracked (not ignored) in the worktree to the assignment's
-    branch, as `<author> via fleet`, message `<id>: <summary>`; no hook runs. Returns the branch's
-    tip, which is the old tip when there was nothing to commit. Raises `worktree_off_branch`,
-    `worktree_foreign` (given `repo`, the worktree is no longer one of it)."""
+    branch, as `<author> via fleet`, message `<id>: <summary>`; no hook runs. With `paths` (what
+    verification saw the agent change), only those: files a check wrote stay uncommitted. Returns
+    the branch's tip, which is the old tip when there was nothing to commit. Raises
+    `worktree_off_branch`, `worktree_foreign` (given `repo`, the worktree is no longer one of it)."""
     branch = branch_of(assignment_id)
     if not isinstance(author, str) or not re.match(vocab.AGENT_NAME, author):
         raise InvalidInput(f"{author!r} is not an agent name ({vocab.AGENT_NAME_RULE}).")
@@ -242,7 +242,14 @@ def commit_verified(worktree: str | os.PathLike[str], assignment_id: str, summar
                 hint=f"Inspect it with `git -C {wt} status`; the branch keeps what was committed to it.",
                 worktree=wt, branch=branch)
         g = Git(wt)
-        g.run("add", "-A", "--", ".")
+        if paths is None:
+            g.run("add", "-A", "--", ".")
+        else:
+            wanted = set(paths)
+            chosen = [p for p in dirty_files(g) if p in wanted]
+            if chosen:  # literal pathspecs on stdin: no name is read as a pattern or an option
+                g.run("add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul",
+                      stdin="".join(f":(literal){p}\0" for p in chosen).encode("utf-8", "surrogateescape"))
         if g.run("diff", "--cached", "--quiet", "--no-ext-diff", ok=(0, 1)).returncode == 1:
             g.run("commit", "-q", "--no-verify", "--cleanup=whitespace", "-F", "-",
                   stdin=_message(assignment_id, summary).encode("utf-8", "surrogateescape"),
