@@ -53,6 +53,7 @@ from fleet.work.verify import Snapshot, SnapshotError, changed_files, snapshot, 
 
 from .core import Service
 from .delivery import DEADLINE_GRACE, end_context, fail
+from .worktree import commit
 
 if TYPE_CHECKING:
     from fleet.work.checks import CheckResult
@@ -285,8 +286,6 @@ def finish(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
 def _commit_verified(svc: Service, a: Assignment, spec: AgentSpec, verification: dict[str, Any]) -> None:
     """Commit a repo agent's verified work to its branch and record the commit (`committed`). If
     git refuses, the work is not on its branch as verified, so the verdict becomes rejected."""
-    from .worktree import commit
-
     report, _ = validate_report(a.report)
     try:
         done = commit(spec, a.id, report.summary if report is not None else "", verification.get("changed", []))

@@ -18,8 +18,18 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from fleet.config import AgentSpec
-from fleet.errors import RepoInvalid
+from fleet.errors import RepoInvalid, WorktreeDirty
 from fleet.fsutil import ensure_dir, read_bytes_nofollow, write_json_atomic
+from fleet.work.gitwt import Git
+from fleet.work.worktrees import (
+    commit_verified,
+    current_branch,
+    dirty_files,
+    ensure_worktree,
+    git_errors,
+    named_list,
+    prepare_branch,
+)
 
 from .core import Service
 
@@ -39,8 +49,6 @@ def recorded(svc: Service, agent: str) -> dict[str, Any]:
 def base_of(svc: Service, spec: AgentSpec) -> str:
     """The agent's base branch: configured, else recorded at its first start, else the repository's
     current branch (recorded now). Raises `repo_invalid` when there is none to take (detached)."""
-    from fleet.work.worktrees import current_branch
-
     if spec.base is not None:
         return spec.base
     assert spec.repo is not None
@@ -64,8 +72,6 @@ def ensure_agent_worktree(svc: Service, spec: AgentSpec) -> dict[str, Any] | Non
     reused, created or repaired; locked or foreign ones refused with a hint). None for a plain agent."""
     if spec.repo is None:
         return None
-    from fleet.work.worktrees import ensure_worktree
-
     base = base_of(svc, spec)
     wt = ensure_worktree(spec.repo, svc.config.worktree_root, spec.name, base=base)
     return {"path": wt.path, "base": base, "created": wt.created, "repaired": wt.repaired}
@@ -76,10 +82,6 @@ def refuse_dirty(spec: AgentSpec) -> None:
     (`worktree_dirty`, naming them), before anything is written. `prepare` checks again at send."""
     if spec.repo is None or not spec.cwd.is_dir():
         return
-    from fleet.errors import WorktreeDirty
-    from fleet.work.gitwt import Git
-    from fleet.work.worktrees import dirty_files, git_errors, named_list
-
     with git_errors():
         dirty = dirty_files(Git(str(spec.cwd)))
     if dirty:
@@ -96,8 +98,6 @@ def prepare(svc: Service, spec: AgentSpec, assignment_id: str) -> dict[str, Any]
     `worktree_dirty` (nothing stashed), `worktree_foreign`, `repo_invalid`."""
     if spec.repo is None:
         return None
-    from fleet.work.worktrees import prepare_branch
-
     base = base_of(svc, spec)
     p = prepare_branch(spec.cwd, assignment_id, base, repo=spec.repo)
     return {"repo": os.path.realpath(spec.repo), "branch": p.branch, "base": base, "base_commit": p.base_commit,
@@ -110,6 +110,4 @@ def commit(spec: AgentSpec, assignment_id: str, summary: str, changed: Sequence[
     plain agent."""
     if spec.repo is None:
         return None
-    from fleet.work.worktrees import commit_verified
-
     return commit_verified(spec.cwd, assignment_id, summary, spec.name, repo=spec.repo, paths=changed)

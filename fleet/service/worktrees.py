@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from fleet.errors import InvalidInput
+from fleet.work.merge import candidates, diff, merge, plan_merge
 from fleet.work.records import Assignment
+from fleet.work.worktreeadmin import list_worktrees, prune
 
 from .core import Service
 from .worktree import recorded
@@ -45,8 +47,6 @@ def _base(svc: Service, a: Assignment) -> str:
 
 
 def assignment_diff(svc: Service, *, assignment: str, max_bytes: int) -> dict[str, Any]:
-    from fleet.work.merge import diff
-
     a = _repo_assignment(svc, assignment)
     d = diff(a.repo or "", a.branch or "", a.base_commit or _base(svc, a), max_bytes)
     return {"assignment": a.id, "state": a.state, "repo": a.repo, "branch": d.branch, "base_commit": d.base_commit,
@@ -59,8 +59,6 @@ def assignment_merge(svc: Service, *, assignments: list[str], into: str | None =
     """Merge verified assignments, in the order given, into `into` (default: their base branch).
     Every one must be a worktree assignment of one repository; each merged step is recorded as a
     `merged` ledger event with the base's new tip and how it went in."""
-    from fleet.work.merge import candidates, merge, plan_merge
-
     actor = svc.holder_for(holder)
     rows = [_repo_assignment(svc, i) for i in dict.fromkeys(assignments)]
     if len(rows) != len(assignments):
@@ -115,8 +113,6 @@ def _unmerged(svc: Service) -> dict[str, list[str]]:
 
 
 def worktree_list(svc: Service) -> dict[str, Any]:
-    from fleet.work.worktreeadmin import list_worktrees
-
     unmerged = _unmerged(svc)
     out: list[dict[str, Any]] = []
     for repo, agents in _repos(svc).items():
@@ -138,8 +134,6 @@ def worktree_prune(svc: Service, *, force: bool, holder: str | None = None) -> d
     merged or cancelled assignments. A branch a remaining worktree is on is kept (said in `kept`);
     anything the base does not contain refuses the prune of that repository and base
     (`unmerged_work`) unless `force`."""
-    from fleet.work.worktreeadmin import list_worktrees, prune
-
     svc.holder_for(holder)
     removed: list[str] = []
     deleted: list[str] = []
