@@ -43,24 +43,27 @@ def test_a_lead_gets_fleets_mcp_server_with_its_holder_approved_and_pointed_at_t
         "args": ["-P", "-m", "fleet", "--config", str(cfg.path), "mcp"],
         "env": {"FLEET_HOLDER": "agent:boss", "FLEET_HOME": str(cfg.state_dir), "TMUX_TMPDIR": "/tmp/x"},
         "default_tools_approval_mode": "approve",
-        "tools": {"agent_approve": {"approval_mode": "prompt"}, "fleet_install": {"approval_mode": "prompt"}},
+        "tools": {"agent_approve": {"approval_mode": "prompt"}, "fleet_install": {"approval_mode": "prompt"},
+                  "worktree_prune": {"approval_mode": "prompt"}},
     }
 
 
 def test_a_leads_gated_tools_ask_a_person_unless_the_user_opted_in_for_approvals(tmp_path: Path) -> None:
-    """agent_approve and fleet_install act outside every sandbox: a lead's model cannot call them
-    unasked. `[lead] auto_approve_agent_approvals` lifts the gate on agent_approve, and only there."""
+    """agent_approve and fleet_install act outside every sandbox, worktree_prune deletes work: a lead's
+    model cannot call them unasked. `[lead] auto_approve_agent_approvals` lifts the gate on agent_approve, and only there."""
     body = '[agents.boss]\nhome = "h"\ncwd = "."\nrole = "lead"\n'
     cfg = config(tmp_path, body)
     assert cfg.lead_auto_approve_agent_approvals is False
     _, table = toml_value(lead.overrides(cfg.agent("boss"), cfg.path, cfg.state_dir, {})[0])
     assert table["tools"] == {"agent_approve": {"approval_mode": "prompt"},
-                              "fleet_install": {"approval_mode": "prompt"}}
+                              "fleet_install": {"approval_mode": "prompt"},
+                              "worktree_prune": {"approval_mode": "prompt"}}
     opted = config(tmp_path, body + "[lead]\nauto_approve_agent_approvals = true\n")
     assert opted.lead_auto_approve_agent_approvals is True
     _, table = toml_value(lead.overrides(opted.agent("boss"), opted.path, opted.state_dir, {},
                                          auto_approve_agent_approvals=True)[0])
-    assert table["tools"] == {"fleet_install": {"approval_mode": "prompt"}}
+    assert table["tools"] == {"fleet_install": {"approval_mode": "prompt"},
+                              "worktree_prune": {"approval_mode": "prompt"}}
 
 
 def test_the_plugins_mcp_json_gates_the_same_tools_as_a_lead() -> None:

@@ -13,8 +13,9 @@ never gives it an assignment). At launch it gets, as `-c` overrides (Codex 0.169
   config or from the installed plugin is replaced by this one (measured), so there is one
   `mcp__fleet` namespace.
 - in that table, `tools.<name>.approval_mode = "prompt"` for each of `GATED_TOOLS`, which act
-  outside every sandbox: `agent_approve` lets a worker's command run unsandboxed, `fleet_install`
-  writes into a Codex home. A worker that talks the lead's model into calling one must still get
+  outside every sandbox or cannot be undone: `agent_approve` lets a worker's command run
+  unsandboxed, `fleet_install` writes into a Codex home, `worktree_prune` deletes worktrees and
+  branches (with `force`, unmerged work). A worker that talks the lead's model into calling one must still get
   past a person (Codex 0.169 shows an approval in the lead's pane; under approval policy `never` it
   refuses the call), unless the user opted in with `[lead] auto_approve_agent_approvals = true`
   (for `agent_approve` only).
@@ -43,8 +44,9 @@ from .codex import _toml
 SERVER_NAME: Final = "fleet"
 #: Fleet's tools run without asking in a lead, `GATED_TOOLS` aside: it exists to call them.
 APPROVAL_MODE: Final = "approve"
-#: Tools that act outside every sandbox: Codex asks a person before a lead's model may call them.
-GATED_TOOLS: Final = ("agent_approve", "fleet_install")
+#: Tools that act outside every sandbox or cannot be undone: Codex asks a person before a lead's
+#: model may call them.
+GATED_TOOLS: Final = ("agent_approve", "fleet_install", "worktree_prune")
 #: Codex 0.169's per-tool MCP approval mode that shows an approval (`auto`, `prompt`, `writes`, `approve`).
 GATED_MODE: Final = "prompt"
 #: Variables forwarded by value when set in fleet's environment (the server sees nothing else of it).
