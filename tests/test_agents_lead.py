@@ -50,7 +50,8 @@ def test_a_lead_gets_fleets_mcp_server_with_its_holder_approved_and_pointed_at_t
 
 def test_a_leads_gated_tools_ask_a_person_unless_the_user_opted_in_for_approvals(tmp_path: Path) -> None:
     """agent_approve and fleet_install act outside every sandbox, worktree_prune deletes work: a lead's
-    model cannot call them unasked. `[lead] auto_approve_agent_approvals` lifts the gate on agent_approve, and only there."""
+    model cannot call them unasked. `[lead] auto_approve_agent_approvals` lifts the gate on
+    agent_approve, and only there."""
     body = '[agents.boss]\nhome = "h"\ncwd = "."\nrole = "lead"\n'
     cfg = config(tmp_path, body)
     assert cfg.lead_auto_approve_agent_approvals is False
