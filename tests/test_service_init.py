@@ -255,3 +255,13 @@ def test_a_repository_holding_the_state_dir_is_refused_before_writing(off_tmp: P
         plan_init(agents=1, roles=[], repo=str(home), path=str(off_tmp / "f.toml"))
     assert "worktrees dir" in err.value.message
     assert not (off_tmp / "f.toml").exists()
+
+
+def test_a_linked_worktree_or_a_submodule_is_named_by_its_own_top(off_tmp: Path) -> None:
+    """`--show-toplevel`, not the git dir's parent: a submodule's git dir lies in the superproject."""
+    repo = make_repo(off_tmp / "repo" / "shop")
+    git(repo, "worktree", "add", "-q", "--detach", str(off_tmp / "repo" / "linked"))
+    assert workplace(off_tmp / "repo" / "linked").repo == off_tmp / "repo" / "linked"
+    lib = make_repo(off_tmp / "repo" / "lib")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+    assert workplace(repo / "lib").repo == repo / "lib"

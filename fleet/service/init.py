@@ -48,7 +48,8 @@ from fleet.errors import (
     RepoInvalid,
 )
 from fleet.fsutil import make_private_dirs, read_bytes_nofollow, write_atomic
-from fleet.work.worktrees import current_branch, open_repo, rev_commit
+from fleet.work import gitrun
+from fleet.work.worktrees import current_branch, git_errors, open_repo, rev_commit
 
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 #: An `auth.json` is a few KB; anything near this is not one.
@@ -252,19 +253,22 @@ def default_state_dir(name: str) -> Path:
 
 
 def workplace(directory: Path) -> Workplace:
-    """The git repository `directory` lies in (its main work tree; a bare one as given), with what
-    `fleet up` would trip on as notes, else `directory` itself with the reason it is no repository."""
+    """The git repository `directory` lies in (the top of its work tree there; a bare one as given),
+    with what `fleet up` would trip on as notes, else `directory` itself with the reason it is no
+    repository."""
     try:
         found = open_repo(directory)
         base = current_branch(directory)
         has_commit = rev_commit(found.common_dir, "HEAD") is not None
+        with git_errors():
+            top = (gitrun.run(str(directory), "rev-parse", "--show-toplevel", check=False) or "").strip()
     except RepoInvalid:
         return Workplace(directory, cwd_reason=f"{directory} is not in a git repository, so no worktrees: the "
                                                "agents share it as their cwd")
     except GitFailed as exc:
         return Workplace(directory, cwd_reason=f"git failed here ({exc.message.rstrip('.')}), so no "
                                                f"worktrees: the agents share {directory} as their cwd")
-    repo = Path(found.top) if found.top is not None else directory
+    repo = Path(os.path.realpath(top)) if top else directory
     notes = []
     if not has_commit:
         notes.append(f"{repo} has no commit yet: commit something before `fleet up` (a worktree starts at a "
@@ -298,8 +302,8 @@ def plan_init(*, agents: int, roles: list[str], repo: str | None, path: str,
     for agent_name, role in zip(agent_names(role_list), role_list, strict=True):
         home = user_home / f".codex-{name}-{agent_name}"
         own = place.repo if role != "lead" else None  # a lead, never assigned, reads the checkout itself
-        planned.append(PlannedAgent(agent_name, role, home, state_dir / "worktrees" / agent_name if own else
-                                    place.repo or place.cwd, (home / "auth.json").is_file(), own))
+        works_in = state_dir / "worktrees" / agent_name if own is not None else place.repo or place.cwd
+        planned.append(PlannedAgent(agent_name, role, home, works_in, (home / "auth.json").is_file(), own))
     source = _auth_source(copy_auth_from) if copy_auth_from else None
     text = render(name, state_dir, planned, user_home, repo=place.repo, base=place.base)
     try:
