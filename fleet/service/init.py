@@ -15,8 +15,8 @@ only when asked with `copy_auth_from`, a copy of that home's `auth.json` into ea
 none, a regular 0600 file in a 0700 home (never a symlink; its content is never printed or
 returned). Everything else (homes, state dir, worktrees) `fleet up` creates.
 
-`--repo PATH` (default: the current directory) inside a git work tree writes `[defaults] repo` = that
-repository's main work tree: each agent then works in its own worktree of it, `<state_dir>/worktrees/
+`--repo PATH` (default: the current directory) inside a git work tree writes `[defaults] repo` = the
+top of that work tree: each agent then works in its own worktree of it, `<state_dir>/worktrees/
 <agent>` (made by `fleet up`), on a branch per assignment, and roles default to `worker` (a worker
 writes only its worktree, so it shares no directory with a `./fleet.toml` in the checkout). A lead
 gets the checkout itself as its read-only `cwd`: it is never assigned, so it needs no worktree.
@@ -90,7 +90,7 @@ class CodexHome:
 
 @dataclass(frozen=True)
 class Workplace:
-    """Where the agents work: a git repository (`repo`, its main work tree; `base` its current branch,
+    """Where the agents work: a git repository (`repo`, the top of its work tree; `base` its current branch,
     None when detached or bare; `notes` what `fleet up` would trip on), else the directory `cwd` and
     the sentence saying why it is no repository (`cwd_reason`)."""
 
