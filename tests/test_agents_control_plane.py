@@ -118,6 +118,24 @@ def test_a_protected_dir_is_exposed_when_inside_a_root_or_holding_one() -> None:
                                                  ("the Codex home of noor", Path("/w/noor"))]
 
 
+def test_the_trust_store_dir_holding_a_repo_workers_worktree_is_not_an_exposure_but_a_root_holding_it_is(
+        tmp_path: Path) -> None:
+    """The default state dir (`$XDG_STATE_HOME/fleet/<name>`) lies in the trust store's directory, so
+    every repo agent's worktree does: writing below it touches none of the store's files."""
+    from fleet.agents.writable import exposures
+    from fleet.config import parse_config
+    from fleet.config.trust import store_path
+
+    raw = {"defaults": {"repo": str(tmp_path / "shop"), "role": "worker", "args": json.loads(NO_TMP)},
+           "agents": {"noor": {"home": str(tmp_path / "homes" / "noor")}}}
+    config = parse_config(raw, tmp_path / "conf" / "fleet.toml")
+    assert config.state_dir.parent == store_path().parent
+    assert exposures(config, environ={}) == []
+    outer = {**raw, "agents": {"noor": {"home": str(tmp_path / "homes" / "noor"), "cwd": str(tmp_path)}}}
+    found = exposures(parse_config(outer, tmp_path / "conf" / "fleet.toml"), environ={})
+    assert "the trust store" in [e.what for e in found]
+
+
 # ---- up and doctor ------------------------------------------------------------------------------
 
 def run_json(fleet: Fleet, *args: str) -> tuple[int, Any]:

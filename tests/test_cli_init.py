@@ -1,6 +1,7 @@
 """`fleet init` through the real CLI in a temp HOME: the file it writes passes the real `fleet
-doctor`; it never overwrites; `--copy-auth-from` copies auth.json 0600 and never prints it; without
-`--yes` and a terminal it refuses.
+doctor`, in a plain directory (a shared cwd, and the output says why) and in a real git repository
+(workers in worktrees, the checkout untouched); it never overwrites; `--copy-auth-from` copies
+auth.json 0600 and never prints it; without `--yes` and a terminal it refuses.
 
 `codex` on the PATH is a stub that prints a version: doctor runs `codex --version` (and `codex
 plugin`, whose failure is only a note), and real Codex runs only under tests/codex/.
@@ -10,12 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gitrepos import git, make_repo
 
 SECRET = "sk-fleet-init-test-SECRET-4242"
 
@@ -45,6 +50,7 @@ def test_init_writes_a_config_that_doctor_passes(repo: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "CODEX_HOME=" in proc.stdout
     assert "codex login" in proc.stdout
+    assert "is not in a git repository, so no worktrees" in proc.stdout
     config = repo / "fleet.toml"
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert "[agents.lead]" in config.read_text()
@@ -146,3 +152,46 @@ def test_a_worker_next_to_its_config_is_refused_with_the_way_out(repo: Path) -> 
     assert "control_plane_exposed" in proc.stderr
     assert "--path" in proc.stderr
     assert not (repo / "fleet.toml").exists()
+
+
+@pytest.fixture
+def git_checkout(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A real git repository in a HOME outside /tmp: a worker may write /tmp, so under pytest's
+    tmp_path it would reach the homes and the state dir and init would rightly refuse."""
+    root = Path(tempfile.mkdtemp(prefix="fleet-init-", dir="/var/tmp"))
+    (root / "home").mkdir()
+    monkeypatch.setenv("HOME", str(root / "home"))
+    for var in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "TMPDIR"):
+        monkeypatch.delenv(var, raising=False)
+    yield make_repo(root / "home" / "shop")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_init_in_a_git_repository_writes_workers_in_worktrees_that_doctor_passes(git_checkout: Path) -> None:
+    repo = git_checkout
+    head = git(repo, "rev-parse", "HEAD")
+    proc = fleet(repo, "init", "--agents", "3", "--repo", ".", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert "its own worktree of the repository" in proc.stdout
+    for step in ("fleet doctor", "fleet up", "fleet assign --write", "fleet merge ID"):
+        assert step in proc.stdout
+    text = (repo / "fleet.toml").read_text()
+    assert 'repo = "~/shop"' in text
+    assert "\ncwd = " not in text
+    doctor = fleet(repo, "doctor", "--json")
+    assert doctor.returncode == 0, [c for c in json.loads(doctor.stdout)["checks"] if not c["ok"]]
+    worktrees = Path.home() / ".local" / "state" / "fleet" / "shop" / "worktrees"
+    status = json.loads(fleet(repo, "status", "--json").stdout)
+    assert [(a["name"], a["role"], a["cwd"]) for a in status["agents"]] == [
+        (f"worker-{i}", "worker", str(worktrees / f"worker-{i}")) for i in (1, 2, 3)]
+    assert git(repo, "status", "--porcelain") == "?? fleet.toml\n"  # init's file, nothing else
+    assert git(repo, "rev-parse", "HEAD") == head
+
+
+def test_json_says_where_the_agents_work_and_why(repo: Path, git_checkout: Path) -> None:
+    plain = json.loads(fleet(repo, "init", "--agents", "1", "--yes", "--json").stdout)
+    assert (plain["repo"], plain["agents"][0]["repo"]) == (None, None)
+    assert "no worktrees" in plain["cwd_reason"]
+    done = json.loads(fleet(git_checkout, "init", "--agents", "1", "--yes", "--json").stdout)
+    assert (done["repo"], done["base"], done["cwd_reason"], done["notes"]) == (str(git_checkout), "main", None, [])
+    assert done["agents"][0]["repo"] == str(git_checkout)

@@ -1,5 +1,7 @@
 """`fleet init`'s logic (`fleet.service.init`): roles and names, the rendered config that config
-loading accepts for any fleet size and roles, and the checks made before anything is written."""
+loading accepts for any fleet size and roles (with a repository: repo agents in worktrees), where
+the agents work (a real git repository, or a plain directory and why), and the checks made before
+anything is written."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gitrepos import git, make_repo
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,6 +28,7 @@ from fleet.service.init import (
     plan_init,
     render,
     toml_str,
+    workplace,
     write_init,
 )
 from fleet.vocab import AGENT_NAME, FLEET_NAME
@@ -34,6 +38,8 @@ roles_st = st.lists(st.sampled_from(ROLES), min_size=1, max_size=MAX_AGENTS)
 
 def test_no_role_makes_explorers_one_role_applies_to_all_and_one_per_agent_goes_in_order() -> None:
     assert agent_roles(3, []) == ["explorer"] * 3
+    assert agent_roles(3, [], default="worker") == ["worker"] * 3
+    assert agent_roles(2, ["explorer"], default="worker") == ["explorer", "explorer"]
     assert agent_roles(2, ["worker"]) == ["worker", "worker"]
     assert agent_roles(3, ["lead", "worker", "explorer"]) == ["lead", "worker", "explorer"]
 
@@ -69,6 +75,29 @@ def test_any_fleet_size_roles_and_cwd_render_a_config_that_loading_accepts(roles
     assert list(config.agents) == names
     assert [a.role for a in config.agents.values()] == roles
     assert all(a.cwd == cwd and a.home == home / f".codex-p-{a.name}" for a in config.agents.values())
+
+
+#: As above; the repository lies outside the state dir, as `plan_init` checks.
+@given(roles_st, st.text(min_size=1, max_size=40).filter(lambda s: "\0" not in s and "$" not in s),
+       st.sampled_from(["main", None]))
+def test_a_repo_fleet_renders_repo_agents_in_worktrees_and_a_lead_in_the_checkout(roles: list[str], odd: str,
+                                                                                  base: str | None) -> None:
+    home = Path.home()
+    repo = Path("/srv") / odd.replace("/", "_")
+    state_dir = home / ".local/state/fleet/p"
+    names = agent_names(roles)
+    agents = [PlannedAgent(n, r, home / f".codex-p-{n}", state_dir / "worktrees" / n if r != "lead" else repo,
+                           False, repo if r != "lead" else None) for n, r in zip(names, roles, strict=True)]
+    text = render("p", state_dir, agents, home, repo=repo, base=base)
+    config = parse_config(tomllib.loads(text), Path("/etc/fleet.toml"))
+    assert [a.role for a in config.agents.values()] == roles
+    for agent in config.agents.values():
+        if agent.role == "lead":
+            assert (agent.repo, agent.cwd) == (None, repo)
+        else:
+            assert (agent.repo, agent.cwd, agent.base) == (repo, state_dir / "worktrees" / agent.name, None)
+    assert "`fleet merge ID`" in text
+    assert text.count("\ncwd = ") == roles.count("lead")
 
 
 @given(st.text(max_size=60))
@@ -149,3 +178,90 @@ def test_copy_auth_from_a_home_without_auth_json_is_refused(tmp_path: Path) -> N
 def test_repo_must_be_a_directory(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput):
         plan_init(agents=1, roles=[], repo=str(tmp_path / "nope"), path=str(tmp_path / "fleet.toml"))
+
+
+# ---- a git repository (real git, a HOME outside /tmp) --------------------------------------------
+
+def test_a_git_repository_makes_workers_in_worktrees_and_the_config_may_live_in_the_checkout(off_tmp: Path) -> None:
+    """A repo worker writes only its worktree under the state dir, so ./fleet.toml in the checkout is
+    out of its reach (the same layout refused above for a plain cwd); its default state dir lies in
+    the trust store's directory, which is no exposure either."""
+    from fleet.config import load_config
+
+    repo = make_repo(off_tmp / "home" / "shop")
+    head = git(repo, "rev-parse", "HEAD")
+    plan = plan_init(agents=3, roles=[], repo=str(repo / "."), path=str(repo / "fleet.toml"))
+    assert (plan.place.repo, plan.place.base, plan.place.notes) == (repo, "main", ())
+    assert 'repo = "~/shop"' in plan.text
+    assert "\ncwd = " not in plan.text
+    result = write_init(plan)
+    assert (result["repo"], result["base"], result["cwd_reason"]) == (str(repo), "main", None)
+    worktrees = off_tmp / "home" / ".local" / "state" / "fleet" / "shop" / "worktrees"
+    assert [(a["name"], a["role"], a["cwd"], a["repo"]) for a in result["agents"]] == [
+        (f"worker-{i}", "worker", str(worktrees / f"worker-{i}"), str(repo)) for i in (1, 2, 3)]
+    config = load_config(repo / "fleet.toml")
+    assert all(a.repo == repo and a.cwd == worktrees / a.name for a in config.agents.values())
+    assert git(repo, "status", "--porcelain") == "?? fleet.toml\n"
+    assert git(repo, "rev-parse", "HEAD") == head
+
+
+def test_a_subdirectory_names_its_repository_and_a_lead_reads_the_checkout(off_tmp: Path) -> None:
+    repo = make_repo(off_tmp / "repo" / "shop", {"src/app.py": "a = 1\n"})
+    plan = plan_init(agents=2, roles=["worker", "lead"], repo=str(repo / "src"),
+                     path=str(off_tmp / "home" / "f.toml"))
+    assert plan.name == "shop"
+    assert plan.place.repo == repo
+    lead = plan.agents[1]
+    assert (lead.name, lead.repo, lead.cwd) == ("lead", None, repo)
+
+
+def test_a_repository_without_a_commit_or_a_branch_says_what_up_needs(off_tmp: Path) -> None:
+    empty = off_tmp / "repo" / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q", "-b", "main")
+    assert "no commit yet" in workplace(empty).notes[0]
+    repo = make_repo(off_tmp / "repo" / "detached")
+    git(repo, "checkout", "-q", "--detach")
+    place = workplace(repo)
+    assert place.base is None
+    assert "set `base`" in place.notes[0]
+    assert '(none now: set it)' in plan_init(agents=1, roles=[], repo=str(repo), path=str(off_tmp / "f.toml")).text
+
+
+def test_a_plain_directory_keeps_a_shared_cwd_of_explorers_and_says_why(off_tmp: Path) -> None:
+    plan = plan_init(agents=2, roles=[], repo=str(off_tmp / "repo"), path=str(off_tmp / "home" / "f.toml"))
+    assert plan.place.repo is None
+    assert "not in a git repository, so no worktrees" in str(plan.place.cwd_reason)
+    assert [(a.role, a.cwd, a.repo) for a in plan.agents] == [("explorer", off_tmp / "repo", None)] * 2
+    assert "\nrepo = " not in plan.text
+
+
+def test_repo_workers_that_could_write_fleets_files_under_tmp_are_refused(tmp_path: Path) -> None:
+    """The test HOME is under /tmp here, which a workspace-write agent writes: the refusal still applies."""
+    repo = make_repo(tmp_path / "shop")
+    with pytest.raises(ControlPlaneExposed) as err:
+        plan_init(agents=2, roles=[], repo=str(repo), path=str(tmp_path / "f.toml"))
+    assert "which agent 'worker-1' (workspace-write) can write" in err.value.message
+    assert "--role explorer" in err.value.hint
+    assert "exclude_slash_tmp" in err.value.hint
+
+
+def test_a_repository_holding_the_state_dir_is_refused_before_writing(off_tmp: Path) -> None:
+    home = off_tmp / "home"
+    make_repo(home / "sub")  # `make_repo` wants a new directory: make HOME itself the repository after
+    git(home, "init", "-q", "-b", "main")
+    git(home, "commit", "-q", "--allow-empty", "-m", "dotfiles")
+    with pytest.raises(InvalidInput) as err:
+        plan_init(agents=1, roles=[], repo=str(home), path=str(off_tmp / "f.toml"))
+    assert "worktrees dir" in err.value.message
+    assert not (off_tmp / "f.toml").exists()
+
+
+def test_a_linked_worktree_or_a_submodule_is_named_by_its_own_top(off_tmp: Path) -> None:
+    """`--show-toplevel`, not the git dir's parent: a submodule's git dir lies in the superproject."""
+    repo = make_repo(off_tmp / "repo" / "shop")
+    git(repo, "worktree", "add", "-q", "--detach", str(off_tmp / "repo" / "linked"))
+    assert workplace(off_tmp / "repo" / "linked").repo == off_tmp / "repo" / "linked"
+    lib = make_repo(off_tmp / "repo" / "lib")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+    assert workplace(repo / "lib").repo == repo / "lib"

@@ -191,7 +191,9 @@ def protected_paths(config: FleetConfig) -> list[tuple[str, Path, bool]]:
         ("fleet's package", Path(fleet.__file__).parent, True),
         ("fleet's Python environment", Path(sys.prefix), False),  # a cwd under /usr is not a threat
         ("fleet's interpreter", Path(sys.executable), False),
-        ("the trust store", store_path().parent, True),
+        # its directory holds every fleet's default state dir, so a repo agent's worktree: a root inside
+        # it writes none of the store's files, a root holding it does (a file, for `find_exposures`)
+        ("the trust store", store_path().parent, False),
     ]
     items += [(f"the Codex home of {a.name}", a.home, True) for a in config.agents.values()]
     for codex in sorted({a.codex for a in config.agents.values()}):

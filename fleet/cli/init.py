@@ -40,30 +40,49 @@ def _login_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _place_lines(result: dict[str, Any]) -> list[str]:
+    """Where the agents work: their worktrees of the repository, or the shared cwd and why."""
+    if result["repo"] is None:
+        return [f"{result['cwd_reason']} (without --role they are explorers, read-only)."]
+    base = f"its current branch {result['base']!r}" if result["base"] else "the `base` you set"
+    lead = " (a lead reads your checkout)" if any(a["repo"] is None for a in result["agents"]) else ""
+    lines = [f"Each agent works in its own worktree of the repository {result['repo']}{lead}, under "
+             f"{result['state_dir']}/worktrees, on a branch per assignment cut from {base}; your checkout is never "
+             "touched."]
+    return lines + [f"Note: {note}" for note in result["notes"]]
+
+
 def _render_plan(result: dict[str, Any], text: str) -> None:
     print(f"fleet init will write {result['path']}:\n")
     print(text)
-    for line in _login_lines(result):
+    for line in [*_place_lines(result), *_login_lines(result)]:
         print(line)
 
 
 def _render_done(result: dict[str, Any]) -> None:
     print(f"wrote {result['path']} (fleet {result['fleet']!r}, {len(result['agents'])} agent(s), state dir "
           f"{result['state_dir']}); trusted it, so after an edit run `fleet trust {result['path']}`")
-    for line in _login_lines(result):
+    for line in [*_place_lines(result), *_login_lines(result)]:
         print(line)
-    config = f" {result['config_option']}" if result["config_option"] else ""
-    print(f"Next: `fleet{config} doctor`, then `fleet{config} up`. (Its plugin line is optional: `fleet up` "
+    fleet = "fleet" + (f" {result['config_option']}" if result["config_option"] else "")
+    print(f"Next: `{fleet} doctor`, then `{fleet} up`. (Its plugin line is optional: `fleet up` "
           "installs the plugin in a lead's home itself; `fleet install` adds it to your own Codex.)")
+    if result["repo"] is not None:
+        print("Then hand out work and bring the verified work home:\n"
+              f"  {fleet} assign --write src/part/ \"TASK\"   # routed to a worker, on branch fleet/<id> in its "
+              "worktree\n"
+              f"  {fleet} wait ID && {fleet} diff ID           # the verdict, then what the verified work changes\n"
+              f"  {fleet} merge ID                           # into the base branch; a conflict changes nothing")
 
 
 def init_cmd(
     agents: Annotated[int, typer.Option("--agents", help="How many agents (1-100).")] = 2,
     repo: Annotated[str | None, typer.Option(
-        "--repo", help="The directory the agents work in (their cwd; default: the current directory).")] = None,
+        "--repo", help="The git repository the agents work on, each in its own worktree of it (default: the "
+        "current directory). A directory outside git becomes every agent's shared cwd instead.")] = None,
     role: Annotated[list[str] | None, typer.Option(
         "--role", help="explorer, worker or lead: once for every agent, or once per agent in order "
-        "(default: explorer, read-only).", show_default=False)] = None,
+        "(default: worker in a git repository, else explorer, read-only).", show_default=False)] = None,
     path: Annotated[str, typer.Option("--path", help="Where to write the config; never overwritten.")] = "fleet.toml",
     copy_auth_from: Annotated[str | None, typer.Option(
         "--copy-auth-from", help="A Codex home you logged in to (e.g. ~/.codex): copy its auth.json (0600) "
@@ -72,7 +91,8 @@ def init_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a commented fleet.toml for N agents that `fleet doctor` passes, trust it, and say how
-    each agent's Codex home logs in. Shows the file and asks first unless --yes."""
+    each agent's Codex home logs in. In a git repository each agent gets its own worktree of it and
+    `fleet merge` brings verified work into its branch. Shows the file and asks first unless --yes."""
     from fleet.errors import ConfirmationRequired
     from fleet.service.init import describe, plan_init, write_init
 

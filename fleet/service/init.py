@@ -3,20 +3,26 @@ starts, and say how each agent's Codex home gets logged in.
 
 The text is built by pure functions (`agent_roles`, `agent_names`, `fleet_name`, `render`) from the
 number of agents, their roles, the repository and the user's home. `plan_init` adds what it finds on
-disk (existing `~/.codex*` homes, which new homes already hold an `auth.json`) and checks the layout
-the way `fleet doctor` and `fleet up` will (the config must parse, the cwd must exist, and no file of
-fleet's may lie where a sandboxed agent writes); `write_init` writes it.
+disk (whether `--repo` is a git repository and on which branch, asked with `gitrun`'s read-only
+queries; existing `~/.codex*` homes; which new homes already hold an `auth.json`) and checks the
+layout the way `fleet doctor` and `fleet up` will (the config must parse, the cwd must exist, and no
+file of fleet's may lie where a sandboxed agent writes); `write_init` writes it.
 
 Writes: the config, once, atomically and never over an existing file (`config_exists`; the check and
 the write are one `link(2)`, so a file made meanwhile is not clobbered either); the trust record for
 it (`fleet.config.trust`: the user ran this command, so a `./fleet.toml` it wrote is theirs); and,
 only when asked with `copy_auth_from`, a copy of that home's `auth.json` into each new home that has
 none, a regular 0600 file in a 0700 home (never a symlink; its content is never printed or
-returned). Everything else (homes, state dir) `fleet up` creates.
+returned). Everything else (homes, state dir, worktrees) `fleet up` creates.
 
-`--repo PATH` sets each agent's `cwd` to PATH today. Once fleet's git worktree setup lands, the same
-option will write the agents' `repo` key instead (each agent then works in a worktree of PATH); the
-choice is made in `render` alone, so the CLI and its tests keep their shape.
+`--repo PATH` (default: the current directory) inside a git work tree writes `[defaults] repo` = the
+top of that work tree: each agent then works in its own worktree of it, `<state_dir>/worktrees/
+<agent>` (made by `fleet up`), on a branch per assignment, and roles default to `worker` (a worker
+writes only its worktree, so it shares no directory with a `./fleet.toml` in the checkout). A lead
+gets the checkout itself as its read-only `cwd`: it is never assigned, so it needs no worktree.
+Elsewhere (not a git work tree, or git missing) each agent's `cwd` is PATH, roles default to
+`explorer`, and the result says why (`cwd_reason`). Either way the layout is checked as doctor checks
+it, so a worker that could write fleet's files is refused.
 """
 
 from __future__ import annotations
@@ -32,8 +38,18 @@ from typing import Any, Final, get_args
 from fleet.agents.writable import exposure_hint, exposures
 from fleet.config import CONFIG_NAME, MAX_AGENTS, Role, parse_config, user_config_path
 from fleet.config.trust import trust
-from fleet.errors import CodexHomeMissing, ConfigExists, ControlPlaneExposed, InvalidInput
+from fleet.errors import (
+    CodexHomeMissing,
+    ConfigError,
+    ConfigExists,
+    ControlPlaneExposed,
+    GitFailed,
+    InvalidInput,
+    RepoInvalid,
+)
 from fleet.fsutil import make_private_dirs, read_bytes_nofollow, write_atomic
+from fleet.work import gitrun
+from fleet.work.worktrees import current_branch, git_errors, open_repo, rev_commit
 
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 #: An `auth.json` is a few KB; anything near this is not one.
@@ -43,15 +59,24 @@ _ROLE_NOTE: Final[dict[str, str]] = {
     "worker": "writes in its cwd (workspace-write sandbox)",
     "lead": "hands out work through fleet's MCP tools; never assigned",
 }
+#: The notes of a repo fleet, where each agent but a lead works in its own worktree.
+_REPO_ROLE_NOTE: Final[dict[str, str]] = {
+    **_ROLE_NOTE,
+    "worker": "writes in its own worktree, on a branch per assignment (workspace-write sandbox)",
+    "lead": "hands out work through fleet's MCP tools; never assigned, so it reads your checkout as its cwd",
+}
 
 
 @dataclass(frozen=True)
 class PlannedAgent:
+    """`cwd` is where the agent works: its worktree when `repo` is set (`fleet up` makes it)."""
+
     name: str
     role: str
     home: Path
     cwd: Path
     logged_in: bool  # the home already holds an auth.json
+    repo: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +89,19 @@ class CodexHome:
 
 
 @dataclass(frozen=True)
+class Workplace:
+    """Where the agents work: a git repository (`repo`, the top of its work tree; `base` its current branch,
+    None when detached or bare; `notes` what `fleet up` would trip on), else the directory `cwd` and
+    the sentence saying why it is no repository (`cwd_reason`)."""
+
+    cwd: Path
+    repo: Path | None = None
+    base: str | None = None
+    cwd_reason: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class InitPlan:
     path: Path
     name: str
@@ -72,13 +110,15 @@ class InitPlan:
     found_homes: tuple[CodexHome, ...]
     copy_auth_from: Path | None
     text: str
+    place: Workplace
 
 
 # ---- pure ---------------------------------------------------------------------------------------
 
-def agent_roles(count: int, roles: list[str]) -> list[str]:
-    """One role per agent: none given, all explorers (the config's default, read-only); one given,
-    all of that role; `count` given, one each in order. Any other number is `invalid_input`."""
+def agent_roles(count: int, roles: list[str], default: str = "explorer") -> list[str]:
+    """One role per agent: none given, all `default` (`explorer`, the config's own, read-only; a repo
+    fleet's agents write their own worktrees, so `worker` there); one given, all of that role;
+    `count` given, one each in order. Any other number is `invalid_input`."""
     if not 1 <= count <= MAX_AGENTS:
         raise InvalidInput(f"--agents must be between 1 and {MAX_AGENTS}, not {count}.",
                            hint="Pick how many agents the fleet runs.")
@@ -86,7 +126,7 @@ def agent_roles(count: int, roles: list[str]) -> list[str]:
     if bad:
         raise InvalidInput(f"Unknown role {bad[0]!r}.", hint=f"Roles are {', '.join(ROLES)}.")
     if not roles:
-        return ["explorer"] * count
+        return [default] * count
     if len(roles) == 1:
         return roles * count
     if len(roles) != count:
@@ -137,8 +177,11 @@ def login_command(home: Path) -> str:
     return f"CODEX_HOME={shlex.quote(str(home))} codex login"
 
 
-def render(name: str, state_dir: Path, agents: list[PlannedAgent], user_home: Path) -> str:
-    """The commented config. Paths under `user_home` are written with `~`."""
+def render(name: str, state_dir: Path, agents: list[PlannedAgent], user_home: Path, *,
+           repo: Path | None = None, base: str | None = None) -> str:
+    """The commented config. Paths under `user_home` are written with `~`. With `repo`, `[defaults]`
+    names it (every agent without a `repo` of its own, a lead, gets `cwd`); `base` is the repository's
+    current branch, shown as the default the commented `base` line would change."""
     lines = [
         f"# fleet.toml for the fleet {name!r}, written by `fleet init`.",
         "# Reference: README, \"Configuration\". Check it with `fleet doctor`, start it with `fleet up`.",
@@ -151,12 +194,13 @@ def render(name: str, state_dir: Path, agents: list[PlannedAgent], user_home: Pa
         "# assignment_template = \"prompt.md\"  # your own assignment prompt (README, \"Assignments\")",
         "",
         "[defaults]  # any agent key except home and cwd, for every agent",
+        *(_repo_lines(repo, base, user_home) if repo is not None else []),
         "# codex = \"codex\"        # the Codex CLI command or path",
         "# model = \"gpt-5.4-mini\" # else Codex's default model",
         "# args = []              # extra codex arguments",
         "",
         "# One table per agent; the key is its name. Roles:",
-        *(f"#   {role}: {note}" for role, note in _ROLE_NOTE.items()),
+        *(f"#   {role}: {note}" for role, note in (_ROLE_NOTE if repo is None else _REPO_ROLE_NOTE).items()),
     ]
     for agent in agents:
         lines += [
@@ -164,9 +208,23 @@ def render(name: str, state_dir: Path, agents: list[PlannedAgent], user_home: Pa
             f"[agents.{agent.name}]",
             f"role = {toml_str(agent.role)}",
             f"home = {toml_str(shown(agent.home, user_home))}  # its CODEX_HOME, created by `fleet up` if missing",
-            f"cwd = {toml_str(str(agent.cwd))}  # where it works; must exist",
         ]
+        if agent.repo is None:
+            where = "your checkout, read-only" if repo is not None else "where it works; must exist"
+            text = shown(agent.cwd, user_home) if repo is not None else str(agent.cwd)
+            lines.append(f"cwd = {toml_str(text)}  # {where}")
     return "\n".join(lines) + "\n"
+
+
+def _repo_lines(repo: Path, base: str | None, user_home: Path) -> list[str]:
+    now = f"now {toml_str(base)}" if base is not None else "none now: set it"
+    return [
+        f"repo = {toml_str(shown(repo, user_home))}  # a git repository: each agent works in its own worktree of it",
+        "#   (<state_dir>/worktrees/<agent>, made by `fleet up`; your checkout is never touched), on a new",
+        "#   branch fleet/<assignment id> per assignment; `fleet merge ID` brings verified work into the base",
+        f"# base = {toml_str(base or 'main')}  # the branch assignments start from and merge into; default: the",
+        f"#   repository's current branch when an agent first starts ({now})",
+    ]
 
 
 # ---- the disk -----------------------------------------------------------------------------------
@@ -194,12 +252,40 @@ def default_state_dir(name: str) -> Path:
     return base / "fleet" / name
 
 
+def workplace(directory: Path) -> Workplace:
+    """The git repository `directory` lies in (the top of its work tree there; a bare one as given),
+    with what `fleet up` would trip on as notes, else `directory` itself with the reason it is no
+    repository."""
+    try:
+        found = open_repo(directory)
+        base = current_branch(directory)
+        has_commit = rev_commit(found.common_dir, "HEAD") is not None
+        with git_errors():
+            top = (gitrun.run(str(directory), "rev-parse", "--show-toplevel", check=False) or "").strip()
+    except RepoInvalid:
+        return Workplace(directory, cwd_reason=f"{directory} is not in a git repository, so no worktrees: the "
+                                               "agents share it as their cwd")
+    except GitFailed as exc:
+        return Workplace(directory, cwd_reason=f"git failed here ({exc.message.rstrip('.')}), so no "
+                                               f"worktrees: the agents share {directory} as their cwd")
+    repo = Path(os.path.realpath(top)) if top else directory
+    notes = []
+    if not has_commit:
+        notes.append(f"{repo} has no commit yet: commit something before `fleet up` (a worktree starts at a "
+                     "commit).")
+    if base is None:
+        notes.append(f"{repo} is not on a branch fleet can use as a base (detached or bare): set `base` in "
+                     "[defaults] before `fleet up`.")
+    return Workplace(directory, repo=repo, base=base, notes=tuple(notes))
+
+
 def plan_init(*, agents: int, roles: list[str], repo: str | None, path: str,
               copy_auth_from: str | None = None) -> InitPlan:
     """What `write_init` would write, checked as `fleet doctor` and `fleet up` will check it: the
-    text parses, the cwd exists, and no agent that is not full-access could write the config, the
-    state dir, a Codex home or fleet's install (`control_plane_exposed`, with doctor's sentences).
-    Writes nothing. `config_exists` if `path` is taken."""
+    text parses, the cwd (or repository) exists, and no agent that is not full-access could write the
+    config, the state dir, a Codex home, fleet's install or another agent's worktree
+    (`control_plane_exposed`, with doctor's sentences). Writes nothing. `config_exists` if `path`
+    is taken."""
     user_home = Path.home()
     target = Path(path).expanduser().absolute()
     if os.path.lexists(target):
@@ -208,27 +294,39 @@ def plan_init(*, agents: int, roles: list[str], repo: str | None, path: str,
     cwd = Path(repo or ".").expanduser().absolute()
     if not cwd.is_dir():
         raise InvalidInput(f"--repo {repo}: {cwd} is not a directory.", hint="Name an existing directory.")
-    cwd = cwd.resolve()
-    role_list = agent_roles(agents, roles)
-    name = fleet_name(cwd)
+    place = workplace(cwd.resolve())
+    role_list = agent_roles(agents, roles, default="worker" if place.repo is not None else "explorer")
+    name = fleet_name(place.repo or place.cwd)
     state_dir = default_state_dir(name)
     planned = []
     for agent_name, role in zip(agent_names(role_list), role_list, strict=True):
         home = user_home / f".codex-{name}-{agent_name}"
-        planned.append(PlannedAgent(agent_name, role, home, cwd, (home / "auth.json").is_file()))
+        own = place.repo if role != "lead" else None  # a lead, never assigned, reads the checkout itself
+        works_in = state_dir / "worktrees" / agent_name if own is not None else place.repo or place.cwd
+        planned.append(PlannedAgent(agent_name, role, home, works_in, (home / "auth.json").is_file(), own))
     source = _auth_source(copy_auth_from) if copy_auth_from else None
-    text = render(name, state_dir, planned, user_home)
-    config = parse_config(tomllib.loads(text), target)  # a bug here is an internal error, not a bad file
+    text = render(name, state_dir, planned, user_home, repo=place.repo, base=place.base)
+    try:
+        config = parse_config(tomllib.loads(text), target)
+    except ConfigError as exc:  # the text is fleet's own, so only the layout can fail: worktrees in the repo
+        where = f"{target}: {exc.data.get('key', '$')}: "
+        raise InvalidInput(f"Not writing {target}: {exc.message.removeprefix(where)}",
+                           hint=f"{exc.hint} fleet init puts the state dir at {state_dir} ($XDG_STATE_HOME/fleet/"
+                                "<name>): point $XDG_STATE_HOME elsewhere, or write the config by hand.") from None
     found = exposures(config)
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        if any(e.what == "the config" for e in found):
+            hint = ("Write the config outside the agents' cwd (--path ~/.config/fleet/fleet.toml is used from any "
+                    "directory), or give the agents that share it a read-only role (--role explorer). "
+                    + exposure_hint(found))
+        else:
+            hint = exposure_hint(found) + " Or give the agents a read-only role (--role explorer)."
         raise ControlPlaneExposed(
             f"Not writing {target}: {found[0].sentence()}{more}, so `fleet doctor` would fail and `fleet up` "
-            "would refuse it.",
-            hint="Write the config outside the agents' cwd (--path ~/.config/fleet/fleet.toml is used from "
-                 "any directory), or give the agents that share it a read-only role (--role explorer). "
-                 + exposure_hint(found))
-    return InitPlan(target, name, state_dir, tuple(planned), tuple(find_codex_homes(user_home)), source, text)
+            "would refuse it.", hint=hint)
+    return InitPlan(target, name, state_dir, tuple(planned), tuple(find_codex_homes(user_home)), source, text,
+                    place)
 
 
 def _auth_source(value: str) -> Path:
@@ -284,7 +382,8 @@ def write_init(plan: InitPlan) -> dict[str, Any]:
         else:
             login = "needed"
         agents.append({"name": agent.name, "role": agent.role, "home": str(agent.home), "cwd": str(agent.cwd),
-                       "login": login, "login_command": login_command(agent.home) if login == "needed" else None})
+                       "repo": _str(agent.repo), "login": login,
+                       "login_command": login_command(agent.home) if login == "needed" else None})
     return {**describe(plan), "agents": agents, "written": True, "trusted": True}
 
 
@@ -294,12 +393,20 @@ def config_option(path: Path) -> str:
     return "" if path in found else f"--config {shlex.quote(str(path))}"
 
 
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def describe(plan: InitPlan) -> dict[str, Any]:
-    """The plan as a result: the file, the fleet, the agents and the Codex homes found."""
+    """The plan as a result: the file, the fleet, where the agents work (`repo` and its current
+    branch `base`, else `cwd_reason`; `notes` on what `fleet up` would trip on), the agents (`cwd`:
+    a repo agent's worktree-to-be) and the Codex homes found."""
+    place = plan.place
     return {
         "path": str(plan.path), "config_option": config_option(plan.path), "fleet": plan.name,
         "state_dir": str(plan.state_dir), "written": False,
-        "agents": [{"name": a.name, "role": a.role, "home": str(a.home), "cwd": str(a.cwd),
+        "repo": _str(place.repo), "base": place.base, "cwd_reason": place.cwd_reason, "notes": list(place.notes),
+        "agents": [{"name": a.name, "role": a.role, "home": str(a.home), "cwd": str(a.cwd), "repo": _str(a.repo),
                     "login": "has_auth" if a.logged_in else "copy" if plan.copy_auth_from else "needed",
                     "login_command": None if a.logged_in or plan.copy_auth_from else login_command(a.home)}
                    for a in plan.agents],
