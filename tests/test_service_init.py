@@ -17,13 +17,16 @@ from gitrepos import git, make_repo
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fleet.agents.writable import exposures
 from fleet.config import MAX_AGENTS, parse_config
 from fleet.errors import CodexHomeMissing, ConfigExists, ControlPlaneExposed, InvalidInput
 from fleet.service.init import (
+    NO_TMP_ARGS,
     ROLES,
     PlannedAgent,
     agent_names,
     agent_roles,
+    describe,
     fleet_name,
     plan_init,
     render,
@@ -146,10 +149,17 @@ def test_a_worker_whose_cwd_holds_the_config_is_refused_as_doctor_would(off_tmp:
     assert not (repo / "fleet.toml").exists()
 
 
-def test_a_home_under_tmp_is_refused_for_a_worker(tmp_path: Path) -> None:
+def test_fleets_files_under_tmp_keep_tmp_out_of_a_workers_sandbox(tmp_path: Path) -> None:
+    """HOME, the config and the state dir under /tmp (as here), which a workspace-write agent writes
+    by default: the config leaves /tmp and $TMPDIR out of the sandboxes, and so passes doctor's check."""
     (tmp_path / "repo").mkdir()
-    with pytest.raises(ControlPlaneExposed):
-        plan_init(agents=1, roles=["worker"], repo=str(tmp_path / "repo"), path=str(tmp_path / "f.toml"))
+    plan = plan_init(agents=1, roles=["worker"], repo=str(tmp_path / "repo"), path=str(tmp_path / "f.toml"))
+    config = parse_config(tomllib.loads(plan.text), plan.path)
+    assert list(config.agent("worker-1").args) == list(NO_TMP_ARGS)
+    assert exposures(config) == []
+    assert any("/tmp" in note for note in describe(plan)["notes"])
+    bare = render(plan.name, plan.state_dir, list(plan.agents), Path.home())  # without the exclusion
+    assert exposures(parse_config(tomllib.loads(bare), plan.path)) != []
 
 
 def test_a_worker_fleet_with_its_config_elsewhere_is_written_trusted_and_loads(off_tmp: Path) -> None:
@@ -236,14 +246,14 @@ def test_a_plain_directory_keeps_a_shared_cwd_of_explorers_and_says_why(off_tmp:
     assert "\nrepo = " not in plan.text
 
 
-def test_repo_workers_that_could_write_fleets_files_under_tmp_are_refused(tmp_path: Path) -> None:
-    """The test HOME is under /tmp here, which a workspace-write agent writes: the refusal still applies."""
+def test_repo_workers_with_fleets_files_under_tmp_get_tmp_left_out(tmp_path: Path) -> None:
+    """The test HOME is under /tmp here: repo workers' sandboxes leave /tmp out, and nothing is exposed."""
     repo = make_repo(tmp_path / "shop")
-    with pytest.raises(ControlPlaneExposed) as err:
-        plan_init(agents=2, roles=[], repo=str(repo), path=str(tmp_path / "f.toml"))
-    assert "which agent 'worker-1' (workspace-write) can write" in err.value.message
-    assert "--role explorer" in err.value.hint
-    assert "exclude_slash_tmp" in err.value.hint
+    plan = plan_init(agents=2, roles=[], repo=str(repo), path=str(tmp_path / "f.toml"))
+    config = parse_config(tomllib.loads(plan.text), plan.path)
+    assert [a.role for a in config.agents.values()] == ["worker", "worker"]
+    assert all(list(a.args) == list(NO_TMP_ARGS) for a in config.agents.values())
+    assert exposures(config) == []
 
 
 def test_a_repository_holding_the_state_dir_is_refused_before_writing(off_tmp: Path) -> None:

@@ -31,12 +31,12 @@ import os
 import re
 import shlex
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, get_args
 
 from fleet.agents.writable import exposure_hint, exposures
-from fleet.config import CONFIG_NAME, MAX_AGENTS, Role, parse_config, user_config_path
+from fleet.config import CONFIG_NAME, MAX_AGENTS, FleetConfig, Role, parse_config, user_config_path
 from fleet.config.trust import trust
 from fleet.errors import (
     CodexHomeMissing,
@@ -177,11 +177,17 @@ def login_command(home: Path) -> str:
     return f"CODEX_HOME={shlex.quote(str(home))} codex login"
 
 
+#: Keeps /tmp and $TMPDIR out of a workspace-write sandbox: written when fleet's own files lie there.
+NO_TMP_ARGS: Final = ("-c", "sandbox_workspace_write.exclude_slash_tmp=true",
+                      "-c", "sandbox_workspace_write.exclude_tmpdir_env_var=true")
+
+
 def render(name: str, state_dir: Path, agents: list[PlannedAgent], user_home: Path, *,
-           repo: Path | None = None, base: str | None = None) -> str:
+           repo: Path | None = None, base: str | None = None, no_tmp: bool = False) -> str:
     """The commented config. Paths under `user_home` are written with `~`. With `repo`, `[defaults]`
     names it (every agent without a `repo` of its own, a lead, gets `cwd`); `base` is the repository's
-    current branch, shown as the default the commented `base` line would change."""
+    current branch, shown as the default the commented `base` line would change. `no_tmp`: the
+    agents' sandboxes leave /tmp and $TMPDIR out (`NO_TMP_ARGS`), because fleet's files lie there."""
     lines = [
         f"# fleet.toml for the fleet {name!r}, written by `fleet init`.",
         "# Reference: README, \"Configuration\". Check it with `fleet doctor`, start it with `fleet up`.",
@@ -197,7 +203,9 @@ def render(name: str, state_dir: Path, agents: list[PlannedAgent], user_home: Pa
         *(_repo_lines(repo, base, user_home) if repo is not None else []),
         "# codex = \"codex\"        # the Codex CLI command or path",
         "# model = \"gpt-5.4-mini\" # else Codex's default model",
-        "# args = []              # extra codex arguments",
+        *([f"args = [{', '.join(toml_str(a) for a in NO_TMP_ARGS)}]",
+           "# ^ keeps /tmp and $TMPDIR out of a writing agent's sandbox: fleet's own files lie there"]
+          if no_tmp else ["# args = []              # extra codex arguments"]),
         "",
         "# One table per agent; the key is its name. Roles:",
         *(f"#   {role}: {note}" for role, note in (_ROLE_NOTE if repo is None else _REPO_ROLE_NOTE).items()),
@@ -306,14 +314,13 @@ def plan_init(*, agents: int, roles: list[str], repo: str | None, path: str,
         planned.append(PlannedAgent(agent_name, role, home, works_in, (home / "auth.json").is_file(), own))
     source = _auth_source(copy_auth_from) if copy_auth_from else None
     text = render(name, state_dir, planned, user_home, repo=place.repo, base=place.base)
-    try:
-        config = parse_config(tomllib.loads(text), target)
-    except ConfigError as exc:  # the text is fleet's own, so only the layout can fail: worktrees in the repo
-        where = f"{target}: {exc.data.get('key', '$')}: "
-        raise InvalidInput(f"Not writing {target}: {exc.message.removeprefix(where)}",
-                           hint=f"{exc.hint} fleet init puts the state dir at {state_dir} ($XDG_STATE_HOME/fleet/"
-                                "<name>): point $XDG_STATE_HOME elsewhere, or write the config by hand.") from None
-    found = exposures(config)
+    found = exposures(_parsed(text, target, state_dir))
+    if found and {e.root for e in found} <= temp_roots():  # only /tmp or $TMPDIR: leave them out
+        tmp_text = render(name, state_dir, planned, user_home, repo=place.repo, base=place.base, no_tmp=True)
+        if not (tmp_found := exposures(_parsed(tmp_text, target, state_dir))):
+            text, found = tmp_text, tmp_found
+            place = replace(place, notes=(*place.notes, "fleet's own files lie under /tmp or $TMPDIR, so the "
+                                          "agents' sandboxes leave those out ([defaults] args)"))
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         if any(e.what == "the config" for e in found):
@@ -327,6 +334,25 @@ def plan_init(*, agents: int, roles: list[str], repo: str | None, path: str,
             "would refuse it.", hint=hint)
     return InitPlan(target, name, state_dir, tuple(planned), tuple(find_codex_homes(user_home)), source, text,
                     place)
+
+
+def temp_roots() -> set[Path]:
+    """The temp dirs a workspace-write sandbox adds unless told not to (/tmp and $TMPDIR), resolved."""
+    roots = {Path("/tmp").resolve()}
+    if os.path.isabs(tmpdir := os.environ.get("TMPDIR", "")):
+        roots.add(Path(tmpdir).resolve())
+    return roots
+
+
+def _parsed(text: str, target: Path, state_dir: Path) -> FleetConfig:
+    """The config `text` as fleet will load it from `target`."""
+    try:
+        return parse_config(tomllib.loads(text), target)
+    except ConfigError as exc:  # the text is fleet's own, so only the layout can fail: worktrees in the repo
+        where = f"{target}: {exc.data.get('key', '$')}: "
+        raise InvalidInput(f"Not writing {target}: {exc.message.removeprefix(where)}",
+                           hint=f"{exc.hint} fleet init puts the state dir at {state_dir} ($XDG_STATE_HOME/fleet/"
+                                "<name>): point $XDG_STATE_HOME elsewhere, or write the config by hand.") from None
 
 
 def _auth_source(value: str) -> Path:
