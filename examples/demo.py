@@ -48,25 +48,10 @@ def _run(config: Path, *args: str, show: bool = True, ok: tuple[int, ...] = (0,)
 
 
 def main() -> None:
-    codex = os.environ.get("FLEET_DEMO_CODEX", "codex")
     model = MockModel(default_text="Report: nothing to change here.")
     # noor's assignment: one apply_patch inside its write path, then the final message with the report
     model.script(Step(tool=("apply_patch", {"input": PATCH})), Step(text=REPORT))
-    with _private_dir() as root, MockServer(model) as server:
-        catalog = apply_patch_catalog(codex, root / "catalog.json")
-        args = [*codex_offline_args(server.url), "-c", f"model_catalog_json={json.dumps(str(catalog))}"]
-        # a name of its own: the tmux server is named from it, and two demos at once must not share one
-        name = f"demo-{os.getpid()}"
-        lines = ["[fleet]", f'name = "{name}"', f'state_dir = "{root / "state"}"', "", "[defaults]",
-                 f"codex = {json.dumps(codex)}", f"args = {json.dumps(args)}"]
-        for name, role in AGENTS.items():
-            work = root / "work" / name
-            work.mkdir(parents=True)
-            (work / "README.md").write_text(f"# {name}'s project\n")
-            lines += ["", f"[agents.{name}]", f'home = "{root / "homes" / name}"', f'cwd = "{work}"',
-                      f'role = "{role}"']
-        config = root / "fleet.toml"
-        config.write_text("\n".join(lines) + "\n")
+    with demo_fleet(model) as config:
         print(f"demo fleet.toml ({config}):\n" + config.read_text(), flush=True)
         try:
             _run(config, "up")
@@ -80,23 +65,58 @@ def main() -> None:
             _run(config, "claim", "mila", "--holder", "lead", "--ttl", "600")
             _run(config, "send", "mila", "Survey the repository and report risks.", "--holder", "lead")
             print("\n(waiting for mila's turn to finish...)", flush=True)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                status = json.loads(_run(config, "status", "mila", "--json", show=False).stdout)
-                if status["agents"][0]["state"] == "idle":
-                    break
-                time.sleep(0.2)
+            wait_for_state(config, "mila", "idle")
             _run(config, "status")
             _run(config, "release", "mila", "--holder", "lead")
             _run(config, "assignments")
             if _has_command(config, "watchdog"):
                 _run(config, "watchdog", "tick", "--dry-run")
         finally:
-            if _run(config, "down", ok=(0, 1)).returncode != 0:  # an assignment still holds an agent
-                for name in AGENTS:
-                    _run(config, "release", name, "--force", show=False)
-                _run(config, "down")
+            stop_all(config, AGENTS)
     print("\ndemo done: every agent stopped, nothing left running.")
+
+
+@contextlib.contextmanager
+def demo_fleet(model: MockModel, agents: dict[str, str] = AGENTS) -> Iterator[Path]:
+    """A throw-away fleet.toml of `agents` (name: role), each with its own Codex home and a one-file
+    project, whose Codex talks to `model` served on 127.0.0.1; yields its path. Removed afterwards
+    (stop the agents first: `stop_all`)."""
+    codex = os.environ.get("FLEET_DEMO_CODEX", "codex")
+    with _private_dir() as root, MockServer(model) as server:
+        catalog = apply_patch_catalog(codex, root / "catalog.json")
+        args = [*codex_offline_args(server.url), "-c", f"model_catalog_json={json.dumps(str(catalog))}"]
+        # a name of its own: the tmux server is named from it, and two demos at once must not share one
+        name = f"demo-{os.getpid()}"
+        lines = ["[fleet]", f'name = "{name}"', f'state_dir = "{root / "state"}"', "", "[defaults]",
+                 f"codex = {json.dumps(codex)}", f"args = {json.dumps(args)}"]
+        for agent, role in agents.items():
+            work = root / "work" / agent
+            work.mkdir(parents=True)
+            (work / "README.md").write_text(f"# {agent}'s project\n")
+            lines += ["", f"[agents.{agent}]", f'home = "{root / "homes" / agent}"', f'cwd = "{work}"',
+                      f'role = "{role}"']
+        config = root / "fleet.toml"
+        config.write_text("\n".join(lines) + "\n")
+        yield config
+
+
+def wait_for_state(config: Path, agent: str, state: str, timeout: float = 30) -> bool:
+    """Poll `fleet status AGENT` until the agent is in `state`; False if it is not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = json.loads(_run(config, "status", agent, "--json", show=False).stdout)
+        if status["agents"][0]["state"] == state:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def stop_all(config: Path, agents: dict[str, str]) -> None:
+    """`fleet down`; if an assignment still holds an agent, release every lease by force and retry."""
+    if _run(config, "down", ok=(0, 1)).returncode != 0:
+        for agent in agents:
+            _run(config, "release", agent, "--force", show=False)
+        _run(config, "down")
 
 
 @contextlib.contextmanager

@@ -1,42 +1,20 @@
 """`fleet dash --web` (textual-serve behind fleet's token): a real server process on 127.0.0.1, real
 HTTP and a real websocket that starts a real dashboard process; no Codex (the agents stay stopped).
-
-The headless-browser screenshot the issue asks for is not here: no chromium is installed on the
-machines these tests run on."""
+The page in a real headless browser, and its screenshot, is tests/test_dash_screenshot.py."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pytest
 from conftest import Fleet
+from dashweb import served
 
 from fleet.dash.web import check_exposure, child_command
 from fleet.errors import InvalidInput
-
-
-@contextmanager
-def served(f: Fleet, *args: str) -> Iterator[str]:
-    """`fleet dash --web ARGS` as a user runs it; yields the first line it prints (the URL)."""
-    argv = [sys.executable, "-P", "-m", "fleet", "--config", str(f.path), "dash", "--web", *args]
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
-        try:
-            assert proc.stdout is not None
-            yield proc.stdout.readline().strip()
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def status_of(url: str) -> int:
