@@ -60,6 +60,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
     return value
 
 
+def fleet_installed_in_temp() -> bool:
+    """Whether the fleet under test (its package, Python environment or interpreter) lies under /tmp
+    or $TMPDIR, as in a clone there: a workspace-write agent could write it, so `fleet init` leaves
+    those out of the sandboxes (`fleet.service.init.NO_TMP_ARGS`) and says so (`TMP_NOTE`)."""
+    import fleet
+    from fleet.service.init import temp_roots
+
+    ours = [Path(fleet.__file__).parent, Path(sys.prefix), Path(sys.executable)]
+    return any(p.resolve().is_relative_to(root) for p in ours for root in temp_roots())
+
+
 def require_offline() -> None:
     """Fail unless this is a test under tests/codex/ running in a loopback-only network namespace."""
     current = os.environ.get("PYTEST_CURRENT_TEST", "")

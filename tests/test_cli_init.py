@@ -20,7 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import fleet_installed_in_temp
 from gitrepos import git, make_repo
+
+from fleet.service.init import TMP_NOTE
 
 SECRET = "sk-fleet-init-test-SECRET-4242"
 
@@ -193,5 +196,6 @@ def test_json_says_where_the_agents_work_and_why(repo: Path, git_checkout: Path)
     assert (plain["repo"], plain["agents"][0]["repo"]) == (None, None)
     assert "no worktrees" in plain["cwd_reason"]
     done = json.loads(fleet(git_checkout, "init", "--agents", "1", "--yes", "--json").stdout)
-    assert (done["repo"], done["base"], done["cwd_reason"], done["notes"]) == (str(git_checkout), "main", None, [])
+    notes = [TMP_NOTE] if fleet_installed_in_temp() else []
+    assert (done["repo"], done["base"], done["cwd_reason"], done["notes"]) == (str(git_checkout), "main", None, notes)
     assert done["agents"][0]["repo"] == str(git_checkout)

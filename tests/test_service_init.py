@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import fleet_installed_in_temp
 from gitrepos import git, make_repo
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from fleet.errors import CodexHomeMissing, ConfigExists, ControlPlaneExposed, In
 from fleet.service.init import (
     NO_TMP_ARGS,
     ROLES,
+    TMP_NOTE,
     PlannedAgent,
     agent_names,
     agent_roles,
@@ -201,7 +203,8 @@ def test_a_git_repository_makes_workers_in_worktrees_and_the_config_may_live_in_
     repo = make_repo(off_tmp / "home" / "shop")
     head = git(repo, "rev-parse", "HEAD")
     plan = plan_init(agents=3, roles=[], repo=str(repo / "."), path=str(repo / "fleet.toml"))
-    assert (plan.place.repo, plan.place.base, plan.place.notes) == (repo, "main", ())
+    notes = (TMP_NOTE,) if fleet_installed_in_temp() else ()
+    assert (plan.place.repo, plan.place.base, plan.place.notes) == (repo, "main", notes)
     assert 'repo = "~/shop"' in plan.text
     assert "\ncwd = " not in plan.text
     result = write_init(plan)

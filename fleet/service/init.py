@@ -182,6 +182,11 @@ NO_TMP_ARGS: Final = ("-c", "sandbox_workspace_write.exclude_slash_tmp=true",
                       "-c", "sandbox_workspace_write.exclude_tmpdir_env_var=true")
 
 
+#: Said when `NO_TMP_ARGS` was written.
+TMP_NOTE: Final = ("fleet's own files lie under /tmp or $TMPDIR, so the agents' sandboxes leave those out "
+                   "([defaults] args)")
+
+
 def render(name: str, state_dir: Path, agents: list[PlannedAgent], user_home: Path, *,
            repo: Path | None = None, base: str | None = None, no_tmp: bool = False) -> str:
     """The commented config. Paths under `user_home` are written with `~`. With `repo`, `[defaults]`
@@ -319,8 +324,7 @@ def plan_init(*, agents: int, roles: list[str], repo: str | None, path: str,
         tmp_text = render(name, state_dir, planned, user_home, repo=place.repo, base=place.base, no_tmp=True)
         if not (tmp_found := exposures(_parsed(tmp_text, target, state_dir))):
             text, found = tmp_text, tmp_found
-            place = replace(place, notes=(*place.notes, "fleet's own files lie under /tmp or $TMPDIR, so the "
-                                          "agents' sandboxes leave those out ([defaults] args)"))
+            place = replace(place, notes=(*place.notes, TMP_NOTE))
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         if any(e.what == "the config" for e in found):

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Fleet
+from conftest import Fleet, fleet_installed_in_temp
 from gitrepos import git, make_repo
 from mockmodel import MockServer, codex_offline_args
+
+from fleet.service.init import NO_TMP_ARGS
 
 
 def init_fleet(args: list[str], path: Path, root: Path, codex_bin: str, mock_model: MockServer) -> Fleet:
@@ -30,9 +32,15 @@ def init_fleet(args: list[str], path: Path, root: Path, codex_bin: str, mock_mod
     assert init.returncode == 0, init.stderr
     result: dict[str, Any] = json.loads(init.stdout)
     text = path.read_text()
-    assert "# args = []" in text
-    path.write_text(text.replace(
-        "# args = []", f"codex = {json.dumps(codex_bin)}\nargs = {json.dumps(codex_offline_args(mock_model.url))}"))
+    offline = codex_offline_args(mock_model.url)
+    line = f"args = {json.dumps(list(NO_TMP_ARGS))}"
+    if line in text:  # init left /tmp out of writing agents' sandboxes (this fleet lies there): keep it
+        assert fleet_installed_in_temp()
+        offline = [*NO_TMP_ARGS, *offline]
+    else:
+        line = "# args = []"
+    assert line in text
+    path.write_text(text.replace(line, f"codex = {json.dumps(codex_bin)}\nargs = {json.dumps(offline)}"))
     return Fleet(path=path, name=result["fleet"], state_dir=Path(result["state_dir"]),
                  agents=[a["name"] for a in result["agents"]], root=root)
 
