@@ -139,8 +139,9 @@ class MockModel:
     gives the requests whose user messages contain `marker` their own script, and records them in
     the conversation's own `requests` as well. Other requests use the main script (`script`).
     `retry_unsupported`: repeat a scripted tool call that Codex answered `unsupported call` (an MCP
-    server whose tools were not listed yet, which happens at a session's start), after
-    `RETRY_DELAY`, up to `MAX_RETRIES` times, as a model would retry.
+    server whose tools were not listed yet, which happens at a session's start), and a scripted tool
+    search that found nothing (same cause), after `RETRY_DELAY`, up to `MAX_RETRIES` times, as a
+    model would retry.
     """
 
     default_text: str = "Done."
@@ -185,15 +186,16 @@ class MockModel:
             steps, default, last = (conv.steps, conv.default_text, conv.last_tool) if conv else \
                 (self.steps, self.default_text, self.last_tool)
             if (self.retry_unsupported and last is not None and self.retries < self.MAX_RETRIES
-                    and _last_input_type(body) == "function_call_output"
-                    and "unsupported call" in json.dumps(body["input"][-1].get("output"))):
+                    and ((_last_input_type(body) == "function_call_output"
+                          and "unsupported call" in json.dumps(body["input"][-1].get("output")))
+                         or (_last_input_type(body) == "tool_search_output" and not body["input"][-1].get("tools")))):
                 self.retries += 1
                 return replace(last, delay=self.RETRY_DELAY)
             # A request answering a tool call or a search continues the same turn: answer it plainly.
             if _last_input_type(body) in ("function_call_output", "tool_search_output") and not steps:
                 return Step(text=default)
             step = steps.popleft() if steps else Step(text=default)
-            if step.tool is not None:
+            if step.tool is not None or step.search is not None:
                 if conv is not None:
                     conv.last_tool = step
                 else:
