@@ -33,11 +33,12 @@ from bench_cli import CODEX_DEFAULT, refuse_unless_offline
 from mockmodel import MockModel, MockServer, Step, apply_patch_catalog, codex_offline_args, searched
 
 from fleet.agents.codex import resolve_binary
+from fleet.mcp.server import SEARCH
 
 #: The tools a lead needs for one assignment, from a look at the fleet to merging the result.
 CORE = ("fleet_status", "assignment_create", "assignment_wait", "assignment_get", "assignment_merge")
-#: The search the fleet-lead skill and the server's instructions recommend (keep the three in step).
-RECOMMENDED = ("fleet_status assignment_create assignment_wait assignment_get assignment_merge", 10)
+#: The search the server's instructions and the fleet-lead skill recommend.
+RECOMMENDED = (SEARCH, 8)
 #: Other queries a model might try first, for comparison.
 OTHERS = (("fleet assignment", 8), ("assign a task to an agent and wait for its report", 8),
           ("fleet_status assignment_create assignment_wait assignment_get assignment_merge", 5),
@@ -45,12 +46,15 @@ OTHERS = (("fleet assignment", 8), ("assign a task to an agent and wait for its 
 
 
 def run_searches(codex: str, queries: list[tuple[str, int]], work: Path) -> list[tuple[str, int, dict[str, list[str]]]]:
-    """One `codex exec` whose model issues `queries` one after another; what each returned."""
+    """One `codex exec` whose model issues `queries` one after another; what each returned. Searches
+    made before fleet's MCP server had listed its tools (they find nothing) are repeated, and left out."""
     last: dict[str, Any] = {}
 
     def driver(body: dict[str, Any]) -> Step:
-        done = searched(body)
+        done = [s for s in searched(body) if s[2]]
         last["body"] = body
+        if searched(body) and not searched(body)[-1][2] and len(searched(body)) < 100:
+            return Step(search=queries[len(done)], delay=0.2)
         return Step(search=queries[len(done)]) if len(done) < len(queries) else Step(text="Searched.")
 
     model = MockModel(default_text="Searched.")
@@ -73,7 +77,7 @@ def run_searches(codex: str, queries: list[tuple[str, int]], work: Path) -> list
                               timeout=180, check=False, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise SystemExit(f"codex exec failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return searched(last["body"])
+    return [s for s in searched(last["body"]) if s[2]]
 
 
 def searches_needed(results: dict[tuple[str, int], list[str]], first: tuple[str, int]) -> tuple[int, list[str]]:
@@ -86,12 +90,12 @@ def searches_needed(results: dict[tuple[str, int], list[str]], first: tuple[str,
 def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--query", action="append", default=[], help="a query to try (repeatable)")
-    parser.add_argument("--limit", action="append", type=int, default=[], help="its limit (default 10)")
+    parser.add_argument("--limit", action="append", type=int, default=[], help="its limit (default 8)")
     parser.add_argument("--codex", default=os.environ.get("FLEET_TEST_CODEX") or str(CODEX_DEFAULT))
     args = parser.parse_args(argv)
     refuse_unless_offline()
     out("scripts/offline .venv/bin/python bench/bench_tool_search.py " + " ".join(sys.argv[1:]))
-    given = [(q, args.limit[i] if i < len(args.limit) else 10) for i, q in enumerate(args.query)]
+    given = [(q, args.limit[i] if i < len(args.limit) else 8) for i, q in enumerate(args.query)]
     first = given[0] if given else RECOMMENDED
     queries = list(dict.fromkeys([first, *given, *([] if given else OTHERS), *((name, 8) for name in CORE)]))
     with tempfile.TemporaryDirectory(prefix="fleet-search-") as tmp:

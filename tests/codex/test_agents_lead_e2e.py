@@ -27,6 +27,7 @@ from conftest import Fleet, require_offline, wait_until
 from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_text, searched, tool_results
 
 from fleet.agents.codex import resolve_binary
+from fleet.mcp.server import SEARCH as RECOMMENDED_QUERY
 
 LEAD_MARKER = "LEAD-E2E"
 WORK_MARKER = "WORK-E2E"
@@ -37,8 +38,8 @@ REPORT = ("Done.\n```fleet-report\n" + json.dumps(
     {"status": "done", "summary": SUMMARY, "changed": ["docs/guide.md"], "tests": "", "risks": "none"}) + "\n```")
 #: The lead's tools arrive as this namespace, from the plugin or from a lead agent's `-c` server.
 NAMESPACE = "mcp__fleet"
-#: The one search the fleet-lead skill recommends (bench/bench_tool_search.py measures it).
-SEARCH = ("fleet_status assignment_create assignment_wait assignment_get assignment_merge", 8)
+#: The one search the server's instructions and the fleet-lead skill recommend (bench/bench_tool_search.py).
+SEARCH = (RECOMMENDED_QUERY, 8)
 
 
 @dataclass
