@@ -47,14 +47,17 @@ OTHERS = (("fleet assignment", 8), ("assign a task to an agent and wait for its 
 
 def run_searches(codex: str, queries: list[tuple[str, int]], work: Path) -> list[tuple[str, int, dict[str, list[str]]]]:
     """One `codex exec` whose model issues `queries` one after another; what each returned. Searches
-    made before fleet's MCP server had listed its tools (they find nothing) are repeated, and left out."""
+    made before fleet's MCP server had listed its tools (until one finds anything) are repeated, and
+    left out."""
     last: dict[str, Any] = {}
 
     def driver(body: dict[str, Any]) -> Step:
-        done = [s for s in searched(body) if s[2]]
+        done = ready(searched(body))
         last["body"] = body
-        if searched(body) and not searched(body)[-1][2] and len(searched(body)) < 100:
-            return Step(search=queries[len(done)], delay=0.2)
+        if not done and searched(body):
+            if len(searched(body)) > 100:
+                return Step(text="fleet's MCP server never listed its tools.")
+            return Step(search=queries[0], delay=0.2)
         return Step(search=queries[len(done)]) if len(done) < len(queries) else Step(text="Searched.")
 
     model = MockModel(default_text="Searched.")
@@ -77,7 +80,13 @@ def run_searches(codex: str, queries: list[tuple[str, int]], work: Path) -> list
                               timeout=180, check=False, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise SystemExit(f"codex exec failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return [s for s in searched(last["body"]) if s[2]]
+    return ready(searched(last["body"]))
+
+
+def ready(searches: list[tuple[str, int, dict[str, list[str]]]]) -> list[tuple[str, int, dict[str, list[str]]]]:
+    """The searches from the first that found anything on (the earlier ones ran before the server was up)."""
+    first = next((i for i, (_, _, spaces) in enumerate(searches) if spaces), len(searches))
+    return searches[first:]
 
 
 def searches_needed(results: dict[tuple[str, int], list[str]], first: tuple[str, int]) -> tuple[int, list[str]]:
