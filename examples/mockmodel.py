@@ -3,9 +3,9 @@
 Used by the test-suite and by the offline demo so that real Codex processes can run with no network.
 Each `POST /v1/responses` pops the next scripted step (a plain answer, a slow stream, a tool call, a
 tool search, an HTTP error such as a usage limit, a stream cut mid-way); when the script is empty the
-server answers with `default_text`. A step can carry response headers, e.g. the `x-codex-primary-*` rate-limit
-headers Codex records in its rollout (`rate_limit_headers`). Codex's side request
-that generates a thread title is answered on its own and never consumes a step.
+server answers with `default_text`. A step can carry response headers, e.g. the `x-codex-primary-*`
+rate-limit headers Codex records in its rollout (`rate_limit_headers`). Codex's side request that
+generates a thread title is answered on its own and never consumes a step.
 
 Run standalone: `python examples/mockmodel.py --port-file PATH [--script steps.json]`.
 """
