@@ -1,11 +1,11 @@
 """A scripted stand-in for the OpenAI Responses API, served on 127.0.0.1.
 
 Used by the test-suite and by the offline demo so that real Codex processes can run with no network.
-Each `POST /v1/responses` pops the next scripted step (a plain answer, a slow stream, a tool call, an
-HTTP error such as a usage limit, a stream cut mid-way); when the script is empty the server answers
-with `default_text`. A step can carry response headers, e.g. the `x-codex-primary-*` rate-limit
-headers Codex records in its rollout (`rate_limit_headers`). Codex's side request
-that generates a thread title is answered on its own and never consumes a step.
+Each `POST /v1/responses` pops the next scripted step (a plain answer, a slow stream, a tool call, a
+tool search, an HTTP error such as a usage limit, a stream cut mid-way); when the script is empty the
+server answers with `default_text`. A step can carry response headers, e.g. the `x-codex-primary-*`
+rate-limit headers Codex records in its rollout (`rate_limit_headers`). Codex's side request that
+generates a thread title is answered on its own and never consumes a step.
 
 Run standalone: `python examples/mockmodel.py --port-file PATH [--script steps.json]`.
 """
@@ -44,6 +44,10 @@ class Step:
     delta: no `response.completed`, then the connection closes. `gate` (a `threading.Event`) holds
     the reply until a test sets it (at most `GATE_TIMEOUT` seconds), for a turn that must still be
     running whatever the machine's speed.
+    `search` (query, limit) makes the reply a `tool_search_call`, as a model whose catalog entry has
+    `supports_search_tool` must emit before it can call an MCP tool (Codex lists those only as
+    deferred namespaces); Codex answers in the next request with a `tool_search_output` (see
+    `searched`).
     """
 
     text: str = "Done."
@@ -57,6 +61,7 @@ class Step:
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
     gate: threading.Event | None = None
+    search: tuple[str, int] | None = None
 
     @classmethod
     def usage_limit(cls, *, headers: dict[str, str] | None = None, plan_type: str = "plus",
@@ -79,6 +84,7 @@ class Step:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Step:
         tool = raw.get("tool")
+        search = raw.get("search")
         return cls(
             text=str(raw.get("text", "Done.")),
             delay=float(raw.get("delay", 0.0)),
@@ -90,6 +96,7 @@ class Step:
             namespace=raw.get("namespace"),
             headers={str(k): str(v) for k, v in (raw.get("headers") or {}).items()},
             drop=bool(raw.get("drop", False)),
+            search=(str(search["query"]), int(search.get("limit", 8))) if search else None,
         )
 
 
@@ -132,8 +139,9 @@ class MockModel:
     gives the requests whose user messages contain `marker` their own script, and records them in
     the conversation's own `requests` as well. Other requests use the main script (`script`).
     `retry_unsupported`: repeat a scripted tool call that Codex answered `unsupported call` (an MCP
-    server whose tools were not listed yet, which happens at a session's start), after
-    `RETRY_DELAY`, up to `MAX_RETRIES` times, as a model would retry.
+    server whose tools were not listed yet, which happens at a session's start), and a scripted tool
+    search that found nothing (same cause), after `RETRY_DELAY`, up to `MAX_RETRIES` times, as a
+    model would retry.
     """
 
     default_text: str = "Done."
@@ -178,15 +186,16 @@ class MockModel:
             steps, default, last = (conv.steps, conv.default_text, conv.last_tool) if conv else \
                 (self.steps, self.default_text, self.last_tool)
             if (self.retry_unsupported and last is not None and self.retries < self.MAX_RETRIES
-                    and _last_input_type(body) == "function_call_output"
-                    and "unsupported call" in json.dumps(body["input"][-1].get("output"))):
+                    and ((_last_input_type(body) == "function_call_output"
+                          and "unsupported call" in json.dumps(body["input"][-1].get("output")))
+                         or (_last_input_type(body) == "tool_search_output" and not body["input"][-1].get("tools")))):
                 self.retries += 1
                 return replace(last, delay=self.RETRY_DELAY)
-            # A request answering a tool call continues the same turn: answer it plainly.
-            if _last_input_type(body) == "function_call_output" and not steps:
+            # A request answering a tool call or a search continues the same turn: answer it plainly.
+            if _last_input_type(body) in ("function_call_output", "tool_search_output") and not steps:
                 return Step(text=default)
             step = steps.popleft() if steps else Step(text=default)
-            if step.tool is not None:
+            if step.tool is not None or step.search is not None:
                 if conv is not None:
                     conv.last_tool = step
                 else:
@@ -248,6 +257,30 @@ def tool_outputs(requests: list[dict[str, Any]]) -> dict[str, Any]:
             elif item.get("type") == "function_call_output" and item.get("call_id") in calls:
                 outputs[calls[item["call_id"]]] = item.get("output")
     return outputs
+
+
+def searched(body: dict[str, Any]) -> list[tuple[str, int, dict[str, list[str]]]]:
+    """The tool searches in a request's input, in order, each as (query, limit, found): `found` maps
+    each namespace of Codex's `tool_search_output` (e.g. `mcp__fleet`) to the tool names it returned,
+    best match first (empty while a search has no output yet). Wire shapes measured on Codex 0.169:
+    the call `{"type": "tool_search_call", "call_id", "execution": "client", "arguments": {"query",
+    "limit"}}`, the answer `{"type": "tool_search_output", "call_id", "execution": "client", "tools":
+    [{"type": "namespace", "name", "description", "tools": [{"type": "function", "name", ...}]}]}`."""
+    calls: dict[str, tuple[str, int]] = {}
+    found: dict[str, dict[str, list[str]]] = {}
+    order: list[str] = []
+    for item in body.get("input") or []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "tool_search_call":
+            args = item.get("arguments") or {}
+            calls[str(item.get("call_id"))] = (str(args.get("query", "")), int(args.get("limit") or 0))
+            order.append(str(item.get("call_id")))
+        elif item.get("type") == "tool_search_output":
+            found[str(item.get("call_id"))] = {
+                str(space.get("name")): [str(t.get("name")) for t in space.get("tools") or []]
+                for space in item.get("tools") or [] if isinstance(space, dict)}
+    return [(*calls[c], found.get(c, {})) for c in order]
 
 
 def request_text(body: dict[str, Any]) -> str:
@@ -350,9 +383,20 @@ def _events(step: Step) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = [
         {"type": "response.created", "response": {"id": rid, "object": "response", "status": "in_progress"}},
     ]
-    if step.tool is not None and step.tool[0] == "apply_patch":
-        # Codex's apply_patch is a custom (freeform) tool: its call carries the patch as `input`.
+    if step.search is not None:
+        query, limit = step.search
         item: dict[str, Any] = {
+            "type": "tool_search_call",
+            "id": f"tsc_{uuid.uuid4().hex[:12]}",
+            "call_id": f"call_{uuid.uuid4().hex[:12]}",
+            "status": "completed",
+            "execution": "client",
+            "arguments": {"query": query, "limit": limit},
+        }
+        events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
+    elif step.tool is not None and step.tool[0] == "apply_patch":
+        # Codex's apply_patch is a custom (freeform) tool: its call carries the patch as `input`.
+        item = {
             "type": "custom_tool_call",
             "id": f"ctc_{uuid.uuid4().hex[:12]}",
             "call_id": f"call_{uuid.uuid4().hex[:12]}",

@@ -290,7 +290,7 @@ REGISTRY: Final[dict[str, Operation]] = {
             (), _out("events", "cursor"), _ASSIGNMENTS_OPS + "fleet_events"),
         _op("assignment_diff", "diff",
             "What a worktree assignment's branch changes against the commit it started from: a stat and the "
-            "patch, cut at max_bytes. Read it before assignment_merge.",
+            "patch, cut at max_bytes. Read it before merging.",
             "readonly",
             {"assignment": ASSIGNMENT,
              "max_bytes": {"type": "integer", "minimum": 0, "maximum": 4 * 1024 * 1024, "default": 64 * 1024,

@@ -15,7 +15,7 @@ from mcp import types as mcp_types
 
 from fleet.fsutil import append_jsonl
 from fleet.leases import LeaseStore
-from fleet.mcp.server import INSTRUCTIONS, build_server
+from fleet.mcp.server import INSTRUCTIONS, SEARCH, build_server
 from fleet.mcp.views import LEASE_COLUMNS, STATUS_COLUMNS, leases_view, prune, status_view, view
 
 #: The issue's bound for `fleet_status` of 20 agents, as JSON over MCP.
@@ -190,3 +190,12 @@ def test_required_keys_stay_even_when_empty() -> None:
     assert view("watchdog_tick", {"at": 1.0, "actions": [], "note": None}, 1.0, keep=("at", "actions")) == {
         "at": 1.0, "actions": []}
     assert view("watchdog_tick", {"at": 1.0, "actions": []}, 1.0) == {"at": 1.0}
+
+
+def test_a_model_with_deferred_tools_reads_the_one_search_before_it_searches() -> None:
+    """Codex 0.169 shows a deferred namespace's description cut at ~247 characters: the recommended
+    search (bench/bench_tool_search.py: its top 5 are the five core tools) fits in them, and the
+    fleet-lead skill gives the same query."""
+    assert f'"{SEARCH}", limit 8' in INSTRUCTIONS[:240]
+    skill = Path(__file__).resolve().parent.parent / "skills" / "fleet-lead" / "SKILL.md"
+    assert f"`{SEARCH}` and limit 8" in skill.read_text()

@@ -35,12 +35,14 @@ logger = logging.getLogger("fleet.mcp")
 
 #: The lead's workflow in a few lines: what an MCP client shows the model before any tool is called.
 #: Codex 0.169 shows it as the `mcp__fleet` namespace's description; for models whose tools are
-#: deferred (found by search) it shows only the first ~247 characters, so the first sentence says
-#: what the tools are for on its own.
+#: deferred (every model of its catalog: found by `tool_search`) it shows only the first ~247
+#: characters, so those say what the tools are for and give the one search that finds the five a lead
+#: needs (`SEARCH`; bench/bench_tool_search.py measures it: BM25 over names and descriptions).
+SEARCH: Final = "fleet_status assignment_create assignment_wait assignment_get assignment_merge"
 INSTRUCTIONS: Final = (
-    "Lead a team of Codex agents: give each a task (assignment_create, routed by skill), wait for "
-    "their verified reports (assignment_wait), see who is idle or busy (fleet_status). "
-    "Workflow: 1. fleet_status; skill_list for who can do what. "
+    "Lead a team of Codex agents: give each a task, wait for their verified reports. "
+    f'Find the tools in one tool_search: query "{SEARCH}", limit 8. '
+    "Workflow: 1. fleet_status: who is idle or busy; skill_list for who can do what. "
     "2. assignment_create per self-contained piece: the task, the skills it needs or `to`, write_paths, "
     "checks, a request_id of your own. "
     "3. assignment_wait until nothing is pending (each call returns within its timeout; call again). "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Fleet, require_offline, wait_until
-from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_text, tool_outputs
+from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_text, searched, tool_outputs
 
 from fleet import ops
 from fleet.agents.codex import resolve_binary
@@ -45,16 +45,22 @@ def lead_fleet(tmp_path: Path, codex_bin: str, server: MockServer, lead_args: tu
     return Fleet(path=path, name=name, state_dir=root / "state", agents=["boss", "agent-1"], root=root)
 
 
+@pytest.mark.parametrize("deferred", [False, True], ids=["listed", "deferred"])
 @pytest.mark.parametrize("approval", ["on-request", "never"])
 def test_a_lead_agent_calls_fleets_tools_unasked_as_itself_and_sees_the_lead_skill(
-        tmp_path: Path, codex_bin: str, approval: str) -> None:
+        tmp_path: Path, codex_bin: str, model_catalog: Path, approval: str, deferred: bool) -> None:
+    """`deferred`: the lead runs with a real model's catalog entry, so Codex lists fleet's tools only
+    after a `tool_search` (its scripted model searches first, for every tool); else (a model with no
+    catalog entry) Codex lists them in the request's `tools`."""
     model = MockModel(default_text="Idle.", retry_unsupported=True)
-    conv = model.converse("LEAD-CHECK",
+    search = [Step(search=("fleet", 50))] if deferred else []
+    catalog = ("-c", f"model_catalog_json={json.dumps(str(model_catalog))}") if deferred else ()
+    conv = model.converse("LEAD-CHECK", *search,
                           Step(tool=("fleet_status", {}), namespace="mcp__fleet"),
                           Step(tool=("agent_claim", {"agent": "agent-1", "ttl": 600}), namespace="mcp__fleet"),
                           Step(text="Checked the fleet."))
     with MockServer(model) as server:
-        fleet = lead_fleet(tmp_path, codex_bin, server, ("-c", f'approval_policy="{approval}"'))
+        fleet = lead_fleet(tmp_path, codex_bin, server, ("-c", f'approval_policy="{approval}"', *catalog))
         try:
             up = fleet.json("up", "boss")
             assert up["agents"][0]["state"] == "idle"
@@ -71,8 +77,12 @@ def test_a_lead_agent_calls_fleets_tools_unasked_as_itself_and_sees_the_lead_ski
         finally:
             fleet.cli("down")
 
-    [namespace] = [t for t in conv.requests[-1]["tools"] if t.get("name") == "mcp__fleet"]
-    assert {t["name"] for t in namespace["tools"]} == set(ops.REGISTRY)
+    if deferred:
+        offered = set(searched(conv.requests[-1])[-1][2]["mcp__fleet"])
+    else:
+        [namespace] = [t for t in conv.requests[-1]["tools"] if t.get("name") == "mcp__fleet"]
+        offered = {t["name"] for t in namespace["tools"]}
+    assert offered == set(ops.REGISTRY)
     assert "- fleet:fleet-lead: " in request_text(conv.requests[0])
     outputs = {name: out if isinstance(out, str) else json.dumps(out)
                for name, out in tool_outputs(conv.requests).items()}

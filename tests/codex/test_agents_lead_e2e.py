@@ -3,7 +3,9 @@ MCP tools, offline, against one scripted mock that plays every model.
 
 Twice: (1) a lead that is the user's own Codex (`codex exec`), with fleet's plugin installed by
 `fleet install`; (2) a lead that is a `role = "lead"` agent of the fleet itself (a TUI in tmux).
-In both, the lead's model looks at the fleet (`fleet_status`), hands out one task routed by skill
+In both, the lead runs with a real model's catalog entry, so Codex defers fleet's tools behind
+`tool_search` as it does for every real model: the lead's model first searches with the query the
+fleet-lead skill recommends (`SEARCH`), then looks at the fleet (`fleet_status`), hands out one task routed by skill
 (`assignment_create`), waits for it (`assignment_wait`) and answers with the worker's summary; the
 worker's model writes a file inside its write paths (`apply_patch`) and reports. Checked from the
 outside: what the lead's model was offered, the worker's receipt, the ledger's verdict, the file,
@@ -22,9 +24,10 @@ from typing import Any
 
 import pytest
 from conftest import Fleet, require_offline, wait_until
-from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_text, tool_results
+from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_text, searched, tool_results
 
 from fleet.agents.codex import resolve_binary
+from fleet.mcp.server import SEARCH as RECOMMENDED_QUERY
 
 LEAD_MARKER = "LEAD-E2E"
 WORK_MARKER = "WORK-E2E"
@@ -35,23 +38,36 @@ REPORT = ("Done.\n```fleet-report\n" + json.dumps(
     {"status": "done", "summary": SUMMARY, "changed": ["docs/guide.md"], "tests": "", "risks": "none"}) + "\n```")
 #: The lead's tools arrive as this namespace, from the plugin or from a lead agent's `-c` server.
 NAMESPACE = "mcp__fleet"
+#: The one search the server's instructions and the fleet-lead skill recommend (bench/bench_tool_search.py).
+SEARCH = (RECOMMENDED_QUERY, 8)
 
 
 @dataclass
 class LeadModel:
     """The lead's scripted model: reads each tool result and decides the next call, as a model would.
-    fleet_status -> assignment_create (by skill) -> assignment_wait until nothing is pending -> answer
-    with the report's summary. A call Codex answered `unsupported call` (the MCP server had not
-    listed its tools yet) is repeated after a short pause."""
+    tool_search (`SEARCH`) -> fleet_status -> assignment_create (by skill) -> assignment_wait until
+    nothing is pending -> answer with the report's summary. It calls only tools its searches found
+    (their names in Codex's `tool_search_output`); a search that found none of fleet's tools (the
+    MCP server had not listed them yet) is repeated after a short pause, and so is a call Codex
+    answered `unsupported call`."""
 
     calls: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    searches: list[tuple[str, int, dict[str, list[str]]]] = field(default_factory=list)
 
     def call(self, name: str, args: dict[str, Any], delay: float = 0.0) -> Step:
+        found = {t for _, _, spaces in self.searches for t in spaces.get(NAMESPACE, [])}
+        if name not in found:
+            return Step(text=f"Lead failed: {name} not found by {self.searches}")
         self.calls.append(name)
         return Step(tool=(name, args), namespace=NAMESPACE, delay=delay)
 
     def __call__(self, body: dict[str, Any]) -> Step:
+        self.searches = searched(body)
+        if not self.searches:
+            return Step(search=SEARCH)
+        if not tool_results(body) and not self.searches[-1][2].get(NAMESPACE):
+            return Step(search=SEARCH, delay=0.2)
         results = tool_results(body)
         if not results:
             return self.call("fleet_status", {})
@@ -108,9 +124,10 @@ def team(root: Path, codex_bin: str, server: MockServer, catalog: Path, with_lea
     for agent in agents:
         (root / "work" / agent).mkdir(parents=True)
         lines += ["", f"[agents.{agent}]", f'home = "{root / "homes" / agent}"', f'cwd = "{root / "work" / agent}"']
-        if agent == "boss":  # plugins on for its skills; no catalog: with a catalog entry like a real
-            # model's, Codex 0.169 lists MCP tools as a deferred namespace the model must search first
-            plugins_on = codex_offline_args(server.url, plugins=True)
+        if agent == "boss":  # plugins on for its skills; a real model's catalog entry: Codex 0.169
+            # lists MCP tools as a deferred namespace the model must search first
+            plugins_on = [*codex_offline_args(server.url, plugins=True),
+                          "-c", f"model_catalog_json={json.dumps(str(catalog))}"]
             lines += ['role = "lead"', f"args = {json.dumps(plugins_on)}"]
         if agent != "agent-1":
             skill(root / "homes" / agent, SKILL)
@@ -125,11 +142,12 @@ def reap(fleet: Fleet) -> None:
 
 
 def offered(body: dict[str, Any]) -> set[str]:
-    """The fleet tools a request offers the model: in `tools`, or (for models whose catalog entry
-    says so, measured on 0.169) in an `additional_tools` input item."""
+    """The fleet tools a request offers the model: in `tools`, in an `additional_tools` input item, or
+    (deferred, for models whose catalog entry has `supports_search_tool`, measured on 0.169) in the
+    `tool_search_output` items that answered the model's searches."""
     tools = list(body.get("tools") or [])
     for item in body.get("input") or []:
-        if isinstance(item, dict) and item.get("type") == "additional_tools":
+        if isinstance(item, dict) and item.get("type") in ("additional_tools", "tool_search_output"):
             tools += item.get("tools") or []
     return {t["name"] for space in tools if space.get("name") == NAMESPACE for t in space.get("tools", [])}
 
@@ -150,6 +168,9 @@ def check_the_work(fleet: Fleet, model: MockModel, lead: LeadModel, final: str, 
     lead_conv, worker_conv = model.conversations
     assert {"fleet_status", "assignment_create", "assignment_wait", "assignment_get"} <= offered(lead_conv.requests[-1])
     assert "- fleet:fleet-lead: " in request_text(lead_conv.requests[0])
+    assert "Deferred tool namespaces:" in request_text(lead_conv.requests[-1])  # as for a real model
+    assert lead.searches[0][:2] == SEARCH
+    assert {"fleet_status", "assignment_create", "assignment_wait"} <= set(lead.searches[-1][2][NAMESPACE])
 
     aid = lead.outputs["assignment_create"]["assignment"]
     shown = fleet.json("show", aid)
@@ -184,7 +205,8 @@ def test_a_codex_with_the_plugin_leads_two_codex_workers(tmp_path: Path, codex_b
             assert installed["installed"] is True
             with (home / "config.toml").open("a") as config:  # unattended, as plugin/README.md says
                 config.write('\n[plugins."fleet@fleet".mcp_servers.fleet]\ndefault_tools_approval_mode = "approve"\n')
-            args = codex_offline_args(server.url, plugins=True)
+            args = [*codex_offline_args(server.url, plugins=True),
+                    "-c", f"model_catalog_json={json.dumps(str(model_catalog))}"]
             (tmp_path / "lead-work").mkdir()
             proc = subprocess.run(
                 [str(resolve_binary(codex_bin)), "exec", *args, "--skip-git-repo-check", "-C",
