@@ -122,6 +122,7 @@ class DashApp(App[str | None]):
                                          ("approvals", APPROVAL_COLUMNS, "approvals waiting")):
             self._columns[table_id] = columns
             self.query_one(f"#{table_id}", DataTable).border_title = title
+            self._table(table_id, [])  # the headers, before the first poll
         self.query_one("#pane", Static).border_title = "screen"
         self.query_one("#log", Static).border_title = "log: watchdog and ledger"
         if self.picker:
