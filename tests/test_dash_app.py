@@ -13,7 +13,7 @@ from html import unescape
 from typing import Any
 
 from conftest import Fleet
-from textual.widgets import Input
+from textual.widgets import DataTable, Input
 
 from fleet.dash.app import DashApp
 from fleet.dash.client import Client
@@ -160,3 +160,49 @@ def test_the_picker_ends_with_the_selected_agent(fleet_factory: Callable[..., Fl
         return app.return_value
 
     assert asyncio.run(main()) == "agent-2"
+
+
+def test_every_agents_column_header_is_on_screen_at_common_sizes(fleet_factory: Callable[..., Fleet]) -> None:
+    """At 80x24 and 175x45 (a browser at 1400 px) with a long lease holder: the agents table's columns
+    fit its width (long cells cut with an ellipsis), so no header is pushed off to the right."""
+    f = fleet_factory(2)
+    f.json("claim", "agent-1", "--holder", "a-person-with-a-rather-long-holder-name-for-a-lease", "--ttl", "600")
+
+    async def main(size: tuple[int, int]) -> None:
+        app = DashApp(Client(str(f.path)), poll_seconds=0.2)
+        async with app.run_test(size=size) as pilot:
+            await until(pilot, lambda: app.view is not None and len(app.view.agents) == 2)
+            text = await until(pilot, lambda: "agent-2" in (t := screen_text(app)) and t)
+            header = next(line for line in text.splitlines() if "AGENT" in line and "STATE" in line)
+            for column in ("AGENT", "STATE", "ROLE", "LEASE", "ASSIGNMENT", "LAST TURN", "FOR"):
+                assert column in header, text
+            assert "a-person-with" in text, text
+            assert "…" in text, text
+
+    for size in ((80, 24), (175, 45)):
+        asyncio.run(main(size))
+
+
+def test_a_frame_drawn_before_the_table_is_idle_shows_whole_cells(fleet_factory: Callable[..., Fleet]) -> None:
+    """Under load a frame can be drawn between adding the rows and the table's idle; DataTable's own
+    auto widths are measured only then and the drawn lines stay cached (agents shown as `agent`,
+    `stopp` for good). The dashboard sets the widths itself, so a row drawn at once is whole."""
+    f = fleet_factory(2)
+
+    async def main() -> None:
+        app = DashApp(Client(str(f.path)), poll_seconds=60)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.view is not None and len(app.view.agents) == 2)
+            table = app.query_one("#agents", DataTable)
+            app._shown.pop("agents")
+            table.clear(columns=True)
+            app._widths.pop("agents")
+            app.render_view()
+            drawn = "".join(s.text for s in table.render_line(1))  # before the table's next idle
+            assert "agent-1" in drawn, drawn
+            assert "stopped" in drawn, drawn
+            await pilot.pause(0.2)
+            assert "agent-1" in "".join(s.text for s in table.render_line(1))
+
+    asyncio.run(main())
+

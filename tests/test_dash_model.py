@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleet.dash.model import build_view, cell, pane_text
+from fleet.dash.model import build_view, cell, clip, fit_widths, pane_text
 from fleet.untrusted import is_dangerous
 
 NOW = 1_800_000_000.0
@@ -164,3 +164,36 @@ def test_the_filter_keeps_rows_with_every_word() -> None:
     assert [r.name for r in view.agents] == ["beta"]
     assert [r.id for r in view.assignments] == ["as-1"]
     assert [r.name for r in build_view(status, [], None, [], NOW, filter_text="nobody").agents] == []
+
+
+HEADERS = ("AGENT", "STATE", "ROLE", "LEASE", "ASSIGNMENT", "LAST TURN", "FOR")
+
+
+@given(st.lists(st.tuples(*[st.text(max_size=90)] * len(HEADERS)), max_size=8), st.integers(-5, 250))
+def test_fitted_columns_fit_and_never_hide_a_header(rows: list[tuple[str, ...]], available: int) -> None:
+    widths = fit_widths(HEADERS, rows, available)
+    natural = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(HEADERS)]
+    assert all(w >= len(h) for w, h in zip(widths, HEADERS, strict=True))
+    assert all(w <= n for w, n in zip(widths, natural, strict=True))
+    if sum(natural) + 2 * len(HEADERS) <= available or available <= 0:
+        assert list(widths) == natural  # room enough (or no size yet): nothing is cut
+    elif sum(len(h) for h in HEADERS) + 2 * len(HEADERS) <= available:
+        assert sum(widths) + 2 * len(HEADERS) <= available
+    for row in rows:
+        for text, width in zip(row, widths, strict=True):
+            shown = clip(text, width)
+            assert len(shown) <= width
+            assert shown == text or (shown.endswith("…") and text.startswith(shown[:-1]))
+
+
+def test_a_full_assignment_id_is_shortened_to_its_tail_in_the_agents_row_and_kept_in_its_detail() -> None:
+    aid = "as-01JABCDEFGHJKMNPQRSTVWXYZ0"
+    lease = {"state": "held", "holder": f"assignment:{aid}", "token": 2}
+    status = {"agents": [agent("a1", "working", lease=lease)]}
+    [row] = build_view(status, [assignment(aid, "working", NOW - 90)], None, [], NOW).agents
+    assert row.lease == "as-…VWXYZ0#2"
+    assert row.assignment == "as-…VWXYZ0 working 1m"
+    assert row.assignment_id == aid
+    assert row.detail == f"lease assignment:{aid}#2, assignment {aid}"
+    assert [r.name for r in build_view(status, [assignment(aid, "working", NOW)], None, [], NOW,
+                                       filter_text=aid).agents] == ["a1"]

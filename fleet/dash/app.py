@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Final
 
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -32,6 +33,8 @@ from .model import (
     View,
     build_view,
     cell,
+    clip,
+    fit_widths,
     pane_text,
 )
 from .screens import AskScreen, ConfirmScreen, HelpScreen
@@ -50,6 +53,9 @@ class DashApp(App[str | None]):
     #: Textual's palette offers more than the keys do (saving a screenshot to the server's disk, for one):
     #: in a browser, read-only must mean read-only.
     ENABLE_COMMAND_PALETTE = False
+    #: Below 120 columns the selected agent's screen goes under the agents table, which gets the
+    #: whole width: at 80 columns, beside the screen, its headers alone would not fit.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012 (App types it as an instance attribute)
     CSS = """
     #header { height: 1; background: $boost; padding: 0 1; }
     #top { height: 2fr; min-height: 6; }
@@ -61,6 +67,9 @@ class DashApp(App[str | None]):
     #approvals { width: 2fr; border: round $primary; }
     #log { height: 1fr; min-height: 4; max-height: 9; border: round $primary; overflow: hidden; }
     #message { height: 1; padding: 0 1; }
+    .-narrow #top { layout: vertical; }
+    .-narrow #top > * { width: 100%; height: 1fr; }
+    .-narrow #agents { height: 3fr; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "down", "down", show=False), Binding("k", "up", "up", show=False),
@@ -89,6 +98,8 @@ class DashApp(App[str | None]):
         self._events: list[dict[str, Any]] = []
         self._pane: tuple[str | None, str] = (None, "")
         self._shown: dict[str, Any] = {}
+        self._columns: dict[str, tuple[str, ...]] = {}
+        self._widths: dict[str, tuple[int, ...]] = {}
         self._polling = False
         self._poll_error = False
 
@@ -96,11 +107,11 @@ class DashApp(App[str | None]):
     def compose(self) -> ComposeResult:
         yield Static("fleet", id="header", markup=False)
         with Horizontal(id="top"):
-            yield DataTable(id="agents", cursor_type="row", zebra_stripes=True)
+            yield FitTable(id="agents", cursor_type="row", zebra_stripes=True)
             yield Static("", id="pane", markup=False)
         with Horizontal(id="middle"):
-            yield DataTable(id="assignments", cursor_type="row")
-            yield DataTable(id="approvals", cursor_type="row")
+            yield FitTable(id="assignments", cursor_type="row")
+            yield FitTable(id="approvals", cursor_type="row")
         yield Static("", id="log", markup=False)
         yield Static("? lists the keys" + ("  (read-only)" if self.read_only else ""), id="message", markup=False)
         yield Footer()
@@ -109,9 +120,9 @@ class DashApp(App[str | None]):
         for table_id, columns, title in (("agents", AGENT_COLUMNS, "agents"),
                                          ("assignments", ASSIGNMENT_COLUMNS, "assignments (open first)"),
                                          ("approvals", APPROVAL_COLUMNS, "approvals waiting")):
-            table = self.query_one(f"#{table_id}", DataTable)
-            table.add_columns(*columns)
-            table.border_title = title
+            self._columns[table_id] = columns
+            self.query_one(f"#{table_id}", DataTable).border_title = title
+            self._table(table_id, [])  # the headers, before the first poll
         self.query_one("#pane", Static).border_title = "screen"
         self.query_one("#log", Static).border_title = "log: watchdog and ledger"
         if self.picker:
@@ -174,6 +185,13 @@ class DashApp(App[str | None]):
         pane = self.query_one("#pane", Static)
         self._update("pane", shown, lambda: pane.update(Text(shown)))
         pane.border_title = f"screen: {self.selected}" if self.selected else "screen"
+        row = view.agent(self.selected)
+        pane.border_subtitle = row.detail if row else ""
+
+    def refit(self) -> None:
+        """A table's size changed: fit its columns again (on the next render)."""
+        if self.view is not None:
+            self.render_view()
 
     def _update(self, key: str, value: Any, apply: Callable[[], None]) -> None:
         if self._shown.get(key) != value:
@@ -181,21 +199,38 @@ class DashApp(App[str | None]):
             apply()
 
     def _table(self, table_id: str, rows: Sequence[tuple[str, tuple[str, ...], str]]) -> None:
-        """Redraw a table only where its rows changed: the cells that differ when the rows are the same
-        ones in the same order (an age ticking), else all of it, keeping the cursor on the same key."""
+        """Redraw a table only where its rows changed: the cells that differ when the rows and the
+        column widths are the same (an age ticking), else all of it, keeping the cursor on the same key.
+
+        The column widths are set here, fitted to the table's width (`fit_widths`), never left to
+        DataTable's own auto width: that one is measured when the table is next idle, and a frame
+        drawn before then stays cached at the headers' widths until something else redraws the rows
+        (under load, for good: agents shown as `agent`, `stopp`)."""
+        table = self.query_one(f"#{table_id}", DataTable)
+        columns = self._columns[table_id]
+        available = table.size.width - table.styles.scrollbar_size_vertical if table.size.width else 0
+        widths = fit_widths(columns, [cells for _, cells, _ in rows], available)
+        rows = [(key, tuple(clip(c, w) for c, w in zip(cells, widths, strict=True)), style)
+                for key, cells, style in rows]
         before = self._shown.get(table_id)
-        if before == rows:
+        if before == rows and self._widths.get(table_id) == widths:
             return
         self._shown[table_id] = rows
-        table = self.query_one(f"#{table_id}", DataTable)
-        if before is not None and [r[0] for r in before] == [r[0] for r in rows]:
+        if (before is not None and self._widths.get(table_id) == widths
+                and [r[0] for r in before] == [r[0] for r in rows]):
             for y, (old, new) in enumerate(zip(before, rows, strict=True)):
                 for x, (was, now) in enumerate(zip(old[1], new[1], strict=True)):
                     if was != now or old[2] != new[2]:
-                        table.update_cell_at(Coordinate(y, x), _styled(now, new[2], x), update_width=True)
+                        table.update_cell_at(Coordinate(y, x), _styled(now, new[2], x))
             return
         keep = self._cursor_key(table)
-        table.clear()
+        if self._widths.get(table_id) != widths:
+            self._widths[table_id] = widths
+            table.clear(columns=True)
+            for label, width in zip(columns, widths, strict=True):
+                table.add_column(label, width=width, key=label)
+        else:
+            table.clear()
         for key, cells, style in rows:
             table.add_row(*(_styled(c, style, i) for i, c in enumerate(cells)), key=key)
         keys = [key for key, _, _ in rows]
@@ -379,6 +414,15 @@ class DashApp(App[str | None]):
             return
         self.say(f"back from {agent}")
         self.poll()
+
+
+class FitTable(DataTable[Text]):
+    """A DataTable whose app fits its columns again when its size changes."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        refit = getattr(self.app, "refit", None)
+        if refit is not None:
+            self.call_after_refresh(refit)
 
 
 def _styled(text: str, style: str, column: int) -> Text:

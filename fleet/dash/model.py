@@ -13,6 +13,7 @@ these strings without markup, so `[bold]` in a task stays text.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,8 +37,44 @@ APPROVAL_COLUMNS: Final = ("AGENT", "WAITING", "COMMAND", "JUSTIFICATION")
 
 def cell(value: Any, limit: int = CELL_CHARS) -> str:
     """`value` as one safe line for a cell: escaped (`one_line`), tabs as `\\t`, cut to `limit`."""
-    text = one_line("" if value is None else str(value)).replace("\t", "\\t")
-    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+    return clip(one_line("" if value is None else str(value)).replace("\t", "\\t"), limit)
+
+
+#: An assignment id as `records` makes them: `as-` and 26 Crockford base32 digits, time first, so
+#: ids made together share their head and differ in their tail.
+_FULL_ID: Final = re.compile(r"as-[0-9A-HJKMNP-TV-Z]{26}")
+#: How many of an id's last digits a cell keeps (`as-…` and these): enough to tell a fleet's apart.
+ID_TAIL: Final = 6
+
+
+def short_id(value: str) -> str:
+    """A full assignment id as `as-…` and its tail (the full id is in the agent's detail, the
+    assignments table and the log); anything else unchanged."""
+    return f"as-…{value[-ID_TAIL:]}" if _FULL_ID.fullmatch(value) else value
+
+
+def fit_widths(headers: Sequence[str], rows: Iterable[Sequence[str]], available: int,
+               padding: int = 1) -> tuple[int, ...]:
+    """Column widths for `rows` under `headers` in `available` cells (each column also takes `padding`
+    on both sides): each column as wide as its widest cell, unless that overflows; then the widest
+    columns are capped at one common width, the largest that fits, never below their header. With
+    `available` <= 0 (not laid out yet) or too small for the headers, no column is capped below them."""
+    natural = [len(h) for h in headers]
+    for row in rows:
+        natural = [max(n, len(c)) for n, c in zip(natural, row, strict=False)]
+    budget = available - 2 * padding * len(headers)
+    if available <= 0 or sum(natural) <= budget:
+        return tuple(natural)
+    floor = [len(h) for h in headers]
+    cap = max(natural)
+    while cap > 0 and sum(max(f, min(n, cap)) for f, n in zip(floor, natural, strict=True)) > budget:
+        cap -= 1
+    return tuple(max(f, min(n, cap)) for f, n in zip(floor, natural, strict=True))
+
+
+def clip(text: str, width: int) -> str:
+    """`text` cut to `width` characters, the last one an ellipsis when cut."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
 def ago(seconds: float | None) -> str:
@@ -73,6 +110,8 @@ class AgentRow:
     assignment_id: str | None
     last_turn: str
     in_state: str
+    #: The full lease holder and assignment id the cells shorten (shown for the selected agent).
+    detail: str = ""
 
     def cells(self) -> tuple[str, ...]:
         return (self.name, self.state_label, self.role, self.lease, self.assignment, self.last_turn, self.in_state)
@@ -136,14 +175,20 @@ def state_label(agent: Mapping[str, Any]) -> str:
     return cell(f"{label} ({detail})" if detail else label)
 
 
-def lease_label(lease: Mapping[str, Any] | None) -> str:
+def lease_label(lease: Mapping[str, Any] | None, *, full: bool = False) -> str:
+    """Who holds the lease and its token (`dash:me#2`); an assignment's holder as its short id
+    (`as-…QRSTVW#2`) unless `full`."""
     lease = lease or {}
     state = lease.get("state") or "free"
+    holder = str(lease.get("holder") or "")
+    if not full and holder.startswith("assignment:"):
+        holder = short_id(holder.removeprefix("assignment:"))
+    limit = 80 if full else 40
     if state == "held":
-        return cell(f"{lease.get('holder')}#{lease.get('token')}", 40)
-    if state == "expired" and lease.get("holder"):
-        return cell(f"expired ({lease.get('holder')})", 40)
-    return "-" if state == "free" else cell(state, 40)
+        return cell(f"{holder}#{lease.get('token')}", limit)
+    if state == "expired" and holder:
+        return cell(f"expired ({holder})", limit)
+    return "-" if state == "free" else cell(state, limit)
 
 
 def last_turn_label(turn: Mapping[str, Any] | None) -> str:
@@ -187,15 +232,19 @@ def _agent_rows(agents: Sequence[Mapping[str, Any]], open_by_agent: Mapping[str,
         name = str(a.get("name") or "")
         job = open_by_agent.get(name)
         if job is not None:
-            shown = f"{job.get('id')} {job.get('state')} {ago(now - float(job.get('created_at') or now))}"
+            age = ago(now - float(job.get("created_at") or now))
+            age = ago(now - float(job.get("created_at") or now))
+            shown = f"{short_id(str(job.get('id')))} {job.get('state')} {age}"
         since = a.get("since")
+        detail = f"lease {lease_label(a.get('lease'), full=True)}" + (f", assignment {cell(job.get('id'), 40)}"
+                                                                       if job is not None else "")
         out.append(AgentRow(
             name=cell(name, 40), state=str(a.get("state") or "unknown"), state_label=state_label(a),
             role=cell(a.get("role") or "-", 30), lease=lease_label(a.get("lease")),
             assignment=cell(shown, 60) if job is not None else "-",
             assignment_id=str(job.get("id")) if job is not None else None,
             last_turn=last_turn_label(a.get("last_turn")),
-            in_state=ago(now - since) if isinstance(since, int | float) else "-"))
+            in_state=ago(now - since) if isinstance(since, int | float) else "-", detail=detail))
     return out
 
 
@@ -272,7 +321,7 @@ def build_view(status: Mapping[str, Any], assignments: Sequence[Mapping[str, Any
     assignment_rows = _assignment_rows(assignments, now)
     approvals = _approval_rows(agents, now)
     if filter_text.strip():
-        agent_rows = [r for r in agent_rows if matches(filter_text, r.cells())]
+        agent_rows = [r for r in agent_rows if matches(filter_text, (*r.cells(), r.detail))]
         assignment_rows = [r for r in assignment_rows if matches(filter_text, r.cells())]
         approvals = [r for r in approvals if matches(filter_text, r.cells())]
     return View(
