@@ -20,25 +20,38 @@ def run(config_path: str | None, *, picker: bool = False, read_only: bool = Fals
 
     `picker`: `fleet attach` without an agent; Enter on an agent ends the dashboard and this process
     becomes tmux attached to that agent's session (like `fleet attach NAME`), q returns 0."""
+    import subprocess
+
+    from fleet.untrusted import escape_terminal
+
     from .app import DashApp
     from .client import Client, attach_env, error_line
 
     client = Client(config_path)
+    selected: str | None = None
+    note: str | None = None
     try:
-        app = DashApp(client, picker=picker, read_only=read_only)
-        chosen = app.run()
-        if not (picker and chosen):
-            return app.return_code or 0
-        try:
-            argv = client.attach_argv(chosen)
-        except Exception as exc:
-            from fleet.untrusted import escape_terminal
-
-            print(escape_terminal(f"fleet: {error_line(exc)}"), file=sys.stderr)
-            return 1
+        while True:
+            app = DashApp(client, picker=picker, read_only=read_only, selected=selected, note=note)
+            app.run()
+            if app.attach_to is None:
+                return app.return_code or 0
+            selected = app.attach_to
+            try:
+                argv = client.attach_argv(selected)
+            except Exception as exc:  # the session went away between Enter and here
+                if picker:
+                    print(escape_terminal(f"fleet: {error_line(exc)}"), file=sys.stderr)
+                    return 1
+                note = error_line(exc)
+                continue
+            if picker:
+                break
+            subprocess.run(argv, env=attach_env(), check=False)  # back here on detach
+            note = f"back from {selected}"
     finally:
         client.close()
-    os.execvpe(argv[0], argv, attach_env())  # returns only by raising OSError
+    os.execvpe(argv[0], argv, attach_env())  # picker: this process becomes the attach
     return 1
 
 

@@ -6,13 +6,13 @@ a log of watchdog actions and ledger events. Reads come from a `Poller` on a wor
 `POLL_SECONDS`; actions run on worker threads through `Client.call`, so a slow start or send never
 freezes the screen. An action's error is one line (`code: message (hint)`) in the message bar; no
 error stops the app. All text comes from `fleet.dash.model` already escaped and is drawn without
-markup. `read_only` turns every action off (attach included); `picker` makes Enter end the app with
-the selected agent's name (the caller attaches).
+markup. `read_only` turns every action off (attach included). Enter ends the app with `attach_to`
+set, and `fleet.dash.run` attaches: with `picker` the process becomes `tmux attach`, else it runs
+tmux and starts the app again on the same agent when the user detaches.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Final
@@ -23,9 +23,10 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.coordinate import Coordinate
+from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
-from .client import Client, Poller, Snapshot, attach_env, error_line
+from .client import Client, Poller, Snapshot, error_line
 from .model import (
     AGENT_COLUMNS,
     APPROVAL_COLUMNS,
@@ -46,6 +47,14 @@ STATE_STYLE: Final = {"idle": "green", "working": "cyan", "waiting_approval": "b
                       "starting": "blue", "exited": "bold red", "stopped": "dim"}
 #: Actions that change something: off in read-only mode and while a dialog is open.
 MUTATING: Final = frozenset({"approve", "deny", "send", "interrupt", "cancel", "start", "stop", "tick", "attach"})
+
+
+class Polled(Message):
+    """A poll's snapshot, posted from the poll's thread (`App.post_message` is thread-safe)."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        super().__init__()
+        self.snap = snap
 
 
 class DashApp(App[str | None]):
@@ -81,14 +90,18 @@ class DashApp(App[str | None]):
     ]
 
     def __init__(self, client: Client, *, picker: bool = False, read_only: bool = False,
-                 poll_seconds: float = POLL_SECONDS) -> None:
+                 poll_seconds: float = POLL_SECONDS, selected: str | None = None, note: str | None = None) -> None:
         super().__init__()
+        #: The agent Enter chose: the app ends and `fleet.dash.run` attaches (picker: execs tmux;
+        #: else runs it and starts the dashboard again on the same agent, `note` saying where it was).
+        self.attach_to: str | None = None
+        self._note = note
         self.client = client
         self.poller = Poller(client)
         self.picker = picker
         self.read_only = read_only
         self.poll_seconds = poll_seconds
-        self.selected: str | None = None
+        self.selected: str | None = selected
         self.filter_text = ""
         self.view: View | None = None
         self.polls = 0  # completed polls, for tests and the bench
@@ -127,6 +140,8 @@ class DashApp(App[str | None]):
         self.query_one("#log", Static).border_title = "log: watchdog and ledger"
         if self.picker:
             self.query_one("#message", Static).update("pick an agent: enter attaches, q quits")
+        elif self._note:
+            self.say(self._note)
         self.query_one("#agents", DataTable).focus()
         self.poll()
         self.set_interval(self.poll_seconds, self.poll)
@@ -146,7 +161,10 @@ class DashApp(App[str | None]):
         except Exception as exc:  # the poller reports per read; this is a bug, shown, not fatal
             snap = Snapshot(status=self._status, events=[], cursor=self.poller.cursor, assignments=None,
                             watchdog=None, pane=None, pane_agent=None, errors=[error_line(exc)])
-        self.call_from_thread(self._apply, snap)
+        self.post_message(Polled(snap))  # never blocks: a poll that ends as the app quits is dropped
+
+    def on_polled(self, message: Polled) -> None:
+        self._apply(message.snap)
 
     def _apply(self, snap: Snapshot) -> None:
         self._polling = False
@@ -223,7 +241,7 @@ class DashApp(App[str | None]):
                     if was != now or old[2] != new[2]:
                         table.update_cell_at(Coordinate(y, x), _styled(now, new[2], x))
             return
-        keep = self._cursor_key(table)
+        keep = self._cursor_key(table) or (self.selected if table_id == "agents" else None)
         if self._widths.get(table_id) != widths:
             self._widths[table_id] = widths
             table.clear(columns=True)
@@ -395,25 +413,19 @@ class DashApp(App[str | None]):
     def action_attach(self) -> None:
         if (agent := self._agent()) is None:
             return
-        if self.picker:
-            self.exit(agent)
-            return
         if self.is_web:
             self.say(f"attach needs a terminal: run `fleet attach {agent}` there", error=True)
             return
-        try:
-            argv = self.client.attach_argv(agent)
-        except Exception as exc:
-            self.say(error_line(exc), error=True)
-            return
-        try:
-            with self.suspend():
-                subprocess.run(argv, env=attach_env(), check=False)
-        except Exception as exc:  # SuspendNotSupported in a browser; a tmux that cannot attach
-            self.say(f"attach {agent}: {exc}", error=True)
-            return
-        self.say(f"back from {agent}")
-        self.poll()
+        if not self.picker:  # an agent without a session is said here, not after leaving the dashboard
+            try:
+                self.client.attach_argv(agent)
+            except Exception as exc:
+                self.say(error_line(exc), error=True)
+                return
+        # Not `App.suspend`: a resumed app sometimes stayed blank, or left a thread that kept the
+        # process from exiting. `fleet.dash.run` attaches between two runs of the app instead.
+        self.attach_to = agent
+        self.exit(agent)
 
 
 class FitTable(DataTable[Text]):
