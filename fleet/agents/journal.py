@@ -220,14 +220,7 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
                               "dropped": len(events) - len(keep) - len(earlier)}
     if transcript:
         marker["transcript_path"] = transcript
-    if starts:  # the open (or last) turn's latest figure stays as it is: later records replace it
-        used = [i for i in range(starts[-1], len(tail)) if "usage" in tail[i] and tail[i].get("turn_id") == turn]
-        keep.update(used[-1:])
-    last_turn = tail[starts[-1]].get("turn_id") if starts else None
-    whole, kept_usage = session_usage(tail, last_turn), session_usage([tail[i] for i in keep], last_turn)
-    carried = {k: whole[k] - kept_usage[k] for k in USAGE_KEYS}
-    if any(carried.values()):
-        marker["usage_carried"] = carried
+    _carry_usage(tail, starts[-1] if starts else None, keep, marker)
     for ev in reversed(events):
         if ev.get("rate_limits"):
             marker["rate_limits"] = ev["rate_limits"]
@@ -235,6 +228,19 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
             break
     kept = [(i, 1, tail[i]) for i in keep] + [(i, 0, r) for i, r in inline.items()]
     return [*requests, *earlier, *(ev for _, _, ev in sorted(kept, key=lambda k: k[:2])), marker]
+
+
+def _carry_usage(tail: list[dict[str, Any]], begun: int | None, keep: set[int], marker: dict[str, Any]) -> None:
+    """Keep the last turn's latest usage record (later ones replace it) and put in `marker` what the
+    dropped events counted towards `session_usage`, so that it answers the same."""
+    turn = tail[begun].get("turn_id") if begun is not None else None
+    if begun is not None:
+        used = [i for i in range(begun, len(tail)) if "usage" in tail[i] and tail[i].get("turn_id") == turn]
+        keep.update(used[-1:])
+    whole, kept = session_usage(tail, turn), session_usage([tail[i] for i in keep], turn)
+    carried = {k: whole[k] - kept[k] for k in USAGE_KEYS}
+    if any(carried.values()):
+        marker["usage_carried"] = carried
 
 
 # ---- files ----------------------------------------------------------------------------------------
