@@ -8,8 +8,8 @@ mean different things by one name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Final, Literal, TypedDict
+# `typing`'s aliases, not collections.abc: this module imports nothing but typing (a test pins it)
+from typing import Final, Iterable, Literal, Mapping, TypedDict  # noqa: UP035
 
 # --- Name patterns -------------------------------------------------------------------------------
 # Schema patterns are matched with `re.search`, where `$` also matches before a final newline:
