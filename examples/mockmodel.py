@@ -48,6 +48,8 @@ class Step:
     `supports_search_tool` must emit before it can call an MCP tool (Codex lists those only as
     deferred namespaces); Codex answers in the next request with a `tool_search_output` (see
     `searched`).
+    `usage` is the reply's token usage as the Responses API reports it; missing keys take
+    `DEFAULT_USAGE`'s values (see `usage_of`).
     """
 
     text: str = "Done."
@@ -62,6 +64,7 @@ class Step:
     drop: bool = False
     gate: threading.Event | None = None
     search: tuple[str, int] | None = None
+    usage: dict[str, int] | None = None
 
     @classmethod
     def usage_limit(cls, *, headers: dict[str, str] | None = None, plan_type: str = "plus",
@@ -97,6 +100,7 @@ class Step:
             headers={str(k): str(v) for k, v in (raw.get("headers") or {}).items()},
             drop=bool(raw.get("drop", False)),
             search=(str(search["query"]), int(search.get("limit", 8))) if search else None,
+            usage={str(k): int(v) for k, v in raw["usage"].items()} if raw.get("usage") else None,
         )
 
 
@@ -378,6 +382,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+#: A reply's usage unless its step says otherwise: `input`, `cached_input` (part of input), `output`,
+#: `reasoning` (part of output), the four figures fleet records per turn.
+DEFAULT_USAGE: Final = {"input": 100, "cached_input": 0, "output": 10, "reasoning": 0}
+
+
+def usage_of(step: Step) -> dict[str, int]:
+    """The four figures `step`'s reply reports (its `usage` over `DEFAULT_USAGE`)."""
+    return {**DEFAULT_USAGE, **(step.usage or {})}
+
+
+def _usage(step: Step) -> dict[str, Any]:
+    u = usage_of(step)
+    return {"input_tokens": u["input"], "output_tokens": u["output"], "total_tokens": u["input"] + u["output"],
+            "input_tokens_details": {"cached_tokens": u["cached_input"]},
+            "output_tokens_details": {"reasoning_tokens": u["reasoning"]}}
+
+
 def _events(step: Step) -> list[dict[str, Any]]:
     rid = f"resp_{uuid.uuid4().hex[:12]}"
     events: list[dict[str, Any]] = [
@@ -457,9 +478,7 @@ def _events(step: Step) -> list[dict[str, Any]]:
             "content": [{"type": "output_text", "text": step.text, "annotations": []}],
         }
         events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
-    usage = {"input_tokens": 100, "output_tokens": 10, "total_tokens": 110,
-             "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
-    done: dict[str, Any] = {"id": rid, "object": "response", "status": "completed", "usage": usage}
+    done: dict[str, Any] = {"id": rid, "object": "response", "status": "completed", "usage": _usage(step)}
     events.append({"type": "response.completed", "response": done})
     return events
 

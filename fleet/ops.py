@@ -177,6 +177,7 @@ _ASSIGN_OPS: Final = "fleet.service.assign:"
 _ASSIGNMENTS_OPS: Final = "fleet.service.assignments:"
 _WATCHDOG_OPS: Final = "fleet.service.watchdog:"
 _WORKTREE_OPS: Final = "fleet.service.worktrees:"
+_USAGE_OPS: Final = "fleet.service.usage:"
 
 
 def _seconds(minimum: float, maximum: float, default: float, what: str) -> dict[str, Any]:
@@ -280,6 +281,13 @@ REGISTRY: Final[dict[str, Operation]] = {
                                                      "description": "Also interrupt the agent's turn (like Esc)."},
              "holder": HOLDER},
             ("assignment",), _out("assignment", "cancelled", "state"), _ASSIGN_OPS + "assignment_cancel"),
+        _op("fleet_usage", "usage",
+            "Tokens used (input, cached input, output, reasoning, turns) per agent and per assignment.",
+            "readonly",
+            {"agent": AGENT, "since": {"type": "string", "minLength": 1, "maxLength": 32,
+                                       "description": "Only turns and assignments since this long ago "
+                                                      "(e.g. 1h, 2d; default: all fleet still holds)."}},
+            (), _out("agents", "assignments", "total"), _USAGE_OPS + "fleet_usage"),
         _op("fleet_events", "events",
             "What changed since a cursor (oldest first), and the cursor to pass next.",
             "readonly",

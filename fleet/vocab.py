@@ -1,4 +1,4 @@
-"""fleet's shared words: name patterns, agent states, journal event kinds and holder ids.
+"""fleet's shared words: name patterns, agent states, journal event kinds, holder ids and token usage.
 
 Dependency-free on purpose (stdlib `typing` only, nothing from fleet), so every layer can import it,
 the hook receiver's process included, and nothing here can start an import circle. Each set is
@@ -8,7 +8,8 @@ mean different things by one name.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+# `typing`'s aliases, not collections.abc: this module imports nothing but typing (a test pins it)
+from typing import Final, Iterable, Literal, Mapping, TypedDict  # noqa: UP035
 
 # --- Name patterns -------------------------------------------------------------------------------
 # Schema patterns are matched with `re.search`, where `$` also matches before a final newline:
@@ -81,3 +82,30 @@ RESERVED_HOLDER_WORDS: Final = frozenset({"watchdog", "assignment", "fleet", "ho
 def assignment_holder(assignment_id: str) -> str:
     """The lease holder an open assignment drives its agent as (`assignment:<id>`)."""
     return f"assignment:{assignment_id}"
+
+
+# --- Token usage ---------------------------------------------------------------------------------
+
+class TokenUsage(TypedDict):
+    """Tokens as Codex counts them: `cached_input` is part of `input`, `reasoning` part of `output`."""
+
+    input: int
+    cached_input: int
+    output: int
+    reasoning: int
+
+
+#: The figures of a `TokenUsage`, in the order every surface shows them.
+USAGE_KEYS: Final = ("input", "cached_input", "output", "reasoning")
+
+
+def add_usage(usages: Iterable[Mapping[str, object]]) -> TokenUsage:
+    """The sum of `usages`, figure by figure (a missing or non-integer figure counts 0)."""
+    total = dict.fromkeys(USAGE_KEYS, 0)
+    for usage in usages:
+        for key in USAGE_KEYS:
+            value = usage.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                total[key] += value
+    return TokenUsage(input=total["input"], cached_input=total["cached_input"], output=total["output"],
+                      reasoning=total["reasoning"])

@@ -67,6 +67,7 @@ VALID: dict[str, Any] = {
                            "timeout": 25},
     "op:assignment_cancel": {"assignment": "as-01JABCDEFGHJKMNPQRSTVWXYZ0", "interrupt": True, "holder": "lead"},
     "op:fleet_events": {"since": 10, "limit": 200, "assignment": "as-01JABCDEFGHJKMNPQRSTVWXYZ0"},
+    "op:fleet_usage": {"agent": "mila", "since": "1d"},
     "op:fleet_dispatch": {},
     "op:assignment_diff": {"assignment": "as-01JABCDEFGHJKMNPQRSTVWXYZ0", "max_bytes": 4096},
     "op:assignment_merge": {"assignments": ["as-01JABCDEFGHJKMNPQRSTVWXYZ0"], "into": "main", "holder": "lead"},

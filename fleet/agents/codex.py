@@ -268,7 +268,8 @@ def rawlog_command(path: Path) -> str:
     return shlex.join([sys.executable, "-S", str(_HERE / "rawlog.py"), str(path), str(RAWLOG_MAX)])
 
 
-_ROLLOUT_MARKERS: Final = (b'"task_complete"', b'"turn_aborted"', b'"token_count"')
+_ROLLOUT_MARKERS: Final = (b'"task_complete"', b'"turn_aborted"', b'"token_count"', b'"token_usage_record"',
+                            b'"task_started"')
 _rollout_memo: dict[str, tuple[tuple[int, int, int], RolloutFacts]] = {}
 
 

@@ -14,7 +14,8 @@ what still decides anything: the latest launch with its `ready` and `stopped`, t
 and end, the open turn's last tool event, one `request` record per request id sent in the last
 `REQUEST_TTL` (the newest within `REQUEST_BYTES`, each where its send was, or first if it was sent
 before the latest launch), and a `compacted` marker carrying the transcript path and the latest rate
-limits. Deliveries are matched by position in the journal, never by time (`find_request`).
+limits and `usage_carried`, the token usage of the session's turns it dropped (so the session's
+totals, `session_usage`, stay exact). Deliveries are matched by position in the journal, never by time (`find_request`).
 `read_journal` (state) and `find_request` (receipts) answer the same before and after
 (property-tested); a request older than `REQUEST_TTL` is forgotten.
 """
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Final, TypedDict
 
 from fleet.fsutil import FILE_MODE, open_lock_file, read_jsonl_tail, write_atomic
-from fleet.vocab import TURN_END_EVENTS
+from fleet.vocab import TURN_END_EVENTS, USAGE_KEYS, TokenUsage, add_usage
 
 from .text import normalize
 
@@ -135,6 +136,25 @@ def turn_after_send(events: list[dict[str, Any]], send_id: str, text: str) -> tu
     return None, anchored
 
 
+def turn_usages(events: list[dict[str, Any]]) -> dict[str, tuple[float | None, TokenUsage]]:
+    """Each turn's token usage (turn id -> time of its latest record, usage): the latest `usage` a
+    journal event carries for the turn, since a turn's Stop hooks record its running figure."""
+    out: dict[str, tuple[float | None, TokenUsage]] = {}
+    for ev in events:
+        usage, turn = ev.get("usage"), ev.get("turn_id")
+        if isinstance(usage, dict) and isinstance(turn, str) and turn:
+            out[turn] = (ev.get("time"), add_usage([usage]))
+    return out
+
+
+def session_usage(events: list[dict[str, Any]], skip: str | None = None) -> TokenUsage:
+    """The token usage of `events` (one session: since its launch): every turn's latest figure and
+    what compactions carried; `skip` leaves one turn out."""
+    carried = [ev["usage_carried"] for ev in events if ev.get("event") == "compacted"
+               and isinstance(ev.get("usage_carried"), dict)]
+    return add_usage([*(u for t, (_, u) in turn_usages(events).items() if t != skip), *carried])
+
+
 def since_compaction(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The events appended after the newest `compacted` marker (all of them if there is none)."""
     last = max((i for i, ev in enumerate(events) if ev.get("event") == "compacted"), default=-1)
@@ -200,6 +220,7 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
                               "dropped": len(events) - len(keep) - len(earlier)}
     if transcript:
         marker["transcript_path"] = transcript
+    _carry_usage(tail, starts[-1] if starts else None, keep, marker)
     for ev in reversed(events):
         if ev.get("rate_limits"):
             marker["rate_limits"] = ev["rate_limits"]
@@ -207,6 +228,19 @@ def compact(events: list[dict[str, Any]], now: float, request_bytes: int = REQUE
             break
     kept = [(i, 1, tail[i]) for i in keep] + [(i, 0, r) for i, r in inline.items()]
     return [*requests, *earlier, *(ev for _, _, ev in sorted(kept, key=lambda k: k[:2])), marker]
+
+
+def _carry_usage(tail: list[dict[str, Any]], begun: int | None, keep: set[int], marker: dict[str, Any]) -> None:
+    """Keep the last turn's latest usage record (later ones replace it) and put in `marker` what the
+    dropped events counted towards `session_usage`, so that it answers the same."""
+    turn = tail[begun].get("turn_id") if begun is not None else None
+    if begun is not None:
+        used = [i for i in range(begun, len(tail)) if "usage" in tail[i] and tail[i].get("turn_id") == turn]
+        keep.update(used[-1:])
+    whole, kept = session_usage(tail, turn), session_usage([tail[i] for i in keep], turn)
+    carried = {k: whole[k] - kept[k] for k in USAGE_KEYS}
+    if any(carried.values()):
+        marker["usage_carried"] = carried
 
 
 # ---- files ----------------------------------------------------------------------------------------

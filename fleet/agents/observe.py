@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 from fleet.config import AgentSpec, FleetConfig
 from fleet.errors import AgentNotRunning
 from fleet.fsutil import ensure_dir
+from fleet.vocab import TokenUsage
 
 from . import codex, journal, reach
 from .rollout import RateLimits, RolloutFacts
@@ -56,6 +57,7 @@ class AgentStatus(TypedDict):
     rate_limits: RateLimits | None
     rate_limits_at: float | None
     approval: dict[str, Any] | None
+    usage: TokenUsage | None  # the session's tokens (every turn since the latest launch)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
@@ -151,6 +153,7 @@ class Observer:
                 exit_signal=pane.dead_signal if pane and pane.dead else None,
                 resets_at=verdict.resets_at, rate_limits=j.rate_limits, rate_limits_at=j.rate_limits_at,
                 approval=_approval(j.approval) if verdict.state == "waiting_approval" else None,
+                usage=j.usage,
             ))
         return out
 

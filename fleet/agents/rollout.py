@@ -6,6 +6,11 @@ dropped stream), but every turn ends with an `event_msg` `task_complete`, which 
 the turn failed; an interrupted turn ends with `turn_aborted`. Every `token_count` carries the latest
 `rate_limits` snapshot that Codex built from the model server's `x-codex-*` headers (Codex 0.169,
 measured: see the notes on failed turns). Reading the file is `codex.read_rollout`'s job.
+
+A turn's token usage is Codex's own per-turn figure: the `turn_token_usage` of the turn's last
+`token_usage_record` (Codex writes one per model response, keyed by `turn_id`, running within the
+turn). A rollout without those records gets the sum of the `last_token_usage` of every `token_count`
+after the turn's `task_started` (one per response, the same numbers); never the session totals.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import datetime as _dt
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple, TypedDict
 
-from fleet.vocab import TurnOutcome
+from fleet.vocab import TokenUsage, TurnOutcome, add_usage
 
 #: `codex_error_info` of a turn that hit the account's usage limit (HTTP 429 `usage_limit_reached`,
 #: `usage_not_included`, in-stream `insufficient_quota`). Codex never retries it by itself.
@@ -56,6 +61,7 @@ class TurnEnd(NamedTuple):
     error: TurnError | None = None
     last_message: str | None = None
     rate_limits: RateLimits | None = None
+    usage: TokenUsage | None = None
 
 
 class RolloutFacts(NamedTuple):
@@ -120,6 +126,15 @@ def parse_error(raw: object, limits: RateLimits | None) -> TurnError:
                      resets_at=exhausted_until(limits) if code == USAGE_LIMIT else None)
 
 
+def parse_usage(raw: object) -> TokenUsage | None:
+    """Codex's token usage object (`input_tokens`, `cached_input_tokens`, `output_tokens`,
+    `reasoning_output_tokens`) as `TokenUsage`; None when it is not one."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("input_tokens"), int):
+        return None
+    return add_usage([{"input": raw.get("input_tokens"), "cached_input": raw.get("cached_input_tokens"),
+                       "output": raw.get("output_tokens"), "reasoning": raw.get("reasoning_output_tokens")}])
+
+
 def _timestamp(record: Mapping[str, Any]) -> float | None:
     raw = record.get("timestamp")
     if not isinstance(raw, str):
@@ -134,25 +149,42 @@ def facts(records: Iterable[Mapping[str, Any]]) -> RolloutFacts:
     """Fold rollout records (oldest first) into turn ends and the latest rate-limit snapshot."""
     ends: dict[str, TurnEnd] = {}
     limits: RateLimits | None = None
+    recorded: dict[str, TokenUsage] = {}  # turn -> Codex's running per-turn figure
+    summed: dict[str, list[TokenUsage]] = {}  # turn -> each response's `last_token_usage`
+    current: str | None = None
     for rec in records:
         payload = rec.get("payload")
-        if rec.get("type") != "event_msg" or not isinstance(payload, dict):
+        if not isinstance(payload, dict):
+            continue
+        if rec.get("type") == "token_usage_record":
+            usage, turn = parse_usage(payload.get("turn_token_usage")), payload.get("turn_id")
+            if usage is not None and isinstance(turn, str) and turn:
+                recorded[turn] = usage
+            continue
+        if rec.get("type") != "event_msg":
             continue
         kind = payload.get("type")
         if kind == "token_count":
             limits = parse_rate_limits(payload.get("rate_limits")) or limits
+            info = payload.get("info")
+            usage = parse_usage(info.get("last_token_usage")) if isinstance(info, dict) else None
+            if usage is not None and current is not None:
+                summed.setdefault(current, []).append(usage)
             continue
         turn = payload.get("turn_id")
         if not isinstance(turn, str) or not turn:
             continue
-        if kind == "task_complete":
+        used = recorded.get(turn) or (add_usage(summed[turn]) if turn in summed else None)
+        if kind == "task_started":
+            current = turn
+        elif kind == "task_complete":
             at = _number(payload.get("completed_at")) or _timestamp(rec)
             if payload.get("error") is not None:
-                ends[turn] = TurnEnd(turn, "failed", at, parse_error(payload["error"], limits), None, limits)
+                ends[turn] = TurnEnd(turn, "failed", at, parse_error(payload["error"], limits), None, limits, used)
             else:
                 message = payload.get("last_agent_message")
                 ends[turn] = TurnEnd(turn, "completed", at, None, message if isinstance(message, str) else None,
-                                     limits)
+                                     limits, used)
         elif kind == "turn_aborted":
-            ends[turn] = TurnEnd(turn, "aborted", _timestamp(rec), None, None, limits)
+            ends[turn] = TurnEnd(turn, "aborted", _timestamp(rec), None, None, limits, used)
     return RolloutFacts(ends=ends, rate_limits=limits)

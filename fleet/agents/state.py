@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple, TypedDict
 
-from fleet.vocab import AGENT_STATES, TURN_END_OUTCOME, AgentState, TurnOutcome
+from fleet.vocab import AGENT_STATES, TURN_END_OUTCOME, AgentState, TokenUsage, TurnOutcome
 
 from .approvals import pending
+from .journal import session_usage, turn_usages
 from .rollout import USAGE_LIMIT, RateLimits, TurnEnd, TurnError, parse_rate_limits
 from .screen import APPROVAL_MARKERS, FIRST_RUN_MARKERS, READY_MARKERS, SESSION_READY, open_dialog
 
@@ -45,6 +46,7 @@ class LastTurn(TypedDict):
     prompt_chars: int
     last_message: str | None
     error: TurnError | None
+    usage: TokenUsage | None  # the turn's tokens so far (Stop hook or rollout), None when unknown
 
 
 class Journal(NamedTuple):
@@ -66,6 +68,7 @@ class Journal(NamedTuple):
     rate_limits: RateLimits | None = None
     rate_limits_at: float | None = None
     approval: dict[str, Any] | None = None  # the request fleet's PermissionRequest hook recorded
+    usage: TokenUsage | None = None  # the session's tokens: every turn since the latest launch
 
 
 def turn_end_event(end: TurnEnd) -> dict[str, Any]:
@@ -79,6 +82,8 @@ def turn_end_event(end: TurnEnd) -> dict[str, Any]:
         event["error"] = dict(end.error)
     if end.rate_limits is not None:
         event["rate_limits"] = end.rate_limits
+    if end.usage is not None:
+        event["usage"] = dict(end.usage)
     return event
 
 
@@ -118,7 +123,7 @@ def read_journal(events: list[dict[str, Any]]) -> Journal:
         elif kind == "turn_started" and turn:
             last = turns[turn] = LastTurn(
                 turn_id=turn, started_at=at, ended_at=None, outcome="running",
-                prompt_chars=len(str(ev.get("prompt", ""))), last_message=None, error=None,
+                prompt_chars=len(str(ev.get("prompt", ""))), last_message=None, error=None, usage=None,
             )
             j.update(open_turn=turn, open_turn_at=at, tool_in_flight=False)
         elif kind in TURN_END_OUTCOME and turn:
@@ -144,6 +149,10 @@ def read_journal(events: list[dict[str, Any]]) -> Journal:
             break
     if j.get("open_turn"):
         j["approval"] = pending(events[start:])
+    session = events[start:]
+    if last is not None:
+        last["usage"] = turn_usages(session).get(last["turn_id"], (None, None))[1]
+    j["usage"] = session_usage(session)
     return Journal(last_turn=last, **j)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from . import agents, dash, init, install, leases, mcp, trust, watchdog, work, worktrees
+from . import agents, dash, init, install, leases, mcp, trust, usage, watchdog, work, worktrees
 from .base import app, report, state
 from .params import PlainCommand, PlainGroup, usage_error
 
@@ -47,6 +47,7 @@ COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("wait", work.wait_cmd),
     ("cancel", work.cancel_cmd),
     ("events", work.events_cmd),
+    ("usage", usage.usage_cmd),
     ("dispatch", work.dispatch_cmd),
     ("diff", worktrees.diff_cmd),
     ("merge", worktrees.merge_cmd),

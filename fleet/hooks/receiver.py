@@ -24,7 +24,9 @@ prints the decision (or nothing when its time runs out, so Codex opens its dialo
 
 It appends the way `fleet.agents.journal` does (one write, O_APPEND, under a shared flock on
 `events.lock`) and, in the rare call that takes the journal past its bound, imports that module to
-compact it. At `Stop` it also copies the rate-limit snapshot Codex has just written to the rollout.
+compact it. At `Stop` it also copies from the rollout's tail the rate-limit snapshot Codex has just
+written and the turn's token usage so far (`usage`: input, cached input, output, reasoning; a Stop
+that asks for a report records the usage until then, the turn's last Stop the whole turn's).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ TITLE_PREFIX = "Generate a concise, single-line task title"
 PROMPT_CAP = 65536
 #: Same value as `fleet.agents.journal.JOURNAL_MAX` (a test keeps them equal).
 JOURNAL_MAX = 256 * 1024
-#: How much of the rollout's end to search for the turn's `token_count` record.
+#: How much of the rollout's end to search for the turn's `token_count` and usage records.
 ROLLOUT_TAIL = 64 * 1024
 HOOK_EVENTS = {
     "SessionStart": "session_started",
@@ -82,30 +84,72 @@ def _append(agent_dir: str, record: dict[str, object]) -> None:
         compact_file(Path(agent_dir))
 
 
-def _rate_limits(transcript: object) -> object:
-    """The `rate_limits` of the last `token_count` in the rollout's tail, or None."""
+def _tail(transcript: object) -> list[bytes]:
+    """The lines of the rollout's last `ROLLOUT_TAIL` bytes (none when it cannot be read)."""
     if not isinstance(transcript, str) or not transcript:
-        return None
+        return []
     try:
         fd = os.open(transcript, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return None
+        return []
     try:
         size = os.fstat(fd).st_size
         os.lseek(fd, max(0, size - ROLLOUT_TAIL), os.SEEK_SET)
         raw = os.read(fd, ROLLOUT_TAIL)
     finally:
         os.close(fd)
-    for line in reversed(raw.split(b"\n")):
+    return raw.split(b"\n")
+
+
+def _payload(line: bytes) -> dict[str, object]:
+    try:
+        payload = json.loads(line).get("payload")
+    except (ValueError, AttributeError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _rate_limits(lines: list[bytes]) -> object:
+    """The `rate_limits` of the last `token_count` in the rollout's tail, or None."""
+    for line in reversed(lines):
         if b'"token_count"' in line and b'"rate_limits"' in line:
-            try:
-                payload = json.loads(line).get("payload") or {}
-            except ValueError:
-                continue
-            limits = payload.get("rate_limits")
+            limits = _payload(line).get("rate_limits")
             if isinstance(limits, dict) and (limits.get("primary") or limits.get("secondary")):
                 return {k: limits.get(k) for k in ("primary", "secondary")}
     return None
+
+
+def _usage(lines: list[bytes], turn: object) -> dict[str, int] | None:
+    """The turn's token usage so far, as `fleet.agents.rollout.facts` reads it: the `turn_token_usage`
+    of its last `token_usage_record`, else the `last_token_usage` of each `token_count` after its
+    `task_started`, summed. None when the tail has neither."""
+    if not isinstance(turn, str) or not turn:
+        return None
+    needle, parts = json.dumps(turn).encode(), []
+    for line in reversed(lines):
+        if b'"token_usage_record"' in line and needle in line:
+            payload = _payload(line)
+            if payload.get("turn_id") == turn:
+                return _figures([payload.get("turn_token_usage")])
+        elif b'"token_count"' in line:
+            info = _payload(line).get("info")
+            parts.append(info.get("last_token_usage") if isinstance(info, dict) else None)
+        elif b'"task_started"' in line and needle in line and _payload(line).get("turn_id") == turn:
+            return _figures(parts) if parts else None
+    return None
+
+
+def _figures(raws: list[object]) -> dict[str, int] | None:
+    names = {"input": "input_tokens", "cached_input": "cached_input_tokens", "output": "output_tokens",
+             "reasoning": "reasoning_output_tokens"}
+    out = dict.fromkeys(names, 0)
+    for raw in raws:
+        if not isinstance(raw, dict):
+            return None
+        for key, name in names.items():
+            value = raw.get(name)
+            out[key] += value if isinstance(value, int) else 0
+    return out
 
 
 def _policy(agent_dir: str, name: str, payload: dict[str, object]) -> tuple[dict[str, object] | None,
@@ -177,7 +221,9 @@ def _hook(agent_dir: str) -> None:
         record["prompt"] = str(payload.get("prompt", ""))[:PROMPT_CAP]
     elif name == "Stop":
         record["last_message"] = str(payload.get("last_assistant_message") or "")[:PROMPT_CAP]
-        record["rate_limits"] = _rate_limits(payload.get("transcript_path"))
+        lines = _tail(payload.get("transcript_path"))
+        record["rate_limits"] = _rate_limits(lines)
+        record["usage"] = _usage(lines, payload.get("turn_id"))
     elif name in ("PreToolUse", "PostToolUse"):
         record["tool_name"] = payload.get("tool_name")
     elif name == "SessionStart":

@@ -11,7 +11,8 @@ sends a compact view (the CLI's `--json` stays complete):
   last turn's `last_error` code, a usage limit's `resets_in_s`, anything other parts of fleet add).
   Rate-limit headroom reads `5h 42% used, 7d 13% used`: once, as `rate_limits`, when every agent
   reports the same (one account), else per agent in `notes`. Paths, pids and timestamps stay out:
-  the lead names agents, not paths, and `fleet status --json` has them all (20 busy agents: ~1.9 KB);
+  the lead names agents, not paths, and `fleet status --json` has them all (20 busy agents: ~1.9 KB),
+  the session's token totals too (`fleet_usage` has them for a lead);
 - `fleet_leases`: a table too.
 
 Agent-written text (`UNTRUSTED_PATHS`) goes out only inside `{"untrusted": ...}` (`fleet.untrusted`):
@@ -32,10 +33,11 @@ from fleet.untrusted import mark_paths
 
 STATUS_COLUMNS: Final = ("agent", "state", "role", "lease", "last", "for_s")
 LEASE_COLUMNS: Final = ("agent", "state", "holder", "token", "expires_in")
-#: Status fields the table carries, or that are for people and scripts (paths, pids, exact times).
+#: Status fields the table carries, or that are for people and scripts (paths, pids, exact times;
+#: `usage`, the session's tokens: a lead asks `fleet_usage`).
 _STATUS_ROUTINE: Final = frozenset({"name", "state", "role", "lease", "last_turn", "since", "home", "cwd",
                                     "sandbox", "pid", "exit_signal", "exit_status", "resets_at", "rate_limits",
-                                    "rate_limits_at"})
+                                    "rate_limits_at", "usage"})
 
 
 def prune(value: Any) -> Any:

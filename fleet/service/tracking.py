@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from fleet.agents.codex import effective_sandbox, sandbox_argv
-from fleet.agents.journal import PREVIOUS, READ_MAX
+from fleet.agents.journal import PREVIOUS, READ_MAX, turn_usages
 from fleet.agents.observe import rollout_turn_end
 from fleet.agents.state import read_journal
 from fleet.agents.writable import agent_roots
@@ -46,7 +46,7 @@ from fleet.vocab import assignment_holder
 from fleet.watchdog.store import will_restart
 from fleet.work.checks import FULL_ACCESS_NOTE, Sandbox, check_env, not_run, run_checks, stricter
 from fleet.work.ledger import MAX_LIST
-from fleet.work.progress import next_step, read_progress
+from fleet.work.progress import assignment_usage, next_step, read_progress
 from fleet.work.records import Assignment, Event
 from fleet.work.report import validate_report
 from fleet.work.verify import Snapshot, SnapshotError, changed_files, snapshot, verdict
@@ -207,7 +207,11 @@ def _advance(svc: Service, a: Assignment, cache: _Agents, now: float) -> list[di
     journal = cache.journal(spec.name)
     events = svc.ledger.events_for(a.id)
     _copy_hook_facts(svc, a, journal, events)
-    progress = read_progress(journal, _turns(a, events))
+    turns = _turns(a, events)
+    progress = read_progress(journal, turns)
+    usage = assignment_usage(turn_usages(journal), turns, a.sent_at, None)
+    if usage["turns"] and usage != a.usage:
+        svc.ledger.set_usage(a.id, usage)
     for gap in progress.unreported:
         svc.ledger.annotate_once(a.id, "no_report", gap.turn_id, actor=ACTOR,
                                  details={"turn_id": gap.turn_id, "problems": list(gap.problems[:5])})

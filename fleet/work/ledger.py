@@ -227,6 +227,15 @@ class Ledger:
         with self._write() as db:
             return self._event(db, self._clock(), None, agent, actor, kind, None, None, details or {})
 
+    def set_usage(self, assignment: str, usage: Mapping[str, int]) -> bool:
+        """Store the assignment's token usage (reconcile's count); False when it was already that.
+        Leaves `updated_at` alone: a count is not a transition."""
+        text = json.dumps(dict(usage), sort_keys=True, separators=(",", ":"))
+        with self._write() as db:
+            cur = db.execute("UPDATE assignments SET usage = ? WHERE id = ? AND usage IS NOT ?",
+                             (text, assignment, text))
+        return cur.rowcount > 0
+
     def get(self, assignment: str) -> Assignment:
         with self._lock:
             return self._get(self._db, assignment)

@@ -9,6 +9,8 @@ Reports from other turns never count: a turn a person typed into the agent is no
 a turn started, `reported` with the report, or `failed` with the reason (the agent exited or was
 stopped before a report; the deadline passed with no turn running, or `grace` after it with one
 still running), else nothing. Verification is not decided here (`fleet.work.verify.verdict`).
+
+`assignment_usage` sums the tokens of the turns an assignment caused.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fleet.vocab import TURN_ENDS_WITH_MESSAGE, TURN_ENDS_WITHOUT_MESSAGE
+from fleet.vocab import TURN_ENDS_WITH_MESSAGE, TURN_ENDS_WITHOUT_MESSAGE, TokenUsage, add_usage
 
 from .report import Report, extract_report
 
@@ -94,3 +96,16 @@ def next_step(state: str, progress: Progress, agent_state: str, deadline: float 
     if state == "sent" and progress.started:
         return Decision("working")
     return None
+
+
+def assignment_usage(usages: Mapping[str, tuple[float | None, TokenUsage]], turns: Iterable[str],
+                     sent_at: float | None, ended_at: float | None) -> dict[str, int]:
+    """The tokens of every turn an assignment caused, and how many turns: the turns its receipts
+    name, and every other turn of its agent whose latest usage was recorded between its send and its
+    end (report asks, resends, a restart's turns). `usages` is `fleet.agents.journal.turn_usages`."""
+    named = set(turns)
+    mine = [u for turn, (at, u) in usages.items() if turn in named or (
+        sent_at is not None and at is not None and sent_at <= at and (ended_at is None or at <= ended_at))]
+    total = add_usage(mine)
+    return {"input": total["input"], "cached_input": total["cached_input"], "output": total["output"],
+            "reasoning": total["reasoning"], "turns": len(mine)}

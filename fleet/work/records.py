@@ -15,7 +15,7 @@ from .lifecycle import OPEN_STATES, AssignmentState
 
 LIST_COLUMNS: Final = ("id, agent, holder, task, prompt, skills, read_paths, write_paths, checks, deadline, state, "
                         "receipt, turn_id, report, verification, reason, request_id, created_at, updated_at, "
-                        "sent_at, ended_at, repo, branch, base_commit, verified_commit, merged_commit")
+                        "sent_at, ended_at, repo, branch, base_commit, verified_commit, merged_commit, usage")
 
 #: A list shows the start of each task; `get` has the whole of it.
 TASK_PREVIEW_CHARS: Final = 200
@@ -57,6 +57,8 @@ class Assignment:
     base_commit: str | None = None
     verified_commit: str | None = None
     merged_commit: str | None = None
+    #: The tokens of the turns it caused so far (input, cached_input, output, reasoning, turns).
+    usage: dict[str, int] | None = None
 
     @property
     def open(self) -> bool:
@@ -166,7 +168,7 @@ def assignment_from_row(r: tuple[Any, ...]) -> Assignment:
         deadline=r[9], state=r[10], receipt=loads_or_none(r[11]), turn_id=r[12], report=loads_or_none(r[13]),
         verification=loads_or_none(r[14]), reason=r[15], request_id=r[16], created_at=r[17], updated_at=r[18],
         sent_at=r[19], ended_at=r[20], repo=r[21], branch=r[22], base_commit=r[23], verified_commit=r[24],
-        merged_commit=r[25],
+        merged_commit=r[25], usage=loads_or_none(r[26]),
     )
 
 
