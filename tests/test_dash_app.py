@@ -191,7 +191,9 @@ def test_a_frame_drawn_before_the_table_is_idle_shows_whole_cells(fleet_factory:
 
     async def main() -> None:
         app = DashApp(Client(str(f.path)), poll_seconds=60)
-        async with app.run_test(size=(80, 24)) as pilot:
+        # wide enough that the agents table never changes width (below 120 columns it moves the screen
+        # under itself once laid out, and a frame drawn before that fits the narrower table)
+        async with app.run_test(size=(160, 45)) as pilot:
             await until(pilot, lambda: app.view is not None and len(app.view.agents) == 2)
             table = app.query_one("#agents", DataTable)
             app._shown.pop("agents")
