@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 from conftest import require_offline
-from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_text, tool_outputs
+from mockmodel import MockModel, MockServer
+from mockrequests import request_text, tool_outputs
+from mocksteps import Step
+from offlinecodex import codex_offline_args
 
 from fleet import __version__, ops
 from fleet.agents.codex import resolve_binary
