@@ -121,7 +121,8 @@ def bench_ledger_ops(root: Path, rows: int, runs: int) -> None:
 
 def bench_codex(root: Path, runs: int) -> None:
     from bench_cli import CODEX_DEFAULT, Bench, refuse_unless_offline, wait_until
-    from mockmodel import MockModel, MockServer, Step
+    from mockmodel import MockModel, MockServer
+    from mocksteps import Step
 
     refuse_unless_offline()
     root.mkdir(parents=True)

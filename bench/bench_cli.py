@@ -87,7 +87,7 @@ def report(label: str, samples_ms: list[float], target: str) -> None:
 
 class Bench:
     def __init__(self, root: Path, n_agents: int, codex: str, model_url: str) -> None:
-        from mockmodel import codex_offline_args
+        from offlinecodex import codex_offline_args
 
         self.root = root
         self.name = f"bench{uuid.uuid4().hex[:8]}"

@@ -39,7 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 from bench_cli import CODEX_DEFAULT, Bench, fleet_argv, refuse_unless_offline, stats, wait_until
-from mockmodel import MockModel, MockServer, Step, codex_offline_args
+from mockmodel import MockModel, MockServer
+from mocksteps import Step
+from offlinecodex import codex_offline_args
 
 #: The issue's bound from the lead's `assignment_create` to the worker's receipt.
 ASSIGN_TARGET_MS = 1500

@@ -30,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 from bench_cli import CODEX_DEFAULT, refuse_unless_offline
-from mockmodel import MockModel, MockServer, Step, apply_patch_catalog, codex_offline_args, searched
+from mockmodel import MockModel, MockServer
+from mockrequests import searched
+from mocksteps import Step
+from offlinecodex import apply_patch_catalog, codex_offline_args
 
 from fleet.agents.codex import resolve_binary
 from fleet.mcp.server import SEARCH

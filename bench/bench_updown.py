@@ -49,7 +49,7 @@ def refuse_unless_offline() -> None:
 
 class Fleet:
     def __init__(self, root: Path, n_agents: int, codex: str, model_url: str) -> None:
-        from mockmodel import codex_offline_args
+        from offlinecodex import codex_offline_args
 
         self.name = f"bench{uuid.uuid4().hex[:8]}"
         self.tmux_dir = Path(tempfile.mkdtemp(prefix="fb-", dir="/tmp"))  # unix socket paths are short

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from browsershot import shoot
 from demo import PATCH, REPORT, _run, demo_fleet, stop_all, wait_for_state
-from mockmodel import MockModel, Step
+from mockmodel import MockModel
+from mocksteps import Step
 
 #: otto first: the selected row, whose screen the picture shows (the others' show prompts with paths)
 AGENTS = {"otto": "explorer", "mila": "worker", "noor": "worker", "ines": "explorer"}

@@ -23,7 +23,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mockmodel import MockModel, MockServer, Step, apply_patch_catalog, codex_offline_args
+from mockmodel import MockModel, MockServer
+from mocksteps import Step
+from offlinecodex import apply_patch_catalog, codex_offline_args
 
 AGENTS = {"mila": "explorer", "noor": "worker", "otto": "explorer"}
 PATCH = ("*** Begin Patch\n*** Add File: notes/summary.md\n+# Summary\n+\n"

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mockmodel import MockServer, codex_offline_args
+from mockmodel import MockServer
+from offlinecodex import codex_offline_args
 
 from fleet.config import tmux_socket
 

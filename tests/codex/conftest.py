@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from conftest import CODEX_DEFAULT, require_offline
-from mockmodel import MockModel, MockServer, apply_patch_catalog
+from mockmodel import MockModel, MockServer
+from offlinecodex import apply_patch_catalog
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, require_offline
-from mockmodel import MockModel, MockServer, Step, codex_offline_args
+from mockmodel import MockModel, MockServer
+from mocksteps import Step
+from offlinecodex import codex_offline_args
 
 from fleet.hooks.gates import HookContext, write_context
 

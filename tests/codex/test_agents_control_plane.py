@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step
+from mockmodel import MockServer
+from mocksteps import Step
 
 
 def content(path: Path) -> bytes | None:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step, rate_limit_headers
+from mockmodel import MockServer
+from mocksteps import Step, rate_limit_headers
 
 
 def settled(f: Fleet, turn_id: str) -> dict[str, Any]:

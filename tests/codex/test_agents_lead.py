@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 from conftest import Fleet, require_offline, wait_until
-from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_text, searched, tool_outputs
+from mockmodel import MockModel, MockServer
+from mockrequests import request_text, searched, tool_outputs
+from mocksteps import Step
+from offlinecodex import codex_offline_args
 
 from fleet import ops
 from fleet.agents.codex import resolve_binary

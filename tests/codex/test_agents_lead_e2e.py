@@ -24,7 +24,10 @@ from typing import Any
 
 import pytest
 from conftest import Fleet, require_offline, wait_until
-from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_text, searched, tool_results
+from mockmodel import MockModel, MockServer
+from mockrequests import request_text, searched, tool_results
+from mocksteps import Step
+from offlinecodex import codex_offline_args
 
 from fleet.agents.codex import resolve_binary
 from fleet.mcp.server import SEARCH as RECOMMENDED_QUERY

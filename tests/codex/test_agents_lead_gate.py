@@ -25,7 +25,10 @@ import anyio
 import pytest
 from conftest import Fleet, wait_until
 from mcp import Client
-from mockmodel import Conversation, MockModel, MockServer, Step, codex_offline_args, searched, tool_outputs
+from mockmodel import Conversation, MockModel, MockServer
+from mockrequests import searched, tool_outputs
+from mocksteps import Step
+from offlinecodex import codex_offline_args
 
 from codex.test_agents_lead import lead_fleet
 from fleet.agents.codex import resolve_binary

@@ -9,7 +9,8 @@ import sqlite3
 from collections.abc import Callable
 
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step
+from mockmodel import MockServer
+from mocksteps import Step
 
 TRICKY = "line one\nline 'two' with \"quotes\" $HOME `uname` && rm -rf / ; echo $((1+1))\nünïcödé 漢字 🚀\n\ttabbed"
 

@@ -43,7 +43,7 @@ def test_fleet_tail_and_agent_tail_pass_a_hostile_pane_on_escaped_or_marked(flee
     model's text and of its shell's output before drawing them, so `fleet tail` prints nothing
     dangerous on the old code either; fleet escapes the pane anyway (a future Codex may draw them)."""
     from conftest import wait_until
-    from mockmodel import Step
+    from mocksteps import Step
 
     fleet = fleet_factory(1, model=mock_model)
     fleet.json("up")

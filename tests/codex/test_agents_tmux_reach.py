@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step, tool_outputs
+from mockmodel import MockServer
+from mockrequests import tool_outputs
+from mocksteps import Step
 
 from fleet.agents.tmux import socket_path
 from fleet.config import load_config

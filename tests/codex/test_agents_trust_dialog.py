@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step, codex_offline_args
+from mockmodel import MockServer
+from mocksteps import Step
+from offlinecodex import codex_offline_args
 
 from fleet.agents.runtime import Runtime
 from fleet.config import load_config

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from conftest import Fleet, fleet_installed_in_temp
 from gitrepos import git, make_repo
-from mockmodel import MockServer, codex_offline_args
+from mockmodel import MockServer
+from offlinecodex import codex_offline_args
 
 from fleet.service.init import NO_TMP_ARGS
 

@@ -12,7 +12,8 @@ import threading
 from collections.abc import Callable
 
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step
+from mockmodel import MockServer
+from mocksteps import Step
 from test_dash_app import message, screen_text, until
 
 from fleet.dash.app import DashApp

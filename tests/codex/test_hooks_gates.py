@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mockmodel import MockModel, MockServer, Step
+from mockmodel import MockModel, MockServer
+from mocksteps import Step
 
 from codex.gatehook import AS_ID, REPORT, apply_patch, run_codex, setup, tool_outputs
 from fleet.hooks.gates import ASKS_FILE

@@ -15,12 +15,16 @@ from typing import Any
 
 import pytest
 from conftest import require_offline
-from mockmodel import MockModel, MockServer, Step, codex_offline_args, request_text, tool_outputs
+from mockmodel import MockModel, MockServer
+from mockrequests import request_text, searched, tool_outputs
+from mocksteps import Step
+from offlinecodex import codex_offline_args
 
 from fleet import __version__, ops
 from fleet.agents.codex import resolve_binary
 from fleet.install import PLUGIN_ID, install, plugin_source, plugin_status, read_template, render, write_marketplace
 from fleet.install.bundle import MCP_JSON
+from fleet.mcp.server import SEARCH
 
 
 @pytest.fixture
@@ -125,10 +129,14 @@ def test_install_refuses_a_codex_home_that_does_not_exist(tmp_path: Path, codex:
 
 
 def test_codex_shows_the_plugin_skills_and_tools_and_approves_only_read_only_tools_unasked(
-        codex: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codex_bin: str) -> None:
+        codex: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codex_bin: str,
+        model_catalog: Path) -> None:
     """A fleet config in ~/.config/fleet (XDG_CONFIG_HOME unset) is what the plugin's `fleet mcp` finds.
     `codex exec` runs with approval policy `never`: the read-only fleet_status must run, the mutating
-    agent_claim must be refused as needing approval (the plugin's `writes` approval mode)."""
+    agent_claim must be refused as needing approval (the plugin's `writes` approval mode).
+    The model has a real model's catalog entry, so Codex defers fleet's tools behind `tool_search`:
+    the scripted model searches with the query fleet's instructions recommend before fleet_status,
+    then for every fleet tool (Codex shows them all only in a search's answer) before agent_claim."""
     monkeypatch.delenv("XDG_CONFIG_HOME")
     config = Path.home() / ".config" / "fleet" / "fleet.toml"
     config.parent.mkdir(parents=True)
@@ -136,14 +144,17 @@ def test_codex_shows_the_plugin_skills_and_tools_and_approves_only_read_only_too
     config.write_text(f'[agents.mila]\nhome = "{tmp_path / "mila-home"}"\ncwd = "{tmp_path / "work"}"\n')
     install(home, codex=codex_bin)
 
-    # Repeats a tool call Codex answered `unsupported call`: in `codex exec` the first request can go
-    # out before the plugin's MCP server has listed its tools (measured on 0.169).
+    # Repeats a tool call Codex answered `unsupported call` and a search that found nothing: in `codex
+    # exec` the first request can go out before the plugin's MCP server has listed its tools (0.169).
     model = MockModel(default_text="Done.", retry_unsupported=True)
-    model.script(Step(tool=("fleet_status", {}), namespace="mcp__fleet"),
+    model.script(Step(search=(SEARCH, 8)),
+                 Step(tool=("fleet_status", {}), namespace="mcp__fleet"),
+                 Step(search=("fleet", 50)),
                  Step(tool=("agent_claim", {"agent": "mila"}), namespace="mcp__fleet"),
                  Step(text="All done."))
     with MockServer(model) as server:
-        args = codex_offline_args(server.url, plugins=True)
+        args = [*codex_offline_args(server.url, plugins=True),
+                "-c", f"model_catalog_json={json.dumps(str(model_catalog))}"]
         proc = subprocess.run([str(codex), "exec", *args, "--skip-git-repo-check", "-C", str(tmp_path / "work"),
                                "Check the fleet."], capture_output=True, text=True, timeout=120, check=False,
                               stdin=subprocess.DEVNULL, env={**os.environ, "CODEX_HOME": str(home)})
@@ -155,8 +166,10 @@ def test_codex_shows_the_plugin_skills_and_tools_and_approves_only_read_only_too
         description = skill.split("description: ", 1)[1].split("\n", 1)[0]
         assert f"- fleet:{name}: {description} (file: " in texts
 
-    [namespace] = [t for t in model.requests[-1]["tools"] if t.get("name") == "mcp__fleet"]
-    tools = {t["name"]: t for t in namespace["tools"]}
+    assert any(query == SEARCH and "fleet_status" in found.get("mcp__fleet", [])  # the recommended search finds it
+               for query, _, found in searched(model.requests[-1]))
+    tools = {t["name"]: t for item in model.requests[-1]["input"] if item.get("type") == "tool_search_output"
+             for space in item["tools"] if space.get("name") == "mcp__fleet" for t in space["tools"]}
     assert set(tools) == set(ops.REGISTRY)
     assert tools["fleet_status"]["description"].endswith("This tool is part of plugin `fleet`.")
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step
+from mockmodel import MockServer
+from mocksteps import Step
 
 from fleet import ops
 from fleet.errors import FleetError

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step
+from mockmodel import MockServer
+from mocksteps import Step
 
 from fleet.agents.approvals import CUT_MARK
 

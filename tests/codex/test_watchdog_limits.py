@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step, rate_limit_headers
+from mockmodel import MockServer
+from mocksteps import Step, rate_limit_headers
 from test_watchdog_tick import REPORT, assign, policy, tick
 
 from fleet.work.ledger import Ledger

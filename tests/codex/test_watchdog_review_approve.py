@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import pytest
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step
+from mockmodel import MockServer
+from mocksteps import Step
 
 SAFE_HOME = "/nonexistent-fleet-home"  # as in test_watchdog_approvals: a HOME no agent can write
 

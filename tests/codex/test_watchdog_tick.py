@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Fleet, wait_until
-from mockmodel import TITLE_MARKER, MockServer, Step
+from mockmodel import MockServer
+from mockrequests import TITLE_MARKER
+from mocksteps import Step
 from test_watchdog_tick import assign, policy, tick
 from test_watchdog_units import directive, systemd_words, unescape
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from conftest import Fleet, wait_until
-from mockmodel import MockModel, MockServer, Step
+from mockmodel import MockModel, MockServer
+from mocksteps import Step
 
 WORKER = 'role = "worker"'
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from conftest import Fleet, require_offline, wait_until
-from mockmodel import MockServer, Step
+from mockmodel import MockServer
+from mocksteps import Step
 
 from fleet.work.ledger import Ledger
 from fleet.work.verify import snapshot

@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 from conftest import require_offline
-from mockmodel import MockServer, codex_offline_args
+from mockmodel import MockServer
+from offlinecodex import codex_offline_args
 from skilltree import tree
 
 from fleet.work.skills import scan_skills

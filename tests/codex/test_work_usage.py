@@ -7,7 +7,8 @@ import json
 from collections.abc import Callable
 
 from conftest import Fleet, wait_until
-from mockmodel import MockServer, Step, usage_of
+from mockmodel import MockServer
+from mocksteps import Step, usage_of
 
 WORKER = 'role = "worker"'
 

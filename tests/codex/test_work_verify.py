@@ -8,7 +8,8 @@ import subprocess
 from collections.abc import Callable
 
 from conftest import Fleet
-from mockmodel import MockServer, Step
+from mockmodel import MockServer
+from mocksteps import Step
 
 
 def git(cwd: object, *args: str) -> None:

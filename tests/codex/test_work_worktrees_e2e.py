@@ -17,7 +17,8 @@ from typing import Any
 
 from conftest import Fleet, wait_until
 from gitrepos import git, make_repo, rev, tree_digest
-from mockmodel import MockServer, Step
+from mockmodel import MockServer
+from mocksteps import Step
 from test_watchdog_tick import policy, tick
 
 WORKER = 'role = "worker"'
