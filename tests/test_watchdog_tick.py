@@ -61,7 +61,12 @@ def test_watchdog_run_ticks_in_the_foreground_until_interrupted(fleet_factory: C
         wait_until(lambda: f.json("watchdog", "status")["last_tick"]["id"] > first, timeout=30)
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # never leave it running into the next test
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"`fleet watchdog run` did not stop on SIGINT within 30 s: {err}\n{out}") from None
     assert proc.returncode == 0, err
     assert "stopped" in err
     ticks = [json.loads(line) for line in out.splitlines()]

@@ -13,6 +13,7 @@ tmux and starts the app again on the same agent when the user detaches.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Final
@@ -148,12 +149,14 @@ class DashApp(App[str | None]):
 
     # ---- polling -------------------------------------------------------------------------------
     def poll(self) -> None:
-        """Start a poll on a worker thread unless one is still running."""
+        """Start a poll on a thread of its own unless one is still running. A daemon thread, not a
+        Textual worker: those run on the event loop's executor, which quitting waits for, and a read
+        can take seconds (a `systemctl` that does not answer), so `q` would hang until it ended."""
         if self._polling:
             return
         self._polling = True
-        selected = self.selected
-        self.run_worker(lambda: self._poll_in_thread(selected), thread=True, group="poll", exit_on_error=False)
+        threading.Thread(target=self._poll_in_thread, args=(self.selected,), name="fleet-dash-poll",
+                         daemon=True).start()
 
     def _poll_in_thread(self, selected: str | None) -> None:
         try:

@@ -118,10 +118,15 @@ class Client:
         return tuple(out)
 
     def close(self) -> None:
-        with self._read_lock:
+        """Close the reading Service, unless a poll still reads with it (it ends with the process)."""
+        if not self._read_lock.acquire(timeout=1.0):
+            return
+        try:
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
+        finally:
+            self._read_lock.release()
 
     def attach_argv(self, agent: str) -> list[str]:
         """The command line `fleet attach` runs for `agent` (the fleet's tmux socket and session)."""

@@ -119,5 +119,7 @@ def test_enter_attaches_to_the_agent_and_detaching_comes_back(fleet_factory: Cal
         wait_until(lambda: subprocess.run(dead, capture_output=True, text=True, check=False).stdout.strip() == "1 0",
                    timeout=20)  # the dashboard quit with status 0
     finally:
-        print(screen())  # shown when the test fails
+        print(screen())  # shown when the test fails, with the pane's end (dead? status)
+        print("pane:", subprocess.run([*outer, "list-panes", "-t", "=dash:", "-F", "#{pane_dead} #{pane_dead_status}"],
+                                      capture_output=True, text=True, check=False).stdout)
         subprocess.run([*outer, "kill-server"], capture_output=True, check=False)
