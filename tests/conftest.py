@@ -207,8 +207,14 @@ def fleet_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ca
 
     yield make
     for fleet in made:  # reap: only the servers these tests started
-        out = fleet.tmux("list-panes", "-a", "-F", "#{pane_pid}").stdout.split()
-        fleet.tmux("kill-server")
-        for pid in out:
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), 9)
+        own = fleet.state_dir / "tmux.sock"  # where the socket goes without TMUX_TMPDIR
+        for where in (["-L", tmux_socket(fleet.name, fleet.state_dir.resolve())], ["-S", str(own)]):
+            if where[0] == "-S" and not own.exists():
+                continue
+            def tmux(*args: str, where: list[str] = where) -> subprocess.CompletedProcess[str]:
+                return subprocess.run(["tmux", *where, *args], capture_output=True, text=True, check=False)
+            out = tmux("list-panes", "-a", "-F", "#{pane_pid}").stdout.split()
+            tmux("kill-server")
+            for pid in out:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), 9)

@@ -4,7 +4,8 @@ Each handler takes the `Service` and the operation's validated arguments, with t
 defaults already filled in by `fleet.ops`. Mutating handlers run under `svc.leased(...)`.
 
 `status`, `send` and `claim` load this module on every call, so what only a start or a repeated
-send needs (the writable-roots reader, the policy file, the request digest) is imported where used.
+send needs (the writable-roots reader, the policy file, the request digest, a repo agent's worktree
+and its git) is imported where used.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from fleet.prompttext import check_text
 
 from .core import Service
 from .install import ensure_lead_plugin
-from .worktree import ensure_agent_worktree
 
 if TYPE_CHECKING:
     from fleet.config import AgentSpec
@@ -104,6 +104,8 @@ def _start_many(svc: Service, specs: list[AgentSpec], deadline: float) -> dict[s
     """Prepare every agent that is not running (a lead's home also gets fleet's plugin, for its
     skills), in order, then start them all: whatever a caller can fix raises before anything starts."""
     rt = svc.runtime
+    from .worktree import ensure_agent_worktree  # noqa: PLC0415 (start-up: see the module docstring)
+
     panes = rt.tmux.panes()
     commands: dict[str, str] = {}
     for spec in rt.to_start(specs, panes):
@@ -118,6 +120,8 @@ def restart_agent(svc: Service, spec: AgentSpec, session_id: str | None) -> dict
     with fleet's plugin ensured in its home first. The caller holds the agent's lease."""
     rt = svc.runtime
     pane = rt.session_to_restart(spec)
+    from .worktree import ensure_agent_worktree  # noqa: PLC0415 (start-up: see the module docstring)
+
     ensure_agent_worktree(svc, spec)
     command = rt.prepare(spec, resume=session_id)
     ensure_lead_plugin(spec)
