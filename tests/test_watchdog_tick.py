@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import Fleet, wait_until
 
 from fleet.watchdog.tickstate import tick_lock
@@ -51,22 +52,31 @@ def test_a_tick_while_another_holds_the_lock_returns_at_once_saying_so(fleet_fac
     assert tick(f)["skipped"] is None  # released: the next one runs
 
 
-def test_watchdog_run_ticks_in_the_foreground_until_interrupted(fleet_factory: Callable[..., Fleet]) -> None:
+def _sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script's background job starts it
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_watchdog_run_ticks_in_the_foreground_until_interrupted(fleet_factory: Callable[..., Fleet],
+                                                                stop: signal.Signals) -> None:
+    """Ctrl-C or a supervisor's SIGTERM stops it, even started with SIGINT ignored (a background job of
+    a script: Python then installs no KeyboardInterrupt of its own)."""
     f = fleet_factory(1)
     proc = subprocess.Popen([sys.executable, "-m", "fleet", "--config", str(f.path), "watchdog", "run", "--every", "1s",
-                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_ignored)  # noqa: PLW1509 (only a signal disposition, before exec)
     try:
         wait_until(lambda: (s := f.json("watchdog", "status")["last_tick"]) and s, timeout=30)
         first = f.json("watchdog", "status")["last_tick"]["id"]
         wait_until(lambda: f.json("watchdog", "status")["last_tick"]["id"] > first, timeout=30)
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         try:
             out, err = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:  # never leave it running into the next test
             proc.kill()
             out, err = proc.communicate()
-            raise AssertionError(f"`fleet watchdog run` did not stop on SIGINT within 30 s: {err}\n{out}") from None
+            raise AssertionError(f"`fleet watchdog run` did not stop on {stop.name} in 30 s: {err}\n{out}") from None
     assert proc.returncode == 0, err
     assert "stopped" in err
     ticks = [json.loads(line) for line in out.splitlines()]

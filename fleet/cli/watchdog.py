@@ -8,6 +8,7 @@ no business changing on this machine.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from typing import Annotated, Any, Final
@@ -91,6 +92,11 @@ def run_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
                 _render_tick(dict(result))
             sys.stdout.flush()
 
+    # Ctrl-C (SIGINT) and a supervisor's SIGTERM stop the loop between ticks' statements. Set both
+    # here: a process started from a script's background job inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt for it (`fleet watchdog run &` could only be killed).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"fleet watchdog: ticking every {period:g}s over fleet {svc.config.name!r}; Ctrl-C stops.", file=sys.stderr)
     try:
         run_forever(svc, period, report)
