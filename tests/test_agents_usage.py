@@ -7,7 +7,7 @@ import json
 import random
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fleet.agents.journal import compact, session_usage, turn_usages
@@ -76,6 +76,10 @@ def test_a_turn_whose_start_left_the_tail_without_usage_records_has_no_usage() -
     assert receiver._usage([json.dumps(r).encode() for r in tail], "turn-0") is None
 
 
+ZERO = TokenUsage(input=0, cached_input=0, output=0, reasoning=0)
+ONE_REASONING = TokenUsage(input=0, cached_input=0, output=0, reasoning=1)
+
+
 def _journal(turns: list[tuple[list[TokenUsage], bool]]) -> list[dict[str, Any]]:
     """A session: launch, then per turn a start, the Stop hook's running figure for each ask and the
     turn's end (with the whole turn's figure, or none when `ended` is false: still open)."""
@@ -115,6 +119,7 @@ def test_the_order_of_different_turns_records_does_not_change_the_total(
     assert session_usage(shuffled) == session_usage(finals)
 
 
+@example([([ZERO], False)] * 3 + [([ZERO], True), ([ZERO, ONE_REASONING, ZERO], False), ([ZERO], False)], [])
 @settings(max_examples=200, deadline=None)
 @given(TURNS, st.lists(USAGE, min_size=1, max_size=3))
 def test_compaction_keeps_the_session_total_exact_now_and_after_the_open_turn_ends(

@@ -237,7 +237,8 @@ def _carry_usage(tail: list[dict[str, Any]], begun: int | None, keep: set[int], 
     if begun is not None:
         used = [i for i in range(begun, len(tail)) if "usage" in tail[i] and tail[i].get("turn_id") == turn]
         keep.update(used[-1:])
-    whole, kept = session_usage(tail, turn), session_usage([tail[i] for i in keep], turn)
+    # in journal order: a turn's latest record is the one that counts
+    whole, kept = session_usage(tail, turn), session_usage([tail[i] for i in sorted(keep)], turn)
     carried = {k: whole[k] - kept[k] for k in USAGE_KEYS}
     if any(carried.values()):
         marker["usage_carried"] = carried
