@@ -73,6 +73,11 @@ class RequestRecord(TypedDict):
     delivery: Delivery | None
 
 
+def journal_file(state_dir: Path, agent: str) -> Path:
+    """Where agent `agent`'s journal lives under a fleet's state dir (the one place that spells it)."""
+    return state_dir / "agents" / agent / EVENTS
+
+
 def text_sha(text: str) -> str:
     """Digest of a prompt as Codex records it (newlines normalized, ends stripped)."""
     import hashlib  # noqa: PLC0415 (~5 ms at start-up, for sends only)

@@ -108,7 +108,7 @@ class Observer:
         return self.config.state_dir / "agents" / name
 
     def journal_path(self, name: str) -> Path:
-        return self.agent_dir(name) / journal.EVENTS
+        return journal.journal_file(self.config.state_dir, name)
 
     def log(self, name: str, event: str, **fields: Any) -> None:
         ensure_dir(self.agent_dir(name))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from fleet import ops
+from fleet.agents.journal import journal_file
 from fleet.errors import FleetError, InternalError
 from fleet.service import Service
 from fleet.service.agents import attach_argv
@@ -111,7 +112,7 @@ class Client:
         out = []
         for name in config.agents:
             try:
-                st = os.stat(config.state_dir / "agents" / name / "events.jsonl")
+                st = os.stat(journal_file(config.state_dir, name))
                 out.append((name, st.st_size, st.st_mtime_ns))
             except OSError:
                 out.append((name, -1, -1))
