@@ -208,3 +208,24 @@ def test_a_frame_drawn_before_the_table_is_idle_shows_whole_cells(fleet_factory:
 
     asyncio.run(main())
 
+
+
+def test_a_poll_landing_after_quit_is_dropped_not_raised(fleet_factory: Callable[..., Fleet]) -> None:
+    """A poll runs on a thread of its own; its result can reach the app while `q` tears the screen down.
+    Applying it then found no `#agents` table and ended the app with a traceback (seen in CI under load)."""
+    from fleet.dash.app import Polled
+
+    f = fleet_factory(1)
+    app = DashApp(Client(str(f.path)), poll_seconds=60)
+    late: list[Polled] = []
+
+    async def main() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.view is not None and len(app.view.agents) == 1)
+            late.append(Polled(app.poller.poll(None)))
+        assert not app.is_running
+
+    asyncio.run(main())
+    polls = app.polls
+    app.on_polled(late[0])  # the screen is gone: dropped, no NoMatches
+    assert app.polls == polls

@@ -24,6 +24,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.coordinate import Coordinate
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
@@ -167,7 +168,13 @@ class DashApp(App[str | None]):
         self.post_message(Polled(snap))  # never blocks: a poll that ends as the app quits is dropped
 
     def on_polled(self, message: Polled) -> None:
-        self._apply(message.snap)
+        if self._exit or not self.is_running:  # quitting: the screen's widgets may be gone (a poll landing at `q`)
+            return
+        try:
+            self._apply(message.snap)
+        except NoMatches:  # the screen was torn down under the handler: the app is closing, not a bug to show
+            if self.is_running and not self._exit:
+                raise
 
     def _apply(self, snap: Snapshot) -> None:
         self._polling = False
