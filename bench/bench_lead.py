@@ -11,8 +11,10 @@ Measures:
      a real Codex (0.169, `codex exec`, the mock model) sends, in bytes and in rough tokens
      (bytes / 4), per tool and in total, and its share of all the tools Codex offers (compact JSON,
      as Codex sends it);
-  3. assignment_create -> receipt: a lead Codex TUI (`role = "lead"`) whose scripted model calls
-     `assignment_create`; the time from the mock handing out that tool call to the worker's Codex
+  3. assignment_create -> receipt: a lead Codex TUI (`role = "lead"`, with a real model's catalog entry,
+     so Codex defers fleet's tools behind `tool_search` as for every real model) whose scripted model
+     searches once with the query fleet's instructions give, then calls `assignment_create`; the time
+     from the mock handing out that tool call to the worker's Codex
      recording the assignment prompt (the worker journal's `turn_started`), medians over
      --assignments (target <= 1.5 s). Skipped when the assignment operations are not in the registry.
 
@@ -41,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from bench_cli import CODEX_DEFAULT, Bench, fleet_argv, refuse_unless_offline, stats, wait_until
 from mockmodel import MockModel, MockServer
 from mocksteps import Step
-from offlinecodex import codex_offline_args
+from offlinecodex import apply_patch_catalog, codex_offline_args
 
 #: The issue's bound from the lead's `assignment_create` to the worker's receipt.
 ASSIGN_TARGET_MS = 1500
@@ -164,8 +166,10 @@ def bench_assign(codex: str, root: Path, n: int) -> None:
     if "assignment_create" not in ops.REGISTRY:
         print("assignment_create -> receipt: skipped (the assignment operations are not in this build)")
         return
+    from fleet.mcp.server import SEARCH
+
     model = StampingModel()
-    lead_steps = []
+    lead_steps = [Step(search=(SEARCH, 8))]  # found once, the tools stay loaded for the session
     for i in range(n):
         lead_steps += [Step(tool=("assignment_create", {"task": f"WORK-ITEM {i}: check the README; change nothing.",
                                                         "to": "agent-1", "request_id": f"bench-{i}"}),
@@ -174,7 +178,9 @@ def bench_assign(codex: str, root: Path, n: int) -> None:
     model.converse("WORK-ITEM", default_text=WORKER_REPORT)
     with MockServer(model) as server:
         b = Bench(root, 1, codex, server.url)
-        lead_args = codex_offline_args(server.url, plugins=True)
+        catalog = apply_patch_catalog(codex, root / "catalog.json")
+        lead_args = [*codex_offline_args(server.url, plugins=True),
+                     "-c", f"model_catalog_json={json.dumps(str(catalog))}"]
         (root / "work" / "boss").mkdir(parents=True)
         with b.config.open("a") as f:
             f.write(f'\n[agents.boss]\nhome = "{root / "homes" / "boss"}"\ncwd = "{root / "work" / "boss"}"\n'
