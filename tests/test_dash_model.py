@@ -6,6 +6,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.cells import cell_len
 
 from fleet.dash.model import build_view, cell, clip, fit_widths, pane_text
 from fleet.untrusted import is_dangerous
@@ -172,7 +173,7 @@ HEADERS = ("AGENT", "STATE", "ROLE", "LEASE", "ASSIGNMENT", "LAST TURN", "FOR")
 @given(st.lists(st.tuples(*[st.text(max_size=90)] * len(HEADERS)), max_size=8), st.integers(-5, 250))
 def test_fitted_columns_fit_and_never_hide_a_header(rows: list[tuple[str, ...]], available: int) -> None:
     widths = fit_widths(HEADERS, rows, available)
-    natural = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(HEADERS)]
+    natural = [max([len(h), *(cell_len(r[i]) for r in rows)]) for i, h in enumerate(HEADERS)]
     assert all(w >= len(h) for w, h in zip(widths, HEADERS, strict=True))
     assert all(w <= n for w, n in zip(widths, natural, strict=True))
     if sum(natural) + 2 * len(HEADERS) <= available or available <= 0:
@@ -182,8 +183,17 @@ def test_fitted_columns_fit_and_never_hide_a_header(rows: list[tuple[str, ...]],
     for row in rows:
         for text, width in zip(row, widths, strict=True):
             shown = clip(text, width)
-            assert len(shown) <= width
-            assert shown == text or (shown.endswith("…") and text.startswith(shown[:-1]))
+            assert cell_len(shown) <= width  # terminal cells: a wide (CJK) character takes two
+            kept = shown[:-1]
+            assert shown == text or (shown.endswith("…") and (text.startswith(kept) or (
+                kept.endswith(" ") and text.startswith(kept[:-1]))))  # a straddling wide char became a space
+
+
+def test_wide_characters_are_clipped_by_cells_with_an_ellipsis() -> None:
+    assert clip("日本語のテキスト", 6) == "日本 …"  # 5 cells kept: two wide chars, then half of one as a space
+    assert clip("日本語のテキスト", 7) == "日本語…"
+    assert clip("日本語", 6) == "日本語"
+    assert fit_widths(("AGENT",), [("日本語のエージェント",)], 0) == (20,)
 
 
 def test_a_full_assignment_id_is_shortened_to_its_tail_in_the_agents_row_and_kept_in_its_detail() -> None:

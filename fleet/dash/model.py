@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from rich.cells import cell_len, set_cell_size
+
 from fleet.untrusted import one_line
 from fleet.vocab import AGENT_STATES
 from fleet.work.lifecycle import OPEN_STATES
@@ -59,13 +61,13 @@ def fit_widths(headers: Sequence[str], rows: Iterable[Sequence[str]], available:
     on both sides): each column as wide as its widest cell, unless that overflows; then the widest
     columns are capped at one common width, the largest that fits, never below their header. With
     `available` <= 0 (not laid out yet) or too small for the headers, no column is capped below them."""
-    natural = [len(h) for h in headers]
+    natural = [cell_len(h) for h in headers]
     for row in rows:
-        natural = [max(n, len(c)) for n, c in zip(natural, row, strict=False)]
+        natural = [max(n, cell_len(c)) for n, c in zip(natural, row, strict=False)]
     budget = available - 2 * padding * len(headers)
     if available <= 0 or sum(natural) <= budget:
         return tuple(natural)
-    floor = [len(h) for h in headers]
+    floor = [cell_len(h) for h in headers]
     cap = max(natural)
     while cap > 0 and sum(max(f, min(n, cap)) for f, n in zip(floor, natural, strict=True)) > budget:
         cap -= 1
@@ -73,8 +75,11 @@ def fit_widths(headers: Sequence[str], rows: Iterable[Sequence[str]], available:
 
 
 def clip(text: str, width: int) -> str:
-    """`text` cut to `width` characters, the last one an ellipsis when cut."""
-    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+    """`text` cut to `width` terminal cells (a CJK character takes two), the last one an ellipsis when
+    cut; a wide character that would straddle the cut becomes a space."""
+    if cell_len(text) <= width:
+        return text
+    return set_cell_size(text, max(0, width - 1)) + "…" if width > 0 else ""
 
 
 def ago(seconds: float | None) -> str:
