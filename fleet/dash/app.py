@@ -387,12 +387,13 @@ class DashApp(App[str | None]):
                      error=True)
             return
 
-        def cancel(yes: bool | None) -> None:
+        def cancel(yes: bool | None) -> None:  # a turn still working on it is stopped too (`--interrupt`)
             if yes:
-                self._run(f"cancel {assignment}", "assignment_cancel", {"assignment": assignment},
-                          lambda r: "cancelled" if r["cancelled"] else f"not cancelled: it is {r['state']}")
+                self._run(f"cancel {assignment}", "assignment_cancel", {"assignment": assignment, "interrupt": True},
+                          lambda r: (("cancelled, its turn interrupted" if r.get("interrupted") else "cancelled")
+                                     if r["cancelled"] else f"not cancelled: it is {r['state']}"))
 
-        self.push_screen(ConfirmScreen(f"Cancel assignment {assignment}?"), cancel)
+        self.push_screen(ConfirmScreen(f"Cancel assignment {assignment} (and interrupt its turn if it runs)?"), cancel)
 
     def _selected_assignment(self) -> str | None:
         table = self.query_one("#assignments", DataTable)

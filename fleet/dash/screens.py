@@ -18,7 +18,7 @@ KEYS: Final = (
     ("d", "deny it, with a message the model reads"),
     ("s", "send the selected agent a prompt"),
     ("i", "interrupt its running turn"),
-    ("c", "cancel the selected assignment (asks to confirm)"),
+    ("c", "cancel the selected assignment, interrupting its turn (asks to confirm)"),
     ("u", "start the selected agent"),
     ("x", "stop the selected agent (asks to confirm)"),
     ("t", "run one watchdog tick now"),

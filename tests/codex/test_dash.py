@@ -50,8 +50,9 @@ def test_rows_show_states_a_change_and_c_cancels_a_real_assignment(fleet_factory
             await pilot.press("c")
             await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
             await pilot.press("y")
-            await until(pilot, lambda: f"cancel {aid}: cancelled" in message(app), timeout=30)
+            await until(pilot, lambda: f"cancel {aid}: cancelled, its turn interrupted" in message(app), timeout=30)
             await until(pilot, lambda: app.view.assignments and app.view.assignments[0].state == "cancelled")
+            await until(pilot, lambda: states(app).get("agent-1") == "idle", timeout=30)  # stopped, model still busy
             busy.set()
         return aid
 
