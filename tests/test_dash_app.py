@@ -229,3 +229,37 @@ def test_a_poll_landing_after_quit_is_dropped_not_raised(fleet_factory: Callable
     polls = app.polls
     app.on_polled(late[0])  # the screen is gone: dropped, no NoMatches
     assert app.polls == polls
+
+
+def test_q_while_an_action_runs_says_so_and_quits_when_it_ends(fleet_factory: Callable[..., Fleet]) -> None:
+    """An action is never cut halfway: the first q names the action it waits for and the app quits when
+    that ends. The real tick runs; it is only held at its start until the test lets it go."""
+    import threading
+
+    f = fleet_factory(1)
+    app = DashApp(Client(str(f.path)), poll_seconds=60)
+    release = threading.Event()
+    real_call = app.client.call
+
+    def held_call(op: str, args: dict[str, Any]) -> dict[str, Any]:
+        if op == "watchdog_tick":
+            release.wait(30)
+        return real_call(op, args)
+
+    app.client.call = held_call  # type: ignore[method-assign]
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await until(pilot, lambda: app.view is not None and len(app.view.agents) == 1)
+            await pilot.press("t")
+            await until(pilot, lambda: "watchdog tick ..." in message(app))
+            await pilot.press("q")
+            await until(pilot, lambda: "quitting when watchdog tick ends" in message(app))
+            await pilot.pause(0.3)
+            assert app.is_running  # still up, waiting for the tick
+            release.set()
+            await until(pilot, lambda: not app.is_running or app._exit)
+
+    asyncio.run(main())
+    ticks = [r for r in f.audit() if r.get("event") == "watchdog_tick"]
+    assert [r["surface"] for r in ticks] == ["dash"]  # the tick ran to its end

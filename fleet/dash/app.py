@@ -117,6 +117,8 @@ class DashApp(App[str | None]):
         self._widths: dict[str, tuple[int, ...]] = {}
         self._polling = False
         self._poll_error = False
+        self._quit_after_action = False
+        self._actions: list[str] = []  # the labels of the actions in flight, oldest first
 
     # ---- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -303,6 +305,7 @@ class DashApp(App[str | None]):
     def _run(self, label: str, op: str, args: dict[str, Any], done: Callable[[dict[str, Any]], str]) -> None:
         """Run an operation on a worker thread; say what came of it; poll again."""
         self.say(f"{label} ...")
+        self._actions.append(label)
 
         def work() -> None:
             try:
@@ -310,14 +313,27 @@ class DashApp(App[str | None]):
                 line, failed = done(result), False
             except Exception as exc:
                 line, failed = error_line(exc), True
-            self.call_from_thread(self._after_action, f"{label}: {line}", failed)
+            self.call_from_thread(self._after_action, label, f"{label}: {line}", failed)
 
         self.run_worker(work, thread=True, group="action", exit_on_error=False)
 
-    def _after_action(self, line: str, failed: bool) -> None:
+    def _after_action(self, label: str, line: str, failed: bool) -> None:
+        self._actions.remove(label)
         self.say(line, error=failed)
+        if self._quit_after_action and not self._actions:
+            self.exit(self.return_value)
+            return
         self.poller.want_status()
         self.poll()
+
+    async def action_quit(self) -> None:
+        """Quit. An action still running (a send, a tick) is never cut halfway: the first `q` says which
+        one it waits for and quits when it ends; a second `q` quits now (still waiting for it, quietly)."""
+        if self._actions and not self._quit_after_action:
+            self._quit_after_action = True
+            self.say(f"quitting when {self._actions[0]} ends (q again: quit now)")
+            return
+        self.exit(self.return_value)
 
     def _agent(self) -> str | None:
         if self.selected is None:

@@ -24,7 +24,7 @@ KEYS: Final = (
     ("t", "run one watchdog tick now"),
     ("/", "filter the tables (empty: show all)"),
     ("?", "this list"),
-    ("q", "quit"),
+    ("q", "quit (an action still running ends first)"),
 )
 
 _CSS: Final = """
