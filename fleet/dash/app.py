@@ -327,11 +327,11 @@ class DashApp(App[str | None]):
         self.poll()
 
     async def action_quit(self) -> None:
-        """Quit. An action still running (a send, a tick) is never cut halfway: the first `q` says which
-        one it waits for and quits when it ends; a second `q` quits now (still waiting for it, quietly)."""
-        if self._actions and not self._quit_after_action:
+        """Quit. An action still running (a send, a tick) is never cut halfway: `q` then says which one
+        it waits for, and the app quits when the last one ends."""
+        if self._actions:
             self._quit_after_action = True
-            self.say(f"quitting when {self._actions[0]} ends (q again: quit now)")
+            self.say(f"quitting when {self._actions[0]} ends")
             return
         self.exit(self.return_value)
 
