@@ -39,6 +39,10 @@ Handler = Callable[..., dict[str, Any]]
 AGENT: Final = {"type": "string", "pattern": AGENT_NAME, "description": "Agent name."}
 AGENTS: Final = {"type": "array", "items": AGENT, "maxItems": 100, "uniqueItems": True,
                  "description": "Agent names (default: all)."}
+APPROVAL_REQUEST: Final = {
+    "type": "string", "pattern": "^ap-[0-9a-f]{16}$",
+    "description": "The approval request you looked at (fleet_status: the agent's approval.request); "
+                   "refused with approval_changed if the agent now waits on another one. Give it."}
 HOLDER: Final = {"type": "string", "pattern": HOLDER_PATTERN,
                  "description": "Lease holder (default: you)."}
 TOKEN: Final = {"type": "integer", "minimum": 1, "maximum": 2**53,
@@ -347,11 +351,12 @@ REGISTRY: Final[dict[str, Operation]] = {
                                    "description": "How many recent ticks that acted to show."}},
             (), _out("fleet", "last_tick", "recent"), _WATCHDOG_OPS + "watchdog_status"),
         _op("agent_approve", "approve", "Allow the command the agent waits on (held by fleet's approval hook).",
-            "mutating", {"agent": AGENT, **LEASED}, ("agent",), _out("agent", "request", "decision"),
-            _WATCHDOG_OPS + "agent_approve"),
+            "mutating", {"agent": AGENT, "request": APPROVAL_REQUEST, **LEASED}, ("agent",),
+            _out("agent", "request", "decision"), _WATCHDOG_OPS + "agent_approve"),
         _op("agent_deny", "deny", "Deny the command the agent waits on; the model sees the message.", "mutating",
             {"agent": AGENT, "message": {"type": "string", "maxLength": 2000, "default": "",
-                                         "description": "Why: the model reads it."}, **LEASED},
+                                         "description": "Why: the model reads it."},
+             "request": APPROVAL_REQUEST, **LEASED},
             ("agent",), _out("agent", "request", "decision"), _WATCHDOG_OPS + "agent_deny"),
     )
 }

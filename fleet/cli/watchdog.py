@@ -138,17 +138,24 @@ def _show_units(result: dict[str, Any], as_json: bool) -> None:
         print(f"  {command}")
 
 
-def approve_cmd(agent: AgentArg, holder: HolderOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+RequestOpt = Annotated[str | None, typer.Option(
+    "--request", "-r", help="The approval request id you saw (`fleet status AGENT`): refused with approval_changed "
+    "if the agent now waits on another command.")]
+
+
+def approve_cmd(agent: AgentArg, request: RequestOpt = None, holder: HolderOpt = None, token: TokenOpt = None,
+                as_json: JsonOpt = False) -> None:
     """Allow the command the agent waits on (held by fleet's approval hook); no keystrokes."""
-    run("agent_approve", {"agent": agent, "holder": holder, "token": token}, as_json, _render_answer)
+    run("agent_approve", {"agent": agent, "request": request, "holder": holder, "token": token}, as_json,
+        _render_answer)
 
 
 def deny_cmd(agent: AgentArg, message: Annotated[str | None, typer.Option(
-        "--message", "-m", help="Why; the model reads it.")] = None,
+        "--message", "-m", help="Why; the model reads it.")] = None, request: RequestOpt = None,
         holder: HolderOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Deny the command the agent waits on; the model sees the message."""
-    run("agent_deny", {"agent": agent, "message": message, "holder": holder, "token": token}, as_json,
-        _render_answer)
+    run("agent_deny", {"agent": agent, "message": message, "request": request, "holder": holder, "token": token},
+        as_json, _render_answer)
 
 
 def _render_answer(r: dict[str, Any]) -> None:

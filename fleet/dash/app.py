@@ -363,18 +363,26 @@ class DashApp(App[str | None]):
         self.push_screen(AskScreen("Filter (words that must all appear in a row; empty shows all):",
                                    self.filter_text), apply)
 
+    def _shown_request(self, agent: str) -> dict[str, str]:
+        """The approval request the screen shows for `agent`: approve/deny answer that one, or are refused
+        (`approval_changed`) when the agent waits on another by the time the key is pressed."""
+        row = next((r for r in self.view.approvals if r.agent == agent), None) if self.view else None
+        return {"request": row.request} if row is not None and row.request else {}
+
     def action_approve(self) -> None:
         if (agent := self._agent()) is not None:
-            self._run(f"approve {agent}", "agent_approve", {"agent": agent},
+            self._run(f"approve {agent}", "agent_approve", {"agent": agent, **self._shown_request(agent)},
                       lambda r: f"{r['decision']} request {r['request']}")
 
     def action_deny(self) -> None:
         if (agent := self._agent()) is None:
             return
 
+        shown = self._shown_request(agent)  # the request on screen as the dialog opens
+
         def deny(message: str | None) -> None:
             if message is not None:
-                self._run(f"deny {agent}", "agent_deny", {"agent": agent, "message": message},
+                self._run(f"deny {agent}", "agent_deny", {"agent": agent, "message": message, **shown},
                           lambda r: f"{r['decision']} request {r['request']}")
 
         self.push_screen(AskScreen(f"Deny {agent}'s pending command; message for the model (may be empty):"), deny)

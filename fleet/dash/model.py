@@ -142,6 +142,7 @@ class ApprovalRow:
     waiting: str
     command: str
     justification: str
+    request: str | None = None  # the request id shown: approve/deny answer this one or are refused
 
     def cells(self) -> tuple[str, ...]:
         return (self.agent, self.waiting, self.command, self.justification)
@@ -265,7 +266,8 @@ def _approval_rows(agents: Iterable[Mapping[str, Any]], now: float) -> list[Appr
         since = ap.get("since")
         out.append(ApprovalRow(agent=cell(a.get("name"), 40),
                                waiting=ago(now - since) if isinstance(since, int | float) else "-",
-                               command=cell(command, 80), justification=cell(ap.get("justification") or "-", 80)))
+                               command=cell(command, 80), justification=cell(ap.get("justification") or "-", 80),
+                               request=ap["request"] if isinstance(ap.get("request"), str) else None))
     return out
 
 

@@ -26,6 +26,13 @@ class NoPendingApproval(FleetError):
     code = "no_pending_approval"
 
 
+class ApprovalChanged(FleetError):
+    """The agent now waits on another request than the one the caller looked at (answered, timed out
+    or replaced meanwhile): answering would allow or deny a command nobody has seen."""
+
+    code = "approval_changed"
+
+
 class ApprovalNotHeld(FleetError):
     """The hook stopped holding the call: Codex's own dialog is open and only the pane can answer."""
 
@@ -56,17 +63,20 @@ def watchdog_status(svc: Service, *, ticks: int) -> dict[str, Any]:
     }
 
 
-def agent_approve(svc: Service, *, agent: str, holder: str | None = None, token: int | None = None) -> dict[str, Any]:
-    return _answer(svc, agent, "allow", "", holder, token)
+def agent_approve(svc: Service, *, agent: str, request: str | None = None, holder: str | None = None,
+                  token: int | None = None) -> dict[str, Any]:
+    return _answer(svc, agent, "allow", "", request, holder, token)
 
 
-def agent_deny(svc: Service, *, agent: str, message: str, holder: str | None = None,
+def agent_deny(svc: Service, *, agent: str, message: str, request: str | None = None, holder: str | None = None,
                token: int | None = None) -> dict[str, Any]:
-    return _answer(svc, agent, "deny", message, holder, token)
+    return _answer(svc, agent, "deny", message, request, holder, token)
 
 
-def _answer(svc: Service, agent: str, decision: Literal["allow", "deny"], message: str, holder: str | None,
-            token: int | None) -> dict[str, Any]:
+def _answer(svc: Service, agent: str, decision: Literal["allow", "deny"], message: str, expected: str | None,
+            holder: str | None, token: int | None) -> dict[str, Any]:
+    """Answer the approval `agent` waits on; `expected` (the request id the caller saw, in `fleet_status`)
+    makes it refuse with `approval_changed` when the agent now waits on another one."""
     spec = svc.config.agent(agent)
     rt = svc.runtime
     who = svc.holder_for(holder)
@@ -78,6 +88,11 @@ def _answer(svc: Service, agent: str, decision: Literal["allow", "deny"], messag
                                     f"wired can only be answered at the pane (`fleet attach {agent}`).",
                                     agent=agent)
         request = str(waiting["request"])
+        if expected is not None and expected != request:
+            raise ApprovalChanged(
+                f"Agent {agent!r} no longer waits on approval request {expected}; it waits on {request} now.",
+                hint=f"See its command with `fleet status {agent}`, then answer that one (--request {request}).",
+                agent=agent, request=request, expected=expected)
         if not waiting.get("held"):
             raise ApprovalNotHeld(
                 f"Fleet's hook stopped holding {agent}'s approval request {request} (it waited its time out), "

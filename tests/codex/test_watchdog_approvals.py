@@ -53,7 +53,13 @@ def test_approve_lets_the_held_command_run(fleet_factory: Callable[..., Fleet], 
     assert status["approval"]["command"] == "touch approved.txt"
     assert status["approval"]["justification"] == "I need to run touch approved.txt for the task"
     assert status["approval"]["held"] is True
-    answer = f.json("approve", "agent-1")
+    request = status["approval"]["request"]
+    stale = f.cli("approve", "agent-1", "--request", "ap-0123456789abcdef", "--json")  # a request seen earlier
+    assert stale.returncode != 0
+    assert json.loads(stale.stdout)["error"]["code"] == "approval_changed"
+    assert request in json.loads(stale.stdout)["error"]["message"]  # names the one it waits on now
+    assert f.status("agent-1")["state"] == "waiting_approval"  # nothing was answered
+    answer = f.json("approve", "agent-1", "--request", request)
     assert (answer["decision"], answer["applied"], answer["command"]) == ("allow", True, "touch approved.txt")
     wait_until((f.root / "work" / "agent-1" / "approved.txt").exists, timeout=30)
     wait_until(lambda: f.status("agent-1")["state"] == "idle", timeout=30)
