@@ -254,3 +254,18 @@ def test_a_directory_is_private_exactly_when_group_and_others_cannot_write(
             check_private_dir(d)
     else:
         check_private_dir(d)
+
+
+def test_a_restart_is_refused_like_a_start_when_the_layout_exposes_fleets_files(
+        fleet_factory: Callable[..., Fleet]) -> None:
+    """The watchdog restarts a crashed agent from a timer: a config edited since `up` (a worker whose
+    sandbox now reaches the state dir) must stop the restart as it stops `up`, before tmux or Codex."""
+    from fleet.errors import ControlPlaneExposed
+    from fleet.service import Service
+    from fleet.service.agents import restart_agent
+
+    f = fleet_factory(1, agent_extra='role = "worker"\n')
+    svc = Service(str(f.path))
+    with pytest.raises(ControlPlaneExposed, match="Not starting"):
+        restart_agent(svc, svc.config.agent("agent-1"), None)
+    assert not (f.root / "homes" / "agent-1").exists()  # nothing prepared

@@ -117,7 +117,10 @@ def _start_many(svc: Service, specs: list[AgentSpec], deadline: float) -> dict[s
 
 def restart_agent(svc: Service, spec: AgentSpec, session_id: str | None) -> dict[str, Any]:
     """Restart an agent in its session with `codex resume <session_id>`, a lead
-    with fleet's plugin ensured in its home first. The caller holds the agent's lease."""
+    with fleet's plugin ensured in its home first. The caller holds the agent's lease. Refused like a
+    start (`control_plane_exposed`) when the config changed since so that an agent could write fleet's
+    files: the watchdog restarts from a timer, with nobody looking."""
+    refuse_exposed_control_plane(svc)
     rt = svc.runtime
     pane = rt.session_to_restart(spec)
     from .worktree import ensure_agent_worktree  # noqa: PLC0415 (start-up: see the module docstring)
