@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Final, NoReturn
 
 from .errors import InvalidInput
@@ -47,14 +46,13 @@ def parse_tokens(value: str | int, *, what: str = "budget") -> int:
     if match is None:
         _fail(what, raw, "it is not a positive number with an optional unit k, m or b")
     whole, frac, unit = match.groups()
-    try:
-        exact = Decimal(whole.replace("_", "") + (f".{frac}" if frac else "")) * _UNITS[unit]
-    except InvalidOperation:  # pragma: no cover  (the grammar admits only digits)
-        _fail(what, raw, "it is not a number")
-    if exact != exact.to_integral_value():
+    frac = frac or ""
+    scaled = int(whole.replace("_", "") + frac) * _UNITS[unit]  # exact: integers only, no float
+    tokens, rest = divmod(scaled, 10 ** len(frac))
+    if rest:
         _fail(what, raw, "it is not a whole number of tokens",
-              hint=f"Use fewer decimals ({format_tokens(int(exact))} is close), {_EXAMPLES}.")
-    return _bounded(what, raw, int(exact))
+              hint=f"Use fewer decimals ({format_tokens(tokens)} is close), {_EXAMPLES}.")
+    return _bounded(what, raw, tokens)
 
 
 def format_tokens(tokens: int) -> str:
@@ -64,8 +62,9 @@ def format_tokens(tokens: int) -> str:
     for unit in ("b", "m", "k"):
         size = _UNITS[unit]
         if tokens >= size and (tokens * 1000) % size == 0:  # at most three decimals, exact
-            text = f"{Decimal(tokens) / size:f}"
-            return (text.rstrip("0").rstrip(".") if "." in text else text) + unit
+            whole, rest = divmod(tokens, size)
+            frac = f"{rest * 1000 // size:03d}".rstrip("0")
+            return f"{whole}{'.' + frac if frac else ''}{unit}"
     return str(tokens)
 
 
@@ -80,6 +79,15 @@ def counted(usage: Mapping[str, object] | None) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             total += value
     return total
+
+
+def budget_use(budget: int | None, usage: Mapping[str, object] | None) -> dict[str, int | bool] | None:
+    """How an assignment stands against its budget: `used` (`counted`), `left` (negative once over)
+    and `over` (used passed the budget); None without a budget."""
+    if budget is None:
+        return None
+    used = counted(usage)
+    return {"used": used, "left": budget - used, "over": used > budget}
 
 
 def _bounded(what: str, raw: str, tokens: int) -> int:
