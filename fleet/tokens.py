@@ -56,7 +56,8 @@ def parse_tokens(value: str | int, *, what: str = "budget") -> int:
 
 
 def format_tokens(tokens: int) -> str:
-    """`tokens` the short way `parse_tokens` reads back exactly: `200k`, `1.5m`, `1.234k`, `950`."""
+    """`tokens` the short way `parse_tokens` reads back exactly: `200k`, `1.5m`, `5.1k`, `1001`: never
+    longer than the plain number."""
     if tokens < 0:
         return "-" + format_tokens(-tokens)
     for unit in ("b", "m", "k"):
@@ -64,7 +65,8 @@ def format_tokens(tokens: int) -> str:
         if tokens >= size and (tokens * 1000) % size == 0:  # at most three decimals, exact
             whole, rest = divmod(tokens, size)
             frac = f"{rest * 1000 // size:03d}".rstrip("0")
-            return f"{whole}{'.' + frac if frac else ''}{unit}"
+            short = f"{whole}{'.' + frac if frac else ''}{unit}"
+            return short if len(short) <= len(str(tokens)) else str(tokens)
     return str(tokens)
 
 
