@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.config.watchdog import Policy
-from fleet.watchdog.budget import BudgetFacts, budget_report_request, budget_step, open_turn_tokens
+from fleet.service.budgets import budget_report_request
+from fleet.watchdog.budget import BudgetFacts, budget_step, open_turn_tokens
 from fleet.watchdog.decide import AgentFacts, Ladder, OpenAssignment, decide
 
 T0 = 1_800_000_000.0

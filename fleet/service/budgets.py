@@ -15,11 +15,12 @@ from typing import Any
 from fleet.agents.codex import read_rollout
 from fleet.agents.journal import turn_usages
 from fleet.config import AgentSpec
-from fleet.tokens import counted
+from fleet.tokens import counted, format_tokens
 from fleet.vocab import FAIL_OVER_BUDGET, WATCHDOG_HOLDER
-from fleet.watchdog.budget import ASKED_EVENT, BudgetFacts, budget_report_request, open_turn_tokens
+from fleet.watchdog.budget import ASKED_EVENT, BudgetFacts, open_turn_tokens
 from fleet.watchdog.facts import JournalFacts
 from fleet.work.ledger import Ledger
+from fleet.work.prompt import REPORT_CONTRACT
 
 from .assign import deliver
 from .core import Service
@@ -43,6 +44,14 @@ def budget_facts(ledger: Ledger, row: Mapping[str, Any] | None, events: list[dic
     asked = [e.time for e in ledger.events_for(str(row["id"])) if e.kind == ASKED_EVENT]
     return BudgetFacts(budget=int(row["budget"]), used=counted(row.get("usage")) + extra,
                        asked_at=max(asked) if asked else None)
+
+
+def budget_report_request(assignment: str, used: int, budget: int) -> str:
+    """The report request sent after the budget's interrupt."""
+    return (f"The fleet watchdog stopped your turn: assignment {assignment} has used {format_tokens(used)} tokens "
+            f"({used}), past its budget of {format_tokens(budget)} ({budget}). Do no more work on it. Report now "
+            "with what you have (status partial or blocked if it is unfinished, and say what is left); without a "
+            f"valid report the assignment fails as over_budget.\n\n{REPORT_CONTRACT}")
 
 
 def interrupt_for_budget(svc: Service, spec: AgentSpec, holder: str, assignment: str,

@@ -29,7 +29,6 @@ from typing import Final, Literal, NamedTuple
 
 from fleet.durations import format_duration
 from fleet.tokens import counted, format_tokens
-from fleet.work.prompt import REPORT_CONTRACT
 
 BudgetStepKind = Literal["interrupt", "wait", "fail"]
 #: The ledger event the tick records for the interrupt (`watchdog_<action>`): the rule's memory.
@@ -85,10 +84,3 @@ def open_turn_tokens(running: Mapping[str, object] | None, journaled: Mapping[st
         return 0
     return max(0, counted(running) - counted(journaled))
 
-
-def budget_report_request(assignment: str, used: int, budget: int) -> str:
-    """The report request sent after the interrupt."""
-    return (f"The fleet watchdog stopped your turn: assignment {assignment} has used {format_tokens(used)} tokens "
-            f"({used}), past its budget of {format_tokens(budget)} ({budget}). Do no more work on it. Report now "
-            "with what you have (status partial or blocked if it is unfinished, and say what is left); without a "
-            f"valid report the assignment fails as over_budget.\n\n{REPORT_CONTRACT}")
