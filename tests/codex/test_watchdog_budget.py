@@ -51,8 +51,9 @@ def held(mock_model: MockServer) -> bool:
         return any(last_input_type(b) == "function_call_output" for b in mock_model.model.requests)
 
 
-def assign_with_budget(f: Fleet, budget: str) -> str:
-    out = f.json("assign", "Count the files.", "--to", "agent-1", "--budget", budget, "--holder", "lead:test")
+def assign_with_budget(f: Fleet, *budget: str) -> str:
+    """`fleet assign` with `--budget B` given, or without: then the agent's `budget` is the assignment's."""
+    out = f.json("assign", "Count the files.", "--to", "agent-1", *budget, "--holder", "lead:test")
     assert (out["state"], out["budget"]) == ("sent", 1000), out
     return str(out["assignment"])
 
@@ -64,7 +65,7 @@ def test_a_budget_passed_mid_turn_interrupts_it_and_the_report_it_asks_for_ends_
     gate = threading.Event()
     over_budget_turn(mock_model, gate, Step(text=REPORT))
     try:
-        aid = assign_with_budget(f, "1k")
+        aid = assign_with_budget(f, "--budget", "1k")
         prompt = f.json("show", aid)["prompt"]
         assert "Token budget: 1k tokens (1000)" in prompt
         wait_until(lambda: held(mock_model) and f.status("agent-1")["state"] == "working", timeout=30)
@@ -93,13 +94,15 @@ def test_a_budget_passed_mid_turn_interrupts_it_and_the_report_it_asks_for_ends_
 
 def test_no_report_after_the_budget_interrupt_fails_the_assignment_over_budget(
         fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
-    f = fleet_factory(1, model=mock_model, extra=policy())
+    """The budget here is the agent's own, from fleet.toml."""
+    f = fleet_factory(1, model=mock_model, extra=policy(), agent_extra="budget = 1000")
     f.json("up")
     mock_model.model.default_text = NO_REPORT  # the report request, and the Stop hook's ask, get no report
     gate = threading.Event()
     over_budget_turn(mock_model, gate)
     try:
-        aid = assign_with_budget(f, "1000")
+        aid = assign_with_budget(f)
+        assert "Token budget: 1k tokens (1000)" in f.json("show", aid)["prompt"]
         wait_until(lambda: held(mock_model) and f.status("agent-1")["state"] == "working", timeout=30)
         seen = ticks_until(f, lambda acts: any(a["action"] == "fail_over_budget" for a in acts))
     finally:
