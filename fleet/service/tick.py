@@ -49,6 +49,7 @@ from fleet.fsutil import read_jsonl_tail
 from fleet.leases import lease_state
 from fleet.vocab import WATCHDOG_HOLDER, AgentState, assignment_holder
 from fleet.watchdog import policyfile
+from fleet.watchdog.budget import BudgetFacts
 from fleet.watchdog.decide import Action, ActionKind, AgentFacts, advance, crash_streak, decide_all, lease_kind
 from fleet.watchdog.facts import JournalFacts, build_facts, fold_journal
 from fleet.watchdog.store import AgentRecord, LadderRecord, WatchdogStore
@@ -252,8 +253,9 @@ class _Tick:
             out = [replace(f, lead_state=lead_state) for f in out]  # for `decide` only: `self.seen` needs none
         return out
 
-    def _budget(self, row: dict[str, Any], events: list[dict[str, Any]], journal: JournalFacts) -> Any:
-        return self._from_ledger(lambda ledger: budget_facts(ledger, row, events, journal), None)
+    def _budget(self, row: dict[str, Any], events: list[dict[str, Any]], journal: JournalFacts) -> BudgetFacts | None:
+        found: BudgetFacts | None = self._from_ledger(lambda ledger: budget_facts(ledger, row, events, journal), None)
+        return found
 
     def _lease_holder(self, agent: str) -> str | None:
         try:
