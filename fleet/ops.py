@@ -77,6 +77,11 @@ ASSIGN_PROPS: Final = {
                  "description": "How long the agent has, e.g. 30m, 2h, 1h30m (default 1h, at most ~1 day)."},
     "queue": {"type": "boolean", "default": False,
               "description": "If no agent can take it now, keep it queued (sent by dispatch) instead of failing."},
+    "budget": {"type": ["string", "integer"], "minLength": 1, "maxLength": 32, "minimum": 1,
+               "description": "Token budget, e.g. 200k, 1.5m or 250000: input + output tokens (cached input "
+                              "included) of all its turns. Past it the watchdog interrupts the turn and asks "
+                              "for the report; none within report_grace fails it as over_budget. Default: the "
+                              "agent's budget in fleet.toml, if any."},
     "request_id": REQUEST_ID,
     "repo": {"type": "string", "minLength": 1, "maxLength": 4096,
              "description": "Only agents working in worktrees of this repository (a path); inferred when every "

@@ -84,6 +84,14 @@ def assignment_holder(assignment_id: str) -> str:
     return f"assignment:{assignment_id}"
 
 
+# --- Why an assignment failed --------------------------------------------------------------------
+
+#: Stable codes for a failed assignment's reason (in the `failed` event's details as `code`; the
+#: reason itself starts with the code): `over_budget`, its tokens passed its budget and no report
+#: came within the watchdog's grace (`fleet.watchdog.budget`).
+FAIL_OVER_BUDGET: Final = "over_budget"
+FAIL_CODES: Final = frozenset({FAIL_OVER_BUDGET})
+
 # --- Token usage ---------------------------------------------------------------------------------
 
 class TokenUsage(TypedDict):

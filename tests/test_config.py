@@ -127,3 +127,25 @@ def test_a_bad_watchdog_key_names_its_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(cfg)
     assert "$.watchdog.idle_after" in info.value.message
+
+
+def test_a_budget_in_defaults_applies_to_every_agent_and_an_agent_s_own_wins(tmp_path: Path) -> None:
+    text = '[defaults]\nbudget = "200k"\n' + MINIMAL + '[agents.bo]\nhome = "h"\ncwd = "w"\nbudget = 5000\n'
+    cfg = load_config(write(tmp_path, text))
+    assert (cfg.agent("mila").budget, cfg.agent("bo").budget) == (200_000, 5000)
+    assert load_config(write(tmp_path, MINIMAL)).agent("mila").budget is None
+
+
+@pytest.mark.parametrize(("text", "key", "why"), [
+    ('[defaults]\nbudget = "0"\n' + MINIMAL, "$.defaults.budget", "at least 1 token"),
+    (MINIMAL + 'budget = "lots"\n', "$.agents.mila.budget", "not a positive number"),
+    (MINIMAL + "budget = -3\n", "$.agents.mila.budget", "at least 1 token"),
+    (MINIMAL + "budget = 1.5\n", "$.agents.mila.budget", "is not of type"),
+])
+def test_a_bad_budget_names_its_key_path(tmp_path: Path, text: str, key: str, why: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.code == "config_invalid"
+    assert f"{key}: " in info.value.message
+    assert why in info.value.message
+    assert info.value.hint

@@ -26,13 +26,14 @@ from fleet.watchdog.policyfile import sync
 #: Every fleet module the hook process may load, whichever event it handles. Each must itself be
 #: stdlib only; adding one here is a decision about the hook's start-up time.
 ALLOWED = frozenset({
-    "fleet", "fleet.vocab", "fleet.errors", "fleet.fsutil", "fleet.durations", "fleet.shellwords",
+    "fleet", "fleet.vocab", "fleet.errors", "fleet.fsutil", "fleet.durations", "fleet.tokens", "fleet.shellwords",
     "fleet.schemacheck", "fleet.audit", "fleet.logs",
     "fleet.config", "fleet.config.watchdog",
     "fleet.agents", "fleet.agents.approvals", "fleet.agents.journal", "fleet.agents.text",
     "fleet.work", "fleet.work.lifecycle", "fleet.work.report", "fleet.work.scope",
     "fleet.leases", "fleet.leases.files", "fleet.leases.records", "fleet.leases.rules", "fleet.leases.store",
-    "fleet.watchdog", "fleet.watchdog.approval", "fleet.watchdog.decide", "fleet.watchdog.policyfile",
+    "fleet.watchdog", "fleet.watchdog.approval", "fleet.watchdog.budget", "fleet.watchdog.decide",
+    "fleet.watchdog.policyfile",
     "fleet.hooks", "fleet.hooks.gates", "fleet.hooks.hold", "fleet.hooks.approve", "fleet.hooks.programs",
 })
 #: Runs the receiver as its own `__main__` (as `python -S receiver.py` would, the script's directory

@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("agents", "work", "leases"),
     ("config",),
     ("audit", "logs"),
-    ("fsutil", "durations", "untrusted", "schemacheck", "shellwords", "prompttext"),
+    ("fsutil", "durations", "tokens", "untrusted", "schemacheck", "shellwords", "prompttext"),
     ("errors",),
     ("vocab", "__init__"),
 )

@@ -141,3 +141,22 @@ def test_any_task_renders_within_the_cap_with_its_text_intact(task: str, writes:
     assert AS_ID in text
     for s in skills:
         assert f"${s}" in text
+
+
+def test_the_prompt_states_the_budget_what_counts_and_what_happens_past_it() -> None:
+    text = render_prompt(spec(budget=200_000), now=NOW)
+    assert "Token budget: 200k tokens (200000), counted as input plus output tokens (cached input included)" in text
+    assert "the assignment fails as over_budget" in text
+    assert text.index("Token budget") < text.index("```fleet-report")
+    assert "Token budget" not in render_prompt(spec(), now=NOW)
+
+
+@given(st.integers(1, 10**10))
+def test_a_user_template_without_the_budget_placeholder_still_states_the_budget(budget: int) -> None:
+    template = "Work ${assignment_id}: ${task}\n\n${report_contract}\n"
+    check_template(template, "t.md")
+    text = render_prompt(spec(budget=budget), now=NOW, template=template)
+    assert f"({budget}), counted as input plus output" in text
+    assert text.index("Token budget") < text.index("```fleet-report")
+    with_placeholder = render_prompt(spec(budget=budget), now=NOW, template="${budget}\n" + template)
+    assert with_placeholder.count("Token budget") == 1

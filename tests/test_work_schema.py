@@ -153,7 +153,7 @@ def schema_of(path: Path) -> dict[str, list[tuple[object, ...]]]:
 def test_a_fresh_ledger_owns_every_table_of_fleet_db_under_its_version(tmp_path: Path) -> None:
     with Ledger(tmp_path / "new") as ledger:
         path = ledger.path
-    assert version(path) == SCHEMA_VERSION == 4
+    assert version(path) == SCHEMA_VERSION == 5
     tables = set(schema_of(path)) - {"-others"}
     assert tables == set(TABLES) == {"assignments", "events", "request_ids", "watchdog_state", "watchdog_ticks"}
     # the watchdog's tables have exactly the columns and keys its own statements used to make
@@ -163,7 +163,7 @@ def test_a_fresh_ledger_owns_every_table_of_fleet_db_under_its_version(tmp_path:
     # version 3 adds the worktree columns to the version-1 assignments table, after its own
     assert fresh["assignments"][:22] == old["assignments"]
     assert [c[0] for c in fresh["assignments"][22:]] == ["repo", "branch", "base_commit", "verified_commit",
-                                                         "merged_commit", "usage"]
+                                                         "merged_commit", "usage", "budget"]
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -177,12 +177,13 @@ def test_a_version_3_ledger_gains_the_usage_column_in_place_and_keeps_every_row(
         ids = [ledger.create(task=t, holder="lead", actor="lead")[0].id for t in tasks]
         path = ledger.path
     db = sqlite3.connect(path)
+    db.execute("ALTER TABLE assignments DROP COLUMN budget")
     db.execute("ALTER TABLE assignments DROP COLUMN usage")
     db.execute("PRAGMA user_version = 3")
     db.commit()
     db.close()
     with Ledger(base) as ledger:
-        assert version(path) == SCHEMA_VERSION == 4
+        assert version(path) == SCHEMA_VERSION == 5
         assert [ledger.get(i).task for i in ids] == tasks
         assert all(ledger.get(i).usage is None for i in ids)
         if ids:
@@ -192,10 +193,40 @@ def test_a_version_3_ledger_gains_the_usage_column_in_place_and_keeps_every_row(
             assert ledger.get(ids[0]).usage == figures
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.text(min_size=1, max_size=20),
+                               st.none() | st.fixed_dictionaries({"input": st.integers(0, 10**9),
+                                                                  "output": st.integers(0, 10**9)})),
+                     min_size=0, max_size=5),
+       budget=st.integers(1, 10**10))
+def test_a_version_4_ledger_gains_the_budget_column_in_place_and_keeps_every_row(
+        tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, dict[str, int] | None]], budget: int) -> None:
+    """Version 5 adds `assignments.budget` to a version-4 file: every row stays (task and usage),
+    with no budget; a new assignment then stores its budget exactly."""
+    base = tmp_path_factory.mktemp("v4")
+    with Ledger(base) as ledger:
+        ids = [ledger.create(task=t, holder="lead", actor="lead")[0].id for t, _ in rows]
+        for i, (_, usage) in zip(ids, rows, strict=True):
+            if usage is not None:
+                ledger.set_usage(i, usage)
+        path = ledger.path
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE assignments DROP COLUMN budget")
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+    with Ledger(base) as ledger:
+        assert version(path) == SCHEMA_VERSION == 5
+        assert [(ledger.get(i).task, ledger.get(i).usage) for i in ids] == rows
+        assert all(ledger.get(i).budget is None for i in ids)
+        new, _ = ledger.create(task="capped", holder="lead", actor="lead", budget=budget)
+        assert ledger.get(new.id).budget == budget
+
+
 def test_a_fleet_db_of_the_previous_version_migrates_and_keeps_every_row(tmp_path: Path) -> None:
     path = old_fleet_db(tmp_path / "state")
     with Ledger(tmp_path / "state") as ledger:
-        assert version(path) == 4
+        assert version(path) == 5
         assert ledger.get("a-old").task == "old task"
         events = ledger.events_for("a-old")
         assert [e.kind for e in events] == ["created", "transition"]
@@ -210,13 +241,13 @@ def test_a_fleet_db_of_the_previous_version_migrates_and_keeps_every_row(tmp_pat
             store.add_tick(T0 + 60, dry_run=False, ms=7, skipped=None, actions=[])
             assert will_restart(ledger.path, "ada", 60, T0 + 61)
     with Ledger(tmp_path / "state"):  # opening it again changes nothing
-        assert version(path) == 4
+        assert version(path) == 5
 
 
 def test_a_version_1_ledger_whose_watchdog_never_ran_gets_the_watchdog_tables(tmp_path: Path) -> None:
     path = old_fleet_db(tmp_path / "state", watchdog=False)
     with Ledger(tmp_path / "state") as ledger, WatchdogStore(ledger.path) as store:
-        assert version(path) == 4
+        assert version(path) == 5
         assert store.ticks() == []
         store.save_agent(AgentRecord("ada", restarts=2), T0)
         assert store.agents()["ada"].restarts == 2
@@ -268,7 +299,7 @@ def test_processes_opening_an_old_ledger_at_once_migrate_it_once(tmp_path: Path)
     for t in threads:
         t.join()
     assert errors == []
-    assert version(path) == 4
+    assert version(path) == 5
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -288,7 +319,7 @@ def test_any_older_file_migrates_to_the_schema_a_fresh_ledger_has(
         path = old_fleet_db(base / "old", watchdog=watchdog, rows=rows)
     with Ledger(base / "old"):
         pass
-    assert version(path) == SCHEMA_VERSION == 4
+    assert version(path) == SCHEMA_VERSION == 5
     assert schema_of(path) == fresh
 
 

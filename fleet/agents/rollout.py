@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple, TypedDict
 
 from fleet.vocab import TokenUsage, TurnOutcome, add_usage
@@ -65,8 +66,12 @@ class TurnEnd(NamedTuple):
 
 
 class RolloutFacts(NamedTuple):
+    """`usage`: each turn's running token usage so far (ended or not), Codex's figure as above: what
+    a budget counts for a turn still open."""
+
     ends: Mapping[str, TurnEnd]
     rate_limits: RateLimits | None
+    usage: Mapping[str, TokenUsage] = MappingProxyType({})
 
 
 def _number(value: object) -> float | None:
@@ -187,4 +192,5 @@ def facts(records: Iterable[Mapping[str, Any]]) -> RolloutFacts:
                                      limits, used)
         elif kind == "turn_aborted":
             ends[turn] = TurnEnd(turn, "aborted", _timestamp(rec), None, None, limits, used)
-    return RolloutFacts(ends=ends, rate_limits=limits)
+    running = {turn: recorded.get(turn) or add_usage(summed.get(turn, [])) for turn in {*recorded, *summed}}
+    return RolloutFacts(ends=ends, rate_limits=limits, usage=running)

@@ -18,6 +18,7 @@ import typer
 from fleet.untrusted import one_line
 
 from .base import AgentsArg, HolderOpt, JsonOpt, TokenOpt, run
+from .usage import budget_line
 
 #: `fleet wait` exit status when some assignments are still open at the timeout.
 EXIT_PENDING: Final = 5
@@ -74,6 +75,11 @@ def assign_cmd(
         "--request-id", help="Idempotency key: a retry returns the same assignment, never a second prompt.")] = None,
     repo: Annotated[str | None, typer.Option(
         "--repo", help="Only agents working in worktrees of this repository (a path).")] = None,
+    budget: Annotated[str | None, typer.Option(
+        "--budget", help="Token budget: 200k, 1.5m, 250000 (input + output tokens, cached input included, of "
+                         "all its turns). Past it the watchdog interrupts the turn and asks for the report; none "
+                         "within report_grace: failed, over_budget. Default: the agent's `budget` in "
+                         "fleet.toml.")] = None,
     holder: HolderOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Give a task to an agent: route it, send the prompt, return once Codex recorded it."""
@@ -81,8 +87,8 @@ def assign_cmd(
         task = sys.stdin.read()
     run("assignment_create", {"task": task, "to": to, "skills": skills, "write_paths": write_paths,
                               "read_paths": read_paths, "checks": checks, "deadline": deadline, "queue": queue,
-                              "request_id": request_id, "repo": repo, "holder": holder, "token": token}, as_json,
-        _render_created)
+                              "request_id": request_id, "repo": repo, "budget": budget, "holder": holder,
+                              "token": token}, as_json, _render_created)
 
 
 def _row(a: dict[str, Any]) -> str:
@@ -105,6 +111,8 @@ def assignments_cmd(
 def _render_show(r: dict[str, Any]) -> None:
     print(f"{r['id']}: {r['state']}" + (f" ({one_line(r['reason'])})" if r.get("reason") else ""))
     print(f"  agent {r['agent'] or '-'}, holder {r['holder']}, deadline {_when(r['deadline'])}")
+    if r.get("budget") is not None:
+        print(f"  budget: {budget_line(r['budget'], r.get('budget_use'))}")
     print("  task: " + r["task"].replace("\n", "\n        "))
     for key in ("skills", "write_paths", "read_paths", "checks"):
         if r[key]:

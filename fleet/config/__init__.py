@@ -23,8 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple
 
-from fleet.errors import ConfigError, ConfigNotFound, UnknownAgent
+from fleet.errors import ConfigError, ConfigNotFound, FleetError, UnknownAgent
 from fleet.schemacheck import compile_check
+from fleet.tokens import parse_tokens
 from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, BRANCH_NAME, FLEET_NAME
 
 from .watchdog import Policy, parse_policy
@@ -65,6 +66,8 @@ _AGENT_KEYS: dict[str, Any] = {
     # a git repository: the agent works in its own worktree of it (instead of a `cwd`)
     "repo": _STR,
     "base": {"type": "string", "pattern": BRANCH_NAME},
+    # the token budget of each assignment the agent takes without its own (fleet.tokens: 200k, 1.5m)
+    "budget": {"type": ["integer", "string"]},
 }
 
 SCHEMA: Final[dict[str, Any]] = {
@@ -121,6 +124,8 @@ class AgentSpec:
     model: str | None = None
     repo: Path | None = None
     base: str | None = None
+    #: The token budget of an assignment sent to this agent without one of its own (`fleet.tokens`).
+    budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -316,6 +321,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
         agent_name: _agent(agent_name, _merged(defaults, tbl, path, agent_name), base, worktrees)
         for agent_name, tbl in raw["agents"].items()
     }
+    agents = {n: replace(a, budget=_budget(raw, n, path)) for n, a in agents.items()}
     _check_worktrees_dir(agents, worktrees, path, "$.fleet.worktrees_dir" if configured else "$.fleet.state_dir")
     watchdog = parse_policy(raw.get("watchdog"), source=str(path), agents=raw["agents"])
     leads = [a.name for a in agents.values() if a.role == "lead"]
@@ -351,6 +357,19 @@ def _merged(defaults: dict[str, Any], tbl: dict[str, Any], path: Path, name: str
                           hint="Set `cwd = \"PATH\"` (a directory), or `repo = \"PATH\"` (a git repository; "
                                "also possible in [defaults]).", path=str(path), key=f"$.agents.{name}")
     return merged
+
+
+def _budget(raw: dict[str, Any], agent: str, path: Path) -> int | None:
+    """The agent's `budget` (its own, else `[defaults]`), parsed; a bad one names its key path."""
+    own = raw["agents"][agent]
+    where = f"$.agents.{agent}.budget" if "budget" in own else "$.defaults.budget"
+    value = own.get("budget", raw.get("defaults", {}).get("budget"))
+    if value is None:
+        return None
+    try:
+        return parse_tokens(value, what="budget")
+    except FleetError as exc:
+        raise ConfigError(f"{path}: {where}: {exc.message}", hint=exc.hint, path=str(path), key=where) from exc
 
 
 def _check_worktrees_dir(agents: dict[str, AgentSpec], root: Path, path: Path, key: str) -> None:

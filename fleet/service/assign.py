@@ -34,6 +34,7 @@ from fleet.errors import (
     StateConflict,
 )
 from fleet.hooks.gates import HookContext, write_context
+from fleet.tokens import MAX_TOKENS, parse_tokens
 from fleet.vocab import assignment_holder
 from fleet.work.ledger import request_conflict
 from fleet.work.lifecycle import END_STATES
@@ -92,7 +93,7 @@ def compact(a: Assignment) -> dict[str, Any]:
 
 def _created(a: Assignment, duplicate: bool, **extra: Any) -> dict[str, Any]:
     return {"assignment": a.id, "state": a.state, "agent": a.agent, "turn_id": a.turn_id, "deadline": a.deadline,
-            "duplicate": duplicate, **extra}
+            "budget": a.budget, "duplicate": duplicate, **extra}
 
 
 # -- create ------------------------------------------------------------------------------------------
@@ -185,15 +186,19 @@ class _Request:
     key: dict[str, Any]
     #: The assignment template's text, loaded (and checked) once.
     template: str
+    #: Its own token budget (`--budget`); None: the agent's from fleet.toml, if any, when sent.
+    budget: int | None = None
 
 
 def _check_request(svc: Service, *, task: str, deadline: str, queue: bool, to: str | None, skills: list[str] | None,
                    write_paths: list[str] | None, read_paths: list[str] | None, checks: list[str] | None,
-                   holder: str | None, token: int | None, repo: str | None = None) -> _Request:
+                   holder: str | None, token: int | None, repo: str | None = None,
+                   budget: str | int | None = None) -> _Request:
     """Everything `assign` refuses before it routes: task (the one check of its text), deadline,
-    checks, the token, the named agent's role, paths outside the cwd, and a broken template."""
+    budget, checks, the token, the named agent's role, paths outside the cwd, and a broken template."""
     text = check_task(task)
     seconds = parse_duration(deadline, what="deadline", max_seconds=MAX_DEADLINE)
+    tokens = parse_tokens(budget, what="budget") if budget is not None else None
     wanted = tuple(dict.fromkeys(skills or ()))
     commands = tuple(c.strip() for c in checks or ())
     if any(not c or len(c) > MAX_CHECK_CHARS for c in commands):
@@ -220,12 +225,14 @@ def _check_request(svc: Service, *, task: str, deadline: str, queue: bool, to: s
     else:
         stored_write, stored_read = lexical_scope(write_in, "write"), lexical_scope(read_in, "read")
     template = template_text(svc)
-    key = {"task": text, "to": to, "skills": sorted(wanted), "write_paths": write_in, "read_paths": read_in,
-           "checks": list(commands), "deadline": deadline, "queue": queue}
+    key: dict[str, Any] = {"task": text, "to": to, "skills": sorted(wanted), "write_paths": write_in,
+                           "read_paths": read_in, "checks": list(commands), "deadline": deadline, "queue": queue}
     if repo_key is not None:  # only when given: earlier requests' ids keep their sha
         key["repo"] = repo_key
+    if tokens is not None:  # the same
+        key["budget"] = tokens
     return _Request(svc.holder_for(holder), text, seconds, wanted, commands, stored_write, stored_read, to, repo_key,
-                    key, template)
+                    key, template, tokens)
 
 
 
@@ -237,11 +244,12 @@ def _render(svc: Service, req: _Request, agent: str | None, deadline: float) -> 
         spec = svc.config.agent(agent)
         scope, _ = scope_for(spec, req.write, req.read)  # the pool holds only agents it fits
         return render_for(spec, scope, task=req.task, skills=req.skills, checks=req.checks, deadline=deadline,
-                          template=req.template)
+                          template=req.template, budget=req.budget)
     cwd = max((str(s.cwd) for s in svc.config.agents.values()), key=len, default="/")
     render_prompt(PromptSpec(assignment_id="as-" + "0" * 26, task=req.task, cwd=cwd, write_paths=req.write,
                              read_paths=req.read, skills=req.skills, checks=req.checks, deadline=deadline,
-                             role="worker" if req.write else "explorer"), now=time.time(), template=req.template)
+                             role="worker" if req.write else "explorer", budget=req.budget or MAX_TOKENS),
+                  now=time.time(), template=req.template)
     return None
 
 
@@ -249,10 +257,11 @@ def assignment_create(
     svc: Service, *, task: str, deadline: str, queue: bool, to: str | None = None, skills: list[str] | None = None,
     write_paths: list[str] | None = None, read_paths: list[str] | None = None, checks: list[str] | None = None,
     request_id: str | None = None, holder: str | None = None, token: int | None = None, repo: str | None = None,
+    budget: str | int | None = None,
 ) -> dict[str, Any]:
     req = _check_request(svc, task=task, deadline=deadline, queue=queue, to=to, skills=skills,
                          write_paths=write_paths, read_paths=read_paths, checks=checks, holder=holder, token=token,
-                         repo=repo)
+                         repo=repo, budget=budget)
     caller = req.caller
     ledger = svc.ledger
     earlier = _earlier(svc, request_id, req)
@@ -285,7 +294,8 @@ def assignment_create(
         a, duplicate = ledger.create(
             task=req.task, holder=caller, actor=caller, agent=to, skills=req.skills, read_paths=req.read,
             write_paths=req.write, checks=req.checks, deadline=due, request_id=request_id, repo=req.repo,
-            request=req.key, details={"to": to, "queue": queue, "request_id": request_id, "deadline": deadline})
+            budget=req.budget, request=req.key,
+            details={"to": to, "queue": queue, "request_id": request_id, "deadline": deadline, "budget": req.budget})
         if duplicate:
             return _created(a, True)
         chosen = None

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
+from fleet.tokens import budget_use
 from fleet.work.records import Assignment
 
 from .assign import compact, dispatch
@@ -52,6 +53,7 @@ def assignment_get(svc: Service, *, assignment: str) -> dict[str, Any]:
         reconcile(svc, [a.agent])
         a = svc.ledger.get(assignment)
     out = a.to_dict()
+    out["budget_use"] = budget_use(a.budget, a.usage)
     out["events"] = [e.to_dict() for e in svc.ledger.events_for(assignment)]
     return out
 

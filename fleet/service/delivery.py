@@ -120,13 +120,15 @@ def template_text(svc: Service) -> str:
 
 
 def render_for(spec: AgentSpec, scope: Scope, *, task: str, skills: Sequence[str], checks: Sequence[str],
-               deadline: float | None, template: str, assignment_id: str = ID_STAND_IN) -> str:
+               deadline: float | None, template: str, assignment_id: str = ID_STAND_IN,
+               budget: int | None = None) -> str:
     """The assignment prompt for `spec` (its cwd and role), sent now; raises `InvalidInput` or
-    `TextTooLong` for what it cannot state. Without an id, `ID_STAND_IN` stands in for it."""
+    `TextTooLong` for what it cannot state. Without an id, `ID_STAND_IN` stands in for it. `budget`:
+    the assignment's own token budget, else the agent's (`AgentSpec.budget`)."""
     return render_prompt(
         PromptSpec(assignment_id=assignment_id, task=task, cwd=str(spec.cwd), write_paths=scope.write,
                    read_paths=scope.read, skills=tuple(skills), checks=tuple(checks), deadline=deadline,
-                   role=spec.role),
+                   role=spec.role, budget=budget if budget is not None else spec.budget),
         now=time.time(), template=template, tz=datetime.now().astimezone().tzinfo)
 
 
@@ -151,7 +153,7 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
     else:
         try:
             prompt = render_for(spec, scope, task=a.task, skills=a.skills, checks=a.checks, deadline=a.deadline,
-                                template=template_text(svc), assignment_id=a.id)
+                                template=template_text(svc), assignment_id=a.id, budget=a.budget)
         except FleetError as exc:  # a template changed since, or a prompt over the limit for this agent
             raise SendAborted(exc) from exc
     try:  # a repo agent's worktree goes on the assignment's branch first: the snapshot is of that commit
@@ -187,9 +189,11 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
         fail(svc, a.id, spec.name, f"not delivered: {exc.message}", actor=actor, expect=("queued",))
         exc.data["assignment"] = a.id
         raise
+    # an assignment without a budget of its own takes the agent's (`budget` in fleet.toml), as its prompt said
+    inherited = {"budget": spec.budget} if a.budget is None and spec.budget is not None else {}
     sent = svc.ledger.transition(
         a.id, "sent", actor=actor, expect="queued", agent=spec.name, prompt=prompt, receipt=dict(receipt),
-        turn_id=receipt["turn_id"],
+        turn_id=receipt["turn_id"], **inherited,
         details={"agent": spec.name, "turn_id": receipt["turn_id"], "latency_ms": receipt["latency_ms"],
                  "duplicate": receipt["duplicate"]})
     renew_lease(svc, spec.name, a.id, a.deadline)
@@ -207,12 +211,14 @@ def renew_lease(svc: Service, agent: str, assignment_id: str, deadline: float | 
 
 
 def fail(svc: Service, assignment_id: str, agent: str | None, reason: str, *, actor: str,
-         expect: Sequence[str]) -> Assignment | None:
+         expect: Sequence[str], code: str | None = None) -> Assignment | None:
     """Move an open assignment to `failed` (compare-and-set on `expect`), free its agent; None when
-    another process ended it first."""
+    another process ended it first. `code`: a stable word for the reason (`fleet.vocab.FAIL_CODES`),
+    kept in the event's details."""
+    details = {"reason": reason, **({"code": code} if code else {})}
     try:
         done = svc.ledger.transition(assignment_id, "failed", actor=actor, expect=tuple(expect),  # type: ignore[arg-type]
-                                     reason=reason, details={"reason": reason})
+                                     reason=reason, details=details)
     except StateConflict:
         return None
     end_context(svc, agent, assignment_id)

@@ -49,6 +49,7 @@ from fleet.fsutil import read_jsonl_tail
 from fleet.leases import lease_state
 from fleet.vocab import WATCHDOG_HOLDER, AgentState, assignment_holder
 from fleet.watchdog import policyfile
+from fleet.watchdog.budget import BudgetFacts
 from fleet.watchdog.decide import Action, ActionKind, AgentFacts, advance, crash_streak, decide_all, lease_kind
 from fleet.watchdog.facts import JournalFacts, build_facts, fold_journal
 from fleet.watchdog.store import AgentRecord, LadderRecord, WatchdogStore
@@ -63,6 +64,7 @@ from fleet.watchdog.tickstate import (
 )
 from fleet.work.ledger import Ledger
 
+from .budgets import budget_facts
 from .core import Service
 from .tickacts import Seen, act
 from .tracking import reconcile
@@ -78,7 +80,7 @@ OPEN_LOOKUP: Final = 1000
 #: hold 256 KiB that status already parses once.
 JOURNAL_TAIL: Final = 16 * 1024
 #: The prompts whose turns are the watchdog's own, not the agent's work (see `decide`'s `last_work_at`).
-OWN_PROMPTS: Final = frozenset({"request_report", "remind", "interrupt_and_reprompt"})
+OWN_PROMPTS: Final = frozenset({"request_report", "remind", "interrupt_and_reprompt", "budget_interrupt"})
 
 Outcome = Literal["done", "failed", "planned"]
 
@@ -241,6 +243,8 @@ class _Tick:
                 lease_holder=holder, record=_record_dict(records.get(name)),
                 transcript_mtime=_mtime(journal),
             )
+            if row and row.get("budget"):  # `fleet.watchdog.budget`
+                facts = replace(facts, budget=self._budget(row, events, journal))
             if name == lead:
                 lead_state = facts.state
             self.seen[name] = Seen(spec, facts, journal, ladder, records.get(name) or AgentRecord(name))
@@ -248,6 +252,10 @@ class _Tick:
         if lead_state is not None:
             out = [replace(f, lead_state=lead_state) for f in out]  # for `decide` only: `self.seen` needs none
         return out
+
+    def _budget(self, row: dict[str, Any], events: list[dict[str, Any]], journal: JournalFacts) -> BudgetFacts | None:
+        found: BudgetFacts | None = self._from_ledger(lambda ledger: budget_facts(ledger, row, events, journal), None)
+        return found
 
     def _lease_holder(self, agent: str) -> str | None:
         try:

@@ -25,6 +25,7 @@ from fleet.watchdog.store import AgentRecord, LadderRecord
 
 from .agents import restart_agent
 from .assign import deliver, dispatch
+from .budgets import fail_over_budget, interrupt_for_budget
 from .core import Service
 from .delivery import fail
 
@@ -75,6 +76,11 @@ def act(svc: Service, action: Action, seen: dict[str, Seen], now: float) -> dict
         return _give_up(svc, agent, action)
     if kind in ("notify", "escalate", "notify_only"):
         return _tell(svc, action, seen, now)
+    if kind in ("budget_interrupt", "fail_over_budget"):  # `fleet.watchdog.budget`
+        assert aid is not None
+        if kind == "budget_interrupt":
+            return interrupt_for_budget(svc, agent.spec, _holder(agent), aid, agent.facts.budget)
+        return fail_over_budget(svc, agent.spec, _holder(agent), aid, action.reason)
     raise InternalError(f"The watchdog has no way to carry out {kind!r}.", hint="This is a bug in fleet.")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from fleet.agents.journal import PREVIOUS, READ_MAX, turn_usages
 from fleet.durations import parse_duration
 from fleet.fsutil import read_jsonl_tail
+from fleet.tokens import budget_use
 from fleet.vocab import USAGE_KEYS, add_usage
 from fleet.work.ledger import MAX_LIST
 
@@ -43,6 +44,7 @@ def fleet_usage(svc: Service, *, agent: str | None = None, since: str | None = N
     rows = []
     for a in svc.ledger.assignments(agent=agent, limit=MAX_LIST):
         if a.usage is not None and (start is None or a.created_at >= start) and (agent or a.agent in svc.config.agents):
-            rows.append({"id": a.id, "agent": a.agent, "state": a.state, "usage": a.usage})
+            rows.append({"id": a.id, "agent": a.agent, "state": a.state, "usage": a.usage, "budget": a.budget,
+                         "budget_use": budget_use(a.budget, a.usage)})
     return {"since": start, "agents": agents, "assignments": rows,
             "total": _with_turns([a["usage"] for a in agents])}

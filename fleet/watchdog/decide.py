@@ -25,6 +25,9 @@ The rules, in the order `decide` applies them:
    `interrupt` and `restart` wait while the agent showed progress within `stall_after` or runs a
    shell command: a live agent is never interrupted, restarted or stopped. Report requests are at
    least `report_grace` apart, across climbs.
+   **Budget** (`fleet.watchdog.budget`): an open assignment past its token budget is interrupted
+   and asked for its report once, then failed `over_budget` after `report_grace`; meanwhile the
+   ladder is held.
 6. **Leases.** Agents held by a person or another lead (`lease == "other"`) are never touched: what
    the watchdog would have done becomes one `notify_only`, at most once per `report_grace`.
 
@@ -60,6 +63,7 @@ from fleet.durations import format_duration
 from fleet.vocab import AgentState
 
 from .approval import judge, policy_answer
+from .budget import BudgetFacts, budget_step
 
 LeaseKind = Literal["free", "assignment", "watchdog", "other"]
 ActionKind = Literal[
@@ -76,6 +80,8 @@ ActionKind = Literal[
     "mark_fatal",  # record the agent as fatal: the watchdog stops restarting it
     "notify_only",  # the agent is held by a person or another lead: tell them, touch nothing
     "dispatch",  # fleet-wide: run the dispatch of queued assignments
+    "budget_interrupt",  # over its token budget: Esc the turn (if one runs), ask for the report (`budget`)
+    "fail_over_budget",  # over budget, no report within report_grace: fail it `over_budget` (`budget`)
 ]
 
 #: The ledger states in which an assignment is out with its agent and owes a report (a narrower set
@@ -91,7 +97,7 @@ MAX_RESTART_BACKOFF: Final = 3600.0
 #: turns them into `notify_only`.
 TOUCHING: Final = frozenset({
     "request_report", "remind", "interrupt_and_reprompt", "restart_resume", "resend", "resume_after_limit",
-    "approve", "deny",
+    "approve", "deny", "budget_interrupt", "fail_over_budget",
 })
 #: Rungs that stop or restart a running turn: never while the agent shows progress.
 DISRUPTIVE: Final = frozenset({"interrupt_and_reprompt", "restart_resume"})
@@ -166,6 +172,8 @@ class AgentFacts:
     approval: PendingApproval | None = None
     lead_state: AgentState | None = None
     last_notice_at: float | None = None
+    #: The open assignment's token budget and use (`fleet.watchdog.budget`), None without a budget.
+    budget: BudgetFacts | None = None
 
 
 class ActionDict(TypedDict):
@@ -217,7 +225,8 @@ def decide(facts: AgentFacts, policy: Policy, now: float) -> list[Action]:
     elif facts.state == "waiting_approval":
         actions = _approval(facts, policy, now) if facts.approval is not None else []
     elif facts.state in ("idle", "working"):
-        actions = _ladder(facts, policy, now)
+        over = _budget(facts, policy, now)  # a budget passed holds the ladder (`fleet.watchdog.budget`)
+        actions = over if over is not None else _ladder(facts, policy, now)
     else:  # stopped or starting: a person stopped it, or it is on its way up
         actions = []
     return _fence(facts, policy, now, actions)
@@ -381,6 +390,16 @@ def _ladder(f: AgentFacts, policy: Policy, now: float) -> list[Action]:
     if kind == "restart_resume":  # a resumed session has the history but no turn: hand the work back
         actions.append(_act(f, "resend", f"Re-sending {a.id} to the resumed session."))
     return actions
+
+
+def _budget(f: AgentFacts, policy: Policy, now: float) -> list[Action] | None:
+    step = budget_step(f.budget, assignment=f.assignment.id if f.assignment else "", owes_report=_owes_report(f),
+                       now=now, grace=policy.report_grace)
+    if step is None:
+        return None
+    if step.kind == "wait":
+        return []
+    return [_act(f, "budget_interrupt" if step.kind == "interrupt" else "fail_over_budget", step.reason)]
 
 
 def _request(f: AgentFacts, policy: Policy, now: float, a: OpenAssignment) -> list[Action]:

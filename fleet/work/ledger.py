@@ -115,6 +115,7 @@ class Ledger:
         request: Mapping[str, Any] | None = None,
         details: Mapping[str, Any] | None = None,
         repo: str | None = None,
+        budget: int | None = None,
     ) -> tuple[Assignment, bool]:
         """Insert a new assignment in state `queued`, with its `created` event; returns it and
         `duplicate`.
@@ -123,14 +124,14 @@ class Ledger:
         `request` (any JSON-able mapping; the sha of its canonical JSON is compared) returns the
         assignment the first call created and `duplicate=True`, creating nothing; the same id with a
         different request raises `RequestIdConflict`. Expired request ids are pruned here too. `repo`
-        restricts it to agents working in worktrees of that repository.
+        restricts it to agents working in worktrees of that repository; `budget` is its token budget.
         """
         sha = request_sha(request if request is not None else {"task": task})
         row = {
             "id": "", "agent": agent, "holder": holder, "task": task, "prompt": prompt,
             "skills": dumps(list(skills)), "read_paths": dumps(list(read_paths)),
             "write_paths": dumps(list(write_paths)), "checks": dumps(list(checks)), "deadline": deadline,
-            "state": "queued", "request_id": request_id, "repo": repo,
+            "state": "queued", "request_id": request_id, "repo": repo, "budget": budget,
         }
         with self._write() as db:
             now = self._clock()

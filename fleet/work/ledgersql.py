@@ -19,6 +19,7 @@ FIELDS: Final[dict[str, bool]] = {
     "agent": False, "holder": False, "prompt": False, "deadline": False, "turn_id": False, "reason": False,
     "receipt": True, "report": True, "verification": True, "baseline": True,
     "repo": False, "branch": False, "base_commit": False, "verified_commit": False, "merged_commit": False,
+    "budget": False,
 }
 
 

@@ -13,6 +13,8 @@ a literal `$`. Placeholders (each replaced by whole sentences, or by nothing whe
   a name with other characters cannot be mentioned and is named in words instead);
 - `${deadline}`: an absolute time, UTC (ISO 8601) and, when a zone is given, local;
 - `${checks}`: the commands fleet runs afterwards;
+- `${budget}`: the assignment's token budget and what happens past it (a template without this
+  placeholder gets the sentence before `${report_contract}`, so every prompt states a budget);
 - `${report_contract}`: the fleet-report block the agent must end with, with an example.
 
 Limits: a task is prompt text (`fleet.prompttext`: the send's rule, at most `MAX_TASK_CHARS`), a
@@ -35,6 +37,7 @@ from typing import Final
 from fleet.durations import format_duration
 from fleet.errors import ConfigError, InvalidInput, TextTooLong
 from fleet.prompttext import check_text
+from fleet.tokens import format_tokens
 
 from .report import EXAMPLE_BLOCK, INFO_STRING
 
@@ -47,7 +50,7 @@ MAX_CHECKS: Final = 16
 MAX_CHECK_CHARS: Final = 1000
 DEFAULT_TEMPLATE: Final = "assignment_template.md"
 PLACEHOLDERS: Final = frozenset({"assignment_id", "task", "cwd", "write_scope", "read_scope", "skills", "deadline",
-                                 "checks", "report_contract"})
+                                 "checks", "budget", "report_contract"})
 REQUIRED_PLACEHOLDERS: Final = frozenset({"assignment_id", "task", "report_contract"})
 #: What Codex 0.169 reads as a skill mention after `$` (measured: `.` ends it, `:` does not).
 MENTION: Final = re.compile(r"^[A-Za-z0-9_:-]+$")
@@ -77,6 +80,8 @@ class PromptSpec:
     checks: tuple[str, ...] = ()
     deadline: float | None = None
     role: str = "worker"
+    #: The token budget (`fleet.tokens`), None for none.
+    budget: int | None = None
 
 
 def check_task(task: str) -> str:
@@ -107,9 +112,13 @@ def render_prompt(spec: PromptSpec, *, now: float, template: str | None = None, 
         "skills": _skills(spec.skills),
         "deadline": _deadline(spec.deadline, now, tz),
         "checks": _checks(spec.checks, spec.cwd),
+        "budget": budget_text(spec.budget),
         "report_contract": REPORT_CONTRACT,
     }
-    text = string.Template(template if template is not None else default_template()).safe_substitute(values)
+    tmpl = string.Template(template if template is not None else default_template())
+    if spec.budget is not None and "budget" not in tmpl.get_identifiers():  # a user template: still say it
+        values["report_contract"] = f"{values['budget']}\n\n{REPORT_CONTRACT}"
+    text = tmpl.safe_substitute(values)
     text = re.sub(r"\n{3,}", "\n\n", text).strip().replace(_TASK_TOKEN, task) + "\n"
     if len(text) > MAX_PROMPT_CHARS:
         raise TextTooLong(
@@ -202,6 +211,16 @@ def _deadline(deadline: float | None, now: float, tz: tzinfo | None) -> str:
     left = deadline - now
     when = f"{format_duration(left)} from now" if left >= 1 else "already passed"
     return f"{text}, {when}. Report before then, even if the work is unfinished."
+
+
+def budget_text(budget: int | None) -> str:
+    """The prompt's budget sentences (empty without a budget)."""
+    if budget is None:
+        return ""
+    return (f"Token budget: {format_tokens(budget)} tokens ({budget}), counted as input plus output tokens "
+            "(cached input included) over every turn of this assignment. Past it, the fleet watchdog interrupts "
+            "your turn and asks for your report; if none comes, the assignment fails as over_budget. Work "
+            "economically, and report (status partial if unfinished) before the budget runs out.")
 
 
 def _checks(checks: Sequence[str], cwd: str) -> str:

@@ -15,7 +15,7 @@ from .lifecycle import OPEN_STATES, AssignmentState
 
 LIST_COLUMNS: Final = ("id, agent, holder, task, prompt, skills, read_paths, write_paths, checks, deadline, state, "
                         "receipt, turn_id, report, verification, reason, request_id, created_at, updated_at, "
-                        "sent_at, ended_at, repo, branch, base_commit, verified_commit, merged_commit, usage")
+                        "sent_at, ended_at, repo, branch, base_commit, verified_commit, merged_commit, usage, budget")
 
 #: A list shows the start of each task; `get` has the whole of it.
 TASK_PREVIEW_CHARS: Final = 200
@@ -59,6 +59,8 @@ class Assignment:
     merged_commit: str | None = None
     #: The tokens of the turns it caused so far (input, cached_input, output, reasoning, turns).
     usage: dict[str, int] | None = None
+    #: Its token budget (`fleet.tokens.counted` of `usage` may not pass it), None for none.
+    budget: int | None = None
 
     @property
     def open(self) -> bool:
@@ -168,7 +170,7 @@ def assignment_from_row(r: tuple[Any, ...]) -> Assignment:
         deadline=r[9], state=r[10], receipt=loads_or_none(r[11]), turn_id=r[12], report=loads_or_none(r[13]),
         verification=loads_or_none(r[14]), reason=r[15], request_id=r[16], created_at=r[17], updated_at=r[18],
         sent_at=r[19], ended_at=r[20], repo=r[21], branch=r[22], base_commit=r[23], verified_commit=r[24],
-        merged_commit=r[25], usage=loads_or_none(r[26]),
+        merged_commit=r[25], usage=loads_or_none(r[26]), budget=r[27],
     )
 
 

@@ -18,7 +18,8 @@ Migrations: `MIGRATIONS[i]` takes a file from version i to i + 1, in one `BEGIN 
 transaction with the version bump, so a crash leaves the old version or the new one. Version 1 is the
 ledger's three tables; version 2 adds the watchdog's two; version 3 adds the worktree columns of
 `assignments` (repo, branch, base_commit, verified_commit, merged_commit), in place, keeping every row;
-version 4 adds `assignments.usage` (the tokens of every turn the assignment caused, JSON), the same way.
+version 4 adds `assignments.usage` (the tokens of every turn the assignment caused, JSON), the same way;
+version 5 adds `assignments.budget` (its token budget, an integer; NULL: none), the same way.
 Version 2's statements are `IF NOT EXISTS`: a version-1 file from an older fleet usually has the
 watchdog's tables already (its watchdog created them itself, with these same statements), and
 migrating keeps their rows. A file from a newer fleet
@@ -128,8 +129,13 @@ ALTER TABLE assignments ADD COLUMN merged_commit TEXT;
 _USAGE_COLUMN: Final = """
 ALTER TABLE assignments ADD COLUMN usage TEXT;
 """
+#: The assignment's token budget (`fleet.tokens`: input + output tokens of its turns); NULL: none.
+_BUDGET_COLUMN: Final = """
+ALTER TABLE assignments ADD COLUMN budget INTEGER;
+"""
 #: `MIGRATIONS[i]` takes a file from version i to i + 1 (see the module docstring).
-MIGRATIONS: Final[tuple[str, ...]] = (_LEDGER_TABLES, _WATCHDOG_TABLES, _WORKTREE_COLUMNS, _USAGE_COLUMN)
+MIGRATIONS: Final[tuple[str, ...]] = (_LEDGER_TABLES, _WATCHDOG_TABLES, _WORKTREE_COLUMNS, _USAGE_COLUMN,
+                                      _BUDGET_COLUMN)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 #: Every table of fleet.db, the ledger's first, in the order `fleet ledger-repair` carries them over.
 TABLES: Final = ("assignments", "events", "request_ids", "watchdog_state", "watchdog_ticks")
