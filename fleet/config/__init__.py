@@ -30,6 +30,10 @@ from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, BRANCH_NAME, FLEET_NAME
 from .watchdog import Policy, parse_policy
 
 MAX_AGENTS: Final = 100
+#: `[agents.x] account`: a short label (`work`, `team-2`, `me@example.com`); no `:`, which marks the
+#: hashed identities read from auth.json (`fleet.agents.account`).
+ACCOUNT_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$"
+ACCOUNT_RULE: Final = "1-64 letters, digits and . _ @ + -, starting with a letter or digit"
 
 Role = Literal["explorer", "worker", "lead"]
 #: Where the config came from, in lookup order (`fleet doctor` reports it).
@@ -65,6 +69,8 @@ _AGENT_KEYS: dict[str, Any] = {
     # a git repository: the agent works in its own worktree of it (instead of a `cwd`)
     "repo": _STR,
     "base": {"type": "string", "pattern": BRANCH_NAME},
+    # the account the agent's Codex runs on (agents on one share its usage limits); default: from auth.json
+    "account": {"type": "string", "pattern": ACCOUNT_NAME},
 }
 
 SCHEMA: Final[dict[str, Any]] = {
@@ -121,6 +127,8 @@ class AgentSpec:
     model: str | None = None
     repo: Path | None = None
     base: str | None = None
+    #: `account`: the account label configured; None lets `fleet.agents.account` read auth.json.
+    account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +303,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
         message = err.message
         if err.validator == "additionalProperties":
             message = f"unknown key ({err.message})"
+        elif err.validator == "pattern" and err.path and err.path[-1] == "account":
+            message = f"{err.instance!r} is not an account label ({ACCOUNT_RULE})"
         elif err.validator == "propertyNames":
             message = f"{err.message}: agent names are {AGENT_NAME_RULE}"
             where = where if where != "$" else "$.agents"
@@ -403,4 +413,5 @@ def _agent(name: str, tbl: dict[str, Any], base: Path, worktrees: Path) -> Agent
         model=tbl.get("model"),
         repo=repo,
         base=tbl.get("base") if repo is not None else None,
+        account=tbl.get("account"),
     )

@@ -64,6 +64,7 @@ from fleet.watchdog.tickstate import (
 from fleet.work.ledger import Ledger
 
 from .core import Service
+from .failover import limit_facts
 from .tickacts import Seen, act
 from .tracking import reconcile
 
@@ -241,6 +242,8 @@ class _Tick:
                 lease_holder=holder, record=_record_dict(records.get(name)),
                 transcript_mtime=_mtime(journal),
             )
+            if facts.state == "limited" and self.ledger is not None:  # failover and handovers (`on_limit`)
+                facts = self._limit_facts(facts)
             if name == lead:
                 lead_state = facts.state
             self.seen[name] = Seen(spec, facts, journal, ladder, records.get(name) or AgentRecord(name))
@@ -248,6 +251,16 @@ class _Tick:
         if lead_state is not None:
             out = [replace(f, lead_state=lead_state) for f in out]  # for `decide` only: `self.seen` needs none
         return out
+
+    def _limit_facts(self, facts: AgentFacts) -> AgentFacts:
+        """`limit_facts`, or the facts as they were when it cannot be worked out (said in `errors`)."""
+        try:
+            return limit_facts(self.svc, facts)
+        except LEDGER_FAULTS as exc:
+            self.ledger_down(exc)
+        except FleetError as exc:
+            self.errors.append({"step": "failover", "agent": facts.agent, **exc.to_dict()})
+        return facts
 
     def _lease_holder(self, agent: str) -> str | None:
         try:
