@@ -221,6 +221,30 @@ def test_without_a_usable_reset_time_limit_retry_decides() -> None:
     assert decide(stale, P, T0 + 3699) == []
 
 
+def test_with_on_limit_reassign_a_parked_agents_work_moves_only_where_the_tick_found_an_agent() -> None:
+    f = facts(state="limited", limited_since=T0 + 100, resets_at=T0 + 20_000)
+    moving = replace(P, on_limit="reassign")
+    assert decide(f, moving, T0 + 200) == []  # no agent found: it waits
+    found = replace(f, failover_to="bob", failover_why="bob is idle on account b.")
+    assert decide(found, P, T0 + 200) == []  # on_limit = wait (the default): it waits
+    [act] = decide(found, moving, T0 + 200)
+    assert (act.action, act.agent, act.assignment) == ("reassign", "ada", "as-1")
+    assert act.reason == ("ada is parked at its usage limit (5h30m until it may resume); on_limit = reassign "
+                          "moves as-1 to bob: bob is idle on account b.")
+    held = replace(found, lease="other", lease_holder="lead:me")
+    assert [a.action for a in decide(held, moving, T0 + 200)] == ["notify_only"]
+    reported = replace(found, assignment=replace(AS, has_valid_report=True))
+    assert decide(reported, moving, T0 + 200) == []
+    assert [a.action for a in decide(found, moving, T0 + 20_030)] == ["resume_after_limit"]  # reset: resume
+
+
+def test_an_agent_whose_work_moved_is_told_so_on_resume_never_sent_a_continue() -> None:
+    f = facts(state="limited", limited_since=T0 + 100, resets_at=None, assignment=None, handed_over="as-1")
+    [act] = decide(f, P, T0 + 3700)
+    assert (act.action, act.assignment) == ("resume_after_limit", None)
+    assert "as-1 went to another agent meanwhile (no 'continue')" in act.reason
+
+
 # -- approvals ----------------------------------------------------------------------------------------
 
 def waiting(policy_approve: ApprovalPolicy | None = None, **kw: Any) -> tuple[AgentFacts, Policy]:
