@@ -8,13 +8,16 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from conftest import Fleet, wait_until
+from gitrepos import git, make_repo
 from mockmodel import MockServer
 from mocksteps import Step, rate_limit_headers
 from test_watchdog_tick import REPORT, assign, policy, tick
 
+from codex.test_work_worktrees_e2e import add, events, patch, repo_fleet, report
 from fleet.work.ledger import Ledger
 
 TASK = "Count the moons of Jupiter."
@@ -24,7 +27,7 @@ def on_accounts(f: Fleet, accounts: dict[str, str]) -> None:
     """Give each agent its `account` in the fleet's config."""
     text = f.path.read_text()
     for agent, account in accounts.items():
-        text = re.sub(rf"(\[agents\.{agent}\]\n(?:.*\n)*?cwd = .*\n)", rf'\1account = "{account}"\n', text, count=1)
+        text = re.sub(rf"(?m)^(\[agents\.{agent}\]\n)", rf'\1account = "{account}"\n', text, count=1)
     f.path.write_text(text)
 
 
@@ -75,3 +78,44 @@ def test_a_parked_agents_assignment_moves_to_an_agent_on_another_account_and_is_
                timeout=20)
     assert [p for p in mock_model.model.user_prompts() if TASK in p] == prompts
     assert not any(p.strip() == "continue" for p in mock_model.model.user_prompts())
+
+
+def test_a_repo_agents_assignment_continues_on_its_branch_in_the_new_agents_worktree(
+        tmp_path: Path, fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    repo = make_repo(tmp_path / "shop")
+    f = repo_fleet(fleet_factory, mock_model, repo, 2)
+    f.path.write_text(f.path.read_text() + "\n" + policy(on_limit="reassign", idle_after="1h") + "\n")
+    on_accounts(f, {"agent-1": "team-a", "agent-2": "team-b"})
+    assert f.json("up")["ok"]
+    wt = {a: f.state_dir / "worktrees" / a for a in f.agents}
+    mock_model.model.converse(
+        "TASK-WT", patch(add("notes.txt", "first half")), Step.usage_limit(),
+        patch("*** Update File: notes.txt\n@@\n first half\n+second half"),
+        Step(text=report(("notes.txt",), "both halves")))
+    aid = f.json("assign", "--to", "agent-1", "--write", "notes.txt", "TASK-WT: write both halves")["assignment"]
+    wait_until(lambda: f.status("agent-1")["state"] == "limited", timeout=30)
+    assert (wt["agent-1"] / "notes.txt").read_text() == "first half\n"
+
+    moved = [a for a in tick(f)["actions"] if a["action"] == "reassign"]
+    assert [(a["outcome"], a["detail"]["to"]) for a in moved] == [("done", "agent-2")], moved
+
+    def verified() -> bool:
+        tick(f)
+        return bool(f.json("show", aid)["state"] == "verified")
+
+    wait_until(verified, timeout=60, interval=0.3)
+    branch = f"fleet/{aid}"
+    [hop] = events(f, aid, "reassigned")
+    assert (hop["details"]["from"], hop["details"]["to"], hop["details"]["branch"]) == ("agent-1", "agent-2", branch)
+    assert hop["details"]["changed"] == ["notes.txt"]
+    # the first attempt's file was committed to the branch by agent-1, the rest by agent-2, on top
+    log = git(repo, "log", "--format=%an|%s", branch).splitlines()
+    assert [line.split("|")[0] for line in log[:2]] == ["agent-2 via fleet", "agent-1 via fleet"], log
+    assert git(repo, "show", f"{branch}:notes.txt") == "first half\nsecond half\n"
+    # agent-1's worktree left the branch (nothing lost: detached at its commit), agent-2's is on it
+    assert git(wt["agent-1"], "status", "--porcelain") == ""
+    assert git(wt["agent-1"], "rev-parse", "HEAD").strip() == git(repo, "rev-parse", f"{branch}~1").strip()
+    assert git(wt["agent-2"], "symbolic-ref", "HEAD").strip() == f"refs/heads/{branch}"
+    handover = [p for p in mock_model.model.user_prompts() if "TASK-WT" in p][-1]
+    assert f"You are on the assignment's branch {branch}" in handover
+    assert '"notes.txt"' in handover
