@@ -119,3 +119,30 @@ def test_a_repo_agents_assignment_continues_on_its_branch_in_the_new_agents_work
     handover = [p for p in mock_model.model.user_prompts() if "TASK-WT" in p][-1]
     assert f"You are on the assignment's branch {branch}" in handover
     assert '"notes.txt"' in handover
+
+
+def test_a_first_attempt_that_wrote_outside_its_paths_stays_with_its_agent_and_is_not_offered_again(
+        tmp_path: Path, fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    """On a branch the next attempt builds on, a change outside the write paths (here by a shell
+    command, which the patch gate does not see) would escape the new attempt's verification: nothing
+    moves, the refusal is recorded once, and later ticks do not try again."""
+    repo = make_repo(tmp_path / "shop")
+    f = repo_fleet(fleet_factory, mock_model, repo, 2)
+    f.path.write_text(f.path.read_text() + "\n" + policy(on_limit="reassign", idle_after="1h") + "\n")
+    on_accounts(f, {"agent-1": "team-a", "agent-2": "team-b"})
+    assert f.json("up")["ok"]
+    mock_model.model.converse("TASK-SLY", Step(tool=("exec_command", {"cmd": "echo sly > other.txt"})),
+                              Step.usage_limit())
+    aid = f.json("assign", "--to", "agent-1", "--write", "notes.txt", "TASK-SLY: write notes")["assignment"]
+    wait_until(lambda: f.status("agent-1")["state"] == "limited", timeout=30)
+    first = [a for a in tick(f)["actions"] if a["agent"] == "agent-1"]
+    assert [(a["action"], a["outcome"], a["error"]["code"]) for a in first] == [
+        ("reassign", "failed", "work_not_movable")], first
+    assert "other.txt" in first[0]["error"]["message"]
+    assert [a for a in tick(f)["actions"] if a["agent"] == "agent-1"] == []  # not offered again
+    shown = f.json("show", aid)
+    assert (shown["agent"], shown["state"]) == ("agent-1", "working")
+    assert [e["details"]["agent"] for e in events(f, aid, "reassign_refused")] == ["agent-1"]
+    assert events(f, aid, "reassigned") == []
+    assert f.status("agent-2")["state"] == "idle"
+    assert git(repo, "log", "--format=%an", f"fleet/{aid}").splitlines()[0] == "User"  # nothing committed
