@@ -299,6 +299,10 @@ class _Tick:
         the watchdog's own turn ids, crash streaks, fatal marks, notices, escalated approvals."""
         if action.agent is None:
             return
+        if action.action == "reassign" and action.assignment and entry["outcome"] == "done" and entry["detail"]:
+            # a new agent, a new climb: the parked agent's rungs and own turns are not the new one's
+            self.store.save_ladder(LadderRecord(action.assignment, str(entry["detail"]["to"])), self.now)
+            return
         seen = self.seen[action.agent]
         if action.assignment is not None and (action.rung is not None or action.action in OWN_PROMPTS
                                               or action.action == "resend"):
