@@ -60,6 +60,7 @@ def test_with_the_parked_agents_account_unknown_nothing_moves() -> None:
     (Candidate(facts("b", used_percent=NEAR_LIMIT_PERCENT)), "no_headroom"),
     (Candidate(facts("b"), repo="/r"), "repository"),
     (Candidate(facts("b"), misfit="'x' is outside the working directory"), "scope"),
+    (Candidate(facts("b"), barred="taking this assignment over failed before: dirty"), "barred"),
 ])
 def test_each_unfit_agent_is_refused_with_its_reason(candidate: Candidate, why: str) -> None:
     choice = pick(candidate)
@@ -119,7 +120,8 @@ candidates = st.lists(st.builds(
                     limited=st.booleans(), open_assignments=st.integers(0, 2),
                     last_assigned_at=st.none() | st.floats(0, 100), used_percent=st.none() | st.floats(0, 100),
                     account=ACCOUNTS),
-    repo=st.none() | st.sampled_from(["/r", "/s"]), misfit=st.none() | st.just("outside")),
+    repo=st.none() | st.sampled_from(["/r", "/s"]), misfit=st.none() | st.just("outside"),
+    barred=st.none() | st.just("failed before")),
     max_size=6, unique_by=lambda c: c.facts.name)
 works = st.builds(Work, assignment=st.just("as-1"), agent=st.sampled_from(NAMES),
                   need=st.builds(Need, skills=st.frozensets(st.sampled_from(["pdf", "xlsx"])),
@@ -150,6 +152,7 @@ def test_a_pick_is_on_another_known_account_with_headroom_and_fits_the_work(work
     assert (f.role == "worker" or not work.need.needs_write)
     assert picked.repo == work.repo
     assert picked.misfit is None
+    assert picked.barred is None
     assert not any(r.agent == choice.agent for r in choice.refused)
 
 

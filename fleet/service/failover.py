@@ -12,6 +12,8 @@ A reassignment, each step only after the one before it succeeded:
    verification will not see them, so every change must lie inside the write paths and be seen in
    full; otherwise nothing moves (`work_not_movable`, recorded once per agent as `reassign_refused`,
    after which the tick no longer offers that assignment for failover) and it waits for the reset.
+   Any other lasting failure on the new agent's side (its worktree is dirty, the prompt does not fit)
+   is recorded the same way (key `to:<agent>`), and that agent is not chosen for it again.
 3. A repo agent: the first attempt's changed files are committed to the assignment's branch (as
    `<agent> via fleet`, no hook runs), the parked agent's worktree is taken off the branch (HEAD
    detached at the same commit, nothing deleted), and the new agent's worktree checks the branch out.
@@ -39,6 +41,7 @@ from fleet.config import AgentSpec
 from fleet.errors import (
     AgentBusy,
     AgentNotRunning,
+    FleetError,
     LeaseHeld,
     LeaseLost,
     NoAgentAvailable,
@@ -69,11 +72,14 @@ def plan(svc: Service, a: Assignment, parked: AgentSpec) -> Choice:
     load; skills only when the assignment names some)."""
     specs = list(svc.config.agents.values())
     inventories = {s.name: inventory(s) for s in specs} if a.skills else {}
+    failed = {str(e.details.get("key"))[3:]: str(e.details.get("reason")) for e in svc.ledger.events_for(a.id)
+              if e.kind == "reassign_refused" and str(e.details.get("key")).startswith("to:")}
     candidates = []
     for f in gather_facts(svc, specs, None, inventories):
         spec = svc.config.agent(f.name)
         _, problems = scope_for(spec, a.write_paths, a.read_paths)
-        candidates.append(Candidate(f, repo_of(spec), problems[0] if problems else None))
+        barred = f"taking this assignment over failed before: {failed[f.name]}" if f.name in failed else None
+        candidates.append(Candidate(f, repo_of(spec), problems[0] if problems else None, barred))
     need = Need(skills=frozenset(a.skills), needs_write=bool(a.write_paths))
     return choose(Work(a.id, parked.name, need, a.repo or repo_of(parked)), candidates)
 
@@ -113,6 +119,12 @@ def reassign(svc: Service, assignment_id: str, from_agent: str, *, actor: str = 
         token = take_lease(svc, new.name, a.id, None, None)
     try:
         moved, scope, request_id = _move(svc, a, old, new, choice, actor)
+    except FleetError as exc:
+        free_lease(svc, new.name, a.id)
+        if not isinstance(exc, WorkNotMovable | StateConflict) and not exc.retryable:  # not offered it again
+            svc.ledger.annotate_once(a.id, "reassign_refused", f"to:{new.name}", actor=actor,
+                                     details={"agent": new.name, "code": exc.code, "reason": exc.message[:500]})
+        raise
     except BaseException:
         free_lease(svc, new.name, a.id)
         raise

@@ -28,7 +28,7 @@ from typing import Final, Literal
 
 from .routing import NEAR_LIMIT_PERCENT, AgentFacts, Need, refusal, share_accounts
 
-Why = Literal["parked", "unknown_account", "same_account", "no_headroom", "repository", "scope", "has_work",
+Why = Literal["parked", "barred", "unknown_account", "same_account", "no_headroom", "repository", "scope", "has_work",
               "lead", "read_only", "missing_skill", "not_running", "starting", "limited", "leased", "busy"]
 
 #: Why nothing moves when the parked agent's own account is unknown.
@@ -40,11 +40,13 @@ UNKNOWN_ACCOUNT: Final = ("its account is unknown (set `account` for it in fleet
 class Candidate:
     """One configured agent as failover sees it: its routing facts (shared per account or not:
     `choose` shares them), the repository it works in (resolved; None for a plain agent), and why
-    the assignment's paths do not fit its cwd (None when they do)."""
+    the assignment's paths do not fit its cwd (None when they do); `barred`: see below."""
 
     facts: AgentFacts
     repo: str | None = None
     misfit: str | None = None
+    #: Why this agent may not take this assignment whatever its state (a takeover of it failed before).
+    barred: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,8 @@ def _refusal(work: Work, c: Candidate, f: AgentFacts, home: str) -> Refused | No
         return Refused(name, "unknown_account", "its account is unknown")
     if f.account == home:
         return Refused(name, "same_account", f"it shares account {home} and so its limit")
+    if c.barred is not None:
+        return Refused(name, "barred", c.barred)
     if c.repo != work.repo:
         want = f"a worktree of {work.repo}" if work.repo else "a plain working directory"
         return Refused(name, "repository", f"the work needs {want}")

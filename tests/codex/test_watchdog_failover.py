@@ -146,3 +146,28 @@ def test_a_first_attempt_that_wrote_outside_its_paths_stays_with_its_agent_and_i
     assert events(f, aid, "reassigned") == []
     assert f.status("agent-2")["state"] == "idle"
     assert git(repo, "log", "--format=%an", f"fleet/{aid}").splitlines()[0] == "User"  # nothing committed
+
+
+def test_an_agent_that_cannot_take_the_branch_over_is_not_chosen_for_it_again(
+        tmp_path: Path, fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    repo = make_repo(tmp_path / "shop")
+    f = repo_fleet(fleet_factory, mock_model, repo, 2)
+    f.path.write_text(f.path.read_text() + "\n" + policy(on_limit="reassign", idle_after="1h") + "\n")
+    on_accounts(f, {"agent-1": "team-a", "agent-2": "team-b"})
+    assert f.json("up")["ok"]
+    (f.state_dir / "worktrees" / "agent-2" / "leftover.txt").write_text("a person's file\n")  # fleet stashes nothing
+    mock_model.model.converse("TASK-DIRT", patch(add("notes.txt", "first half")), Step.usage_limit())
+    aid = f.json("assign", "--to", "agent-1", "--write", "notes.txt", "TASK-DIRT: write notes")["assignment"]
+    wait_until(lambda: f.status("agent-1")["state"] == "limited", timeout=30)
+    first = [a for a in tick(f)["actions"] if a["agent"] == "agent-1"]
+    assert [(a["action"], a["outcome"], a["error"]["code"]) for a in first] == [
+        ("reassign", "failed", "worktree_dirty")], first
+    assert [a for a in tick(f)["actions"] if a["agent"] == "agent-1"] == []  # agent-2 is not chosen again
+    [refused] = events(f, aid, "reassign_refused")
+    assert (refused["details"]["key"], refused["details"]["code"]) == ("to:agent-2", "worktree_dirty")
+    shown = f.json("show", aid)
+    assert shown["agent"] == "agent-1"
+    assert events(f, aid, "reassigned") == []
+    # nothing was lost: the first attempt is on the branch, where agent-1's own resume finds it
+    assert git(repo, "show", f"fleet/{aid}:notes.txt") == "first half\n"
+    assert (f.state_dir / "worktrees" / "agent-2" / "leftover.txt").read_text() == "a person's file\n"
