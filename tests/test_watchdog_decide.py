@@ -358,6 +358,7 @@ POLICIES = st.builds(
     max_restarts=st.integers(0, 4),
     approval_timeout=st.sampled_from([1.0, 900.0]),
     limit_retry=st.sampled_from([1.0, 3600.0]),
+    on_limit=st.sampled_from(["wait", "reassign"]),
     approve=st.sampled_from([None, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny")]),
 )
 ANY_FACTS = st.builds(
@@ -389,6 +390,9 @@ ANY_FACTS = st.builds(
                                             escalated_at=TIMES)),
     lead_state=st.one_of(st.none(), st.sampled_from(STATES)),
     last_notice_at=TIMES,
+    failover_to=st.sampled_from([None, "bob"]),
+    failover_why=st.just("bob is idle on account b."),
+    handed_over=st.sampled_from([None, "as-0"]),
 )
 NOW = st.floats(T0 - 10_000, T0 + 20_000, allow_nan=False)
 
@@ -406,9 +410,30 @@ def test_no_live_agent_is_ever_interrupted_restarted_or_stopped(f: AgentFacts, p
         assert a.reason.endswith(".")
         if f.lease == "other":
             assert a.action not in {"request_report", "remind", "interrupt_and_reprompt", "restart_resume",
-                                    "resend", "resume_after_limit", "approve", "deny"}
+                                    "resend", "resume_after_limit", "approve", "deny", "reassign"}
     if f.fatal:
         assert actions == []
+
+
+@settings(deadline=None)
+@given(f=ANY_FACTS, policy=POLICIES, now=NOW)
+def test_work_moves_only_off_a_limited_agent_with_on_limit_reassign_and_a_place_found(
+        f: AgentFacts, policy: Policy, now: float) -> None:
+    actions = decide(f, policy, now)
+    moves = [a for a in actions if a.action == "reassign"]
+    if moves:
+        assert actions == moves
+        assert (policy.on_limit, f.state) == ("reassign", "limited")
+        assert f.lease != "other"
+        assert f.failover_to is not None
+        assert f.assignment is not None
+        assert f.assignment.state in ("sent", "working")
+        assert not f.assignment.has_valid_report
+        assert moves[0].assignment == f.assignment.id
+        assert not f.fatal
+    resumes = [a for a in actions if a.action == "resume_after_limit" and a.assignment is None]
+    if resumes and f.handed_over:
+        assert "no 'continue'" in resumes[0].reason
 
 
 @dataclass
