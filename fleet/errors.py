@@ -217,6 +217,13 @@ class SkillNotFound(FleetError):
     code = "skill_not_found"
 
 
+class WorkNotMovable(FleetError):
+    """A parked agent's assignment cannot go to another agent safely (`on_limit = "reassign"`): the
+    new attempt would build on changes fleet cannot check. It stays with its agent."""
+
+    code = "work_not_movable"
+
+
 # --- fleet install --------------------------------------------------------------------------
 
 

@@ -70,3 +70,19 @@ def test_status_says_what_a_full_access_agents_verdicts_are_worth(capsys: pytest
     out = capsys.readouterr().out
     assert "note: noor run(s) in danger-full-access" in out
     assert "worth no more than its own word" in out
+
+
+def test_status_has_an_account_column_only_when_an_account_is_known(capsys: pytest.CaptureFixture[str]) -> None:
+    from fleet.cli.agents import _render_status
+
+    def agent(name: str, account: str | None) -> dict[str, object]:
+        return {"name": name, "state": "idle", "detail": None, "role": "worker", "pid": 1, "since": None,
+                "last_turn": None, "lease": None, "sandbox": "workspace-write", "account": account}
+
+    _render_status({"agents": [agent("mila", None)]})
+    assert "ACCOUNT" not in capsys.readouterr().out
+    _render_status({"agents": [agent("mila", "team-a"), agent("noor", None)]})
+    header, mila, noor = capsys.readouterr().out.splitlines()
+    assert header.split()[:4] == ["AGENT", "STATE", "ROLE", "ACCOUNT"]
+    assert mila.split()[:4] == ["mila", "idle", "worker", "team-a"]
+    assert noor.split()[:4] == ["noor", "idle", "worker", "-"]

@@ -75,6 +75,8 @@ def test_config_is_found_through_the_environment_then_the_current_directory(
         ('[defaults]\nhome = "x"\n' + MINIMAL, "$.defaults: unknown key"),
         ("[agents]\n", "$.agents"),
         (MINIMAL + "args = '-x'\n", "$.agents.mila.args"),
+        (MINIMAL + "account = 'auth:0123'\n", "$.agents.mila.account: 'auth:0123' is not an account label"),
+        (MINIMAL + "account = ''\n", "$.agents.mila.account"),
     ],
 )
 def test_invalid_configs_name_the_file_and_the_key_path(tmp_path: Path, text: str, expected: str) -> None:

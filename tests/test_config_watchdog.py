@@ -102,6 +102,7 @@ def test_bad_durations_name_the_key_path_and_the_file(value: Any, words: str) ->
         ({"approve": {"commands": ["./x.sh"]}}, "$.watchdog.approve.commands[0]", "commands_running_workspace_code"),
         ({"approve": {"commands_running_workspace_code": ["CC=x make"]}},
          "$.watchdog.approve.commands_running_workspace_code[0]", "environment assignment"),
+        ({"on_limit": "migrate"}, "$.watchdog.on_limit", "'migrate' is not one of 'wait', 'reassign'"),
         ({"approve": {"commands_running_workspace_code": [5]}},
          "$.watchdog.approve.commands_running_workspace_code[0]", "is not of type 'string'"),
     ],
@@ -118,6 +119,11 @@ def test_lead_must_be_a_configured_agent_when_the_agents_are_known() -> None:
     assert err.data["key"] == "$.watchdog.lead"
     assert "'zed' is not a configured agent (configured: bo, mila)" in err.message
     assert parse_policy({"lead": "zed"}).lead == "zed"  # without the agent list it is only a name
+
+
+def test_on_limit_waits_by_default_and_reassign_is_its_other_value() -> None:
+    assert parse_policy(None).on_limit == "wait"
+    assert parse_policy({"on_limit": "reassign"}).on_limit == "reassign"
 
 
 def test_a_non_table_is_refused() -> None:

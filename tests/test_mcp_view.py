@@ -93,6 +93,18 @@ def test_a_limited_agent_says_when_it_resets_and_why_its_last_turn_failed() -> N
     assert out["rate_limits"] == "5h 42% used, 7d 13% used"
 
 
+def test_known_accounts_are_a_column_after_the_role_and_never_a_note() -> None:
+    out = status_view({"agents": [status_entry("a", account="work"), status_entry("b", account="auth:0123456789ab"),
+                                  status_entry("c", account=None)]}, now=1000.0)
+    assert out["columns"] == ["agent", "state", "role", "account", "lease", "last", "for_s"]
+    assert [row[:4] for row in out["agents"]] == [["a", "idle", "worker", "work"],
+                                                  ["b", "idle", "worker", "auth:0123456789ab"],
+                                                  ["c", "idle", "worker", None]]
+    assert "notes" not in out
+    unknown = status_view({"agents": [status_entry("a", account=None)]}, now=1000.0)
+    assert unknown["columns"] == list(STATUS_COLUMNS)
+
+
 def test_rate_limits_are_said_once_for_one_account_and_per_agent_for_several() -> None:
     other = {"primary": {"used_percent": 90.0, "window_minutes": 45, "resets_at": None}, "secondary": None}
     same = status_view({"agents": [status_entry("a", rate_limits=LIMITS), status_entry("b", rate_limits=LIMITS),

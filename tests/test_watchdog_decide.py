@@ -221,6 +221,30 @@ def test_without_a_usable_reset_time_limit_retry_decides() -> None:
     assert decide(stale, P, T0 + 3699) == []
 
 
+def test_with_on_limit_reassign_a_parked_agents_work_moves_only_where_the_tick_found_an_agent() -> None:
+    f = facts(state="limited", limited_since=T0 + 100, resets_at=T0 + 20_000)
+    moving = replace(P, on_limit="reassign")
+    assert decide(f, moving, T0 + 200) == []  # no agent found: it waits
+    found = replace(f, failover_to="bob", failover_why="bob is idle on account b.")
+    assert decide(found, P, T0 + 200) == []  # on_limit = wait (the default): it waits
+    [act] = decide(found, moving, T0 + 200)
+    assert (act.action, act.agent, act.assignment) == ("reassign", "ada", "as-1")
+    assert act.reason == ("ada is parked at its usage limit (5h30m until it may resume); on_limit = reassign "
+                          "moves as-1 to bob: bob is idle on account b.")
+    held = replace(found, lease="other", lease_holder="lead:me")
+    assert [a.action for a in decide(held, moving, T0 + 200)] == ["notify_only"]
+    reported = replace(found, assignment=replace(AS, has_valid_report=True))
+    assert decide(reported, moving, T0 + 200) == []
+    assert [a.action for a in decide(found, moving, T0 + 20_030)] == ["resume_after_limit"]  # reset: resume
+
+
+def test_an_agent_whose_work_moved_is_told_so_on_resume_never_sent_a_continue() -> None:
+    f = facts(state="limited", limited_since=T0 + 100, resets_at=None, assignment=None, handed_over="as-1")
+    [act] = decide(f, P, T0 + 3700)
+    assert (act.action, act.assignment) == ("resume_after_limit", None)
+    assert "as-1 went to another agent meanwhile (no 'continue')" in act.reason
+
+
 # -- approvals ----------------------------------------------------------------------------------------
 
 def waiting(policy_approve: ApprovalPolicy | None = None, **kw: Any) -> tuple[AgentFacts, Policy]:
@@ -334,6 +358,7 @@ POLICIES = st.builds(
     max_restarts=st.integers(0, 4),
     approval_timeout=st.sampled_from([1.0, 900.0]),
     limit_retry=st.sampled_from([1.0, 3600.0]),
+    on_limit=st.sampled_from(["wait", "reassign"]),
     approve=st.sampled_from([None, ApprovalPolicy(allow=frozenset({"read-only"}), otherwise="deny")]),
 )
 ANY_FACTS = st.builds(
@@ -365,6 +390,9 @@ ANY_FACTS = st.builds(
                                             escalated_at=TIMES)),
     lead_state=st.one_of(st.none(), st.sampled_from(STATES)),
     last_notice_at=TIMES,
+    failover_to=st.sampled_from([None, "bob"]),
+    failover_why=st.just("bob is idle on account b."),
+    handed_over=st.sampled_from([None, "as-0"]),
 )
 NOW = st.floats(T0 - 10_000, T0 + 20_000, allow_nan=False)
 
@@ -382,9 +410,30 @@ def test_no_live_agent_is_ever_interrupted_restarted_or_stopped(f: AgentFacts, p
         assert a.reason.endswith(".")
         if f.lease == "other":
             assert a.action not in {"request_report", "remind", "interrupt_and_reprompt", "restart_resume",
-                                    "resend", "resume_after_limit", "approve", "deny"}
+                                    "resend", "resume_after_limit", "approve", "deny", "reassign"}
     if f.fatal:
         assert actions == []
+
+
+@settings(deadline=None)
+@given(f=ANY_FACTS, policy=POLICIES, now=NOW)
+def test_work_moves_only_off_a_limited_agent_with_on_limit_reassign_and_a_place_found(
+        f: AgentFacts, policy: Policy, now: float) -> None:
+    actions = decide(f, policy, now)
+    moves = [a for a in actions if a.action == "reassign"]
+    if moves:
+        assert actions == moves
+        assert (policy.on_limit, f.state) == ("reassign", "limited")
+        assert f.lease != "other"
+        assert f.failover_to is not None
+        assert f.assignment is not None
+        assert f.assignment.state in ("sent", "working")
+        assert not f.assignment.has_valid_report
+        assert moves[0].assignment == f.assignment.id
+        assert not f.fatal
+    resumes = [a for a in actions if a.action == "resume_after_limit" and a.assignment is None]
+    if resumes and f.handed_over:
+        assert "no 'continue'" in resumes[0].reason
 
 
 @dataclass

@@ -487,3 +487,25 @@ def test_a_ledger_locked_by_another_process_is_busy_not_damaged(tmp_path: Path) 
         Ledger(state, busy_timeout=10).close()  # opens once the other side lets go
     finally:
         timer.join()
+
+
+# -- reassignment ----------------------------------------------------------------------------------
+
+def test_reassigning_moves_the_agent_by_compare_and_set_and_records_from_and_to(ledger: Ledger) -> None:
+    aid = make(ledger)
+    ledger.transition(aid, "sent", actor="t", expect="queued", agent="ada", turn_id="t-1")
+    moved = ledger.reassign(aid, from_agent="ada", to_agent="bob", actor="watchdog", prompt="new prompt",
+                            details={"reason": "ada is parked"})
+    assert (moved.agent, moved.state, moved.turn_id, moved.prompt) == ("bob", "sent", None, "new prompt")
+    [event] = [e for e in ledger.events_for(aid) if e.kind == "reassigned"]
+    assert (event.agent, event.actor, event.details) == ("bob", "watchdog",
+                                                         {"from": "ada", "to": "bob", "reason": "ada is parked"})
+    assert ledger.handed_over("ada", since=0.0) == aid
+    assert ledger.handed_over("bob", since=0.0) is None
+    assert ledger.handed_over("ada", since=event.time + 1) is None
+    with pytest.raises(StateConflict):  # it is bob's now: a second move from ada loses
+        ledger.reassign(aid, from_agent="ada", to_agent="cy", actor="watchdog")
+    ledger.transition(aid, "cancelled", actor="t")
+    with pytest.raises(StateConflict):  # ended: nothing moves
+        ledger.reassign(aid, from_agent="bob", to_agent="cy", actor="watchdog")
+    assert ledger.get(aid).agent == "bob"

@@ -25,6 +25,7 @@ from fleet.fsutil import ensure_dir
 from fleet.vocab import TokenUsage
 
 from . import codex, journal, reach
+from .account import account_of
 from .rollout import RateLimits, RolloutFacts
 from .state import (
     Journal,
@@ -58,6 +59,7 @@ class AgentStatus(TypedDict):
     rate_limits_at: float | None
     approval: dict[str, Any] | None
     usage: TokenUsage | None  # the session's tokens (every turn since the latest launch)
+    account: str | None  # configured, or `auth:<hash>` of its auth.json's account id; None: unknown
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
@@ -153,7 +155,7 @@ class Observer:
                 exit_signal=pane.dead_signal if pane and pane.dead else None,
                 resets_at=verdict.resets_at, rate_limits=j.rate_limits, rate_limits_at=j.rate_limits_at,
                 approval=_approval(j.approval) if verdict.state == "waiting_approval" else None,
-                usage=j.usage,
+                usage=j.usage, account=account_of(spec),
             ))
         return out
 

@@ -42,7 +42,8 @@ def _last_message(message: str | None) -> str:
 def _render_status(result: dict[str, Any]) -> None:
     from fleet.untrusted import one_line
 
-    rows = [("AGENT", "STATE", "ROLE", "PID", "SINCE", "LEASE", "LAST TURN")]
+    accounts = any(a.get("account") for a in result["agents"])  # the column only where accounts are known
+    rows = [("AGENT", "STATE", "ROLE", *(("ACCOUNT",) if accounts else ()), "PID", "SINCE", "LEASE", "LAST TURN")]
     for a in result["agents"]:
         lease = a.get("lease") or {}
         held = lease.get("state", "-")
@@ -51,7 +52,8 @@ def _render_status(result: dict[str, Any]) -> None:
         last = a.get("last_turn")
         last_s = f"{last['outcome']}: {_last_message(last.get('last_message'))}" if last else "-"
         state = a["state"] + (f" ({one_line(a['detail'])})" if a.get("detail") else "")  # may quote a command
-        rows.append((a["name"], state, a["role"], str(a["pid"] or "-"), _ago(a["since"]), held, last_s))
+        account = (one_line(str(a.get("account") or "-")),) if accounts else ()
+        rows.append((a["name"], state, a["role"], *account, str(a["pid"] or "-"), _ago(a["since"]), held, last_s))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])

@@ -31,6 +31,10 @@ from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, BRANCH_NAME, FLEET_NAME
 from .watchdog import Policy, parse_policy
 
 MAX_AGENTS: Final = 100
+#: `[agents.x] account`: a short label (`work`, `team-2`, `me@example.com`); no `:`, which marks the
+#: hashed identities read from auth.json (`fleet.agents.account`).
+ACCOUNT_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$"
+ACCOUNT_RULE: Final = "1-64 letters, digits and . _ @ + -, starting with a letter or digit"
 
 Role = Literal["explorer", "worker", "lead"]
 #: Where the config came from, in lookup order (`fleet doctor` reports it).
@@ -68,6 +72,8 @@ _AGENT_KEYS: dict[str, Any] = {
     "base": {"type": "string", "pattern": BRANCH_NAME},
     # the token budget of each assignment the agent takes without its own (fleet.tokens: 200k, 1.5m)
     "budget": {"type": ["integer", "string"]},
+    # the account the agent's Codex runs on (agents on one share its usage limits); default: from auth.json
+    "account": {"type": "string", "pattern": ACCOUNT_NAME},
 }
 
 SCHEMA: Final[dict[str, Any]] = {
@@ -126,6 +132,8 @@ class AgentSpec:
     base: str | None = None
     #: The token budget of an assignment sent to this agent without one of its own (`fleet.tokens`).
     budget: int | None = None
+    #: `account`: the account label configured; None lets `fleet.agents.account` read auth.json.
+    account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -300,6 +308,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
         message = err.message
         if err.validator == "additionalProperties":
             message = f"unknown key ({err.message})"
+        elif err.validator == "pattern" and err.path and err.path[-1] == "account":
+            message = f"{err.instance!r} is not an account label ({ACCOUNT_RULE})"
         elif err.validator == "propertyNames":
             message = f"{err.message}: agent names are {AGENT_NAME_RULE}"
             where = where if where != "$" else "$.agents"
@@ -422,4 +432,5 @@ def _agent(name: str, tbl: dict[str, Any], base: Path, worktrees: Path) -> Agent
         model=tbl.get("model"),
         repo=repo,
         base=tbl.get("base") if repo is not None else None,
+        account=tbl.get("account"),
     )

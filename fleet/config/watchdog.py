@@ -12,6 +12,7 @@ notify_command = ["notify-send", "fleet"]   # optional: gets each escalation as 
 max_restarts = 3
 approval_timeout = "15m"
 limit_retry = "1h"     # a usage limit with no reset time: try again after this long
+on_limit = "wait"      # or "reassign": move a parked agent's open assignment to an agent on another account
 approve = { allow = ["read-only"], commands_running_workspace_code = ["make test"], otherwise = "ask" }
 ```
 
@@ -45,6 +46,9 @@ Rung = Literal["remind", "notify", "interrupt", "restart"]
 #: The rungs in the order the issue gives them; `ladder` is any subset of these in any order.
 RUNGS: Final[tuple[Rung, ...]] = ("remind", "notify", "interrupt", "restart")
 ApprovalClass = Literal["read-only"]
+#: What the watchdog does with an open assignment whose agent is parked at its usage limit.
+OnLimit = Literal["wait", "reassign"]
+ON_LIMIT: Final[tuple[OnLimit, ...]] = ("wait", "reassign")
 Otherwise = Literal["deny", "ask"]
 
 #: A tick every minute is frequent enough for report requests measured in minutes and cheap enough
@@ -86,6 +90,7 @@ POLICY_SCHEMA: Final[dict[str, Any]] = {
             "maxItems": 64,
         },
         "max_restarts": {"type": "integer", "minimum": 0, "maximum": MAX_RESTARTS_LIMIT},
+        "on_limit": {"enum": list(ON_LIMIT)},
         "approve": {
             "type": "object",
             "additionalProperties": False,
@@ -183,6 +188,9 @@ class Policy:
     approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT
     limit_retry: float = DEFAULT_LIMIT_RETRY
     approve: ApprovalPolicy | None = field(default=None)
+    #: `wait` resumes a parked agent after its reset; `reassign` moves its open assignment to an idle
+    #: agent on another account with headroom (`fleet.work.failover`), and waits when there is none.
+    on_limit: OnLimit = "wait"
 
 
 @cache
@@ -231,6 +239,8 @@ def parse_policy(
             message = f"{err.instance!r} is not a duration: write a string with a unit, like \"60s\" or \"10m\""
         elif err.validator == "pattern" and leaf == "lead":
             message = f"{err.instance!r} is not an agent name ({AGENT_NAME_RULE})"
+        elif leaf == "on_limit":
+            message = f"{err.instance!r} is not one of {', '.join(repr(v) for v in ON_LIMIT)}"
         elif err.validator == "uniqueItems":
             message = f"lists a value twice ({err.instance!r})"
         else:
@@ -250,6 +260,7 @@ def parse_policy(
         notify_command=tuple(raw.get("notify_command", ())),
         max_restarts=int(raw.get("max_restarts", DEFAULT_MAX_RESTARTS)),
         approve=approve,
+        on_limit=cast(OnLimit, raw.get("on_limit", "wait")),
     )
 
 

@@ -32,12 +32,14 @@ from typing import Any, Final
 from fleet.untrusted import mark_paths
 
 STATUS_COLUMNS: Final = ("agent", "state", "role", "lease", "last", "for_s")
+#: Inserted after `role` when any agent's account is known (`fleet.agents.account`); else left out.
+ACCOUNT_COLUMN: Final = "account"
 LEASE_COLUMNS: Final = ("agent", "state", "holder", "token", "expires_in")
 #: Status fields the table carries, or that are for people and scripts (paths, pids, exact times;
 #: `usage`, the session's tokens: a lead asks `fleet_usage`).
 _STATUS_ROUTINE: Final = frozenset({"name", "state", "role", "lease", "last_turn", "since", "home", "cwd",
                                     "sandbox", "pid", "exit_signal", "exit_status", "resets_at", "rate_limits",
-                                    "rate_limits_at", "usage"})
+                                    "rate_limits_at", "usage", "account"})
 
 
 def prune(value: Any) -> Any:
@@ -104,7 +106,13 @@ def status_view(result: dict[str, Any], now: float) -> dict[str, Any]:
     out: dict[str, Any] = prune({k: v for k, v in result.items() if k != "agents"})
     if len(set(limits.values())) == 1:  # one account, one line
         out["rate_limits"] = next(iter(limits.values()))
-    return out | {"columns": list(STATUS_COLUMNS), "agents": rows} | ({"notes": notes} if notes else {})
+    columns = list(STATUS_COLUMNS)
+    accounts = [a.get("account") for a in result.get("agents", [])]
+    if any(accounts):
+        at = columns.index("role") + 1
+        columns.insert(at, ACCOUNT_COLUMN)
+        rows = [[*row[:at], account, *row[at:]] for row, account in zip(rows, accounts, strict=True)]
+    return out | {"columns": columns, "agents": rows} | ({"notes": notes} if notes else {})
 
 
 def leases_view(result: dict[str, Any], now: float) -> dict[str, Any]:

@@ -15,10 +15,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from fleet.agents.account import account_of
 from fleet.config import AgentSpec
 from fleet.errors import FleetError, InvalidInput, Timeout
 from fleet.fsutil import ensure_dir, flock_within, open_lock_file
-from fleet.work.routing import AgentFacts
+from fleet.work.routing import AgentFacts, share_accounts
 from fleet.work.scope import normalize_scope
 
 from .core import Service
@@ -79,15 +80,24 @@ def _used_percent(status: dict[str, Any]) -> float | None:
     return max(numbers) if numbers else None
 
 
+def _account(status: dict[str, Any], spec: AgentSpec) -> str | None:
+    """The account status read, or (no status for the agent) its own."""
+    known = status.get("account")
+    return known if isinstance(known, str) else account_of(spec) if "account" not in status else None
+
+
 def gather_facts(svc: Service, specs: Sequence[AgentSpec], caller: str | None,
                  inventories: dict[str, Inventory]) -> list[AgentFacts]:
-    """One routing fact per agent, read now: state (Codex's signals), lease, skills and ledger load.
-    A lease held by `caller` does not count against the agent (the caller hands it over; pass a
-    caller only for work that names its agent, never for routed work)."""
+    """One routing fact per agent, read now: state (Codex's signals), lease, skills, ledger load and
+    account (agents on one account share its limits: `share_accounts`, over every configured agent,
+    not only `specs`). A lease held by `caller` does not count against the agent (the caller hands
+    it over; pass a caller only for work that names its agent, never for routed work)."""
     load = svc.ledger.agent_load()
-    statuses = {str(s["name"]): dict(s) for s in svc.runtime.status(list(specs))}
+    wanted = {s.name for s in specs}
+    everyone = [*specs, *(s for s in svc.config.agents.values() if s.name not in wanted)]
+    statuses = {str(s["name"]): dict(s) for s in svc.runtime.status(everyone)}
     out = []
-    for spec in specs:
+    for spec in everyone:
         status = statuses.get(spec.name, {})
         try:
             lease = svc.leases.info(spec.name)
@@ -96,12 +106,13 @@ def gather_facts(svc: Service, specs: Sequence[AgentSpec], caller: str | None,
             other = True
         count, last = load.get(spec.name, (0, None))
         state = str(status.get("state", "stopped"))
+        inv = inventories.get(spec.name)
         out.append(AgentFacts(
-            name=spec.name, role=spec.role, state=state, skills=inventories[spec.name].names(),
+            name=spec.name, role=spec.role, state=state, skills=inv.names() if inv is not None else frozenset(),
             leased_by_other=other, limited=state == "limited", open_assignments=count, last_assigned_at=last,
-            used_percent=_used_percent(status),
+            used_percent=_used_percent(status), account=_account(status, spec),
         ))
-    return out
+    return [f for f in share_accounts(out) if f.name in wanted]
 
 
 # -- scope ---------------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ from fleet.work.ledger import Ledger
 
 from .budgets import budget_facts
 from .core import Service
+from .failover import limit_facts
 from .tickacts import Seen, act
 from .tracking import reconcile
 
@@ -245,6 +246,8 @@ class _Tick:
             )
             if row and row.get("budget"):  # `fleet.watchdog.budget`
                 facts = replace(facts, budget=self._budget(row, events, journal))
+            if facts.state == "limited" and self.ledger is not None:  # failover and handovers (`on_limit`)
+                facts = self._limit_facts(facts)
             if name == lead:
                 lead_state = facts.state
             self.seen[name] = Seen(spec, facts, journal, ladder, records.get(name) or AgentRecord(name))
@@ -256,6 +259,15 @@ class _Tick:
     def _budget(self, row: dict[str, Any], events: list[dict[str, Any]], journal: JournalFacts) -> BudgetFacts | None:
         found: BudgetFacts | None = self._from_ledger(lambda ledger: budget_facts(ledger, row, events, journal), None)
         return found
+    def _limit_facts(self, facts: AgentFacts) -> AgentFacts:
+        """`limit_facts`, or the facts as they were when it cannot be worked out (said in `errors`)."""
+        try:
+            return limit_facts(self.svc, facts)
+        except LEDGER_FAULTS as exc:
+            self.ledger_down(exc)
+        except FleetError as exc:
+            self.errors.append({"step": "failover", "agent": facts.agent, **exc.to_dict()})
+        return facts
 
     def _lease_holder(self, agent: str) -> str | None:
         try:
@@ -293,6 +305,10 @@ class _Tick:
         """Store what the next tick must know: the ladder step (taken even when the action failed),
         the watchdog's own turn ids, crash streaks, fatal marks, notices, escalated approvals."""
         if action.agent is None:
+            return
+        if action.action == "reassign" and action.assignment and entry["outcome"] == "done" and entry["detail"]:
+            # a new agent, a new climb: the parked agent's rungs and own turns are not the new one's
+            self.store.save_ladder(LadderRecord(action.assignment, str(entry["detail"]["to"])), self.now)
             return
         seen = self.seen[action.agent]
         if action.assignment is not None and (action.rung is not None or action.action in OWN_PROMPTS

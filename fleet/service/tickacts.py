@@ -1,6 +1,7 @@
 """What a watchdog tick does for each action `decide` chose (`fleet.service.tick` gathers, decides
 and records around it): dispatch, report requests and reminders, interrupts, restarts, resends,
-resumes after a usage limit, approval answers, fatal marks and telling people.
+resumes after a usage limit, failover of a parked agent's assignment (`fleet.service.failover`),
+approval answers, fatal marks and telling people.
 
 Every action on an agent runs as holder `watchdog`, or under the agent's open assignment's lease
 (`assignment:<id>`) when that is who holds it. An action raises `FleetError` for what went wrong;
@@ -20,7 +21,7 @@ from fleet.errors import FleetError, InternalError
 from fleet.vocab import WATCHDOG_HOLDER, WATCHDOG_POLICY_HOLDER
 from fleet.watchdog.decide import Action, AgentFacts
 from fleet.watchdog.facts import JournalFacts
-from fleet.watchdog.messages import lead_prompt, notify_payload, report_request, resume_text
+from fleet.watchdog.messages import handed_over_text, lead_prompt, notify_payload, report_request, resume_text
 from fleet.watchdog.store import AgentRecord, LadderRecord
 
 from .agents import restart_agent
@@ -28,6 +29,7 @@ from .assign import deliver, dispatch
 from .budgets import fail_over_budget, interrupt_for_budget
 from .core import Service
 from .delivery import fail
+from .failover import reassign
 
 #: A notify command gets this long; a hung one must not hold the tick (or the timer) hostage.
 NOTIFY_TIMEOUT: Final = 10.0
@@ -67,9 +69,14 @@ def act(svc: Service, action: Action, seen: dict[str, Seen], now: float) -> dict
     if kind == "resend" or (kind == "resume_after_limit" and aid is not None):
         assert aid is not None
         return deliver(svc, aid, actor=WATCHDOG_HOLDER)
-    if kind == "resume_after_limit":
+    if kind == "resume_after_limit":  # no assignment: a `continue`, or, when its work moved, a note saying so
+        moved = agent.facts.handed_over
         with svc.leased([agent.spec], _holder(agent), None):
-            return dict(svc.runtime.send(agent.spec, resume_text(None), holder=WATCHDOG_HOLDER))
+            return dict(svc.runtime.send(agent.spec, handed_over_text(moved) if moved else resume_text(None),
+                                         holder=WATCHDOG_HOLDER))
+    if kind == "reassign":
+        assert aid is not None
+        return reassign(svc, aid, agent.spec.name, actor=WATCHDOG_HOLDER)
     if kind in ("approve", "deny"):
         return _answer(svc, agent, action)
     if kind == "mark_fatal":

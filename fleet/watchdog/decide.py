@@ -13,7 +13,9 @@ The rules, in the order `decide` applies them:
    lost its turn; after `max_restarts` in a streak, `mark_fatal` and `escalate`. A streak ends when the
    agent ran `RESTART_STREAK_RESET` after its last restart before it exited.
 3. **Usage limit** (`limited`): never escalated for silence; resumed once `resets_at` has passed (or
-   `limit_retry` after the limit hit, when Codex gave no usable reset time).
+   `limit_retry` after the limit hit, when Codex gave no usable reset time). Before that, with
+   `on_limit = "reassign"`, its open assignment is moved to `failover_to` when the tick found an
+   agent for it (`fleet.work.failover`).
 4. **Approval** (`waiting_approval`): while fleet's hook still holds the call, the `approve` policy may
    answer it (`approve`/`deny`, with the rule that decided); once it has waited `approval_timeout` it
    is escalated, once, with the command and the model's justification.
@@ -82,6 +84,7 @@ ActionKind = Literal[
     "dispatch",  # fleet-wide: run the dispatch of queued assignments
     "budget_interrupt",  # over its token budget: Esc the turn (if one runs), ask for the report (`budget`)
     "fail_over_budget",  # over budget, no report within report_grace: fail it `over_budget` (`budget`)
+    "reassign",  # on_limit = reassign: move a parked agent's open assignment to an agent on another account
 ]
 
 #: The ledger states in which an assignment is out with its agent and owes a report (a narrower set
@@ -97,7 +100,7 @@ MAX_RESTART_BACKOFF: Final = 3600.0
 #: turns them into `notify_only`.
 TOUCHING: Final = frozenset({
     "request_report", "remind", "interrupt_and_reprompt", "restart_resume", "resend", "resume_after_limit",
-    "approve", "deny", "budget_interrupt", "fail_over_budget",
+    "approve", "deny", "budget_interrupt", "fail_over_budget", "reassign",
 })
 #: Rungs that stop or restart a running turn: never while the agent shows progress.
 DISRUPTIVE: Final = frozenset({"interrupt_and_reprompt", "restart_resume"})
@@ -174,6 +177,12 @@ class AgentFacts:
     last_notice_at: float | None = None
     #: The open assignment's token budget and use (`fleet.watchdog.budget`), None without a budget.
     budget: BudgetFacts | None = None
+    #: A limited agent's failover (`on_limit = "reassign"`): the agent its open assignment can move
+    #: to now, and why it was chosen; None when there is none (the tick looks only then).
+    failover_to: str | None = None
+    failover_why: str = ""
+    #: The assignment moved away from this agent while it was parked: its resume must not go on with it.
+    handed_over: str | None = None
 
 
 class ActionDict(TypedDict):
@@ -329,10 +338,18 @@ def _limited(f: AgentFacts, policy: Policy, now: float) -> list[Action]:
         due, why = since + policy.limit_retry, f"limit_retry ({_dur(policy.limit_retry)}) passed with no reset time"
     else:
         due, why = now, "nothing says when the limit began"
-    if now < due:
-        return []
     owed = f.assignment.id if _owes_report(f) and f.assignment else None
-    what = f"re-sending {owed}" if owed else "sending a short 'continue' for the turn that failed"
+    if now < due:
+        if policy.on_limit == "reassign" and owed and f.failover_to:
+            return [_act(f, "reassign", f"{f.agent} is parked at its usage limit ({_dur(due - now)} until it may "
+                         f"resume); on_limit = reassign moves {owed} to {f.failover_to}: {f.failover_why}")]
+        return []
+    if owed:
+        what = f"re-sending {owed}"
+    elif f.handed_over:
+        what = f"telling it that {f.handed_over} went to another agent meanwhile (no 'continue')"
+    else:
+        what = "sending a short 'continue' for the turn that failed"
     return [_act(f, "resume_after_limit", f"{f.agent} was parked at its usage limit and {why} "
                  f"{_dur(now - due)} ago; {what}.")]
 

@@ -55,6 +55,13 @@ def resume_text(assignment: str | None) -> str:
             "left off, and end with its fleet-report block.")
 
 
+def handed_over_text(assignment: str) -> str:
+    """After a usage limit reset, for an agent whose assignment went to another agent meanwhile: it
+    must not carry on with it (that work is being done elsewhere)."""
+    return (f"Your usage limit has reset. Assignment {assignment} was given to another agent while you were "
+            "parked, so do not continue it or change any file for it; reply with one line saying you stopped.")
+
+
 def lead_prompt(fleet: str, action: Action, *, approval_request: str | None = None) -> str:
     """The prompt an idle lead agent gets for an escalation or a notice.
 

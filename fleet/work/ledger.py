@@ -193,6 +193,49 @@ class Ledger:
                         {**(details or {}), **({"fields": sorted(fields)} if fields else {})})
             return self._get(db, assignment)
 
+    def reassign(self, assignment: str, *, from_agent: str, to_agent: str, actor: str,
+                 expect: Iterable[AssignmentState] = ("sent", "working"),
+                 details: Mapping[str, Any] | None = None, **fields: Any) -> Assignment:
+        """Move an open assignment from `from_agent` to `to_agent` with one `reassigned` event, setting
+        `fields` (see `FIELDS`) and clearing its turn (the next send records the new one), atomically.
+
+        Compare-and-set on both its agent and its state: raises `StateConflict` when it is no longer
+        `from_agent`'s or no longer in `expect` (someone else moved or ended it first). The state is
+        kept: the work goes on, on another agent."""
+        expected = expected_states(expect) or set()
+        sets = field_values(fields)
+        with self._write() as db:
+            now = self._clock()
+            row = db.execute("SELECT state, agent FROM assignments WHERE id = ?", (assignment,)).fetchone()
+            if row is None:
+                raise not_found(assignment)
+            current, agent = row
+            if current not in expected or agent != from_agent:
+                want = " or ".join(sorted(expected))
+                raise StateConflict(
+                    f"Assignment {assignment} is {current} on {agent or 'no agent'}, not {want} on {from_agent}: "
+                    "another process moved it first.",
+                    hint=f"Run `fleet show {assignment}` to see what happened.",
+                    assignment=assignment, state=current, agent=agent)
+            sets.update(agent=to_agent, turn_id=None, updated_at=now)
+            assigned = ", ".join(f"{k} = ?" for k in sets)
+            cur = db.execute(f"UPDATE assignments SET {assigned} WHERE id = ? AND state = ? AND agent = ?",
+                             (*sets.values(), assignment, current, from_agent))
+            if cur.rowcount != 1:  # cannot happen under BEGIN IMMEDIATE; fail loudly if it does
+                raise StateConflict(f"Assignment {assignment} changed during its reassignment.",
+                                    hint="Retry the operation.", assignment=assignment)
+            self._event(db, now, assignment, to_agent, actor, "reassigned", None, None,
+                        {"from": from_agent, "to": to_agent, **(details or {})})
+            return self._get(db, assignment)
+
+    def handed_over(self, agent: str, since: float) -> str | None:
+        """The assignment most recently reassigned away from `agent` at or after `since`, if any."""
+        with self._lock:
+            row = self._db.execute("SELECT assignment FROM events WHERE kind = 'reassigned' AND time >= ? AND "
+                                   "json_extract(details, '$.from') = ? ORDER BY id DESC LIMIT 1",
+                                   (since, agent)).fetchone()
+        return str(row[0]) if row is not None else None
+
     def annotate(self, assignment: str, kind: str, *, actor: str, details: Mapping[str, Any] | None = None,
                  **fields: Any) -> Event:
         """Record an event about `assignment` without a state change (a denied patch, an ask for a

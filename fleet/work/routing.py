@@ -11,7 +11,7 @@ assigned (never assigned first), name. Every other agent gets one reason, the mo
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 from fleet.errors import NoAgentAvailable, SkillNotFound
@@ -32,7 +32,8 @@ class AgentFacts:
 
     `state` is the agent's runtime state (`idle`, `working`, `waiting_approval`, `starting`,
     `stopped`, `exited`, `limited`); `used_percent` the higher of its primary/secondary rate-limit
-    windows, None when unknown.
+    windows, None when unknown; `account` its account identity (`fleet.agents.account`), None when
+    unknown. `share_accounts` makes agents on one account count as one.
     """
 
     name: str
@@ -45,6 +46,7 @@ class AgentFacts:
     open_assignments: int = 0
     last_assigned_at: float | None = None
     used_percent: float | None = None
+    account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,10 @@ def refusal(agent: AgentFacts, need: Need) -> Refusal | None:
         return Refusal(name, "not_running", f"it is {agent.state}; start it with `fleet up {name}`")
     if agent.state == "starting":
         return Refusal(name, "starting", "it is still starting")
-    if agent.limited or agent.state == "limited":
+    if agent.state == "limited":
         return Refusal(name, "limited", "it hit its usage limit")
+    if agent.limited:
+        return Refusal(name, "limited", f"its account {agent.account or ''} is at its usage limit".replace("  ", " "))
     if agent.parked:
         return Refusal(name, "parked", "it is parked")
     if agent.leased_by_other:
@@ -100,6 +104,24 @@ def refusal(agent: AgentFacts, need: Need) -> Refusal | None:
         what = "waiting for an approval" if agent.state == "waiting_approval" else agent.state
         return Refusal(name, "busy", f"it is {what}" if agent.state in BUSY_AGENT_STATES else f"its state is {what}")
     return None
+
+
+def share_accounts(agents: Sequence[AgentFacts]) -> list[AgentFacts]:
+    """`agents` with each known account's limits shared: every agent of an account where one is at
+    its usage limit counts as limited, and each one's `used_percent` is the highest known on its
+    account (they draw on one allowance). Agents of unknown account stand alone. Order kept."""
+    limited: set[str] = set()
+    used: dict[str, float] = {}
+    for a in agents:
+        if a.account is None:
+            continue
+        if a.limited or a.state == "limited":
+            limited.add(a.account)
+        if a.used_percent is not None:
+            used[a.account] = max(used.get(a.account, a.used_percent), a.used_percent)
+    return [a if a.account is None else replace(a, limited=a.limited or a.account in limited,
+                                                used_percent=used.get(a.account, a.used_percent))
+            for a in agents]
 
 
 def rank_key(agent: AgentFacts) -> tuple[bool, int, bool, float, str]:

@@ -257,6 +257,21 @@ def commit_verified(worktree: str | os.PathLike[str], assignment_id: str, summar
         return g.out("rev-parse", "--verify", "HEAD^{commit}").strip()
 
 
+def release_branch(worktree: str | os.PathLike[str], assignment_id: str, *,
+                   repo: str | os.PathLike[str] | None = None) -> bool:
+    """Take the worktree off the assignment's branch (HEAD detached at the same commit, files kept),
+    so another agent's worktree can check the branch out. False when it was not on it. Raises
+    `worktree_foreign` (given `repo`, the worktree is no longer one of it)."""
+    branch = branch_of(assignment_id)
+    wt = os.path.realpath(os.fspath(worktree))
+    with git_errors():
+        _pin(wt, repo)
+        if _head_ref(wt) != f"refs/heads/{branch}":
+            return False
+        Git(wt).run("checkout", "-q", "--detach")
+        return True
+
+
 # -- helpers shared with merge ---------------------------------------------------------------------
 
 def list_entries(g: Git) -> list[Entry]:
