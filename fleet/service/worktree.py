@@ -28,6 +28,7 @@ from fleet.work.worktrees import (
     ensure_worktree,
     git_errors,
     named_list,
+    pin,
     prepare_branch,
 )
 
@@ -79,11 +80,12 @@ def ensure_agent_worktree(svc: Service, spec: AgentSpec) -> dict[str, Any] | Non
 
 def refuse_dirty(spec: AgentSpec) -> None:
     """Refuse work for a repo agent whose existing worktree has uncommitted or untracked files
-    (`worktree_dirty`, naming them), before anything is written. `prepare` checks again at send."""
+    (`worktree_dirty`, naming them) or whose `.git` link no longer names its admin dir
+    (`worktree_foreign`), before anything is written. `prepare` checks again at send."""
     if spec.repo is None or not spec.cwd.is_dir():
         return
-    with git_errors():
-        dirty = dirty_files(Git(str(spec.cwd)))
+    with git_errors():  # git is told the admin dir: the worktree's `.git` link is the agent's to rewrite
+        dirty = dirty_files(Git(str(spec.cwd), pin(spec.cwd, spec.repo)))
     if dirty:
         raise WorktreeDirty(f"Agent {spec.name}'s worktree {spec.cwd} has uncommitted files ({named_list(dirty)}); "
                             "a new assignment needs a clean one.",

@@ -23,6 +23,7 @@ from .lifecycle import ASSIGNMENT_ID_RE
 from .worktrees import (
     BRANCH_PREFIX,
     Entry,
+    admin_dirs,
     check_assignment_id,
     check_base,
     contains,
@@ -73,16 +74,18 @@ def list_worktrees(repo: str | os.PathLike[str], root: str | os.PathLike[str]) -
     root_real = os.path.realpath(os.fspath(root))
     out = []
     with git_errors():
+        admins = admin_dirs(r.common_dir)
         for e in list_entries(Git(r.common_dir)):
             path = os.path.realpath(e.path)
             if os.path.dirname(path) != root_real:
                 continue
             branch = e.branch.removeprefix("refs/heads/") if e.branch else None
-            if e.prunable is not None or not os.path.isdir(path):
+            admin = admins.get(path)
+            if e.prunable is not None or not os.path.isdir(path) or admin is None:
                 state: WorktreeState = "missing"
                 dirty: tuple[str, ...] = ()
-            else:
-                dirty = tuple(dirty_files(Git(path)))
+            else:  # git is told the admin dir: the worktree's own `.git` link is the agent's to rewrite
+                dirty = tuple(dirty_files(Git(path, admin)))
                 state = "locked" if e.locked is not None else "dirty" if dirty else "clean"
             out.append(WorktreeStatus(os.path.basename(path), path, branch, e.head, state, dirty))
     return sorted(out, key=lambda w: w.agent)
@@ -126,6 +129,7 @@ def prune(repo: str | os.PathLike[str], root: str | os.PathLike[str], base: str,
         if base_tip is None:
             raise RepoInvalid(f"{r.top or r.common_dir} has no branch {base}.", base=base)
         entries = {os.path.realpath(e.path): e for e in list_entries(g)}
+        admins = admin_dirs(r.common_dir)
         problems: list[str] = []
         doomed: list[tuple[str, Entry]] = []
         for agent in agents:
@@ -138,7 +142,9 @@ def prune(repo: str | os.PathLike[str], root: str | os.PathLike[str], base: str,
                 continue
             if e.locked is not None:
                 problems.append(f"{agent}'s worktree is locked")
-            if dirty := dirty_files(Git(path)):
+            if path not in admins:
+                problems.append(f"git keeps no single admin dir for {agent}'s worktree")
+            elif dirty := dirty_files(Git(path, admins[path])):
                 problems.append(f"{agent}'s worktree has uncommitted files ({named_list(dirty)})")
             elif e.head and not contains(g, base_tip, e.head):
                 problems.append(f"{agent}'s worktree holds commits {base} does not contain")

@@ -1,0 +1,129 @@
+"""An agent attacking its own worktree: it writes every file in it, `.git` included, at any time.
+
+Real git repositories in tmp dirs. Where an attack needs a write to land between two of fleet's git
+calls, the test wraps fleet's own check so that the write happens right after it (the one condition
+a test cannot otherwise time); the docstring says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gitrepos import git, new_id, repo, rev, root, tree_digest
+
+from fleet.errors import UnmergedWork, WorktreeForeign, WorktreeOffBranch
+from fleet.work import worktreeadmin as adm
+from fleet.work import worktrees as wt
+
+__all__ = ["repo", "root"]  # fixtures from gitrepos: pytest finds them in this module by name
+
+
+def _admin_dir(worktree: Path) -> Path:
+    return Path(git(worktree, "rev-parse", "--path-format=absolute", "--git-dir").strip())
+
+
+def test_a_git_link_pointed_at_the_users_git_dir_never_moves_the_users_checkout(repo: Path, root: Path) -> None:
+    made = Path(wt.ensure_worktree(repo, root, "ada").path)
+    (made / ".git").write_text(f"gitdir: {repo / '.git'}\n")
+    before = tree_digest(repo)
+    with pytest.raises(WorktreeForeign):
+        wt.prepare_branch(made, new_id(), "main", repo=repo)
+    assert git(repo, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
+    assert tree_digest(repo) == before
+
+
+def test_a_git_link_pointed_at_another_agents_worktree_never_touches_that_worktree(repo: Path, root: Path) -> None:
+    ada = Path(wt.ensure_worktree(repo, root, "ada").path)
+    bob = Path(wt.ensure_worktree(repo, root, "bob").path)
+    bob_aid = new_id()
+    wt.prepare_branch(bob, bob_aid, "main", repo=repo)
+    bob_admin = _admin_dir(bob)
+    (ada / ".git").write_text(f"gitdir: {bob_admin}\n")
+    (ada / "stolen.txt").write_text("ada's work, to be committed as bob's\n")
+    head_before = (bob_admin / "HEAD").read_bytes()
+    with pytest.raises(WorktreeForeign):
+        wt.prepare_branch(ada, new_id(), "main", repo=repo)
+    with pytest.raises((WorktreeForeign, WorktreeOffBranch)):
+        wt.commit_verified(ada, bob_aid, "s", "ada", repo=repo)
+    assert (bob_admin / "HEAD").read_bytes() == head_before
+    assert rev(bob, f"fleet/{bob_aid}") == rev(repo, "main")
+
+
+def _crafted_admin_dir(repo: Path, ada: Path, branch: str, where: Path) -> Path:
+    """What an agent can build where it may write: an admin dir of its own that shares the real
+    repository (`commondir`), is on its assignment's branch, and whose index stages a file that is
+    in no work tree (an existing blob under a new name: no object is written)."""
+    where.mkdir()
+    (where / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    (where / "commondir").write_text(f"{repo / '.git'}\n")
+    (where / "gitdir").write_text(f"{ada / '.git'}\n")
+    (where / "index").write_bytes((_admin_dir(ada) / "index").read_bytes())
+    blob = git(repo, "rev-parse", "main:README.md").strip()
+    git(ada, f"--git-dir={where}", f"--work-tree={ada}", "update-index", "--add", "--cacheinfo",
+        f"100644,{blob},unverified.txt")
+    return where
+
+
+def test_a_git_link_to_an_admin_dir_the_agent_made_is_refused_and_nothing_is_committed(
+        repo: Path, root: Path, tmp_path: Path) -> None:
+    ada = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    wt.prepare_branch(ada, aid, "main", repo=repo)
+    crafted = _crafted_admin_dir(repo, ada, f"fleet/{aid}", tmp_path / "agent-tmp")
+    (ada / ".git").write_text(f"gitdir: {crafted}\n")
+    (ada / "app.py").write_text("ada's edit\n")
+    with pytest.raises(WorktreeForeign):
+        wt.commit_verified(ada, aid, "ada's work", "ada", repo=repo, paths=["app.py"])
+    assert rev(repo, f"fleet/{aid}") == rev(repo, "main")
+
+
+def test_a_git_link_rewritten_right_after_fleets_check_is_not_followed(repo: Path, root: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rewrite is made to land just after fleet checked the link (wrapping that check): the one
+    timing an agent's background process could hit by chance. Later git calls must not follow it."""
+    ada = Path(wt.ensure_worktree(repo, root, "ada").path)
+    bob = Path(wt.ensure_worktree(repo, root, "bob").path)
+    bob_aid = new_id()
+    wt.prepare_branch(bob, bob_aid, "main", repo=repo)
+    ada_aid = new_id()
+    wt.prepare_branch(ada, ada_aid, "main", repo=repo)
+    bob_admin = _admin_dir(bob)
+    bob_index = (bob_admin / "index").read_bytes()
+    crafted = _crafted_admin_dir(repo, ada, f"fleet/{ada_aid}", tmp_path / "agent-tmp")
+    (ada / "app.py").write_text("ada's edit\n")
+    real_pin = wt.pin
+
+    def pin_then_swap(path: str, repo_: object) -> str:
+        out = real_pin(path, repo_)  # type: ignore[arg-type]
+        (ada / ".git").write_text(f"gitdir: {crafted}\n")
+        return out
+
+    monkeypatch.setattr(wt, "pin", pin_then_swap)
+    try:
+        tip = wt.commit_verified(ada, ada_aid, "ada's work", "ada", repo=repo, paths=["app.py"])
+    except (WorktreeForeign, WorktreeOffBranch):
+        tip = None
+    assert rev(bob, "HEAD") == rev(repo, "main")
+    assert (bob_admin / "index").read_bytes() == bob_index
+    assert rev(repo, f"fleet/{bob_aid}") == rev(repo, "main")
+    if tip is not None:  # committed where it belongs, or not at all
+        assert rev(repo, f"fleet/{ada_aid}") == tip
+        assert git(repo, "show", f"{tip}:app.py") == "ada's edit\n"
+        assert "unverified.txt" not in git(repo, "ls-tree", "--name-only", tip)
+
+
+def test_listing_and_pruning_read_the_worktree_git_keeps_not_the_one_its_link_names(repo: Path, root: Path,
+                                                                                    tmp_path: Path) -> None:
+    ada = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    wt.prepare_branch(ada, aid, "main", repo=repo)
+    crafted = _crafted_admin_dir(repo, ada, f"fleet/{aid}", tmp_path / "agent-tmp")
+    (ada / ".git").write_text(f"gitdir: {crafted}\n")
+    [listed] = adm.list_worktrees(repo, root)
+    assert (listed.state, listed.dirty) == ("clean", ())
+    (ada / "notes.txt").write_text("uncommitted\n")
+    with pytest.raises(UnmergedWork) as exc:
+        adm.prune(repo, root, "main", agents=["ada"])
+    assert "notes.txt" in exc.value.message
+    assert "unverified.txt" not in exc.value.message
