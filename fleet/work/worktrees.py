@@ -31,7 +31,7 @@ import contextlib
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -41,6 +41,7 @@ from fleet.errors import (
     GitFailed,
     InvalidInput,
     RepoInvalid,
+    WorkChangedSinceVerified,
     WorktreeDirty,
     WorktreeForeign,
     WorktreeLocked,
@@ -48,7 +49,7 @@ from fleet.errors import (
     WorktreePlacement,
 )
 
-from . import gitrun
+from . import gitrun, stagedcheck
 from .gitwt import Git, identity_env
 from .lifecycle import ASSIGNMENT_ID_RE
 
@@ -230,12 +231,15 @@ def prepare_branch(worktree: str | os.PathLike[str], assignment_id: str, base: s
 
 
 def commit_verified(worktree: str | os.PathLike[str], assignment_id: str, summary: str, author: str, *,
-                    repo: str | os.PathLike[str] | None = None, paths: Sequence[str] | None = None) -> str:
+                    repo: str | os.PathLike[str] | None = None, paths: Sequence[str] | None = None,
+                    expected: Mapping[str, str | None] | None = None) -> str:
     """Commit everything uncommitted and untracked (not ignored) in the worktree to the assignment's
     branch, as `<author> via fleet`, message `<id>: <summary>`; no hook runs. With `paths` (what
     verification saw the agent change), only those: files a check wrote stay uncommitted. Returns
-    the branch's tip, which is the old tip when there was nothing to commit. Raises
-    `worktree_off_branch`, `worktree_foreign` (given `repo`, the worktree is no longer one of it)."""
+    the branch's tip, which is the old tip when there was nothing to commit. With `expected` (path ->
+    the snapshot state verification saw), the staged result must hold exactly that (`stagedcheck`),
+    else nothing is committed. Raises `worktree_off_branch`, `worktree_foreign` (given `repo`, the
+    worktree is no longer one of it), `work_changed_since_verified`."""
     branch = branch_of(assignment_id)
     if not isinstance(author, str) or not re.match(vocab.AGENT_NAME, author):
         raise InvalidInput(f"{author!r} is not an agent name ({vocab.AGENT_NAME_RULE}).")
@@ -256,6 +260,11 @@ def commit_verified(worktree: str | os.PathLike[str], assignment_id: str, summar
             if chosen:  # literal pathspecs on stdin: no name is read as a pattern or an option
                 g.run("add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul",
                       stdin="".join(f":(literal){p}\0" for p in chosen).encode("utf-8", "surrogateescape"))
+        if expected is not None and (changed := stagedcheck.mismatches(g, expected)):
+            raise WorkChangedSinceVerified(
+                f"{named_list(changed)} in {wt} no longer hold what verification saw, so fleet committed nothing.",
+                hint="Something wrote them after the snapshot (a check, or a process the agent left running); "
+                     "assign the work again.", worktree=wt, files=changed[:200], count=len(changed))
         if g.run("diff", "--cached", "--quiet", "--no-ext-diff", ok=(0, 1)).returncode == 1:
             g.run("commit", "-q", "--no-verify", "--cleanup=whitespace", "-F", "-",
                   stdin=_message(assignment_id, summary).encode("utf-8", "surrogateescape"),

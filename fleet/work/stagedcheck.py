@@ -1,0 +1,71 @@
+"""Does the index hold what verification saw? The last check before fleet commits verified work.
+
+Verification hashes the worktree's files (`fleet.work.snapshot`: `sha256:<hex>:<mode>`, `link:<target>`,
+None for a deleted file); the commit is made from the index after `git add`, moments later. A check
+command runs the agent's own code (a test's conftest) in its sandbox, and a process the agent left
+running can write meanwhile: either can swap a verified file for something else before `add` reads it.
+So once the index is final (its admin dir lies outside every agent's tree), each verified path's entry
+is compared with the state verification recorded. A blob matches when its bytes, or its bytes as a
+checkout would write them (`cat-file --filters`: eol, ident, encoding; no filter program runs, see
+`gitwt`), hash to the recorded content. A state that holds no content hash (past the snapshot's hash
+budget, a special file, an error) cannot be matched, so it counts as a mismatch: fleet does not
+commit what it cannot show was verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from .gitwt import Git
+
+#: Index modes of a regular file (executable or not) and of a symlink.
+_FILE_MODES = {"100644": False, "100755": True}
+_LINK_MODE = "120000"
+
+
+def index_entries(g: Git) -> dict[str, tuple[str, str]]:
+    """The index's stage-0 entries: path -> (mode, object id)."""
+    out: dict[str, tuple[str, str]] = {}
+    for item in g.out("ls-files", "--stage", "-z").split("\0"):
+        meta, _, path = item.partition("\t")
+        fields = meta.split(" ")
+        if path and len(fields) == 3 and fields[2] == "0":
+            out[path] = (fields[0], fields[1])
+    return out
+
+
+def mismatches(g: Git, expected: Mapping[str, str | None]) -> list[str]:
+    """The paths of `expected` (cwd-relative, the worktree's top) whose index entry is not the state
+    verification recorded, sorted."""
+    entries = index_entries(g)
+    return sorted(p for p, state in expected.items() if not _matches(g, p, state, entries.get(p)))
+
+
+def _matches(g: Git, path: str, state: str | None, entry: tuple[str, str] | None) -> bool:
+    if state is None:
+        return entry is None
+    if entry is None:
+        return False
+    mode, oid = entry
+    kind, _, rest = state.partition(":")
+    if kind == "link":
+        return mode == _LINK_MODE and _blob(g, oid) == rest.encode("utf-8", "surrogateescape")
+    if kind != "sha256" or mode not in _FILE_MODES:
+        return False
+    digest, _, perms = rest.partition(":")
+    try:
+        executable = int(perms, 8) & 0o100 != 0
+    except ValueError:
+        return False
+    if executable != _FILE_MODES[mode]:
+        return False
+    if hashlib.sha256(_blob(g, oid)).hexdigest() == digest:
+        return True
+    checked_out = g.run("cat-file", "--filters", f"--path={path}", oid, check=False)
+    return checked_out.returncode == 0 and hashlib.sha256(
+        checked_out.stdout.encode("utf-8", "surrogateescape")).hexdigest() == digest
+
+
+def _blob(g: Git, oid: str) -> bytes:
+    return g.run("cat-file", "blob", oid).stdout.encode("utf-8", "surrogateescape")
