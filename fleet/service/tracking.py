@@ -90,7 +90,8 @@ class _Agents:
                 # not yet copied, an earlier turn's end) are in the previous generation.
                 older = read_jsonl_tail(self.svc.runtime.agent_dir(agent) / PREVIOUS, READ_MAX)
                 events = [*older, *events]
-            end, _ = rollout_turn_end(read_journal(events), time.time())
+            spec = self.svc.config.agents.get(agent)
+            end, _ = rollout_turn_end(read_journal(events), time.time(), spec.home if spec else None)
             if end is not None:
                 events = [*events, end]
             self._journals[agent] = events
