@@ -190,3 +190,17 @@ def test_verified_files_are_committed_with_line_endings_a_checkout_would_write(r
     assert git(repo, "show", f"{tip}:dos.txt") == "one\ntwo\n"  # git stored it normalised
     assert set(git(repo, "ls-tree", "--name-only", tip).split()) == {".gitattributes", "app.py", "dos.txt", "link",
                                                                       "run.sh"}
+
+
+def test_a_worktree_dir_replaced_by_a_symlink_to_another_agents_worktree_is_refused(repo: Path, root: Path) -> None:
+    ada = Path(wt.ensure_worktree(repo, root, "ada").path)
+    bob = Path(wt.ensure_worktree(repo, root, "bob").path)
+    bob_aid = new_id()
+    wt.prepare_branch(bob, bob_aid, "main", repo=repo)
+    ada.rename(root / "ada-moved")
+    ada.symlink_to(bob)
+    with pytest.raises(WorktreeForeign):
+        wt.prepare_branch(ada, new_id(), "main", repo=repo)
+    with pytest.raises(WorktreeForeign):
+        wt.commit_verified(ada, bob_aid, "s", "ada", repo=repo)
+    assert git(bob, "symbolic-ref", "HEAD").strip() == f"refs/heads/fleet/{bob_aid}"

@@ -50,6 +50,7 @@ from .worktrees import (
     BRANCH_PREFIX,
     Repo,
     admin_dirs,
+    admin_for,
     check_assignment_id,
     check_base,
     dirty_files,
@@ -294,7 +295,7 @@ def _checkout_gits(r: Repo, main: str | None, base: str, checkouts: Sequence[str
     admins = admin_dirs(r.common_dir)
     out: dict[str, Callable[[], Git]] = {}
     for path in checkouts:
-        admin = admins.get(path)
+        admin = admin_for(path, admins)
         if main is not None and path == os.path.realpath(main):
             out[path] = partial(Git, path)
         elif admin is None:

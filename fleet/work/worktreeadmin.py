@@ -24,6 +24,7 @@ from .worktrees import (
     BRANCH_PREFIX,
     Entry,
     admin_dirs,
+    admin_for,
     check_assignment_id,
     check_base,
     contains,
@@ -80,7 +81,7 @@ def list_worktrees(repo: str | os.PathLike[str], root: str | os.PathLike[str]) -
             if os.path.dirname(path) != root_real:
                 continue
             branch = e.branch.removeprefix("refs/heads/") if e.branch else None
-            admin = admins.get(path)
+            admin = admin_for(e.path, admins)
             if e.prunable is not None or not os.path.isdir(path) or admin is None:
                 state: WorktreeState = "missing"
                 dirty: tuple[str, ...] = ()
@@ -142,9 +143,9 @@ def prune(repo: str | os.PathLike[str], root: str | os.PathLike[str], base: str,
                 continue
             if e.locked is not None:
                 problems.append(f"{agent}'s worktree is locked")
-            if path not in admins:
+            if (admin := admin_for(path, admins)) is None:
                 problems.append(f"git keeps no single admin dir for {agent}'s worktree")
-            elif dirty := dirty_files(Git(path, admins[path])):
+            elif dirty := dirty_files(Git(path, admin)):
                 problems.append(f"{agent}'s worktree has uncommitted files ({named_list(dirty)})")
             elif e.head and not contains(g, base_tip, e.head):
                 problems.append(f"{agent}'s worktree holds commits {base} does not contain")

@@ -209,7 +209,7 @@ def prepare_branch(worktree: str | os.PathLike[str], assignment_id: str, base: s
     such base), `worktree_foreign` (given `repo`, the worktree is no longer one of it)."""
     branch = branch_of(assignment_id)
     check_base(base)
-    wt = os.path.realpath(os.fspath(worktree))
+    wt = placed(worktree)
     with git_errors():
         admin = pin(wt, repo)
         g = Git(wt, admin)
@@ -243,7 +243,7 @@ def commit_verified(worktree: str | os.PathLike[str], assignment_id: str, summar
     branch = branch_of(assignment_id)
     if not isinstance(author, str) or not re.match(vocab.AGENT_NAME, author):
         raise InvalidInput(f"{author!r} is not an agent name ({vocab.AGENT_NAME_RULE}).")
-    wt = os.path.realpath(os.fspath(worktree))
+    wt = placed(worktree)
     with git_errors():
         admin = pin(wt, repo)
         if _head_ref(wt, admin) != f"refs/heads/{branch}":
@@ -348,9 +348,9 @@ def _start_commit(r: Repo, base: str | None) -> str:
 
 
 def admin_dirs(common_dir: str) -> dict[str, str]:
-    """Each linked worktree of the repository (its resolved path) -> its admin dir, as git's own files
-    in the common dir record it (`worktrees/<name>/gitdir`); no worktree's `.git` link is read. A path
-    two admin dirs claim is left out (neither is trusted)."""
+    """Each linked worktree of the repository (its path, `placed`) -> its admin dir, as git's own
+    files in the common dir record it (`worktrees/<name>/gitdir`); no worktree's `.git` link is read.
+    A path two admin dirs claim is left out (neither is trusted). Look one up with `admin_for`."""
     found: dict[str, list[str]] = {}
     try:
         with os.scandir(os.path.join(common_dir, "worktrees")) as it:
@@ -360,9 +360,21 @@ def admin_dirs(common_dir: str) -> dict[str, str]:
     for admin in admins:
         link = _read_link(os.path.join(admin, "gitdir"))
         if link is not None and os.path.basename(link) == ".git":
-            path = os.path.realpath(os.path.join(admin, os.path.dirname(link)))
-            found.setdefault(path, []).append(admin)
+            found.setdefault(placed(os.path.join(admin, os.path.dirname(link))), []).append(admin)
     return {path: dirs[0] for path, dirs in found.items() if len(dirs) == 1}
+
+
+def placed(path: str | os.PathLike[str]) -> str:
+    """`path` with its parent's symlinks resolved and its last component kept as it is: a worktree's
+    directory lies in a tree its agent may write, so a symlink there is never followed."""
+    path = os.path.abspath(os.fspath(path))
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
+def admin_for(path: str | os.PathLike[str], admins: dict[str, str]) -> str | None:
+    """The admin dir of the worktree at `path` in `admins` (`admin_dirs`); None when there is none or
+    the worktree's directory is a symlink (an agent replaced it: git's records name a directory)."""
+    return None if os.path.islink(path) else admins.get(placed(path))
 
 
 def pin(worktree: str | os.PathLike[str], repo: str | os.PathLike[str] | None = None) -> str:
@@ -370,9 +382,9 @@ def pin(worktree: str | os.PathLike[str], repo: str | os.PathLike[str] | None = 
     names), which every later git call is given instead of that link. Raises `worktree_foreign` when
     the repository knows no worktree there, or the link names anything else (rewritten by hand or
     by the agent: a link `fleet up` repairs is one git lost, not one that points elsewhere)."""
-    wt = os.path.realpath(os.fspath(worktree))
+    wt = placed(worktree)
     r = open_repo(repo if repo is not None else wt)
-    admin = admin_dirs(r.common_dir).get(wt)
+    admin = admin_for(wt, admin_dirs(r.common_dir))
     link = _read_link(os.path.join(wt, ".git"))
     target = link.removeprefix("gitdir: ") if link is not None and link.startswith("gitdir: ") else None
     if admin is None or target is None or os.path.realpath(os.path.join(wt, target)) != os.path.realpath(admin):
