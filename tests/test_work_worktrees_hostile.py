@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gitrepos import git, new_id, repo, rev, root, tree_digest
+from gitrepos import git, make_repo, new_id, repo, rev, root, tree_digest
 
 from fleet.errors import UnmergedWork, WorkChangedSinceVerified, WorktreeForeign, WorktreeOffBranch
 from fleet.work import snapshot as snap
@@ -204,3 +204,29 @@ def test_a_worktree_dir_replaced_by_a_symlink_to_another_agents_worktree_is_refu
     with pytest.raises(WorktreeForeign):
         wt.commit_verified(ada, bob_aid, "s", "ada", repo=repo)
     assert git(bob, "symbolic-ref", "HEAD").strip() == f"refs/heads/fleet/{bob_aid}"
+
+
+def test_drivers_an_agent_names_in_a_repository_of_its_own_never_run(repo: Path, root: Path, tmp_path: Path) -> None:
+    """The agent's `.gitattributes` names filter, diff and merge drivers that a repository it made
+    defines (config, an included file, fsmonitor and hooks too), and its `.git` link points there."""
+    ada = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    wt.prepare_branch(ada, aid, "main", repo=repo)
+    marker = tmp_path / "ran"
+    evil = make_repo(tmp_path / "agent-tmp" / "evil")
+    (evil / "included").write_text(f"[filter \"x\"]\n\tprocess = touch {marker}\n")
+    git(evil, "config", "include.path", str(evil / "included"))
+    for key in ("filter.x.clean", "filter.x.smudge", "diff.x.textconv", "diff.x.command", "merge.x.driver",
+                "core.fsmonitor"):
+        git(evil, "config", key, f"touch {marker}")
+    (ada / ".gitattributes").write_text("* filter=x diff=x merge=x\n")
+    (ada / "app.py").write_text("edited\n")
+    (ada / ".git").write_text(f"gitdir: {evil / '.git'}\n")
+    with pytest.raises(WorktreeForeign):
+        wt.prepare_branch(ada, aid, "main", repo=repo)
+    with pytest.raises(WorktreeForeign):
+        wt.commit_verified(ada, aid, "s", "ada", repo=repo)
+    adm.list_worktrees(repo, root)
+    assert not marker.exists()
+    git(ada, "add", "-A", check=False)  # plain git follows the link and runs them: the case is armed
+    assert marker.exists()
