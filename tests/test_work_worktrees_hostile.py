@@ -230,3 +230,20 @@ def test_drivers_an_agent_names_in_a_repository_of_its_own_never_run(repo: Path,
     assert not marker.exists()
     git(ada, "add", "-A", check=False)  # plain git follows the link and runs them: the case is armed
     assert marker.exists()
+
+
+def test_an_entry_staged_beside_the_verified_paths_refuses_the_commit(repo: Path, root: Path) -> None:
+    """Whoever can write the worktree's index (its admin dir, should the repository's git dir lie in a
+    writable root) stages a file the worktree does not hold; the verified paths themselves match."""
+    made = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    wt.prepare_branch(made, aid, "main", repo=repo)
+    before = snap.snapshot(made)
+    (made / "app.py").write_text("verified = True\n")
+    states = _verified_states(made, before)
+    blob = git(repo, "rev-parse", "main:README.md").strip()
+    git(made, "update-index", "--add", "--cacheinfo", f"100644,{blob},unverified.txt")
+    with pytest.raises(WorkChangedSinceVerified) as exc:
+        wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)
+    assert exc.value.data["files"] == ["unverified.txt"]
+    assert rev(repo, f"fleet/{aid}") == rev(repo, "main")

@@ -9,7 +9,8 @@ is compared with the state verification recorded. A blob matches when its bytes,
 checkout would write them (`cat-file --filters`: eol, ident, encoding; no filter program runs, see
 `gitwt`), hash to the recorded content. A state that holds no content hash (past the snapshot's hash
 budget, a special file, an error) cannot be matched, so it counts as a mismatch: fleet does not
-commit what it cannot show was verified.
+commit what it cannot show was verified. And nothing else may be staged: an entry the index holds
+beyond the verified paths (put there by anyone who could write the index) is a mismatch too.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ def index_entries(g: Git) -> dict[str, tuple[str, str]]:
 
 def mismatches(g: Git, expected: Mapping[str, str | None]) -> list[str]:
     """The paths of `expected` (cwd-relative, the worktree's top) whose index entry is not the state
-    verification recorded, sorted."""
+    verification recorded, and the paths staged against HEAD that `expected` does not name, sorted."""
     entries = index_entries(g)
-    return sorted(p for p, state in expected.items() if not _matches(g, p, state, entries.get(p)))
+    staged = g.out("diff-index", "--cached", "--name-only", "-z", "--no-renames", "HEAD", "--").split("\0")
+    extra = {p for p in staged if p and p not in expected}
+    return sorted(extra | {p for p, state in expected.items() if not _matches(g, p, state, entries.get(p))})
 
 
 def _matches(g: Git, path: str, state: str | None, entry: tuple[str, str] | None) -> bool:
