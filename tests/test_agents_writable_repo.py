@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gitrepos import make_repo
 
-from fleet.agents.writable import Roots, repo_exposures
+from fleet.agents.writable import Roots, exposures, repo_exposures
 from fleet.config import load_config
 
 
@@ -41,3 +41,14 @@ def test_roots_elsewhere_or_full_access_or_no_repo_agents_are_no_exposure(tmp_pa
     plain = tmp_path / "plain.toml"
     plain.write_text('[fleet]\nstate_dir = "state"\n[agents.bo]\nhome = "h2"\ncwd = "tmpdir"\n')
     assert repo_exposures([Roots("bo", "workspace-write", (real,))], load_config(plain)) == []
+
+
+def test_a_plain_worker_in_the_users_checkout_exposes_the_repo_agents_git_dir(tmp_path: Path) -> None:
+    make_repo(tmp_path / "shop")
+    path = tmp_path / "fleet.toml"
+    path.write_text('[fleet]\nstate_dir = "state"\n[agents.mila]\nhome = "h"\nrepo = "shop"\n'
+                    '[agents.bo]\nhome = "h2"\ncwd = "shop/docs"\nsandbox = "workspace-write"\n'
+                    'args = ["--add-dir", "shop"]\n')
+    (tmp_path / "shop" / "docs").mkdir()
+    found = exposures(load_config(path), environ={})
+    assert ("bo", (tmp_path / "shop" / ".git").resolve()) in {(e.agent, e.path) for e in found}
