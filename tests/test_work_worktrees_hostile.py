@@ -247,3 +247,24 @@ def test_an_entry_staged_beside_the_verified_paths_refuses_the_commit(repo: Path
         wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)
     assert exc.value.data["files"] == ["unverified.txt"]
     assert rev(repo, f"fleet/{aid}") == rev(repo, "main")
+
+
+@pytest.mark.parametrize("link", ["bob", "missing", "garbage"])
+def test_up_mends_a_broken_link_from_gits_records_and_never_hands_over_another_worktree(
+        repo: Path, root: Path, link: str) -> None:
+    ada = Path(wt.ensure_worktree(repo, root, "ada").path)
+    bob = Path(wt.ensure_worktree(repo, root, "bob").path)
+    bob_aid = new_id()
+    wt.prepare_branch(bob, bob_aid, "main", repo=repo)
+    bob_admin = _admin_dir(bob)
+    if link == "bob":
+        (ada / ".git").write_text(f"gitdir: {bob_admin}\n")
+    elif link == "missing":
+        (ada / ".git").unlink()
+    else:
+        (ada / ".git").write_text("gitdir: /nonexistent\n")
+    again = wt.ensure_worktree(repo, root, "ada")
+    assert again.repaired
+    assert wt.pin(ada, repo) == str(_admin_dir(ada)) != str(bob_admin)
+    assert wt.pin(bob, repo) == str(bob_admin)
+    assert git(bob, "symbolic-ref", "HEAD").strip() == f"refs/heads/fleet/{bob_aid}"

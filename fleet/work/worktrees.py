@@ -187,7 +187,9 @@ def ensure_worktree(repo: str | os.PathLike[str], root: str | os.PathLike[str], 
                 return Worktree(agent, path, r, repaired=True)
             if _belongs(path, r):
                 return Worktree(agent, path, r)
-            g.run("worktree", "repair", path, check=False)
+            # from git's own records, for every worktree: `repair PATH` would follow the link, and a
+            # link naming another worktree's admin dir would make git point that one here
+            g.run("worktree", "repair", check=False)
             if _belongs(path, r):
                 return Worktree(agent, path, r, repaired=True)
             raise _foreign(agent, path, "git lists it as a worktree of this repository, but it no longer is one")
