@@ -268,3 +268,17 @@ def test_up_mends_a_broken_link_from_gits_records_and_never_hands_over_another_w
     assert wt.pin(ada, repo) == str(_admin_dir(ada)) != str(bob_admin)
     assert wt.pin(bob, repo) == str(bob_admin)
     assert git(bob, "symbolic-ref", "HEAD").strip() == f"refs/heads/fleet/{bob_aid}"
+
+
+def test_a_forced_prune_of_a_worktree_replaced_by_a_symlink_never_removes_where_it_leads(repo: Path,
+                                                                                       root: Path) -> None:
+    ada = Path(wt.ensure_worktree(repo, root, "ada").path)
+    bob = Path(wt.ensure_worktree(repo, root, "bob").path)
+    (bob / "work.txt").write_text("bob's uncommitted work\n")
+    ada.rename(root / "ada-moved")
+    ada.symlink_to(bob)
+    with pytest.raises(UnmergedWork) as exc:
+        adm.prune(repo, root, "main", agents=["ada"], force=True)
+    assert "symlink" in exc.value.message
+    assert (bob / "work.txt").read_text() == "bob's uncommitted work\n"
+    assert wt.pin(bob, repo)

@@ -33,6 +33,7 @@ from .worktrees import (
     list_entries,
     named_list,
     open_repo,
+    placed,
     rev_commit,
 )
 
@@ -118,8 +119,9 @@ def prune(repo: str | os.PathLike[str], root: str | os.PathLike[str], base: str,
     """Remove the named agents' worktrees (under `root`) and the named assignments' branches. All or
     nothing: a worktree with uncommitted files or a HEAD `base` does not contain, a locked one, or a
     branch `base` does not contain, refuses the whole prune (`unmerged_work`, naming each) unless
-    `force`. A branch checked out in a worktree that stays is always refused. What is already gone is
-    skipped, so a repeated prune is a no-op."""
+    `force`. A branch checked out in a worktree that stays, and a worktree whose directory was
+    replaced by a symlink, are always refused. What is already gone is skipped, so a repeated prune
+    is a no-op."""
     check_base(base)
     ids = [check_assignment_id(a) for a in assignments]
     r = open_repo(repo)
@@ -129,7 +131,7 @@ def prune(repo: str | os.PathLike[str], root: str | os.PathLike[str], base: str,
         base_tip = rev_commit(r.common_dir, f"refs/heads/{base}")
         if base_tip is None:
             raise RepoInvalid(f"{r.top or r.common_dir} has no branch {base}.", base=base)
-        entries = {os.path.realpath(e.path): e for e in list_entries(g)}
+        entries = {placed(e.path): e for e in list_entries(g)}
         admins = admin_dirs(r.common_dir)
         problems: list[str] = []
         doomed: list[tuple[str, Entry]] = []
@@ -137,6 +139,9 @@ def prune(repo: str | os.PathLike[str], root: str | os.PathLike[str], base: str,
             path = os.path.join(root_real, agent)
             e = entries.get(path)
             if e is None:
+                continue
+            if os.path.islink(path):  # git would remove the worktree the link leads to: never, even forced
+                problems.append(f"{agent}'s worktree {path} is a symlink (remove it by hand)")
                 continue
             doomed.append((path, e))
             if force or e.prunable is not None or not os.path.isdir(path):
