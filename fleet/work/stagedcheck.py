@@ -16,8 +16,11 @@ beyond the verified paths (put there by anyone who could write the index) is a m
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import threading
 from collections.abc import Mapping
 
+from . import gitrun
 from .gitwt import Git
 
 #: Index modes of a regular file (executable or not) and of a symlink.
@@ -53,7 +56,8 @@ def _matches(g: Git, path: str, state: str | None, entry: tuple[str, str] | None
     mode, oid = entry
     kind, _, rest = state.partition(":")
     if kind == "link":
-        return mode == _LINK_MODE and _blob(g, oid) == rest.encode("utf-8", "surrogateescape")
+        target = rest.encode("utf-8", "surrogateescape")
+        return mode == _LINK_MODE and _digest(g, ("cat-file", "blob", oid)) == hashlib.sha256(target).hexdigest()
     if kind != "sha256" or mode not in _FILE_MODES:
         return False
     digest, _, perms = rest.partition(":")
@@ -63,12 +67,26 @@ def _matches(g: Git, path: str, state: str | None, entry: tuple[str, str] | None
         return False
     if executable != _FILE_MODES[mode]:
         return False
-    if hashlib.sha256(_blob(g, oid)).hexdigest() == digest:
-        return True
-    checked_out = g.run("cat-file", "--filters", f"--path={path}", oid, check=False)
-    return checked_out.returncode == 0 and hashlib.sha256(
-        checked_out.stdout.encode("utf-8", "surrogateescape")).hexdigest() == digest
+    return _digest(g, ("cat-file", "blob", oid)) == digest or \
+        _digest(g, ("cat-file", "--filters", f"--path={path}", oid)) == digest
 
 
-def _blob(g: Git, oid: str) -> bytes:
-    return g.run("cat-file", "blob", oid).stdout.encode("utf-8", "surrogateescape")
+def _digest(g: Git, args: tuple[str, ...]) -> str | None:
+    """sha256 of `git ARGS`'s stdout, streamed (a verified file may be hundreds of MB); None when git
+    fails or runs past `gitrun.TIMEOUT`."""
+    proc = subprocess.Popen(g.argv(args), cwd=g.cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, env=gitrun.environment(), close_fds=True)
+    timer = threading.Timer(gitrun.TIMEOUT, proc.kill)
+    timer.start()
+    digest = hashlib.sha256()
+    try:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(1 << 20):
+            digest.update(chunk)
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        timer.cancel()
+        proc.communicate()
+    return digest.hexdigest() if proc.returncode == 0 else None
