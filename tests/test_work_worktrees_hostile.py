@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gitrepos import git, make_repo, new_id, repo, rev, root, tree_digest
+from gitrepos import commit_file, git, make_repo, new_id, repo, rev, root, tree_digest
 
 from fleet.errors import UnmergedWork, WorkChangedSinceVerified, WorktreeForeign, WorktreeOffBranch
 from fleet.work import snapshot as snap
@@ -282,3 +282,50 @@ def test_a_forced_prune_of_a_worktree_replaced_by_a_symlink_never_removes_where_
     assert "symlink" in exc.value.message
     assert (bob / "work.txt").read_text() == "bob's uncommitted work\n"
     assert wt.pin(bob, repo)
+
+
+def test_an_ignored_file_verification_saw_change_stays_uncommitted_as_before(repo: Path, root: Path) -> None:
+    commit_file(repo, ".gitignore", "*.pyc\n")
+    made = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    wt.prepare_branch(made, aid, "main", repo=repo)
+    before = snap.snapshot(made)
+    (made / "app.py").write_text("verified = True\n")
+    (made / "app.pyc").write_bytes(b"\x00compiled")
+    states = _verified_states(made, before)
+    assert sorted(states) == ["app.py", "app.pyc"]
+    tip = wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)
+    assert "app.pyc" not in git(repo, "ls-tree", "--name-only", tip)
+    assert git(repo, "show", f"{tip}:app.py") == "verified = True\n"
+
+
+@pytest.mark.parametrize("how", ["ignore it", "delete it"])
+def test_a_verified_file_dropped_from_the_commit_afterwards_refuses_it(repo: Path, root: Path, how: str) -> None:
+    made = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    wt.prepare_branch(made, aid, "main", repo=repo)
+    before = snap.snapshot(made)
+    (made / "fix.py").write_text("the fix the checks passed with\n")
+    states = _verified_states(made, before)
+    if how == "ignore it":
+        (made / ".gitignore").write_text("fix.py\n")
+    else:
+        (made / "fix.py").unlink()
+    with pytest.raises(WorkChangedSinceVerified):
+        wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)
+    assert rev(repo, f"fleet/{aid}") == rev(repo, "main")
+
+
+def test_a_verified_file_hidden_behind_a_directory_swapped_for_a_symlink_refuses_the_commit(
+        repo: Path, root: Path, tmp_path: Path) -> None:
+    made = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    wt.prepare_branch(made, aid, "main", repo=repo)
+    before = snap.snapshot(made)
+    (made / "src").mkdir()
+    (made / "src" / "fix.py").write_text("the fix\n")
+    states = _verified_states(made, before)
+    (made / "src").rename(tmp_path / "elsewhere")
+    (made / "src").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(WorkChangedSinceVerified):
+        wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)

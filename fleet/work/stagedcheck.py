@@ -11,14 +11,19 @@ checkout would write them (`cat-file --filters`: eol, ident, encoding; no filter
 budget, a special file, an error) cannot be matched, so it counts as a mismatch: fleet does not
 commit what it cannot show was verified. And nothing else may be staged: an entry the index holds
 beyond the verified paths (put there by anyone who could write the index) is a mismatch too.
+
+A file git ignores is not committed (as ever): a verified path that is neither tracked nor dirty but
+still there is left out of the comparison. So that nothing verified can be dropped that way, a
+`.gitignore` that changed after verification (dirty, yet not among the verified paths) is a mismatch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from . import gitrun
 from .gitwt import Git
@@ -39,13 +44,25 @@ def index_entries(g: Git) -> dict[str, tuple[str, str]]:
     return out
 
 
-def mismatches(g: Git, expected: Mapping[str, str | None]) -> list[str]:
-    """The paths of `expected` (cwd-relative, the worktree's top) whose index entry is not the state
-    verification recorded, and the paths staged against HEAD that `expected` does not name, sorted."""
+def mismatches(g: Git, expected: Mapping[str, str | None], dirty: Collection[str]) -> list[str]:
+    """The paths of `expected` (relative to the worktree's top, `g.cwd`) whose index entry is not the
+    state verification recorded, the paths staged against HEAD that `expected` does not name, and
+    a changed `.gitignore` it does not name, sorted. `dirty`: `dirty_files` before `git add`."""
     entries = index_entries(g)
     staged = g.out("diff-index", "--cached", "--name-only", "-z", "--no-renames", "HEAD", "--").split("\0")
     extra = {p for p in staged if p and p not in expected}
-    return sorted(extra | {p for p, state in expected.items() if not _matches(g, p, state, entries.get(p))})
+    extra |= {p for p in dirty if os.path.basename(p) == ".gitignore" and p not in expected}
+    ignored = {p for p in expected if p not in entries and p not in dirty and _still_there(g.cwd, p)}
+    return sorted(extra | {p for p, state in expected.items()
+                           if p not in ignored and not _matches(g, p, state, entries.get(p))})
+
+
+def _still_there(top: str, rel: str) -> bool:
+    """`rel` exists under `top` through real directories only: a verified file reached through a
+    directory the agent swapped for a symlink afterwards is not "still there" (git would not commit it)."""
+    full = os.path.join(top, rel)
+    parent = os.path.dirname(full)
+    return os.path.realpath(parent) == os.path.normpath(parent) and os.path.lexists(full)
 
 
 def _matches(g: Git, path: str, state: str | None, entry: tuple[str, str] | None) -> bool:

@@ -254,15 +254,16 @@ def commit_verified(worktree: str | os.PathLike[str], assignment_id: str, summar
                 hint=f"Inspect it with `git -C {wt} status`; the branch keeps what was committed to it.",
                 worktree=wt, branch=branch)
         g = Git(wt, admin)
+        dirty = dirty_files(g) if paths is not None or expected is not None else []
         if paths is None:
             g.run("add", "-A", "--", ".")
         else:
             wanted = set(paths)
-            chosen = [p for p in dirty_files(g) if p in wanted]
+            chosen = [p for p in dirty if p in wanted]
             if chosen:  # literal pathspecs on stdin: no name is read as a pattern or an option
                 g.run("add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul",
                       stdin="".join(f":(literal){p}\0" for p in chosen).encode("utf-8", "surrogateescape"))
-        if expected is not None and (changed := stagedcheck.mismatches(g, expected)):
+        if expected is not None and (changed := stagedcheck.mismatches(g, expected, dirty)):
             raise WorkChangedSinceVerified(
                 f"{named_list(changed)} in {wt} no longer hold what verification saw, so fleet committed nothing.",
                 hint="Something wrote them after the snapshot (a check, or a process the agent left running); "
