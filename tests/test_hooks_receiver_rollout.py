@@ -126,3 +126,18 @@ def test_status_reads_no_rollout_outside_the_agents_home(tmp_path: Path, homes: 
     event, _ = rollout_turn_end(j, 2.0, homes["bob"])
     assert event is not None
     assert event["event"] == "turn_completed"
+
+
+def test_a_hook_command_line_without_home_falls_back_to_codexs_own_codex_home(tmp_path: Path,
+                                                                            homes: dict[str, Path]) -> None:
+    """Agents launched by an older fleet run the receiver without `--home`; Codex runs it with the
+    CODEX_HOME fleet gave it."""
+    mine, theirs = rollout(own(homes["ada"])), rollout(own(homes["bob"]), tokens=1_000_000)
+    agent_dir = tmp_path / "state" / "ada"
+    for path, counted in ((mine, True), (theirs, False)):
+        (agent_dir / "events.jsonl").unlink(missing_ok=True)
+        payload = {"hook_event_name": "Stop", "turn_id": TURN, "transcript_path": str(path)}
+        subprocess.run([sys.executable, "-S", receiver.__file__, "hook", str(agent_dir)], input=json.dumps(payload),
+                       text=True, check=True, timeout=30, env={**os.environ, "CODEX_HOME": str(homes["ada"])})
+        [event] = [json.loads(line) for line in (agent_dir / "events.jsonl").read_text().splitlines()]
+        assert ("usage" in event) is counted

@@ -27,9 +27,10 @@ It appends the way `fleet.agents.journal` does (one write, O_APPEND, under a sha
 compact it. At `Stop` it also copies from the rollout's tail the rate-limit snapshot Codex has just
 written and the turn's token usage so far (`usage`: input, cached input, output, reasoning; a Stop
 that asks for a report records the usage until then, the turn's last Stop the whole turn's). Only the
-agent's own rollout is read, and journalled as its transcript: a regular file under `--home`'s
-`sessions/` (a payload naming anything else, such as another agent's rollout, gets neither rate
-limits nor usage), read without blocking and at most `ROLLOUT_TAIL` bytes. Only records of the
+agent's own rollout is read, and journalled as its transcript: a regular file under the `sessions/`
+of `--home` (or, on a command line from an older fleet, of Codex's own `CODEX_HOME`); a payload
+naming anything else, such as another agent's rollout, gets neither rate limits nor usage. It is
+read without blocking, at most `ROLLOUT_TAIL` bytes. Only records of the
 right type count: a record Codex wrote for something else (a tool result holding the model's own
 JSON) can name `token_usage_record` or `rate_limits` too.
 """
@@ -225,9 +226,9 @@ def _hook(agent_dir: str) -> None:
     if name == "PermissionRequest":
         _permission(agent_dir, payload)
         return
-    args = sys.argv
-    transcript = own_transcript(payload.get("transcript_path"), args[args.index("--home") + 1]
-                                if "--home" in args[:-1] else None)
+    args = sys.argv  # a hook command line from before `--home`: Codex's own CODEX_HOME, which fleet set
+    home = args[args.index("--home") + 1] if "--home" in args[:-1] else os.environ.get("CODEX_HOME")
+    transcript = own_transcript(payload.get("transcript_path"), home)
     decision: dict[str, object] | None = None
     verdict: dict[str, object] = {}
     if name in ("Stop", "PreToolUse") and os.path.lexists(os.path.join(agent_dir, "assignment.json")):
