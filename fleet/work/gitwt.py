@@ -15,7 +15,9 @@ fsmonitor, no pager, editor, signing program or protocol), and adds:
   compares a submodule's commit only, so no git process starts inside it).
 What this guarantees: no program a repository or an agent named runs with fleet's rights, provided
 the config does not change between the listing and the command (a second or so): the common git
-dir of a repository fleet makes worktrees of is the user's, outside every agent's writable roots.
+dir of a repository fleet makes worktrees of is the user's, outside every agent's writable roots
+(`up` and doctor refuse otherwise), and a worktree's git is told its admin dir in it (`git_dir`),
+so no `.git` link an agent wrote leads git to a config of the agent's.
 Identity comes from the caller (`identity_env`); fleet reads no user's global config.
 """
 

@@ -384,7 +384,7 @@ def pin(worktree: str | os.PathLike[str], repo: str | os.PathLike[str] | None = 
     """The admin dir git keeps for the worktree in `repo` (default: the repository its `.git` link
     names), which every later git call is given instead of that link. Raises `worktree_foreign` when
     the repository knows no worktree there, or the link names anything else (rewritten by hand or
-    by the agent: a link `fleet up` repairs is one git lost, not one that points elsewhere)."""
+    by the agent; `fleet up` rewrites it from git's records, never from what it names)."""
     wt = placed(worktree)
     r = open_repo(repo if repo is not None else wt)
     admin = admin_for(wt, admin_dirs(r.common_dir))
@@ -392,7 +392,7 @@ def pin(worktree: str | os.PathLike[str], repo: str | os.PathLike[str] | None = 
     target = link.removeprefix("gitdir: ") if link is not None and link.startswith("gitdir: ") else None
     if admin is None or target is None or os.path.realpath(os.path.join(wt, target)) != os.path.realpath(admin):
         raise WorktreeForeign(f"{wt} is no longer a worktree of {r.top or r.common_dir}: its `.git` link changed.",
-                              hint=f"Inspect {wt} by hand; `fleet up` repairs a worktree whose link git lost.",
+                              hint=f"Inspect {wt} by hand; `fleet up` rewrites its link from git's own records.",
                               worktree=wt)
     return admin
 
