@@ -308,6 +308,13 @@ class WorktreeOffBranch(FleetError):
     code = "worktree_off_branch"
 
 
+class WorkChangedSinceVerified(FleetError):
+    """What fleet was about to commit is not what verification saw: a file changed after the snapshot
+    (a check or a process the agent left running wrote it), so nothing was committed. `files` names them."""
+
+    code = "work_changed_since_verified"
+
+
 class BranchMissing(FleetError, LookupError):
     """An assignment's branch (`fleet/<id>`) does not exist (pruned, or never prepared)."""
 

@@ -314,3 +314,23 @@ def test_two_merges_into_one_repository_at_once_both_land(repo: Path, root: Path
     assert set(git(repo, "ls-tree", "--name-only", "main").split()) >= {"a.txt", "b.txt"}
     assert (repo / "a.txt").exists()
     assert (repo / "b.txt").exists()
+
+
+def test_a_linked_worktree_on_the_base_is_brought_along_through_the_admin_dir_git_keeps(
+        repo: Path, root: Path, locks: Path, tmp_path: Path) -> None:
+    git(repo, "checkout", "-q", "-b", "topic")
+    side = tmp_path / "side"
+    git(repo, "worktree", "add", "-q", str(side), "main")
+    a = verified_work(repo, root, "ada", {"new.txt": "x\n"})
+    res = do_merge(repo, locks, a)
+    assert res.checkouts == (os.path.realpath(side),)
+    assert (side / "new.txt").read_text() == "x\n"
+    assert git(side, "status", "--porcelain") == ""
+    (side / ".git").write_text(f"gitdir: {repo / '.git'}\n")  # rewritten: git must not follow it
+    b = verified_work(repo, root, "bob", {"other.txt": "y\n"})
+    index = (repo / ".git" / "index").read_bytes()
+    again = do_merge(repo, locks, b)
+    assert again.checkouts == (os.path.realpath(side),)
+    assert (side / "other.txt").read_text() == "y\n"
+    assert (repo / ".git" / "index").read_bytes() == index  # the link's target was never touched
+    assert not (repo / "other.txt").exists()

@@ -17,6 +17,7 @@ import platform
 import re
 import shlex
 import shutil
+import stat
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -118,8 +119,17 @@ def user_config(home: Path) -> dict[str, Any]:
         return {}
 
 
-def receiver_argv(mode: str, agent_dir: Path) -> list[str]:
-    return [sys.executable, "-S", str(RECEIVER), mode, str(agent_dir)]
+def receiver_argv(mode: str, agent_dir: Path, home: Path | None = None) -> list[str]:
+    """The receiver's command line; a hook's names the agent's Codex home, whose `sessions/` is the
+    only place it reads a rollout from (whatever path a payload names)."""
+    return [sys.executable, "-S", str(RECEIVER), mode, str(agent_dir), *(["--home", str(home)] if home else [])]
+
+
+def own_rollout(home: Path, transcript: str) -> bool:
+    """Whether `transcript` lies under the Codex home's `sessions/` (symlinks resolved): the only
+    rollouts fleet reads for that agent."""
+    return "\0" not in transcript and os.path.realpath(transcript).startswith(
+        os.path.join(os.path.realpath(home), "sessions") + os.sep)
 
 
 def snake_event(event: str) -> str:
@@ -230,7 +240,7 @@ def launch_argv(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = (), *, 
         f"notify={_toml(notify)}",
         "notice.hide_rate_limit_model_nudge=true",  # a modal "switch model?" would hide the composer
     ]
-    hook_cmd = shlex.join(receiver_argv("hook", agent_dir))
+    hook_cmd = shlex.join(receiver_argv("hook", agent_dir, spec.home))
     hook_trust: dict[str, Any] = {}
     hold = max(1, round(approval_hold))
     for event in HOOK_EVENTS:
@@ -281,11 +291,13 @@ def read_rollout(transcript: Path, max_bytes: int = ROLLOUT_TAIL) -> RolloutFact
     inode, size and mtime) is answered from memory. A missing or unreadable file has no facts.
     """
     try:
-        fd = os.open(transcript, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(transcript, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return RolloutFacts(ends={}, rate_limits=None)
     try:
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block every status
+            return RolloutFacts(ends={}, rate_limits=None)
         key = str(transcript)
         sig = (st.st_ino, st.st_size, st.st_mtime_ns)
         memo = _rollout_memo.get(key)

@@ -73,11 +73,12 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         interval = min(interval * 1.5, 0.1)
 
 
-def rollout_turn_end(j: Journal, now: float) -> tuple[dict[str, Any] | None, RolloutFacts | None]:
+def rollout_turn_end(j: Journal, now: float, home: Path | None) -> tuple[dict[str, Any] | None, RolloutFacts | None]:
     """The end of `j`'s open turn as Codex wrote it to the rollout (a turn that failed, or whose Stop
     hook did not run, has no end in the journal), as a journal event timed no earlier than the turn's
-    start; None while the rollout has none. Also what the rollout's tail gave (None: not read)."""
-    if not (j.open_turn and j.transcript):
+    start; None while the rollout has none. Also what the rollout's tail gave (None: not read). Only
+    a rollout under the agent's Codex `home`'s `sessions/` is read (None: none is)."""
+    if not (j.open_turn and j.transcript) or home is None or not codex.own_rollout(home, j.transcript):
         return None, None
     found = codex.read_rollout(Path(j.transcript))
     end = found.ends.get(j.open_turn)
@@ -129,7 +130,7 @@ class Observer:
         events = self.events(spec.name) if events is None else events
         j = read_journal(events)
         if pane is not None and not pane.dead:
-            event, found = rollout_turn_end(j, now)
+            event, found = rollout_turn_end(j, now, spec.home)
             if event is not None:
                 j = read_journal([*events, event])
                 if settle:

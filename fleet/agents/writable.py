@@ -233,7 +233,7 @@ def exposures(config: FleetConfig, specs: Iterable[AgentSpec] | None = None,
     full-access. The files are every agent's, whichever agents are checked."""
     roots = resolved_roots(config.agents.values() if specs is None else specs, environ)
     return own_worktrees_allowed(find_exposures(roots, protected_paths(config)), config) + \
-        worktree_exposures(roots, config)
+        worktree_exposures(roots, config) + repo_exposures(roots, config)
 
 
 def own_worktrees_allowed(found: list[Exposure], config: FleetConfig) -> list[Exposure]:
@@ -258,6 +258,32 @@ def worktree_exposures(roots: Iterable[Roots], config: FleetConfig) -> list[Expo
     return out
 
 
+def repo_exposures(roots: Iterable[Roots], config: FleetConfig) -> list[Exposure]:
+    """The git dir of a repo agent's repository, or a symlink on the way to it or to the worktrees
+    dir, inside a sandboxed agent's writable root, its own included: that agent could write the
+    worktrees' admin dirs (their index is what fleet commits), the config git reads, or where a
+    path leads. The git dir is `<repo>/.git` when that is a directory, else the repository itself."""
+    items: list[tuple[str, Path, bool]] = []
+    repos = sorted({a.repo for a in config.agents.values() if a.repo is not None})
+    for repo in repos:
+        git = repo / ".git"
+        items.append((f"the git dir of the repository {repo}", _real(git if git.is_dir() else repo), True))
+    if repos:
+        for start in (config.worktree_root, *repos):
+            items += [(f"a symlink on the way to {start}", link, False) for link in _links_on(start)]
+    return find_exposures([r for r in roots if not r.full_access], list(dict.fromkeys(items)))
+
+
+def _links_on(path: Path) -> list[Path]:
+    """The symlinks among `path` and its parents, each as where it lies (its own parent resolved)."""
+    out = []
+    path = Path(os.path.abspath(path))
+    for p in [*reversed(path.parents), path]:
+        if p.is_symlink():
+            out.append(_real(p.parent) / p.name)
+    return out
+
+
 def exposure_hint(found: Sequence[Exposure]) -> str:
     """What to do about `found`, one sentence."""
     if any(e.root == _real(Path("/tmp")) for e in found):
@@ -267,5 +293,6 @@ def exposure_hint(found: Sequence[Exposure]) -> str:
     else:
         tmp = ""
     return ("Move the state dir ([fleet] state_dir or $FLEET_HOME), the Codex homes, the config and fleet's "
-            "install out of every sandboxed agent's cwd and writable roots (default state dir: "
+            "install, and the repositories of repo agents (with any symlink on the way to them or to the worktrees "
+            "dir), out of every sandboxed agent's cwd and writable roots (default state dir: "
             "~/.local/state/fleet/<name>)." + tmp)

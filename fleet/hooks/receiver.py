@@ -1,8 +1,8 @@
 """Codex hook and notify receiver: appends one normalized event to an agent's journal.
 
-Run by Codex itself (`python -S receiver.py hook AGENT_DIR` with the hook payload on stdin, or
-`python -S receiver.py notify AGENT_DIR [--chain PROG ARGS...] JSON`; `fleet.agents.codex` writes the
-command line). Standalone on purpose: it imports nothing from fleet on its hot path so that it starts
+Run by Codex itself (`python -S receiver.py hook AGENT_DIR --home CODEX_HOME` with the hook payload on
+stdin, or `python -S receiver.py notify AGENT_DIR [--chain PROG ARGS...] JSON`; `fleet.agents.codex`
+writes the command line). Standalone on purpose: it imports nothing from fleet on its hot path so that it starts
 in a few milliseconds, and it prints nothing unless fleet decides something, because a hook's stdout
 is read by Codex. It never fails the hook: errors go to `hookrecv.err` (0600, never through a symlink).
 
@@ -26,7 +26,13 @@ It appends the way `fleet.agents.journal` does (one write, O_APPEND, under a sha
 `events.lock`) and, in the rare call that takes the journal past its bound, imports that module to
 compact it. At `Stop` it also copies from the rollout's tail the rate-limit snapshot Codex has just
 written and the turn's token usage so far (`usage`: input, cached input, output, reasoning; a Stop
-that asks for a report records the usage until then, the turn's last Stop the whole turn's).
+that asks for a report records the usage until then, the turn's last Stop the whole turn's). Only the
+agent's own rollout is read, and journalled as its transcript: a regular file under the `sessions/`
+of `--home` (or, on a command line from an older fleet, of Codex's own `CODEX_HOME`); a payload
+naming anything else, such as another agent's rollout, gets neither rate limits nor usage. It is
+read without blocking, at most `ROLLOUT_TAIL` bytes. Only records of the
+right type count: a record Codex wrote for something else (a tool result holding the model's own
+JSON) can name `token_usage_record` or `rate_limits` too.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import sys
 import time
 
@@ -84,36 +91,52 @@ def _append(agent_dir: str, record: dict[str, object]) -> None:
         compact_file(Path(agent_dir))
 
 
-def _tail(transcript: object) -> list[bytes]:
-    """The lines of the rollout's last `ROLLOUT_TAIL` bytes (none when it cannot be read)."""
-    if not isinstance(transcript, str) or not transcript:
+def own_transcript(transcript: object, home: str | None) -> str | None:
+    """`transcript` when it lies under `home`'s `sessions/` (symlinks resolved), else None."""
+    if not isinstance(transcript, str) or not transcript or not home or "\0" in transcript:
+        return None
+    sessions = os.path.join(os.path.realpath(home), "sessions") + os.sep
+    return transcript if os.path.realpath(transcript).startswith(sessions) else None
+
+
+def _tail(transcript: str | None) -> list[bytes]:
+    """The lines of the rollout's last `ROLLOUT_TAIL` bytes (none when it cannot be read or is no
+    regular file: a FIFO would block the hook, and Codex's turn with it)."""
+    if transcript is None:
         return []
     try:
-        fd = os.open(transcript, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(transcript, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return []
     try:
-        size = os.fstat(fd).st_size
-        os.lseek(fd, max(0, size - ROLLOUT_TAIL), os.SEEK_SET)
-        raw = os.read(fd, ROLLOUT_TAIL)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return []
+        raw = os.pread(fd, ROLLOUT_TAIL, max(0, st.st_size - ROLLOUT_TAIL))
+    except OSError:
+        return []
     finally:
         os.close(fd)
     return raw.split(b"\n")
 
 
-def _payload(line: bytes) -> dict[str, object]:
+def _payload(line: bytes, record: str = "event_msg", kind: str | None = None) -> dict[str, object]:
+    """The payload of a `record` line (of payload type `kind`, when given), else {}."""
     try:
-        payload = json.loads(line).get("payload")
-    except (ValueError, AttributeError):
+        rec = json.loads(line)
+    except ValueError:
         return {}
-    return payload if isinstance(payload, dict) else {}
+    payload = rec.get("payload") if isinstance(rec, dict) and rec.get("type") == record else None
+    if not isinstance(payload, dict) or (kind is not None and payload.get("type") != kind):
+        return {}
+    return payload
 
 
 def _rate_limits(lines: list[bytes]) -> object:
     """The `rate_limits` of the last `token_count` in the rollout's tail, or None."""
     for line in reversed(lines):
         if b'"token_count"' in line and b'"rate_limits"' in line:
-            limits = _payload(line).get("rate_limits")
+            limits = _payload(line, kind="token_count").get("rate_limits")
             if isinstance(limits, dict) and (limits.get("primary") or limits.get("secondary")):
                 return {k: limits.get(k) for k in ("primary", "secondary")}
     return None
@@ -128,13 +151,16 @@ def _usage(lines: list[bytes], turn: object) -> dict[str, int] | None:
     needle, parts = json.dumps(turn).encode(), []
     for line in reversed(lines):
         if b'"token_usage_record"' in line and needle in line:
-            payload = _payload(line)
+            payload = _payload(line, record="token_usage_record")
             if payload.get("turn_id") == turn:
                 return _figures([payload.get("turn_token_usage")])
         elif b'"token_count"' in line:
-            info = _payload(line).get("info")
-            parts.append(info.get("last_token_usage") if isinstance(info, dict) else None)
-        elif b'"task_started"' in line and needle in line and _payload(line).get("turn_id") == turn:
+            payload = _payload(line, kind="token_count")
+            if payload:
+                info = payload.get("info")
+                parts.append(info.get("last_token_usage") if isinstance(info, dict) else None)
+        elif b'"task_started"' in line and needle in line and \
+                _payload(line, kind="task_started").get("turn_id") == turn:
             return _figures(parts) if parts else None
     return None
 
@@ -200,6 +226,9 @@ def _hook(agent_dir: str) -> None:
     if name == "PermissionRequest":
         _permission(agent_dir, payload)
         return
+    args = sys.argv  # a hook command line from before `--home`: Codex's own CODEX_HOME, which fleet set
+    home = args[args.index("--home") + 1] if "--home" in args[:-1] else os.environ.get("CODEX_HOME")
+    transcript = own_transcript(payload.get("transcript_path"), home)
     decision: dict[str, object] | None = None
     verdict: dict[str, object] = {}
     if name in ("Stop", "PreToolUse") and os.path.lexists(os.path.join(agent_dir, "assignment.json")):
@@ -215,13 +244,13 @@ def _hook(agent_dir: str) -> None:
         "hook": name,
         "session_id": payload.get("session_id"),
         "turn_id": payload.get("turn_id"),
-        "transcript_path": payload.get("transcript_path"),
+        "transcript_path": transcript,
     }
     if name == "UserPromptSubmit":
         record["prompt"] = str(payload.get("prompt", ""))[:PROMPT_CAP]
     elif name == "Stop":
         record["last_message"] = str(payload.get("last_assistant_message") or "")[:PROMPT_CAP]
-        lines = _tail(payload.get("transcript_path"))
+        lines = _tail(transcript)
         record["rate_limits"] = _rate_limits(lines)
         record["usage"] = _usage(lines, payload.get("turn_id"))
     elif name in ("PreToolUse", "PostToolUse"):

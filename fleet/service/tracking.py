@@ -31,7 +31,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from fleet.agents.codex import effective_sandbox, sandbox_argv
@@ -90,7 +90,8 @@ class _Agents:
                 # not yet copied, an earlier turn's end) are in the previous generation.
                 older = read_jsonl_tail(self.svc.runtime.agent_dir(agent) / PREVIOUS, READ_MAX)
                 events = [*older, *events]
-            end, _ = rollout_turn_end(read_journal(events), time.time())
+            spec = self.svc.config.agents.get(agent)
+            end, _ = rollout_turn_end(read_journal(events), time.time(), spec.home if spec else None)
             if end is not None:
                 events = [*events, end]
             self._journals[agent] = events
@@ -276,9 +277,9 @@ def _spawn_verifier(svc: Service, assignment: str) -> int:
 
 def finish(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
     """Verify a reported assignment and record the verdict; free its agent."""
-    verification = verify(svc, a, spec)
+    verification, states = verify_states(svc, a, spec)
     if verification["verdict"] == "verified" and a.branch is not None:
-        _commit_verified(svc, a, spec, verification)
+        _commit_verified(svc, a, spec, verification, states)
     verdict = verification["verdict"]
     reasons = "; ".join(r["message"] for r in verification["reasons"])
     done = svc.ledger.transition(a.id, verdict, actor=ACTOR, expect="reported", verification=verification,
@@ -287,12 +288,15 @@ def finish(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
     return _step(a, done.state, **{"from": "reported"}, reasons=reasons or None)
 
 
-def _commit_verified(svc: Service, a: Assignment, spec: AgentSpec, verification: dict[str, Any]) -> None:
+def _commit_verified(svc: Service, a: Assignment, spec: AgentSpec, verification: dict[str, Any],
+                     states: Mapping[str, str | None]) -> None:
     """Commit a repo agent's verified work to its branch and record the commit (`committed`). If
-    git refuses, the work is not on its branch as verified, so the verdict becomes rejected."""
+    git refuses, or the files are no longer the `states` verification saw, the work is not on its
+    branch as verified, so the verdict becomes rejected."""
     report, _ = validate_report(a.report)
     try:
-        done = commit(spec, a.id, report.summary if report is not None else "", verification.get("changed", []))
+        done = commit(spec, a.id, report.summary if report is not None else "", verification.get("changed", []),
+                      states)
     except FleetError as exc:
         verification["verdict"] = "rejected"
         verification["reasons"] = [*verification.get("reasons", []), {
@@ -308,7 +312,13 @@ def verify(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
     """The verification of a reported assignment: what changed in the cwd since the baseline, the
     checks' results, the verdict and its reasons. Never raises for the work's content: a baseline
     or snapshot that cannot be read rejects, saying why."""
+    return verify_states(svc, a, spec)[0]
+
+
+def verify_states(svc: Service, a: Assignment, spec: AgentSpec) -> tuple[dict[str, Any], dict[str, str | None]]:
+    """`verify`, and the state the snapshot saw of each changed path (what a commit must hold)."""
     report, _ = validate_report(a.report)
+    states: dict[str, str | None] = {}
     mode = "unknown"
     denied = [e.details for e in svc.ledger.events_for(a.id) if e.kind == "scope_denied"]
     try:
@@ -320,6 +330,7 @@ def verify(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
         cwd = str(baseline["cwd"])
         after = snapshot(cwd, since=before)
         changed = changed_files(before, after)
+        states = {p: after.files.get(p) for p in changed}
         checks = _run_sandboxed(a.checks, cwd, spec, mode)
         result = verdict(report, changed, tuple(baseline["write_paths"]), baseline["role"], checks,
                          (*before.notes, *after.notes), cwd=cwd).to_dict()
@@ -331,7 +342,7 @@ def verify(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
     if denied:
         paths = sorted({p for d in denied for p in (d.get("paths") or [])})
         result["denied"] = {"count": len(denied), "paths": paths[:50]}
-    return result
+    return result, states
 
 
 def _run_sandboxed(cmds: Sequence[str], cwd: str, spec: AgentSpec, sent_under: str) -> list[CheckResult]:

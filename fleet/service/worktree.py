@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from fleet.config import AgentSpec
@@ -28,6 +28,7 @@ from fleet.work.worktrees import (
     ensure_worktree,
     git_errors,
     named_list,
+    pin,
     prepare_branch,
 )
 
@@ -79,11 +80,12 @@ def ensure_agent_worktree(svc: Service, spec: AgentSpec) -> dict[str, Any] | Non
 
 def refuse_dirty(spec: AgentSpec) -> None:
     """Refuse work for a repo agent whose existing worktree has uncommitted or untracked files
-    (`worktree_dirty`, naming them), before anything is written. `prepare` checks again at send."""
+    (`worktree_dirty`, naming them) or whose `.git` link no longer names its admin dir
+    (`worktree_foreign`), before anything is written. `prepare` checks again at send."""
     if spec.repo is None or not spec.cwd.is_dir():
         return
-    with git_errors():
-        dirty = dirty_files(Git(str(spec.cwd)))
+    with git_errors():  # git is told the admin dir: the worktree's `.git` link is the agent's to rewrite
+        dirty = dirty_files(Git(str(spec.cwd), pin(spec.cwd, spec.repo)))
     if dirty:
         raise WorktreeDirty(f"Agent {spec.name}'s worktree {spec.cwd} has uncommitted files ({named_list(dirty)}); "
                             "a new assignment needs a clean one.",
@@ -104,10 +106,12 @@ def prepare(svc: Service, spec: AgentSpec, assignment_id: str) -> dict[str, Any]
             "resumed": p.resumed}
 
 
-def commit(spec: AgentSpec, assignment_id: str, summary: str, changed: Sequence[str]) -> str | None:
+def commit(spec: AgentSpec, assignment_id: str, summary: str, changed: Sequence[str],
+           states: Mapping[str, str | None] | None = None) -> str | None:
     """Commit a repo agent's verified work, the `changed` paths verification saw (not what its
-    checks wrote), to its assignment's branch (`commit_verified`); the branch's tip, or None for a
-    plain agent."""
+    checks wrote), to its assignment's branch (`commit_verified`), refusing when they no longer hold
+    the `states` verification saw; the branch's tip, or None for a plain agent."""
     if spec.repo is None:
         return None
-    return commit_verified(spec.cwd, assignment_id, summary, spec.name, repo=spec.repo, paths=changed)
+    return commit_verified(spec.cwd, assignment_id, summary, spec.name, repo=spec.repo, paths=changed,
+                           expected=states)

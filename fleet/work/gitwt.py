@@ -15,7 +15,9 @@ fsmonitor, no pager, editor, signing program or protocol), and adds:
   compares a submodule's commit only, so no git process starts inside it).
 What this guarantees: no program a repository or an agent named runs with fleet's rights, provided
 the config does not change between the listing and the command (a second or so): the common git
-dir of a repository fleet makes worktrees of is the user's, outside every agent's writable roots.
+dir of a repository fleet makes worktrees of is the user's, outside every agent's writable roots
+(`up` and doctor refuse otherwise), and a worktree's git is told its admin dir in it (`git_dir`),
+so no `.git` link an agent wrote leads git to a config of the agent's.
 Identity comes from the caller (`identity_env`); fleet reads no user's global config.
 """
 
@@ -62,10 +64,14 @@ def identity_env(name: str, email: str) -> dict[str, str]:
 
 class Git:
     """git in one directory (a work tree or a repository). The driver listing is taken at the first
-    command and reused: make a new `Git` for a later operation. Not thread-safe; cheap to make."""
+    command and reused: make a new `Git` for a later operation. Not thread-safe; cheap to make.
+    With `git_dir`, git is told its repository (`--git-dir`, and `cwd` as `--work-tree` unless
+    `bare`): no `.git` file in `cwd` is read, so an agent rewriting its link cannot redirect a call."""
 
-    def __init__(self, cwd: str) -> None:
+    def __init__(self, cwd: str, git_dir: str | None = None, *, bare: bool = False) -> None:
         self.cwd = cwd
+        self.git_dir = git_dir
+        self.bare = bare
         self._overrides: list[str] | None = None
 
     def run(self, *args: str, check: bool = True, ok: tuple[int, ...] = (0,), stdin: bytes | None = None,
@@ -123,13 +129,21 @@ class Git:
     def argv(self, args: tuple[str, ...]) -> list[str]:
         if self._overrides is None:
             self._overrides = self._neutralisers()
-        cmd = _base_argv()
+        cmd = self._base()
         for item in self._overrides:
             cmd += ["-c", item]
         return cmd + list(args)
 
+    def _base(self) -> list[str]:
+        cmd = _base_argv()
+        if self.git_dir is not None:
+            cmd.append(f"--git-dir={self.git_dir}")
+            if not self.bare:
+                cmd.append(f"--work-tree={self.cwd}")
+        return cmd
+
     def _neutralisers(self) -> list[str]:
-        cmd = [*_base_argv(), "config", "--list", "--name-only", "-z"]
+        cmd = [*self._base(), "config", "--list", "--name-only", "-z"]
         try:
             proc = subprocess.run(cmd, cwd=self.cwd, capture_output=True, timeout=gitrun.TIMEOUT,
                                   env=gitrun.environment(), stdin=subprocess.DEVNULL, check=False, close_fds=True)

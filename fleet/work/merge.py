@@ -27,8 +27,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Final, Literal
 
@@ -48,6 +49,8 @@ from .gitwt import Git, identity_env
 from .worktrees import (
     BRANCH_PREFIX,
     Repo,
+    admin_dirs,
+    admin_for,
     check_assignment_id,
     check_base,
     dirty_files,
@@ -228,14 +231,16 @@ def _merge_locked(r: Repo, plan: MergePlan) -> MergeResult:
         if old is None:
             raise RepoInvalid(f"{r.top or r.common_dir} has no branch {plan.base}.",
                               hint="Merge into an existing branch (`--into`).", base=plan.base)
-        checkouts = [os.path.realpath(e.path) for e in list_entries(g) if e.branch == ref and e.prunable is None]
+        entries = list_entries(g)
+        checkouts = [os.path.realpath(e.path) for e in entries if e.branch == ref and e.prunable is None]
+        gits = _checkout_gits(r, entries[0].path if entries else None, plan.base, checkouts)
         for path in checkouts:
-            _refuse_dirty_checkout(path, plan.base, dirty_files(Git(path), untracked=False))
+            _refuse_dirty_checkout(path, plan.base, dirty_files(gits[path](), untracked=False))
         new, steps = _combine(g, old, plan)
         if new == old:
             return MergeResult(plan.base, old, new, steps, replanned=attempt == 2)
         for path in checkouts:
-            res = Git(path).run("read-tree", "-m", "-u", "-n", old, new, check=False)
+            res = gits[path]().run("read-tree", "-m", "-u", "-n", old, new, check=False)
             if res.returncode != 0:
                 blocked = paths_in_the_way(res.stderr) or ["(git refused: see `git status`)"]
                 _refuse_dirty_checkout(path, plan.base, blocked)
@@ -243,7 +248,7 @@ def _merge_locked(r: Repo, plan: MergePlan) -> MergeResult:
         if g.run("update-ref", "-m", f"fleet merge {ids}", ref, new, old, check=False).returncode == 0:
             errors = []
             for path in checkouts:
-                res = Git(path).run("read-tree", "-m", "-u", old, new, check=False)
+                res = gits[path]().run("read-tree", "-m", "-u", old, new, check=False)
                 if res.returncode != 0:
                     errors.append(f"{path}: {res.stderr.strip()[-300:]}")
             return MergeResult(plan.base, old, new, steps, tuple(checkouts), tuple(errors), replanned=attempt == 2)
@@ -281,6 +286,23 @@ def _combine(g: Git, old: str, plan: MergePlan) -> tuple[str, tuple[Merged, ...]
                     stdin=message.encode(), env=identity_env(*MERGER)).stdout.strip()
         done.append(Merged(step.assignment_id, "merge", cur))
     return cur, tuple(done)
+
+
+def _checkout_gits(r: Repo, main: str | None, base: str, checkouts: Sequence[str]) -> dict[str, Callable[[], Git]]:
+    """A fresh `Git` maker for each checkout of the base. A linked worktree's git is told its admin dir
+    (an agent's worktree holds a `.git` link it may rewrite); one git keeps no single admin dir for is
+    refused. The main work tree's `.git` is the common dir itself."""
+    admins = admin_dirs(r.common_dir)
+    out: dict[str, Callable[[], Git]] = {}
+    for path in checkouts:
+        admin = admin_for(path, admins)
+        if main is not None and path == os.path.realpath(main):
+            out[path] = partial(Git, path)
+        elif admin is None:
+            _refuse_dirty_checkout(path, base, ["(git keeps no single admin dir for this worktree)"])
+        else:
+            out[path] = partial(Git, path, admin)
+    return out
 
 
 def _refuse_dirty_checkout(path: str, base: str, files: Sequence[str]) -> None:

@@ -23,6 +23,8 @@ from .lifecycle import ASSIGNMENT_ID_RE
 from .worktrees import (
     BRANCH_PREFIX,
     Entry,
+    admin_dirs,
+    admin_for,
     check_assignment_id,
     check_base,
     contains,
@@ -31,6 +33,7 @@ from .worktrees import (
     list_entries,
     named_list,
     open_repo,
+    placed,
     rev_commit,
 )
 
@@ -73,16 +76,18 @@ def list_worktrees(repo: str | os.PathLike[str], root: str | os.PathLike[str]) -
     root_real = os.path.realpath(os.fspath(root))
     out = []
     with git_errors():
+        admins = admin_dirs(r.common_dir)
         for e in list_entries(Git(r.common_dir)):
             path = os.path.realpath(e.path)
             if os.path.dirname(path) != root_real:
                 continue
             branch = e.branch.removeprefix("refs/heads/") if e.branch else None
-            if e.prunable is not None or not os.path.isdir(path):
+            admin = admin_for(e.path, admins)
+            if e.prunable is not None or not os.path.isdir(path) or admin is None:
                 state: WorktreeState = "missing"
                 dirty: tuple[str, ...] = ()
-            else:
-                dirty = tuple(dirty_files(Git(path)))
+            else:  # git is told the admin dir: the worktree's own `.git` link is the agent's to rewrite
+                dirty = tuple(dirty_files(Git(path, admin)))
                 state = "locked" if e.locked is not None else "dirty" if dirty else "clean"
             out.append(WorktreeStatus(os.path.basename(path), path, branch, e.head, state, dirty))
     return sorted(out, key=lambda w: w.agent)
@@ -114,8 +119,9 @@ def prune(repo: str | os.PathLike[str], root: str | os.PathLike[str], base: str,
     """Remove the named agents' worktrees (under `root`) and the named assignments' branches. All or
     nothing: a worktree with uncommitted files or a HEAD `base` does not contain, a locked one, or a
     branch `base` does not contain, refuses the whole prune (`unmerged_work`, naming each) unless
-    `force`. A branch checked out in a worktree that stays is always refused. What is already gone is
-    skipped, so a repeated prune is a no-op."""
+    `force`. A branch checked out in a worktree that stays, and a worktree whose directory was
+    replaced by a symlink, are always refused. What is already gone is skipped, so a repeated prune
+    is a no-op."""
     check_base(base)
     ids = [check_assignment_id(a) for a in assignments]
     r = open_repo(repo)
@@ -125,7 +131,8 @@ def prune(repo: str | os.PathLike[str], root: str | os.PathLike[str], base: str,
         base_tip = rev_commit(r.common_dir, f"refs/heads/{base}")
         if base_tip is None:
             raise RepoInvalid(f"{r.top or r.common_dir} has no branch {base}.", base=base)
-        entries = {os.path.realpath(e.path): e for e in list_entries(g)}
+        entries = {placed(e.path): e for e in list_entries(g)}
+        admins = admin_dirs(r.common_dir)
         problems: list[str] = []
         doomed: list[tuple[str, Entry]] = []
         for agent in agents:
@@ -133,12 +140,17 @@ def prune(repo: str | os.PathLike[str], root: str | os.PathLike[str], base: str,
             e = entries.get(path)
             if e is None:
                 continue
+            if os.path.islink(path):  # git would remove the worktree the link leads to: never, even forced
+                problems.append(f"{agent}'s worktree {path} is a symlink (remove it by hand)")
+                continue
             doomed.append((path, e))
             if force or e.prunable is not None or not os.path.isdir(path):
                 continue
             if e.locked is not None:
                 problems.append(f"{agent}'s worktree is locked")
-            if dirty := dirty_files(Git(path)):
+            if (admin := admin_for(path, admins)) is None:
+                problems.append(f"git keeps no single admin dir for {agent}'s worktree")
+            elif dirty := dirty_files(Git(path, admin)):
                 problems.append(f"{agent}'s worktree has uncommitted files ({named_list(dirty)})")
             elif e.head and not contains(g, base_tip, e.head):
                 problems.append(f"{agent}'s worktree holds commits {base} does not contain")

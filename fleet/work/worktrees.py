@@ -17,9 +17,12 @@ that). Creating two agents' worktrees of one repository at once is safe (git loc
 files). git runs through `gitrun` (read-only queries) and `gitwt` (everything else): no hook, filter
 or driver program of the repository runs. Branch names and paths come from fleet-made ids only
 (agent names, assignment ids), checked against their patterns here: nothing option-like reaches git.
-A worktree's `.git` file lies in the agent's writable tree: given the `repo`, `prepare_branch` and
-`commit_verified` first check the worktree still belongs to it, so a rewritten link is refused rather
-than followed to another repository.
+A worktree's `.git` file lies in the agent's writable tree, so fleet never lets git follow it: the
+worktree's admin dir is found from the repository's side (`<common dir>/worktrees/*/gitdir`, git's own
+files, outside every agent's tree: `pin`), a `.git` link that names anything else is refused
+(`worktree_foreign`), and every later git call is told that admin dir and work tree explicitly, so a
+link rewritten meanwhile (to the user's git dir, another agent's worktree or a repository the agent
+made) is never followed.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+import stat
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -37,6 +41,7 @@ from fleet.errors import (
     GitFailed,
     InvalidInput,
     RepoInvalid,
+    WorkChangedSinceVerified,
     WorktreeDirty,
     WorktreeForeign,
     WorktreeLocked,
@@ -44,7 +49,7 @@ from fleet.errors import (
     WorktreePlacement,
 )
 
-from . import gitrun
+from . import gitrun, stagedcheck
 from .gitwt import Git, identity_env
 from .lifecycle import ASSIGNMENT_ID_RE
 
@@ -57,6 +62,8 @@ MAX_NAMED: Final = 10
 _IN_THE_WAY: Final = re.compile(r"'(.+?)' (?:would be overwritten|not uptodate)")
 #: A commit message's summary is cut here (the report's summary is bounded already; this is a guard).
 MAX_SUMMARY: Final = 4000
+#: The most fleet reads of a `.git` link or an admin dir's `gitdir` file (one path and a newline).
+MAX_LINK: Final = 8192
 
 
 @dataclass(frozen=True)
@@ -180,7 +187,9 @@ def ensure_worktree(repo: str | os.PathLike[str], root: str | os.PathLike[str], 
                 return Worktree(agent, path, r, repaired=True)
             if _belongs(path, r):
                 return Worktree(agent, path, r)
-            g.run("worktree", "repair", path, check=False)
+            # from git's own records, for every worktree: `repair PATH` would follow the link, and a
+            # link naming another worktree's admin dir would make git point that one here
+            g.run("worktree", "repair", check=False)
             if _belongs(path, r):
                 return Worktree(agent, path, r, repaired=True)
             raise _foreign(agent, path, "git lists it as a worktree of this repository, but it no longer is one")
@@ -202,19 +211,19 @@ def prepare_branch(worktree: str | os.PathLike[str], assignment_id: str, base: s
     such base), `worktree_foreign` (given `repo`, the worktree is no longer one of it)."""
     branch = branch_of(assignment_id)
     check_base(base)
-    wt = os.path.realpath(os.fspath(worktree))
+    wt = placed(worktree)
     with git_errors():
-        _pin(wt, repo)
-        g = Git(wt)
-        base_tip = rev_commit(wt, f"refs/heads/{base}")
+        admin = pin(wt, repo)
+        g = Git(wt, admin)
+        base_tip = rev_commit(wt, f"refs/heads/{base}", admin)
         if base_tip is None:
             raise RepoInvalid(f"The repository of {wt} has no branch {base}.",
                               hint="Set the agent's `base` to an existing branch.", base=base)
-        existing = rev_commit(wt, f"refs/heads/{branch}")
+        existing = rev_commit(wt, f"refs/heads/{branch}", admin)
         if existing is not None:
-            fork = gitrun.run(wt, "merge-base", existing, base_tip, check=False)
+            fork = gitrun.run(wt, "merge-base", existing, base_tip, git_dir=admin, check=False)
             base_commit = fork.strip() if fork else base_tip
-            if _head_ref(wt) != f"refs/heads/{branch}":
+            if _head_ref(wt, admin) != f"refs/heads/{branch}":
                 _refuse_dirty(g, wt, assignment_id)
                 _checkout(g, wt, assignment_id, "--no-guess", branch, "--")
             return Prepared(branch, base_commit, resumed=True)
@@ -224,32 +233,41 @@ def prepare_branch(worktree: str | os.PathLike[str], assignment_id: str, base: s
 
 
 def commit_verified(worktree: str | os.PathLike[str], assignment_id: str, summary: str, author: str, *,
-                    repo: str | os.PathLike[str] | None = None, paths: Sequence[str] | None = None) -> str:
+                    repo: str | os.PathLike[str] | None = None, paths: Sequence[str] | None = None,
+                    expected: Mapping[str, str | None] | None = None) -> str:
     """Commit everything uncommitted and untracked (not ignored) in the worktree to the assignment's
     branch, as `<author> via fleet`, message `<id>: <summary>`; no hook runs. With `paths` (what
     verification saw the agent change), only those: files a check wrote stay uncommitted. Returns
-    the branch's tip, which is the old tip when there was nothing to commit. Raises
-    `worktree_off_branch`, `worktree_foreign` (given `repo`, the worktree is no longer one of it)."""
+    the branch's tip, which is the old tip when there was nothing to commit. With `expected` (path ->
+    the snapshot state verification saw), the staged result must hold exactly that (`stagedcheck`),
+    else nothing is committed. Raises `worktree_off_branch`, `worktree_foreign` (given `repo`, the
+    worktree is no longer one of it), `work_changed_since_verified`."""
     branch = branch_of(assignment_id)
     if not isinstance(author, str) or not re.match(vocab.AGENT_NAME, author):
         raise InvalidInput(f"{author!r} is not an agent name ({vocab.AGENT_NAME_RULE}).")
-    wt = os.path.realpath(os.fspath(worktree))
+    wt = placed(worktree)
     with git_errors():
-        _pin(wt, repo)
-        if _head_ref(wt) != f"refs/heads/{branch}":
+        admin = pin(wt, repo)
+        if _head_ref(wt, admin) != f"refs/heads/{branch}":
             raise WorktreeOffBranch(
                 f"The worktree {wt} is not on {branch}, so fleet does not commit its files to that branch.",
                 hint=f"Inspect it with `git -C {wt} status`; the branch keeps what was committed to it.",
                 worktree=wt, branch=branch)
-        g = Git(wt)
+        g = Git(wt, admin)
+        dirty = dirty_files(g) if paths is not None or expected is not None else []
         if paths is None:
             g.run("add", "-A", "--", ".")
         else:
             wanted = set(paths)
-            chosen = [p for p in dirty_files(g) if p in wanted]
+            chosen = [p for p in dirty if p in wanted]
             if chosen:  # literal pathspecs on stdin: no name is read as a pattern or an option
                 g.run("add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul",
                       stdin="".join(f":(literal){p}\0" for p in chosen).encode("utf-8", "surrogateescape"))
+        if expected is not None and (changed := stagedcheck.mismatches(g, expected, dirty)):
+            raise WorkChangedSinceVerified(
+                f"{named_list(changed)} in {wt} no longer hold what verification saw, so fleet committed nothing.",
+                hint="Something wrote them after the snapshot (a check, or a process the agent left running); "
+                     "assign the work again.", worktree=wt, files=changed[:200], count=len(changed))
         if g.run("diff", "--cached", "--quiet", "--no-ext-diff", ok=(0, 1)).returncode == 1:
             g.run("commit", "-q", "--no-verify", "--cleanup=whitespace", "-F", "-",
                   stdin=_message(assignment_id, summary).encode("utf-8", "surrogateescape"),
@@ -298,13 +316,13 @@ def dirty_files(g: Git, *, untracked: bool = True) -> list[str]:
     return sorted({item[3:] for item in raw.split("\0") if len(item) > 3})
 
 
-def rev_commit(cwd: str, ref: str) -> str | None:
-    out = gitrun.run(cwd, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+def rev_commit(cwd: str, ref: str, git_dir: str | None = None) -> str | None:
+    out = gitrun.run(cwd, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", git_dir=git_dir, check=False)
     return out.strip() if out else None
 
 
-def _head_ref(cwd: str) -> str | None:
-    out = gitrun.run(cwd, "symbolic-ref", "-q", "HEAD", check=False)
+def _head_ref(cwd: str, git_dir: str | None = None) -> str | None:
+    out = gitrun.run(cwd, "symbolic-ref", "-q", "HEAD", git_dir=git_dir, check=False)
     return out.strip() if out else None
 
 
@@ -347,19 +365,79 @@ def _start_commit(r: Repo, base: str | None) -> str:
     return tip
 
 
-def _belongs(path: str, r: Repo) -> bool:
-    out = gitrun.run(path, "rev-parse", "--path-format=absolute", "--git-common-dir", "--show-toplevel", check=False)
-    if out is None:
-        return False
-    lines = out.splitlines()
-    return len(lines) >= 2 and os.path.realpath(lines[0]) == r.common_dir and os.path.realpath(lines[1]) == path
+def admin_dirs(common_dir: str) -> dict[str, str]:
+    """Each linked worktree of the repository (its path, `placed`) -> its admin dir, as git's own
+    files in the common dir record it (`worktrees/<name>/gitdir`); no worktree's `.git` link is read.
+    A path two admin dirs claim is left out (neither is trusted). Look one up with `admin_for`."""
+    found: dict[str, list[str]] = {}
+    try:
+        with os.scandir(os.path.join(common_dir, "worktrees")) as it:
+            admins = sorted(e.path for e in it if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return {}
+    for admin in admins:
+        link = _read_link(os.path.join(admin, "gitdir"))
+        if link is not None and os.path.basename(link) == ".git":
+            found.setdefault(placed(os.path.join(admin, os.path.dirname(link))), []).append(admin)
+    return {path: dirs[0] for path, dirs in found.items() if len(dirs) == 1}
 
 
-def _pin(wt: str, repo: str | os.PathLike[str] | None) -> None:
-    if repo is not None and not _belongs(wt, r := open_repo(repo)):
+def placed(path: str | os.PathLike[str]) -> str:
+    """`path` with its parent's symlinks resolved and its last component kept as it is: a worktree's
+    directory lies in a tree its agent may write, so a symlink there is never followed."""
+    path = os.path.abspath(os.fspath(path))
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
+def admin_for(path: str | os.PathLike[str], admins: dict[str, str]) -> str | None:
+    """The admin dir of the worktree at `path` in `admins` (`admin_dirs`); None when there is none or
+    the worktree's directory is a symlink (an agent replaced it: git's records name a directory)."""
+    return None if os.path.islink(path) else admins.get(placed(path))
+
+
+def pin(worktree: str | os.PathLike[str], repo: str | os.PathLike[str] | None = None) -> str:
+    """The admin dir git keeps for the worktree in `repo` (default: the repository its `.git` link
+    names), which every later git call is given instead of that link. Raises `worktree_foreign` when
+    the repository knows no worktree there, or the link names anything else (rewritten by hand or
+    by the agent; `fleet up` rewrites it from git's records, never from what it names)."""
+    wt = placed(worktree)
+    r = open_repo(repo if repo is not None else wt)
+    admin = admin_for(wt, admin_dirs(r.common_dir))
+    link = _read_link(os.path.join(wt, ".git"))
+    target = link.removeprefix("gitdir: ") if link is not None and link.startswith("gitdir: ") else None
+    if admin is None or target is None or os.path.realpath(os.path.join(wt, target)) != os.path.realpath(admin):
         raise WorktreeForeign(f"{wt} is no longer a worktree of {r.top or r.common_dir}: its `.git` link changed.",
-                              hint=f"Inspect {wt} by hand; `fleet up` repairs a worktree whose link git lost.",
+                              hint=f"Inspect {wt} by hand; `fleet up` rewrites its link from git's own records.",
                               worktree=wt)
+    return admin
+
+
+def _belongs(path: str, r: Repo) -> bool:
+    try:
+        pin(path, r.common_dir)
+    except WorktreeForeign:
+        return False
+    return True
+
+
+def _read_link(path: str) -> str | None:
+    """A small regular file's text without its final newline (None: missing, a symlink, a FIFO or
+    other special file, too long or unreadable). Never blocks: an agent can leave a FIFO there."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        raw = os.read(fd, MAX_LINK + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_LINK or b"\0" in raw:
+        return None
+    return raw.decode("utf-8", "surrogateescape").removesuffix("\n").removesuffix("\r") or None
 
 
 def _foreign(agent: str, path: str, why: str) -> WorktreeForeign:

@@ -193,3 +193,23 @@ def test_an_agent_killed_mid_assignment_resumes_on_the_same_branch_with_its_edit
     shown = f.json("show", aid)
     assert shown["verification"]["changed"] == ["cart.py"]
     assert git(repo, "show", f"{shown['verified_commit']}:cart.py") == "coupons = []\n"
+
+
+def test_a_check_that_rewrites_verified_work_gets_it_rejected_and_nothing_committed(
+        tmp_path: Path, fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    """A check runs the agent's own code (a test's conftest) after the snapshot was taken: what it
+    writes then was never verified, so fleet commits nothing and the verdict is rejected."""
+    repo = make_repo(tmp_path / "shop")
+    f = repo_fleet(fleet_factory, mock_model, repo, 1)
+    assert f.json("up")["ok"]
+    mock_model.model.converse("TASK-SWAP", patch(add("cart.py", "coupons = []")),
+                              Step(text=report(("cart.py",), "Coupons")))
+    aid = f.json("assign", "--to", "agent-1", "--write", "cart.py", "--check", "printf 'evil = 1\\n' > cart.py",
+                 "TASK-SWAP: add coupons")["assignment"]
+    [done] = f.json("wait", aid, "--timeout", "120")["done"]
+    shown = f.json("show", aid)
+    assert done["state"] == "rejected", shown
+    assert [r["code"] for r in shown["verification"]["reasons"]] == ["not_committed"]
+    assert "cart.py" in shown["verification"]["reasons"][0]["message"]
+    assert shown["verified_commit"] is None
+    assert rev(repo, f"fleet/{aid}") == rev(repo, "main")

@@ -1,0 +1,109 @@
+"""Does the index hold what verification saw? The last check before fleet commits verified work.
+
+Verification hashes the worktree's files (`fleet.work.snapshot`: `sha256:<hex>:<mode>`, `link:<target>`,
+None for a deleted file); the commit is made from the index after `git add`, moments later. A check
+command runs the agent's own code (a test's conftest) in its sandbox, and a process the agent left
+running can write meanwhile: either can swap a verified file for something else before `add` reads it.
+So once the index is final (its admin dir lies outside every agent's tree), each verified path's entry
+is compared with the state verification recorded. A blob matches when its bytes, or its bytes as a
+checkout would write them (`cat-file --filters`: eol, ident, encoding; no filter program runs, see
+`gitwt`), hash to the recorded content. A state that holds no content hash (past the snapshot's hash
+budget, a special file, an error) cannot be matched, so it counts as a mismatch: fleet does not
+commit what it cannot show was verified. And nothing else may be staged: an entry the index holds
+beyond the verified paths (put there by anyone who could write the index) is a mismatch too.
+
+A file git ignores is not committed (as ever): a verified path that is neither tracked nor dirty but
+still there is left out of the comparison. So that nothing verified can be dropped that way, a
+`.gitignore` that changed after verification (dirty, yet not among the verified paths) is a mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import threading
+from collections.abc import Collection, Mapping
+
+from . import gitrun
+from .gitwt import Git
+
+#: Index modes of a regular file (executable or not) and of a symlink.
+_FILE_MODES = {"100644": False, "100755": True}
+_LINK_MODE = "120000"
+
+
+def index_entries(g: Git) -> dict[str, tuple[str, str]]:
+    """The index's stage-0 entries: path -> (mode, object id)."""
+    out: dict[str, tuple[str, str]] = {}
+    for item in g.out("ls-files", "--stage", "-z").split("\0"):
+        meta, _, path = item.partition("\t")
+        fields = meta.split(" ")
+        if path and len(fields) == 3 and fields[2] == "0":
+            out[path] = (fields[0], fields[1])
+    return out
+
+
+def mismatches(g: Git, expected: Mapping[str, str | None], dirty: Collection[str]) -> list[str]:
+    """The paths of `expected` (relative to the worktree's top, `g.cwd`) whose index entry is not the
+    state verification recorded, the paths staged against HEAD that `expected` does not name, and
+    a changed `.gitignore` it does not name, sorted. `dirty`: `dirty_files` before `git add`."""
+    entries = index_entries(g)
+    staged = g.out("diff-index", "--cached", "--name-only", "-z", "--no-renames", "HEAD", "--").split("\0")
+    extra = {p for p in staged if p and p not in expected}
+    extra |= {p for p in dirty if os.path.basename(p) == ".gitignore" and p not in expected}
+    ignored = {p for p in expected if p not in entries and p not in dirty and _still_there(g.cwd, p)}
+    return sorted(extra | {p for p, state in expected.items()
+                           if p not in ignored and not _matches(g, p, state, entries.get(p))})
+
+
+def _still_there(top: str, rel: str) -> bool:
+    """`rel` exists under `top` through real directories only: a verified file reached through a
+    directory the agent swapped for a symlink afterwards is not "still there" (git would not commit it)."""
+    full = os.path.join(top, rel)
+    parent = os.path.dirname(full)
+    return os.path.realpath(parent) == os.path.normpath(parent) and os.path.lexists(full)
+
+
+def _matches(g: Git, path: str, state: str | None, entry: tuple[str, str] | None) -> bool:
+    if state is None:
+        return entry is None
+    if entry is None:
+        return False
+    mode, oid = entry
+    kind, _, rest = state.partition(":")
+    if kind == "link":
+        target = rest.encode("utf-8", "surrogateescape")
+        return mode == _LINK_MODE and _digest(g, ("cat-file", "blob", oid)) == hashlib.sha256(target).hexdigest()
+    if kind != "sha256" or mode not in _FILE_MODES:
+        return False
+    digest, _, perms = rest.partition(":")
+    try:
+        executable = int(perms, 8) & 0o100 != 0
+    except ValueError:
+        return False
+    if executable != _FILE_MODES[mode]:
+        return False
+    return _digest(g, ("cat-file", "blob", oid)) == digest or \
+        _digest(g, ("cat-file", "--filters", f"--path={path}", oid)) == digest
+
+
+def _digest(g: Git, args: tuple[str, ...]) -> str | None:
+    """sha256 of `git ARGS`'s stdout, streamed (a verified file may be hundreds of MB); None when git
+    fails or runs past `gitrun.TIMEOUT`."""
+    proc = subprocess.Popen(g.argv(args), cwd=g.cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, env=gitrun.environment(), close_fds=True)
+    timer = threading.Timer(gitrun.TIMEOUT, proc.kill)
+    timer.start()
+    digest = hashlib.sha256()
+    try:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(1 << 20):
+            digest.update(chunk)
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        timer.cancel()
+        proc.communicate()
+    return digest.hexdigest() if proc.returncode == 0 else None
