@@ -132,27 +132,30 @@ def reassign(svc: Service, assignment_id: str, from_agent: str, *, actor: str = 
     return _send(svc, moved, old.name, new, scope, token, request_id, actor)
 
 
-def _first_attempt(svc: Service, a: Assignment) -> tuple[list[str] | None, str | None, tuple[str, ...]]:
+def _first_attempt(svc: Service, a: Assignment) -> tuple[list[str] | None, str | None, tuple[str, ...],
+                                                          dict[str, str | None]]:
     """What the first attempt changed in its cwd since the baseline (None when fleet cannot tell,
-    with why), and the write paths it had."""
+    with why), the write paths it had, and the state the snapshot saw of each changed path (what the
+    carry-over commit must hold: a process the parked agent left running may still write)."""
     baseline = svc.ledger.baseline(a.id) or {}
     write = tuple(str(p) for p in baseline.get("write_paths") or ())
     try:
         before = Snapshot.from_json(baseline["snapshot"])
         after = snapshot(str(baseline["cwd"]), since=before)
     except (SnapshotError, ValueError, KeyError, TypeError, OSError) as exc:
-        return None, f"fleet could not compare its working directory with the baseline: {exc}", write
+        return None, f"fleet could not compare its working directory with the baseline: {exc}", write, {}
     notes = [*before.notes, *after.notes]
     if notes:
-        return None, f"its working directory could not be seen in full: {notes[0]}", write
-    return changed_files(before, after), None, write
+        return None, f"its working directory could not be seen in full: {notes[0]}", write, {}
+    changed = changed_files(before, after)
+    return changed, None, write, {p: after.files.get(p) for p in changed}
 
 
 def _move(svc: Service, a: Assignment, old: AgentSpec, new: AgentSpec, choice: Choice,
           actor: str) -> tuple[Assignment, Scope, str]:
     """Steps 2-4 of the module docstring; returns the moved assignment, its scope on the new agent
     and the send's request id."""
-    changed, unseen, write = _first_attempt(svc, a)
+    changed, unseen, write, states = _first_attempt(svc, a)
     builds_on = old.repo is not None or old.cwd == new.cwd
     outside = [p for p in changed or () if not allows(write, p)]
     if builds_on and (changed is None or outside):
@@ -165,7 +168,7 @@ def _move(svc: Service, a: Assignment, old: AgentSpec, new: AgentSpec, choice: C
                              assignment=a.id, agent=old.name)
     tip = None
     if old.repo is not None:
-        tip = commit(old, a.id, f"first attempt by {old.name}, carried over to {new.name}", changed or [])
+        tip = commit(old, a.id, f"first attempt by {old.name}, carried over to {new.name}", changed or [], states)
         with git_errors():
             release_branch(old.cwd, a.id, repo=old.repo)
     scope, problems = scope_for(new, a.write_paths, a.read_paths)

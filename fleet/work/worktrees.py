@@ -281,12 +281,12 @@ def release_branch(worktree: str | os.PathLike[str], assignment_id: str, *,
     so another agent's worktree can check the branch out. False when it was not on it. Raises
     `worktree_foreign` (given `repo`, the worktree is no longer one of it)."""
     branch = branch_of(assignment_id)
-    wt = os.path.realpath(os.fspath(worktree))
+    wt = placed(worktree)
     with git_errors():
-        _pin(wt, repo)
-        if _head_ref(wt) != f"refs/heads/{branch}":
+        admin = pin(wt, repo)
+        if _head_ref(wt, admin) != f"refs/heads/{branch}":
             return False
-        Git(wt).run("checkout", "-q", "--detach")
+        Git(wt, admin).run("checkout", "-q", "--detach")
         return True
 
 
