@@ -1,4 +1,5 @@
-"""Everything fleet knows about Codex's flags, files and binaries (Codex CLI 0.169).
+"""Everything fleet knows about Codex's flags, files and binaries (Codex CLI 0.169 to 0.171, see
+`codexversion`; a fact noted "0.169" was measured on that release, and the suite checks it on both).
 
 fleet never edits a Codex config file. What the supervisor needs in an agent's Codex goes in as `-c`
 overrides on the command line: trust for exactly the agent's cwd (`project_trust`), the `notify`
@@ -26,6 +27,7 @@ from typing import Any, Final, cast
 from fleet.config import AgentSpec, Sandbox
 from fleet.errors import CodexMissing
 
+from .codexversion import PINNED
 from .rollout import RolloutFacts, facts
 
 #: Hook events wired to the journal; each becomes a `-c hooks.<Event>=[...]` override.
@@ -70,7 +72,7 @@ def resolve_binary(codex: str) -> Path:
     if not found:
         raise CodexMissing(
             f"The Codex CLI ({codex!r}) was not found or is not executable.",
-            hint="Install it (`npm install -g @openai/codex@0.169.0`) "
+            hint=f"Install it (`npm install -g @openai/codex@{PINNED}`) "
             "or set `codex = \"/path/to/codex\"` in fleet.toml.",
         )
     real = Path(found).resolve()
