@@ -51,6 +51,11 @@ APPROVAL_MARGIN: Final = 5
 DEFAULT_APPROVAL_HOLD: Final = 900.0
 #: What tmux puts in a pane's environment to say which server and pane it runs in: never an agent's.
 SERVER_ENV: Final = ("TMUX", "TMUX_PANE")
+#: The footer's status line: the model and the cwd, as Codex 0.169 draws it by default. From 0.171 the
+#: default adds the thread's title, taken from the first prompt, and keeps it on screen for the whole
+#: session: prompt text (a lead's task) would then be read as a dialog (`screen`). Both releases know
+#: these item ids (`tui.status_line`).
+STATUS_LINE: Final = ("model-with-reasoning", "current-dir")
 #: Raw terminal log bound per file (one rotation kept: at most twice this on disk).
 RAWLOG_MAX: Final = 4 * 1024 * 1024
 _NATIVE: Final = {
@@ -231,6 +236,7 @@ def launch_argv(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = (), *, 
         *([trust] if trust else []),
         f"notify={_toml(notify)}",
         "notice.hide_rate_limit_model_nudge=true",  # a modal "switch model?" would hide the composer
+        f"tui.status_line={_toml(list(STATUS_LINE))}",
     ]
     hook_cmd = shlex.join(receiver_argv("hook", agent_dir))
     hook_trust: dict[str, Any] = {}
