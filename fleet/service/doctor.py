@@ -3,6 +3,8 @@
 It also says which config file it uses and why (`CONFIG_WHY`), and in which Codex homes
 fleet's plugin is installed (the default home and every agent home that exists; `plugin` in the
 result has one `fleet.install.HomeStatus` per home). The plugin is optional, so its line never fails.
+Each agent gets a `codex <agent>` line: its binary and the Codex release it runs (`version`, and
+`tested` against `fleet.agents.codexversion`'s range, which the result names as `codex_tested`).
 """
 
 from __future__ import annotations
