@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-from mockrequests import TITLE_MARKER, last_input_type, last_user_text, user_texts
+from mockrequests import TITLE_MARKER, last_answer, last_input_type, last_user_text, user_texts
 from mocksteps import Step, response_events, sse_frame
 
 #: A gated step streams anyway after this long, so a test that forgot its gate fails instead of hanging.
@@ -57,8 +57,8 @@ class MockModel:
     the conversation's own `requests` as well. Other requests use the main script (`script`).
     `retry_unsupported`: repeat a scripted tool call that Codex answered `unsupported call` (an MCP
     server whose tools were not listed yet, which happens at a session's start), and a scripted tool
-    search that found nothing (same cause), after `RETRY_DELAY`, up to `MAX_RETRIES` times, as a
-    model would retry.
+    search that found nothing (same cause; also when Codex's note naming the namespace followed it),
+    after `RETRY_DELAY`, up to `MAX_RETRIES` times, as a model would retry.
     """
 
     default_text: str = "Done."
@@ -102,10 +102,11 @@ class MockModel:
                     return conv.driver(body)
             steps, default, last = (conv.steps, conv.default_text, conv.last_tool) if conv else \
                 (self.steps, self.default_text, self.last_tool)
+            answer = last_answer(body)
             if (self.retry_unsupported and last is not None and self.retries < self.MAX_RETRIES
-                    and ((last_input_type(body) == "function_call_output"
-                          and "unsupported call" in json.dumps(body["input"][-1].get("output")))
-                         or (last_input_type(body) == "tool_search_output" and not body["input"][-1].get("tools")))):
+                    and ((answer.get("type") == "function_call_output"
+                          and "unsupported call" in json.dumps(answer.get("output")))
+                         or (answer.get("type") == "tool_search_output" and not answer.get("tools")))):
                 self.retries += 1
                 return replace(last, delay=self.RETRY_DELAY)
             # A request answering a tool call or a search continues the same turn: answer it plainly.

@@ -22,6 +22,17 @@ def last_input_type(body: dict[str, Any]) -> str | None:
     return None
 
 
+def last_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """The request's last input item that is not a developer message (or {}): what the request answers.
+    Codex can add a developer message after a tool's output: the `<tools>` note naming the deferred
+    namespaces, once an MCP server listed its tools after a search already came back empty."""
+    items = body.get("input")
+    for item in reversed(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and not (item.get("type") == "message" and item.get("role") == "developer"):
+            return item
+    return {}
+
+
 def tool_results(body: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
     """The function calls in a request's input, in order, each as (name, arguments, output text);
     the output is "" while a call has none yet. Codex prefixes an MCP tool's output with

@@ -52,3 +52,4 @@ def test_fleet_launches_without_the_bypass_flag_trusting_its_six_handlers(fleet_
     [state] = [a for a in argv if a.startswith("hooks.state=")]
     assert state.count(codex.SESSION_FLAGS_SOURCE) == len(codex.HOOK_EVENTS) == 6  # PermissionRequest too
     assert "notice.hide_rate_limit_model_nudge=true" in argv
+    assert 'tui.status_line=["model-with-reasoning", "current-dir"]' in argv  # no thread title (0.171)

@@ -120,5 +120,6 @@ def test_doctor_reports_each_check(fleet_factory: Callable[..., Fleet]) -> None:
     names = {c["name"]: c for c in result["checks"]}
     assert names["tmux"]["ok"]
     assert names["config"]["ok"]
-    assert not names["codex /nonexistent/codex"]["ok"]
-    assert names["codex /nonexistent/codex"]["hint"]
+    assert not names["codex agent-1"]["ok"]
+    assert "/nonexistent/codex" in names["codex agent-1"]["detail"]
+    assert names["codex agent-1"]["hint"]

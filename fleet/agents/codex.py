@@ -1,4 +1,5 @@
-"""Everything fleet knows about Codex's flags, files and binaries (Codex CLI 0.169).
+"""Everything fleet knows about Codex's flags, files and binaries (Codex CLI 0.169 to 0.171, see
+`codexversion`; a fact noted "0.169" was measured on that release, and the suite checks it on both).
 
 fleet never edits a Codex config file. What the supervisor needs in an agent's Codex goes in as `-c`
 overrides on the command line: trust for exactly the agent's cwd (`project_trust`), the `notify`
@@ -27,6 +28,7 @@ from typing import Any, Final, cast
 from fleet.config import AgentSpec, Sandbox
 from fleet.errors import CodexMissing
 
+from .codexversion import PINNED
 from .rollout import RolloutFacts, facts
 
 #: Hook events wired to the journal; each becomes a `-c hooks.<Event>=[...]` override.
@@ -50,6 +52,11 @@ APPROVAL_MARGIN: Final = 5
 DEFAULT_APPROVAL_HOLD: Final = 900.0
 #: What tmux puts in a pane's environment to say which server and pane it runs in: never an agent's.
 SERVER_ENV: Final = ("TMUX", "TMUX_PANE")
+#: The footer's status line: the model and the cwd, as Codex 0.169 draws it by default. From 0.171 the
+#: default adds the thread's title, taken from the first prompt, and keeps it on screen for the whole
+#: session: prompt text (a lead's task) would then be read as a dialog (`screen`). Both releases know
+#: these item ids (`tui.status_line`).
+STATUS_LINE: Final = ("model-with-reasoning", "current-dir")
 #: Raw terminal log bound per file (one rotation kept: at most twice this on disk).
 RAWLOG_MAX: Final = 4 * 1024 * 1024
 _NATIVE: Final = {
@@ -71,7 +78,7 @@ def resolve_binary(codex: str) -> Path:
     if not found:
         raise CodexMissing(
             f"The Codex CLI ({codex!r}) was not found or is not executable.",
-            hint="Install it (`npm install -g @openai/codex@0.169.0`) "
+            hint=f"Install it (`npm install -g @openai/codex@{PINNED}`) "
             "or set `codex = \"/path/to/codex\"` in fleet.toml.",
         )
     real = Path(found).resolve()
@@ -239,6 +246,7 @@ def launch_argv(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = (), *, 
         *([trust] if trust else []),
         f"notify={_toml(notify)}",
         "notice.hide_rate_limit_model_nudge=true",  # a modal "switch model?" would hide the composer
+        f"tui.status_line={_toml(list(STATUS_LINE))}",
     ]
     hook_cmd = shlex.join(receiver_argv("hook", agent_dir, spec.home))
     hook_trust: dict[str, Any] = {}

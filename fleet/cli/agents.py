@@ -155,8 +155,9 @@ def attach_cmd(agent: Annotated[str | None, typer.Argument(
 
 
 def doctor_cmd(as_json: JsonOpt = False) -> None:
-    """Check tmux, the Codex CLI, the config (and its trust), the state dir, and that fleet's files lie
-    out of every sandboxed agent's reach; warn about agents that can reach the tmux server."""
+    """Check tmux, each agent's Codex CLI and its release, the config (and its trust), the state dir, and
+    that fleet's files lie out of every sandboxed agent's reach; warn about a Codex release fleet is not
+    tested with and about agents that can reach the tmux server."""
     def render(r: dict[str, Any]) -> None:
         for c in r["checks"]:
             hint = f" -> {c['hint']}" if c["hint"] else ""

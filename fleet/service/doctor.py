@@ -3,6 +3,8 @@
 It also says which config file it uses and why (`CONFIG_WHY`), and in which Codex homes
 fleet's plugin is installed (the default home and every agent home that exists; `plugin` in the
 result has one `fleet.install.HomeStatus` per home). The plugin is optional, so its line never fails.
+Each agent gets a `codex <agent>` line: its binary and the Codex release it runs (`version`, and
+`tested` against `fleet.agents.codexversion`'s range, which the result names as `codex_tested`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from typing import Any
 
 from fleet.agents.codex import resolve_binary
+from fleet.agents.codexversion import PINNED, TESTED_RANGE, binary_version, is_tested
 from fleet.agents.tmux import tmux_binary
 from fleet.agents.writable import exposure_hint, exposures
 from fleet.config import CONFIG_WHY, FleetConfig, find_config, load_config
@@ -66,15 +69,7 @@ def fleet_doctor(svc: Service) -> dict[str, Any]:
         checks.append(_check("config", False, exc.message, exc.hint))
         plugin, homes = plugin_check(None)
         return {"ok": False, "checks": [*checks, plugin], "plugin": homes}
-    for codex_cmd in sorted({a.codex for a in config.agents.values()}):
-        try:
-            binary = resolve_binary(codex_cmd)
-            codex_version = _version([str(binary), "--version"])
-            checks.append(_check(f"codex {codex_cmd}", codex_version is not None,
-                                 f"{binary} ({codex_version or 'no version'})",
-                                 "The binary did not run; reinstall the Codex CLI."))
-        except FleetError as exc:
-            checks.append(_check(f"codex {codex_cmd}", False, exc.message, exc.hint))
+    checks.extend(codex_check(name, spec.codex) for name, spec in config.agents.items())
     try:
         state = ensure_dir(config.state_dir)
         probe = state / f".doctor-{os.getpid()}"
@@ -94,7 +89,35 @@ def fleet_doctor(svc: Service) -> dict[str, Any]:
     checks.append(tmux_server_check(svc))
     plugin, homes = plugin_check(config)
     checks.append(plugin)
-    return {"ok": all(c["ok"] for c in checks), "checks": checks, "plugin": homes}
+    return {"ok": all(c["ok"] for c in checks), "checks": checks, "plugin": homes, "codex_tested": TESTED_RANGE}
+
+
+def codex_check(agent: str, codex_cmd: str) -> dict[str, Any]:
+    """One agent's Codex: its binary, the release it says it is, and whether fleet is tested with that
+    release. A binary that is missing, does not run or names no release fails (fleet cannot tell what
+    it would drive); a release outside the tested range is a warning, never a failure."""
+    name = f"codex {agent}"
+    try:
+        binary = resolve_binary(codex_cmd)
+    except FleetError as exc:
+        out = _check(name, False, exc.message, exc.hint)
+        out.update(agent=agent, version=None, tested=False)
+        return out
+    version = binary_version(binary)
+    if version is None:
+        out = _check(name, False, f"{binary} printed no Codex version for `--version`",
+                     f"Run `{binary} --version` by hand; reinstall the Codex CLI "
+                     f"(`npm install -g @openai/codex@{PINNED}`) if it fails.")
+        out.update(agent=agent, version=None, tested=False)
+        return out
+    tested = is_tested(version)
+    verdict = "tested" if tested else f"untested (tested: {TESTED_RANGE})"
+    out = _check(name, True, f"{binary} (codex-cli {version}, {verdict})")
+    out.update(agent=agent, version=str(version), tested=tested)
+    if not tested:
+        out["warnings"] = [f"Codex {version} is outside the releases fleet is tested with ({TESTED_RANGE}); "
+                           f"it may work, but if the agent misbehaves install {PINNED}."]
+    return out
 
 
 def tmux_server_check(svc: Service) -> dict[str, Any]:

@@ -172,3 +172,20 @@ for line in sys.stdin:
 """
 
 
+
+
+def test_the_footer_shows_no_prompt_text(fleet_factory: Callable[..., Fleet], mock_model: MockServer) -> None:
+    """Codex 0.171 shows the thread's title (from its first prompt) after the cwd in the footer for the
+    whole session, where fleet reads the screen (`fleet.agents.screen`): a prompt (an assignment's
+    comes from a lead's task) could read as a dialog there for good. fleet sets the footer to the
+    model and the cwd, as 0.169 draws it by default."""
+    f = fleet_factory(1, model=mock_model)
+    f.json("up")
+    first = f.json("send", "agent-1", "Update available: Trust this folder? Press enter to confirm or esc to cancel")
+    wait_until(lambda: f.status("agent-1")["last_turn"]["turn_id"] == first["turn_id"], timeout=30)
+    screen = f.tmux("capture-pane", "-p", "-J", "-t", "=agent-1:").stdout.rstrip().splitlines()
+    composer = max(i for i, line in enumerate(screen) if "Ask Codex to do anything" in line)
+    footer = [line.strip() for line in screen[composer + 1:] if line.strip()]
+    assert footer[0] == f"mock-model default · {f.root / 'work' / 'agent-1'}", footer
+    assert "for agents · ? for shortcuts" in footer[1]
+    assert not [line for line in footer if "Trust this folder?" in line], footer

@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import require_offline
+from conftest import CODEX_DEFAULT, require_offline
 
 from fleet import __version__
 from fleet.agents.codex import resolve_binary
+from fleet.agents.codexversion import PINNED
 from fleet.install import PLUGIN_ID
 from fleet.install.codexcli import CodexPlugins
 
@@ -62,6 +63,17 @@ def test_install_through_the_cli_is_idempotent_and_doctor_says_where_it_is(fleet
     gone = fleet.json("install", "--codex-home", str(home), "--uninstall")
     assert (gone["installed"], gone["changes"]) == (False, ["plugin_removed", "marketplace_removed"])
     assert PLUGIN_ID not in installed(codex_bin, home)
+
+
+def test_doctor_names_the_pinned_codex_release_each_agent_runs(fleet_factory: Any) -> None:
+    """The release `scripts/setup` pins, read from the real binary (its npm launcher resolved to the
+    native one), is named on each agent's line and is tested."""
+    fleet = fleet_factory(2, codex=str(CODEX_DEFAULT))
+    checks = {c["name"]: c for c in fleet.json("doctor", ok=False)["checks"]}
+    for agent in fleet.agents:
+        check = checks[f"codex {agent}"]
+        assert (check["ok"], check["version"], check["tested"]) == (True, PINNED, True)
+        assert check["detail"] == f"{resolve_binary(str(CODEX_DEFAULT))} (codex-cli {PINNED}, tested)"
 
 
 def test_install_needs_no_fleet_config_and_uses_the_default_codex_home(tmp_path: Path, codex_bin: str) -> None:
