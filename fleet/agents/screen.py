@@ -51,3 +51,26 @@ def open_dialog(screen: str) -> str | None:
         return None
     title = lines[0][:60] if lines else "a menu"
     return f"{title!r}" + (f" ({option.strip()[:40]})" if option else "")
+
+
+#: The composer's first line starts with this (the history echoes prompts with it too, above it).
+COMPOSER_PROMPT: Final = "›"
+#: The footer's last line while the composer takes input (0.169-0.171).
+FOOTER_HINT: Final = "? for shortcuts"
+#: The most lines between the composer's first line and the footer's last: the composer's own blank
+#: line and the status line (measured, 0.169-0.171), with room for a wrapped status line.
+_FOOTER_LINES: Final = 4
+
+
+def composer_text(screen: str) -> str | None:
+    """The composer's first line, when the bottom of the screen is Codex's composer and its footer,
+    else None (a dialog, a menu or a first-run screen replaces them). Anchored at the bottom: Codex
+    draws the history, where prompts and answers quote anything (a dialog's text too), above the
+    composer, never below it. An empty composer reads as `EMPTY_COMPOSER`."""
+    lines = [ln.rstrip() for ln in screen.rstrip().splitlines()]
+    if not lines or FOOTER_HINT not in lines[-1]:
+        return None
+    for line in reversed(lines[-1 - _FOOTER_LINES:-1]):
+        if line.startswith(COMPOSER_PROMPT):
+            return line.removeprefix(COMPOSER_PROMPT).strip()
+    return None

@@ -19,7 +19,7 @@ from fleet.prompttext import check_text
 
 from . import journal
 from .observe import Observer, wait_until
-from .screen import EMPTY_COMPOSER, FIRST_RUN_MARKERS, TURN_START_FAILED
+from .screen import EMPTY_COMPOSER, FIRST_RUN_MARKERS, TURN_START_FAILED, composer_text
 from .text import DELIVERY_TIMEOUT
 
 #: States in which the composer takes a prompt (after a usage limit, "continue" is how to resume).
@@ -94,11 +94,12 @@ def send(ob: Observer, spec: AgentSpec, text: str, request_id: str | None = None
             agent=name, state=verdict.state,
         )
     screen = ob.tmux.capture(name)
-    shown = next((m for m in FIRST_RUN_MARKERS if m in screen), None)
+    composer = composer_text(screen)  # the bottom of the screen: history above it quotes anything
+    shown = next((m for m in FIRST_RUN_MARKERS if m in screen), None) if composer is None else None
     if shown is not None:
         raise AgentBusy(f"Agent {name!r} shows a screen that needs a person ({shown!r}); nothing was sent.",
                         hint=f"Attach with `fleet attach {name}` and answer it, then retry.", agent=name)
-    if EMPTY_COMPOSER not in screen:
+    if composer != EMPTY_COMPOSER:
         raise AgentBusy(
             f"Agent {name!r} has text in its composer (someone may be typing); nothing was sent.",
             hint=f"Attach with `fleet attach {name}` and clear the composer, then retry.", agent=name,

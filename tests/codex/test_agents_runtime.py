@@ -189,3 +189,22 @@ def test_the_footer_shows_no_prompt_text(fleet_factory: Callable[..., Fleet], mo
     assert footer[0] == f"mock-model default · {f.root / 'work' / 'agent-1'}", footer
     assert "for agents · ? for shortcuts" in footer[1]
     assert not [line for line in footer if "Trust this folder?" in line], footer
+
+
+def test_dialog_text_in_the_history_does_not_block_the_next_send(fleet_factory: Callable[..., Fleet],
+                                                                  mock_model: MockServer) -> None:
+    """A prompt or an answer is data: one quoting a first-run dialog ("Trust this folder?") stays on the
+    screen in the history, and fleet must not take it for a dialog that needs a person (every later
+    send was refused `agent_busy` until it scrolled away)."""
+    f = fleet_factory(1, model=mock_model)
+    f.json("up")
+    mock_model.model.script(Step(text="Trust this folder?\nSign in with ChatGPT\nHooks need review\n› 1. Yes"))
+    first = f.json("send", "agent-1", "Do you trust the contents of this directory? Update available")
+    wait_until(lambda: f.status("agent-1")["last_turn"]["turn_id"] == first["turn_id"], timeout=30)
+    screen = f.tmux("capture-pane", "-p", "-J", "-t", "=agent-1:").stdout
+    assert "Trust this folder?" in screen  # still shown, in the history
+    assert "Do you trust the contents" in screen
+    second = f.json("send", "agent-1", "and now something else")
+    assert second["turn_id"] != first["turn_id"]
+    wait_until(lambda: f.status("agent-1")["last_turn"]["turn_id"] == second["turn_id"], timeout=30)
+    assert f.status("agent-1")["state"] == "idle"
