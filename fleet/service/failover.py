@@ -64,6 +64,7 @@ from fleet.work.worktrees import git_errors, release_branch
 from .core import Service
 from .delivery import end_context, fail, free_lease, render_for, renew_lease, take_lease, template_text
 from .routing import Scope, gather_facts, inventory, repo_of, routing_lock, scope_for
+from .tracking import assignment_tokens, journal_with_turn_end
 from .worktree import commit, prepare
 
 
@@ -184,12 +185,16 @@ def _move(svc: Service, a: Assignment, old: AgentSpec, new: AgentSpec, choice: C
                          first_cwd=str(old.cwd), branch=branch["branch"] if branch else None, commit=tip)
     prompt = note + render_for(new, scope, task=a.task, skills=a.skills, checks=a.checks, deadline=a.deadline,
                                template=template_text(svc), assignment_id=a.id)
-    count = sum(1 for e in svc.ledger.events_for(a.id) if e.kind == "reassigned")
+    events = svc.ledger.events_for(a.id)
+    count = sum(1 for e in events if e.kind == "reassigned")
+    spent = assignment_tokens(a, journal_with_turn_end(svc, old.name), events)  # the first attempt's, carried
     wt = {k: branch[k] for k in ("repo", "branch", "base_commit")} if branch else {}
     moved = svc.ledger.reassign(
         a.id, from_agent=old.name, to_agent=new.name, actor=actor, baseline=baseline, prompt=prompt, **wt,
         details={"reason": choice.reason, "changed": (changed or [])[:200], "changed_known": changed is not None,
-                 **({"branch": branch["branch"], "commit": tip} if branch else {})})
+                 "usage": spent, **({"branch": branch["branch"], "commit": tip} if branch else {})})
+    if spent["turns"]:
+        svc.ledger.set_usage(a.id, spent)
     return moved, scope, f"{a.id}:reassigned:{count + 1}"
 
 

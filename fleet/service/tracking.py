@@ -70,6 +70,21 @@ def _verify_stale(a: Assignment) -> float:
     return CHECK_TIMEOUT * (len(a.checks) + 1) + 60.0
 
 
+def journal_with_turn_end(svc: Service, agent: str) -> list[dict[str, Any]]:
+    """The agent's journal (with the generation before a compaction), and the end of its open turn
+    folded in from Codex's rollout when the journal has none yet (a turn that failed, or whose Stop
+    hook did not run), as status does: what an assignment's facts and tokens are read from."""
+    events = svc.runtime.events(agent)
+    if any(ev.get("event") == "compacted" for ev in events):
+        # Compaction keeps only the last turn; an open assignment's earlier facts (a denial
+        # not yet copied, an earlier turn's end) are in the previous generation.
+        older = read_jsonl_tail(svc.runtime.agent_dir(agent) / PREVIOUS, READ_MAX)
+        events = [*older, *events]
+    spec = svc.config.agents.get(agent)
+    end, _ = rollout_turn_end(read_journal(events), time.time(), spec.home if spec else None)
+    return [*events, end] if end is not None else events
+
+
 class _Agents:
     """Per-call cache of journals and process states (one tmux query for all agents)."""
 
@@ -84,17 +99,7 @@ class _Agents:
         """The agent's journal, with the end of its open turn folded in from Codex's rollout when the
         journal has none yet (a turn that failed, or whose Stop hook did not run), as status does."""
         if agent not in self._journals:
-            events = self.svc.runtime.events(agent)
-            if any(ev.get("event") == "compacted" for ev in events):
-                # Compaction keeps only the last turn; an open assignment's earlier facts (a denial
-                # not yet copied, an earlier turn's end) are in the previous generation.
-                older = read_jsonl_tail(self.svc.runtime.agent_dir(agent) / PREVIOUS, READ_MAX)
-                events = [*older, *events]
-            spec = self.svc.config.agents.get(agent)
-            end, _ = rollout_turn_end(read_journal(events), time.time(), spec.home if spec else None)
-            if end is not None:
-                events = [*events, end]
-            self._journals[agent] = events
+            self._journals[agent] = journal_with_turn_end(self.svc, agent)
         return self._journals[agent]
 
     def state(self, spec: AgentSpec) -> str:
@@ -168,6 +173,18 @@ def _expire_queued(svc: Service, a: Assignment, now: float) -> list[dict[str, An
     return [_step(a, "failed", reason="deadline passed while queued")] if done else []
 
 
+def assignment_tokens(a: Assignment, journal: list[dict[str, Any]], events: list[Event]) -> dict[str, int]:
+    """The tokens of every turn the assignment caused: on its agent now (`journal`, from its `sent_at`),
+    plus what its earlier agents spent before it was reassigned (the latest `reassigned` event's
+    `usage`, which itself carries any earlier move's)."""
+    own = assignment_usage(turn_usages(journal), _turns(a, events), a.sent_at, None)
+    moved = next((e.details.get("usage") for e in reversed(events) if e.kind == "reassigned"), None)
+    if not isinstance(moved, dict):
+        return own
+    return {k: own[k] + (v if isinstance(v := moved.get(k), int) and not isinstance(v, bool) and v >= 0 else 0)
+            for k in own}
+
+
 def _turns(a: Assignment, events: list[Event]) -> set[str]:
     turns = {a.turn_id} if a.turn_id else set()
     turns |= {str(e.details["turn_id"]) for e in events if e.kind == "delivered" and e.details.get("turn_id")}
@@ -210,7 +227,7 @@ def _advance(svc: Service, a: Assignment, cache: _Agents, now: float) -> list[di
     _copy_hook_facts(svc, a, journal, events)
     turns = _turns(a, events)
     progress = read_progress(journal, turns)
-    usage = assignment_usage(turn_usages(journal), turns, a.sent_at, None)
+    usage = assignment_tokens(a, journal, events)
     if usage["turns"] and usage != a.usage:
         svc.ledger.set_usage(a.id, usage)
     for gap in progress.unreported:

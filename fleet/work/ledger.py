@@ -197,7 +197,9 @@ class Ledger:
                  expect: Iterable[AssignmentState] = ("sent", "working"),
                  details: Mapping[str, Any] | None = None, **fields: Any) -> Assignment:
         """Move an open assignment from `from_agent` to `to_agent` with one `reassigned` event, setting
-        `fields` (see `FIELDS`) and clearing its turn (the next send records the new one), atomically.
+        `fields` (see `FIELDS`), clearing its turn (the next send records the new one) and stamping
+        `sent_at` anew (the new agent's turns count for it from now on: `fleet.service.tracking`),
+        atomically.
 
         Compare-and-set on both its agent and its state: raises `StateConflict` when it is no longer
         `from_agent`'s or no longer in `expect` (someone else moved or ended it first). The state is
@@ -217,7 +219,7 @@ class Ledger:
                     "another process moved it first.",
                     hint=f"Run `fleet show {assignment}` to see what happened.",
                     assignment=assignment, state=current, agent=agent)
-            sets.update(agent=to_agent, turn_id=None, updated_at=now)
+            sets.update(agent=to_agent, turn_id=None, sent_at=now, updated_at=now)  # its turns there start now
             assigned = ", ".join(f"{k} = ?" for k in sets)
             cur = db.execute(f"UPDATE assignments SET {assigned} WHERE id = ? AND state = ? AND agent = ?",
                              (*sets.values(), assignment, current, from_agent))

@@ -14,7 +14,7 @@ from typing import Any
 from conftest import Fleet, wait_until
 from gitrepos import git, make_repo
 from mockmodel import MockServer
-from mocksteps import Step, rate_limit_headers
+from mocksteps import Step, rate_limit_headers, usage_of
 from test_watchdog_tick import REPORT, assign, policy, tick
 
 from codex.test_work_worktrees_e2e import add, events, patch, repo_fleet, report
@@ -88,10 +88,10 @@ def test_a_repo_agents_assignment_continues_on_its_branch_in_the_new_agents_work
     on_accounts(f, {"agent-1": "team-a", "agent-2": "team-b"})
     assert f.json("up")["ok"]
     wt = {a: f.state_dir / "worktrees" / a for a in f.agents}
-    mock_model.model.converse(
-        "TASK-WT", patch(add("notes.txt", "first half")), Step.usage_limit(),
-        patch("*** Update File: notes.txt\n@@\n first half\n+second half"),
-        Step(text=report(("notes.txt",), "both halves")))
+    replies = [patch(add("notes.txt", "first half")),  # agent-1's, then the limit
+               patch("*** Update File: notes.txt\n@@\n first half\n+second half"),  # agent-2's two
+               Step(text=report(("notes.txt",), "both halves"))]
+    mock_model.model.converse("TASK-WT", replies[0], Step.usage_limit(), *replies[1:])
     aid = f.json("assign", "--to", "agent-1", "--write", "notes.txt", "TASK-WT: write both halves")["assignment"]
     wait_until(lambda: f.status("agent-1")["state"] == "limited", timeout=30)
     assert (wt["agent-1"] / "notes.txt").read_text() == "first half\n"
@@ -116,6 +116,11 @@ def test_a_repo_agents_assignment_continues_on_its_branch_in_the_new_agents_work
     assert git(wt["agent-1"], "status", "--porcelain") == ""
     assert git(wt["agent-1"], "rev-parse", "HEAD").strip() == git(repo, "rev-parse", f"{branch}~1").strip()
     assert git(wt["agent-2"], "symbolic-ref", "HEAD").strip() == f"refs/heads/{branch}"
+    # the assignment's tokens are both attempts': agent-1's turn, carried over, and agent-2's
+    usage = f.json("show", aid)["usage"]
+    want = {k: sum(usage_of(r)[k] for r in replies) for k in ("input", "cached_input", "output", "reasoning")}
+    assert {k: usage[k] for k in want} == want, (usage, events(f, aid, "reassigned")[0]["details"].get("usage"))
+    assert usage["turns"] == 2
     handover = [p for p in mock_model.model.user_prompts() if "TASK-WT" in p][-1]
     assert f"You are on the assignment's branch {branch}" in handover
     assert '"notes.txt"' in handover
