@@ -20,7 +20,7 @@ from conftest import Fleet
 from fleet import ops
 
 #: Modules whose import costs tens of milliseconds; the commands below need none of them.
-HEAVY = ("pydantic", "jsonschema", "libtmux", "mcp", "anyio", "rich", "ctypes")
+HEAVY = ("pydantic", "jsonschema", "libtmux", "mcp", "anyio", "rich", "ctypes", "psycopg")
 #: Lighter ones (a few ms each, ~25 ms together with filelock's own) that fleet imports only on the
 #: paths that use them: hashing a prompt, a contended claim's jitter, a paste file, stopping agents in
 #: threads, logging a failure. The lease store takes a plain flock instead of importing filelock.
