@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from fleet import audit
+from fleet import audit, fsutil
 from fleet.errors import FleetError, LeaseLost, NotLeaseHolder, StoreUnavailable
 from fleet.logs import LazyLogger
 from fleet.store.db import Database
@@ -87,6 +87,7 @@ class PgLeaseStore:
         self.state_dir = Path(state_dir)
         self._surface = surface
         self._ns = db.namespace
+        self._dir_made = False
 
     def __repr__(self) -> str:
         return f"PgLeaseStore({self._db!r})"
@@ -329,5 +330,8 @@ class PgLeaseStore:
             self._audit(event, agent, holder, token, **fields)
 
     def _audit(self, event: str, agent: str, holder: str, token: int | None, **fields: Any) -> None:
+        if not self._dir_made:
+            fsutil.ensure_dir(self.state_dir)
+            self._dir_made = True
         audit.record(self.state_dir, event, agent=agent, holder=holder, token=token, surface=self._surface,
                      **fields, store="postgresql")

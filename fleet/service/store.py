@@ -1,8 +1,8 @@
 """Shared-store operations: `fleet store init` (create or upgrade the schema) and `fleet store status`.
 
 The schema and its migrations are `fleet.store.schema`'s (applied by `fleet.store.admin`); this
-module only opens the configured store for them. Without `[store] url` (or `$FLEET_STORE_URL`) fleet keeps its embedded store, which
-needs no initialising: `status` says so and `init` refuses with a hint.
+module only opens the configured store for them. Without `[store] url` (or `$FLEET_STORE_URL`) fleet
+keeps its embedded store, which needs no initialising: `status` says so and `init` refuses with a hint.
 """
 
 from __future__ import annotations
