@@ -39,11 +39,17 @@ def test_the_file_store_satisfies_the_interface(tmp_path: Any) -> None:
 def test_a_free_agent_is_granted_with_a_first_token_and_renewed_for_its_holder(lease_backend: Make) -> None:
     store = lease_backend()
     first = store.claim("a1", "alice", ttl=60)
-    assert first["status"] == "claimed" and first["token"] >= 1 and first["holder"] == "alice"
+    assert first["status"] == "claimed"
+    assert first["token"] >= 1
+    assert first["holder"] == "alice"
     again = store.claim("a1", "alice", ttl=120)
-    assert again["status"] == "renewed" and again["token"] == first["token"] and again["ttl"] == 120
+    assert again["status"] == "renewed"
+    assert again["token"] == first["token"]
+    assert again["ttl"] == 120
     info = store.info("a1")
-    assert info["state"] == "held" and info["holder"] == "alice" and info["token"] == first["token"]
+    assert info["state"] == "held"
+    assert info["holder"] == "alice"
+    assert info["token"] == first["token"]
     assert store.known_agents() == ["a1"]
 
 
@@ -52,7 +58,8 @@ def test_another_holder_is_refused_with_who_holds_it(lease_backend: Make) -> Non
     got = a.claim("a1", "alice", ttl=60)
     with pytest.raises(LeaseHeld) as refused:
         b.claim("a1", "bob")
-    assert refused.value.data["holder"] == "alice" and refused.value.data["token"] == got["token"]
+    assert refused.value.data["holder"] == "alice"
+    assert refused.value.data["token"] == got["token"]
     assert 0 < refused.value.data["retry_after"] <= 60
 
 
@@ -62,13 +69,17 @@ def test_release_frees_the_agent_and_the_next_grant_has_a_larger_token(lease_bac
     with pytest.raises(NotLeaseHolder):
         b.release("a1", "bob")
     released = a.release("a1", "alice")
-    assert released["released"] and released["token"] == first["token"] and not released["forced"]
-    assert a.info("a1")["state"] == "free" and a.get("a1") is None
+    assert released["released"]
+    assert released["token"] == first["token"]
+    assert not released["forced"]
+    assert a.info("a1")["state"] == "free"
+    assert a.get("a1") is None
     assert not a.release("a1", "alice")["released"]  # free: nothing to release
     second = b.claim("a1", "bob")
     assert second["token"] > first["token"]
     forced = a.release("a1", "alice", force=True)
-    assert forced["forced"] and forced["previous_holder"] == "bob"
+    assert forced["forced"]
+    assert forced["previous_holder"] == "bob"
 
 
 def test_a_stale_token_is_fenced_at_renewal_release_and_guard(lease_backend: Make) -> None:
@@ -79,12 +90,14 @@ def test_a_stale_token_is_fenced_at_renewal_release_and_guard(lease_backend: Mak
     assert new > old
     with pytest.raises(LeaseLost) as lost:
         a.claim("a1", "alice", token=old)
-    assert lost.value.data["token"] == new and lost.value.data["your_token"] == old
+    assert lost.value.data["token"] == new
+    assert lost.value.data["your_token"] == old
     with pytest.raises(LeaseLost):
         a.release("a1", "alice", token=old)
     with pytest.raises(LeaseLost), a.guard("a1", "alice", old):
         pytest.fail("the body must not run under a stale token")
-    assert b.info("a1")["token"] == new and b.info("a1")["holder"] == "alice"  # nothing changed
+    assert b.info("a1")["token"] == new
+    assert b.info("a1")["holder"] == "alice"
     assert b.release("a1", "alice", token=new)["released"]
 
 
@@ -95,15 +108,18 @@ def test_an_expired_lease_is_taken_over_and_fences_its_old_holder(lease_backend:
     with pytest.raises(LeaseLost):  # expired: its own holder is fenced too
         a.claim("a1", "alice", token=old)
     taken = b.claim("a1", "bob", ttl=60)
-    assert taken["status"] == "claimed" and taken["token"] == old + 1
+    assert taken["status"] == "claimed"
+    assert taken["token"] == old + 1
     again = a.claim("a1", "bob", ttl=60)
-    assert again["status"] == "renewed" and again["token"] == taken["token"]
+    assert again["status"] == "renewed"
+    assert again["token"] == taken["token"]
 
 
 def test_guard_takes_a_transient_lease_on_a_free_agent_and_gives_it_back(lease_backend: Make) -> None:
     a, b = lease_backend("a"), lease_backend("b")
     with a.guard("a1", "alice") as lease:
-        assert lease.transient and lease.holder == "alice"
+        assert lease.transient
+        assert lease.holder == "alice"
         with pytest.raises(LeaseHeld):
             b.claim("a1", "bob")
         with pytest.raises(LeaseHeld), b.guard("a1", "bob"):
@@ -116,17 +132,21 @@ def test_guard_under_the_holders_own_lease_keeps_it(lease_backend: Make) -> None
     store = lease_backend()
     got = store.claim("a1", "alice", ttl=300)
     with store.guard("a1", "alice", got["token"]) as lease:
-        assert not lease.transient and lease.token == got["token"]
-    assert store.info("a1")["holder"] == "alice" and store.info("a1")["ttl"] == 300
+        assert not lease.transient
+        assert lease.token == got["token"]
+    assert store.info("a1")["holder"] == "alice"
+    assert store.info("a1")["ttl"] == 300
 
 
 def test_a_claim_inside_guard_turns_the_transient_lease_into_a_real_one(lease_backend: Make) -> None:
     store = lease_backend()
     with store.guard("a1", "alice") as lease:
         renewed = store.claim("a1", "alice", ttl=300)
-        assert renewed["status"] == "renewed" and renewed["token"] == lease.token
+        assert renewed["status"] == "renewed"
+        assert renewed["token"] == lease.token
     info = store.info("a1")
-    assert info["state"] == "held" and not info["transient"]
+    assert info["state"] == "held"
+    assert not info["transient"]
 
 
 def test_a_failing_body_still_ends_the_transient_lease(lease_backend: Make) -> None:
@@ -146,7 +166,8 @@ def test_a_waiter_gets_the_lease_when_it_is_released(lease_backend: Make) -> Non
     assert not got
     a.release("a1", "alice")
     waiter.join(30)
-    assert got["holder"] == "bob" and got["status"] == "claimed"
+    assert got["holder"] == "bob"
+    assert got["status"] == "claimed"
 
 
 def test_a_wait_that_runs_out_is_refused(lease_backend: Make) -> None:
@@ -171,8 +192,10 @@ def test_repair_of_a_sound_record_changes_nothing(lease_backend: Make) -> None:
     store = lease_backend()
     token = store.claim("a1", "alice")["token"]
     result = store.repair("a1", "ops")
-    assert not result["repaired"] and result["moved"] == []
-    assert store.info("a1")["token"] == token and store.info("a1")["holder"] == "alice"
+    assert not result["repaired"]
+    assert result["moved"] == []
+    assert store.info("a1")["token"] == token
+    assert store.info("a1")["holder"] == "alice"
 
 
 def test_every_grant_release_and_refusal_is_audited_on_the_acting_host(lease_backend: Make, tmp_path: Any) -> None:
