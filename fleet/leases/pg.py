@@ -159,8 +159,16 @@ class PgLeaseStore:
                         continue
                     retry_after = float(refusal.data.get("retry_after", BACKOFF_CAP))
                     delay = min(random.uniform(backoff / 2, backoff), max(retry_after, 0.001), remaining)
-                self._wait_for_release(delay)
-                backoff = min(backoff * 2, BACKOFF_CAP)
+                # Woken, look without a lock first: of the waiters a release wakes, those that lost the
+                # race wait again instead of queueing on the row lock (the attempt still decides).
+                while True:
+                    self._wait_for_release(delay)
+                    backoff = min(backoff * 2, BACKOFF_CAP)
+                    remaining = deadline - time.monotonic()
+                    now, lease = self._read(agent)
+                    if remaining <= 0 or lease is None or lease.holder == holder or lease_state(lease, now) != "held":
+                        break
+                    delay = min(random.uniform(backoff / 2, backoff), max(lease.expires_in(now), 0.001), remaining)
         finally:
             if listening:
                 with contextlib.suppress(StoreUnavailable):
