@@ -32,6 +32,14 @@ def test_a_store_url_is_read_with_the_fleet_name_as_namespace(tmp_path: Path) ->
     assert cfg.store.source == "[store] url"
 
 
+def test_the_variable_alone_gives_a_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_STORE_URL", URL)
+    cfg = parse_config(agents(tmp_path), tmp_path / "fleet.toml")
+    assert cfg.store is not None
+    assert cfg.store.source == "$FLEET_STORE_URL"
+    assert cfg.store.namespace == "fleet"
+
+
 def test_the_variable_is_the_fallback_and_the_file_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"FLEET_STORE_URL": "postgres://other@h/db"}
     from_env = parse_store(None, source="f.toml", fleet="fleet", env=env)

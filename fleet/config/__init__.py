@@ -22,14 +22,16 @@ import tomllib
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from fleet.errors import ConfigError, ConfigNotFound, UnknownAgent
 from fleet.schemacheck import compile_check
 from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, BRANCH_NAME, FLEET_NAME
 
-from .store import StoreSettings, parse_store
 from .watchdog import Policy, parse_policy
+
+if TYPE_CHECKING:
+    from .store import StoreSettings
 
 MAX_AGENTS: Final = 100
 
@@ -333,7 +335,17 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
                        lead_auto_approve_agent_approvals=bool(
                            raw.get("lead", {}).get("auto_approve_agent_approvals", False)),
                        worktrees_dir=worktrees,
-                       store=parse_store(raw.get("store"), source=str(path), fleet=name))
+                       store=_store(raw, path, name))
+
+
+def _store(raw: dict[str, Any], path: Path, name: str) -> StoreSettings | None:
+    """`[store]` or `$FLEET_STORE_URL` (`fleet.config.store.STORE_URL_ENV`); its module (urllib) is
+    loaded only when either is there, so the hook process of an embedded fleet never loads it."""
+    if "store" not in raw and not os.environ.get("FLEET_STORE_URL"):
+        return None
+    from .store import parse_store  # noqa: PLC0415 (see above)
+
+    return parse_store(raw.get("store"), source=str(path), fleet=name)
 
 
 def _merged(defaults: dict[str, Any], tbl: dict[str, Any], path: Path, name: str) -> dict[str, Any]:

@@ -60,7 +60,9 @@ class StoreSettings:
 
 def mask_url(url: str) -> str:
     """`url` with any password replaced by `***` (in the user info and in a `password=` option);
-    a string that does not parse as a URL is shown only by its scheme."""
+    a string that does not parse as a URL is shown only by its scheme, and one without `://` not at all."""
+    if "://" not in url:
+        return "(not a URL)"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises ValueError on a malformed port
