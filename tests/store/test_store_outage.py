@@ -96,6 +96,9 @@ def test_the_cli_reports_store_unavailable_with_the_url_masked(
     assert proc.returncode == EXIT_ENVIRONMENT
     assert json.loads(proc.stdout)["error"]["code"] == "store_unavailable"
     assert SECRET not in proc.stdout + proc.stderr
+    leases = f.cli("leases", "--json")  # not every agent "corrupt": the listing fails whole
+    assert leases.returncode == EXIT_ENVIRONMENT
+    assert json.loads(leases.stdout)["error"]["code"] == "store_unavailable"
     status = f.cli("store", "status")
     assert status.returncode == 1
     assert "UNREACHABLE" in status.stdout
