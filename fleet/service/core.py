@@ -104,14 +104,22 @@ class Service:
     def leases(self) -> LeaseBackend:
         """Lease files under the state dir, or the shared store's rows when `[store] url` is set."""
         if self._leases is None:
+            from fleet.leases.files import SHARED_STORE_MARKER
+
+            marker = self.config.state_dir / "leases" / SHARED_STORE_MARKER
             if self.config.store is not None:
                 from fleet.leases.pg import PgLeaseStore
 
                 self._leases = PgLeaseStore(self.store, self.config.state_dir, surface=self.surface)
+                if not marker.exists():  # tells the approval hook it cannot see the leases (fails closed)
+                    ensure_dir(marker.parent)
+                    marker.touch(0o600)
             else:
                 from fleet.leases import LeaseStore
 
                 self._leases = LeaseStore(self.config.state_dir, surface=self.surface)
+                with contextlib.suppress(FileNotFoundError):
+                    marker.unlink()
         return self._leases
 
     @property

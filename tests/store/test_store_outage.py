@@ -14,6 +14,7 @@ from pgcluster import PgCluster
 
 from fleet.config.store import StoreSettings
 from fleet.errors import EXIT_ENVIRONMENT, StoreUnavailable
+from fleet.leases.files import SHARED_STORE_MARKER
 from fleet.leases.pg import PgLeaseStore
 from fleet.store.db import Database
 
@@ -91,6 +92,8 @@ def test_the_cli_reports_store_unavailable_with_the_url_masked(
     assert init["version"] >= 1
     assert SECRET not in json.dumps(init)
     assert f.json("claim", "agent-1", "--holder", "alice")["status"] == "claimed"
+    assert (f.state_dir / "leases" / SHARED_STORE_MARKER).exists()  # the approval hook fails closed
+    assert not (f.state_dir / "leases" / "agent-1.json").exists()  # the lease is in the database only
     pg_outage.stop("immediate")
     proc = f.cli("claim", "agent-1", "--holder", "alice", "--json")
     assert proc.returncode == EXIT_ENVIRONMENT
