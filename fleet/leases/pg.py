@@ -251,12 +251,19 @@ class PgLeaseStore:
 
     def _lock(self, cur: Any, agent: str) -> tuple[Lease | None, int, float]:
         """Lock the agent's row (creating it at token 0), then read the clock: (lease, last token, now)."""
-        row = cur.execute(_LOCK_ROW, (self._ns, agent)).fetchone()
-        if row is None:
-            cur.execute("INSERT INTO fleet_lease (namespace, agent) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                        (self._ns, agent))
-            row = cur.execute(_LOCK_ROW, (self._ns, agent)).fetchone()
-        now = float(cur.execute(_CLOCK).fetchone()[0])
+        # Pipelined: the clock query goes out with the lock, and the server reads the clock only
+        # once the lock is granted (statements run in order).
+        with cur.connection.cursor() as clock:
+            cur.execute(_LOCK_ROW, (self._ns, agent))
+            clock.execute(_CLOCK)
+            row = cur.fetchone()
+            if row is None:
+                cur.execute("INSERT INTO fleet_lease (namespace, agent) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                            (self._ns, agent))
+                cur.execute(_LOCK_ROW, (self._ns, agent))
+                clock.execute(_CLOCK)
+                row = cur.fetchone()
+            now = float(clock.fetchone()[0])
         return lease_of(agent, row), int(row[1]), now
 
     def _grant(self, cur: Any, events: list[Event], agent: str, holder: str, ttl: float, now: float,

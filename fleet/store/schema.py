@@ -20,9 +20,9 @@ from fleet.errors import StoreSchemaMismatch
 if TYPE_CHECKING:
     import psycopg
 
-#: (version, name, SQL). Append only.
-MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
-    (1, "leases", """
+#: (version, name, statements: one SQL command each, as pipeline mode requires). Append only.
+MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
+    (1, "leases", ("""
         CREATE TABLE fleet_lease (
             namespace   text NOT NULL,
             agent       text NOT NULL,
@@ -37,10 +37,9 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
             PRIMARY KEY (namespace, agent),
             CHECK (holder IS NULL OR (token >= 1 AND acquired_at IS NOT NULL AND renewed_at IS NOT NULL
                                       AND expires_at IS NOT NULL AND ttl IS NOT NULL))
-        );
-        COMMENT ON COLUMN fleet_lease.token IS
-            'The last token issued for the agent: only ever grows (fencing). NULL holder: free.';
-    """),
+        )""",
+        """COMMENT ON COLUMN fleet_lease.token IS
+            'The last token issued for the agent: only ever grows (fencing). NULL holder: free.'""")),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 #: Serialises concurrent `fleet store init` runs (an arbitrary constant: "fleet" in ASCII).
@@ -78,10 +77,11 @@ def migrate(cur: psycopg.Cursor[Any], display: str) -> tuple[int | None, list[st
             f"({SCHEMA_VERSION}); nothing was changed.",
             hint="Upgrade fleet on this host to the version the other hosts run.",
             found=before, needed=SCHEMA_VERSION)
-    for version, name, sql in MIGRATIONS:
+    for version, name, statements in MIGRATIONS:
         if version <= before:
             continue
-        cur.execute(sql)
+        for sql in statements:
+            cur.execute(sql)
         cur.execute("INSERT INTO fleet_schema (version, name) VALUES (%s, %s)", (version, name))
         applied.append(f"{version}:{name}")
     return before or None, applied

@@ -33,8 +33,10 @@ def pg_cluster() -> Iterator[PgCluster]:
         pytest.fail(str(exc))
     try:
         db = Database(StoreSettings(url=cluster.url(), namespace="setup"), check_schema=False)
-        init_schema(db)
-        db.close()
+        try:
+            init_schema(db)
+        finally:
+            db.close()
         yield cluster
     finally:
         cluster.close()
