@@ -371,6 +371,9 @@ class StoreUnavailable(EnvironmentFault):
 
     code = "store_unavailable"
     retryable = True
+    #: Set by the store when the failure hit a connection that had been idle (the server may have
+    #: restarted since) before anything could have landed: safe to run again on a fresh connection.
+    stale_connection: bool = False
 
 
 class StoreSchemaMismatch(EnvironmentFault):

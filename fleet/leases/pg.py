@@ -24,9 +24,9 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from fleet import audit, fsutil
 from fleet.errors import FleetError, LeaseLost, NotLeaseHolder, StoreUnavailable
@@ -64,6 +64,7 @@ _FREE: Final = ("UPDATE fleet_lease SET holder = NULL, acquired_at = NULL, renew
                 "ttl = NULL, transient = false, changed_at = %s WHERE namespace = %s AND agent = %s")
 
 Event = tuple[str, str, str, "int | None", dict[str, Any]]
+T = TypeVar("T")
 
 
 def lease_of(agent: str, row: tuple[Any, ...] | None) -> Lease | None:
@@ -94,10 +95,32 @@ class PgLeaseStore:
 
     # --- reads ---------------------------------------------------------------------------------
 
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One statement outside a transaction; run once more if a stale connection failed it."""
+        for attempt in (1, 2):
+            try:
+                with self._db.mapped_errors():
+                    return self._db.connection().execute(sql, params).fetchall()
+            except StoreUnavailable as exc:
+                if attempt == 2 or not exc.stale_connection:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _transact(self, body: Callable[[Any, list[Event]], T]) -> T:
+        """Run `body(cursor, events)` in one transaction, audit its events (`_audited`); run it once
+        more on a fresh connection when a stale one failed before COMMIT (nothing had landed)."""
+        for attempt in (1, 2):
+            events: list[Event] = []
+            try:
+                with self._audited(events), self._db.transaction() as cur:
+                    return body(cur, events)
+            except StoreUnavailable as exc:
+                if attempt == 2 or not exc.stale_connection:
+                    raise
+        raise AssertionError("unreachable")
+
     def _read(self, agent: str) -> tuple[float, Lease | None]:
-        with self._db.mapped_errors():
-            row = self._db.connection().execute(_READ, (self._ns, agent)).fetchone()
-        assert row is not None  # the LEFT JOIN always yields the clock row
+        row = self._query(_READ, (self._ns, agent))[0]  # the LEFT JOIN always yields the clock row
         return float(row[0]), lease_of(agent, None if row[1] is None else row[1:])
 
     def get(self, agent: str) -> Lease | None:
@@ -116,19 +139,15 @@ class PgLeaseStore:
 
     def known_agents(self) -> list[str]:
         """Agents with a lease row in this namespace (held, expired or free), sorted."""
-        with self._db.mapped_errors():
-            rows = self._db.connection().execute(
-                "SELECT agent FROM fleet_lease WHERE namespace = %s ORDER BY agent", (self._ns,)).fetchall()
+        rows = self._query("SELECT agent FROM fleet_lease WHERE namespace = %s ORDER BY agent", (self._ns,))
         return [str(r[0]) for r in rows]
 
     def repair(self, agent: str, holder: str) -> RepairResult:
         """Nothing to move aside: rows cannot be torn like files. Reports the agent's last token."""
         agent = validate_agent(agent)
         validate_holder(holder)
-        with self._db.mapped_errors():
-            row = self._db.connection().execute(
-                "SELECT token FROM fleet_lease WHERE namespace = %s AND agent = %s", (self._ns, agent)).fetchone()
-        return {"agent": agent, "repaired": False, "moved": [], "token_high_water": int(row[0]) if row else 0}
+        rows = self._query("SELECT token FROM fleet_lease WHERE namespace = %s AND agent = %s", (self._ns, agent))
+        return {"agent": agent, "repaired": False, "moved": [], "token_high_water": int(rows[0][0]) if rows else 0}
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -170,15 +189,15 @@ class PgLeaseStore:
                         break
                     delay = min(random.uniform(backoff / 2, backoff), max(lease.expires_in(now), 0.001), remaining)
         finally:
-            if listening:
+            if listening and self._db.reused():  # a dropped connection took its LISTEN with it
                 with contextlib.suppress(StoreUnavailable):
                     self._listen(False)
 
     def release(self, agent: str, holder: str, force: bool = False, token: int | None = None) -> ReleaseResult:
         """End `holder`'s lease, as `LeaseStore.release` (`force`, `token` and refusals alike)."""
         agent, holder, token = validate_agent(agent), validate_holder(holder), validate_token(token)
-        events: list[Event] = []
-        with self._audited(events), self._db.transaction() as cur:
+
+        def body(cur: Any, events: list[Event]) -> ReleaseResult:
             current, _, now = self._lock(cur, agent)
             self._fence(events, current, agent, holder, token, now)
             if current is None or lease_state(current, now) != "held":
@@ -200,8 +219,10 @@ class PgLeaseStore:
                                {"previous_holder": current.holder}))
             else:
                 events.append(("lease.release", agent, holder, current.token, {"transient": current.transient}))
-        return {"agent": agent, "released": True, "previous_holder": current.holder, "token": current.token,
-                "forced": forced}
+            return {"agent": agent, "released": True, "previous_holder": current.holder, "token": current.token,
+                    "forced": forced}
+
+        return self._transact(body)
 
     @contextlib.contextmanager
     def guard(self, agent: str, holder: str, token: int | None = None, *,
@@ -210,8 +231,8 @@ class PgLeaseStore:
         lock or transaction is held while the body runs."""
         agent, holder, token = validate_agent(agent), validate_holder(holder), validate_token(token)
         ttl = validate_ttl(min(ttl, MAX_TTL))
-        events: list[Event] = []
-        with self._audited(events), self._db.transaction() as cur:
+
+        def body(cur: Any, events: list[Event]) -> tuple[Lease, bool]:
             current, last, now = self._lock(cur, agent)
             self._fence(events, current, agent, holder, token, now)
             if current is not None and lease_state(current, now) == "held":
@@ -219,10 +240,10 @@ class PgLeaseStore:
                     events.append(("lease.refuse", agent, holder, current.token,
                                    {"wanted": "operate", "current_holder": current.holder}))
                     raise lease_held_error(current, now)
-                lease, transient = current, False
-            else:
-                lease = self._grant(cur, events, agent, holder, ttl, now, current, last, transient=True)
-                transient = True
+                return current, False
+            return self._grant(cur, events, agent, holder, ttl, now, current, last, transient=True), True
+
+        lease, transient = self._transact(body)
         if not transient:
             yield lease
             return
@@ -239,12 +260,13 @@ class PgLeaseStore:
     # --- internals -----------------------------------------------------------------------------
 
     def _claim_once(self, agent: str, holder: str, ttl: float, token: int | None) -> ClaimResult:
-        events: list[Event] = []
-        with self._audited(events), self._db.transaction() as cur:
+        def body(cur: Any, events: list[Event]) -> tuple[Lease, bool]:
             current, last, now = self._lock(cur, agent)
             self._fence(events, current, agent, holder, token, now)
             renewing = current is not None and lease_state(current, now) == "held"
-            lease = self._grant(cur, events, agent, holder, ttl, now, current, last, transient=False)
+            return self._grant(cur, events, agent, holder, ttl, now, current, last, transient=False), renewing
+
+        lease, renewing = self._transact(body)
         return {"agent": lease.agent, "holder": lease.holder, "token": lease.token,
                 "acquired_at": lease.acquired_at, "renewed_at": lease.renewed_at, "expires_at": lease.expires_at,
                 "ttl": lease.ttl, "status": "renewed" if renewing else "claimed"}
@@ -297,13 +319,14 @@ class PgLeaseStore:
         cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self._ns}/{agent}"))
 
     def _end_transient(self, agent: str, lease: Lease) -> None:
-        events: list[Event] = []
-        with self._audited(events), self._db.transaction() as cur:
+        def body(cur: Any, events: list[Event]) -> None:
             current, _, now = self._lock(cur, agent)
             if current != lease:
                 return  # taken over after expiry, or turned into a real lease by a claim
             self._free(cur, agent, now)
             events.append(("lease.release", agent, lease.holder, lease.token, {"transient": True}))
+
+        self._transact(body)
 
     def _fence(self, events: list[Event], current: Lease | None, agent: str, holder: str, token: int | None,
                now: float) -> None:

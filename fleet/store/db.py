@@ -158,14 +158,28 @@ class Database:
         It runs in pipeline mode: statements go out without waiting, and the client waits only when
         the body reads a result, so BEGIN travels with the first query and COMMIT with the last writes
         (a lease claim is two round trips, not five). The server still runs them in order."""
-        with self.mapped_errors():
+        state = {"reused": False, "commit_sent": False}
+        with self.mapped_errors(state=state):
+            state["reused"] = getattr(self._local, "conn", None) is not None
             conn = self.connection()
             with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
                 yield cur
+                state["commit_sent"] = True
+
+    def reused(self) -> bool:
+        """Whether this thread already has a connection (it may have gone stale since)."""
+        return getattr(self._local, "conn", None) is not None
 
     @contextlib.contextmanager
-    def mapped_errors(self, doing: str = "lost the connection to") -> Iterator[None]:
-        """Turn psycopg's failures raised in the body into `StoreUnavailable` or `Timeout`."""
+    def mapped_errors(self, doing: str = "lost the connection to", *,
+                      state: dict[str, bool] | None = None) -> Iterator[None]:
+        """Turn psycopg's failures raised in the body into `StoreUnavailable` or `Timeout`.
+
+        With `state` (a transaction's: did it reuse a connection, was COMMIT sent), a failure on a
+        reused connection before COMMIT was sent is marked `stale_connection`: the server may have
+        restarted since the connection's last use, and nothing of the transaction can have landed,
+        so the caller may run it once more on a fresh connection."""
+        reused = self.reused() if state is None else False
         try:
             yield
         except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
@@ -175,7 +189,9 @@ class Database:
             ) from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.drop()
-            raise self.unavailable(exc, doing) from None
+            error = self.unavailable(exc, doing)
+            error.stale_connection = (state["reused"] and not state["commit_sent"]) if state else reused
+            raise error from None
 
     def scrub(self, exc: BaseException) -> str:
         """The driver's message, first line only, with the password cut out wherever it appears."""

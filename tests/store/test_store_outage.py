@@ -51,6 +51,25 @@ def test_a_stopped_database_is_store_unavailable_and_recovers_with_nothing_torn(
     db.close()
 
 
+def test_the_first_call_after_a_restart_succeeds_on_a_fresh_connection(
+        pg_outage: PgCluster, pg_settings: StoreSettings, tmp_path: Path) -> None:
+    """A long-lived process (the MCP server) holds a connection the restart killed: a call that
+    fails on it before COMMIT is run again on a new connection, and reads are retried likewise."""
+    db = Database(pg_settings)
+    store = PgLeaseStore(db, tmp_path / "state")
+    token = store.claim("a1", "alice", ttl=300)["token"]
+    pg_outage.stop("immediate")
+    pg_outage.start()
+    assert store.info("a1")["token"] == token
+    pg_outage.stop("immediate")
+    pg_outage.start()
+    assert store.claim("a1", "alice")["status"] == "renewed"
+    pg_outage.stop("immediate")
+    pg_outage.start()
+    assert store.release("a1", "alice", token=token)["released"] is True
+    db.close()
+
+
 def test_a_transaction_cut_by_the_stop_leaves_the_row_as_it_was(
         pg_outage: PgCluster, pg_settings: StoreSettings, tmp_path: Path) -> None:
     db = Database(pg_settings)
