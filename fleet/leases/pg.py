@@ -274,18 +274,17 @@ class PgLeaseStore:
     def _lock(self, cur: Any, agent: str) -> tuple[Lease | None, int, float]:
         """Lock the agent's row (creating it at token 0), then read the clock: (lease, last token, now)."""
         # Pipelined: the clock query goes out with the lock, and the server reads the clock only
-        # once the lock is granted (statements run in order).
-        with cur.connection.cursor() as clock:
-            cur.execute(_LOCK_ROW, (self._ns, agent))
-            clock.execute(_CLOCK)
-            row = cur.fetchone()
-            if row is None:
-                cur.execute("INSERT INTO fleet_lease (namespace, agent) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                            (self._ns, agent))
-                cur.execute(_LOCK_ROW, (self._ns, agent))
-                clock.execute(_CLOCK)
-                row = cur.fetchone()
-            now = float(clock.fetchone()[0])
+        # once the lock is granted (statements run in order). Each read has a cursor of its own:
+        # in pipeline mode a cursor's result is reliable only for the one statement it ran.
+        conn = cur.connection
+        locked, clock = conn.execute(_LOCK_ROW, (self._ns, agent)), conn.execute(_CLOCK)
+        row = locked.fetchone()
+        if row is None:
+            conn.execute("INSERT INTO fleet_lease (namespace, agent) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                         (self._ns, agent))
+            locked, clock = conn.execute(_LOCK_ROW, (self._ns, agent)), conn.execute(_CLOCK)
+            row = locked.fetchone()
+        now = float(clock.fetchone()[0])
         return lease_of(agent, row), int(row[1]), now
 
     def _grant(self, cur: Any, events: list[Event], agent: str, holder: str, ttl: float, now: float,
@@ -300,7 +299,7 @@ class PgLeaseStore:
                         (lease.renewed_at, lease.expires_at, lease.ttl, now, self._ns, agent))
             events.append(("lease.renew", agent, holder, lease.token, {"ttl": ttl}))
             return lease
-        row = cur.execute(
+        row = cur.connection.execute(
             "UPDATE fleet_lease SET token = token + 1, holder = %s, acquired_at = %s, renewed_at = %s, "
             "expires_at = %s, ttl = %s, transient = %s, changed_at = %s WHERE namespace = %s AND agent = %s "
             "RETURNING token",

@@ -58,18 +58,17 @@ def installed_version(conn: psycopg.Connection[Any]) -> int | None:
     return int(found[0]) if found and found[0] is not None else None
 
 
-
 def migrate(cur: psycopg.Cursor[Any], display: str) -> tuple[int | None, list[str]]:
     """Apply the missing migrations inside the caller's transaction, under the init lock: (the
     version before, the migrations applied). Refuses a schema newer than this fleet's."""
     applied: list[str] = []
-    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_INIT_LOCK,))
-    cur.execute("""CREATE TABLE IF NOT EXISTS fleet_schema (
-                       version    integer PRIMARY KEY,
-                       name       text NOT NULL,
-                       applied_at timestamptz NOT NULL DEFAULT clock_timestamp())""")
-    cur.execute("SELECT coalesce(max(version), 0) FROM fleet_schema")
-    row = cur.fetchone()
+    conn = cur.connection  # each statement its own cursor: in pipeline mode a result is one statement's
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_INIT_LOCK,))
+    conn.execute("""CREATE TABLE IF NOT EXISTS fleet_schema (
+                        version    integer PRIMARY KEY,
+                        name       text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT clock_timestamp())""")
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM fleet_schema").fetchone()
     before = int(row[0]) if row else 0
     if before > SCHEMA_VERSION:
         raise StoreSchemaMismatch(
@@ -81,7 +80,7 @@ def migrate(cur: psycopg.Cursor[Any], display: str) -> tuple[int | None, list[st
         if version <= before:
             continue
         for sql in statements:
-            cur.execute(sql)
-        cur.execute("INSERT INTO fleet_schema (version, name) VALUES (%s, %s)", (version, name))
+            conn.execute(sql)
+        conn.execute("INSERT INTO fleet_schema (version, name) VALUES (%s, %s)", (version, name))
         applied.append(f"{version}:{name}")
     return before or None, applied
