@@ -111,3 +111,15 @@ def test_mask_url_never_raises_and_never_echoes_text_after_the_scheme(text: str)
         userinfo = text.split("://", 1)[-1].rsplit("@", 1)[0]
         if ":" in userinfo and len(userinfo.split(":", 1)[1]) > 3:
             assert f":{userinfo.split(':', 1)[1]}@" not in masked
+
+
+@given(password=_PASSWORD, noise=st.text(max_size=40))
+def test_a_driver_message_is_scrubbed_of_the_password(password: str, noise: str) -> None:
+    from fleet.config.store import StoreSettings
+    from fleet.store.db import Database
+
+    secret = f"PW{password}"
+    db = Database(StoreSettings(url=f"postgresql://u:{secret}@h/db?password={secret}x", namespace="ns"))
+    message = db.scrub(RuntimeError(f"{noise} password={secret} and {secret}x failed"))
+    assert secret not in message
+    assert secret not in repr(db)
