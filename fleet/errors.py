@@ -376,3 +376,21 @@ class ConfirmationRequired(InvalidInput):
     """Asked to write without `--yes` where nobody can answer the question (no terminal)."""
 
     code = "confirmation_required"
+
+
+class StoreUnavailable(EnvironmentFault):
+    """The shared store (PostgreSQL, `[store] url`) cannot be reached, or the connection broke in
+    the middle of a transaction. The transaction either committed whole or not at all: nothing is
+    half written, and the operation can be retried once the database answers again."""
+
+    code = "store_unavailable"
+    retryable = True
+    #: Set by the store when the failure hit a connection that had been idle (the server may have
+    #: restarted since) before anything could have landed: safe to run again on a fresh connection.
+    stale_connection: bool = False
+
+
+class StoreSchemaMismatch(EnvironmentFault):
+    """The shared store's schema is missing (never initialised) or newer than this fleet knows."""
+
+    code = "store_schema"

@@ -249,6 +249,13 @@ REGISTRY: Final[dict[str, Operation]] = {
         _op("lease_repair", "lease-repair",
             "Only after a lease_corrupt error: move the bad record aside.",
             "destructive", {"agent": AGENT, "holder": HOLDER}, ("agent",), _out("agent"), _LEASE_OPS + "lease_repair"),
+        _op("store_init", "store init",
+            "Create or upgrade the shared PostgreSQL store's schema ([store] url); idempotent, safe from many hosts.",
+            "mutating", {}, (), _out("backend", "version", "applied"), "fleet.service.store:store_init"),
+        _op("store_status", "store status",
+            "Which store holds the leases (embedded files or PostgreSQL), and whether it answers with the "
+            "right schema.",
+            "readonly", {}, (), _out("backend", "ok"), "fleet.service.store:store_status"),
         _op("ledger_repair", "ledger-repair",
             "Only after a ledger_unusable error: move a damaged fleet.db aside (kept), salvage its rows into a "
             "fresh ledger, say what was lost.",

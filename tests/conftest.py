@@ -98,7 +98,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.setenv("TMUX_TMPDIR", str(tmux_dir))
-    for var in ("FLEET_CONFIG", "FLEET_HOME", "FLEET_HOLDER", "TMUX", "TMUX_PANE", "CODEX_HOME"):
+    for var in ("FLEET_CONFIG", "FLEET_HOME", "FLEET_HOLDER", "FLEET_STORE_URL", "TMUX", "TMUX_PANE", "CODEX_HOME"):
         monkeypatch.delenv(var, raising=False)
     yield
     shutil.rmtree(tmux_dir, ignore_errors=True)

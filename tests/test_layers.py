@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("hooks", "install"),
     ("watchdog",),
     ("agents", "work", "leases"),
+    ("store",),
     ("config",),
     ("audit", "logs"),
     ("fsutil", "durations", "tokens", "untrusted", "schemacheck", "shellwords", "prompttext"),

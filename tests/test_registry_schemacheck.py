@@ -51,6 +51,8 @@ VALID: dict[str, Any] = {
     "op:agent_interrupt": {"agent": "mila", "holder": "lead", "token": 2},
     "op:agent_tail": {"agent": "mila", "lines": 40},
     "op:fleet_doctor": {},
+    "op:store_init": {},
+    "op:store_status": {},
     "op:agent_claim": {"agent": "mila", "holder": "cli:alice", "token": 4, "ttl": 60, "wait": 0.5},
     "op:agent_release": {"agent": "mila", "holder": "cli:alice", "token": 4, "force": False},
     "op:fleet_leases": {},

@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from . import agents, dash, init, install, leases, mcp, trust, usage, watchdog, work, worktrees
+from . import agents, dash, init, install, leases, mcp, store, trust, usage, watchdog, work, worktrees
 from .base import app, report, state
 from .params import PlainCommand, PlainGroup, usage_error
 
@@ -68,6 +68,12 @@ WATCHDOG_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("uninstall", watchdog.uninstall_cmd),
 )
 
+#: The commands of `fleet store`.
+STORE_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
+    ("init", store.init_cmd),
+    ("status", store.status_cmd),
+)
+
 
 
 def _register() -> None:
@@ -77,6 +83,10 @@ def _register() -> None:
     for name, command in WATCHDOG_COMMANDS:
         group.command(name, cls=PlainCommand)(command)
     app.add_typer(group, name="watchdog")
+    stores = typer.Typer(cls=PlainGroup, help=store.HELP, no_args_is_help=True, rich_markup_mode=None)
+    for name, command in STORE_COMMANDS:
+        stores.command(name, cls=PlainCommand)(command)
+    app.add_typer(stores, name="store")
 
 
 _register()
@@ -142,4 +152,4 @@ def main(argv: list[str] | None = None, *, serve_mcp: Callable[[str | None], Non
     sys.exit(status if isinstance(status, int) else 0)
 
 
-__all__ = ["COMMANDS", "WATCHDOG_COMMANDS", "app", "main"]
+__all__ = ["COMMANDS", "STORE_COMMANDS", "WATCHDOG_COMMANDS", "app", "main"]

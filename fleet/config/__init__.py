@@ -9,7 +9,8 @@ resolved relative to the config file's directory. Loading never touches tmux, Co
 
 This package owns every table of fleet.toml: this module the file, its schema and `[fleet]`,
 `[defaults]`, `[agents]`, `[lead]`; `fleet.config.watchdog` the `[watchdog]` table (validated there, its
-errors naming the key path the same way); `fleet.config.trust` the user's trust records. It imports
+errors naming the key path the same way); `fleet.config.store` the `[store]` table (likewise);
+`fleet.config.trust` the user's trust records. It imports
 only fleet's leaf modules.
 """
 
@@ -21,7 +22,7 @@ import tomllib
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from fleet.errors import ConfigError, ConfigNotFound, FleetError, UnknownAgent
 from fleet.schemacheck import compile_check
@@ -29,6 +30,9 @@ from fleet.tokens import parse_tokens
 from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, BRANCH_NAME, FLEET_NAME
 
 from .watchdog import Policy, parse_policy
+
+if TYPE_CHECKING:
+    from .store import StoreSettings
 
 MAX_AGENTS: Final = 100
 #: `[agents.x] account`: a short label (`work`, `team-2`, `me@example.com`); no `:`, which marks the
@@ -94,6 +98,8 @@ SCHEMA: Final[dict[str, Any]] = {
         "defaults": {"type": "object", "additionalProperties": False, "properties": _AGENT_KEYS},
         # Checked in full by fleet.config.watchdog, whose errors name the key path the same way.
         "watchdog": {"type": "object"},
+        # Checked in full by fleet.config.store (the URL is never echoed unmasked).
+        "store": {"type": "object"},
         # A lead agent's own tools: by default the ones that act outside a sandbox ask a person.
         "lead": {"type": "object", "additionalProperties": False,
                  "properties": {"auto_approve_agent_approvals": {"type": "boolean"}}},
@@ -150,6 +156,8 @@ class FleetConfig:
     lead_auto_approve_agent_approvals: bool = False
     #: `[fleet] worktrees_dir`, else `<state_dir>/worktrees` (None: parsed without it, the default).
     worktrees_dir: Path | None = None
+    #: `[store]` or `$FLEET_STORE_URL`: the shared PostgreSQL store; None: the embedded one (files).
+    store: StoreSettings | None = None
 
     @property
     def worktree_root(self) -> Path:
@@ -342,7 +350,18 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
                        assignment_template=_resolve(template, base) if template else None,
                        lead_auto_approve_agent_approvals=bool(
                            raw.get("lead", {}).get("auto_approve_agent_approvals", False)),
-                       worktrees_dir=worktrees)
+                       worktrees_dir=worktrees,
+                       store=_store(raw, path, name))
+
+
+def _store(raw: dict[str, Any], path: Path, name: str) -> StoreSettings | None:
+    """`[store]` or `$FLEET_STORE_URL` (`fleet.config.store.STORE_URL_ENV`); its module (urllib) is
+    loaded only when either is there, so the hook process of an embedded fleet never loads it."""
+    if "store" not in raw and not os.environ.get("FLEET_STORE_URL"):
+        return None
+    from .store import parse_store  # noqa: PLC0415 (see above)
+
+    return parse_store(raw.get("store"), source=str(path), fleet=name)
 
 
 def _merged(defaults: dict[str, Any], tbl: dict[str, Any], path: Path, name: str) -> dict[str, Any]:

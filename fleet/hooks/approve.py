@@ -74,9 +74,12 @@ def _assignment_cwd(agent_dir: Path) -> str | None:
 def _held_by_someone_else(agent_dir: Path, now: float) -> bool:
     """Whether a live lease on the agent belongs to neither the watchdog nor its open assignment."""
     from fleet.leases import LeaseStore, lease_state
+    from fleet.leases.files import SHARED_STORE_MARKER
 
     from .gates import read_context
 
+    if (agent_dir.parent.parent / "leases" / SHARED_STORE_MARKER).exists():
+        return True  # the leases are in the shared store, which the hook does not reach: a person decides
     try:
         lease = LeaseStore(agent_dir.parent.parent).get(agent_dir.name)
         if lease is None or lease_state(lease, now) != "held":

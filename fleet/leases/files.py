@@ -41,6 +41,10 @@ WATCH_INTERVAL: Final = 0.004
 #: Lock-free reads of a record caught mid-write before reading under the lock; a write takes ~20 us.
 PEEK_TRIES: Final = 3
 _GRANT_EVENTS: Final = frozenset({"lease.grant", "lease.takeover", "lease.renew"})
+#: `<state_dir>/leases/<it>` exists while the fleet keeps its leases in the shared store
+#: (`fleet.service.core`): readers of the files alone (Codex's approval hook) then know they cannot
+#: tell who holds an agent, and fail closed.
+SHARED_STORE_MARKER: Final = "shared-store"
 
 
 class LeaseInfo(TypedDict):

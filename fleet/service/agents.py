@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from fleet.agents.oplock import OP_WAIT
 from fleet.agents.text import normalize
-from fleet.errors import AgentBusy, AgentNotRunning, ControlPlaneExposed, FleetError
+from fleet.errors import AgentBusy, AgentNotRunning, ControlPlaneExposed, FleetError, StoreUnavailable
 from fleet.prompttext import check_text
 
 from .core import Service
@@ -40,6 +40,8 @@ def _lease_info(svc: Service, name: str, recorded: set[str]) -> dict[str, Any]:
                 "expires_at": None, "acquired_at": None, "ttl": None, "transient": None}
     try:
         return dict(svc.leases.info(name))
+    except StoreUnavailable:  # the shared store is down: not a corrupt record; the call fails whole
+        raise
     except FleetError as exc:
         return {"state": "corrupt", "error": exc.to_dict()}
 

@@ -1,6 +1,7 @@
 """The service core: one `Service` per process (a CLI call, the MCP server, a watchdog tick).
 
-It owns the lazily built parts every operation shares (config, agent runtime, lease store) and the
+It owns the lazily built parts every operation shares (config, agent runtime, lease store, the
+shared store when `[store]` names one) and the
 one rule for mutating work on an agent: it runs holding the agent's operation lock (one operation
 at a time per agent, whoever the holder; see `fleet.agents.oplock`) and, inside it, the caller's
 lease or a transient lease on a free agent; a stale token is fenced. Handlers
@@ -26,7 +27,8 @@ from fleet.logs import LazyLogger
 
 if TYPE_CHECKING:
     from fleet.agents.runtime import Runtime
-    from fleet.leases import LeaseStore
+    from fleet.leases.backend import LeaseBackend
+    from fleet.store.db import Database
     from fleet.work.ledger import Ledger
 
 logger = LazyLogger("fleet.service")
@@ -75,7 +77,8 @@ class Service:
     background_checks: bool = True
     _config: FleetConfig | None = field(default=None, init=False)
     _runtime: Runtime | None = field(default=None, init=False)
-    _leases: LeaseStore | None = field(default=None, init=False)
+    _leases: LeaseBackend | None = field(default=None, init=False)
+    _store: Database | None = field(default=None, init=False)
     _ledger: Ledger | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -98,12 +101,40 @@ class Service:
         return self._runtime
 
     @property
-    def leases(self) -> LeaseStore:
+    def leases(self) -> LeaseBackend:
+        """Lease files under the state dir, or the shared store's rows when `[store] url` is set."""
         if self._leases is None:
-            from fleet.leases import LeaseStore
+            from fleet.leases.files import SHARED_STORE_MARKER
 
-            self._leases = LeaseStore(self.config.state_dir, surface=self.surface)
+            marker = self.config.state_dir / "leases" / SHARED_STORE_MARKER
+            if self.config.store is not None:
+                from fleet.leases.pg import PgLeaseStore
+
+                self._leases = PgLeaseStore(self.store, self.config.state_dir, surface=self.surface)
+                if not marker.exists():  # tells the approval hook it cannot see the leases (fails closed)
+                    ensure_dir(marker.parent)
+                    marker.touch(0o600)
+            else:
+                from fleet.leases import LeaseStore
+
+                self._leases = LeaseStore(self.config.state_dir, surface=self.surface)
+                with contextlib.suppress(FileNotFoundError):
+                    marker.unlink()
         return self._leases
+
+    @property
+    def store(self) -> Database:
+        """The shared store (`[store]`), connected on first use; only asked for when one is configured."""
+        if self._store is None:
+            settings = self.config.store
+            if settings is None:
+                raise ConfigError("No shared store is configured: fleet keeps its state in files here.",
+                                  hint='Set `[store] url = "postgresql://..."` in fleet.toml or $FLEET_STORE_URL.',
+                                  path=str(self.config.path), key="$.store.url")
+            from fleet.store.db import Database
+
+            self._store = Database(settings)
+        return self._store
 
     @property
     def ledger(self) -> Ledger:
@@ -115,10 +146,13 @@ class Service:
         return self._ledger
 
     def close(self) -> None:
-        """Close what this service opened (the ledger connection). Safe to call twice."""
+        """Close what this service opened (the ledger, the store's connections). Safe to call twice."""
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def holder_for(self, holder: str | None) -> str:
         return holder or self.holder

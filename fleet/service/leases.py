@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet.errors import FleetError
+from fleet.errors import FleetError, StoreUnavailable
 
 from .core import Service
 
@@ -26,6 +26,8 @@ def fleet_leases(svc: Service) -> dict[str, Any]:
     for name in svc.config.agents:
         try:
             out.append(dict(svc.leases.info(name)))
+        except StoreUnavailable:  # the shared store is down: no agent's lease is known, none is corrupt
+            raise
         except FleetError as exc:
             out.append({"agent": name, "state": "corrupt", "error": exc.to_dict()})
     return {"leases": out}

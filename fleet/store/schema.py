@@ -1,0 +1,86 @@
+"""The shared store's tables and their versioned migrations (`fleet store init`).
+
+`fleet_schema` lists every migration applied (version, name, when). `migrate` applies the
+missing ones in order, all in one transaction under an advisory lock, so two hosts running
+`fleet store init` at once apply each migration exactly once, and a failure leaves the schema as it
+was. Running it again on a current schema changes nothing. A migration is never edited once
+released: a change is a new migration with the next version.
+
+Version 1, leases: one row per (namespace, agent), never deleted, so `token` (the last token the
+database issued for the agent) only ever grows, across release, expiry and takeover. Times are epoch
+seconds read from the database's clock (`clock_timestamp()`), never a host's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from fleet.errors import StoreSchemaMismatch
+
+if TYPE_CHECKING:
+    import psycopg
+
+#: (version, name, statements: one SQL command each, as pipeline mode requires). Append only.
+MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
+    (1, "leases", ("""
+        CREATE TABLE fleet_lease (
+            namespace   text NOT NULL,
+            agent       text NOT NULL,
+            token       bigint NOT NULL DEFAULT 0 CHECK (token >= 0),
+            holder      text,
+            acquired_at double precision,
+            renewed_at  double precision,
+            expires_at  double precision,
+            ttl         double precision,
+            transient   boolean NOT NULL DEFAULT false,
+            changed_at  double precision NOT NULL DEFAULT extract(epoch FROM clock_timestamp()),
+            PRIMARY KEY (namespace, agent),
+            CHECK (holder IS NULL OR (token >= 1 AND acquired_at IS NOT NULL AND renewed_at IS NOT NULL
+                                      AND expires_at IS NOT NULL AND ttl IS NOT NULL))
+        )""",
+        """COMMENT ON COLUMN fleet_lease.token IS
+            'The last token issued for the agent: only ever grows (fencing). NULL holder: free.'""")),
+)
+SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
+#: Serialises concurrent `fleet store init` runs (an arbitrary constant: "fleet" in ASCII).
+_INIT_LOCK: Final = 0x666C656574
+
+
+def installed_version(conn: psycopg.Connection[Any]) -> int | None:
+    """The highest migration applied, None when the database has no fleet schema."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('fleet_schema') IS NOT NULL")
+        row = cur.fetchone()
+        if not row or not row[0]:
+            return None
+        cur.execute("SELECT max(version) FROM fleet_schema")
+        found = cur.fetchone()
+    return int(found[0]) if found and found[0] is not None else None
+
+
+def migrate(cur: psycopg.Cursor[Any], display: str) -> tuple[int | None, list[str]]:
+    """Apply the missing migrations inside the caller's transaction, under the init lock: (the
+    version before, the migrations applied). Refuses a schema newer than this fleet's."""
+    applied: list[str] = []
+    conn = cur.connection  # each statement its own cursor: in pipeline mode a result is one statement's
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_INIT_LOCK,))
+    conn.execute("""CREATE TABLE IF NOT EXISTS fleet_schema (
+                        version    integer PRIMARY KEY,
+                        name       text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT clock_timestamp())""")
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM fleet_schema").fetchone()
+    before = int(row[0]) if row else 0
+    if before > SCHEMA_VERSION:
+        raise StoreSchemaMismatch(
+            f"The store {display} has fleet schema version {before}, newer than this fleet knows "
+            f"({SCHEMA_VERSION}); nothing was changed.",
+            hint="Upgrade fleet on this host to the version the other hosts run.",
+            found=before, needed=SCHEMA_VERSION)
+    for version, name, statements in MIGRATIONS:
+        if version <= before:
+            continue
+        for sql in statements:
+            conn.execute(sql)
+        conn.execute("INSERT INTO fleet_schema (version, name) VALUES (%s, %s)", (version, name))
+        applied.append(f"{version}:{name}")
+    return before or None, applied

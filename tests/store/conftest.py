@@ -1,0 +1,83 @@
+"""Tests that need PostgreSQL live here: one throwaway cluster per session (tests/pgcluster.py),
+stopped and removed at the end even when tests fail; each test gets its own namespace in it.
+
+`lease_backend` is the contract suite's parametrized fixture: the same test runs against the lock
+files (`LeaseStore`) and against PostgreSQL (`PgLeaseStore`). `pg_outage` hands a test the cluster
+to stop and start mid-test, and restarts it afterwards whatever happened.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pgcluster import PgCluster
+
+from fleet.config.store import StoreSettings
+from fleet.leases import LeaseStore
+from fleet.leases.backend import LeaseBackend
+from fleet.leases.pg import PgLeaseStore
+from fleet.store.admin import init_schema
+from fleet.store.db import Database
+
+_namespaces = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    try:
+        cluster = PgCluster()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        db = Database(StoreSettings(url=cluster.url(), namespace="setup"), check_schema=False)
+        try:
+            init_schema(db)
+        finally:
+            db.close()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def pg_settings(pg_cluster: PgCluster) -> StoreSettings:
+    """The shared test database under a namespace of this test's own."""
+    return StoreSettings(url=pg_cluster.url(), namespace=f"t{next(_namespaces)}", connect_timeout=2)
+
+
+@pytest.fixture
+def pg_db(pg_settings: StoreSettings) -> Iterator[Database]:
+    db = Database(pg_settings)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def pg_outage(pg_cluster: PgCluster) -> Iterator[PgCluster]:
+    """The cluster, for a test that stops it; started again at the end if the test left it down."""
+    yield pg_cluster
+    if not pg_cluster.running():
+        pg_cluster.start()
+
+
+@pytest.fixture(params=["files", "postgresql"])
+def lease_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., LeaseBackend]]:
+    """Make lease stores of one backend that share one set of leases (two "hosts": separate state
+    dirs, one database, for PostgreSQL; one state dir for files)."""
+    made: list[Database] = []
+    if request.param == "files":
+        yield lambda host="a": LeaseStore(tmp_path / "state", surface="test")
+        return
+    settings: StoreSettings = request.getfixturevalue("pg_settings")
+
+    def make(host: str = "a") -> LeaseBackend:
+        db = Database(settings)
+        made.append(db)
+        return PgLeaseStore(db, tmp_path / f"state-{host}", surface="test")
+
+    yield make
+    for db in made:
+        db.close()

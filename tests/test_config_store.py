@@ -1,0 +1,125 @@
+"""`[store]` and `$FLEET_STORE_URL`: validated with errors naming the key, the password never shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fleet.config import parse_config
+from fleet.config.store import mask_url, parse_store
+from fleet.errors import ConfigError
+
+URL = "postgresql://fleet@db.internal:5432/fleet"
+
+
+def agents(tmp_path: Path) -> dict[str, object]:
+    return {"agents": {"a1": {"home": str(tmp_path / "h"), "cwd": str(tmp_path)}}}
+
+
+def test_no_store_table_and_no_variable_keeps_the_embedded_store(tmp_path: Path) -> None:
+    cfg = parse_config(agents(tmp_path), tmp_path / "fleet.toml")
+    assert cfg.store is None
+
+
+def test_a_store_url_is_read_with_the_fleet_name_as_namespace(tmp_path: Path) -> None:
+    cfg = parse_config({"fleet": {"name": "shop"}, "store": {"url": URL}, **agents(tmp_path)}, tmp_path / "f.toml")
+    assert cfg.store is not None
+    assert cfg.store.url == URL
+    assert cfg.store.namespace == "shop"
+    assert cfg.store.source == "[store] url"
+
+
+def test_the_variable_alone_gives_a_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_STORE_URL", URL)
+    cfg = parse_config(agents(tmp_path), tmp_path / "fleet.toml")
+    assert cfg.store is not None
+    assert cfg.store.source == "$FLEET_STORE_URL"
+    assert cfg.store.namespace == "fleet"
+
+
+def test_the_variable_is_the_fallback_and_the_file_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"FLEET_STORE_URL": "postgres://other@h/db"}
+    from_env = parse_store(None, source="f.toml", fleet="fleet", env=env)
+    assert from_env is not None
+    assert from_env.url == "postgres://other@h/db"
+    assert from_env.source == "$FLEET_STORE_URL"
+    from_file = parse_store({"url": URL, "namespace": "ns-1"}, source="f.toml", fleet="fleet", env=env)
+    assert from_file is not None
+    assert from_file.url == URL
+    assert from_file.namespace == "ns-1"
+
+
+@pytest.mark.parametrize(("tbl", "key"), [
+    ({"url": "mysql://u:pw-x@h/db"}, "$.store.url"),
+    ({"url": ""}, "$.store.url"),
+    ({"url": 5}, "$.store.url"),
+    ({"url": "postgresql://h:99999/db"}, "$.store.url"),
+    ({"url": URL, "namespace": "Bad Name"}, "$.store.namespace"),
+    ({"url": URL, "connect_timeout": 0}, "$.store.connect_timeout"),
+    ({"url": URL, "connect_timeout": True}, "$.store.connect_timeout"),
+    ({"url": URL, "pool": 3}, "$.store.pool"),
+    ({"namespace": "ns"}, "$.store.url"),
+])
+def test_a_bad_store_table_is_a_config_error_naming_the_key(tbl: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as bad:
+        parse_store(tbl, source="f.toml", fleet="fleet", env={})
+    assert bad.value.data["key"] == key
+    assert "pw-x" not in bad.value.message
+    assert bad.value.hint
+
+
+def test_a_bad_variable_is_named_as_the_variable() -> None:
+    with pytest.raises(ConfigError) as bad:
+        parse_store(None, source="f.toml", fleet="fleet", env={"FLEET_STORE_URL": "http://u:pw-y@h/"})
+    assert bad.value.data["key"] == "$FLEET_STORE_URL"
+    assert "pw-y" not in str(bad.value)
+
+
+def test_the_settings_repr_and_display_hide_the_password() -> None:
+    settings = parse_store({"url": "postgresql://fleet:pw-z@db/fleet?password=pw-q&sslmode=require"},
+                           source="f.toml", fleet="fleet", env={})
+    assert settings is not None
+    for text in (repr(settings), settings.display, str(settings)):
+        assert "pw-z" not in text
+        assert "pw-q" not in text
+    assert settings.display == "postgresql://fleet:***@db/fleet?password=***&sslmode=require"
+
+
+_PASSWORD = st.text(alphabet=st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=30)
+_NAME = st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True)
+
+
+@given(user=_NAME, password=_PASSWORD, host=_NAME, db=_NAME, in_query=st.booleans())
+def test_mask_url_never_shows_the_password(user: str, password: str, host: str, db: str, in_query: bool) -> None:
+    secret = f"PW{password}"  # a prefix that no other part of the URL can contain
+    url = (f"postgresql://{user}@{host}/{db}?password={secret}" if in_query
+           else f"postgresql://{user}:{secret}@{host}/{db}")
+    masked = mask_url(url)
+    assert secret not in masked
+    assert masked.startswith(f"postgresql://{user}")
+    assert host in masked
+
+
+@given(st.text(max_size=200))
+def test_mask_url_never_raises_and_never_echoes_text_after_the_scheme(text: str) -> None:
+    masked = mask_url(text)
+    assert isinstance(masked, str)
+    if ":" in text and "@" in text.split("://", 1)[-1]:
+        userinfo = text.split("://", 1)[-1].rsplit("@", 1)[0]
+        if ":" in userinfo and len(userinfo.split(":", 1)[1]) > 3:
+            assert f":{userinfo.split(':', 1)[1]}@" not in masked
+
+
+@given(password=_PASSWORD, noise=st.text(max_size=40))
+def test_a_driver_message_is_scrubbed_of_the_password(password: str, noise: str) -> None:
+    from fleet.config.store import StoreSettings
+    from fleet.store.db import Database
+
+    secret = f"PW{password}"
+    db = Database(StoreSettings(url=f"postgresql://u:{secret}@h/db?password={secret}x", namespace="ns"))
+    message = db.scrub(RuntimeError(f"{noise} password={secret} and {secret}x failed"))
+    assert secret not in message
+    assert secret not in repr(db)
