@@ -94,9 +94,21 @@ def check_url(url: object, source: str, key: str) -> str:
     if scheme not in SCHEMES:
         raise _error(source, key, f"the store URL {mask_url(url)} is not a postgresql:// URL.", hint)
     try:
-        port = urlsplit(url).port
+        parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         raise _error(source, key, f"the store URL {mask_url(url)} has a bad port.", hint) from None
+    authority, _, path = url.split("://", 1)[1].partition("/")
+    userinfo, at, host = authority.partition("@")
+    if (at and (any(c in userinfo for c in "?#") or "@" in host)) or "@" in path.split("?", 1)[0]:
+        # libpq ends the user info at the first `@` before a `/`, `?` and `#` included; Python's parser
+        # (mask_url, secrets_of) at the last `@`, and the netloc at `?` or `#`. Where they differ, a
+        # password would be shown and left unscrubbed: refuse (shown by its scheme only). An `@` after
+        # the first `/` is a password with a `/` in it as often as a database name: refused too.
+        raise _error(source, key, f"the store URL {url.split(':', 1)[0][:20]}://(not shown) has `?`, `#`, `/` or a "
+                                  "second `@` in its user info.",
+                     "Percent-encode those characters in the user name and password (`?` %3F, `#` %23, `/` %2F, "
+                     "`@` %40), or give the password in $PGPASSWORD or ~/.pgpass instead of the URL.")
     if port == 0:
         raise _error(source, key, f"the store URL {mask_url(url)} has port 0.", hint)
     return url

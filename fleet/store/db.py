@@ -22,7 +22,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -52,7 +52,7 @@ def secrets_of(url: str) -> list[str]:
     try:
         parts = urlsplit(url)
         if parts.password:
-            out.append(parts.password)
+            out += [parts.password, unquote(parts.password)]  # as written, and as libpq decodes it
         out += parse_qs(parts.query).get("password", [])
     except ValueError:
         pass
