@@ -33,24 +33,21 @@ fails after step 4 fails the assignment, saying why: the work is never on two ag
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from typing import Any
 
 from fleet.agents.text import DELIVERY_TIMEOUT
 from fleet.config import AgentSpec
 from fleet.errors import (
-    AgentBusy,
-    AgentNotRunning,
     FleetError,
-    LeaseHeld,
-    LeaseLost,
     NoAgentAvailable,
-    NotDelivered,
     StateConflict,
     WorkNotMovable,
 )
 from fleet.fsutil import ensure_dir
 from fleet.hooks.gates import HookContext, write_context
+from fleet.tokens import counted
 from fleet.vocab import WATCHDOG_HOLDER, assignment_holder
 from fleet.watchdog.decide import OWES_REPORT_STATES
 from fleet.watchdog.decide import AgentFacts as LimitFacts
@@ -65,7 +62,7 @@ from .core import Service
 from .delivery import end_context, fail, free_lease, render_for, renew_lease, take_lease, template_text
 from .routing import Scope, gather_facts, inventory, repo_of, routing_lock, scope_for
 from .tracking import assignment_tokens, journal_with_turn_end
-from .worktree import commit, prepare
+from .worktree import commit, prepare, refuse_dirty
 
 
 def plan(svc: Service, a: Assignment, parked: AgentSpec) -> Choice:
@@ -97,7 +94,10 @@ def limit_facts(svc: Service, facts: LimitFacts) -> LimitFacts:
         return out
     if any(e.kind == "reassign_refused" and e.details.get("key") == facts.agent for e in svc.ledger.events_for(a.id)):
         return out  # its first attempt cannot move safely: it waits for the reset
-    choice = plan(svc, svc.ledger.get(a.id), svc.config.agent(facts.agent))
+    row = svc.ledger.get(a.id)
+    if row.budget is not None and counted(row.usage) > row.budget:
+        return out  # past its budget: the budget rule ends it; another agent would only spend more
+    choice = plan(svc, row, svc.config.agent(facts.agent))
     return replace(out, failover_to=choice.agent, failover_why=choice.reason)
 
 
@@ -167,15 +167,40 @@ def _move(svc: Service, a: Assignment, old: AgentSpec, new: AgentSpec, choice: C
                              f"attempt's files, and {why}.",
                              hint=f"It resumes on {old.name} after its reset; or cancel it and assign it anew.",
                              assignment=a.id, agent=old.name)
+    # Everything about the new agent that can fail comes before git is touched: a move that stopped
+    # half-way would leave the branch off the parked worktree and on neither agent.
+    scope, problems = scope_for(new, a.write_paths, a.read_paths)
+    if problems:  # `plan` checked; the directory changed since
+        raise WorkNotMovable(f"The paths of {a.id} no longer fit {new.name}: {problems[0]}.",
+                             hint="It stays with its agent.", assignment=a.id)
+    refuse_dirty(new)
+    body = render_for(new, scope, task=a.task, skills=a.skills, checks=a.checks, deadline=a.deadline,
+                      template=template_text(svc), assignment_id=a.id, budget=a.budget)
     tip = None
     if old.repo is not None:
         tip = commit(old, a.id, f"first attempt by {old.name}, carried over to {new.name}", changed or [], states)
         with git_errors():
             release_branch(old.cwd, a.id, repo=old.repo)
-    scope, problems = scope_for(new, a.write_paths, a.read_paths)
-    if problems:  # `plan` checked; the directory changed since
-        raise WorkNotMovable(f"The paths of {a.id} no longer fit {new.name}: {problems[0]}.",
-                             hint="It stays with its agent.", assignment=a.id)
+    try:
+        moved, count = _hand_over(svc, a, old, new, choice, actor, scope=scope, changed=changed, tip=tip,
+                                  prompt_body=body)
+    except BaseException:
+        # The move did not happen: the branch goes back to the parked worktree (committed), so its
+        # resume goes on there, and never stays on the new agent's.
+        if new.repo is not None:
+            with contextlib.suppress(FleetError):
+                release_branch(new.cwd, a.id, repo=new.repo)
+        if old.repo is not None:
+            with contextlib.suppress(FleetError):
+                prepare(svc, old, a.id)
+        raise
+    return moved, scope, f"{a.id}:reassigned:{count + 1}"
+
+
+def _hand_over(svc: Service, a: Assignment, old: AgentSpec, new: AgentSpec, choice: Choice, actor: str, *,
+               scope: Scope, changed: list[str] | None, tip: str | None,
+               prompt_body: str) -> tuple[Assignment, int]:
+    """Step 4: the new agent's worktree on the branch, its baseline, and the ledger's move."""
     branch = prepare(svc, new, a.id)  # a repo agent's worktree goes on the branch, with the first attempt
     snap = snapshot(new.cwd)
     baseline = {"version": 1, "agent": new.name, "role": new.role, "cwd": str(new.cwd),
@@ -183,19 +208,17 @@ def _move(svc: Service, a: Assignment, old: AgentSpec, new: AgentSpec, choice: C
                 "sandbox": _sandbox(new), **({"worktree": branch} if branch else {})}
     note = handover_note(assignment=a.id, first=old.name, changed=changed, same_cwd=old.cwd == new.cwd,
                          first_cwd=str(old.cwd), branch=branch["branch"] if branch else None, commit=tip)
-    prompt = note + render_for(new, scope, task=a.task, skills=a.skills, checks=a.checks, deadline=a.deadline,
-                               template=template_text(svc), assignment_id=a.id)
     events = svc.ledger.events_for(a.id)
     count = sum(1 for e in events if e.kind == "reassigned")
     spent = assignment_tokens(a, journal_with_turn_end(svc, old.name), events)  # the first attempt's, carried
     wt = {k: branch[k] for k in ("repo", "branch", "base_commit")} if branch else {}
     moved = svc.ledger.reassign(
-        a.id, from_agent=old.name, to_agent=new.name, actor=actor, baseline=baseline, prompt=prompt, **wt,
-        details={"reason": choice.reason, "changed": (changed or [])[:200], "changed_known": changed is not None,
-                 "usage": spent, **({"branch": branch["branch"], "commit": tip} if branch else {})})
+        a.id, from_agent=old.name, to_agent=new.name, actor=actor, baseline=baseline, prompt=note + prompt_body,
+        **wt, details={"reason": choice.reason, "changed": (changed or [])[:200], "changed_known": changed is not None,
+                       "usage": spent, **({"branch": branch["branch"], "commit": tip} if branch else {})})
     if spent["turns"]:
         svc.ledger.set_usage(a.id, spent)
-    return moved, scope, f"{a.id}:reassigned:{count + 1}"
+    return moved, count
 
 
 def _sandbox(spec: AgentSpec) -> str:
@@ -214,10 +237,14 @@ def _send(svc: Service, a: Assignment, parked: str, new: AgentSpec, scope: Scope
     try:
         with svc.agent_guard(new, holder, token, operation="assign"):
             receipt = svc.runtime.send(new, a.prompt or a.task, request_id, DELIVERY_TIMEOUT, holder=holder)
-    except (AgentBusy, AgentNotRunning, LeaseHeld, LeaseLost, NotDelivered) as exc:
+    except FleetError as exc:  # moved in the ledger, never sent: it fails rather than wait for a report
         fail(svc, a.id, new.name, f"reassigned to {new.name}, but not sent there: {exc.message}", actor=actor,
              expect=sorted(OWES_REPORT_STATES))
         exc.data["assignment"] = a.id
+        raise
+    except BaseException:
+        fail(svc, a.id, new.name, f"reassigned to {new.name}; its send there was interrupted", actor=actor,
+             expect=sorted(OWES_REPORT_STATES))
         raise
     svc.ledger.annotate(a.id, "delivered", actor=actor, turn_id=receipt["turn_id"], receipt=dict(receipt),
                         details={"turn_id": receipt["turn_id"], "chars": receipt["chars"], "resend": False,

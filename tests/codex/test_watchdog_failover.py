@@ -173,6 +173,9 @@ def test_an_agent_that_cannot_take_the_branch_over_is_not_chosen_for_it_again(
     shown = f.json("show", aid)
     assert shown["agent"] == "agent-1"
     assert events(f, aid, "reassigned") == []
-    # nothing was lost: the first attempt is on the branch, where agent-1's own resume finds it
-    assert git(repo, "show", f"fleet/{aid}:notes.txt") == "first half\n"
+    # nothing moved and nothing was lost: the new agent was checked before git was touched, so the first
+    # attempt is where agent-1's own resume finds it, in its worktree, still on the branch
+    wt1 = f.state_dir / "worktrees" / "agent-1"
+    assert (wt1 / "notes.txt").read_text() == "first half\n"
+    assert git(wt1, "symbolic-ref", "HEAD").strip() == f"refs/heads/fleet/{aid}"
     assert (f.state_dir / "worktrees" / "agent-2" / "leftover.txt").read_text() == "a person's file\n"
