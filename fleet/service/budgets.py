@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fleet.agents.codex import read_rollout
+from fleet.agents.codex import own_rollout, read_rollout
 from fleet.agents.journal import turn_usages
 from fleet.config import AgentSpec
 from fleet.tokens import counted, format_tokens
@@ -28,15 +28,16 @@ from .delivery import fail
 
 
 def budget_facts(ledger: Ledger, row: Mapping[str, Any] | None, events: list[dict[str, Any]],
-                 journal: JournalFacts) -> BudgetFacts | None:
+                 journal: JournalFacts, home: Path) -> BudgetFacts | None:
     """The open assignment `row`'s budget facts (None without a budget): the ledger's sum of its
     ended turns (reconcile ran at the tick's start), plus the open turn's running figure from the
     rollout, and when the watchdog last asked (the `watchdog_budget_interrupt` event, done or not:
-    an interrupt that failed still starts the grace, so a wedged agent still ends)."""
+    an interrupt that failed still starts the grace, so a wedged agent still ends). Only a rollout
+    under the agent's Codex `home` is read (`own_rollout`), as status and tracking read them."""
     if not row or not isinstance(row.get("budget"), int):
         return None
     extra = 0
-    if journal.open_turn and journal.transcript:
+    if journal.open_turn and journal.transcript and own_rollout(home, journal.transcript):
         found = read_rollout(Path(journal.transcript))
         journaled = turn_usages(events).get(journal.open_turn)
         extra = open_turn_tokens(found.usage.get(journal.open_turn), journaled[1] if journaled else None,

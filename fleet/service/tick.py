@@ -40,6 +40,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any, Final, Literal, TypedDict
 
 from fleet import audit
@@ -245,7 +246,7 @@ class _Tick:
                 transcript_mtime=_mtime(journal),
             )
             if row and row.get("budget"):  # `fleet.watchdog.budget`
-                facts = replace(facts, budget=self._budget(row, events, journal))
+                facts = replace(facts, budget=self._budget(row, events, journal, spec.home))
             if facts.state == "limited" and self.ledger is not None:  # failover and handovers (`on_limit`)
                 facts = self._limit_facts(facts)
             if name == lead:
@@ -256,8 +257,10 @@ class _Tick:
             out = [replace(f, lead_state=lead_state) for f in out]  # for `decide` only: `self.seen` needs none
         return out
 
-    def _budget(self, row: dict[str, Any], events: list[dict[str, Any]], journal: JournalFacts) -> BudgetFacts | None:
-        found: BudgetFacts | None = self._from_ledger(lambda ledger: budget_facts(ledger, row, events, journal), None)
+    def _budget(self, row: dict[str, Any], events: list[dict[str, Any]], journal: JournalFacts,
+                home: Path) -> BudgetFacts | None:
+        found: BudgetFacts | None = self._from_ledger(lambda ledger: budget_facts(ledger, row, events, journal, home),
+                                                      None)
         return found
     def _limit_facts(self, facts: AgentFacts) -> AgentFacts:
         """`limit_facts`, or the facts as they were when it cannot be worked out (said in `errors`)."""
