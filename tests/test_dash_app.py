@@ -95,10 +95,12 @@ def test_an_error_is_one_line_with_its_hint_and_the_app_goes_on(fleet_factory: C
         app = DashApp(Client(str(f.path)), poll_seconds=0.2)
         async with app.run_test(size=(160, 45)) as pilot:
             await until(pilot, lambda: app.view is not None and app.view.agents)
-            await pilot.press("a")  # nothing is waiting on an approval
-            line = await until(pilot, lambda: "no_pending_approval" in message(app) and message(app))
+            await pilot.press("a")  # nothing is waiting on an approval: none shown, so nothing is sent
+            await until(pilot, lambda: "no approval of agent-1 is shown" in message(app))
+            await pilot.press("i")  # not running: the service's error, on one line with its hint
+            line = await until(pilot, lambda: "interrupt agent-1: " in message(app) and "(" in message(app)
+                               and message(app))
             assert "\n" not in line
-            assert "(See `fleet status agent-1`" in line
             await pilot.press("x")
             await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
             await pilot.press("y")

@@ -363,22 +363,24 @@ class DashApp(App[str | None]):
         self.push_screen(AskScreen("Filter (words that must all appear in a row; empty shows all):",
                                    self.filter_text), apply)
 
-    def _shown_request(self, agent: str) -> dict[str, str]:
+    def _shown_request(self, agent: str) -> dict[str, str] | None:
         """The approval request the screen shows for `agent`: approve/deny answer that one, or are refused
-        (`approval_changed`) when the agent waits on another by the time the key is pressed."""
+        (`approval_changed`) when the agent waits on another by the time the key is pressed. None (said
+        in the message bar) when the screen shows none: nobody answers a command they have not seen."""
         row = next((r for r in self.view.approvals if r.agent == agent), None) if self.view else None
-        return {"request": row.request} if row is not None and row.request else {}
+        if row is None or not row.request:
+            self.say(f"no approval of {agent} is shown: wait for it to appear in the approvals table", error=True)
+            return None
+        return {"request": row.request}
 
     def action_approve(self) -> None:
-        if (agent := self._agent()) is not None:
-            self._run(f"approve {agent}", "agent_approve", {"agent": agent, **self._shown_request(agent)},
+        if (agent := self._agent()) is not None and (shown := self._shown_request(agent)) is not None:
+            self._run(f"approve {agent}", "agent_approve", {"agent": agent, **shown},
                       lambda r: f"{r['decision']} request {r['request']}")
 
     def action_deny(self) -> None:
-        if (agent := self._agent()) is None:
-            return
-
-        shown = self._shown_request(agent)  # the request on screen as the dialog opens
+        if (agent := self._agent()) is None or (shown := self._shown_request(agent)) is None:
+            return  # the request on screen as the dialog opens, or none: nothing to deny
 
         def deny(message: str | None) -> None:
             if message is not None:
