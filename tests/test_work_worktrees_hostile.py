@@ -299,16 +299,19 @@ def test_an_ignored_file_verification_saw_change_stays_uncommitted_as_before(rep
     assert git(repo, "show", f"{tip}:app.py") == "verified = True\n"
 
 
-@pytest.mark.parametrize("how", ["ignore it", "delete it"])
+@pytest.mark.parametrize("how", ["ignore it", "delete it", "convert it"])
 def test_a_verified_file_dropped_from_the_commit_afterwards_refuses_it(repo: Path, root: Path, how: str) -> None:
     made = Path(wt.ensure_worktree(repo, root, "ada").path)
     aid = new_id()
     wt.prepare_branch(made, aid, "main", repo=repo)
     before = snap.snapshot(made)
-    (made / "fix.py").write_text("the fix the checks passed with\n")
+    text = "the fix the checks passed with\n"
+    (made / "fix.py").write_bytes(text.encode("utf-16-le") if how == "convert it" else text.encode())
     states = _verified_states(made, before)
     if how == "ignore it":
         (made / ".gitignore").write_text("fix.py\n")
+    elif how == "convert it":  # what git stores is no longer the verified bytes, only a conversion of them
+        (made / ".gitattributes").write_text("fix.py working-tree-encoding=UTF-16LE\n")
     else:
         (made / "fix.py").unlink()
     with pytest.raises(WorkChangedSinceVerified):

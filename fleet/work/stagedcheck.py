@@ -13,8 +13,9 @@ commit what it cannot show was verified. And nothing else may be staged: an entr
 beyond the verified paths (put there by anyone who could write the index) is a mismatch too.
 
 A file git ignores is not committed (as ever): a verified path that is neither tracked nor dirty but
-still there is left out of the comparison. So that nothing verified can be dropped that way, a
-`.gitignore` that changed after verification (dirty, yet not among the verified paths) is a mismatch.
+still there is left out of the comparison. So that nothing verified can be dropped or converted that
+way, a `.gitignore` or `.gitattributes` that changed after verification (dirty, yet not among the
+verified paths) is a mismatch.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from collections.abc import Collection, Mapping
 
 from . import gitrun
 from .gitwt import Git
+
+#: Files that change what `git add` stores without being what is committed: a `.gitignore` can drop a
+#: verified file, a `.gitattributes` can convert one (`working-tree-encoding`, eol) so that the blob
+#: matches the verified bytes only through a conversion that is not committed with it.
+_STEERING = frozenset({".gitignore", ".gitattributes"})
 
 #: Index modes of a regular file (executable or not) and of a symlink.
 _FILE_MODES = {"100644": False, "100755": True}
@@ -47,11 +53,11 @@ def index_entries(g: Git) -> dict[str, tuple[str, str]]:
 def mismatches(g: Git, expected: Mapping[str, str | None], dirty: Collection[str]) -> list[str]:
     """The paths of `expected` (relative to the worktree's top, `g.cwd`) whose index entry is not the
     state verification recorded, the paths staged against HEAD that `expected` does not name, and
-    a changed `.gitignore` it does not name, sorted. `dirty`: `dirty_files` before `git add`."""
+    a changed `.gitignore` or `.gitattributes` it does not name, sorted. `dirty`: `dirty_files` before `git add`."""
     entries = index_entries(g)
     staged = g.out("diff-index", "--cached", "--name-only", "-z", "--no-renames", "HEAD", "--").split("\0")
     extra = {p for p in staged if p and p not in expected}
-    extra |= {p for p in dirty if os.path.basename(p) == ".gitignore" and p not in expected}
+    extra |= {p for p in dirty if os.path.basename(p) in _STEERING and p not in expected}
     ignored = {p for p in expected if p not in entries and p not in dirty and _still_there(g.cwd, p)}
     return sorted(extra | {p for p, state in expected.items()
                            if p not in ignored and not _matches(g, p, state, entries.get(p))})
