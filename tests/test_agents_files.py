@@ -12,16 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import Fleet
+from faketui import fake_codex
 
 from fleet.agents.tmux import SERVER_CONF
 from fleet.hooks import receiver
-
-FAKE_TUI = """
-import sys
-print("\u203a Ask Codex to do anything\\n  \u2190 for agents \u00b7 ? for shortcuts", flush=True)
-for line in sys.stdin:
-    pass
-"""
 
 
 @pytest.fixture
@@ -32,12 +26,6 @@ def umask_022() -> Iterator[None]:
     os.umask(old)
 
 
-def fake_codex(tmp_path: Path) -> str:
-    """A stand-in TUI that shows Codex's composer: enough to start an agent without a model."""
-    fake = tmp_path / "fake-codex"
-    fake.write_text(f"#!{sys.executable}\n{FAKE_TUI}")
-    fake.chmod(0o755)
-    return str(fake)
 
 
 def relocate(f: Fleet, state_dir: Path, home: Path) -> None:

@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from conftest import Fleet
+from faketui import fake_codex
 
 TRICKY = "line one\nline 'two' with \"quotes\" $HOME `uname` && rm -rf / ; echo $((1+1))\nünïcödé 漢字 🚀\n\ttabbed"
-
-
-FAKE_TUI = """
-import sys, time
-print("\u203a Ask Codex to do anything\\n  \u2190 for agents \u00b7 ? for shortcuts", flush=True)
-for line in sys.stdin:
-    pass
-"""
 
 
 def test_a_prompt_codex_never_records_is_reported_not_delivered(fleet_factory: Callable[..., Fleet],
                                                                 tmp_path: Path) -> None:
     """A stand-in TUI that shows Codex's composer but records nothing: the one condition simulated here
     is "the keystrokes reached the pane and Codex never took the prompt" (no hook fires)."""
-    fake = tmp_path / "fake-codex"
-    fake.write_text(f"#!{sys.executable}\n{FAKE_TUI}")
-    fake.chmod(0o755)
-    f = fleet_factory(1, codex=str(fake))
+    f = fleet_factory(1, codex=fake_codex(tmp_path))
     assert f.json("up")["agents"][0]["state"] == "idle"
     proc = f.cli("send", "agent-1", "hello", "--timeout", "2", "--request-id", "r-9", "--json")
     assert proc.returncode == 1

@@ -13,28 +13,13 @@ from typing import Any
 
 import pytest
 from conftest import Fleet, wait_until
+from faketui import fake_codex
 
 from fleet import ops
 from fleet.agents.oplock import op_lock
 from fleet.errors import AgentBusy, FleetError, LeaseHeld
 from fleet.leases import LeaseStore
 from fleet.service import Service
-
-FAKE_TUI = """
-import sys
-print("\u203a Ask Codex to do anything\\n  \u2190 for agents \u00b7 ? for shortcuts", flush=True)
-for line in sys.stdin:
-    pass
-"""
-
-
-def fake_codex(tmp_path: Path) -> str:
-    """A stand-in TUI that shows Codex's composer and never records a prompt: every send to it runs
-    for exactly its timeout and ends `not_delivered`, which makes operation windows long and known."""
-    fake = tmp_path / "fake-codex"
-    fake.write_text(f"#!{sys.executable}\n{FAKE_TUI}")
-    fake.chmod(0o755)
-    return str(fake)
 
 
 def test_a_transient_lease_is_held_for_every_operation_of_its_holder(fleet_factory: Callable[..., Fleet],
