@@ -49,7 +49,7 @@ from .rules import (
     validate_ttl,
     validate_wait,
 )
-from .store import BACKOFF_CAP, BACKOFF_START, ClaimResult, ReleaseResult
+from .store import BACKOFF_CAP, BACKOFF_START, ClaimResult, ReleaseResult, transient_held
 
 logger = LazyLogger(__name__)
 
@@ -244,18 +244,8 @@ class PgLeaseStore:
             return self._grant(cur, events, agent, holder, ttl, now, current, last, transient=True), True
 
         lease, transient = self._transact(body)
-        if not transient:
-            yield lease
-            return
-        try:
-            yield lease
-        except BaseException:
-            try:
-                self._end_transient(agent, lease)
-            except (FleetError, OSError):
-                logger.warning("could not release the transient lease on %s", agent, exc_info=True)
-            raise
-        self._end_transient(agent, lease)
+        with transient_held(agent, lease, transient, self._end_transient) as held:
+            yield held
 
     # --- internals -----------------------------------------------------------------------------
 

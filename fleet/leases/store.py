@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final, TypedDict
 
 from fleet.errors import FleetError, LeaseHeld, LeaseLost, NotLeaseHolder
@@ -55,6 +55,25 @@ from .rules import (
 __all__ = ["TOKEN_BLOCK", "ClaimResult", "LeaseInfo", "LeaseStore", "ReleaseResult", "RepairResult"]
 
 logger = LazyLogger(__name__)
+
+
+@contextlib.contextmanager
+def transient_held(agent: str, lease: Lease, transient: bool,
+                   end: Callable[[str, Lease], None]) -> Iterator[Lease]:
+    """`guard`'s body runs under `lease`; a `transient` one is ended (`end`) on the way out, an error
+    included (a failure to end it is logged, the body's error raised: the short TTL lets it lapse)."""
+    if not transient:
+        yield lease
+        return
+    try:
+        yield lease
+    except BaseException:
+        try:
+            end(agent, lease)
+        except (FleetError, OSError):
+            logger.warning("could not release the transient lease on %s", agent, exc_info=True)
+        raise
+    end(agent, lease)
 
 #: Claim retries back off exponentially between these bounds (jittered); a waiter also watches the
 #: record and retries at once when it changed (`LeaseFiles._sleep_until_changed`).
@@ -228,18 +247,8 @@ class LeaseStore(LeaseFiles):
             else:
                 lease = self._grant(paths, stored, holder, ttl, now, transient=True).lease
                 transient = True
-        if not transient:
-            yield lease
-            return
-        try:
-            yield lease
-        except BaseException:
-            try:
-                self._end_transient(agent, lease)
-            except (FleetError, OSError):
-                logger.warning("could not release the transient lease on %s", agent, exc_info=True)
-            raise
-        self._end_transient(agent, lease)
+        with transient_held(agent, lease, transient, self._end_transient) as held:
+            yield held
 
     # --- internals -----------------------------------------------------------------------------
 
