@@ -23,10 +23,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple
 
-from fleet.errors import ConfigError, ConfigNotFound, UnknownAgent
+from fleet.errors import AgentRemote, ConfigError, ConfigNotFound, UnknownAgent
 from fleet.schemacheck import compile_check
-from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, BRANCH_NAME, FLEET_NAME
+from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, BRANCH_NAME, FLEET_NAME, HOST_NAME
 
+from .hosts import HostSpec, RemoteAgent, parse_hosts, remote_agent
 from .watchdog import Policy, parse_policy
 
 MAX_AGENTS: Final = 100
@@ -85,6 +86,8 @@ SCHEMA: Final[dict[str, Any]] = {
         "defaults": {"type": "object", "additionalProperties": False, "properties": _AGENT_KEYS},
         # Checked in full by fleet.config.watchdog, whose errors name the key path the same way.
         "watchdog": {"type": "object"},
+        # Checked in full by fleet.config.hosts, whose errors name the key path the same way.
+        "hosts": {"type": "object"},
         # A lead agent's own tools: by default the ones that act outside a sandbox ask a person.
         "lead": {"type": "object", "additionalProperties": False,
                  "properties": {"auto_approve_agent_approvals": {"type": "boolean"}}},
@@ -97,7 +100,9 @@ SCHEMA: Final[dict[str, Any]] = {
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["home"],
-                "properties": {"home": _STR, "cwd": _STR, **_AGENT_KEYS},
+                "properties": {"home": _STR, "cwd": _STR, **_AGENT_KEYS,
+                               # a `[hosts.NAME]`: the agent runs there (fleet.config.hosts)
+                               "host": {"type": "string", "pattern": HOST_NAME}},
             },
         },
     },
@@ -137,6 +142,9 @@ class FleetConfig:
     lead_auto_approve_agent_approvals: bool = False
     #: `[fleet] worktrees_dir`, else `<state_dir>/worktrees` (None: parsed without it, the default).
     worktrees_dir: Path | None = None
+    #: `[hosts.NAME]` tables, and the agents that run on them (never in `agents`: fleet.config.hosts).
+    hosts: dict[str, HostSpec] = field(default_factory=dict)
+    remote_agents: dict[str, RemoteAgent] = field(default_factory=dict)
 
     @property
     def worktree_root(self) -> Path:
@@ -152,6 +160,12 @@ class FleetConfig:
         try:
             return self.agents[name]
         except KeyError:
+            if name in self.remote_agents:
+                host = self.remote_agents[name].host
+                raise AgentRemote(
+                    f"Agent {name!r} runs on host {host!r}; this command does not reach remote agents yet.",
+                    hint=f"`fleet status` shows it; for the rest run fleet on {host} (README, 'Remote hosts').",
+                    agent=name, host=host) from None
             known = ", ".join(sorted(self.agents)) or "none"
             raise UnknownAgent(
                 f"No agent named {name!r} in {self.path}.",
@@ -312,9 +326,12 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
     defaults = raw.get("defaults", {})
     configured = fleet_tbl.get("worktrees_dir")
     worktrees = _resolve(configured, base) if configured else state_dir / "worktrees"
+    hosts = parse_hosts(raw.get("hosts"), path)
+    remote = {agent_name: remote_agent(agent_name, _merged(defaults, tbl, path, agent_name), hosts, path)
+              for agent_name, tbl in raw["agents"].items() if "host" in tbl}
     agents = {
         agent_name: _agent(agent_name, _merged(defaults, tbl, path, agent_name), base, worktrees)
-        for agent_name, tbl in raw["agents"].items()
+        for agent_name, tbl in raw["agents"].items() if agent_name not in remote
     }
     _check_worktrees_dir(agents, worktrees, path, "$.fleet.worktrees_dir" if configured else "$.fleet.state_dir")
     watchdog = parse_policy(raw.get("watchdog"), source=str(path), agents=raw["agents"])
@@ -326,7 +343,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
                        assignment_template=_resolve(template, base) if template else None,
                        lead_auto_approve_agent_approvals=bool(
                            raw.get("lead", {}).get("auto_approve_agent_approvals", False)),
-                       worktrees_dir=worktrees)
+                       worktrees_dir=worktrees, hosts=hosts, remote_agents=remote)
 
 
 def _merged(defaults: dict[str, Any], tbl: dict[str, Any], path: Path, name: str) -> dict[str, Any]:
