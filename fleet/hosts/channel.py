@@ -105,8 +105,9 @@ class _Conn:
         self._drainer.start()
 
     def _drain(self, stream: IO[bytes]) -> None:
-        for line in iter(lambda: stream.readline(4096), b""):
-            self.stderr.append(line.decode("utf-8", "replace").rstrip())
+        with contextlib.suppress(OSError, ValueError), stream:
+            for line in iter(lambda: stream.readline(4096), b""):
+                self.stderr.append(line.decode("utf-8", "replace").rstrip())
 
     def _read(self, stream: IO[bytes]) -> None:
         try:
@@ -127,6 +128,7 @@ class _Conn:
             pass
         finally:
             self._die()
+            stream.close()
 
     def _greet(self, stream: IO[bytes]) -> None:
         for _ in range(_MAX_BANNER):
@@ -156,6 +158,9 @@ class _Conn:
             self.proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
+        with self.write_lock, contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
 
     def alive(self) -> bool:
         return not self.dead and self.proc.poll() is None
@@ -187,12 +192,12 @@ class _Conn:
         return slot
 
     def close(self) -> None:
-        try:
+        """End the session: its input ends, it finishes what runs and exits (killed after a grace)."""
+        with self.write_lock, contextlib.suppress(OSError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=2)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
         self.kill()
 
 
