@@ -9,6 +9,7 @@ passed on the remote command line (`env HOME=... python -m fleet`); its fleet is
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
 import shutil
 import socket
@@ -49,7 +50,7 @@ def start_sshd(d: Path) -> tuple[subprocess.Popen[bytes], Sshd]:
         f"PidFile {d / 'sshd.pid'}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nLogLevel ERROR\nMaxStartups 100\n"
         "MaxSessions 100\n")
-    user = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    user = pwd.getpwuid(os.getuid()).pw_name
     client = d / "ssh_config"
     client.write_text(f"Host *\n  User {user}\n  Port {port}\n  IdentityFile {d / 'client'}\n  IdentitiesOnly yes\n"
                       f"  StrictHostKeyChecking no\n  UserKnownHostsFile {d / 'known_hosts'}\n  LogLevel ERROR\n")

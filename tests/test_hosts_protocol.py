@@ -39,7 +39,7 @@ def test_the_hello_comes_first_with_the_version_and_protocol(config: Path) -> No
 
 
 def test_requests_run_through_the_registry_and_answer_by_id(config: Path) -> None:
-    hello, *answers = session(config, encode({"id": "a1", "op": "fleet_status", "args": {"agents": ["noor"]}}),
+    _, *answers = session(config, encode({"id": "a1", "op": "fleet_status", "args": {"agents": ["noor"]}}),
                               encode({"id": 7, "op": "ping"}),
                               encode({"id": "a3", "op": "agent_tail", "args": {"agent": "noor", "lines": "5"}}),
                               encode({"id": "a4", "op": "fleet_status", "args": {"agents": ["ghost"]}}))
@@ -76,7 +76,8 @@ def test_the_hello_is_checked_for_the_version_and_the_protocol() -> None:
     for other in ({"version": "0.9", "protocol": PROTOCOL}, {"version": "1.0", "protocol": PROTOCOL + 1}):
         with pytest.raises(HostVersionMismatch) as caught:
             check_hello(encode({"fleet": "remote-session", **other}), "1.0", "gpu1")
-        assert caught.value.code == "host_version_mismatch" and "gpu1" in caught.value.hint
+        assert caught.value.code == "host_version_mismatch"
+        assert "gpu1" in caught.value.hint
 
 
 def test_an_answer_that_is_not_one_is_a_protocol_error() -> None:
@@ -98,7 +99,8 @@ def test_any_bytes_parse_to_a_request_or_an_invalid_input(line: bytes) -> None:
         req = parse_request(line)
     except InvalidInput:
         return
-    assert isinstance(req.args, dict) and isinstance(req.op, str)
+    assert isinstance(req.args, dict)
+    assert isinstance(req.op, str)
 
 
 @given(ids, st.from_regex(r"\A[a-z][a-z_]{0,63}\Z"), st.dictionaries(st.text(max_size=10), json_values, max_size=5))
