@@ -11,8 +11,6 @@ went away). Nothing but answers is written to stdout.
 from __future__ import annotations
 
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Final
 
 import typer
@@ -55,6 +53,9 @@ def _run(config_path: str | None, op: str, args: dict[str, Any]) -> dict[str, An
 
 def serve(inp: IO[bytes], out: IO[bytes], config_path: str | None, workers: int = WORKERS) -> int:
     """Answer requests from `inp` on `out` until `inp` ends; returns the exit status (0)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     from fleet import __version__
     from fleet.errors import FleetError, InternalError, InvalidInput
     from fleet.hosts.protocol import MAX_REQUEST, PING, answer, encode, hello, parse_request
