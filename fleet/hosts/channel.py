@@ -191,11 +191,15 @@ class _Conn:
             slot.set(_LOST)
         return slot
 
-    def close(self) -> None:
-        """End the session: its input ends, it finishes what runs and exits (killed after a grace)."""
+    def hang_up(self) -> None:
+        """End the session's input: it finishes what runs there and exits on its own."""
         with self.write_lock, contextlib.suppress(OSError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
+
+    def close(self) -> None:
+        """Hang up and wait for ssh to end (killed after a grace)."""
+        self.hang_up()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=2)
         self.kill()
@@ -285,9 +289,15 @@ class Channel:
                                   hint="Check the host (`fleet hosts`).", host=self.host.name, operation=op)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def close(self) -> None:
+    def detach(self) -> _Conn | None:
+        """Take the open connection out of the channel (the next request opens a new one)."""
         with self._lock:
             conn, self._conn = self._conn, None
+        return conn
+
+    def close(self) -> None:
+        """Hang up and wait for ssh to end."""
+        conn = self.detach()
         if conn is not None:
             conn.close()
 
@@ -298,13 +308,22 @@ _SHARED: dict[tuple[HostSpec, str], Channel] = {}
 _SHARED_LOCK: Final = threading.Lock()
 
 
-def close_all() -> None:
-    """Close every channel of the process (at exit; tests between cases)."""
+def close_all(wait: bool = True) -> None:
+    """Close every channel of the process: all hang up at once, then (with `wait`) each ssh is
+    waited for. At exit nothing waits: each remote session ends by itself once its input ends."""
     with _SHARED_LOCK:
         channels = list(_SHARED.values())
         _SHARED.clear()
-    for ch in channels:
-        ch.close()
+    conns = [c for c in (ch.detach() for ch in channels) if c is not None]
+    for conn in conns:
+        conn.hang_up()
+    if wait:
+        for conn in conns:
+            conn.close()
+
+
+def _close_at_exit() -> None:
+    close_all(wait=False)
 
 
 class Hosts:
@@ -320,7 +339,7 @@ class Hosts:
         key = (self.specs[name], self.version)
         with _SHARED_LOCK:
             if not _SHARED:
-                atexit.register(close_all)
+                atexit.register(_close_at_exit)
             if key not in _SHARED:
                 _SHARED[key] = Channel(self.specs[name], self.version, **self.options)
             return _SHARED[key]
