@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from conftest import read_audit, wait_until
 from sshhosts import RemoteHost, Sshd, free_port, make_remote, start_sshd
 
 from fleet import __version__, ops
@@ -193,3 +193,24 @@ def test_a_mutating_request_whose_answer_was_lost_is_never_run_twice(
     assert len(made) == 1, made
     if request_id is not None:
         assert made[0]["id"] == out["result"]["assignment"]
+
+
+def test_send_and_tail_run_on_the_agents_host(remote: Callable[..., RemoteHost], tmp_path: Path) -> None:
+    r1 = remote("r1", ["noor"])
+    config = local_config(tmp_path, [r1], {"noor": "r1"})
+    sent = subprocess.run([sys.executable, "-m", "fleet", "--config", str(config), "send", "noor", "hello",
+                           "--holder", "lead-7", "--json"], capture_output=True, text=True, timeout=60, check=False)
+    error = json.loads(sent.stdout)["error"]
+    assert (sent.returncode, error["code"], error["host"]) == (1, "agent_not_running", "r1")
+    assert error["message"].startswith("host r1: ")
+    [there] = [r for r in read_audit(r1.state_dir) if r["event"] == "agent_send"]
+    assert (there["surface"], there["holder"], there["code"]) == ("remote", "lead-7", "agent_not_running")
+    [here] = [r for r in read_audit(tmp_path / "local-state") if r["event"] == "agent_send"]
+    assert (here["holder"], here["code"]) == ("lead-7", "agent_not_running")
+    svc = Service(config_path=str(config))
+    with pytest.raises(FleetError) as caught:
+        ops.invoke(svc, "agent_tail", {"agent": "noor"})
+    assert (caught.value.code, caught.value.data["host"]) == ("agent_not_running", "r1")
+    with pytest.raises(FleetError) as refused:  # not forwarded yet: said so, never run here
+        ops.invoke(svc, "agent_stop", {"agents": ["noor"]})
+    assert refused.value.code == "agent_remote"

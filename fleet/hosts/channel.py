@@ -205,13 +205,27 @@ class _Conn:
         self.kill()
 
 
+def _error_classes() -> dict[str, type[FleetError]]:
+    """Every FleetError class by its code."""
+    out: dict[str, type[FleetError]] = {}
+    todo: list[type[FleetError]] = [FleetError]
+    while todo:
+        cls = todo.pop()
+        out.setdefault(cls.code, cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
 def remote_error(host: str, body: dict[str, Any]) -> FleetError:
-    """The FleetError a remote answered with: its code, message (naming the host), hint and data."""
+    """The FleetError a remote answered with, as this fleet's class of that code (its exit status:
+    3 for a lease conflict there too), its message naming the host, its hint and data."""
     code = str(body.get("code", "host_error"))[:64]
-    cls = type(f"Remote_{code}", (HostError,), {"code": code})
+    known = _error_classes().get(code)
+    cls: type[FleetError] = known if known is not None else type(f"Remote_{code}", (HostError,), {"code": code})
     data = {k: v for k, v in body.items() if k not in ("code", "message", "hint", "retryable")}
     data["host"] = host
-    err: FleetError = cls(f"host {host}: {body.get('message', '')}", hint=str(body.get("hint", "")), **data)
+    err: FleetError = cls.__new__(cls)
+    FleetError.__init__(err, f"host {host}: {body.get('message', '')}", hint=str(body.get("hint", "")), **data)
     return err
 
 

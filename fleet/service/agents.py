@@ -210,7 +210,13 @@ def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_i
     """Send under the caller's (or a transient) lease. A `request_id` is recorded in the ledger's
     durable index (scope `send:<agent>`): a retry answers with the first receipt (`duplicate`)
     without typing; the same id with another text is `request_id_conflict`. If the first call typed
-    but got no receipt, the retry falls back to the journal, which finds a late receipt or sends."""
+    but got no receipt, the retry falls back to the journal, which finds a late receipt or sends.
+    A remote agent's send runs on its host (`fleet.service.hosts.forward`)."""
+    if agent in svc.config.remote_agents:
+        from .hosts import forward_send  # noqa: PLC0415 (only a config with hosts needs it)
+
+        return forward_send(svc, agent=agent, text=text, timeout=timeout, request_id=request_id, holder=holder,
+                            token=token)
     spec = svc.config.agent(agent)
     if request_id is None:
         with svc.leased([spec], holder, token, operation="send", bound=timeout):
@@ -248,6 +254,10 @@ def agent_interrupt(svc: Service, *, agent: str, holder: str | None = None,
 
 
 def agent_tail(svc: Service, *, agent: str, lines: int) -> dict[str, Any]:
+    if agent in svc.config.remote_agents:  # asked from its host
+        from .hosts import forward  # noqa: PLC0415 (only a config with hosts needs it)
+
+        return forward(svc, agent, "agent_tail", {"agent": agent, "lines": lines}, timeout=30)
     return svc.runtime.tail(svc.config.agent(agent), lines)
 
 

@@ -62,6 +62,33 @@ def remote_status(svc: Service, names: list[str] | None) -> dict[str, dict[str, 
     return out
 
 
+#: Added to a forwarded operation's own timeout for the channel (connecting, the remote's start-up).
+_FORWARD_SLACK: Final = 20.0
+
+
+def forward(svc: Service, agent: str, op: str, args: dict[str, Any], *, timeout: float,
+            mutating: bool = False) -> dict[str, Any]:
+    """Run `op` for remote `agent` on its host; its result (with `host`), or its error, raised here
+    with the remote's code (`fleet.hosts.channel.remote_error`)."""
+    host = svc.config.remote_agents[agent].host
+    result = svc.hosts.channel(host).request(op, args, timeout=timeout + _FORWARD_SLACK, mutating=mutating)
+    return {**result, "host": host}
+
+
+def forward_send(svc: Service, *, agent: str, text: str, timeout: float, request_id: str | None,
+                 holder: str | None, token: int | None) -> dict[str, Any]:
+    """A send to a remote agent, under the caller's holder. It always carries a request id (one is
+    made when the caller gave none), so a send whose answer the channel lost is asked again with it
+    and answered with the first receipt: never typed twice."""
+    import secrets  # noqa: PLC0415 (a remote send only)
+
+    args: dict[str, Any] = {"agent": agent, "text": text, "timeout": timeout, "holder": svc.holder_for(holder),
+                            "request_id": request_id or f"fleet-remote:{secrets.token_hex(12)}"}
+    if token is not None:
+        args["token"] = token
+    return forward(svc, agent, "agent_send", args, timeout=timeout, mutating=True)
+
+
 def _probe(svc: Service, name: str) -> dict[str, Any]:
     spec = svc.config.hosts[name]
     agents = sorted(a.name for a in svc.config.remote_agents.values() if a.host == name)
