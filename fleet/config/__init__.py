@@ -21,14 +21,16 @@ import tomllib
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from fleet.errors import AgentRemote, ConfigError, ConfigNotFound, UnknownAgent
 from fleet.schemacheck import compile_check
 from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, BRANCH_NAME, FLEET_NAME, HOST_NAME
 
-from .hosts import HostSpec, RemoteAgent, parse_hosts, remote_agent
 from .watchdog import Policy, parse_policy
+
+if TYPE_CHECKING:
+    from .hosts import HostSpec, RemoteAgent
 
 MAX_AGENTS: Final = 100
 
@@ -326,9 +328,14 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
     defaults = raw.get("defaults", {})
     configured = fleet_tbl.get("worktrees_dir")
     worktrees = _resolve(configured, base) if configured else state_dir / "worktrees"
-    hosts = parse_hosts(raw.get("hosts"), path)
-    remote = {agent_name: remote_agent(agent_name, _merged(defaults, tbl, path, agent_name), hosts, path)
-              for agent_name, tbl in raw["agents"].items() if "host" in tbl}
+    hosts: dict[str, HostSpec] = {}
+    remote: dict[str, RemoteAgent] = {}
+    if "hosts" in raw or any("host" in tbl for tbl in raw["agents"].values()):
+        from .hosts import parse_hosts, remote_agent  # noqa: PLC0415 (a hook process loads the config: only hosts need it)
+
+        hosts = parse_hosts(raw.get("hosts"), path)
+        remote = {agent_name: remote_agent(agent_name, _merged(defaults, tbl, path, agent_name), hosts, path)
+                  for agent_name, tbl in raw["agents"].items() if "host" in tbl}
     agents = {
         agent_name: _agent(agent_name, _merged(defaults, tbl, path, agent_name), base, worktrees)
         for agent_name, tbl in raw["agents"].items() if agent_name not in remote
