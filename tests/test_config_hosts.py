@@ -58,6 +58,8 @@ def test_a_config_without_hosts_is_unchanged(tmp_path: Path) -> None:
         (HOST + 'port = "22"\n' + LOCAL, "$.hosts.gpu1.port"),
         (HOST + "colour = 1\n" + LOCAL, "$.hosts.gpu1"),
         (HOST + 'fleet = ""\n' + LOCAL, "$.hosts.gpu1.fleet"),
+        (HOST + 'fleet = "  "\n' + LOCAL, "$.hosts.gpu1.fleet"),
+        (HOST + 'fleet = "env A=\'1"\n' + LOCAL, "$.hosts.gpu1.fleet"),
         (HOST + 'config = "a\\nb"\n' + LOCAL, "$.hosts.gpu1.config"),
         ('[hosts.Gpu]\nssh = "h"\n' + LOCAL, "$.hosts.Gpu"),
         ('hosts = 3\n' + LOCAL, "$.hosts"),

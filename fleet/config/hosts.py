@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -96,6 +97,15 @@ def parse_host(name: str, tbl: Any, path: Path) -> HostSpec:
     identity = tbl.get("identity")
     ssh_config = tbl.get("ssh_config")
     fleet = _string(tbl.get("fleet", "fleet"), path, f"{where}.fleet")
+    try:
+        words = shlex.split(fleet)
+    except ValueError as exc:
+        words, why = [], str(exc)
+    else:
+        why = "no command"
+    if not words:
+        raise _fail(path, f"{where}.fleet", f"{fleet!r} is not a command ({why})",
+                    'Give the remote fleet command, e.g. "fleet" or "/opt/fleet/bin/fleet"; quote like a shell.')
     config = tbl.get("config")
     return HostSpec(
         name=name, ssh=ssh, port=port,
