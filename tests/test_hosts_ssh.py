@@ -214,3 +214,17 @@ def test_send_and_tail_run_on_the_agents_host(remote: Callable[..., RemoteHost],
     with pytest.raises(FleetError) as refused:  # not forwarded yet: said so, never run here
         ops.invoke(svc, "agent_stop", {"agents": ["noor"]})
     assert refused.value.code == "agent_remote"
+
+
+def test_a_host_that_does_not_answer_within_the_bound_is_unreachable(
+        remote: Callable[..., RemoteHost], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    silent = tmp_path / "silent-fleet.py"
+    silent.write_text("import sys\nsys.stdin.read()\n")  # reached, but never says hello
+    up = remote("up", ["noor"])
+    hung = remote("hung", ["zed"], fleet_cmd=f"{sys.executable} {silent}")
+    monkeypatch.setattr("fleet.service.hosts.STATUS_BOUND", 2.0)
+    svc = Service(config_path=str(local_config(tmp_path, [up, hung], {"noor": "up", "zed": "hung"})))
+    by_name = {a["name"]: a for a in ops.invoke(svc, "fleet_status", {})["agents"]}
+    assert by_name["noor"]["state"] == "stopped"
+    assert by_name["zed"]["state"] == "unreachable"
+    assert "did not answer within the bound" in by_name["zed"]["detail"]
