@@ -92,7 +92,7 @@ class _Conn:
         self.stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         bufsize=0, start_new_session=True)
+                                         start_new_session=True)
         except OSError as exc:
             raise HostUnreachable(f"Cannot run ssh for host {host.name!r}: {exc}.",
                                   hint="Install the OpenSSH client (`ssh`).", host=host.name) from exc
