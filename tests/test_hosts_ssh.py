@@ -228,3 +228,19 @@ def test_a_host_that_does_not_answer_within_the_bound_is_unreachable(
     assert by_name["noor"]["state"] == "stopped"
     assert by_name["zed"]["state"] == "unreachable"
     assert "did not answer within the bound" in by_name["zed"]["detail"]
+
+
+def test_leases_across_hosts(remote: Callable[..., RemoteHost], tmp_path: Path) -> None:
+    up = remote("up", ["noor", "ali"])
+    down = remote("down", ["zed"], port=free_port())
+    up.fleet("claim", "noor", "--holder", "lead-2")
+    config = local_config(tmp_path, [up, down], {"noor": "up", "ali": "up", "zed": "down"}, local_agents=("mila",))
+    leases = {e["agent"]: e for e in cli(config, "leases")["leases"]}
+    assert (leases["mila"]["state"], "host" in leases["mila"]) == ("free", False)
+    assert (leases["noor"]["state"], leases["noor"]["holder"], leases["noor"]["host"]) == ("held", "lead-2", "up")
+    assert (leases["ali"]["state"], leases["ali"]["host"]) == ("free", "up")
+    assert (leases["zed"]["state"], leases["zed"]["error"]["code"]) == ("unknown", "host_unreachable")
+    shown = subprocess.run([sys.executable, "-m", "fleet", "--config", str(config), "leases"], capture_output=True,
+                           text=True, timeout=60, check=True).stdout
+    assert "noor@up: held by lead-2" in shown
+    assert "zed@down: unknown (" in shown

@@ -62,6 +62,30 @@ def remote_status(svc: Service, names: list[str] | None) -> dict[str, dict[str, 
     return out
 
 
+def remote_leases(svc: Service) -> list[dict[str, Any]]:
+    """The leases of every remote agent, as its host's `fleet_leases` reports them (with `host`),
+    every host at once within the status bound; a host that gave none: `unknown` with its error."""
+    by_host: dict[str, list[RemoteAgent]] = {}
+    for agent in svc.config.remote_agents.values():
+        by_host.setdefault(agent.host, []).append(agent)
+    answers = svc.hosts.ask({h: ("fleet_leases", {}) for h in by_host}, STATUS_BOUND)
+    out = []
+    for host, agents in by_host.items():
+        answer = answers[host]
+        got = {} if isinstance(answer, FleetError) else {
+            e.get("agent"): e for e in answer.get("leases", ()) if isinstance(e, dict)}
+        for agent in agents:
+            entry = got.get(agent.name)
+            if entry is not None and isinstance(entry.get("state"), str):
+                out.append({**entry, "agent": agent.name, "host": host})
+                continue
+            error = answer.to_dict() if isinstance(answer, FleetError) else {
+                "code": "unknown_agent", "message": f"host {host}: its fleet config has no agent {agent.name!r}.",
+                "hint": f"Define {agent.name} in the fleet.toml on {host}."}
+            out.append({"agent": agent.name, "state": "unknown", "host": host, "error": error})
+    return out
+
+
 #: Added to a forwarded operation's own timeout for the channel (connecting, the remote's start-up).
 _FORWARD_SLACK: Final = 20.0
 
