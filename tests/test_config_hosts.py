@@ -91,3 +91,21 @@ def test_the_ssh_command_line() -> None:
 def test_the_remote_shell_gets_back_exactly_the_words_given(config: str) -> None:
     words = shlex.split(remote_command(HostSpec("h", "h", fleet="fleet", config=config)))
     assert words == ["fleet", "--config", config, "remote-session"]
+
+
+def test_trust_and_the_control_plane_see_what_a_host_makes_fleet_run(tmp_path: Path) -> None:
+    from fleet.agents.writable import exposures
+    from fleet.config import describe
+
+    (tmp_path / "w").mkdir()
+    text = (HOST + 'ssh_config = "w/ssh_config"\nidentity = "keys/id"\n' + LOCAL.replace('"w"', '"w"\nrole = "worker"')
+            + REMOTE)
+    path = tmp_path / "fleet.toml"
+    path.write_text(text)
+    about = describe(path)
+    assert about["programs"][-1] == f"ssh -F {tmp_path / 'w/ssh_config'} me@gpu1.internal fleet"
+    assert about["remote_agents"] == {"noor": "gpu1"}
+    found = {(e.what, e.root) for e in exposures(load_config(path)) if "host gpu1" in e.what}
+    cwd = (tmp_path / "w").resolve()
+    assert ("the ssh config of host gpu1", cwd) in found  # in a worker's cwd: its ProxyCommand would run here
+    assert ("the ssh key of host gpu1", cwd) not in found

@@ -280,9 +280,13 @@ def describe(path: Path) -> dict[str, Any]:
         return {"error": exc.to_dict()}
     programs = sorted({a.codex for a in cfg.agents.values()})
     notify = list(cfg.watchdog.notify_command or ())
+    # a host runs ssh here (an ssh_config can name a ProxyCommand: a program too) and fleet there
+    ssh = [" ".join(["ssh", *(["-F", str(h.ssh_config)] if h.ssh_config else []), h.ssh, h.fleet])
+           for h in cfg.hosts.values()]
     return {"fleet": cfg.name, "state_dir": str(cfg.state_dir), "agents": sorted(cfg.agents),
-            "programs": programs + ([" ".join(notify)] if notify else []),
-            "sandboxes": {a.name: a.sandbox for a in cfg.agents.values()}}
+            "programs": programs + ([" ".join(notify)] if notify else []) + ssh,
+            "sandboxes": {a.name: a.sandbox for a in cfg.agents.values()},
+            **({"remote_agents": {a.name: a.host for a in cfg.remote_agents.values()}} if cfg.remote_agents else {})}
 
 
 def _validator() -> Any:
