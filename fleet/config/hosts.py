@@ -6,8 +6,9 @@ command) and `config` (the remote fleet.toml). `identity` and `ssh_config` are f
 resolve like every other path of the config; `fleet` and `config` are words for the remote, kept as given.
 
 An agent with a `host` is a remote agent: its paths are paths on that host and are kept as written, its
-own host's fleet.toml defines it (under the same name), and nothing on this machine starts, stops or
-reads it: the local parts of fleet never see it (`FleetConfig.agents` holds local agents only).
+own host's fleet.toml defines it (under the same name), and what fleet does with it runs there
+(`fleet.service.hosts`): the local parts of fleet never see it (`FleetConfig.agents` holds local agents
+only), so nothing here can start, stop or route to it by mistake.
 Every error names the key path (`$.hosts.gpu1.port`).
 """
 

@@ -1,8 +1,11 @@
-"""Remote hosts in the service layer: `fleet hosts` and the remote half of `fleet status`.
+"""Remote hosts in the service layer: `fleet hosts`, the remote half of `fleet status` and `fleet
+leases`, and the operations forwarded to a remote agent's host (`send`, `tail`).
 
-A remote agent's status is asked from its host (`fleet.hosts`), every host at once, all within one
-bound. A host that does not answer in time, or cannot be reached, shows its agents as `unreachable`
-with the reason: never `stopped`, which would say something nobody saw.
+A remote agent's status and lease are asked from its host (`fleet.hosts`), every host at once, all
+within one bound. A host that does not answer in time, or cannot be reached, shows its agents as
+`unreachable` (their leases `unknown`) with the reason: never `stopped`, which would say something
+nobody saw. A forwarded send always carries a request id, so the channel may ask again for a lost
+answer without typing the prompt twice.
 """
 
 from __future__ import annotations
