@@ -394,3 +394,41 @@ class StoreSchemaMismatch(EnvironmentFault):
     """The shared store's schema is missing (never initialised) or newer than this fleet knows."""
 
     code = "store_schema"
+class AgentRemote(FleetError):
+    """The agent runs on another host (`[agents.x] host`) and this command only acts on this one's."""
+
+    code = "agent_remote"
+    exit_status = EXIT_USAGE
+
+
+class HostError(FleetError):
+    """A remote host (`[hosts.NAME]`) could not be used."""
+
+    code = "host_error"
+
+
+class HostUnreachable(HostError):
+    """ssh could not reach the host, or it did not answer within the bound."""
+
+    code = "host_unreachable"
+    retryable = True
+
+
+class HostLost(HostError):
+    """The channel to a host broke after a mutating request was sent and before its answer came: it
+    may have run there. It is not run again unless its request id makes a retry safe."""
+
+    code = "host_lost"
+
+
+class HostVersionMismatch(HostError):
+    """The remote fleet is another version or speaks another protocol: the host is refused."""
+
+    code = "host_version_mismatch"
+    exit_status = EXIT_ENVIRONMENT
+
+
+class HostProtocolError(HostError):
+    """The remote sent something that is not the remote-session protocol."""
+
+    code = "host_protocol"

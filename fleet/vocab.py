@@ -21,6 +21,10 @@ AGENT_NAME: Final = r"^[a-z][a-z0-9-]{0,31}(?!\n)$"
 AGENT_NAME_RULE: Final = "1-32 lowercase letters, digits or '-', starting with a letter"
 #: Holder names go into audit records and error messages: printable, short, no spaces.
 HOLDER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,63}(?!\n)$"
+#: Host names (`[hosts.NAME]`, an agent's `host`): the agent-name rule.
+HOST_NAME: Final = AGENT_NAME
+#: The host-name rule in words, for messages.
+HOST_NAME_RULE: Final = AGENT_NAME_RULE
 #: Fleet names name the tmux socket (with the state dir: `tmux_socket`) and the default state dir.
 FLEET_NAME: Final = r"^[a-z][a-z0-9-]{0,31}(?!\n)$"
 #: A branch name fleet uses as a base (`base`, `--into`): git's rules, minus anything option-like or exotic.
@@ -29,14 +33,17 @@ BRANCH_NAME: Final = r"^(?!.*(?:\.\.|//|@\{|\.lock/|/\.))[A-Za-z0-9_][A-Za-z0-9.
 # --- Agent states --------------------------------------------------------------------------------
 
 #: What `fleet status` says an agent is doing (`fleet.agents.state.classify` decides it).
-AgentState = Literal["stopped", "starting", "idle", "working", "waiting_approval", "limited", "exited"]
+#: `unreachable`: a remote agent whose host did not answer in time (`fleet.hosts`): its state is
+#: unknown, which is never the same as `stopped`.
+AgentState = Literal["stopped", "starting", "idle", "working", "waiting_approval", "limited", "exited",
+                     "unreachable"]
 #: Every agent state, in the order `fleet status` explains them.
 AGENT_STATES: Final[tuple[AgentState, ...]] = (
-    "stopped", "starting", "idle", "working", "waiting_approval", "limited", "exited")
+    "stopped", "starting", "idle", "working", "waiting_approval", "limited", "exited", "unreachable")
 #: States of an agent in the middle of a turn: routing calls it busy rather than naming the state.
 BUSY_AGENT_STATES: Final[frozenset[AgentState]] = frozenset({"working", "waiting_approval"})
 #: States of an agent with no live Codex: routing refuses it as down.
-DOWN_AGENT_STATES: Final[frozenset[AgentState]] = frozenset({"stopped", "exited"})
+DOWN_AGENT_STATES: Final[frozenset[AgentState]] = frozenset({"stopped", "exited", "unreachable"})
 
 # --- Journal event kinds (the `event` field of `events.jsonl`) -----------------------------------
 

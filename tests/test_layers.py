@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("service",),
     ("hooks", "install"),
     ("watchdog",),
-    ("agents", "work", "leases"),
+    ("agents", "work", "leases", "hosts"),
     ("store",),
     ("config",),
     ("audit", "logs"),

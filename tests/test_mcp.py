@@ -29,6 +29,7 @@ TOOLS = {
     "skill_list", "assignment_create", "assignment_list", "assignment_get", "assignment_wait", "assignment_cancel",
     "fleet_events", "fleet_dispatch", "assignment_diff", "assignment_merge", "worktree_list", "worktree_prune",
     "fleet_usage", "watchdog_tick", "watchdog_status", "agent_approve", "agent_deny", "store_init", "store_status",
+    "fleet_hosts",
 }
 INSPECTOR_BIN = "mcp-inspector"
 INSPECTOR_DEFAULT = REPO / ".codex-cli" / "node_modules" / ".bin" / INSPECTOR_BIN

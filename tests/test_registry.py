@@ -20,7 +20,8 @@ CLI_ONLY = {"as_json"}
 #: watchdog's foreground loop and its systemd units are this machine's business, not an MCP client's;
 #: trust and init must never be offered to a model (they would trust a config it wrote); dash is a
 #: surface of its own, for a person.
-NOT_OPERATIONS = {"attach", "dash", "init", "mcp", "trust", "watchdog run", "watchdog install", "watchdog uninstall"}
+NOT_OPERATIONS = {"attach", "dash", "init", "mcp", "trust", "watchdog run", "watchdog install", "watchdog uninstall",
+                  "remote-session"}
 
 
 def cli_params() -> dict[str, set[str]]:

@@ -56,6 +56,7 @@ VALID: dict[str, Any] = {
     "op:agent_claim": {"agent": "mila", "holder": "cli:alice", "token": 4, "ttl": 60, "wait": 0.5},
     "op:agent_release": {"agent": "mila", "holder": "cli:alice", "token": 4, "force": False},
     "op:fleet_leases": {},
+    "op:fleet_hosts": {},
     "op:lease_repair": {"agent": "mila", "holder": "ops"},
     "op:ledger_repair": {"holder": "ops"},
     "op:skill_list": {"agents": ["mila"]},

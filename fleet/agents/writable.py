@@ -196,6 +196,9 @@ def protected_paths(config: FleetConfig) -> list[tuple[str, Path, bool]]:
         ("the trust store", store_path().parent, False),
     ]
     items += [(f"the Codex home of {a.name}", a.home, True) for a in config.agents.values()]
+    for host in config.hosts.values():  # ssh reads them: an ssh_config's ProxyCommand runs here
+        items += [(f"the ssh {what} of host {host.name}", path, False)
+                  for what, path in (("config", host.ssh_config), ("key", host.identity)) if path is not None]
     for codex in sorted({a.codex for a in config.agents.values()}):
         try:
             items.append((f"the Codex binary {codex!r}", resolve_binary(codex), False))

@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from . import agents, dash, init, install, leases, mcp, store, trust, usage, watchdog, work, worktrees
+from . import agents, dash, init, install, leases, mcp, remote, store, trust, usage, watchdog, work, worktrees
 from .base import app, report, state
 from .params import PlainCommand, PlainGroup, usage_error
 
@@ -57,6 +57,7 @@ COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("trust", trust.trust_cmd),
     ("approve", watchdog.approve_cmd),
     ("deny", watchdog.deny_cmd),
+    ("hosts", agents.hosts_cmd),
 )
 
 #: The commands of `fleet watchdog`, in the order `fleet watchdog --help` lists them.
@@ -79,6 +80,7 @@ STORE_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
 def _register() -> None:
     for name, command in COMMANDS:
         app.command(name, cls=PlainCommand)(command)
+    app.command("remote-session", cls=PlainCommand, hidden=True)(remote.remote_session_cmd)
     group = typer.Typer(cls=PlainGroup, help=watchdog.HELP, no_args_is_help=True, rich_markup_mode=None)
     for name, command in WATCHDOG_COMMANDS:
         group.command(name, cls=PlainCommand)(command)

@@ -53,7 +53,8 @@ def _render_status(result: dict[str, Any]) -> None:
         last_s = f"{last['outcome']}: {_last_message(last.get('last_message'))}" if last else "-"
         state = a["state"] + (f" ({one_line(a['detail'])})" if a.get("detail") else "")  # may quote a command
         account = (one_line(str(a.get("account") or "-")),) if accounts else ()
-        rows.append((a["name"], state, a["role"], *account, str(a["pid"] or "-"), _ago(a["since"]), held, last_s))
+        name = a["name"] + (f"@{a['host']}" if a.get("host") else "")  # a remote agent: its host too
+        rows.append((name, state, a["role"], *account, str(a["pid"] or "-"), _ago(a["since"]), held, last_s))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
@@ -66,6 +67,31 @@ def _render_status(result: dict[str, Any]) -> None:
 def status_cmd(agents: AgentsArg = None, as_json: JsonOpt = False) -> None:
     """Show each agent's exact state (from Codex's own signals), last turn and lease."""
     run("fleet_status", {"agents": agents}, as_json, _render_status)
+
+
+def _render_hosts(result: dict[str, Any]) -> None:
+    if not result["hosts"]:
+        print("No hosts configured (add a [hosts.NAME] table to fleet.toml).")
+        return
+    rows = [("HOST", "REACHABLE", "LATENCY", "VERSION", "AGENTS")]
+    for h in result["hosts"]:
+        latency = f"{h['latency_ms']:.0f}ms" if h.get("latency_ms") is not None else "-"
+        agents = ", ".join(h["agents"]) or "-"
+        if h.get("missing"):
+            agents += f" (not on the host: {', '.join(h['missing'])})"
+        reach = "yes" if h["reachable"] else f"no: {(h.get('error') or {}).get('code', '?')}"
+        rows.append((h["name"], reach, latency, str(h.get("version") or "-"), agents))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    for h in result["hosts"]:
+        if h.get("error"):
+            print(f"{h['name']}: {h['error'].get('message')} ({h['error'].get('hint')})")
+
+
+def hosts_cmd(as_json: JsonOpt = False) -> None:
+    """Check each remote host ([hosts] in fleet.toml) over ssh: reachable, latency, fleet version, agents."""
+    run("fleet_hosts", {}, as_json, _render_hosts)
 
 
 def up_cmd(agents: AgentsArg = None, holder: HolderOpt = None, token: TokenOpt = None,

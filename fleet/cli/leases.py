@@ -41,12 +41,15 @@ def leases_cmd(as_json: JsonOpt = False) -> None:
 
 def _render_leases(r: dict[str, Any]) -> None:
     for lease in r["leases"]:
+        agent = lease["agent"] + (f"@{lease['host']}" if lease.get("host") else "")  # a remote agent: its host
         if lease["state"] == "corrupt":
-            print(f"{lease['agent']}: CORRUPT ({lease['error']['message']})")
+            print(f"{agent}: CORRUPT ({lease['error']['message']})")
+        elif lease["state"] == "unknown":  # its host gave no answer
+            print(f"{agent}: unknown ({lease['error']['message']})")
         elif lease["state"] == "free":
-            print(f"{lease['agent']}: free")
+            print(f"{agent}: free")
         else:
-            print(f"{lease['agent']}: {lease['state']} by {lease['holder']}, token {lease['token']}, "
+            print(f"{agent}: {lease['state']} by {lease['holder']}, token {lease['token']}, "
                   f"expires in {lease['expires_in']:.0f}s")
 
 

@@ -24,14 +24,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
-from fleet.errors import ConfigError, ConfigNotFound, FleetError, UnknownAgent
+from fleet.errors import AgentRemote, ConfigError, ConfigNotFound, FleetError, UnknownAgent
 from fleet.schemacheck import compile_check
 from fleet.tokens import parse_tokens
-from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, BRANCH_NAME, FLEET_NAME
+from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, BRANCH_NAME, FLEET_NAME, HOST_NAME
 
 from .watchdog import Policy, parse_policy
 
 if TYPE_CHECKING:
+    from .hosts import HostSpec, RemoteAgent
     from .store import StoreSettings
 
 MAX_AGENTS: Final = 100
@@ -100,6 +101,8 @@ SCHEMA: Final[dict[str, Any]] = {
         "watchdog": {"type": "object"},
         # Checked in full by fleet.config.store (the URL is never echoed unmasked).
         "store": {"type": "object"},
+        # Checked in full by fleet.config.hosts, whose errors name the key path the same way.
+        "hosts": {"type": "object"},
         # A lead agent's own tools: by default the ones that act outside a sandbox ask a person.
         "lead": {"type": "object", "additionalProperties": False,
                  "properties": {"auto_approve_agent_approvals": {"type": "boolean"}}},
@@ -112,7 +115,9 @@ SCHEMA: Final[dict[str, Any]] = {
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["home"],
-                "properties": {"home": _STR, "cwd": _STR, **_AGENT_KEYS},
+                "properties": {"home": _STR, "cwd": _STR, **_AGENT_KEYS,
+                               # a `[hosts.NAME]`: the agent runs there (fleet.config.hosts)
+                               "host": {"type": "string", "pattern": HOST_NAME}},
             },
         },
     },
@@ -158,6 +163,9 @@ class FleetConfig:
     worktrees_dir: Path | None = None
     #: `[store]` or `$FLEET_STORE_URL`: the shared PostgreSQL store; None: the embedded one (files).
     store: StoreSettings | None = None
+    #: `[hosts.NAME]` tables, and the agents that run on them (never in `agents`: fleet.config.hosts).
+    hosts: dict[str, HostSpec] = field(default_factory=dict)
+    remote_agents: dict[str, RemoteAgent] = field(default_factory=dict)
 
     @property
     def worktree_root(self) -> Path:
@@ -173,6 +181,12 @@ class FleetConfig:
         try:
             return self.agents[name]
         except KeyError:
+            if name in self.remote_agents:
+                host = self.remote_agents[name].host
+                raise AgentRemote(
+                    f"Agent {name!r} runs on host {host!r}; this command does not reach remote agents yet.",
+                    hint=f"`fleet status` shows it; for the rest run fleet on {host} (README, 'Remote hosts').",
+                    agent=name, host=host) from None
             known = ", ".join(sorted(self.agents)) or "none"
             raise UnknownAgent(
                 f"No agent named {name!r} in {self.path}.",
@@ -285,9 +299,13 @@ def describe(path: Path) -> dict[str, Any]:
         return {"error": exc.to_dict()}
     programs = sorted({a.codex for a in cfg.agents.values()})
     notify = list(cfg.watchdog.notify_command or ())
+    # a host runs ssh here (an ssh_config can name a ProxyCommand: a program too) and fleet there
+    ssh = [" ".join(["ssh", *(["-F", str(h.ssh_config)] if h.ssh_config else []), h.ssh, h.fleet])
+           for h in cfg.hosts.values()]
     return {"fleet": cfg.name, "state_dir": str(cfg.state_dir), "agents": sorted(cfg.agents),
-            "programs": programs + ([" ".join(notify)] if notify else []),
-            "sandboxes": {a.name: a.sandbox for a in cfg.agents.values()}}
+            "programs": programs + ([" ".join(notify)] if notify else []) + ssh,
+            "sandboxes": {a.name: a.sandbox for a in cfg.agents.values()},
+            **({"remote_agents": {a.name: a.host for a in cfg.remote_agents.values()}} if cfg.remote_agents else {})}
 
 
 def _validator() -> Any:
@@ -335,9 +353,17 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
     defaults = raw.get("defaults", {})
     configured = fleet_tbl.get("worktrees_dir")
     worktrees = _resolve(configured, base) if configured else state_dir / "worktrees"
+    hosts: dict[str, HostSpec] = {}
+    remote: dict[str, RemoteAgent] = {}
+    if "hosts" in raw or any("host" in tbl for tbl in raw["agents"].values()):
+        from .hosts import parse_hosts, remote_agent  # noqa: PLC0415 (a hook process loads the config: only hosts need it)
+
+        hosts = parse_hosts(raw.get("hosts"), path)
+        remote = {agent_name: remote_agent(agent_name, _merged(defaults, tbl, path, agent_name), hosts, path)
+                  for agent_name, tbl in raw["agents"].items() if "host" in tbl}
     agents = {
         agent_name: _agent(agent_name, _merged(defaults, tbl, path, agent_name), base, worktrees)
-        for agent_name, tbl in raw["agents"].items()
+        for agent_name, tbl in raw["agents"].items() if agent_name not in remote
     }
     agents = {n: replace(a, budget=_budget(raw, n, path)) for n, a in agents.items()}
     _check_worktrees_dir(agents, worktrees, path, "$.fleet.worktrees_dir" if configured else "$.fleet.state_dir")
@@ -350,8 +376,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
                        assignment_template=_resolve(template, base) if template else None,
                        lead_auto_approve_agent_approvals=bool(
                            raw.get("lead", {}).get("auto_approve_agent_approvals", False)),
-                       worktrees_dir=worktrees,
-                       store=_store(raw, path, name))
+                       worktrees_dir=worktrees, store=_store(raw, path, name), hosts=hosts, remote_agents=remote)
 
 
 def _store(raw: dict[str, Any], path: Path, name: str) -> StoreSettings | None:

@@ -46,7 +46,7 @@ from .screens import AskScreen, ConfirmScreen, HelpScreen
 POLL_SECONDS: Final = 1.0
 #: State -> colour in the agents table.
 STATE_STYLE: Final = {"idle": "green", "working": "cyan", "waiting_approval": "bold yellow", "limited": "magenta",
-                      "starting": "blue", "exited": "bold red", "stopped": "dim"}
+                      "starting": "blue", "exited": "bold red", "stopped": "dim", "unreachable": "bold red"}
 #: Actions that change something: off in read-only mode and while a dialog is open.
 MUTATING: Final = frozenset({"approve", "deny", "send", "interrupt", "cancel", "start", "stop", "tick", "attach"})
 

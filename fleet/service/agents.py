@@ -47,12 +47,35 @@ def _lease_info(svc: Service, name: str, recorded: set[str]) -> dict[str, Any]:
 
 
 def fleet_status(svc: Service, *, agents: list[str] | None = None) -> dict[str, Any]:
+    remote = svc.config.remote_agents
+    if remote and (agents is None or any(n in remote for n in agents)):
+        return _status_across_hosts(svc, agents)
+    return {"fleet": svc.config.name, "agents": _local_status(svc, agents)}
+
+
+def _local_status(svc: Service, agents: list[str] | None) -> list[dict[str, Any]]:
     specs = svc.specs(agents)
     out: list[dict[str, Any]] = [dict(s) for s in svc.runtime.status(specs)]
     recorded = set(svc.leases.known_agents())
     for entry in out:
         entry["lease"] = _lease_info(svc, entry["name"], recorded)
-    return {"fleet": svc.config.name, "agents": out}
+    return out
+
+
+def _status_across_hosts(svc: Service, agents: list[str] | None) -> dict[str, Any]:
+    """Local agents as always, remote ones from their hosts (`fleet.service.hosts`): in the order
+    asked, else the local agents then the remote ones."""
+    from .hosts import remote_status  # noqa: PLC0415 (only a config with hosts needs it)
+
+    remote = svc.config.remote_agents
+    local_names = None if agents is None else [n for n in agents if n not in remote]
+    for name in local_names or ():
+        svc.config.agent(name)  # an unknown name fails before any host is asked
+    local = _local_status(svc, local_names) if local_names is None or local_names else []
+    far = remote_status(svc, agents)
+    by_name = {e["name"]: e for e in local} | far
+    order = agents if agents is not None else [*(e["name"] for e in local), *far]
+    return {"fleet": svc.config.name, "agents": [by_name[n] for n in dict.fromkeys(order)]}
 
 
 def _raise_if_nothing_was_done(held: list[Any], refused: list[FleetError], results: list[dict[str, Any]]) -> None:
@@ -189,7 +212,13 @@ def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_i
     """Send under the caller's (or a transient) lease. A `request_id` is recorded in the ledger's
     durable index (scope `send:<agent>`): a retry answers with the first receipt (`duplicate`)
     without typing; the same id with another text is `request_id_conflict`. If the first call typed
-    but got no receipt, the retry falls back to the journal, which finds a late receipt or sends."""
+    but got no receipt, the retry falls back to the journal, which finds a late receipt or sends.
+    A remote agent's send runs on its host (`fleet.service.hosts.forward`)."""
+    if agent in svc.config.remote_agents:
+        from .hosts import forward_send  # noqa: PLC0415 (only a config with hosts needs it)
+
+        return forward_send(svc, agent=agent, text=text, timeout=timeout, request_id=request_id, holder=holder,
+                            token=token)
     spec = svc.config.agent(agent)
     if request_id is None:
         with svc.leased([spec], holder, token, operation="send", bound=timeout):
@@ -227,6 +256,10 @@ def agent_interrupt(svc: Service, *, agent: str, holder: str | None = None,
 
 
 def agent_tail(svc: Service, *, agent: str, lines: int) -> dict[str, Any]:
+    if agent in svc.config.remote_agents:  # asked from its host
+        from .hosts import forward  # noqa: PLC0415 (only a config with hosts needs it)
+
+        return forward(svc, agent, "agent_tail", {"agent": agent, "lines": lines}, timeout=30)
     return svc.runtime.tail(svc.config.agent(agent), lines)
 
 

@@ -27,6 +27,7 @@ from fleet.logs import LazyLogger
 
 if TYPE_CHECKING:
     from fleet.agents.runtime import Runtime
+    from fleet.hosts.channel import Hosts
     from fleet.leases.backend import LeaseBackend
     from fleet.store.db import Database
     from fleet.work.ledger import Ledger
@@ -80,6 +81,7 @@ class Service:
     _leases: LeaseBackend | None = field(default=None, init=False)
     _store: Database | None = field(default=None, init=False)
     _ledger: Ledger | None = field(default=None, init=False)
+    _hosts: Hosts | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.holder = self.holder or default_holder(self.surface)
@@ -144,6 +146,17 @@ class Service:
 
             self._ledger = Ledger(self.config.state_dir)
         return self._ledger
+
+    @property
+    def hosts(self) -> Hosts:
+        """The config's `[hosts]` (`fleet.hosts`): the process's channels, opened on first use and kept
+        for the process's life (not closed by `close`)."""
+        if self._hosts is None:
+            from fleet import __version__
+            from fleet.hosts.channel import Hosts
+
+            self._hosts = Hosts(self.config.hosts, __version__)
+        return self._hosts
 
     def close(self) -> None:
         """Close what this service opened (the ledger, the store's connections). Safe to call twice."""

@@ -30,6 +30,10 @@ def fleet_leases(svc: Service) -> dict[str, Any]:
             raise
         except FleetError as exc:
             out.append({"agent": name, "state": "corrupt", "error": exc.to_dict()})
+    if svc.config.remote_agents:  # each host's own leases (`fleet.service.hosts`)
+        from .hosts import remote_leases  # noqa: PLC0415 (only a config with hosts needs it)
+
+        out += remote_leases(svc)
     return {"leases": out}
 
 

@@ -1,0 +1,147 @@
+"""Remote hosts in the service layer: `fleet hosts`, the remote half of `fleet status` and `fleet
+leases`, and the operations forwarded to a remote agent's host (`send`, `tail`).
+
+A remote agent's status and lease are asked from its host (`fleet.hosts`), every host at once, all
+within one bound. A host that does not answer in time, or cannot be reached, shows its agents as
+`unreachable` (their leases `unknown`) with the reason: never `stopped`, which would say something
+nobody saw. A forwarded send always carries a request id, so the channel may ask again for a lost
+answer without typing the prompt twice.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Final
+
+from fleet.errors import FleetError
+
+if TYPE_CHECKING:
+    from fleet.config.hosts import RemoteAgent
+
+    from .core import Service
+
+#: How long `fleet status` waits for the hosts (seconds, connecting included): past it, a host's
+#: agents are `unreachable`.
+STATUS_BOUND: Final = 8.0
+#: How long `fleet hosts` waits for each host (connecting and two round trips).
+HOSTS_BOUND: Final = 10.0
+#: Hosts `fleet hosts` asks at once.
+HOSTS_PARALLEL: Final = 8
+
+
+def unreachable(agent: RemoteAgent, why: str) -> dict[str, Any]:
+    """The status entry of a remote agent whose host gave no status: every fact unknown."""
+    return {"name": agent.name, "state": "unreachable", "detail": why[:300], "role": agent.role,
+            "sandbox": agent.sandbox, "pid": None, "home": agent.home, "cwd": agent.cwd or agent.repo or "",
+            "since": None, "last_turn": None, "exit_status": None, "exit_signal": None, "resets_at": None,
+            "rate_limits": None, "rate_limits_at": None, "approval": None, "usage": None,
+            "lease": {"agent": agent.name, "state": "unknown"}, "host": agent.host}
+
+
+def remote_status(svc: Service, names: list[str] | None) -> dict[str, dict[str, Any]]:
+    """Name -> status entry of the remote agents among `names` (None: all), each with its `host`."""
+    remote = svc.config.remote_agents
+    wanted = [remote[n] for n in names if n in remote] if names is not None else list(remote.values())
+    by_host: dict[str, list[RemoteAgent]] = {}
+    for agent in wanted:
+        by_host.setdefault(agent.host, []).append(agent)
+    # all of a host's agents: one it does not define shows as such instead of failing the others
+    answers = svc.hosts.ask({h: ("fleet_status", {}) for h in by_host}, STATUS_BOUND)
+    out: dict[str, dict[str, Any]] = {}
+    for host, agents in by_host.items():
+        answer = answers[host]
+        if isinstance(answer, FleetError):
+            for agent in agents:
+                out[agent.name] = unreachable(agent, f"host {host}: {answer.code}: {answer.message}")
+            continue
+        got = {e.get("name"): e for e in answer.get("agents", ()) if isinstance(e, dict)}
+        for agent in agents:
+            entry = got.get(agent.name)
+            if entry is None or not isinstance(entry.get("state"), str):
+                out[agent.name] = unreachable(agent, f"host {host}: its fleet config has no agent {agent.name!r}")
+            else:
+                out[agent.name] = {**entry, "name": agent.name, "host": host}
+    return out
+
+
+def remote_leases(svc: Service) -> list[dict[str, Any]]:
+    """The leases of every remote agent, as its host's `fleet_leases` reports them (with `host`),
+    every host at once within the status bound; a host that gave none: `unknown` with its error."""
+    by_host: dict[str, list[RemoteAgent]] = {}
+    for agent in svc.config.remote_agents.values():
+        by_host.setdefault(agent.host, []).append(agent)
+    answers = svc.hosts.ask({h: ("fleet_leases", {}) for h in by_host}, STATUS_BOUND)
+    out = []
+    for host, agents in by_host.items():
+        answer = answers[host]
+        got = {} if isinstance(answer, FleetError) else {
+            e.get("agent"): e for e in answer.get("leases", ()) if isinstance(e, dict)}
+        for agent in agents:
+            entry = got.get(agent.name)
+            if entry is not None and isinstance(entry.get("state"), str):
+                out.append({**entry, "agent": agent.name, "host": host})
+                continue
+            error = answer.to_dict() if isinstance(answer, FleetError) else {
+                "code": "unknown_agent", "message": f"host {host}: its fleet config has no agent {agent.name!r}.",
+                "hint": f"Define {agent.name} in the fleet.toml on {host}."}
+            out.append({"agent": agent.name, "state": "unknown", "host": host, "error": error})
+    return out
+
+
+#: Added to a forwarded operation's own timeout for the channel (connecting, the remote's start-up).
+_FORWARD_SLACK: Final = 20.0
+
+
+def forward(svc: Service, agent: str, op: str, args: dict[str, Any], *, timeout: float,
+            mutating: bool = False) -> dict[str, Any]:
+    """Run `op` for remote `agent` on its host; its result (with `host`), or its error, raised here
+    with the remote's code (`fleet.hosts.channel.remote_error`)."""
+    host = svc.config.remote_agents[agent].host
+    result = svc.hosts.channel(host).request(op, args, timeout=timeout + _FORWARD_SLACK, mutating=mutating)
+    return {**result, "host": host}
+
+
+def forward_send(svc: Service, *, agent: str, text: str, timeout: float, request_id: str | None,
+                 holder: str | None, token: int | None) -> dict[str, Any]:
+    """A send to a remote agent, under the caller's holder. It always carries a request id (one is
+    made when the caller gave none), so a send whose answer the channel lost is asked again with it
+    and answered with the first receipt: never typed twice."""
+    import secrets  # noqa: PLC0415 (a remote send only)
+
+    args: dict[str, Any] = {"agent": agent, "text": text, "timeout": timeout, "holder": svc.holder_for(holder),
+                            "request_id": request_id or f"fleet-remote:{secrets.token_hex(12)}"}
+    if token is not None:
+        args["token"] = token
+    return forward(svc, agent, "agent_send", args, timeout=timeout, mutating=True)
+
+
+def _probe(svc: Service, name: str) -> dict[str, Any]:
+    spec = svc.config.hosts[name]
+    agents = sorted(a.name for a in svc.config.remote_agents.values() if a.host == name)
+    row: dict[str, Any] = {"name": name, "ssh": spec.ssh, "reachable": False, "connect_ms": None,
+                           "latency_ms": None, "version": None, "agents": agents, "missing": [], "error": None}
+    channel = svc.hosts.channel(name)
+    try:
+        started = time.monotonic()
+        channel.request("ping", {}, timeout=HOSTS_BOUND)
+        opened = time.monotonic()
+        pong = channel.request("ping", {}, timeout=max(0.1, HOSTS_BOUND - (opened - started)))
+        row.update(reachable=True, connect_ms=round((opened - started) * 1000, 1),
+                   latency_ms=round((time.monotonic() - opened) * 1000, 1), version=pong.get("version"))
+        theirs = pong.get("agents")
+        row["missing"] = [a for a in agents if isinstance(theirs, list) and a not in theirs]
+    except FleetError as exc:
+        row["error"] = exc.to_dict()
+        row["version"] = exc.data.get("remote_version")
+    return row
+
+
+def fleet_hosts(svc: Service) -> dict[str, Any]:
+    """Each configured host: reachable, connect time and round-trip latency, its fleet version, the
+    agents this config puts there (and any its own config lacks), or the error it failed with."""
+    names = list(svc.config.hosts)
+    if not names:
+        return {"hosts": []}
+    with ThreadPoolExecutor(max_workers=min(len(names), HOSTS_PARALLEL), thread_name_prefix="fleet-hosts") as pool:
+        return {"hosts": list(pool.map(lambda n: _probe(svc, n), names))}

@@ -1,0 +1,246 @@
+"""Remote hosts through a real sshd on 127.0.0.2 (tests/sshhosts.py): `fleet status` and `fleet hosts`
+across hosts, a host that is down, a remote of another version, and a channel killed mid-request:
+reconnected, and a mutating request whose answer was lost never run twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import read_audit, wait_until
+from sshhosts import RemoteHost, Sshd, free_port, make_remote, start_sshd
+
+from fleet import __version__, ops
+from fleet.errors import FleetError, HostLost
+from fleet.hosts.channel import close_all
+from fleet.service import Service
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    proc, server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _closed_channels() -> Iterator[None]:
+    yield
+    close_all()
+
+
+@pytest.fixture
+def remote(sshd: Sshd, tmp_path: Path) -> Callable[..., RemoteHost]:
+    return lambda name, agents, **kw: make_remote(sshd, tmp_path / name, name, agents, **kw)
+
+
+def local_config(tmp_path: Path, hosts: list[RemoteHost], remote_agents: dict[str, str],
+                 local_agents: tuple[str, ...] = ()) -> Path:
+    body = [f'[fleet]\nname = "here"\nstate_dir = "{tmp_path / "local-state"}"\n', *(h.table for h in hosts)]
+    for name in local_agents:
+        (tmp_path / "local" / name).mkdir(parents=True)
+        body.append(f'[agents.{name}]\nhome = "{tmp_path / "local" / name}"\ncwd = "{tmp_path / "local" / name}"\n')
+    for name, host in remote_agents.items():
+        body.append(f'[agents.{name}]\nhost = "{host}"\nhome = "~/codex"\nrepo = "~/src/shop"\n')
+    path = tmp_path / "fleet.toml"
+    path.write_text("\n".join(body))
+    return path
+
+
+def cli(config: Path, *args: str) -> Any:
+    done = subprocess.run([sys.executable, "-m", "fleet", "--config", str(config), *args, "--json"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_status_and_hosts_across_hosts(remote: Callable[..., RemoteHost], tmp_path: Path) -> None:
+    r1 = remote("r1", ["noor"])
+    config = local_config(tmp_path, [r1], {"noor": "r1"}, local_agents=("mila",))
+    status = cli(config, "status")
+    by_name = {a["name"]: a for a in status["agents"]}
+    assert [a["name"] for a in status["agents"]] == ["mila", "noor"]
+    assert (by_name["mila"]["state"], "host" in by_name["mila"]) == ("stopped", False)
+    assert (by_name["noor"]["state"], by_name["noor"]["host"]) == ("stopped", "r1")
+    assert by_name["noor"]["cwd"] == str(r1.root / "work" / "noor")  # the host's own view of its agent
+    assert by_name["noor"]["lease"]["state"] == "free"
+    only = cli(config, "status", "noor")
+    assert [(a["name"], a["state"]) for a in only["agents"]] == [("noor", "stopped")]
+    [host] = cli(config, "hosts")["hosts"]
+    assert (host["name"], host["reachable"], host["version"], host["agents"], host["missing"], host["error"]) == (
+        "r1", True, __version__, ["noor"], [], None)
+    assert host["latency_ms"] is not None
+
+
+def test_a_host_that_is_down_shows_its_agents_unreachable_never_stopped(
+        remote: Callable[..., RemoteHost], tmp_path: Path) -> None:
+    up = remote("up", ["noor"])
+    down = remote("down", ["zed"], port=free_port())  # nothing listens there
+    config = local_config(tmp_path, [up, down], {"noor": "up", "zed": "down", "ghost": "up"})
+    by_name = {a["name"]: a for a in cli(config, "status")["agents"]}
+    assert by_name["noor"]["state"] == "stopped"
+    assert by_name["zed"]["state"] == "unreachable"
+    assert "host down: host_unreachable" in by_name["zed"]["detail"]
+    assert by_name["zed"]["lease"]["state"] == "unknown"
+    assert by_name["ghost"]["state"] == "unreachable"  # the host answered, but does not define it
+    assert "no agent 'ghost'" in by_name["ghost"]["detail"]
+    hosts = {h["name"]: h for h in cli(config, "hosts")["hosts"]}
+    assert (hosts["up"]["reachable"], hosts["up"]["missing"]) == (True, ["ghost"])
+    assert (hosts["down"]["reachable"], hosts["down"]["error"]["code"]) == (False, "host_unreachable")
+
+
+def test_a_remote_fleet_of_another_version_is_refused(remote: Callable[..., RemoteHost], tmp_path: Path) -> None:
+    fake = tmp_path / "fake-fleet.py"
+    hello = '{"fleet": "remote-session", "version": "9.9.9", "protocol": 1}'
+    fake.write_text(f"import sys\nprint({hello!r}, flush=True)\nsys.stdin.read()\n")
+    old = remote("old", ["noor"], fleet_cmd=f"{sys.executable} {fake}")
+    config = local_config(tmp_path, [old], {"noor": "old"})
+    [host] = cli(config, "hosts")["hosts"]
+    assert (host["reachable"], host["version"], host["error"]["code"]) == (False, "9.9.9", "host_version_mismatch")
+    assert "Install fleet" in host["error"]["hint"]
+    [agent] = cli(config, "status")["agents"]
+    assert agent["state"] == "unreachable"
+    assert "host_version_mismatch" in agent["detail"]
+
+
+def _open_by_others(path: Path) -> bool:
+    """Whether a process other than this one has `path` open (the remote's request is running there)."""
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        if fd_dir.parent.name == str(os.getpid()):
+            continue
+        try:
+            if any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir()):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = fn()
+        except FleetError as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def test_a_channel_killed_mid_request_is_reconnected(remote: Callable[..., RemoteHost], tmp_path: Path) -> None:
+    r1 = remote("r1", ["noor"])
+    queued = json.loads(r1.fleet("assign", "--to", "noor", "--queue", "--json", "look around").stdout)["assignment"]
+    svc = Service(config_path=str(local_config(tmp_path, [r1], {"noor": "r1"})))
+    channel = svc.hosts.channel("r1")
+    channel.request("ping", {}, timeout=30)
+    first = channel.pid
+    # a read-only request that runs for a while there: waiting on the queued assignment
+    t, out = _in_thread(lambda: channel.request("assignment_wait", {"assignments": [queued], "timeout": 2},
+                                                timeout=60))
+    wait_until(lambda: _open_by_others(r1.state_dir / "fleet.db"))
+    assert first is not None
+    os.kill(first, 9)
+    t.join(60)
+    assert [p["id"] for p in out["result"]["pending"]] == [queued]  # asked again on a new channel
+    assert channel.pid not in (None, first)
+    assert ops.invoke(svc, "fleet_status", {})["agents"][0]["state"] == "stopped"
+
+
+@pytest.mark.parametrize("request_id", [None, "retry-me-1"])
+def test_a_mutating_request_whose_answer_was_lost_is_never_run_twice(
+        remote: Callable[..., RemoteHost], tmp_path: Path, request_id: str | None) -> None:
+    r1 = remote("r1", ["noor"])
+    r1.fleet("assignments")  # creates the ledger
+    db = r1.state_dir / "fleet.db"
+    svc = Service(config_path=str(local_config(tmp_path, [r1], {"noor": "r1"})))
+    channel = svc.hosts.channel("r1")
+    channel.request("ping", {}, timeout=30)
+    first = channel.pid
+    assert first is not None
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the remote's create waits for the ledger
+    args = {"task": "count the files", "to": "noor", "queue": True, "holder": "lead-1",
+            **({"request_id": request_id} if request_id else {})}
+    t, out = _in_thread(lambda: channel.request("assignment_create", args, timeout=60, mutating=True))
+    wait_until(lambda: _open_by_others(db))
+    os.kill(first, 9)
+    if request_id is None:
+        t.join(60)  # refused at once: not sent again
+        assert isinstance(out.get("error"), HostLost), out
+        assert out["error"].code == "host_lost"
+        assert "not run again" in out["error"].message
+    wait_until(lambda: channel.pid not in (None, first) or "error" in out)
+    lock.execute("COMMIT")
+    lock.close()
+    t.join(60)
+    if request_id is not None:  # retried with the same request id: the first call's assignment
+        assert out["result"]["state"] == "queued", out
+    close_all()  # the sessions end once their requests are done
+    wait_until(lambda: not _open_by_others(db), timeout=30)
+    made = json.loads(r1.fleet("assignments", "--json").stdout)["assignments"]
+    assert len(made) == 1, made
+    if request_id is not None:
+        assert made[0]["id"] == out["result"]["assignment"]
+
+
+def test_send_and_tail_run_on_the_agents_host(remote: Callable[..., RemoteHost], tmp_path: Path) -> None:
+    r1 = remote("r1", ["noor"])
+    config = local_config(tmp_path, [r1], {"noor": "r1"})
+    sent = subprocess.run([sys.executable, "-m", "fleet", "--config", str(config), "send", "noor", "hello",
+                           "--holder", "lead-7", "--json"], capture_output=True, text=True, timeout=60, check=False)
+    error = json.loads(sent.stdout)["error"]
+    assert (sent.returncode, error["code"], error["host"]) == (1, "agent_not_running", "r1")
+    assert error["message"].startswith("host r1: ")
+    [there] = [r for r in read_audit(r1.state_dir) if r["event"] == "agent_send"]
+    assert (there["surface"], there["holder"], there["code"]) == ("remote", "lead-7", "agent_not_running")
+    [here] = [r for r in read_audit(tmp_path / "local-state") if r["event"] == "agent_send"]
+    assert (here["holder"], here["code"]) == ("lead-7", "agent_not_running")
+    svc = Service(config_path=str(config))
+    with pytest.raises(FleetError) as caught:
+        ops.invoke(svc, "agent_tail", {"agent": "noor"})
+    assert (caught.value.code, caught.value.data["host"]) == ("agent_not_running", "r1")
+    with pytest.raises(FleetError) as refused:  # not forwarded yet: said so, never run here
+        ops.invoke(svc, "agent_stop", {"agents": ["noor"]})
+    assert refused.value.code == "agent_remote"
+
+
+def test_a_host_that_does_not_answer_within_the_bound_is_unreachable(
+        remote: Callable[..., RemoteHost], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    silent = tmp_path / "silent-fleet.py"
+    silent.write_text("import sys\nsys.stdin.read()\n")  # reached, but never says hello
+    up = remote("up", ["noor"])
+    hung = remote("hung", ["zed"], fleet_cmd=f"{sys.executable} {silent}")
+    monkeypatch.setattr("fleet.service.hosts.STATUS_BOUND", 2.0)
+    svc = Service(config_path=str(local_config(tmp_path, [up, hung], {"noor": "up", "zed": "hung"})))
+    by_name = {a["name"]: a for a in ops.invoke(svc, "fleet_status", {})["agents"]}
+    assert by_name["noor"]["state"] == "stopped"
+    assert by_name["zed"]["state"] == "unreachable"
+    assert "did not answer within the bound" in by_name["zed"]["detail"]
+
+
+def test_leases_across_hosts(remote: Callable[..., RemoteHost], tmp_path: Path) -> None:
+    up = remote("up", ["noor", "ali"])
+    down = remote("down", ["zed"], port=free_port())
+    up.fleet("claim", "noor", "--holder", "lead-2")
+    config = local_config(tmp_path, [up, down], {"noor": "up", "ali": "up", "zed": "down"}, local_agents=("mila",))
+    leases = {e["agent"]: e for e in cli(config, "leases")["leases"]}
+    assert (leases["mila"]["state"], "host" in leases["mila"]) == ("free", False)
+    assert (leases["noor"]["state"], leases["noor"]["holder"], leases["noor"]["host"]) == ("held", "lead-2", "up")
+    assert (leases["ali"]["state"], leases["ali"]["host"]) == ("free", "up")
+    assert (leases["zed"]["state"], leases["zed"]["error"]["code"]) == ("unknown", "host_unreachable")
+    shown = subprocess.run([sys.executable, "-m", "fleet", "--config", str(config), "leases"], capture_output=True,
+                           text=True, timeout=60, check=True).stdout
+    assert "noor@up: held by lead-2" in shown
+    assert "zed@down: unknown (" in shown
