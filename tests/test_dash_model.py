@@ -71,6 +71,7 @@ def test_agent_text_never_puts_a_control_character_in_any_cell(detail: str, mess
 def test_a_cell_is_one_line_within_its_limit(text: str) -> None:
     shown = cell(text, 20)
     assert len(shown) <= 20
+    assert cell_len(shown) <= 20
     assert no_control(shown)
 
 
@@ -193,6 +194,7 @@ def test_wide_characters_are_clipped_by_cells_with_an_ellipsis() -> None:
     assert clip("日本語のテキスト", 6) == "日本 …"  # 5 cells kept: two wide chars, then half of one as a space
     assert clip("日本語のテキスト", 7) == "日本語…"
     assert clip("日本語", 6) == "日本語"
+    assert clip("e" + "\u0301" * 50, 10) == "e" + "\u0301" * 8 + "…"  # zero-width marks count as characters
     assert fit_widths(("AGENT",), [("日本語のエージェント",)], 0) == (20,)
 
 

@@ -75,11 +75,12 @@ def fit_widths(headers: Sequence[str], rows: Iterable[Sequence[str]], available:
 
 
 def clip(text: str, width: int) -> str:
-    """`text` cut to `width` terminal cells (a CJK character takes two), the last one an ellipsis when
-    cut; a wide character that would straddle the cut becomes a space."""
-    if cell_len(text) <= width:
+    """`text` cut to `width` terminal cells (a CJK character takes two) and `width` characters (a run
+    of zero-width ones takes no cell), the last one an ellipsis when cut; a wide character that would
+    straddle the cut becomes a space."""
+    if cell_len(text) <= width and len(text) <= width:  # characters too: zero-width ones take no cell
         return text
-    return set_cell_size(text, max(0, width - 1)) + "…" if width > 0 else ""
+    return set_cell_size(text, max(0, width - 1))[: max(0, width - 1)] + "…" if width > 0 else ""
 
 
 def ago(seconds: float | None) -> str:
