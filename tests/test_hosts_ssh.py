@@ -98,6 +98,28 @@ def test_a_host_that_is_down_shows_its_agents_unreachable_never_stopped(
     assert (hosts["down"]["reachable"], hosts["down"]["error"]["code"]) == (False, "host_unreachable")
 
 
+def test_doctor_checks_each_host(remote: Callable[..., RemoteHost], tmp_path: Path) -> None:
+    up = remote("up", ["noor"])
+    down = remote("down", ["zed"], port=free_port())
+    config = local_config(tmp_path, [up, down], {"noor": "up", "zed": "down", "ghost": "up"})
+    done = subprocess.run([sys.executable, "-m", "fleet", "--config", str(config), "doctor", "--json"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    report = json.loads(done.stdout)
+    assert done.returncode != 0
+    lines = {c["name"]: c for c in report["checks"]}
+    assert lines["host down"]["ok"] is False
+    assert "Connection refused" in lines["host down"]["detail"]
+    assert "BatchMode" in lines["host down"]["hint"]
+    assert lines["host up"]["ok"] is False  # reached, but its config lacks `ghost`
+    assert "ghost" in lines["host up"]["detail"]
+    fixed = local_config(tmp_path, [up], {"noor": "up"})
+    lines = {c["name"]: c for c in json.loads(subprocess.run(
+        [sys.executable, "-m", "fleet", "--config", str(fixed), "doctor", "--json"],
+        capture_output=True, text=True, timeout=60, check=False).stdout)["checks"]}
+    assert lines["host up"]["ok"] is True
+    assert f"fleet {__version__}" in lines["host up"]["detail"]
+
+
 def test_a_remote_fleet_of_another_version_is_refused(remote: Callable[..., RemoteHost], tmp_path: Path) -> None:
     fake = tmp_path / "fake-fleet.py"
     hello = '{"fleet": "remote-session", "version": "9.9.9", "protocol": 1}'

@@ -87,6 +87,10 @@ def fleet_doctor(svc: Service) -> dict[str, Any]:
     checks.append(_check("agent cwds", not missing, "all exist" if not missing else f"missing for {', '.join(missing)}",
                          "Create each agent's cwd or fix `cwd` (or `repo`) in fleet.toml."))
     checks.append(tmux_server_check(svc))
+    if config.store is not None:
+        checks.append(store_check(svc))
+    if config.hosts:
+        checks.extend(host_checks(svc))
     plugin, homes = plugin_check(config)
     checks.append(plugin)
     return {"ok": all(c["ok"] for c in checks), "checks": checks, "plugin": homes, "codex_tested": TESTED_RANGE}
@@ -150,3 +154,45 @@ def tmux_server_check(svc: Service) -> dict[str, Any]:
                                                 "; no agent can connect to it or write its directory"))
     out["warnings"] = warnings
     return out
+
+
+def store_check(svc: Service) -> dict[str, Any]:
+    """The shared store (`[store]`): reachable, and its schema this fleet's (`fleet store status`)."""
+    from .store import store_status  # noqa: PLC0415 (psycopg: only for a fleet with a shared store)
+
+    try:
+        found = store_status(svc)
+    except FleetError as exc:
+        return _check("store", False, exc.message, exc.hint)
+    where = f"{found.get('store')} (namespace {found.get('namespace')})"
+    if not found.get("reachable"):
+        return _check("store", False, f"{where} does not answer",
+                      "Check that PostgreSQL runs and the URL, user and password are right (`fleet store status`).")
+    if not found.get("current"):
+        return _check("store", False, f"{where} has schema {found.get('version')}, fleet needs {found.get('needed')}",
+                      "Run `fleet store init` (it creates or upgrades the schema), or upgrade fleet.")
+    return _check("store", True, f"{where}: PostgreSQL {found.get('server_version')}, schema {found.get('version')}")
+
+
+def host_checks(svc: Service) -> list[dict[str, Any]]:
+    """One line per `[hosts.NAME]`: reached over ssh, running this fleet's version, with every agent
+    this config puts there (`fleet hosts`, in parallel and bounded)."""
+    from .hosts import fleet_hosts  # noqa: PLC0415 (ssh channels: only for a fleet with hosts)
+
+    out = []
+    for row in fleet_hosts(svc)["hosts"]:
+        name = f"host {row['name']}"
+        if not row["reachable"]:
+            err = row.get("error") or {}
+            out.append(_check(name, False, f"{row['ssh']}: {err.get('message', 'not reached')}",
+                              err.get("hint") or f"Try `ssh {row['ssh']} true`, then `fleet hosts`."))
+        elif row["missing"]:
+            out.append(_check(name, False, f"{row['ssh']} runs fleet {row['version']} but its config has no "
+                                           f"{', '.join(row['missing'])}",
+                              "Define those agents in the host's own fleet.toml (or fix `config` in [hosts]), "
+                              "or move them to another host."))
+        else:
+            out.append(_check(name, True, f"{row['ssh']}: fleet {row['version']}, {row['latency_ms']} ms, "
+                                          f"{len(row['agents'])} agent(s)"))
+    return out
+

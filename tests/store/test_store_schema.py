@@ -4,6 +4,7 @@ schema is missing or newer than this fleet's is refused with `store_schema` and 
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -85,3 +86,22 @@ def test_a_schema_newer_than_this_fleet_is_refused_and_left_alone(fresh: StoreSe
     db.close()
     assert schema_status(admin)["version"] == SCHEMA_VERSION + 1
     admin.close()
+
+
+def test_doctor_checks_the_shared_store(fresh: StoreSettings, fleet_factory: Any) -> None:
+    """`fleet doctor` has a store line: not initialised fails with the `fleet store init` hint, then
+    passes with the server and schema; the URL is masked."""
+    f = fleet_factory(1, extra=f'\n[store]\nurl = "{fresh.url}"\nconnect_timeout = 2\n')
+
+    def store_line() -> dict[str, Any]:
+        proc = f.cli("doctor", "--json")
+        return next(c for c in json.loads(proc.stdout)["checks"] if c["name"] == "store")
+
+    before = store_line()
+    assert before["ok"] is False
+    assert "fleet store init" in before["hint"]
+    f.json("store", "init")
+    after = store_line()
+    assert after["ok"] is True
+    assert f"schema {SCHEMA_VERSION}" in after["detail"]
+    assert "PostgreSQL" in after["detail"]
