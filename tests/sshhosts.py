@@ -87,7 +87,7 @@ class RemoteHost:
 
 
 def make_remote(sshd: Sshd, root: Path, name: str, agents: list[str], *, fleet_cmd: str | None = None,
-                port: int | None = None) -> RemoteHost:
+                port: int | None = None, codex: str = "/bin/false") -> RemoteHost:
     root.mkdir(parents=True)
     env = {"HOME": str(root / "home"), "XDG_STATE_HOME": str(root / "xdg-state"),
            "XDG_CONFIG_HOME": str(root / "xdg-config"), "TMUX_TMPDIR": str(root / "tmux")}
@@ -99,7 +99,7 @@ def make_remote(sshd: Sshd, root: Path, name: str, agents: list[str], *, fleet_c
         (root / "work" / agent).mkdir(parents=True)
         (root / "codex-homes" / agent).mkdir(parents=True)
         body.append(f'[agents.{agent}]\nhome = "{root / "codex-homes" / agent}"\ncwd = "{root / "work" / agent}"\n'
-                    'codex = "/bin/false"\n')
+                    f"codex = {toml_str(codex)}\n")
     config = root / "fleet.toml"
     config.write_text("\n".join(body))
     words = ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "fleet"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -266,3 +267,30 @@ def test_leases_across_hosts(remote: Callable[..., RemoteHost], tmp_path: Path) 
                            text=True, timeout=60, check=True).stdout
     assert "noor@up: held by lead-2" in shown
     assert "zed@down: unknown (" in shown
+
+
+def test_attach_to_a_remote_agent_runs_attach_on_its_host_through_ssh_with_a_terminal(
+        remote: Callable[..., RemoteHost], tmp_path: Path) -> None:
+    """`fleet attach NAME` for a remote agent: ssh -t to its host, where fleet attaches to the agent's
+    own tmux session. Seen from an outer tmux window (a real terminal): the agent's screen appears."""
+    from faketui import fake_codex
+
+    r1 = remote("r1", ["noor"], codex=fake_codex(tmp_path))
+    assert json.loads(r1.fleet("up", "noor", "--json").stdout)["ok"]
+    config = local_config(tmp_path, [r1], {"noor": "r1"})
+    outer = ["tmux", "-L", f"attach-{os.getpid()}"]
+    command = " ".join(shlex.quote(w) for w in [sys.executable, "-m", "fleet", "--config", str(config), "attach",
+                                                  "noor"])
+    try:
+        subprocess.run([*outer, "new-session", "-d", "-x", "120", "-y", "30", "-s", "t", command], check=True)
+
+        def screen() -> str:
+            return subprocess.run([*outer, "capture-pane", "-p", "-t", "=t:"], capture_output=True, text=True,
+                                  check=False).stdout
+
+        # the stand-in's own composer and footer, drawn by tmux on the host, through ssh's terminal
+        wait_until(lambda: "Ask Codex to do anything" in screen() and "mock-model default" in screen(), timeout=20)
+    finally:
+        subprocess.run([*outer, "kill-server"], capture_output=True, check=False)
+        r1.fleet("down", "noor", check=False)
+

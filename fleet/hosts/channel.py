@@ -26,6 +26,7 @@ import shlex
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Final
 
@@ -46,15 +47,19 @@ _STDERR_LINES: Final = 20
 _LOST: Final = object()
 
 
-def remote_command(host: HostSpec) -> str:
+def remote_command(host: HostSpec, command: Sequence[str] = ("remote-session",)) -> str:
     """The command ssh runs on the host: its `fleet` words (split like a shell would, each quoted
-    again for the remote shell), `--config` when set, and `remote-session`."""
-    words = [*shlex.split(host.fleet), *(["--config", host.config] if host.config else []), "remote-session"]
+    again for the remote shell), `--config` when set, and `command` (`remote-session`)."""
+    words = [*shlex.split(host.fleet), *(["--config", host.config] if host.config else []), *command]
     return " ".join(shlex.quote(w) for w in words)
 
 
-def ssh_argv(host: HostSpec, connect_timeout: float = CONNECT_TIMEOUT, ssh: str = "ssh") -> list[str]:
-    argv = [ssh, "-T", "-e", "none", "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+def ssh_argv(host: HostSpec, connect_timeout: float = CONNECT_TIMEOUT, ssh: str = "ssh", *,
+             command: Sequence[str] = ("remote-session",), tty: bool = False) -> list[str]:
+    """The ssh command line that runs fleet's `command` on the host: without a terminal (`-T`) for the
+    channel, with one (`-t`) for a person's `fleet attach`."""
+    argv = [ssh, "-t" if tty else "-T", "-e", "none", "-o", "BatchMode=yes", "-o", "ControlMaster=no",
+            "-o", "ControlPath=none",
             "-o", f"ConnectTimeout={max(1, int(connect_timeout))}", "-o", "ServerAliveInterval=15",
             "-o", "ServerAliveCountMax=3"]
     if host.port is not None:
@@ -63,7 +68,7 @@ def ssh_argv(host: HostSpec, connect_timeout: float = CONNECT_TIMEOUT, ssh: str 
         argv += ["-i", str(host.identity), "-o", "IdentitiesOnly=yes"]
     if host.ssh_config is not None:
         argv += ["-F", str(host.ssh_config)]
-    return [*argv, "--", host.ssh, remote_command(host)]
+    return [*argv, "--", host.ssh, remote_command(host, command)]
 
 
 class _Slot:

@@ -265,7 +265,14 @@ def agent_tail(svc: Service, *, agent: str, lines: int) -> dict[str, Any]:
 
 def attach_argv(svc: Service, agent: str, read_only: bool) -> list[str]:
     """The tmux command line that attaches a terminal to the agent's session (not an operation:
-    the CLI execs it, so it has no result to serve over MCP)."""
+    the CLI execs it, so it has no result to serve over MCP). A remote agent's: ssh with a terminal,
+    running `fleet attach` on its host."""
+    remote = svc.config.remote_agents.get(agent)
+    if remote is not None:
+        from fleet.hosts.channel import ssh_argv  # noqa: PLC0415 (start-up: see the module docstring)
+
+        return ssh_argv(svc.config.hosts[remote.host], tty=True,
+                        command=("attach", agent, *(("--read-only",) if read_only else ())))
     spec = svc.config.agent(agent)
     if not svc.runtime.tmux.has_session(spec.name):
         raise AgentNotRunning(f"Agent {agent!r} is not running.", hint=f"Start it with `fleet up {agent}`.",
