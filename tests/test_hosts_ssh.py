@@ -294,3 +294,30 @@ def test_attach_to_a_remote_agent_runs_attach_on_its_host_through_ssh_with_a_ter
         subprocess.run([*outer, "kill-server"], capture_output=True, check=False)
         r1.fleet("down", "noor", check=False)
 
+
+
+def test_claim_release_interrupt_and_approvals_run_on_the_agents_host(remote: Callable[..., RemoteHost],
+                                                                      tmp_path: Path) -> None:
+    """The lease and the approval hold of a remote agent live on its host: claim, release, interrupt,
+    approve and deny run there under the caller's holder, with the host's answers and error codes."""
+    r1 = remote("r1", ["noor"])
+    config = local_config(tmp_path, [r1], {"noor": "r1"})
+    claimed = cli(config, "claim", "noor", "--holder", "lead-3")
+    assert (claimed["status"], claimed["host"]) == ("claimed", "r1")
+    there = json.loads(r1.fleet("leases", "--json").stdout)["leases"]
+    assert [(e["agent"], e["holder"]) for e in there] == [("noor", "lead-3")]  # held on the host itself
+    refused = subprocess.run([sys.executable, "-m", "fleet", "--config", str(config), "claim", "noor", "--holder",
+                              "lead-4", "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert (refused.returncode, json.loads(refused.stdout)["error"]["code"]) == (3, "lease_held")
+    svc = Service(config_path=str(config))
+    for op, args, code in (("agent_interrupt", {}, "agent_not_running"), ("agent_approve", {}, "no_pending_approval"),
+                           ("agent_deny", {"message": "no"}, "no_pending_approval")):
+        with pytest.raises(FleetError) as caught:
+            ops.invoke(svc, op, {"agent": "noor", "holder": "lead-3", **args})
+        assert (op, caught.value.code, caught.value.data["host"]) == (op, code, "r1")
+    released = cli(config, "release", "noor", "--holder", "lead-3")
+    assert (released["released"], released["host"]) == (True, "r1")
+    assert json.loads(r1.fleet("leases", "--json").stdout)["leases"][0]["state"] == "free"
+    audited = [(r["event"], r["holder"]) for r in read_audit(r1.state_dir) if r["event"].startswith("agent_")]
+    assert ("agent_claim", "lead-3") in audited
+    assert ("agent_approve", "lead-3") in audited

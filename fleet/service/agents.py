@@ -250,6 +250,10 @@ def _sha(key: dict[str, Any]) -> str:
 
 def agent_interrupt(svc: Service, *, agent: str, holder: str | None = None,
                     token: int | None = None) -> dict[str, Any]:
+    if agent in svc.config.remote_agents:
+        from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
+
+        return forward_agent_op(svc, "agent_interrupt", {"agent": agent, "holder": holder, "token": token})
     spec = svc.config.agent(agent)
     with svc.leased([spec], holder, token, operation="interrupt", bound=_INTERRUPT_BOUND):
         return svc.runtime.interrupt(spec)

@@ -116,6 +116,16 @@ def forward_send(svc: Service, *, agent: str, text: str, timeout: float, request
     return forward(svc, agent, "agent_send", args, timeout=timeout, mutating=True)
 
 
+def forward_agent_op(svc: Service, op: str, args: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
+    """A mutating single-agent operation (`interrupt`, `approve`/`deny`, `claim`/`release`) for a remote
+    agent, run on its host under the caller's holder (the remote leases and audit name the same
+    holder). Not asked again if the channel loses its answer: it fails `host_lost`, since it may have
+    run there (an approval names its request, so a second answer would be refused anyway)."""
+    call = {k: v for k, v in args.items() if v is not None}
+    call["holder"] = svc.holder_for(args.get("holder"))
+    return forward(svc, str(args["agent"]), op, call, timeout=timeout, mutating=True)
+
+
 def _probe(svc: Service, name: str) -> dict[str, Any]:
     spec = svc.config.hosts[name]
     agents = sorted(a.name for a in svc.config.remote_agents.values() if a.host == name)

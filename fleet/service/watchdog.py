@@ -65,11 +65,21 @@ def watchdog_status(svc: Service, *, ticks: int) -> dict[str, Any]:
 
 def agent_approve(svc: Service, *, agent: str, request: str | None = None, holder: str | None = None,
                   token: int | None = None) -> dict[str, Any]:
+    if agent in svc.config.remote_agents:  # its hook holds the call on its host
+        from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
+
+        return forward_agent_op(svc, "agent_approve", {"agent": agent, "request": request, "holder": holder,
+                                                       "token": token})
     return _answer(svc, agent, "allow", "", request, holder, token)
 
 
 def agent_deny(svc: Service, *, agent: str, message: str, request: str | None = None, holder: str | None = None,
                token: int | None = None) -> dict[str, Any]:
+    if agent in svc.config.remote_agents:
+        from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
+
+        return forward_agent_op(svc, "agent_deny", {"agent": agent, "message": message, "request": request,
+                                                    "holder": holder, "token": token})
     return _answer(svc, agent, "deny", message, request, holder, token)
 
 
