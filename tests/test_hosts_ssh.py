@@ -234,9 +234,10 @@ def test_send_and_tail_run_on_the_agents_host(remote: Callable[..., RemoteHost],
     with pytest.raises(FleetError) as caught:
         ops.invoke(svc, "agent_tail", {"agent": "noor"})
     assert (caught.value.code, caught.value.data["host"]) == ("agent_not_running", "r1")
-    with pytest.raises(FleetError) as refused:  # not forwarded yet: said so, never run here
-        ops.invoke(svc, "agent_stop", {"agents": ["noor"]})
+    with pytest.raises(FleetError) as refused:  # assignments do not reach remote agents yet: said so, nothing made
+        ops.invoke(svc, "assignment_create", {"task": "look around", "to": "noor"})
     assert refused.value.code == "agent_remote"
+    assert ops.invoke(svc, "assignment_list", {})["assignments"] == []
 
 
 def test_a_host_that_does_not_answer_within_the_bound_is_unreachable(
@@ -321,3 +322,30 @@ def test_claim_release_interrupt_and_approvals_run_on_the_agents_host(remote: Ca
     audited = [(r["event"], r["holder"]) for r in read_audit(r1.state_dir) if r["event"].startswith("agent_")]
     assert ("agent_claim", "lead-3") in audited
     assert ("agent_approve", "lead-3") in audited
+
+
+def test_up_and_down_start_and_stop_remote_agents_on_their_hosts(remote: Callable[..., RemoteHost],
+                                                                 tmp_path: Path) -> None:
+    """`fleet up` / `fleet down` with remote agents: each host starts and stops its own (one request per
+    host, in parallel); without names, every agent here and on every host; a host that is down fails
+    its agents' rows only."""
+    from faketui import fake_codex
+
+    r1 = remote("r1", ["noor"], codex=fake_codex(tmp_path))
+    down = remote("down", ["zed"], port=free_port())
+    config = local_config(tmp_path, [r1, down], {"noor": "r1", "zed": "down"})
+    try:
+        proc = subprocess.run([sys.executable, "-m", "fleet", "--config", str(config), "up", "--json"],
+                              capture_output=True, text=True, timeout=120, check=False)
+        started = json.loads(proc.stdout)
+        rows = {r["agent"]: r for r in started["agents"]}
+        assert (rows["noor"]["result"], rows["noor"]["host"]) == ("started", "r1"), rows
+        assert (rows["zed"]["result"], rows["zed"]["error"]["code"]) == ("failed", "host_unreachable")
+        assert started["ok"] is False
+        assert proc.returncode != 0
+        assert json.loads(r1.fleet("status", "noor", "--json").stdout)["agents"][0]["state"] == "idle"
+        stopped = cli(config, "down", "noor")
+        assert [(r["agent"], r["host"], r["result"]) for r in stopped["agents"]] == [("noor", "r1", "stopped")]
+        assert json.loads(r1.fleet("status", "noor", "--json").stdout)["agents"][0]["state"] == "stopped"
+    finally:
+        r1.fleet("down", "noor", check=False)

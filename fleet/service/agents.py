@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from fleet.agents.oplock import OP_WAIT
@@ -89,7 +90,53 @@ def _raise_if_nothing_was_done(held: list[Any], refused: list[FleetError], resul
     raise err
 
 
+def _split(svc: Service, agents: list[str] | None) -> tuple[list[str] | None, list[str]]:
+    """A call's agents as (this host's: None for all of them, or the names; the remote ones). No
+    names means every agent, here and on every host."""
+    remote = svc.config.remote_agents
+    if not agents:
+        return None, list(remote)
+    return [a for a in agents if a not in remote], [a for a in agents if a in remote]
+
+
+def _across_hosts(svc: Service, op: str, local_run: Callable[[list[str] | None], dict[str, Any]],
+                  agents: list[str] | None, args: dict[str, Any], timeout: float,
+                  row_ok: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """Run `op` for this host's agents (`local_run`) and, forwarded, for each remote host's; one row per
+    agent in the order asked (all: config order, this host's first); `ok` when `row_ok` holds for each."""
+    local, remote = _split(svc, agents)
+    if not remote:
+        return local_run(agents)
+    from .hosts import forward_many  # noqa: PLC0415 (only a config with hosts needs it)
+
+    here: dict[str, Any] = local_run(local) if (local is None and svc.config.agents) or local else {
+        "ok": True, "agents": []}
+    there = forward_many(svc, op, remote, args, timeout=timeout)
+    rows: dict[str, dict[str, Any]] = {r["agent"]: r for r in [*here["agents"], *there]}
+    order = agents or [*svc.config.agents, *svc.config.remote_agents]
+    ordered = [rows[n] for n in order if n in rows]
+    out = {"ok": here["ok"] and all(row_ok(r) for r in ordered), "agents": ordered}
+    return {**out, "warnings": here["warnings"]} if "warnings" in here else out
+
+
 def agent_start(svc: Service, *, timeout: float, agents: list[str] | None = None, holder: str | None = None,
+                token: int | None = None) -> dict[str, Any]:
+    """Start agents, this host's and (forwarded) each remote host's: see `_start_here`."""
+    return _across_hosts(svc, "agent_start",
+                         lambda names: _start_here(svc, timeout=timeout, agents=names, holder=holder, token=token),
+                         agents, {"timeout": timeout, "holder": holder, "token": token}, timeout,
+                         lambda r: r["result"] in ("started", "running"))
+
+
+def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | None = None,
+               token: int | None = None) -> dict[str, Any]:
+    """Stop agents, this host's and (forwarded) each remote host's: see `_stop_here`."""
+    return _across_hosts(svc, "agent_stop", lambda names: _stop_here(svc, agents=names, holder=holder, token=token),
+                         agents, {"holder": holder, "token": token}, _STOP_BOUND * 10,
+                         lambda r: r["result"] != "failed")
+
+
+def _start_here(svc: Service, *, timeout: float, agents: list[str] | None = None, holder: str | None = None,
                 token: int | None = None) -> dict[str, Any]:
     """Start agents; `timeout` bounds the whole call (waiting for other operations, launching, and
     waiting once for every agent to be ready). One result per agent, in the order asked; `ok` is
@@ -181,7 +228,7 @@ def _sync_approve_policy(svc: Service, specs: list[AgentSpec]) -> None:
                            create=True, roots=fleet_roots(svc.config) if approve else ())
 
 
-def agent_stop(svc: Service, *, agents: list[str] | None = None, holder: str | None = None,
+def _stop_here(svc: Service, *, agents: list[str] | None = None, holder: str | None = None,
                token: int | None = None) -> dict[str, Any]:
     """Stop agents concurrently; one result per agent, in the order asked; `ok` is false when any failed."""
     specs = svc.specs(agents)

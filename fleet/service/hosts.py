@@ -126,6 +126,29 @@ def forward_agent_op(svc: Service, op: str, args: dict[str, Any], *, timeout: fl
     return forward(svc, str(args["agent"]), op, call, timeout=timeout, mutating=True)
 
 
+def forward_many(svc: Service, op: str, names: list[str], args: dict[str, Any], *,
+                 timeout: float) -> list[dict[str, Any]]:
+    """`up`/`down` (`op`) for remote agents: one request per host with its agents, hosts in parallel,
+    under the caller's holder; one row per agent (with `host`). A host that fails gives each of its
+    agents a `failed` row with that error (`host_unreachable`, or `host_lost` when the answer was lost:
+    it may have run there)."""
+    by_host: dict[str, list[str]] = {}
+    for name in names:
+        by_host.setdefault(svc.config.remote_agents[name].host, []).append(name)
+
+    def one(host: str, group: list[str]) -> list[dict[str, Any]]:
+        call = {k: v for k, v in args.items() if v is not None}
+        call.update(agents=group, holder=svc.holder_for(args.get("holder")))
+        try:
+            result = svc.hosts.channel(host).request(op, call, timeout=timeout + _FORWARD_SLACK, mutating=True)
+        except FleetError as exc:
+            return [{"agent": n, "host": host, "result": "failed", "error": exc.to_dict()} for n in group]
+        return [{**row, "host": host} for row in result.get("agents", [])]
+
+    with ThreadPoolExecutor(max_workers=min(len(by_host), HOSTS_PARALLEL), thread_name_prefix="fleet-hosts") as pool:
+        return [row for rows in pool.map(lambda item: one(*item), by_host.items()) for row in rows]
+
+
 def _probe(svc: Service, name: str) -> dict[str, Any]:
     spec = svc.config.hosts[name]
     agents = sorted(a.name for a in svc.config.remote_agents.values() if a.host == name)
