@@ -142,3 +142,19 @@ def test_budget_actions_never_climb_the_ladder(used: int, asked: float | None, n
         if action.action in ("budget_interrupt", "fail_over_budget"):
             assert action.rung is None
             assert action.assignment == "as-1"
+
+
+def test_a_parked_or_crashed_agent_past_its_budget_is_asked_for_its_report_not_given_the_work_again() -> None:
+    """Resuming after a usage limit re-sends the assignment and a crash's restart re-sends its lost turn:
+    both spend more. Past the budget, the resume becomes the budget's report request, and the restart
+    comes without the re-send (the next tick asks, as for any idle agent past its budget)."""
+    over = BudgetFacts(1000, 2000)
+    parked = facts(state="limited", limited_since=T0 + 100, resets_at=T0 + 200)
+    assert kinds(parked, T0 + 300) == ["resume_after_limit"]
+    assert kinds(facts(state="limited", limited_since=T0 + 100, resets_at=T0 + 200, budget=over), T0 + 150) == []
+    assert kinds(facts(state="limited", limited_since=T0 + 100, resets_at=T0 + 200, budget=over),
+                 T0 + 300) == ["budget_interrupt"]
+    crashed = facts(state="exited", exited_at=T0 + 100, lost_turn=True)
+    assert kinds(crashed, T0 + 300) == ["restart_resume", "resend"]
+    assert kinds(facts(state="exited", exited_at=T0 + 100, lost_turn=True, budget=over), T0 + 300) == [
+        "restart_resume"]

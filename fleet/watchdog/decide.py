@@ -324,8 +324,8 @@ def _crashed(f: AgentFacts, policy: Policy, now: float) -> list[Action]:
     actions = [_act(f, "restart_resume",
                     f"{f.agent} {exited}; restarting it with its session resumed (restart {n} of "
                     f"{policy.max_restarts}{f', backoff {_dur(wait)}' if wait else ''}).")]
-    if f.lost_turn and _owes_report(f):
-        assert f.assignment is not None
+    if f.lost_turn and _owes_report(f) and not (f.budget is not None and f.budget.over):
+        assert f.assignment is not None  # past its budget it is not re-sent: the budget rule asks for its report
         actions.append(_act(f, "resend", f"The crash lost the open turn of {f.assignment.id}; re-sending it."))
     return actions
 
@@ -344,6 +344,8 @@ def _limited(f: AgentFacts, policy: Policy, now: float) -> list[Action]:
             return [_act(f, "reassign", f"{f.agent} is parked at its usage limit ({_dur(due - now)} until it may "
                          f"resume); on_limit = reassign moves {owed} to {f.failover_to}: {f.failover_why}")]
         return []
+    if owed and (over := _budget(f, policy, now)) is not None:  # past its budget: its report, not the work again
+        return over
     if owed:
         what = f"re-sending {owed}"
     elif f.handed_over:
