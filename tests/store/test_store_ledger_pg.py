@@ -10,6 +10,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -255,3 +257,44 @@ def test_an_assignment_made_on_one_host_is_read_waited_on_and_ended_from_another
     finally:
         pg_cluster.start()
     assert a.json("show", aid)["state"] == "cancelled"
+
+
+def test_a_writer_waits_for_the_one_holding_the_head_so_ids_appear_in_commit_order(
+        pg_settings: StoreSettings, tmp_path: Path) -> None:
+    """Writer 1 stops inside its transaction, its event id drawn but not committed. Writer 2 must
+    then wait on the head lock (seen in `pg_stat_activity`), not commit a larger id first: that is
+    what keeps a reader from skipping writer 1's id for ever. Without the lock this never waits."""
+    first_db, second_db = Database(pg_settings), Database(pg_settings)
+    first, second = PgLedger(first_db, tmp_path), PgLedger(second_db, tmp_path)
+    drawn, go_on = threading.Event(), threading.Event()
+    original = first._event
+
+    def pause_after_the_event(*args: object, **kw: object) -> object:
+        event = original(*args, **kw)  # type: ignore[arg-type]
+        drawn.set()
+        go_on.wait(30)
+        return event
+
+    first._event = pause_after_the_event  # type: ignore[method-assign]
+    results: dict[str, int] = {}
+    one = threading.Thread(target=lambda: results.update(first=first.record_event("note", actor="1").cursor))
+    two = threading.Thread(target=lambda: results.update(second=second.record_event("note", actor="2").cursor))
+    one.start()
+    try:
+        assert drawn.wait(30)
+        two.start()
+        with psycopg.connect(pg_settings.url, autocommit=True) as watcher:
+            end = time.monotonic() + 30
+            while not watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fleet' "
+                                      "AND wait_event_type = 'Lock'").fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < end, "the second writer never waited for the first"
+                time.sleep(0.01)
+        assert second.events_since(0)[0] == []  # nothing committed yet, nothing visible
+    finally:
+        go_on.set()
+        one.join(30)
+        two.join(30)
+    assert results["first"] < results["second"]
+    assert [e.cursor for e in second.events_since(0)[0]] == [results["first"], results["second"]]
+    first_db.close()
+    second_db.close()
