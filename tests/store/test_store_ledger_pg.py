@@ -232,6 +232,9 @@ def test_an_assignment_made_on_one_host_is_read_waited_on_and_ended_from_another
     again = b.json("assign", "write the notes", "--queue", "--request-id", "r-1")  # the retry, on the other host
     assert (again["assignment"], again["duplicate"]) == (aid, True)
     assert [x["id"] for x in b.json("assignments")["assignments"]] == [aid]
+    tick = b.json("watchdog", "tick", "--dry-run")  # its memory stays in b's own file, the ledger is shared
+    assert tick["errors"] == []
+    assert (b.state_dir / "fleet.db").exists()
     waiter = subprocess.Popen([sys.executable, "-m", "fleet", "--config", str(b.path), "wait", aid, "--timeout",
                                "120", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
