@@ -257,6 +257,11 @@ def test_an_assignment_made_on_one_host_is_read_waited_on_and_ended_from_another
         down = b.cli("show", aid, "--json")
         assert down.returncode == EXIT_ENVIRONMENT
         assert json.loads(down.stdout)["error"]["code"] == "store_unavailable"
+        tick = b.cli("watchdog", "tick", "--json")  # the tick goes on without the ledger and says why
+        assert tick.returncode == 0, tick.stderr
+        result = json.loads(tick.stdout)
+        assert result["ledger"]["code"] == "store_unavailable"
+        assert {e["code"] for e in result["errors"]} == {"store_unavailable"}  # the ledger's, and the leases
     finally:
         pg_cluster.start()
     assert a.json("show", aid)["state"] == "cancelled"
