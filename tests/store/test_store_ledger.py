@@ -353,3 +353,30 @@ def test_the_ledger_accepts_exactly_the_moves_the_table_allows(ledger_backend: M
             state, accepted = to, accepted + 1
     assert led.get(aid).state == state
     assert len(led.events_for(aid)) == 1 + accepted
+
+
+# -- the PostgreSQL ledger's pure helpers, as properties ---------------------------------------------
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                    max_leaves=8)
+
+
+@given(st.lists(st.text() | st.integers() | st.none(), max_size=5))
+def test_parameters_never_carry_a_nul_and_other_text_is_kept(params: list[Any]) -> None:
+    from fleet.work.pgledger import _clean
+
+    cleaned = _clean(params)
+    assert not any(isinstance(p, str) and "\x00" in p for p in cleaned)
+    assert [c for c, p in zip(cleaned, params, strict=True) if not (isinstance(p, str) and "\x00" in p)] == \
+        [p for p in params if not (isinstance(p, str) and "\x00" in p)]
+
+
+@given(JSON)
+def test_a_summary_field_is_read_from_any_stored_document_without_raising(document: Any) -> None:
+    from fleet.work.ledgersql import dumps
+    from fleet.work.pgledger import _field
+
+    expected = document.get("status") if isinstance(document, dict) else None
+    assert _field(dumps(document), "status") == expected
+    assert _field(None, "status") is None
