@@ -220,7 +220,8 @@ def test_a_transition_cut_by_the_stop_leaves_neither_the_row_nor_its_event(
 # -- two hosts, one ledger -------------------------------------------------------------------------
 
 def test_an_assignment_made_on_one_host_is_read_waited_on_and_ended_from_another(
-        pg_cluster: PgCluster, pg_settings: StoreSettings, fleet_factory: Callable[..., Fleet]) -> None:
+        pg_cluster: PgCluster, pg_settings: StoreSettings, pg_db: Database,
+        fleet_factory: Callable[..., Fleet]) -> None:
     store = f'\n[store]\nurl = "{pg_cluster.url()}"\nnamespace = "{pg_settings.namespace}"\nconnect_timeout = 2\n'
     a, b = fleet_factory(1, extra=store), fleet_factory(1, extra=store)
     made = a.json("assign", "write the notes", "--queue", "--request-id", "r-1")
@@ -247,6 +248,11 @@ def test_an_assignment_made_on_one_host_is_read_waited_on_and_ended_from_another
     assert [d["id"] for d in json.loads(out)["done"]] == [aid]
     kinds = [(e["kind"], e["to"]) for e in b.json("events")["events"] if e["assignment"] == aid]
     assert kinds == [("created", "queued"), ("transition", "cancelled")]
+    remote = PgLedger(pg_db, b.root)  # an agent only some other host runs has work under way
+    theirs = remote.create(task="elsewhere", holder="lead", actor="host-c", agent="agent-on-c")[0].id
+    remote.transition(theirs, "sent", actor="host-c", expect="queued")
+    assert b.json("show", theirs)["state"] == "sent"  # b reconciles only its own agents' work
+    assert b.cli("wait", theirs, "--timeout", "0", "--json").returncode == 5  # still pending, not failed
     for host in (a, b):  # no host keeps a ledger of its own: a local fleet.db is the watchdog's only
         if (host.state_dir / "fleet.db").exists():
             with sqlite3.connect(host.state_dir / "fleet.db") as local:
