@@ -219,10 +219,14 @@ def test_a_transition_cut_by_the_stop_leaves_neither_the_row_nor_its_event(
 
 # -- two hosts, one ledger -------------------------------------------------------------------------
 
+def store_table(pg_cluster: PgCluster, pg_settings: StoreSettings) -> str:
+    """The `[store]` table of "hosts" sharing the test's namespace."""
+    return f'\n[store]\nurl = "{pg_cluster.url()}"\nnamespace = "{pg_settings.namespace}"\nconnect_timeout = 2\n'
+
+
 def test_an_assignment_made_on_one_host_is_read_waited_on_and_ended_from_another(
-        pg_cluster: PgCluster, pg_settings: StoreSettings, pg_db: Database,
-        fleet_factory: Callable[..., Fleet]) -> None:
-    store = f'\n[store]\nurl = "{pg_cluster.url()}"\nnamespace = "{pg_settings.namespace}"\nconnect_timeout = 2\n'
+        pg_cluster: PgCluster, pg_settings: StoreSettings, fleet_factory: Callable[..., Fleet]) -> None:
+    store = store_table(pg_cluster, pg_settings)
     a, b = fleet_factory(1, extra=store), fleet_factory(1, extra=store)
     made = a.json("assign", "write the notes", "--queue", "--request-id", "r-1")
     aid = made["assignment"]
@@ -248,11 +252,6 @@ def test_an_assignment_made_on_one_host_is_read_waited_on_and_ended_from_another
     assert [d["id"] for d in json.loads(out)["done"]] == [aid]
     kinds = [(e["kind"], e["to"]) for e in b.json("events")["events"] if e["assignment"] == aid]
     assert kinds == [("created", "queued"), ("transition", "cancelled")]
-    remote = PgLedger(pg_db, b.root)  # an agent only some other host runs has work under way
-    theirs = remote.create(task="elsewhere", holder="lead", actor="host-c", agent="agent-on-c")[0].id
-    remote.transition(theirs, "sent", actor="host-c", expect="queued")
-    assert b.json("show", theirs)["state"] == "sent"  # b reconciles only its own agents' work
-    assert b.cli("wait", theirs, "--timeout", "0", "--json").returncode == 5  # still pending, not failed
     for host in (a, b):  # no host keeps a ledger of its own: a local fleet.db is the watchdog's only
         if (host.state_dir / "fleet.db").exists():
             with sqlite3.connect(host.state_dir / "fleet.db") as local:
@@ -271,6 +270,21 @@ def test_an_assignment_made_on_one_host_is_read_waited_on_and_ended_from_another
     finally:
         pg_cluster.start()
     assert a.json("show", aid)["state"] == "cancelled"
+
+
+def test_a_host_leaves_the_work_of_agents_it_does_not_run_to_their_host(
+        pg_cluster: PgCluster, pg_settings: StoreSettings, pg_db: Database,
+        fleet_factory: Callable[..., Fleet]) -> None:
+    b = fleet_factory(1, extra=store_table(pg_cluster, pg_settings))
+    remote = PgLedger(pg_db, b.root)  # an agent only some other host runs has work under way
+    theirs = remote.create(task="elsewhere", holder="lead", actor="host-c", agent="agent-on-c")[0].id
+    remote.transition(theirs, "sent", actor="host-c", expect="queued")
+    assert b.json("show", theirs)["state"] == "sent"  # b reconciles only its own agents' work
+    assert b.cli("wait", theirs, "--timeout", "0", "--json").returncode == 5  # still pending, not failed
+    assert b.json("watchdog", "tick")["errors"] == []
+    assert remote.get(theirs).state == "sent"
+    b.json("cancel", theirs)  # a person on any host may still end it
+    assert remote.get(theirs).state == "cancelled"
 
 
 def test_a_writer_waits_for_the_one_holding_the_head_so_ids_appear_in_commit_order(
