@@ -256,8 +256,8 @@ REGISTRY: Final[dict[str, Operation]] = {
             "Create or upgrade the shared PostgreSQL store's schema ([store] url); idempotent, safe from many hosts.",
             "mutating", {}, (), _out("backend", "version", "applied"), "fleet.service.store:store_init"),
         _op("store_status", "store status",
-            "Which store holds the leases (embedded files or PostgreSQL), and whether it answers with the "
-            "right schema.",
+            "Which store holds the leases and the ledger (embedded files or PostgreSQL), and whether it "
+            "answers with the right schema.",
             "readonly", {}, (), _out("backend", "ok"), "fleet.service.store:store_status"),
         _op("ledger_repair", "ledger-repair",
             "Only after a ledger_unusable error: move a damaged fleet.db aside (kept), salvage its rows into a "

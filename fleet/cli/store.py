@@ -24,10 +24,11 @@ def init_cmd(as_json: JsonOpt = False) -> None:
 
 
 def status_cmd(as_json: JsonOpt = False) -> None:
-    """Say which store holds the leases and whether it answers with this fleet's schema (exit 1 if not)."""
+    """Say which store holds the leases and the ledger, and whether it answers with this fleet's schema
+    (exit 1 if not)."""
     def render(r: dict[str, Any]) -> None:
         if r["backend"] == "embedded":
-            print(f"store: embedded (lease files in {r['state_dir']})")
+            print(f"store: embedded (lease files and the SQLite ledger in {r['state_dir']})")
             return
         if not r["reachable"]:
             print(f"store {r['store']} (from {r['source']}): UNREACHABLE")

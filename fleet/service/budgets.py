@@ -19,7 +19,7 @@ from fleet.tokens import counted, format_tokens
 from fleet.vocab import FAIL_OVER_BUDGET, WATCHDOG_HOLDER
 from fleet.watchdog.budget import ASKED_EVENT, BudgetFacts, open_turn_tokens
 from fleet.watchdog.facts import JournalFacts
-from fleet.work.ledger import Ledger
+from fleet.work.ledgerbackend import LedgerBackend
 from fleet.work.prompt import REPORT_CONTRACT
 
 from .assign import deliver
@@ -27,7 +27,7 @@ from .core import Service
 from .delivery import fail
 
 
-def budget_facts(ledger: Ledger, row: Mapping[str, Any] | None, events: list[dict[str, Any]],
+def budget_facts(ledger: LedgerBackend, row: Mapping[str, Any] | None, events: list[dict[str, Any]],
                  journal: JournalFacts, home: Path) -> BudgetFacts | None:
     """The open assignment `row`'s budget facts (None without a budget): the ledger's sum of its
     ended turns (reconcile ran at the tick's start), plus the open turn's running figure from the

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from fleet.hosts.channel import Hosts
     from fleet.leases.backend import LeaseBackend
     from fleet.store.db import Database
-    from fleet.work.ledger import Ledger
+    from fleet.work.ledgerbackend import LedgerBackend
 
 logger = LazyLogger("fleet.service")
 
@@ -80,7 +80,7 @@ class Service:
     _runtime: Runtime | None = field(default=None, init=False)
     _leases: LeaseBackend | None = field(default=None, init=False)
     _store: Database | None = field(default=None, init=False)
-    _ledger: Ledger | None = field(default=None, init=False)
+    _ledger: LedgerBackend | None = field(default=None, init=False)
     _hosts: Hosts | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -139,12 +139,18 @@ class Service:
         return self._store
 
     @property
-    def ledger(self) -> Ledger:
-        """The assignment ledger (`<state_dir>/fleet.db`), opened on first use, closed with `close()`."""
+    def ledger(self) -> LedgerBackend:
+        """The assignment ledger, opened on first use, closed with `close()`: `<state_dir>/fleet.db`, or
+        the shared store's rows when `[store] url` is set (the watchdog's memory stays in the file)."""
         if self._ledger is None:
-            from fleet.work.ledger import Ledger
+            if self.config.store is not None:
+                from fleet.work.pgledger import PgLedger
 
-            self._ledger = Ledger(self.config.state_dir)
+                self._ledger = PgLedger(self.store, self.config.state_dir)
+            else:
+                from fleet.work.ledger import Ledger
+
+                self._ledger = Ledger(self.config.state_dir)
         return self._ledger
 
     @property

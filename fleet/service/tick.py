@@ -63,7 +63,7 @@ from fleet.watchdog.tickstate import (
     tick_lock,
     turn_id_of,
 )
-from fleet.work.ledger import Ledger
+from fleet.work.ledgerbackend import LedgerBackend
 
 from .budgets import budget_facts
 from .core import Service
@@ -163,7 +163,8 @@ def _result(at: float, dry_run: bool, skipped: str | None, actions: list[TickAct
 
 
 class _Tick:
-    def __init__(self, svc: Service, ledger: Ledger | None, store: WatchdogStore, now: float, dry_run: bool) -> None:
+    def __init__(self, svc: Service, ledger: LedgerBackend | None, store: WatchdogStore, now: float,
+                 dry_run: bool) -> None:
         self.svc, self.ledger, self.store, self.now, self.dry_run = svc, ledger, store, now, dry_run
         self.policy = svc.config.watchdog
         self.errors: list[dict[str, Any]] = []
@@ -177,7 +178,7 @@ class _Tick:
             self.ledger_fault = ledger_fault(exc)
             self.errors.append({"step": "ledger", **self.ledger_fault})
 
-    def _from_ledger(self, read: Callable[[Ledger], Any], default: Any) -> Any:
+    def _from_ledger(self, read: Callable[[LedgerBackend], Any], default: Any) -> Any:
         """`read(ledger)`, or `default` when the ledger is (or turns out to be) unusable."""
         ledger = self.ledger
         return default if ledger is None else self._safely(lambda: read(ledger), default)
@@ -376,7 +377,7 @@ class _Tick:
             self.errors.append({"step": what, "code": "internal_error", "message": f"{type(exc).__name__}: {exc}"})
 
 
-def open_ledger(svc: Service) -> tuple[Ledger | None, WatchdogStore | None, BaseException | None]:
+def open_ledger(svc: Service) -> tuple[LedgerBackend | None, WatchdogStore | None, BaseException | None]:
     """The service's ledger and the watchdog's tables in it, or the fault that makes them unusable
     (the service's connection is closed then). Opening reads the header and the schema; damage
     deeper in the file shows when a query reaches it, and the tick catches `LEDGER_FAULTS` there."""

@@ -215,6 +215,8 @@ def _copy_hook_facts(svc: Service, a: Assignment, journal: list[dict[str, Any]],
 def _advance(svc: Service, a: Assignment, cache: _Agents, now: float) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     spec = svc.config.agents.get(a.agent or "")
+    if spec is None and svc.config.store is not None:
+        return []  # the ledger is shared: an agent this host does not know is another host's to track
     if spec is None:
         done = fail(svc, a.id, a.agent, "its agent is no longer configured", actor=ACTOR,
                     expect=("sent", "working"))

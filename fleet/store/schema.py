@@ -9,6 +9,8 @@ released: a change is a new migration with the next version.
 Version 1, leases: one row per (namespace, agent), never deleted, so `token` (the last token the
 database issued for the agent) only ever grows, across release, expiry and takeover. Times are epoch
 seconds read from the database's clock (`clock_timestamp()`), never a host's.
+
+Version 2, the ledger: see `_LEDGER`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,54 @@ from fleet.errors import StoreSchemaMismatch
 if TYPE_CHECKING:
     import psycopg
 
+_STATES: Final = ", ".join(f"'{s}'" for s in ("queued", "sent", "working", "reported", "verified", "rejected",
+                                                  "failed", "cancelled"))
+#: Version 2, the ledger (`fleet.work.pgledger`): the SQLite ledger's tables keyed by namespace, JSON
+#: kept as text (decoded by the same code). `fleet_ledger_head` has one row per namespace that every
+#: ledger writer locks first (and bumps: the `data_version` a waiter polls), so writers are serialised
+#: and each takes its event ids from `fleet_event_id_seq` only while it holds that row: ids appear in
+#: commit order. Events are append-only: a trigger refuses UPDATE, DELETE and TRUNCATE.
+_LEDGER: Final = (
+    """CREATE TABLE fleet_ledger_head (
+        namespace text PRIMARY KEY,
+        version   bigint NOT NULL DEFAULT 0
+    )""",
+    f"""CREATE TABLE fleet_assignment (
+        namespace text NOT NULL, id text NOT NULL, agent text, holder text NOT NULL, task text NOT NULL,
+        prompt text, skills text NOT NULL DEFAULT '[]', read_paths text NOT NULL DEFAULT '[]',
+        write_paths text NOT NULL DEFAULT '[]', checks text NOT NULL DEFAULT '[]', deadline double precision,
+        state text NOT NULL CHECK (state IN ({_STATES})), receipt text, turn_id text, report text,
+        verification text, baseline text, reason text, request_id text, created_at double precision NOT NULL,
+        updated_at double precision NOT NULL, sent_at double precision, ended_at double precision,
+        repo text, branch text, base_commit text, verified_commit text, merged_commit text, usage text,
+        budget bigint,
+        PRIMARY KEY (namespace, id)
+    )""",
+    "CREATE INDEX fleet_assignment_state ON fleet_assignment (namespace, state, id)",
+    "CREATE INDEX fleet_assignment_agent ON fleet_assignment (namespace, agent, id)",
+    """CREATE TABLE fleet_event (
+        id bigserial PRIMARY KEY, namespace text NOT NULL, time double precision NOT NULL, assignment text,
+        agent text, actor text NOT NULL, kind text NOT NULL, from_state text, to_state text,
+        details text NOT NULL DEFAULT '{}',
+        key text,
+        moved_from text
+    )""",
+    "CREATE INDEX fleet_event_cursor ON fleet_event (namespace, id)",
+    "CREATE INDEX fleet_event_assignment ON fleet_event (namespace, assignment, id)",
+    "CREATE INDEX fleet_event_moved ON fleet_event (namespace, moved_from, id) WHERE moved_from IS NOT NULL",
+    """CREATE FUNCTION fleet_event_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'events are append-only'; END $$""",
+    """CREATE TRIGGER fleet_event_no_change BEFORE UPDATE OR DELETE ON fleet_event
+        FOR EACH ROW EXECUTE FUNCTION fleet_event_append_only()""",
+    """CREATE TRIGGER fleet_event_no_truncate BEFORE TRUNCATE ON fleet_event
+        FOR EACH STATEMENT EXECUTE FUNCTION fleet_event_append_only()""",
+    """CREATE TABLE fleet_request (
+        namespace text NOT NULL, scope text NOT NULL, id text NOT NULL, sha text NOT NULL, result text,
+        created_at double precision NOT NULL,
+        PRIMARY KEY (namespace, scope, id)
+    )""",
+    "CREATE INDEX fleet_request_age ON fleet_request (namespace, created_at)",
+)
 #: (version, name, statements: one SQL command each, as pipeline mode requires). Append only.
 MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
     (1, "leases", ("""
@@ -40,6 +90,7 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
         )""",
         """COMMENT ON COLUMN fleet_lease.token IS
             'The last token issued for the agent: only ever grows (fencing). NULL holder: free.'""")),
+    (2, "ledger", _LEDGER),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 #: Serialises concurrent `fleet store init` runs (an arbitrary constant: "fleet" in ASCII).

@@ -16,14 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from fleet.errors import FleetError, LedgerError
+from fleet.errors import FleetError, LedgerError, StoreSchemaMismatch, StoreUnavailable
 from fleet.fsutil import ensure_dir, flock_within, open_lock_file
 
 LOCK_FILE: Final = "watchdog.lock"
 #: The watchdog's tables while `fleet.db` is unusable (see `fleet.service.tick`).
 FALLBACK_DB: Final = "watchdog-fallback.db"
-#: What a damaged or unusable ledger raises: fleet's own wrapper, or SQLite's when a page is bad.
-LEDGER_FAULTS: Final = (LedgerError, sqlite3.DatabaseError)
+#: What a damaged or unusable ledger raises: fleet's own wrapper, or SQLite's when a page is bad; with
+#: the ledger in the shared store (`[store]`), the database down or its schema not this fleet's.
+LEDGER_FAULTS: Final = (LedgerError, sqlite3.DatabaseError, StoreUnavailable, StoreSchemaMismatch)
 
 
 def private_file(path: Path) -> Path:

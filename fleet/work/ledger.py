@@ -29,8 +29,11 @@ from fleet.errors import InvalidInput, LedgerBusy, LedgerError, RequestIdConflic
 from fleet.fsutil import ensure_dir
 
 from .ledgersql import (
+    EVENT_KIND,
+    MAX_DETAILS_BYTES,
     MAX_LIST,
     dumps,
+    event_text,
     expected_states,
     field_values,
     list_query,
@@ -55,9 +58,9 @@ from .records import (
 from .schema import DB_NAME, SCHEMA_VERSION, connect, ledger_busy
 
 __all__ = [
-    "BUSY_TIMEOUT", "DB_NAME", "MAX_LIST", "REQUEST_TTL", "SCHEMA_VERSION", "Assignment", "AssignmentSummary",
-    "Event", "Ledger", "LedgerBusy", "LedgerError", "RequestIdConflict", "RequestRecord", "new_assignment_id",
-    "request_conflict", "request_sha",
+    "BUSY_TIMEOUT", "DB_NAME", "EVENT_KIND", "MAX_DETAILS_BYTES", "MAX_LIST", "REQUEST_TTL", "SCHEMA_VERSION",
+    "Assignment", "AssignmentSummary", "Event", "Ledger", "LedgerBusy", "LedgerError", "RequestIdConflict",
+    "RequestRecord", "new_assignment_id", "request_conflict", "request_sha",
 ]
 
 #: How long a writer waits for the lock before `LedgerBusy`. Transactions hold it for milliseconds;
@@ -68,9 +71,6 @@ REQUEST_TTL: Final = 7 * 86400.0
 #: Events per `events_since` page: enough for a lead's poll, small enough for one MCP result.
 DEFAULT_EVENT_PAGE: Final = 200
 MAX_EVENT_PAGE: Final = 5000
-#: Event details are a few fields; a bigger blob belongs in an assignment column.
-MAX_DETAILS_BYTES: Final = 64 * 1024
-EVENT_KIND: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 #: `assign`, or `send:<agent>` (a plain send's ids are per agent, as its journal lookup was).
 REQUEST_SCOPE: Final = re.compile(r"^[a-z][a-z0-9_]{0,15}(?::[a-z][a-z0-9-]{0,31})?$")
 
@@ -449,12 +449,7 @@ class Ledger:
 
     def _event(self, db: sqlite3.Connection, now: float, assignment: str | None, agent: str | None, actor: str,
                kind: str, from_state: str | None, to_state: str | None, details: Mapping[str, Any]) -> Event:
-        if not EVENT_KIND.match(kind):
-            raise InvalidInput(f"Bad event kind {kind!r}.", hint="Use a short snake_case word.")
-        text = dumps(dict(details))
-        if len(text.encode()) > MAX_DETAILS_BYTES:
-            raise InvalidInput(f"Event details are larger than {MAX_DETAILS_BYTES} bytes.",
-                               hint="Store large data in an assignment field instead.")
+        text = event_text(kind, details)
         cur = db.execute("INSERT INTO events (time, assignment, agent, actor, kind, from_state, to_state, details) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (now, assignment, agent, actor, kind, from_state, to_state, text))

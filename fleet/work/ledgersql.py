@@ -5,6 +5,7 @@ the listing query, the JSON encoding of stored fields. Pure: no connection, no I
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -21,22 +22,31 @@ FIELDS: Final[dict[str, bool]] = {
     "repo": False, "branch": False, "base_commit": False, "verified_commit": False, "merged_commit": False,
     "budget": False,
 }
+#: Event details are a few fields; a bigger blob belongs in an assignment column.
+MAX_DETAILS_BYTES: Final = 64 * 1024
+EVENT_KIND: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 def list_query(columns: str, open_only: bool, agent: str | None, states: Iterable[AssignmentState] | None,
-                limit: int, before: str | None) -> tuple[str, list[Any]]:
+                limit: int, before: str | None, *, table: str = "assignments",
+                namespace: str | None = None) -> tuple[str, list[Any]]:
+    """The listing's SQL with `?` placeholders; with `namespace`, only that namespace's rows (the
+    shared store's tables)."""
     wanted = set(states) if states is not None else set(STATES)
     if open_only:
         wanted &= OPEN_STATES
-    where = [f"state IN ({', '.join('?' * len(wanted))})"] if wanted != set(STATES) else []
-    params: list[Any] = sorted(wanted) if where else []
+    where = ["namespace = ?"] if namespace is not None else []
+    params: list[Any] = [namespace] if namespace is not None else []
+    if wanted != set(STATES):
+        where.append(f"state IN ({', '.join('?' * len(wanted))})")
+        params += sorted(wanted)
     if agent is not None:
         where.append("agent = ?")
         params.append(agent)
     if before is not None:
         where.append("id < ?")
         params.append(before)
-    sql = f"SELECT {columns} FROM assignments"
+    sql = f"SELECT {columns} FROM {table}"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id DESC LIMIT ?"
@@ -56,6 +66,17 @@ def expected_states(expect: AssignmentState | Iterable[AssignmentState] | None) 
     if expect is None:
         return None
     return {expect} if isinstance(expect, str) else set(expect)
+
+
+def event_text(kind: str, details: Mapping[str, Any]) -> str:
+    """An event's details as stored (JSON), once its kind and size are checked."""
+    if not EVENT_KIND.match(kind):
+        raise InvalidInput(f"Bad event kind {kind!r}.", hint="Use a short snake_case word.")
+    text = dumps(dict(details))
+    if len(text.encode()) > MAX_DETAILS_BYTES:
+        raise InvalidInput(f"Event details are larger than {MAX_DETAILS_BYTES} bytes.",
+                           hint="Store large data in an assignment field instead.")
+    return text
 
 
 def dumps(value: Any) -> str:

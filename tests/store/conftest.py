@@ -1,9 +1,10 @@
 """Tests that need PostgreSQL live here: one throwaway cluster per session (tests/pgcluster.py),
 stopped and removed at the end even when tests fail; each test gets its own namespace in it.
 
-`lease_backend` is the contract suite's parametrized fixture: the same test runs against the lock
-files (`LeaseStore`) and against PostgreSQL (`PgLeaseStore`). `pg_outage` hands a test the cluster
-to stop and start mid-test, and restarts it afterwards whatever happened.
+`lease_backend` and `ledger_backend` are the contract suites' parametrized fixtures: the same test
+runs against the embedded backend (lock files, the SQLite ledger) and against PostgreSQL.
+`pg_outage` hands a test the cluster to stop and start mid-test, and restarts it afterwards whatever
+happened.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pgcluster import PgCluster
@@ -21,6 +23,9 @@ from fleet.leases.backend import LeaseBackend
 from fleet.leases.pg import PgLeaseStore
 from fleet.store.admin import init_schema
 from fleet.store.db import Database
+from fleet.work.ledger import Ledger
+from fleet.work.ledgerbackend import LedgerBackend
+from fleet.work.pgledger import PgLedger
 
 _namespaces = itertools.count(1)
 
@@ -79,5 +84,34 @@ def lease_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
         return PgLeaseStore(db, tmp_path / f"state-{host}", surface="test")
 
     yield make
+    for db in made:
+        db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., LedgerBackend]]:
+    """Make ledgers of one backend that share one set of assignments: `make(host, clock=...)`. Two
+    "hosts" are separate state dirs on one database for PostgreSQL, one state dir for SQLite."""
+    made: list[Database] = []
+    ledgers: list[LedgerBackend] = []
+    cached: dict[str, LedgerBackend] = {}  # a host asked for again without options: the same ledger
+    settings: StoreSettings | None = request.getfixturevalue("pg_settings") if request.param != "sqlite" else None
+
+    def make(host: str = "a", **kw: Any) -> LedgerBackend:
+        if not kw and host in cached:
+            return cached[host]
+        if settings is None:
+            ledger: LedgerBackend = Ledger(tmp_path / "state", **kw)
+        else:
+            made.append(Database(settings))
+            ledger = PgLedger(made[-1], tmp_path / f"state-{host}", **kw)
+        ledgers.append(ledger)
+        if not kw:
+            cached[host] = ledger
+        return ledger
+
+    yield make
+    for ledger in ledgers:
+        ledger.close()
     for db in made:
         db.close()

@@ -17,7 +17,7 @@ from fleet.errors import StoreSchemaMismatch
 from fleet.leases.pg import PgLeaseStore
 from fleet.store.admin import init_schema, schema_status
 from fleet.store.db import Database
-from fleet.store.schema import SCHEMA_VERSION
+from fleet.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 _databases = itertools.count(1)
 
@@ -44,7 +44,8 @@ def test_a_store_without_schema_is_refused_until_init_which_is_idempotent(fresh:
     assert "fleet store init" in missing.value.hint
     first = init_schema(admin)
     assert first["before"] is None
-    assert first["applied"] == ["1:leases"]
+    assert first["applied"] == [f"{v}:{name}" for v, name, _ in MIGRATIONS]
+    assert first["applied"][:2] == ["1:leases", "2:ledger"]
     again = init_schema(admin)
     assert again["before"] == SCHEMA_VERSION
     assert again["applied"] == []
@@ -69,7 +70,7 @@ def test_two_hosts_initialising_at_once_apply_each_migration_once(fresh: StoreSe
         t.start()
     for t in threads:
         t.join(30)
-    assert sorted(len(r["applied"]) for r in results) == [0, 0, 1]
+    assert sorted(len(r["applied"]) for r in results) == [0, 0, len(MIGRATIONS)]
 
 
 def test_a_schema_newer_than_this_fleet_is_refused_and_left_alone(fresh: StoreSettings, tmp_path: Path) -> None:
