@@ -26,6 +26,7 @@ from fleet.agents.text import DELIVERY_TIMEOUT
 from fleet.config import AgentSpec
 from fleet.durations import parse_duration
 from fleet.errors import (
+    AgentRemote,
     FleetError,
     InvalidInput,
     InvalidTransition,
@@ -259,6 +260,11 @@ def assignment_create(
     request_id: str | None = None, holder: str | None = None, token: int | None = None, repo: str | None = None,
     budget: str | int | None = None,
 ) -> dict[str, Any]:
+    if to is not None and to in svc.config.remote_agents:
+        return _create_remote(svc, to=to, request_id=request_id, holder=holder, token=token,
+                              args={"task": task, "deadline": deadline, "queue": queue, "skills": skills,
+                                    "write_paths": write_paths, "read_paths": read_paths, "checks": checks,
+                                    "repo": repo, "budget": budget})
     req = _check_request(svc, task=task, deadline=deadline, queue=queue, to=to, skills=skills,
                          write_paths=write_paths, read_paths=read_paths, checks=checks, holder=holder, token=token,
                          repo=repo, budget=budget)
@@ -454,3 +460,26 @@ def assignment_cancel(svc: Service, *, assignment: str, interrupt: bool, holder:
         end_context(svc, a.agent, a.id)
     return {"assignment": a.id, "cancelled": True, "state": "cancelled", "interrupted": interrupted,
             "turn_id": a.turn_id}
+
+
+def _create_remote(svc: Service, *, to: str, request_id: str | None, holder: str | None, token: int | None,
+                   args: dict[str, Any]) -> dict[str, Any]:
+    """`assign --to` a remote agent: created and sent by its host, in the shared ledger (`[store]`),
+    so `show`, `wait` and the lead here see it as any other. It always carries a request id (one is
+    made when the caller gave none): an answer the channel lost is asked again with it and answered
+    with the first creation, never a second assignment. Without a shared store the host's ledger is
+    its own, which this host could never show or wait on: refused."""
+    host = svc.config.remote_agents[to].host
+    if svc.config.store is None:
+        raise AgentRemote(f"Agent {to!r} runs on host {host!r}, and this fleet has no shared store: an assignment "
+                          "made there would be in that host's own ledger, which fleet here cannot show or wait on.",
+                          hint="Configure the shared store (`[store] url`, README 'Scaling out') on both hosts, or "
+                               f"assign on {host}.", agent=to, host=host)
+    import secrets  # noqa: PLC0415 (a remote assignment only)
+
+    from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
+
+    call = {**{k: v for k, v in args.items() if v is not None}, "to": to, "token": token, "holder": holder,
+            "request_id": request_id or f"fleet-remote:{secrets.token_hex(12)}"}
+    return forward_agent_op(svc, "assignment_create", call, agent=to, timeout=60.0)
+

@@ -116,14 +116,16 @@ def forward_send(svc: Service, *, agent: str, text: str, timeout: float, request
     return forward(svc, agent, "agent_send", args, timeout=timeout, mutating=True)
 
 
-def forward_agent_op(svc: Service, op: str, args: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
+def forward_agent_op(svc: Service, op: str, args: dict[str, Any], *, timeout: float = 30.0,
+                     agent: str | None = None) -> dict[str, Any]:
     """A mutating single-agent operation (`interrupt`, `approve`/`deny`, `claim`/`release`) for a remote
     agent, run on its host under the caller's holder (the remote leases and audit name the same
     holder). Not asked again if the channel loses its answer: it fails `host_lost`, since it may have
-    run there (an approval names its request, so a second answer would be refused anyway)."""
+    run there (an approval names its request, so a second answer would be refused anyway), unless it
+    carries a `request_id`. `agent`: the remote agent whose host runs it, when `args` has no `agent`."""
     call = {k: v for k, v in args.items() if v is not None}
     call["holder"] = svc.holder_for(args.get("holder"))
-    return forward(svc, str(args["agent"]), op, call, timeout=timeout, mutating=True)
+    return forward(svc, agent or str(args["agent"]), op, call, timeout=timeout, mutating=True)
 
 
 def forward_many(svc: Service, op: str, names: list[str], args: dict[str, Any], *,

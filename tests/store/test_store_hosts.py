@@ -1,0 +1,50 @@
+"""Remote hosts sharing one PostgreSQL store: `assign --to` a remote agent is created and sent by its
+host, in the shared ledger, so this host shows, lists and cancels it like its own; without a shared
+store it is refused (the assignment would live where this host could never see it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pgcluster import PgCluster
+from sshhosts import RemoteHost
+from test_hosts_ssh import _closed_channels, local_config, remote, sshd  # noqa: F401 (fixtures)
+
+
+def fleet(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fleet", "--config", str(config), *args, "--json"],
+                          capture_output=True, text=True, timeout=90, check=False)
+
+
+def test_an_assignment_to_a_remote_agent_lives_in_the_shared_ledger(
+        remote: Callable[..., RemoteHost], tmp_path: Path, pg_cluster: PgCluster) -> None:  # noqa: F811
+    r1 = remote("r1", ["noor"])
+    store = f'\n[store]\nurl = "{pg_cluster.url()}"\nnamespace = "shared-{tmp_path.name[-12:]}"\n'
+    r1.config.write_text(r1.config.read_text() + store)
+    config = local_config(tmp_path, [r1], {"noor": "r1"})
+    alone = fleet(config, "assign", "--to", "noor", "--queue", "Look around.")
+    assert json.loads(alone.stdout)["error"]["code"] == "agent_remote"  # no shared store here yet
+    assert "shared store" in json.loads(alone.stdout)["error"]["message"]
+    config.write_text(config.read_text() + store)
+    assert r1.fleet("store", "init").returncode == 0
+    r1.fleet("claim", "noor", "--holder", "a-person")  # busy: the assignment waits in the queue
+    made = fleet(config, "assign", "--to", "noor", "--queue", "Look around.", "--request-id", "look-1")
+    created = json.loads(made.stdout)
+    assert made.returncode == 0, made.stdout
+    assert (created["state"], created["host"]) == ("queued", "r1")
+    again = json.loads(fleet(config, "assign", "--to", "noor", "--queue", "Look around.", "--request-id",
+                             "look-1").stdout)
+    assert again["assignment"] == created["assignment"]  # a retry is the same assignment
+    shown_here = json.loads(fleet(config, "show", created["assignment"]).stdout)
+    shown_there = json.loads(r1.fleet("show", created["assignment"], "--json").stdout)
+    assert shown_here["state"] == shown_there["state"] == "queued"
+    assert shown_here["task"] == "Look around."
+    listed = json.loads(fleet(config, "assignments").stdout)["assignments"]
+    assert [a["id"] for a in listed] == [created["assignment"]]
+    cancelled = json.loads(fleet(config, "cancel", created["assignment"]).stdout)
+    assert cancelled["cancelled"] is True
+    assert json.loads(r1.fleet("show", created["assignment"], "--json").stdout)["state"] == "cancelled"
