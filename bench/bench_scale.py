@@ -18,7 +18,8 @@ traffic one watchdog/lead tick of such a host makes, repeated:
   holder's `claim`) -> `delivered` (annotate_once) -> working -> `report_asked` (annotate_once)
   -> reported -> verified (+ `release`). An agent takes one step per tick with probability
   7 * tick / finish, so one assignment finishes every `--finish` seconds (20 min) of simulated
-  time per agent on average.
+  time per agent on average. Before the clock starts every agent is put at a random step of its
+  first assignment (untimed), so the mix measured is the steady state's.
 
 The ticks are COMPRESSED: each host runs its simulated ticks back-to-back for `--seconds` of wall
 time, as fast as the machine and the database let it. The headroom is simulated time / wall
@@ -105,6 +106,14 @@ class Host:
             while len(events) == 500:
                 events, self.cursor = self.timed("ledger.events_since", self.ledger.events_since, self.cursor, 500)
 
+    def seed(self) -> None:
+        """Before the clock: each agent at a random step of an assignment (untimed), so the measured
+        mix is the steady state's rather than every agent creating its first assignment at once."""
+        for agent in self.agents:
+            for _ in range(self.rng.randrange(len(STEPS))):
+                self.assignment_step(agent)
+        self.samples.clear()
+
     def assignment_step(self, agent: str) -> None:
         step = STEPS[self.step[agent]]
         self.step[agent] = (self.step[agent] + 1) % len(STEPS)
@@ -131,6 +140,7 @@ def host_main(url: str, namespace: str, index: int, args: Any, barrier: Any, out
         host = Host(url, namespace, index, args.agents, Path(tmp), args)
         for agent in host.agents:  # connect and create the lease rows before the clock starts
             host.leases.info(agent)
+        host.seed()
         host.cursor = host.ledger.latest_cursor()
         barrier.wait()
         start = time.perf_counter()
