@@ -24,6 +24,9 @@ traffic one watchdog/lead tick of such a host makes, repeated:
 The ticks are COMPRESSED: each host runs its simulated ticks back-to-back for `--seconds` of wall
 time, as fast as the machine and the database let it. The headroom is simulated time / wall
 time (ticks done x tick / seconds): how many times real time the whole fleet's traffic could run.
+`--only leases` / `--only ledger` are ceiling probes: the
+same hosts making only the lease and reader calls (assignments stay where seeding left them), or
+only assignment steps back-to-back (every agent a step per pass; its "headroom" means nothing).
 The operations per second and latencies (p50/p90/p99 per kind, wall clock around each call) are
 over all hosts; medians over `--runs`. On a small machine the 20 client processes and the
 server share the CPUs, so the headroom is a lower bound for the database alone.
@@ -75,7 +78,8 @@ class Host:
         self.agents = [f"{self.name}a{i:02d}" for i in range(agents)]
         self.step: dict[str, int] = dict.fromkeys(self.agents, 0)  # next step in STEPS
         self.current: dict[str, str] = {}  # agent -> open assignment id
-        self.advance = min(1.0, len(STEPS) * args.tick / args.finish)
+        self.only = args.only
+        self.advance = 0.0 if args.only == "leases" else min(1.0, len(STEPS) * args.tick / args.finish)
         self.polls = max(1, round(args.tick / args.poll))
         self.rng = random.Random(index)
         self.cursor = 0
@@ -92,6 +96,10 @@ class Host:
             pass
 
     def tick(self) -> None:
+        if self.only == "ledger":  # every agent one assignment step, nothing else: the ledger's ceiling
+            for agent in self.agents:
+                self.assignment_step(agent)
+            return
         for agent in self.agents:
             if agent in self.current:
                 self.timed("lease.renew", self.leases.claim, agent, assignment_holder(self.current[agent]), ttl=3600)
@@ -211,6 +219,9 @@ def main() -> None:
     parser.add_argument("--finish", type=float, default=1200.0, help="simulated seconds per assignment")
     parser.add_argument("--seconds", type=float, default=30.0, help="wall time per run")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=("leases", "ledger"),
+                        help="a ceiling probe: only the lease and reader traffic (assignments frozen where "
+                             "seeded), or only assignment steps back-to-back (no headroom then)")
     args = parser.parse_args()
     refuse_unless_offline()
     print("$", shlex.join([Path(sys.executable).name, *sys.argv]))
@@ -251,6 +262,10 @@ def main() -> None:
     print(f"{'all':<22}{total:>9.1f}")
     print(f"\nthe fleet at real rates needs {sum(need.values()):.1f} ops/s "
           f"({', '.join(f'{k} {v:.1f}' for k, v in need.items())})")
+    if args.only == "ledger":
+        print(f"ledger writes carried: {sum(med('rate', k) for k in KINDS if k.startswith('ledger.')):.1f}/s "
+              f"(the fleet needs {need['ledger writes']:.1f}/s); no headroom in this mode")
+        return
     print(f"headroom: {headroom:.1f}x real time (median host; slowest host {slowest:.1f}x); "
           f"{'keeps up' if slowest >= 1 else 'does NOT keep up'}")
 
