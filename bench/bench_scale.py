@@ -51,7 +51,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from bench_cli import refuse_unless_offline  # noqa: E402 -- after the path set-up above
+from bench_cli import net_interfaces  # noqa: E402 -- after the path set-up above
 
 from fleet.config.store import StoreSettings  # noqa: E402
 from fleet.leases.pg import PgLeaseStore  # noqa: E402
@@ -207,6 +207,15 @@ def needed(args: Any) -> dict[str, float]:
         "ledger writes": per_assignment * len(STEPS),
         "lease.claim+release": per_assignment * 2,
     }
+
+
+def refuse_unless_offline() -> None:
+    """As bench_cli's: only inside `scripts/offline` (loopback only), like the other benches."""
+    interfaces = net_interfaces()
+    if os.environ.get("FLEET_OFFLINE") != "1" or set(interfaces) - {"lo"}:
+        sys.exit("bench_scale: refusing to run outside the loopback-only namespace: "
+                 "`scripts/offline .venv/bin/python bench/bench_scale.py`. "
+                 f"(FLEET_OFFLINE={os.environ.get('FLEET_OFFLINE')!r}, interfaces: {interfaces})")
 
 
 def main() -> None:
