@@ -183,6 +183,7 @@ def _op(name: str, cli: str, summary: str, tier: Tier, props: dict[str, Any], re
 _AGENTS_OPS: Final = "fleet.service.agents:"
 _LEASE_OPS: Final = "fleet.service.leases:"
 _ASSIGN_OPS: Final = "fleet.service.assign:"
+_CREATE_OPS: Final = "fleet.service.assigncreate:"
 _ASSIGNMENTS_OPS: Final = "fleet.service.assignments:"
 _WATCHDOG_OPS: Final = "fleet.service.watchdog:"
 _WORKTREE_OPS: Final = "fleet.service.worktrees:"
@@ -273,7 +274,7 @@ REGISTRY: Final[dict[str, Operation]] = {
             "Hand one self-contained task to an agent (routed by skills, or `to`) with its scope, checks and "
             "report contract; returns once its Codex received it. Then assignment_wait.",
             "mutating",
-            ASSIGN_PROPS, ("task",), _out("assignment", "state", "duplicate"), _ASSIGN_OPS + "assignment_create"),
+            ASSIGN_PROPS, ("task",), _out("assignment", "state", "duplicate"), _CREATE_OPS + "assignment_create"),
         _op("assignment_list", "assignments",
             "Assignments, newest first: id, agent, state, report status, verdict.",
             "readonly",

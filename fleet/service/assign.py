@@ -26,7 +26,6 @@ from fleet.agents.text import DELIVERY_TIMEOUT
 from fleet.config import AgentSpec
 from fleet.durations import parse_duration
 from fleet.errors import (
-    AgentRemote,
     FleetError,
     InvalidInput,
     InvalidTransition,
@@ -92,7 +91,8 @@ def compact(a: Assignment) -> dict[str, Any]:
     return out
 
 
-def _created(a: Assignment, duplicate: bool, **extra: Any) -> dict[str, Any]:
+def created(a: Assignment, duplicate: bool, **extra: Any) -> dict[str, Any]:
+    """`assignment_create`'s result for `a` (`duplicate`: an earlier call with the request id made it)."""
     return {"assignment": a.id, "state": a.state, "agent": a.agent, "turn_id": a.turn_id, "deadline": a.deadline,
             "budget": a.budget, "duplicate": duplicate, **extra}
 
@@ -254,17 +254,15 @@ def _render(svc: Service, req: _Request, agent: str | None, deadline: float) -> 
     return None
 
 
-def assignment_create(
+def create_here(
     svc: Service, *, task: str, deadline: str, queue: bool, to: str | None = None, skills: list[str] | None = None,
     write_paths: list[str] | None = None, read_paths: list[str] | None = None, checks: list[str] | None = None,
     request_id: str | None = None, holder: str | None = None, token: int | None = None, repo: str | None = None,
     budget: str | int | None = None,
 ) -> dict[str, Any]:
-    if to is not None and to in svc.config.remote_agents:
-        return _create_remote(svc, to=to, request_id=request_id, holder=holder, token=token,
-                              args={"task": task, "deadline": deadline, "queue": queue, "skills": skills,
-                                    "write_paths": write_paths, "read_paths": read_paths, "checks": checks,
-                                    "repo": repo, "budget": budget})
+    """`assignment_create` among this host's agents: routed (or `to`), recorded and sent. The
+    registry's handler is `fleet.service.assigncreate.assignment_create`, which also reaches remote
+    hosts' agents and calls this for this host's."""
     req = _check_request(svc, task=task, deadline=deadline, queue=queue, to=to, skills=skills,
                          write_paths=write_paths, read_paths=read_paths, checks=checks, holder=holder, token=token,
                          repo=repo, budget=budget)
@@ -272,7 +270,7 @@ def assignment_create(
     ledger = svc.ledger
     earlier = _earlier(svc, request_id, req)
     if earlier is not None:
-        return _created(earlier, True)
+        return created(earlier, True)
     if to is not None and not svc.ledger.agent_load().get(to, (0, None))[0]:
         refuse_dirty(svc.config.agent(to))  # files left from ad-hoc work, not an open assignment's
     specs = [s for s in svc.config.agents.values() if req.repo is None or repo_of(s) == req.repo]
@@ -303,7 +301,7 @@ def assignment_create(
             budget=req.budget, request=req.key,
             details={"to": to, "queue": queue, "request_id": request_id, "deadline": deadline, "budget": req.budget})
         if duplicate:
-            return _created(a, True)
+            return created(a, True)
         chosen = None
         for name in (result.agent, *result.ranked) if result.agent else ():
             try:
@@ -318,7 +316,7 @@ def assignment_create(
     if chosen is None:
         reasons = [r.to_dict() for r in refusals]
         if queue:
-            return _created(a, False, reasons=reasons)
+            return created(a, False, reasons=reasons)
         fail(svc, a.id, None, "no agent could take it", actor=caller, expect=("queued",))
         raise _no_agent(refusals, need)
     spec, lease_token = chosen
@@ -351,12 +349,12 @@ def _send_new(svc: Service, a: Assignment, spec: AgentSpec, lease_token: int, ca
         err = aborted.error
         if queue:
             svc.ledger.annotate(a.id, "send_aborted", actor=caller, details={"agent": spec.name, "error": err.code})
-            return _created(svc.ledger.get(a.id), False, reasons=[{"agent": spec.name, "why": err.code,
+            return created(svc.ledger.get(a.id), False, reasons=[{"agent": spec.name, "why": err.code,
                                                                     "detail": err.message}])
         fail(svc, a.id, spec.name, f"not sent: {err.message}", actor=caller, expect=("queued",))
         err.data["assignment"] = a.id
         raise err from None
-    return _created(sent, False, receipt=sent.receipt)
+    return created(sent, False, receipt=sent.receipt)
 
 
 # -- dispatch / deliver ------------------------------------------------------------------------------
@@ -460,26 +458,3 @@ def assignment_cancel(svc: Service, *, assignment: str, interrupt: bool, holder:
         end_context(svc, a.agent, a.id)
     return {"assignment": a.id, "cancelled": True, "state": "cancelled", "interrupted": interrupted,
             "turn_id": a.turn_id}
-
-
-def _create_remote(svc: Service, *, to: str, request_id: str | None, holder: str | None, token: int | None,
-                   args: dict[str, Any]) -> dict[str, Any]:
-    """`assign --to` a remote agent: created and sent by its host, in the shared ledger (`[store]`),
-    so `show`, `wait` and the lead here see it as any other. It always carries a request id (one is
-    made when the caller gave none): an answer the channel lost is asked again with it and answered
-    with the first creation, never a second assignment. Without a shared store the host's ledger is
-    its own, which this host could never show or wait on: refused."""
-    host = svc.config.remote_agents[to].host
-    if svc.config.store is None:
-        raise AgentRemote(f"Agent {to!r} runs on host {host!r}, and this fleet has no shared store: an assignment "
-                          "made there would be in that host's own ledger, which fleet here cannot show or wait on.",
-                          hint="Configure the shared store (`[store] url`, README 'Scaling out') on both hosts, or "
-                               f"assign on {host}.", agent=to, host=host)
-    import secrets  # noqa: PLC0415 (a remote assignment only)
-
-    from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
-
-    call = {**{k: v for k, v in args.items() if v is not None}, "to": to, "token": token, "holder": holder,
-            "request_id": request_id or f"fleet-remote:{secrets.token_hex(12)}"}
-    return forward_agent_op(svc, "assignment_create", call, agent=to, timeout=60.0)
-

@@ -48,3 +48,27 @@ def test_an_assignment_to_a_remote_agent_lives_in_the_shared_ledger(
     cancelled = json.loads(fleet(config, "cancel", created["assignment"]).stdout)
     assert cancelled["cancelled"] is True
     assert json.loads(r1.fleet("show", created["assignment"], "--json").stdout)["state"] == "cancelled"
+
+
+def test_routing_without_to_asks_each_host_in_turn_and_queues_where_it_can(
+        remote: Callable[..., RemoteHost], tmp_path: Path, pg_cluster: PgCluster) -> None:  # noqa: F811
+    """No `--to`, remote hosts and a shared store: this host's agents first, then each host routes among
+    its own; nobody can take it now: `no_agent_available` with every host's reasons, or with `--queue`
+    queued (on the first host, as this one has no agents), visible here; a retry makes nothing new."""
+    store = f'\n[store]\nurl = "{pg_cluster.url()}"\nnamespace = "route-{tmp_path.name[-12:]}"\n'
+    r1, r2 = remote("r1", ["noor"]), remote("r2", ["zed"])
+    for r in (r1, r2):
+        r.config.write_text(r.config.read_text() + store)
+    config = local_config(tmp_path, [r1, r2], {"noor": "r1", "zed": "r2"})
+    config.write_text(config.read_text() + store)
+    assert r1.fleet("store", "init").returncode == 0
+    refused = json.loads(fleet(config, "assign", "Look around.").stdout)["error"]
+    assert refused["code"] == "no_agent_available"
+    assert {(r["host"], r["agent"], r["why"]) for r in refused["reasons"]} == {
+        ("r1", "noor", "not_running"), ("r2", "zed", "not_running")}
+    made = json.loads(fleet(config, "assign", "--queue", "Look around.", "--request-id", "route-1").stdout)
+    assert (made["state"], made["host"]) == ("queued", "r1")
+    again = json.loads(fleet(config, "assign", "--queue", "Look around.", "--request-id", "route-1").stdout)
+    assert again["assignment"] == made["assignment"]
+    assert [a["id"] for a in json.loads(fleet(config, "assignments").stdout)["assignments"]] == [made["assignment"]]
+    assert json.loads(r2.fleet("show", made["assignment"], "--json").stdout)["state"] == "queued"

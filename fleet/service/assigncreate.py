@@ -1,0 +1,121 @@
+"""`assignment_create`, the registry's handler: this host's agents through `fleet.service.assign`
+(`create_here`), and with remote hosts (`[hosts.*]`) their agents too.
+
+- `to` names a remote agent: its host makes and sends it (`_create_remote`), in the shared ledger
+  (`[store]`), so `show`, `wait` and a lead here see it; without a shared store it is refused.
+- No `to`, remote agents and a shared store: routing across hosts (`_create_anywhere`): this host's
+  agents first, then each host in config order routes among its own.
+- Otherwise: `create_here`, as on a single host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from fleet.errors import AgentRemote, FleetError, NoAgentAvailable
+
+from .assign import create_here, created
+from .core import Service
+
+
+def assignment_create(
+    svc: Service, *, task: str, deadline: str, queue: bool, to: str | None = None, skills: list[str] | None = None,
+    write_paths: list[str] | None = None, read_paths: list[str] | None = None, checks: list[str] | None = None,
+    request_id: str | None = None, holder: str | None = None, token: int | None = None, repo: str | None = None,
+    budget: str | int | None = None,
+) -> dict[str, Any]:
+    args: dict[str, Any] = {"task": task, "deadline": deadline, "queue": queue, "skills": skills,
+                            "write_paths": write_paths, "read_paths": read_paths, "checks": checks, "repo": repo,
+                            "budget": budget}
+    if to is not None and to in svc.config.remote_agents:
+        return _create_remote(svc, to=to, request_id=request_id, holder=holder, token=token, args=args)
+    if to is None and svc.config.remote_agents and svc.config.store is not None:
+        return _create_anywhere(svc, request_id=request_id, holder=holder, args=args)
+    return create_here(svc, task=task, deadline=deadline, queue=queue, to=to, skills=skills, write_paths=write_paths,
+                       read_paths=read_paths, checks=checks, request_id=request_id, holder=holder, token=token,
+                       repo=repo, budget=budget)
+
+
+def _create_remote(svc: Service, *, to: str, request_id: str | None, holder: str | None, token: int | None,
+                   args: dict[str, Any]) -> dict[str, Any]:
+    """`assign --to` a remote agent: created and sent by its host, in the shared ledger (`[store]`),
+    so `show`, `wait` and the lead here see it as any other. It always carries a request id (one is
+    made when the caller gave none): an answer the channel lost is asked again with it and answered
+    with the first creation, never a second assignment. Without a shared store the host's ledger is
+    its own, which this host could never show or wait on: refused."""
+    host = svc.config.remote_agents[to].host
+    if svc.config.store is None:
+        raise AgentRemote(f"Agent {to!r} runs on host {host!r}, and this fleet has no shared store: an assignment "
+                          "made there would be in that host's own ledger, which fleet here cannot show or wait on.",
+                          hint="Configure the shared store (`[store] url`, README 'Scaling out') on both hosts, or "
+                               f"assign on {host}.", agent=to, host=host)
+    import secrets  # noqa: PLC0415 (a remote assignment only)
+
+    from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
+
+    call = {**{k: v for k, v in args.items() if v is not None}, "to": to, "token": token, "holder": holder,
+            "request_id": request_id or f"fleet-remote:{secrets.token_hex(12)}"}
+    return forward_agent_op(svc, "assignment_create", call, agent=to, timeout=60.0)
+
+
+def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None,
+                     args: dict[str, Any]) -> dict[str, Any]:
+    """Routing across hosts, with a shared store: this host's agents first (as ever), then each host in
+    config order, asked to route among its own (`assignment_create` without `to`, forwarded); the
+    first that can take it now makes and sends it, in the shared ledger. Nobody can: with `queue` it
+    waits in the queue of this host (the first host's when this one has no agents), else
+    `no_agent_available` naming every host's reasons. Each attempt has a request id of its own,
+    derived from the caller's (or a fresh one), so a retried call finds each attempt's earlier answer
+    and never makes a second assignment; a host that cannot be reached is passed over."""
+    import secrets  # noqa: PLC0415 (routing across hosts only)
+
+    from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
+
+    base = request_id or f"fleet-route:{secrets.token_hex(12)}"
+    hosts: dict[str, str] = {}
+    for name, remote in svc.config.remote_agents.items():
+        hosts.setdefault(remote.host, name)  # one of its agents names the host to `forward_agent_op`
+    if request_id is not None:  # a retried call: whichever attempt made it answers, wherever it was
+        for target in ("local", *(f"host.{h}" for h in hosts), "local.queue", *(f"host.{h}.queue" for h in hosts)):
+            prior = svc.ledger.find_request("assign", _attempt_id(base, target))
+            if prior is not None and prior.result and prior.result.get("assignment"):
+                return created(svc.ledger.get(str(prior.result["assignment"])), True)
+    reasons: list[dict[str, Any]] = []
+
+    def here(queue: bool) -> dict[str, Any]:
+        target = "local.queue" if queue else "local"
+        return create_here(svc, request_id=_attempt_id(base, target), holder=holder, **{**args, "queue": queue})
+
+    def there(host: str, queue: bool) -> dict[str, Any]:
+        call = {**{k: v for k, v in args.items() if v is not None}, "queue": queue, "holder": holder,
+                "request_id": _attempt_id(base, f"host.{host}.queue" if queue else f"host.{host}")}
+        return forward_agent_op(svc, "assignment_create", call, agent=hosts[host], timeout=60.0)
+
+    if svc.config.agents:
+        try:
+            return here(False)
+        except NoAgentAvailable as exc:
+            reasons += [{"host": None, **r} for r in exc.data.get("reasons", [])] or [{"host": None,
+                                                                                     "detail": exc.message}]
+    for host in hosts:
+        try:
+            return there(host, False)
+        except FleetError as exc:
+            if exc.code not in ("no_agent_available", "host_unreachable", "host_lost", "host_version_mismatch"):
+                raise
+            reasons += [{"host": host, **r} for r in exc.data.get("reasons", [])] or [{"host": host,
+                                                                                     "detail": exc.message}]
+    if args["queue"]:
+        return here(True) if svc.config.agents else there(next(iter(hosts)), True)
+    raise NoAgentAvailable(f"No agent on this host or on {', '.join(hosts)} can take the assignment now.",
+                           hint="Pass --queue to keep it queued until one frees up, or see each host's reasons.",
+                           reasons=reasons[:50])
+
+
+def _attempt_id(base: str, target: str) -> str:
+    """The request id of one routing attempt (`base` on `target`: `local`, `host.NAME`, each with `.queue`
+    for the queueing attempt; host names have no `.`), within the registry's 128 characters."""
+    out = f"{base}:{target}"
+    return out if len(out) <= 128 else f"{hashlib.sha256(base.encode()).hexdigest()[:64]}:{target}"[:128]
+
