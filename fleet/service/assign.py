@@ -434,6 +434,16 @@ def deliver(svc: Service, assignment_id: str, *, actor: str, text: str | None = 
 # -- cancel ------------------------------------------------------------------------------------------
 
 def assignment_cancel(svc: Service, *, assignment: str, interrupt: bool, holder: str | None = None) -> dict[str, Any]:
+    """Cancel an open assignment, free its agent (hook context and lease) and, with `interrupt`, stop
+    its running turn. One whose agent runs on a remote host (shared ledger) is cancelled there, where
+    its lease, hook context and pane are; one whose agent this host does not know at all is cancelled
+    in the ledger only (that agent's lease for it lapses at its TTL)."""
+    agent = svc.ledger.get(assignment).agent
+    if agent is not None and agent in svc.config.remote_agents:
+        from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
+
+        return forward_agent_op(svc, "assignment_cancel", {"assignment": assignment, "interrupt": interrupt,
+                                                           "holder": holder}, agent=agent)
     caller = svc.holder_for(holder)
     for _ in range(3):
         a = svc.ledger.get(assignment)
@@ -450,7 +460,7 @@ def assignment_cancel(svc: Service, *, assignment: str, interrupt: bool, holder:
                             hint="Retry the cancel.", assignment=assignment)
     interrupted = False
     try:
-        if interrupt and a.agent and a.state in ("sent", "working"):
+        if interrupt and a.agent in svc.config.agents and a.state in ("sent", "working"):
             spec = svc.config.agent(a.agent)
             with svc.agent_guard(spec, assignment_holder(a.id), None, operation="interrupt"):
                 interrupted = bool(svc.runtime.interrupt(spec)["interrupted"])

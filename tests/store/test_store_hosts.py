@@ -46,7 +46,7 @@ def test_an_assignment_to_a_remote_agent_lives_in_the_shared_ledger(
     listed = json.loads(fleet(config, "assignments").stdout)["assignments"]
     assert [a["id"] for a in listed] == [created["assignment"]]
     cancelled = json.loads(fleet(config, "cancel", created["assignment"]).stdout)
-    assert cancelled["cancelled"] is True
+    assert (cancelled["cancelled"], cancelled["host"]) == (True, "r1")  # cancelled on the agent's host
     assert json.loads(r1.fleet("show", created["assignment"], "--json").stdout)["state"] == "cancelled"
 
 
