@@ -141,7 +141,7 @@ class Service:
     @property
     def ledger(self) -> LedgerBackend:
         """The assignment ledger, opened on first use, closed with `close()`: `<state_dir>/fleet.db`, or
-        the shared store's rows when `[store] url` is set (the watchdog's memory stays in the file)."""
+        the shared store's rows when `[store] url` is set (as is the watchdog's memory, `.watchdogstore`)."""
         if self._ledger is None:
             if self.config.store is not None:
                 from fleet.work.pgledger import PgLedger
