@@ -360,7 +360,8 @@ class _Tick:
             self.errors.append({"record": kind, **exc.to_dict()})
         err = entry["error"]
         try:
-            audit.record(self.svc.config.state_dir, f"watchdog.{entry['action']}", surface=self.svc.surface,
+            audit.record(self.svc.config.state_dir, f"watchdog.{entry['action']}", sinks=self.svc.audit_sinks,
+                         surface=self.svc.surface,
                          holder=WATCHDOG_HOLDER, agents=[entry["agent"]] if entry["agent"] else None,
                          assignment=entry["assignment"], outcome="ok" if entry["outcome"] == "done" else "error",
                          code=err["code"] if err else None)

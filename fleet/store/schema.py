@@ -11,6 +11,7 @@ database issued for the agent) only ever grows, across release, expiry and takeo
 seconds read from the database's clock (`clock_timestamp()`), never a host's.
 
 Version 2, the ledger: see `_LEDGER`. Version 3, the watchdog's memory: see `_WATCHDOG`.
+Version 4, the audit log: see `_AUDIT`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,19 @@ _WATCHDOG: Final = (
     )""",
     "CREATE INDEX fleet_watchdog_tick_host ON fleet_watchdog_tick (namespace, host, id)",
 )
+#: Version 4, the audit log (`fleet.store.auditlog`): every host's audit records, append-only like
+#: the ledger's events (the same trigger function refuses UPDATE, DELETE and TRUNCATE).
+_AUDIT: Final = (
+    """CREATE TABLE fleet_audit (
+        id bigserial PRIMARY KEY, namespace text NOT NULL, host text NOT NULL, time double precision NOT NULL,
+        event text NOT NULL, record text NOT NULL
+    )""",
+    "CREATE INDEX fleet_audit_cursor ON fleet_audit (namespace, id)",
+    """CREATE TRIGGER fleet_audit_no_change BEFORE UPDATE OR DELETE ON fleet_audit
+        FOR EACH ROW EXECUTE FUNCTION fleet_event_append_only()""",
+    """CREATE TRIGGER fleet_audit_no_truncate BEFORE TRUNCATE ON fleet_audit
+        FOR EACH STATEMENT EXECUTE FUNCTION fleet_event_append_only()""",
+)
 #: (version, name, statements: one SQL command each, as pipeline mode requires). Append only.
 MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
     (1, "leases", ("""
@@ -106,6 +120,7 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
             'The last token issued for the agent: only ever grows (fencing). NULL holder: free.'""")),
     (2, "ledger", _LEDGER),
     (3, "watchdog", _WATCHDOG),
+    (4, "audit", _AUDIT),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 #: Serialises concurrent `fleet store init` runs (an arbitrary constant: "fleet" in ASCII).
