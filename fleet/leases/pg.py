@@ -12,7 +12,8 @@ Waiting for a held lease (`claim(wait=...)`) listens on the `fleet_lease` channe
 the end of a transient lease notifies at commit, and the waiters retry at once; expiry is not
 notified, so a waiter also retries after `retry_after` and on a backoff.
 
-Audit records go to this host's `<state_dir>/audit.jsonl`, as with the file store, written after the
+Audit records go to this host's `<state_dir>/audit.jsonl`, as with the file store, and to the store's
+`fleet_audit` table (`fleet.store.auditlog`; a failure there is logged and dropped), written after the
 transaction commits (a refusal is audited after its rollback); an unreachable database raises
 `store_unavailable` and audits nothing. What this does not guarantee is the file store's: a lease is
 an agreement among callers that go through fleet, and a holder whose lease expires mid-operation is
@@ -31,6 +32,7 @@ from typing import Any, Final, TypeVar
 from fleet import audit, fsutil
 from fleet.errors import FleetError, LeaseLost, NotLeaseHolder, StoreUnavailable
 from fleet.logs import LazyLogger
+from fleet.store.auditlog import PgAuditSink
 from fleet.store.db import Database
 
 from .files import LeaseInfo, RepairResult
@@ -89,6 +91,7 @@ class PgLeaseStore:
         self._surface = surface
         self._ns = db.namespace
         self._dir_made = False
+        self._audit_sink = PgAuditSink(db)
 
     def __repr__(self) -> str:
         return f"PgLeaseStore({self._db!r})"
@@ -360,5 +363,5 @@ class PgLeaseStore:
         if not self._dir_made:
             fsutil.ensure_dir(self.state_dir)
             self._dir_made = True
-        audit.record(self.state_dir, event, agent=agent, holder=holder, token=token, surface=self._surface,
-                     **fields, store="postgresql")
+        audit.record(self.state_dir, event, sinks=(self._audit_sink,), agent=agent, holder=holder, token=token,
+                     surface=self._surface, **fields, store="postgresql")

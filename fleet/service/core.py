@@ -27,6 +27,7 @@ from fleet.logs import LazyLogger
 
 if TYPE_CHECKING:
     from fleet.agents.runtime import Runtime
+    from fleet.audit import AuditSink
     from fleet.hosts.channel import Hosts
     from fleet.leases.backend import LeaseBackend
     from fleet.store.db import Database
@@ -80,6 +81,7 @@ class Service:
     _runtime: Runtime | None = field(default=None, init=False)
     _leases: LeaseBackend | None = field(default=None, init=False)
     _store: Database | None = field(default=None, init=False)
+    _audit_sinks: tuple[AuditSink, ...] | None = field(default=None, init=False)
     _ledger: LedgerBackend | None = field(default=None, init=False)
     _hosts: Hosts | None = field(default=None, init=False)
 
@@ -139,9 +141,20 @@ class Service:
         return self._store
 
     @property
+    def audit_sinks(self) -> tuple[AuditSink, ...]:
+        """Where audit records go besides `audit.jsonl`: the shared store's table with `[store]`."""
+        if self._audit_sinks is None:
+            self._audit_sinks = ()
+            if self.config.store is not None:
+                from fleet.store.auditlog import PgAuditSink
+
+                self._audit_sinks = (PgAuditSink(self.store),)
+        return self._audit_sinks
+
+    @property
     def ledger(self) -> LedgerBackend:
         """The assignment ledger, opened on first use, closed with `close()`: `<state_dir>/fleet.db`, or
-        the shared store's rows when `[store] url` is set (the watchdog's memory stays in the file)."""
+        the shared store's rows when `[store] url` is set (as is the watchdog's memory, `.watchdogstore`)."""
         if self._ledger is None:
             if self.config.store is not None:
                 from fleet.work.pgledger import PgLedger
@@ -172,6 +185,7 @@ class Service:
         if self._store is not None:
             self._store.close()
             self._store = None
+        self._audit_sinks = None
 
     def holder_for(self, holder: str | None) -> str:
         return holder or self.holder
@@ -244,8 +258,10 @@ class Service:
                 logger.debug("unsafe state dir: %s is not audited (%s)", name, exc.code)  # record goes there
                 return
             ensure_dir(state_dir)
-            audit.record(state_dir, name, surface=self.surface, holder=holder, agents=agents, outcome=outcome,
-                         code=code, ms=ms)
+            # An operation the store just failed: its record stays local (no second connect timeout).
+            sinks = self.audit_sinks if code != "store_unavailable" else ()
+            audit.record(state_dir, name, sinks=sinks, surface=self.surface, holder=holder,
+                         agents=agents, outcome=outcome, code=code, ms=ms)
         except ConfigError as exc:  # no or no valid fleet.toml (`fleet install` before one exists): no
             # state dir to audit in, and the caller already has the config error
             logger.debug("no usable fleet config: %s is not audited (%s)", name, exc.code)

@@ -45,11 +45,12 @@ from typing import Any, Final, Literal, TypedDict
 
 from fleet import audit
 from fleet.agents.writable import fleet_roots
-from fleet.errors import FleetError, InternalError, StateDirError
+from fleet.errors import FleetError, InternalError, StateDirError, StoreSchemaMismatch, StoreUnavailable
 from fleet.fsutil import read_jsonl_tail
 from fleet.leases import lease_state
 from fleet.vocab import WATCHDOG_HOLDER, AgentState, assignment_holder
 from fleet.watchdog import policyfile
+from fleet.watchdog.backend import WatchdogBackend
 from fleet.watchdog.budget import BudgetFacts
 from fleet.watchdog.decide import Action, ActionKind, AgentFacts, advance, crash_streak, decide_all, lease_kind
 from fleet.watchdog.facts import JournalFacts, build_facts, fold_journal
@@ -70,6 +71,7 @@ from .core import Service
 from .failover import limit_facts
 from .tickacts import Seen, act
 from .tracking import reconcile
+from .watchdogstore import open_watchdog_store
 
 logger = logging.getLogger("fleet.watchdog")
 
@@ -125,7 +127,7 @@ def run_tick(svc: Service, *, dry_run: bool = False, now: float | None = None) -
             if busy is not None:
                 return _result(at, dry_run, busy, [], [], started)
         ledger, store, fault = open_ledger(svc)
-        if store is None:
+        if store is None:  # the ledger is down: the local fallback file
             store = WatchdogStore(private_file(state_dir / FALLBACK_DB))
         stack.enter_context(store)
         tick = _Tick(svc, ledger, store, at, dry_run)
@@ -163,7 +165,7 @@ def _result(at: float, dry_run: bool, skipped: str | None, actions: list[TickAct
 
 
 class _Tick:
-    def __init__(self, svc: Service, ledger: LedgerBackend | None, store: WatchdogStore, now: float,
+    def __init__(self, svc: Service, ledger: LedgerBackend | None, store: WatchdogBackend, now: float,
                  dry_run: bool) -> None:
         self.svc, self.ledger, self.store, self.now, self.dry_run = svc, ledger, store, now, dry_run
         self.policy = svc.config.watchdog
@@ -358,7 +360,8 @@ class _Tick:
             self.errors.append({"record": kind, **exc.to_dict()})
         err = entry["error"]
         try:
-            audit.record(self.svc.config.state_dir, f"watchdog.{entry['action']}", surface=self.svc.surface,
+            audit.record(self.svc.config.state_dir, f"watchdog.{entry['action']}", sinks=self.svc.audit_sinks,
+                         surface=self.svc.surface,
                          holder=WATCHDOG_HOLDER, agents=[entry["agent"]] if entry["agent"] else None,
                          assignment=entry["assignment"], outcome="ok" if entry["outcome"] == "done" else "error",
                          code=err["code"] if err else None)
@@ -377,16 +380,19 @@ class _Tick:
             self.errors.append({"step": what, "code": "internal_error", "message": f"{type(exc).__name__}: {exc}"})
 
 
-def open_ledger(svc: Service) -> tuple[LedgerBackend | None, WatchdogStore | None, BaseException | None]:
+def open_ledger(svc: Service) -> tuple[LedgerBackend | None, WatchdogBackend | None, BaseException | None]:
     """The service's ledger and the watchdog's tables in it, or the fault that makes them unusable
     (the service's connection is closed then). Opening reads the header and the schema; damage
-    deeper in the file shows when a query reaches it, and the tick catches `LEDGER_FAULTS` there."""
-    store: WatchdogStore | None = None
+    deeper in the file shows when a query reaches it, and the tick catches `LEDGER_FAULTS` there.
+    With `[store]`, both are the shared store's, and a database that is down or not migrated is the
+    fault (the tick then keeps its memory in the fallback file, as for a damaged `fleet.db`)."""
+    store: WatchdogBackend | None = None
     try:
         ledger = svc.ledger  # the service's connection, which the work layer uses too; the service closes it
-        store = WatchdogStore(ledger.path)
+        store = open_watchdog_store(svc, probe=True)
         return ledger, store, None
-    except (StateDirError, sqlite3.DatabaseError) as exc:  # the store says StateDirError for the same file
+    # The SQLite store says StateDirError for the same file.
+    except (StateDirError, sqlite3.DatabaseError, StoreUnavailable, StoreSchemaMismatch) as exc:
         if store is not None:
             store.close()
         svc.close()

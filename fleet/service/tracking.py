@@ -43,7 +43,6 @@ from fleet.config import AgentSpec
 from fleet.errors import FleetError, StateConflict
 from fleet.fsutil import read_jsonl_tail
 from fleet.vocab import assignment_holder
-from fleet.watchdog.store import will_restart
 from fleet.work.checks import FULL_ACCESS_NOTE, Sandbox, check_env, not_run, run_checks, stricter
 from fleet.work.ledger import MAX_LIST
 from fleet.work.progress import assignment_usage, next_step, read_progress
@@ -53,6 +52,7 @@ from fleet.work.verify import Snapshot, SnapshotError, changed_files, snapshot, 
 
 from .core import Service
 from .delivery import DEADLINE_GRACE, end_context, fail
+from .watchdogstore import watchdog_will_restart
 from .worktree import commit
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class _Agents:
     def state(self, spec: AgentSpec) -> str:
         """`running`, `exited`, `stopped`, or `unknown` when tmux cannot be asked (then nothing fails
         an assignment for its agent's sake); `restarting` for an exited agent a running watchdog will
-        restart (`fleet.watchdog.store.will_restart`), whose assignment stays open for it."""
+        restart (`fleet.watchdog.store.will_restart`, or the shared store's), whose assignment stays open for it."""
         if self._states is None:
             try:
                 panes = self.svc.runtime.tmux.panes()
@@ -124,8 +124,8 @@ class _Agents:
 
     def _watchdog_restarts(self, agent: str) -> bool:
         if agent not in self._restarts:  # one ledger read per agent and call
-            self._restarts[agent] = will_restart(self.svc.ledger.path, agent, self.svc.config.watchdog.every,
-                                                 time.time())
+            self._restarts[agent] = watchdog_will_restart(self.svc, agent, self.svc.config.watchdog.every,
+                                                          time.time())
         return self._restarts[agent]
 
 

@@ -14,9 +14,9 @@ from fleet.agents.observe import wait_until
 from fleet.errors import FleetError
 from fleet.service.tick import run_tick
 from fleet.watchdog import systemd
-from fleet.watchdog.store import WatchdogStore
 
 from .core import Service
+from .watchdogstore import open_watchdog_store
 
 #: How long approve/deny wait to see the hook take the answer (it polls every 0.2 s).
 ANSWER_WAIT: Final = 5.0
@@ -45,7 +45,7 @@ def watchdog_tick(svc: Service, *, dry_run: bool) -> dict[str, Any]:
 
 def watchdog_status(svc: Service, *, ticks: int) -> dict[str, Any]:
     timer = systemd.status(fleet=svc.config.name)
-    with WatchdogStore(svc.ledger.path) as store:
+    with open_watchdog_store(svc) as store:
         last = store.ticks(1)
         recent = store.ticks(ticks, acted_only=True)
         agents = store.agents()

@@ -10,7 +10,8 @@ Version 1, leases: one row per (namespace, agent), never deleted, so `token` (th
 database issued for the agent) only ever grows, across release, expiry and takeover. Times are epoch
 seconds read from the database's clock (`clock_timestamp()`), never a host's.
 
-Version 2, the ledger: see `_LEDGER`.
+Version 2, the ledger: see `_LEDGER`. Version 3, the watchdog's memory: see `_WATCHDOG`.
+Version 4, the audit log: see `_AUDIT`.
 """
 
 from __future__ import annotations
@@ -70,6 +71,33 @@ _LEDGER: Final = (
     )""",
     "CREATE INDEX fleet_request_age ON fleet_request (namespace, created_at)",
 )
+#: Version 3, the watchdog's memory (`fleet.watchdog.pgstore`): the SQLite `watchdog_state` and
+#: `watchdog_ticks` keyed by namespace, with the host that wrote each row (ticks are read per host).
+_WATCHDOG: Final = (
+    """CREATE TABLE fleet_watchdog_state (
+        namespace text NOT NULL, kind text NOT NULL CHECK (kind IN ('ladder', 'agent')), key text NOT NULL,
+        agent text NOT NULL, host text NOT NULL, value text NOT NULL, updated_at double precision NOT NULL,
+        PRIMARY KEY (namespace, kind, key)
+    )""",
+    """CREATE TABLE fleet_watchdog_tick (
+        id bigserial PRIMARY KEY, namespace text NOT NULL, host text NOT NULL, at double precision NOT NULL,
+        dry_run boolean NOT NULL, ms bigint NOT NULL, skipped text, actions text NOT NULL
+    )""",
+    "CREATE INDEX fleet_watchdog_tick_host ON fleet_watchdog_tick (namespace, host, id)",
+)
+#: Version 4, the audit log (`fleet.store.auditlog`): every host's audit records, append-only like
+#: the ledger's events (the same trigger function refuses UPDATE, DELETE and TRUNCATE).
+_AUDIT: Final = (
+    """CREATE TABLE fleet_audit (
+        id bigserial PRIMARY KEY, namespace text NOT NULL, host text NOT NULL, time double precision NOT NULL,
+        event text NOT NULL, record text NOT NULL
+    )""",
+    "CREATE INDEX fleet_audit_cursor ON fleet_audit (namespace, id)",
+    """CREATE TRIGGER fleet_audit_no_change BEFORE UPDATE OR DELETE ON fleet_audit
+        FOR EACH ROW EXECUTE FUNCTION fleet_event_append_only()""",
+    """CREATE TRIGGER fleet_audit_no_truncate BEFORE TRUNCATE ON fleet_audit
+        FOR EACH STATEMENT EXECUTE FUNCTION fleet_event_append_only()""",
+)
 #: (version, name, statements: one SQL command each, as pipeline mode requires). Append only.
 MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
     (1, "leases", ("""
@@ -91,6 +119,8 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
         """COMMENT ON COLUMN fleet_lease.token IS
             'The last token issued for the agent: only ever grows (fencing). NULL holder: free.'""")),
     (2, "ledger", _LEDGER),
+    (3, "watchdog", _WATCHDOG),
+    (4, "audit", _AUDIT),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 #: Serialises concurrent `fleet store init` runs (an arbitrary constant: "fleet" in ASCII).

@@ -181,6 +181,15 @@ class WatchdogStore:
         rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", (max(1, limit),)).fetchall()
         return [TickRecord(r[0], r[1], bool(r[2]), r[3], r[4], json.loads(r[5])) for r in rows]
 
+    def will_restart(self, agent: str, every: float, now: float) -> bool:
+        try:
+            last = self._db.execute("SELECT MAX(at) FROM watchdog_ticks").fetchone()[0]
+            row = self._db.execute("SELECT value FROM watchdog_state WHERE kind = 'agent' AND key = ?",
+                                   (agent,)).fetchone()
+        except sqlite3.Error:
+            return False
+        return restart_expected(last, row[0] if row else None, every, now)
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         db = self._db
@@ -212,9 +221,14 @@ def will_restart(db_path: Path, agent: str, every: float, now: float) -> bool:
         return False
     finally:
         db.close()
-    if last is None or now - float(last) > ACTIVE_PERIODS * every:
+    return restart_expected(last, row[0] if row else None, every, now)
+
+
+def restart_expected(last_tick: float | None, agent_value: str | None, every: float, now: float) -> bool:
+    """The rule of `will_restart`, on the newest tick's time and the agent's record (JSON) if any."""
+    if last_tick is None or now - float(last_tick) > ACTIVE_PERIODS * every:
         return False
-    return row is None or json.loads(row[0]).get("fatal_at") is None
+    return agent_value is None or json.loads(agent_value).get("fatal_at") is None
 
 
 def _dumps(value: Any) -> str:

@@ -59,7 +59,7 @@ def test_a_leases_only_store_upgrades_to_the_ledger_keeping_its_leases(pg_cluste
         PgLedger(db, tmp_path).assignments()
     assert "fleet store init" in old.value.hint
     admin = Database(settings, check_schema=False)
-    assert init_schema(admin)["applied"] == ["2:ledger"]
+    assert init_schema(admin)["applied"][:1] == ["2:ledger"]  # and any later migration after it
     admin.close()
     assert PgLedger(db, tmp_path).assignments() == []
     assert PgLeaseStore(db, tmp_path).claim("a1", "alice")["token"] == 8  # the lease row survived
@@ -237,9 +237,8 @@ def test_an_assignment_made_on_one_host_is_read_waited_on_and_ended_from_another
     again = b.json("assign", "write the notes", "--queue", "--request-id", "r-1")  # the retry, on the other host
     assert (again["assignment"], again["duplicate"]) == (aid, True)
     assert [x["id"] for x in b.json("assignments")["assignments"]] == [aid]
-    tick = b.json("watchdog", "tick", "--dry-run")  # its memory stays in b's own file, the ledger is shared
+    tick = b.json("watchdog", "tick", "--dry-run")  # its memory is in the shared store too
     assert tick["errors"] == []
-    assert (b.state_dir / "fleet.db").exists()
     waiter = subprocess.Popen([sys.executable, "-m", "fleet", "--config", str(b.path), "wait", aid, "--timeout",
                                "120", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -1,0 +1,64 @@
+"""The audit log in the shared PostgreSQL store: `fleet_audit` (`fleet.store.schema`, version 4), an
+`fleet.audit.AuditSink`.
+
+One row per record: namespace, the host that wrote it (its hostname), the record's time and event,
+and the whole record as JSON. Append-only: a trigger refuses UPDATE, DELETE and TRUNCATE. Ids come
+from a sequence, so `records` reads every host's records back in the order they were written (per
+host, exactly; across hosts, in commit order).
+
+Writing never blocks an operation for long or fails it: `write` raises (and `fleet.audit.record`
+logs and drops the record), and after a failure the sink skips the database for `RETRY_AFTER`
+seconds, so a store that is down costs one connect timeout, not one per operation. The local
+`audit.jsonl` has every record either way.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any, Final
+
+from fleet.errors import StoreUnavailable
+
+from .db import Database
+
+#: Seconds a sink whose write failed leaves the database alone (its records are dropped meanwhile).
+RETRY_AFTER: Final = 30.0
+
+
+class PgAuditSink:
+    """Audit records of `db`'s namespace, marked with `host` (default: this machine's hostname)."""
+
+    def __init__(self, db: Database, *, host: str | None = None) -> None:
+        self._db = db
+        self.host = host or socket.gethostname()
+        self._failed_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"PgAuditSink({self._db!r}, host={self.host!r})"
+
+    def write(self, entry: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if self._failed_at is not None and now - self._failed_at < RETRY_AFTER:
+            raise StoreUnavailable(f"The store {self._db.settings.display} failed an audit write moments ago.",
+                                   hint="Check `fleet store status`; the local audit.jsonl has the record.")
+        try:
+            with self._db.mapped_errors():
+                self._db.connection().execute(
+                    "INSERT INTO fleet_audit (namespace, host, time, event, record) VALUES (%s, %s, %s, %s, %s)",
+                    (self._db.namespace, self.host, float(entry.get("time", time.time())), str(entry["event"]),
+                     json.dumps(entry, separators=(",", ":"), ensure_ascii=False, default=str)))
+        except Exception:
+            self._failed_at = now
+            raise
+        self._failed_at = None
+
+    def records(self, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """The namespace's records with id above `after`, oldest first: each the record with its
+        `id` and `host`."""
+        with self._db.mapped_errors():
+            rows = self._db.connection().execute(
+                "SELECT id, host, record FROM fleet_audit WHERE namespace = %s AND id > %s ORDER BY id LIMIT %s",
+                (self._db.namespace, after, max(1, limit))).fetchall()
+        return [{**json.loads(r[2]), "id": int(r[0]), "host": r[1]} for r in rows]
