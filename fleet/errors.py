@@ -174,6 +174,11 @@ class Timeout(FleetError, TimeoutError):
     retryable = True
 
 
+class StoreTimeout(Timeout):
+    """The shared store held a row lock or ran a statement past its bound (a peer is wedged): the
+    transaction was rolled back whole, as for `store_unavailable`; same code as any timeout."""
+
+
 class InternalError(FleetError):
     code = "internal_error"
 

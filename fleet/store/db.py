@@ -9,7 +9,7 @@ Failure contract:
   (`store_unavailable`, retryable). PostgreSQL commits a transaction whole or not at all, so nothing
   is half written. When the break hits the COMMIT itself, the caller cannot know whether it landed:
   a claim may then be granted without its answer; claiming again renews it (same holder).
-- a row lock or a statement waits past its bound (a peer is wedged): `Timeout`.
+- a row lock or a statement waits past its bound (a peer is wedged): `StoreTimeout` (a `Timeout`).
 - the schema is missing, older or newer than this fleet's: `StoreSchemaMismatch` (checked once per
   connection), unless the caller is `fleet store init` itself.
 The password is never part of a message, a log line or a repr: the URL is shown masked, and the
@@ -28,7 +28,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from fleet.config.store import StoreSettings
-from fleet.errors import StoreSchemaMismatch, StoreUnavailable, Timeout
+from fleet.errors import StoreSchemaMismatch, StoreTimeout, StoreUnavailable
 from fleet.logs import LazyLogger
 
 from .schema import SCHEMA_VERSION, installed_version
@@ -173,7 +173,7 @@ class Database:
     @contextlib.contextmanager
     def mapped_errors(self, doing: str = "lost the connection to", *,
                       state: dict[str, bool] | None = None) -> Iterator[None]:
-        """Turn psycopg's failures raised in the body into `StoreUnavailable` or `Timeout`.
+        """Turn psycopg's failures raised in the body into `StoreUnavailable` or `StoreTimeout`.
 
         With `state` (a transaction's: did it reuse a connection, was COMMIT sent), a failure on a
         reused connection before COMMIT was sent is marked `stale_connection`: the server may have
@@ -183,7 +183,7 @@ class Database:
         try:
             yield
         except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
-            raise Timeout(
+            raise StoreTimeout(
                 f"The store {self.settings.display} did not answer in time: {self.scrub(exc)}.",
                 hint="Another fleet process may be stuck in a store update; retry, and check `fleet leases`.",
             ) from None

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from fleet.errors import FleetError, LedgerError, StoreSchemaMismatch, StoreUnavailable
+from fleet.errors import FleetError, LedgerError, StoreSchemaMismatch, StoreTimeout, StoreUnavailable
 from fleet.fsutil import ensure_dir, flock_within, open_lock_file
 
 LOCK_FILE: Final = "watchdog.lock"
@@ -24,7 +24,7 @@ LOCK_FILE: Final = "watchdog.lock"
 FALLBACK_DB: Final = "watchdog-fallback.db"
 #: What a damaged or unusable ledger raises: fleet's own wrapper, or SQLite's when a page is bad; with
 #: the ledger in the shared store (`[store]`), the database down or its schema not this fleet's.
-LEDGER_FAULTS: Final = (LedgerError, sqlite3.DatabaseError, StoreUnavailable, StoreSchemaMismatch)
+LEDGER_FAULTS: Final = (LedgerError, sqlite3.DatabaseError, StoreUnavailable, StoreSchemaMismatch, StoreTimeout)
 
 
 def private_file(path: Path) -> Path:
