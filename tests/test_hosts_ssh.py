@@ -109,7 +109,7 @@ def test_doctor_checks_each_host(remote: Callable[..., RemoteHost], tmp_path: Pa
     assert done.returncode != 0
     lines = {c["name"]: c for c in report["checks"]}
     assert lines["host down"]["ok"] is False
-    assert "Connection refused" in lines["host down"]["detail"]
+    assert "is unreachable" in lines["host down"]["detail"]  # refused at once, or no answer on a busy machine
     assert "BatchMode" in lines["host down"]["hint"]
     assert lines["host up"]["ok"] is False  # reached, but its config lacks `ghost`
     assert "ghost" in lines["host up"]["detail"]
