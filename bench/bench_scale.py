@@ -52,10 +52,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from bench_cli import net_interfaces  # noqa: E402 -- after the path set-up above
+from bench_store import store_url  # noqa: E402
 
 from fleet.config.store import StoreSettings  # noqa: E402
 from fleet.leases.pg import PgLeaseStore  # noqa: E402
-from fleet.store.admin import init_schema  # noqa: E402
 from fleet.store.db import Database  # noqa: E402
 from fleet.vocab import assignment_holder  # noqa: E402
 
@@ -236,24 +236,12 @@ def main() -> None:
     print("$", shlex.join([Path(sys.executable).name, *sys.argv]))
     print(f"{args.hosts} hosts x {args.agents} agents, tick {args.tick:g} s, poll {args.poll:g} s, "
           f"an assignment per agent per {args.finish:g} s; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
-    cluster = None
-    if args.url is None:
-        from pgcluster import PgCluster
-
-        cluster = PgCluster()
-    url = args.url or cluster.url()  # type: ignore[union-attr]
-    try:
-        db = Database(StoreSettings(url=url, namespace="bench"), check_schema=False)
-        init_schema(db)
-        db.close()
-        runs = []
+    runs = []
+    with store_url(args.url) as url:
         for n in range(args.runs):
             runs.append(one_run(url, args))
             print(f"run {n + 1}: {runs[-1]['total']:.0f} ops/s, headroom {runs[-1]['headroom']:.1f}x "
                   f"(slowest host {runs[-1]['headroom_min']:.1f}x), {runs[-1]['ticks']} host ticks", flush=True)
-    finally:
-        if cluster is not None:
-            cluster.close()
 
     def med(key: str, kind: str) -> float:
         return statistics.median(r[key].get(kind, 0.0) for r in runs)

@@ -18,6 +18,7 @@ database (initialising fleet's schema there) under a fresh namespace, and leaves
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -29,6 +30,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,6 +106,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+@contextlib.contextmanager
+def store_url(url: str | None) -> Iterator[str]:
+    """A database with fleet's schema for a bench: `url` as given, else a throwaway cluster (closed at
+    the end, even on error)."""
+    cluster = None
+    if url is None:
+        from pgcluster import PgCluster
+
+        cluster = PgCluster()
+        url = cluster.url()
+    try:
+        db = Database(StoreSettings(url=url, namespace="bench"), check_schema=False)
+        init_schema(db)
+        db.close()
+        yield url
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="a PostgreSQL database to use (default: a throwaway cluster)")
@@ -113,16 +135,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     print("$", shlex.join([Path(sys.executable).name, *sys.argv]))
-    cluster = None
-    if args.url is None:
-        from pgcluster import PgCluster
-
-        cluster = PgCluster()
-    url = args.url or cluster.url()  # type: ignore[union-attr]
-    try:
-        db = Database(StoreSettings(url=url, namespace="bench"), check_schema=False)
-        init_schema(db)
-        db.close()
+    with store_url(args.url) as url:
         rates = [uncontended(url, args.cycles) for _ in range(args.runs)]
         print(f"uncontended claim+release (PostgreSQL): median {statistics.median(rates):.0f}/s over {args.runs} "
               f"runs of {args.cycles} (min {min(rates):.0f}, max {max(rates):.0f})")
@@ -135,9 +148,6 @@ def main() -> None:
         print(f"{args.workers} contending processes, release->next grant: "
               f"median p50 {statistics.median(p50s):.2f} ms, median p99 {statistics.median(p99s):.2f} ms "
               f"(runs: p99 {', '.join(f'{p:.1f}' for p in p99s)} ms; holds per run {', '.join(map(str, counts))})")
-    finally:
-        if cluster is not None:
-            cluster.close()
 
 
 if __name__ == "__main__":
