@@ -50,12 +50,10 @@ def _create_remote(svc: Service, *, to: str, request_id: str | None, holder: str
                           "made there would be in that host's own ledger, which fleet here cannot show or wait on.",
                           hint="Configure the shared store (`[store] url`, README 'Scaling out') on both hosts, or "
                                f"assign on {host}.", agent=to, host=host)
-    import secrets  # noqa: PLC0415 (a remote assignment only)
-
-    from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
+    from .hosts import forward_agent_op, remote_request_id  # noqa: PLC0415 (only a config with hosts needs it)
 
     call = {**{k: v for k, v in args.items() if v is not None}, "to": to, "token": token, "holder": holder,
-            "request_id": request_id or f"fleet-remote:{secrets.token_hex(12)}"}
+            "request_id": request_id or remote_request_id()}
     return forward_agent_op(svc, "assignment_create", call, agent=to, timeout=60.0)
 
 
@@ -68,11 +66,9 @@ def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None
     `no_agent_available` naming every host's reasons. Each attempt has a request id of its own,
     derived from the caller's (or a fresh one), so a retried call finds each attempt's earlier answer
     and never makes a second assignment; a host that cannot be reached is passed over."""
-    import secrets  # noqa: PLC0415 (routing across hosts only)
+    from .hosts import forward_agent_op, remote_request_id  # noqa: PLC0415 (only a config with hosts needs it)
 
-    from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
-
-    base = request_id or f"fleet-route:{secrets.token_hex(12)}"
+    base = request_id or remote_request_id()
     hosts: dict[str, str] = {}
     for name, remote in svc.config.remote_agents.items():
         hosts.setdefault(remote.host, name)  # one of its agents names the host to `forward_agent_op`

@@ -107,13 +107,17 @@ def forward_send(svc: Service, *, agent: str, text: str, timeout: float, request
     """A send to a remote agent, under the caller's holder. It always carries a request id (one is
     made when the caller gave none), so a send whose answer the channel lost is asked again with it
     and answered with the first receipt: never typed twice."""
-    import secrets  # noqa: PLC0415 (a remote send only)
+    return forward_agent_op(svc, "agent_send", {"agent": agent, "text": text, "timeout": timeout, "holder": holder,
+                                                "token": token, "request_id": request_id or remote_request_id()},
+                            timeout=timeout)
 
-    args: dict[str, Any] = {"agent": agent, "text": text, "timeout": timeout, "holder": svc.holder_for(holder),
-                            "request_id": request_id or f"fleet-remote:{secrets.token_hex(12)}"}
-    if token is not None:
-        args["token"] = token
-    return forward(svc, agent, "agent_send", args, timeout=timeout, mutating=True)
+
+def remote_request_id() -> str:
+    """A request id for a forwarded request whose caller gave none: it makes a lost answer safe to ask
+    for again (`fleet.hosts.channel`)."""
+    import secrets  # noqa: PLC0415 (a forwarded request only)
+
+    return f"fleet-remote:{secrets.token_hex(12)}"
 
 
 def forward_agent_op(svc: Service, op: str, args: dict[str, Any], *, timeout: float = 30.0,
