@@ -160,6 +160,10 @@ def test_user_info_with_a_question_mark_or_hash_is_refused_unshown() -> None:
             parse_store({"url": url}, source="fleet.toml", fleet="f")
         assert "s3cret" not in str(refused.value.to_dict())
         assert "123?x" not in str(refused.value.to_dict())
+    for control in ("\t", "\x1b", "\x7f"):  # urllib drops a tab that libpq keeps: never scrubbed right
+        with pytest.raises(ConfigError, match="control character") as refused:
+            parse_store({"url": f"postgresql://u:ab{control}s3cret@h/db"}, source="f", fleet="f")
+        assert "s3cret" not in str(refused.value.to_dict())
     assert parse_store({"url": "postgresql://u:p%3Fq@h/db?sslmode=require"}, source="f", fleet="f") is not None
     with pytest.raises(ConfigError, match="not shown"):  # a path with an `@`: a password with a `/` in it
         parse_store({"url": "postgresql://u@h/x@y"}, source="f", fleet="f")
