@@ -87,6 +87,31 @@ def require_offline() -> None:
         )
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster for the session (tests/pgcluster.py), its schema initialised,
+    stopped and removed at the end even when tests fail; started only for tests that ask for it."""
+    from pgcluster import PgCluster
+
+    from fleet.config.store import StoreSettings
+    from fleet.store.admin import init_schema
+    from fleet.store.db import Database
+
+    try:
+        cluster = PgCluster()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        db = Database(StoreSettings(url=cluster.url(), namespace="setup"), check_schema=False)
+        try:
+            init_schema(db)
+        finally:
+            db.close()
+        yield cluster
+    finally:
+        cluster.close()
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sees the user's HOME, state, config or tmux server."""

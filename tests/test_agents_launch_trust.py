@@ -113,6 +113,17 @@ def test_the_launch_command_removes_tmux_variables_even_from_the_agent_env(tmp_p
     assert not any(w.startswith(("TMUX=", "TMUX_PANE=")) for w in words)
 
 
+@pytest.mark.parametrize("role", ["worker", "explorer", "lead"])
+def test_no_agent_but_a_lead_inherits_the_stores_credentials(tmp_path: Path, role: str) -> None:
+    """The tmux server has fleet's environment, `$FLEET_STORE_URL` and `$PGPASSWORD` included when set:
+    an agent's Codex and its commands must not (Codex's default shell policy keeps both)."""
+    words = shlex.split(codex.launch_command(spec(tmp_path, codex="/bin/true", role=role), tmp_path / "agent"))
+    dropped = {words[i + 1] for i, w in enumerate(words[:words.index(f"CODEX_HOME={tmp_path / 'codex-home'}")])
+               if w == "-u"}
+    assert {"TMUX", "TMUX_PANE"} <= dropped
+    assert ({"FLEET_STORE_URL", "PGPASSWORD"} <= dropped) is (role != "lead")
+
+
 @pytest.mark.parametrize(("sandbox", "args", "user", "reachable"), [
     ("read-only", (), {}, False),
     ("workspace-write", (), {}, False),

@@ -74,6 +74,26 @@ def test_the_plugins_mcp_json_gates_the_same_tools_as_a_lead() -> None:
     assert mcp["mcpServers"]["fleet"]["tools"] == lead.gated_tools()
 
 
+def test_a_leads_server_gets_the_stores_credentials_by_name_and_its_shell_never(tmp_path: Path) -> None:
+    """`$FLEET_STORE_URL` by value would sit on Codex's command line for any local user's `ps`: the
+    table names it (Codex passes it on from its own environment), and the lead's shell excludes it,
+    after the home's own patterns."""
+    cfg = config(tmp_path, '[agents.boss]\nhome = "h"\ncwd = "."\nrole = "lead"\n')
+    spec = cfg.agent("boss")
+    secret = "postgresql://fleet:s3cret@db/fleet"
+    overrides = lead.overrides(spec, cfg.path, cfg.state_dir, {"FLEET_STORE_URL": secret})
+    assert not any("s3cret" in o for o in overrides)
+    table = toml_value(overrides[0])[1]
+    assert table["env_vars"] == ["FLEET_STORE_URL"]
+    assert "FLEET_STORE_URL" not in table["env"]
+    assert toml_value(overrides[2]) == ("shell_environment_policy.exclude", ["FLEET_STORE_URL", "PGPASSWORD"])
+    assert "env_vars" not in toml_value(lead.overrides(spec, cfg.path, cfg.state_dir, {})[0])[1]
+    spec.home.mkdir(parents=True)
+    (spec.home / "config.toml").write_text('[shell_environment_policy]\nexclude = ["AWS_*", "PGPASSWORD", 7]\n')
+    assert toml_value(lead.overrides(spec, cfg.path, cfg.state_dir, {})[2])[1] == [
+        "AWS_*", "PGPASSWORD", "FLEET_STORE_URL"]
+
+
 def test_other_roles_get_no_lead_wiring(tmp_path: Path) -> None:
     cfg = config(tmp_path, '[agents.w]\nhome = "h"\ncwd = "."\nrole = "worker"\n'
                            '[agents.e]\nhome = "h2"\ncwd = "."\n')

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from fleet.config import AgentSpec, Sandbox
+from fleet.config.store import STORE_SECRET_ENV
 from fleet.errors import CodexMissing
 
 from .codexversion import PINNED
@@ -274,10 +275,14 @@ def launch_command(spec: AgentSpec, agent_dir: Path, extra: Sequence[str] = (), 
                    approval_hold: float = DEFAULT_APPROVAL_HOLD) -> str:
     """One shell string for tmux: `exec` so the pane's pid is Codex itself. tmux gives every pane
     `TMUX` and `TMUX_PANE` (the server's socket and the pane); `env -u` drops them, so neither Codex
-    nor any command it runs is told where the fleet's server is (`SERVER_ENV`)."""
+    nor any command it runs is told where the fleet's server is (`SERVER_ENV`). It drops the shared
+    store's credentials too (`STORE_SECRET_ENV`, inherited from whoever started the tmux server), except
+    for a lead, whose fleet server needs them and whose shell commands do not get them
+    (`fleet.agents.lead`). What `[agents.x] env` names explicitly is set after the drops."""
+    dropped = SERVER_ENV if spec.role == "lead" else (*SERVER_ENV, *STORE_SECRET_ENV)
     env = {"CODEX_HOME": str(spec.home), **{k: v for k, v in spec.env.items() if k not in SERVER_ENV}}
     assigns = [f"{k}={v}" for k, v in env.items()]
-    unset = [arg for var in SERVER_ENV for arg in ("-u", var)]
+    unset = [arg for var in dropped for arg in ("-u", var)]
     return "exec env " + shlex.join([*unset, *assigns, *launch_argv(spec, agent_dir, extra, resume=resume,
                                                             approval_hold=approval_hold)])
 

@@ -9,7 +9,12 @@ never gives it an assignment). At launch it gets, as `-c` overrides (Codex 0.169
   refused outright). Codex passes a server only a handful of variables (HOME, PATH, ...), so the ones
   fleet resolves paths with go in `env` by value: `FLEET_HOLDER=agent:<name>` (the lead's holder
   identity in leases, the ledger and the audit log), `FLEET_HOME` = the fleet's resolved state dir,
-  and `TMUX_TMPDIR` when set (where the fleet's tmux socket is). A server of that name in the home's
+  and `TMUX_TMPDIR` when set (where the fleet's tmux socket is). The shared store's credentials
+  (`$FLEET_STORE_URL`, `$PGPASSWORD`: `STORE_SECRET_ENV`) never go there by value, where any local
+  user's `ps` would show them: the table names them in `env_vars`, and Codex passes them on from its
+  own environment, which keeps them for a lead alone (`fleet.agents.codex.launch_command`).
+- `shell_environment_policy.exclude`: the home's own list plus `STORE_SECRET_ENV`, so the lead's
+  shell commands (its model reads workers' reports) never see those credentials. A server of that name in the home's
   config or from the installed plugin is replaced by this one (measured), so there is one
   `mcp__fleet` namespace.
 - in that table, `tools.<name>.approval_mode = "prompt"` for each of `GATED_TOOLS`, which act
@@ -26,19 +31,22 @@ never gives it an assignment). At launch it gets, as `-c` overrides (Codex 0.169
   `-c` key that adds a skill folder (0.169: `skills.config` only toggles skills it already found),
   and the plugin is how Codex loads skills it does not find in the home or the project.
 
-`overrides` is pure (given `environ`); nothing here runs a program or installs anything.
+`overrides` reads the home's `config.toml` and is otherwise pure (given `environ`); nothing here runs a
+program or installs anything.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from fleet.config import AgentSpec
+from fleet.config.store import STORE_SECRET_ENV
 
-from .codex import _toml
+from .codex import _toml, user_config
 
 #: The MCP server's name in the lead's Codex: its tools are the namespace `mcp__fleet`, as with the plugin.
 SERVER_NAME: Final = "fleet"
@@ -71,10 +79,12 @@ def server_table(spec: AgentSpec, config_path: Path, state_dir: Path,
     env_src = os.environ if environ is None else environ
     env = {"FLEET_HOLDER": holder(spec.name), "FLEET_HOME": str(state_dir)}
     env.update({k: env_src[k] for k in FORWARDED_ENV if env_src.get(k)})
+    by_name = [k for k in STORE_SECRET_ENV if env_src.get(k)]
     return {
         "command": sys.executable,
         "args": ["-P", "-m", "fleet", "--config", str(config_path.absolute()), "mcp"],  # -P: not from the cwd
         "env": env,
+        **({"env_vars": by_name} if by_name else {}),
         "default_tools_approval_mode": APPROVAL_MODE,
         "tools": gated_tools(auto_approve_agent_approvals=auto_approve_agent_approvals),
     }
@@ -87,5 +97,14 @@ def overrides(spec: AgentSpec, config_path: Path, state_dir: Path,
         return []
     table = server_table(spec, config_path, state_dir, environ,
                          auto_approve_agent_approvals=auto_approve_agent_approvals)
-    return [f"mcp_servers.{SERVER_NAME}={_toml(table)}", "features.plugins=true"]
+    return [f"mcp_servers.{SERVER_NAME}={_toml(table)}", "features.plugins=true",
+            f"shell_environment_policy.exclude={_toml(shell_exclude(user_config(spec.home)))}"]
+
+
+def shell_exclude(home_config: Mapping[str, Any]) -> list[str]:
+    """The home's `shell_environment_policy.exclude` patterns (strings only) with `STORE_SECRET_ENV` added."""
+    policy = home_config.get("shell_environment_policy")
+    own = policy.get("exclude") if isinstance(policy, dict) else None
+    kept = [p for p in own if isinstance(p, str)] if isinstance(own, list) else []
+    return [*kept, *(k for k in STORE_SECRET_ENV if k not in kept)]
 

@@ -28,6 +28,10 @@ from fleet.errors import ConfigError
 
 #: The variable read when the config has no `[store] url`.
 STORE_URL_ENV: Final = "FLEET_STORE_URL"
+#: Variables that can carry the store's credentials: `STORE_URL_ENV` and libpq's password. An agent's
+#: environment never has them (`fleet.agents.codex.launch_command`); a lead's fleet server gets them
+#: by name from its Codex, and its own shell commands do not (`fleet.agents.lead`).
+STORE_SECRET_ENV: Final = (STORE_URL_ENV, "PGPASSWORD")
 #: libpq's own names for a PostgreSQL connection URI; anything else is refused, not guessed at.
 SCHEMES: Final = ("postgresql", "postgres")
 #: Long enough for a URI with a few options; a longer one is a mistake, not a database.

@@ -21,30 +21,12 @@ from fleet.config.store import StoreSettings
 from fleet.leases import LeaseStore
 from fleet.leases.backend import LeaseBackend
 from fleet.leases.pg import PgLeaseStore
-from fleet.store.admin import init_schema
 from fleet.store.db import Database
 from fleet.work.ledger import Ledger
 from fleet.work.ledgerbackend import LedgerBackend
 from fleet.work.pgledger import PgLedger
 
 _namespaces = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    try:
-        cluster = PgCluster()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
-        db = Database(StoreSettings(url=cluster.url(), namespace="setup"), check_schema=False)
-        try:
-            init_schema(db)
-        finally:
-            db.close()
-        yield cluster
-    finally:
-        cluster.close()
 
 
 @pytest.fixture
