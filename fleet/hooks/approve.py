@@ -6,7 +6,9 @@ denies the call, the hook answers at once, with no watchdog needed and no dialog
 journal records the decision with `by: watchdog:policy` and its reason, and the audit log gets an
 `approval.policy` record. The policy stands aside, leaving the call held for a person, when its
 verdict is `ask`, when a person or another lead holds the agent's lease (as the tick does), or when
-anything cannot be read: every failure here means "a person decides". The tick still applies the
+anything cannot be read: every failure here means "a person decides". With the leases in the shared
+store, the hook reads this host's copy of the agent's row (`fleet.leases.mirror`) and stands aside
+when that copy is missing or older than `mirror.MAX_AGE`. The tick still applies the
 policy to a request that was held before the file existed.
 """
 
@@ -78,10 +80,19 @@ def _held_by_someone_else(agent_dir: Path, now: float) -> bool:
 
     from .gates import read_context
 
-    if (agent_dir.parent.parent / "leases" / SHARED_STORE_MARKER).exists():
-        return True  # the leases are in the shared store, which the hook does not reach: a person decides
+    state_dir = agent_dir.parent.parent
     try:
-        lease = LeaseStore(agent_dir.parent.parent).get(agent_dir.name)
+        if (state_dir / "leases" / SHARED_STORE_MARKER).exists():
+            # the leases are in the shared store, which the hook does not reach: this host's copy of
+            # the agent's row, judged on the database's clock; none fresh enough, and a person decides
+            from fleet.leases import mirror
+
+            copy = mirror.fresh(state_dir, agent_dir.name, now)
+            if copy is None:
+                return True
+            lease, now = copy.lease, copy.db_now(now)
+        else:
+            lease = LeaseStore(state_dir).get(agent_dir.name)
         if lease is None or lease_state(lease, now) != "held":
             return False
         ctx = read_context(agent_dir)

@@ -13,7 +13,9 @@ keep one contract, checked by one suite run against each (tests/store/test_store
 - `guard` runs a body under the holder's live lease or a transient one, released on exit if it is
   still that lease;
 - `get` and `info` never take the write path; `repair` moves damaged records aside where a backend
-  can have them (the database cannot: it reports nothing to repair).
+  can have them (the database cannot: it reports nothing to repair);
+- `refresh_mirror` copies this host's agents' leases where Codex's approval hook reads them
+  (`fleet.leases.mirror`); the files are that place already, so for them it does nothing.
 
 A lease is an agreement among callers that go through fleet, not a force field (see `store`).
 """
@@ -48,3 +50,5 @@ class LeaseBackend(Protocol):
     def known_agents(self) -> list[str]: ...
 
     def repair(self, agent: str, holder: str) -> RepairResult: ...
+
+    def refresh_mirror(self, agents: list[str]) -> int: ...

@@ -12,6 +12,10 @@ Waiting for a held lease (`claim(wait=...)`) listens on the `fleet_lease` channe
 the end of a transient lease notifies at commit, and the waiters retry at once; expiry is not
 notified, so a waiter also retries after `retry_after` and on a backoff.
 
+After each committed change, the row's new state is copied to this host's lease mirror
+(`fleet.leases.mirror`), which Codex's approval hook reads; `refresh_mirror` (every tick) copies a
+set of agents' rows at once.
+
 Audit records go to this host's `<state_dir>/audit.jsonl`, as with the file store, and to the store's
 `fleet_audit` table (`fleet.store.auditlog`; a failure there is logged and dropped), written after the
 transaction commits (a refusal is audited after its rollback); an unreachable database raises
@@ -35,6 +39,7 @@ from fleet.logs import LazyLogger
 from fleet.store.auditlog import PgAuditSink
 from fleet.store.db import Database
 
+from . import mirror
 from .files import LeaseInfo, RepairResult
 from .rules import (
     DEFAULT_TTL,
@@ -66,6 +71,8 @@ _FREE: Final = ("UPDATE fleet_lease SET holder = NULL, acquired_at = NULL, renew
                 "ttl = NULL, transient = false, changed_at = %s WHERE namespace = %s AND agent = %s")
 
 Event = tuple[str, str, str, "int | None", dict[str, Any]]
+#: An event that is not audited: the row's state after the change, for this host's mirror once committed.
+_MIRROR: Final = "mirror"
 T = TypeVar("T")
 
 
@@ -216,7 +223,7 @@ class PgLeaseStore:
                     hint=f"Only the holder can release it; an operator can break it with "
                          f"`fleet release {agent} --force`.",
                     agent=agent, holder=current.holder, token=current.token, your_holder=holder)
-            self._free(cur, agent, now)
+            self._free(cur, events, agent, now)
             if forced:
                 events.append(("lease.force_release", agent, holder, current.token,
                                {"previous_holder": current.holder}))
@@ -291,6 +298,7 @@ class PgLeaseStore:
                         "changed_at = %s WHERE namespace = %s AND agent = %s",
                         (lease.renewed_at, lease.expires_at, lease.ttl, now, self._ns, agent))
             events.append(("lease.renew", agent, holder, lease.token, {"ttl": ttl}))
+            events.append((_MIRROR, agent, holder, lease.token, {"lease": lease, "as_of": now}))
             return lease
         row = cur.connection.execute(
             "UPDATE fleet_lease SET token = token + 1, holder = %s, acquired_at = %s, renewed_at = %s, "
@@ -304,18 +312,20 @@ class PgLeaseStore:
                        {"ttl": ttl, "transient": transient or None,
                         "previous_holder": previous.holder if previous else None,
                         "previous_token": previous.token if previous else None}))
+        events.append((_MIRROR, agent, holder, lease.token, {"lease": lease, "as_of": now}))
         return lease
 
-    def _free(self, cur: Any, agent: str, now: float) -> None:
+    def _free(self, cur: Any, events: list[Event], agent: str, now: float) -> None:
         cur.execute(_FREE, (now, self._ns, agent))
         cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self._ns}/{agent}"))
+        events.append((_MIRROR, agent, "", None, {"lease": None, "as_of": now}))
 
     def _end_transient(self, agent: str, lease: Lease) -> None:
         def body(cur: Any, events: list[Event]) -> None:
             current, _, now = self._lock(cur, agent)
             if current != lease:
                 return  # taken over after expiry, or turned into a real lease by a claim
-            self._free(cur, agent, now)
+            self._free(cur, events, agent, now)
             events.append(("lease.release", agent, lease.holder, lease.token, {"transient": True}))
 
         self._transact(body)
@@ -351,13 +361,43 @@ class PgLeaseStore:
         except StoreUnavailable:
             raise
         except FleetError:
-            self._write(events)
+            self._write(events, committed=False)
             raise
-        self._write(events)
+        self._write(events, committed=True)
 
-    def _write(self, events: list[Event]) -> None:
+    def _write(self, events: list[Event], *, committed: bool) -> None:
         for event, agent, holder, token, fields in events:
-            self._audit(event, agent, holder, token, **fields)
+            if event != _MIRROR:
+                self._audit(event, agent, holder, token, **fields)
+            elif committed:
+                self._mirror(agent, fields["lease"], fields["as_of"])
+
+    def _mirror(self, agent: str, lease: Lease | None, as_of: float) -> None:
+        """This host's copy of the row (`fleet.leases.mirror`); a failure is logged, never raised: the
+        change has committed, and the tick rewrites the copy (a reader of a stale one fails closed)."""
+        try:
+            mirror.write(self.state_dir, agent, lease, as_of)
+        except OSError as exc:
+            logger.warning("could not write the lease mirror of %s: %s", agent, exc)
+
+    def refresh_mirror(self, agents: list[str]) -> int:
+        """Copy the rows of `agents` (this host's) into the mirror, as one read on the database's clock;
+        an agent without a row is free. Returns how many copies were written (a newer one is kept)."""
+        agents = [validate_agent(a) for a in agents]
+        if not agents:
+            return 0
+        rows = self._query(f"SELECT extract(epoch FROM clock_timestamp())::float8, agent, {_COLUMNS} "
+                           "FROM (SELECT 1) AS one LEFT JOIN fleet_lease ON namespace = %s AND agent = ANY(%s)",
+                           (self._ns, agents))
+        now = float(rows[0][0])
+        found = {str(r[1]): lease_of(str(r[1]), r[2:]) for r in rows if r[1] is not None}
+        written = 0
+        for agent in agents:
+            try:
+                written += mirror.write(self.state_dir, agent, found.get(agent), now)
+            except OSError as exc:
+                logger.warning("could not write the lease mirror of %s: %s", agent, exc)
+        return written
 
     def _audit(self, event: str, agent: str, holder: str, token: int | None, **fields: Any) -> None:
         if not self._dir_made:

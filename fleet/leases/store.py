@@ -107,6 +107,10 @@ class LeaseStore(LeaseFiles):
     the monotonic clock. `surface` ("cli", "mcp", "api") is written into every audit record.
     """
 
+    def refresh_mirror(self, agents: list[str]) -> int:
+        """Nothing to copy: the approval hook reads these files themselves (`LeaseBackend`)."""
+        return 0
+
     # --- public operations ---------------------------------------------------------------------
 
     def claim(

@@ -20,7 +20,7 @@ from fleet.agents.text import normalize
 from fleet.errors import AgentBusy, AgentNotRunning, ControlPlaneExposed, FleetError, StoreUnavailable
 from fleet.prompttext import check_text
 
-from .core import Service
+from .core import Service, logger
 from .install import ensure_lead_plugin
 
 if TYPE_CHECKING:
@@ -226,6 +226,11 @@ def _sync_approve_policy(svc: Service, specs: list[AgentSpec]) -> None:
     approve = svc.config.watchdog.approve
     policyfile.sync_agents(((svc.runtime.agent_dir(spec.name), spec.cwd) for spec in specs), approve,
                            create=True, roots=fleet_roots(svc.config) if approve else ())
+    if approve and svc.config.store is not None:  # the hook's copy of the leases (`fleet.leases.mirror`)
+        try:
+            svc.leases.refresh_mirror([spec.name for spec in specs])
+        except FleetError as exc:  # the hook then leaves approvals to a person until a tick copies them
+            logger.warning("could not copy the leases for the approval hook: %s", exc.message)
 
 
 def _stop_here(svc: Service, *, agents: list[str] | None = None, holder: str | None = None,

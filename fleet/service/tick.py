@@ -198,6 +198,7 @@ class _Tick:
             if self.ledger is not None:
                 self._guarded("reconcile", lambda: reconcile(self.svc))
             self._guarded("approve_policy", self._sync_approve_policy)
+            self._guarded("lease_mirror", lambda: self.svc.leases.refresh_mirror(list(self.svc.config.agents)))
         facts = self.gather()
         queued = self._from_ledger(lambda ledger: len(ledger.queued(QUEUED_LOOKUP)), 0)
         actions = decide_all(facts, self.policy, self.now, queued=queued)

@@ -32,7 +32,7 @@ def expire(store: LeaseBackend, agent: str) -> None:
 
 def test_the_file_store_satisfies_the_interface(tmp_path: Any) -> None:
     store: LeaseBackend = LeaseStore(tmp_path)  # mypy checks the assignment; this checks the methods
-    for name in ("claim", "release", "guard", "get", "info", "known_agents", "repair"):
+    for name in ("claim", "release", "guard", "get", "info", "known_agents", "repair", "refresh_mirror"):
         assert callable(getattr(store, name))
 
 
