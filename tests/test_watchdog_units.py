@@ -351,3 +351,77 @@ def test_the_templates_have_one_source_and_ship_in_the_wheel_as_real_files(tmp_p
     where, _, text = ran.stdout.partition("\n")
     assert where.startswith(str(tmp_path / "site"))
     assert text == (REPO / "systemd" / units.SERVICE_TEMPLATE).read_text()
+
+
+def env_file_pairs(text: str) -> dict[str, str]:
+    """Read an environment file as systemd's `EnvironmentFile=` does for what `units` writes: `#` comment
+    lines, `KEY="value"` where a backslash before `\\`, `"`, `` ` `` or `$` stands for that character."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, rest = line.partition("=")
+        assert rest.startswith('"'), line
+        assert rest.endswith('"'), line
+        body, value, i = rest[1:-1], [], 0
+        while i < len(body):
+            if body[i] == "\\" and i + 1 < len(body) and body[i + 1] in '\\"`$':
+                value.append(body[i + 1])
+                i += 2
+            else:
+                assert body[i] not in '"', line  # an unescaped quote would end the value early
+                value.append(body[i])
+                i += 1
+        out[key] = "".join(value)
+    return out
+
+
+STORE_URL = 'postgresql://fleet:p"a\\s$s`w%o rd@db.internal:5432/fleet'
+
+
+def test_the_stores_credentials_go_to_a_private_environment_file_never_the_unit(
+        xdg: Path, config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without them the tick would keep its own embedded store while the fleet uses the database."""
+    monkeypatch.setenv("FLEET_STORE_URL", STORE_URL)
+    monkeypatch.setenv("PGPASSWORD", "pg$pass")
+    result = systemd.install(fleet="demo", config=config, every=60)
+    env_file = xdg / "fleet-watchdog-demo.env"
+    assert str(env_file) in result["written"]
+    service = Path(result["service"]).read_text()
+    assert 'p"a' not in service
+    assert "pg$pass" not in service
+    assert directive(service, "EnvironmentFile") == [str(env_file)]
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert env_file_pairs(env_file.read_text()) == {"FLEET_STORE_URL": STORE_URL, "PGPASSWORD": "pg$pass"}
+    proc = verify(Path(result["service"]), Path(result["timer"]))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    # installed again from a shell without them: the file goes, and the unit no longer names it
+    monkeypatch.delenv("FLEET_STORE_URL")
+    monkeypatch.delenv("PGPASSWORD")
+    systemd.install(fleet="demo", config=config, every=60)
+    assert not env_file.exists()
+    assert directive(Path(result["service"]).read_text(), "EnvironmentFile") == []
+    monkeypatch.setenv("PGPASSWORD", "again")
+    systemd.install(fleet="demo", config=config, every=60)
+    assert env_file.exists()
+    assert str(env_file) in systemd.uninstall(fleet="demo")["removed"]
+    assert not env_file.exists()
+
+
+def test_a_credential_an_environment_file_cannot_carry_is_refused_unshown(
+        xdg: Path, config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", "secret\nline")
+    with pytest.raises(InvalidInput) as refused:
+        systemd.install(fleet="demo", config=config, every=60)
+    assert "secret" not in refused.value.message + (refused.value.hint or "")
+    assert not xdg.exists() or not any(xdg.iterdir())
+
+
+def test_an_environment_file_fleet_did_not_write_is_never_replaced(xdg: Path, config: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    xdg.mkdir(parents=True)
+    (xdg / "fleet-watchdog-demo.env").write_text("MINE=1\n")
+    monkeypatch.setenv("PGPASSWORD", "x")
+    with pytest.raises(systemd.UnitConflict):
+        systemd.install(fleet="demo", config=config, every=60)
+    assert (xdg / "fleet-watchdog-demo.env").read_text() == "MINE=1\n"

@@ -8,6 +8,11 @@ container), the files are still written or removed, the result says so plainly, 
 what to run once a manager is there (`loginctl enable-linger` included). Results are TypedDicts a CLI
 or MCP adapter renders as they are.
 
+When the installing shell has the shared store's credentials (`$FLEET_STORE_URL`, `$PGPASSWORD`),
+they go to `fleet-watchdog-<fleet>.env` beside the units (0600), which the service reads with
+`EnvironmentFile=`: without them the tick would keep its own embedded store while the fleet uses the
+database. Installing without them removes that file.
+
 Files without fleet's marker line are never overwritten or removed (`UnitConflict`). Every
 `systemctl` call goes through a `Systemctl` runner (default: the real one, 10 s timeout), which
 tests replace only to simulate a user manager that this container cannot run.
@@ -26,7 +31,17 @@ from typing import Final, Literal, Protocol, TypedDict
 from fleet.errors import EnvironmentFault
 from fleet.fsutil import write_atomic
 
-from .units import MARKER, RenderedUnits, fleet_command, passthrough_env, render_units, unit_names
+from .units import (
+    MARKER,
+    RenderedUnits,
+    env_file_name,
+    fleet_command,
+    passthrough_env,
+    render_env_file,
+    render_units,
+    secret_env,
+    unit_names,
+)
 
 #: A user manager answers `systemctl --user` in milliseconds; ten seconds means it is wedged.
 SYSTEMCTL_TIMEOUT: Final = 10.0
@@ -129,19 +144,25 @@ def install(
     anything if a unit of the same name was not written by fleet.
     """
     env = os.environ if environ is None else environ
-    units = render_units(fleet=fleet, config=config.resolve(), every=every,
-                         command=command or fleet_command(), env=passthrough_env(env))
     directory = unit_dir(env)
+    secrets = secret_env(env)
+    env_file = directory / env_file_name(fleet)
+    units = render_units(fleet=fleet, config=config.resolve(), every=every, command=command or fleet_command(),
+                         env=passthrough_env(env), env_file=env_file if secrets else None)
     targets = {directory / units.service_name: units.service, directory / units.timer_name: units.timer}
-    for path in targets:
+    if secrets:
+        targets[env_file] = render_env_file(secrets)
+    for path in [*targets, env_file]:
         _ours_or_absent(path)
     written = []
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for path, text in targets.items():
             if not path.exists() or path.read_text(encoding="utf-8") != text:
-                write_atomic(path, text.encode("utf-8"))
+                write_atomic(path, text.encode("utf-8"))  # 0600, as the environment file must be
                 written.append(str(path))
+        if not secrets and env_file.exists():  # installed before with credentials the shell no longer has
+            env_file.unlink()
     except OSError as exc:
         raise EnvironmentFault(f"Cannot write the watchdog units in {directory}: {exc.strerror or exc}.",
                                hint="Check that directory's permissions, or set $XDG_CONFIG_HOME.") from exc
@@ -184,7 +205,7 @@ def uninstall(
     env = os.environ if environ is None else environ
     service_name, timer_name = unit_names(fleet)
     directory = unit_dir(env)
-    files = [directory / service_name, directory / timer_name]
+    files = [directory / service_name, directory / timer_name, directory / env_file_name(fleet)]
     for path in files:
         _ours_or_absent(path)
     wants = directory / "timers.target.wants" / timer_name

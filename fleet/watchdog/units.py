@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Final
 
+from fleet.config.store import STORE_SECRET_ENV
 from fleet.errors import EnvironmentFault, InternalError, InvalidInput
 from fleet.vocab import FLEET_NAME
 
@@ -41,9 +42,14 @@ TIMEOUT: Final = 900
 #: notify command; a user manager's own PATH is minimal), `TMUX_TMPDIR` (where the fleet's tmux socket
 #: lives), and `FLEET_HOME` / `XDG_STATE_HOME` (where its state dir is, when fleet.toml does not say).
 PASSTHROUGH_ENV: Final = ("PATH", "TMUX_TMPDIR", "FLEET_HOME", "XDG_STATE_HOME")
+#: Variables the tick needs to reach the shared store when the installing shell had them
+#: (`$FLEET_STORE_URL`, `$PGPASSWORD`): never in the unit file (0644 by convention, shown by
+#: `systemctl cat`), but in a 0600 `EnvironmentFile=` beside it (`secret_env`, `render_env_file`).
+SECRET_ENV: Final = STORE_SECRET_ENV
 
 _PLAIN_ARG: Final = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 _PLACEHOLDER: Final = re.compile(r"@[A-Z_]+@")
+_ENV_FILE_ESCAPE: Final = re.compile(r'[\\"`$]')
 _FLEET_NAME_RE: Final = re.compile(FLEET_NAME)
 
 
@@ -106,6 +112,31 @@ def passthrough_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {key: environ[key] for key in PASSTHROUGH_ENV if environ.get(key)}
 
 
+def secret_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The subset of `environ` the units' environment file carries (see `SECRET_ENV`)."""
+    return {key: environ[key] for key in SECRET_ENV if environ.get(key)}
+
+
+def env_file_name(fleet: str) -> str:
+    """The environment file installed beside the units of the fleet named `fleet`."""
+    return unit_names(fleet)[0].removesuffix(".service") + ".env"
+
+
+def render_env_file(secrets: Mapping[str, str]) -> str:
+    """An `EnvironmentFile=` text: one `KEY="value"` line each, where systemd reads `\\`, `"`, `` ` ``
+    and `$` escaped by a backslash as themselves and substitutes nothing. A value with a control
+    character is refused without showing it (it is a secret)."""
+    lines = [f"# {MARKER}: the shared store's credentials for the tick; `fleet watchdog uninstall` removes it."]
+    for key, value in secrets.items():
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise InvalidInput(f"${key} contains a control character, which an environment file cannot carry.",
+                               hint=f"Set ${key} without newlines or tabs (percent-encode them in a URL), "
+                                    "then install again.")
+        escaped = _ENV_FILE_ESCAPE.sub(lambda m: '\\' + m.group(), value)
+        lines.append(f'{key}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
 def exec_arg(arg: str) -> str:
     """One argument quoted for an `ExecStart=` line: specifiers (`%`) and variables (`$`) escaped."""
     _no_controls(arg)
@@ -129,11 +160,13 @@ def render_units(
     every: float,
     command: Sequence[str],
     env: Mapping[str, str] | None = None,
+    env_file: Path | None = None,
     templates: Mapping[str, str] | None = None,
 ) -> RenderedUnits:
     """Fill the templates for one fleet. `config` must be absolute; `every` is whole seconds (>= 1);
     `command` is the fleet executable (see `fleet_command`); `env` the variables to set (see
-    `passthrough_env`); `templates` overrides the shipped ones (tests)."""
+    `passthrough_env`); `env_file` an environment file to read (see `secret_env`); `templates`
+    overrides the shipped ones (tests)."""
     service_name, timer_name = unit_names(fleet)
     if not config.is_absolute():
         raise InvalidInput(f"The config path {config} is not absolute.", hint="Pass the resolved fleet.toml path.")
@@ -143,6 +176,9 @@ def render_units(
     period = f"{max(1, round(every))}s"
     argv = [*command, "--config", str(config), "watchdog", "tick"]
     env_lines = "".join(f"Environment={env_assignment(k, v)}\n" for k, v in (env or {}).items())
+    if env_file is not None:
+        _no_controls(str(env_file))
+        env_lines += f"EnvironmentFile={str(env_file).replace('%', '%%')}\n"
     values = {
         "@FLEET@": fleet,
         "@SERVICE@": service_name,
