@@ -277,7 +277,12 @@ class _Tick:
         return facts
 
     def _lease_holder(self, agent: str) -> str | None:
+        """Who holds the agent now: on the tick's clock for lease files, on the database's for the
+        shared store (hosts' clocks may drift from it; the guard that acts decides on it too)."""
         try:
+            if self.svc.config.store is not None:
+                info = self.svc.leases.info(agent)
+                return info["holder"] if info["state"] == "held" else None
             lease = self.svc.leases.get(agent)
         except FleetError as exc:  # a corrupt record: someone must repair it; never act on the agent
             self.errors.append({"agent": agent, **exc.to_dict()})
