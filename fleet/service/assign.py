@@ -437,7 +437,8 @@ def assignment_cancel(svc: Service, *, assignment: str, interrupt: bool, holder:
     """Cancel an open assignment, free its agent (hook context and lease) and, with `interrupt`, stop
     its running turn. One whose agent runs on a remote host (shared ledger) is cancelled there, where
     its lease, hook context and pane are; one whose agent this host does not know at all is cancelled
-    in the ledger only (that agent's lease for it lapses at its TTL)."""
+    in the ledger only: the agent's own host frees it (hook context and lease) at its next watchdog
+    tick (`delivery.end_stale_contexts`)."""
     agent = svc.ledger.get(assignment).agent
     if agent is not None and agent in svc.config.remote_agents:
         from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)

@@ -34,9 +34,10 @@ from fleet.errors import (
     StateConflict,
 )
 from fleet.fsutil import ensure_dir
-from fleet.hooks.gates import HookContext, clear_context, write_context
+from fleet.hooks.gates import ContextError, HookContext, clear_context, read_context, write_context
 from fleet.leases.rules import MAX_TTL
 from fleet.vocab import assignment_holder
+from fleet.work.lifecycle import END_STATES
 from fleet.work.prompt import PromptSpec, load_template, render_prompt
 from fleet.work.records import Assignment
 from fleet.work.verify import SnapshotError, snapshot
@@ -102,6 +103,26 @@ def end_context(svc: Service, agent: str | None, assignment_id: str) -> None:
     with contextlib.suppress(OSError):
         clear_context(svc.runtime.agent_dir(agent), assignment_id)
     free_lease(svc, agent, assignment_id)
+
+
+def end_stale_contexts(svc: Service) -> list[dict[str, str]]:
+    """Free this host's agents from assignments that ended where their host could not act: cancelled
+    from a host that does not know the agent (with the shared ledger), or ended by an earlier process
+    that died before freeing it. An agent whose hook context names an assignment the ledger has ended
+    gets `end_context`. Returns `{"agent", "assignment", "state"}` for each one freed."""
+    freed = []
+    for agent in svc.config.agents:
+        try:
+            ctx = read_context(svc.runtime.agent_dir(agent))
+        except (ContextError, OSError):
+            continue  # the hooks fail closed on it; `fleet doctor` names it
+        if ctx is None:
+            continue
+        state = svc.ledger.get(ctx.assignment).state
+        if state in END_STATES:
+            end_context(svc, agent, ctx.assignment)
+            freed.append({"agent": agent, "assignment": ctx.assignment, "state": state})
+    return freed
 
 
 # -- delivery -------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ from fleet.work.ledgerbackend import LedgerBackend
 
 from .budgets import budget_facts
 from .core import Service
+from .delivery import end_stale_contexts
 from .failover import limit_facts
 from .tickacts import Seen, act
 from .tracking import reconcile
@@ -197,6 +198,7 @@ class _Tick:
         if not self.dry_run:
             if self.ledger is not None:
                 self._guarded("reconcile", lambda: reconcile(self.svc))
+                self._guarded("ended", lambda: end_stale_contexts(self.svc))
             self._guarded("approve_policy", self._sync_approve_policy)
             self._guarded("lease_mirror", lambda: self.svc.leases.refresh_mirror(list(self.svc.config.agents)))
         facts = self.gather()
