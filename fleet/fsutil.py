@@ -102,8 +102,10 @@ def open_lock_file(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
 
 
-def flock_within(fd: int, wait: float, *, pause: float = 0.005, max_pause: float = 0.05) -> bool:
-    """Take an exclusive flock on `fd`, waiting up to `wait` seconds; False if it is still held.
+def flock_within(fd: int, wait: float, *, pause: float = 0.005, max_pause: float = 0.05,
+                 shared: bool = False) -> bool:
+    """Take an exclusive (`shared`: a shared) flock on `fd`, waiting up to `wait` seconds; False if it
+    is still held.
 
     The lock belongs to the open file description: a descriptor opened for each acquisition makes
     it exclusive between threads of one process as well as between processes, and closing the
@@ -112,7 +114,7 @@ def flock_within(fd: int, wait: float, *, pause: float = 0.005, max_pause: float
     deadline = time.monotonic() + max(0.0, wait)
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             left = deadline - time.monotonic()

@@ -40,6 +40,9 @@ MIRROR_DIR: Final = "shared"
 #: Past it (no tick, no lease change), the hook leaves approvals to a person.
 MAX_AGE: Final = 600.0
 _MAX_BYTES: Final = 4096
+#: How long a reader waits for a writer's lock (held for microseconds) before giving up on the copy.
+_READ_WAIT: Final = 0.2
+_made: set[Path] = set()
 
 
 class Mirrored(NamedTuple):
@@ -63,21 +66,30 @@ def mirror_dir(state_dir: Path) -> Path:
 
 def write(state_dir: Path, agent: str, lease: Lease | None, as_of: float, *, now: float | None = None) -> bool:
     """Record `lease` (None: free) as the agent's state at database time `as_of`, unless the copy on
-    disk is newer. True when written. Raises OSError when the folder cannot be written."""
+    disk is newer. True when written. Raises OSError when the folder cannot be written.
+
+    One file per agent, rewritten in place under an exclusive `flock` (readers take a shared one): no
+    temp file and rename on every lease change, which cost more than the change itself."""
     local = time.time() if now is None else now
     folder = mirror_dir(state_dir)
-    fsutil.ensure_dir(folder)
-    path = folder / f"{agent}.json"
-    fd = os.open(folder / f".{agent}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    if folder not in _made:
+        fsutil.ensure_dir(folder)
+        _made.add(folder)
+    fd = os.open(folder / f"{agent}.json", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        on_disk = read(state_dir, agent)
+        try:
+            on_disk: Mirrored | None = _parse(agent, os.pread(fd, _MAX_BYTES, 0))
+        except (ValueError, TypeError, KeyError):
+            on_disk = None  # torn by a crash mid-write, or not ours: replaced
         token = lease.token if lease else 0
         if on_disk is not None and (on_disk.as_of, on_disk.lease.token if on_disk.lease else 0) > (as_of, token):
             return False
         record: dict[str, Any] = {"agent": agent, "as_of": as_of, "offset": as_of - local, "seen_at": local,
                                   "lease": lease._asdict() if lease else None}
-        fsutil.write_atomic(path, json.dumps(record).encode(), durable=False)
+        data = json.dumps(record).encode()
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
         return True
     finally:
         os.close(fd)
@@ -85,11 +97,28 @@ def write(state_dir: Path, agent: str, lease: Lease | None, as_of: float, *, now
 
 def read(state_dir: Path, agent: str) -> Mirrored | None:
     """The agent's copy, None when there is none; raises ValueError when it cannot be trusted as written
-    (torn, foreign, or naming another agent) and OSError when it cannot be read."""
+    (torn, foreign, or naming another agent) and OSError when it cannot be read (a symlink included),
+    or when a writer holds it for long (it never does)."""
     try:
-        raw = fsutil.read_bytes_nofollow(mirror_dir(state_dir) / f"{agent}.json", _MAX_BYTES)
+        fd = os.open(mirror_dir(state_dir) / f"{agent}.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    try:
+        if not fsutil.flock_within(fd, _READ_WAIT, shared=True):
+            raise OSError(f"the lease mirror of {agent} stayed locked")
+        raw = os.read(fd, _MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    if not raw:
+        return None  # created, not yet written: as good as none
+    return _parse(agent, raw)
+
+
+def _parse(agent: str, raw: bytes) -> Mirrored | None:
+    if not raw:
+        return None
+    if len(raw) > _MAX_BYTES:
+        raise ValueError(f"the lease mirror of {agent} is too large")
     data = json.loads(raw)
     if not isinstance(data, dict) or data.get("agent") != agent:
         raise ValueError(f"the lease mirror of {agent} names another agent")
