@@ -64,7 +64,7 @@ def test_only_well_formed_hook_records_are_copied_keyed_by_their_line(tmp_path: 
     lines = (tmp_path / "audit.jsonl").read_bytes().split(b"\n")[:-1]
     lines += [b'{"time":1,"event":"approval.policy"', b'["event","approval.policy"]',
               b'{"time":"soon","event":"approval.policy"}', b'{"time":true,"event":"approval.policy"}',
-              b'{"time":NaN,"event":"approval.policy"}',
+              b'{"time":NaN,"event":"approval.policy"}', b'{"time":1' + b"0" * 400 + b',"event":"approval.policy"}',
               b'{"time":1,"event":"approval.policy","pad":"' + b"x" * 70_000 + b'"}']
     got = copies(lines)
     assert [(key, entry["request"]) for key, entry in got] == [(hashlib.sha256(lines[0]).hexdigest(), "r-1")]

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from fleet.errors import StateDirError
 from fleet.fsutil import read_bytes_nofollow, write_json_atomic
 
 if TYPE_CHECKING:
@@ -111,12 +112,19 @@ def copies(lines: list[bytes]) -> list[tuple[str, dict[str, Any]]]:
             entry = json.loads(line)
         except ValueError:
             continue
-        if (not isinstance(entry, dict) or entry.get("event") not in FILE_ONLY_EVENTS
-                or isinstance(entry.get("time"), bool) or not isinstance(entry.get("time"), int | float)
-                or not math.isfinite(entry["time"])):
+        if not isinstance(entry, dict) or entry.get("event") not in FILE_ONLY_EVENTS or not _finite(entry.get("time")):
             continue
         out.append((hashlib.sha256(line).hexdigest(), entry))
     return out
+
+
+def _finite(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def read_cursor(path: Path) -> Cursor | None:
@@ -140,10 +148,14 @@ def ship_file(state_dir: Path, sink: KeyedSink) -> int:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return 0
+    except OSError as exc:  # a symlink planted in its place, or no permission: nothing is read
+        raise StateDirError(f"fleet cannot read {path} to copy its approval records to the store: {exc}.",
+                            hint="It must be a regular file of yours, not a symlink; run `fleet doctor`.") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            return 0
+            raise StateDirError(f"{path} is not a regular file; its approval records cannot be copied to the store.",
+                                hint="Move it aside (fleet writes a new one); run `fleet doctor`.")
         cursor = read_cursor(state_dir / CURSOR_NAME)
         head = os.pread(fd, min(cursor.offset if cursor else 0, HEAD_BYTES), 0)
         offset, skipping = resume_at(cursor, st.st_dev, st.st_ino, st.st_size, head)
@@ -153,8 +165,8 @@ def ship_file(state_dir: Path, sink: KeyedSink) -> int:
         os.close(fd)
     lines, end, skipping = complete_lines(chunk, offset, skipping=skipping, at_bound=len(chunk) == READ_BOUND)
     new = sink.write_keyed(copies(lines))
-    if cursor is None or end != cursor.offset or skipping != cursor.skipping:
-        done = Cursor(st.st_dev, st.st_ino, end, head_hash(first[:min(end, HEAD_BYTES)]), skipping)
+    done = Cursor(st.st_dev, st.st_ino, end, head_hash(first[:min(end, HEAD_BYTES)]), skipping)
+    if done != cursor:
         with contextlib.suppress(OSError):  # unwritten: the next tick copies again, and adds nothing
             write_json_atomic(state_dir / CURSOR_NAME, asdict(done))
     return new

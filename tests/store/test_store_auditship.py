@@ -18,9 +18,9 @@ from pgcluster import PgCluster
 from fleet import audit
 from fleet.config import load_config
 from fleet.config.store import StoreSettings
-from fleet.errors import StoreUnavailable
+from fleet.errors import StateDirError, StoreUnavailable
 from fleet.service import auditship
-from fleet.service.auditship import CURSOR_NAME, ship_file
+from fleet.service.auditship import CURSOR_NAME, read_cursor, ship_file
 from fleet.store.auditlog import PgAuditSink
 from fleet.store.db import Database
 from fleet.vocab import WATCHDOG_POLICY_HOLDER
@@ -109,8 +109,11 @@ def test_a_rotated_or_truncated_file_is_read_again_without_duplicates(pg_db: Dat
     hook_record(tmp_path, "r-1")
     assert ship_file(tmp_path, sink) == 1
     os.rename(path, tmp_path / "audit.jsonl.1")  # rotated by renaming: a new file
-    hook_record(tmp_path, "r-2")
+    hook_record(tmp_path, "r-2")  # as long as r-1's line, most likely: the cursor's offset alone cannot tell
     assert ship_file(tmp_path, sink) == 1
+    cursor = read_cursor(tmp_path / CURSOR_NAME)
+    assert cursor is not None
+    assert (cursor.inode, cursor.offset) == (path.stat().st_ino, path.stat().st_size)  # the new file's place
     kept = path.read_bytes()
     path.write_bytes(b"")  # copytruncate: the same file, emptied, then written past the old cursor
     hook_record(tmp_path, "r-3-with-a-longer-request-id")
@@ -154,3 +157,18 @@ def test_two_state_dirs_on_one_store_keep_their_ticks_apart(
                             (pg_settings.namespace,)).fetchall()
     assert sorted(rows) == sorted([(hosts[0], t) for t in ticks[a.name]] + [(hosts[1], ticks[b.name][0]),
                                                                             (hosts[2], ticks[named.name][0])])
+
+
+def test_a_symlink_in_place_of_the_audit_file_is_refused_not_followed(pg_db: Database, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    hook_record(elsewhere, "r-planted")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "audit.jsonl").symlink_to(elsewhere / "audit.jsonl")
+    with pytest.raises(StateDirError) as refused:
+        ship_file(state, PgAuditSink(pg_db, host="h"))
+    assert refused.value.code == "state_dir_unusable"
+    assert refused.value.hint
+    assert PgAuditSink(pg_db).records() == []
+    assert not (state / CURSOR_NAME).exists()
