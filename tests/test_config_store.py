@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.config import parse_config
-from fleet.config.store import mask_url, parse_store
+from fleet.config.store import check_host, host_identity, mask_url, parse_store
 from fleet.errors import ConfigError
 
 URL = "postgresql://fleet@db.internal:5432/fleet"
@@ -167,3 +169,79 @@ def test_user_info_with_a_question_mark_or_hash_is_refused_unshown() -> None:
     assert parse_store({"url": "postgresql://u:p%3Fq@h/db?sslmode=require"}, source="f", fleet="f") is not None
     with pytest.raises(ConfigError, match="not shown"):  # a path with an `@`: a password with a `/` in it
         parse_store({"url": "postgresql://u@h/x@y"}, source="f", fleet="f")
+
+
+# -- [store] host: this state dir's name among the namespace's hosts ---------------------------------
+
+
+def test_a_configured_host_is_kept_as_written(tmp_path: Path) -> None:
+    settings = parse_store({"url": URL, "host": "build-1 (rack 2)"}, source="f", fleet="f", state_dir=tmp_path,
+                           state_root=tmp_path, env={})
+    assert settings is not None
+    assert settings.host == "build-1 (rack 2)"
+    assert "build-1" in repr(settings)
+
+
+@pytest.mark.parametrize("host", ["", " lead", "lead ", "a\tb", "a\nb", "a\x1bb", "a\x7fb", "a\u2028b", "x" * 65, 5,
+                                  True, None, ["a"]])
+def test_a_bad_host_is_a_config_error_with_a_hint(host: object) -> None:
+    with pytest.raises(ConfigError) as bad:
+        parse_store({"url": URL, "host": host}, source="f.toml", fleet="f", env={})
+    assert bad.value.code == "config_invalid"
+    assert bad.value.data["key"] == "$.store.host"
+    assert "host =" in bad.value.hint
+    assert "\n" not in bad.value.message
+
+
+def test_the_default_state_dir_of_a_fleet_named_as_its_namespace_is_the_hostname(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("FLEET_HOME", raising=False)
+    raw = {"fleet": {"name": "shop"}, "store": {"url": URL}, **agents(tmp_path)}
+    cfg = parse_config(raw, tmp_path / "fleet.toml")
+    assert cfg.state_dir == tmp_path / "xdg" / "fleet" / "shop"
+    assert cfg.store is not None
+    assert cfg.store.host == socket.gethostname()
+    # the same default dir in another namespace is not the one dir per namespace: it gets a suffix
+    other = parse_config({**raw, "store": {"url": URL, "namespace": "mall"}}, tmp_path / "fleet.toml")
+    assert other.store is not None
+    assert other.store.host is not None
+    assert other.store.host.startswith(socket.gethostname() + ":")
+
+
+def test_two_state_dirs_get_two_stable_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    names = []
+    for where in ("a", "b", "a"):
+        monkeypatch.setenv("FLEET_HOME", str(tmp_path / where))
+        cfg = parse_config({"store": {"url": URL}, **agents(tmp_path)}, tmp_path / "fleet.toml")
+        assert cfg.store is not None
+        names.append(cfg.store.host)
+    assert names[0] == names[2] != names[1]
+    assert all(re.fullmatch(re.escape(socket.gethostname()) + r":[0-9a-f]{8}", str(n)) for n in names)
+    # a configured name wins over the derived one
+    cfg = parse_config({"store": {"url": URL, "host": "h-1"}, **agents(tmp_path)}, tmp_path / "fleet.toml")
+    assert cfg.store is not None
+    assert cfg.store.host == "h-1"
+
+
+_PATH = st.lists(st.text(alphabet=st.characters(blacklist_characters="/\x00", blacklist_categories=["Cs"]),
+                         min_size=1, max_size=12), min_size=1, max_size=4).map(lambda p: "/" + "/".join(p))
+
+
+@given(hostname=_NAME, state_dir=_PATH, default_dir=_PATH, other=_PATH)
+def test_host_identity_is_the_hostname_only_for_the_default_dir(hostname: str, state_dir: str, default_dir: str,
+                                                                other: str) -> None:
+    name = host_identity(hostname, state_dir, default_dir)
+    assert name == host_identity(hostname, state_dir, default_dir)  # stable
+    assert host_identity(hostname, default_dir, default_dir) == hostname
+    if state_dir != default_dir:
+        assert re.fullmatch(re.escape(hostname) + r":[0-9a-f]{8}", name)
+        if other not in (state_dir, default_dir):  # two dirs, two names (8 hex digits: collisions aside)
+            assert host_identity(hostname, other, default_dir) != name or _same_prefix(state_dir, other)
+    check_host(host_identity(hostname, state_dir, default_dir), "f")  # what fleet derives it would accept
+
+
+def _same_prefix(a: str, b: str) -> bool:
+    import hashlib
+
+    return hashlib.sha256(a.encode()).hexdigest()[:8] == hashlib.sha256(b.encode()).hexdigest()[:8]

@@ -37,7 +37,7 @@ def status_cmd(as_json: JsonOpt = False) -> None:
             print(f"store {r['store']}: {found}, this fleet needs {r['needed']} -> run `fleet store init`")
         else:
             print(f"store {r['store']}: ok, PostgreSQL {r['server_version']}, schema version {r['version']}, "
-                  f"namespace {r['namespace']}")
+                  f"namespace {r['namespace']}, as host {r['host']}")
     result = run("store_status", {}, as_json, render)
     if not result["ok"]:
         raise typer.Exit(1)

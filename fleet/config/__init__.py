@@ -376,17 +376,19 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
                        assignment_template=_resolve(template, base) if template else None,
                        lead_auto_approve_agent_approvals=bool(
                            raw.get("lead", {}).get("auto_approve_agent_approvals", False)),
-                       worktrees_dir=worktrees, store=_store(raw, path, name), hosts=hosts, remote_agents=remote)
+                       worktrees_dir=worktrees, store=_store(raw, path, name, state_dir), hosts=hosts,
+                       remote_agents=remote)
 
 
-def _store(raw: dict[str, Any], path: Path, name: str) -> StoreSettings | None:
+def _store(raw: dict[str, Any], path: Path, name: str, state_dir: Path) -> StoreSettings | None:
     """`[store]` or `$FLEET_STORE_URL` (`fleet.config.store.STORE_URL_ENV`); its module (urllib) is
     loaded only when either is there, so the hook process of an embedded fleet never loads it."""
     if "store" not in raw and not os.environ.get("FLEET_STORE_URL"):
         return None
     from .store import parse_store  # noqa: PLC0415 (see above)
 
-    return parse_store(raw.get("store"), source=str(path), fleet=name)
+    return parse_store(raw.get("store"), source=str(path), fleet=name, state_dir=state_dir,
+                       state_root=_xdg_home("XDG_STATE_HOME", ".local/state") / "fleet")
 
 
 def _merged(defaults: dict[str, Any], tbl: dict[str, Any], path: Path, name: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@
     url = "postgresql://fleet@db.internal/fleet"   # or $FLEET_STORE_URL; none: the embedded default
     namespace = "shop"                              # optional: default the fleet's name
     connect_timeout = 5                             # optional: seconds, 1..60
+    host = "build-1"                                # optional: this state dir's name among the hosts
 
 Without a URL (no `url` key and no `$FLEET_STORE_URL`), fleet keeps its embedded store (lease files
 under the state dir) and nothing here changes what it does. A URL in the file wins over the
@@ -13,14 +14,26 @@ message, log line and repr shows the URL through `mask_url`.
 
 The namespace keys every row fleet writes, so fleets that share one database stay apart; hosts that
 run one fleet together must use the same namespace (the same fleet name, or the same `namespace`).
+
+`host` names this state dir among the namespace's writers: the watchdog's ticks and ladders
+(`fleet.watchdog.pgstore`) and every shared audit record (`fleet.store.auditlog`) carry it, and
+`fleet watchdog status` reads the ticks of its own name only. Without the key (`host_identity`) it is
+the machine's hostname when the state dir is `<XDG state dir>/fleet/<namespace>` (the default state
+dir of a fleet whose namespace is its name: a user has one such dir per namespace), and otherwise
+`<hostname>:<first 8 hex digits of the SHA-256 of the state dir's real path>`, so two state dirs on
+one machine (a second fleet, a test) never write under one name, and a state dir keeps its name
+across restarts. Set `host` when that is not enough (two users of one machine, each with the default
+state dir, in one namespace) or for a readable name; it must be unique in the namespace.
 Pure: nothing here connects to anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,7 +53,9 @@ MAX_URL: Final = 2048
 #: not hang on a dead host for libpq's default of forever.
 DEFAULT_CONNECT_TIMEOUT: Final = 5
 NAMESPACE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_KEYS: Final = frozenset({"url", "namespace", "connect_timeout"})
+#: A host name is a label in `fleet watchdog status` and in every shared audit record, not a document.
+MAX_HOST: Final = 64
+_KEYS: Final = frozenset({"url", "namespace", "connect_timeout", "host"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,9 @@ class StoreSettings:
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
     #: Where the URL came from, for `fleet store status` and error messages.
     source: str = "[store] url"
+    #: This state dir's name among the namespace's hosts (`[store] host` or `host_identity`); None:
+    #: the hostname (settings made in code, not parsed from a config).
+    host: str | None = None
 
     @property
     def display(self) -> str:
@@ -59,7 +77,7 @@ class StoreSettings:
 
     def __repr__(self) -> str:  # the dataclass repr would show the password
         return (f"StoreSettings(url={self.display!r}, namespace={self.namespace!r}, "
-                f"connect_timeout={self.connect_timeout}, source={self.source!r})")
+                f"connect_timeout={self.connect_timeout}, source={self.source!r}, host={self.host!r})")
 
 
 def mask_url(url: str) -> str:
@@ -79,6 +97,31 @@ def mask_url(url: str) -> str:
         netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
     query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def host_identity(hostname: str, state_dir: str, default_dir: str) -> str:
+    """The host name of a state dir with no `[store] host`: `hostname` for the default dir, else
+    `hostname:` and 8 hex digits of the state dir's SHA-256 (both paths already made real by the caller)."""
+    if state_dir == default_dir:
+        return hostname
+    return f"{hostname}:{hashlib.sha256(state_dir.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
+def check_host(host: object, source: str) -> str:
+    """`host` if it is a usable `[store] host`; a `ConfigError` naming `$.store.host` otherwise."""
+    if (not isinstance(host, str) or not 1 <= len(host) <= MAX_HOST or not host.isprintable()
+            or host != host.strip()):
+        shown = repr(host)[:MAX_HOST + 10]
+        raise _error(source, "$.store.host", f"{shown} is not a valid host name.",
+                     f"Use 1-{MAX_HOST} printable characters with no control characters and no leading or trailing "
+                     'space, unique among the hosts of the namespace (e.g. `host = "build-1"`), or leave the key out.')
+    return host
+
+
+def _default_host(state_dir: Path, state_root: Path, namespace: str) -> str:
+    import socket  # noqa: PLC0415 (only a fleet with a store names its host)
+
+    return host_identity(socket.gethostname(), os.path.realpath(state_dir), os.path.realpath(state_root / namespace))
 
 
 def _error(source: str, key: str, message: str, hint: str) -> ConfigError:
@@ -120,10 +163,12 @@ def check_url(url: object, source: str, key: str) -> str:
     return url
 
 
-def parse_store(tbl: object, *, source: str, fleet: str,
+def parse_store(tbl: object, *, source: str, fleet: str, state_dir: Path | None = None,
+                state_root: Path | None = None,
                 env: dict[str, str] | os._Environ[str] | None = None) -> StoreSettings | None:
     """The `[store]` table (None when absent) with `$FLEET_STORE_URL` as the URL's fallback;
-    None when neither gives a URL (the embedded store)."""
+    None when neither gives a URL (the embedded store). `state_dir` and `state_root` (the directory
+    of default state dirs, `<XDG state dir>/fleet`) give the default `host`; without them it is None."""
     env = os.environ if env is None else env
     if tbl is None:
         tbl = {}
@@ -132,7 +177,7 @@ def parse_store(tbl: object, *, source: str, fleet: str,
     unknown = sorted(set(tbl) - _KEYS)
     if unknown:
         raise _error(source, f"$.store.{unknown[0]}", f"unknown key {unknown[0]!r}.",
-                     "[store] takes url, namespace and connect_timeout.")
+                     "[store] takes url, namespace, connect_timeout and host.")
     settings: dict[str, Any] = {}
     if "url" in tbl:
         settings["url"] = check_url(tbl["url"], source, "$.store.url")
@@ -147,6 +192,10 @@ def parse_store(tbl: object, *, source: str, fleet: str,
     if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= 60:
         raise _error(source, "$.store.connect_timeout", f"{timeout!r} is not a whole number of seconds "
                                                         "from 1 to 60.", "Set e.g. `connect_timeout = 5`.")
+    if "host" in tbl:
+        settings["host"] = check_host(tbl["host"], source)
+    elif state_dir is not None and state_root is not None:
+        settings["host"] = _default_host(state_dir, state_root, namespace)
     if "url" not in settings:
         if len(tbl) > 0:
             raise _error(source, "$.store.url", "[store] has no url (and $FLEET_STORE_URL is not set).",

@@ -39,4 +39,4 @@ def store_status(svc: Service) -> dict[str, Any]:
     finally:
         db.close()
     return {"backend": "postgresql", "source": settings.source, "ok": status["reachable"] and status["current"],
-            **status}
+            "host": settings.host, **status}

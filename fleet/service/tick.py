@@ -13,7 +13,9 @@ Order of a tick:
    (`fleet.service.tickacts`).
 4. **Record**: every action goes to the ledger's events (`watchdog_<action>`, on the assignment when
    there is one) and to `audit.jsonl`; the ladders, crash streaks and notices the next tick needs go
-   to the watchdog's tables (`fleet.watchdog.store`); the tick itself to `watchdog_ticks`.
+   to the watchdog's tables (`fleet.watchdog.store`); the tick itself to `watchdog_ticks`. With
+   `[store]`, the approval hook's records in `audit.jsonl` are copied to the store's audit table
+   (`fleet.service.auditship`).
 
 Leases: the tick touches only agents that are free (under a transient lease of holder `watchdog`) or
 held by their open assignment's lease (`assignment:<id>`, which the watchdog acts under, as the work
@@ -66,6 +68,7 @@ from fleet.watchdog.tickstate import (
 )
 from fleet.work.ledgerbackend import LedgerBackend
 
+from .auditship import ship_audit
 from .budgets import budget_facts
 from .core import Service
 from .delivery import end_stale_contexts
@@ -211,6 +214,8 @@ class _Tick:
                                                                                          limit=OPEN_LOOKUP)], None)
         if still_open is not None:  # without the ledger, no ladder is known to be over
             self.store.forget_ladders(still_open)
+        if self.ledger is not None and self.svc.config.store is not None:  # the hook's records, to the store
+            self._guarded("audit_ship", lambda: ship_audit(self.svc))
         return done
 
     def _sync_approve_policy(self) -> None:

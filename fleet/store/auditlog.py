@@ -1,10 +1,12 @@
 """The audit log in the shared PostgreSQL store: `fleet_audit` (`fleet.store.schema`, version 4), an
 `fleet.audit.AuditSink`.
 
-One row per record: namespace, the host that wrote it (its hostname), the record's time and event,
-and the whole record as JSON. Append-only: a trigger refuses UPDATE, DELETE and TRUNCATE. Ids come
-from a sequence, so `records` reads every host's records back in the order they were written (per
-host, exactly; across hosts, in commit order).
+One row per record: namespace, the host that wrote it (the state dir's name, `[store] host`), the
+record's time and event, and the whole record as JSON; records copied later from a host's file
+(`write_keyed`) also carry a key unique in the namespace, so a copy is never made twice.
+Append-only: a trigger refuses UPDATE, DELETE and TRUNCATE. Ids come from a sequence, so `records`
+reads every host's records back in the order they were written (per host, exactly; across hosts, in
+commit order; copies in the order they were copied).
 
 Writing never blocks an operation for long or fails it: `write` raises (and `fleet.audit.record`
 logs and drops the record), and after a failure the sink skips the database for `RETRY_AFTER`
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
 from fleet.errors import StoreUnavailable
@@ -28,11 +31,12 @@ RETRY_AFTER: Final = 30.0
 
 
 class PgAuditSink:
-    """Audit records of `db`'s namespace, marked with `host` (default: this machine's hostname)."""
+    """Audit records of `db`'s namespace, marked with `host` (default: the store settings' `host`,
+    this state dir's name, else this machine's hostname)."""
 
     def __init__(self, db: Database, *, host: str | None = None) -> None:
         self._db = db
-        self.host = host or socket.gethostname()
+        self.host = host or db.settings.host or socket.gethostname()
         self._failed_at: float | None = None
 
     def __repr__(self) -> str:
@@ -53,6 +57,22 @@ class PgAuditSink:
             self._failed_at = now
             raise
         self._failed_at = None
+
+    def write_keyed(self, records: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """Insert `records` (key, record) in one transaction, skipping every key the namespace already
+        has: a retry after a crash or a lost answer adds nothing. Returns how many were new. Raises the
+        store's errors, with no pause afterwards (its caller, the watchdog's tick, retries next tick)."""
+        unique = dict(records)
+        if not unique:
+            return 0
+        rows = [(key, float(e.get("time", 0.0)), str(e["event"]),
+                 json.dumps(e, separators=(",", ":"), ensure_ascii=False, default=str)) for key, e in unique.items()]
+        with self._db.transaction() as cur:
+            cur.execute("INSERT INTO fleet_audit (namespace, host, time, event, record, key) "
+                        "SELECT %s, %s, t, e, r, k FROM unnest(%s::text[], %s::float8[], %s::text[], %s::text[]) "
+                        "AS u(k, t, e, r) ON CONFLICT (namespace, key) WHERE key IS NOT NULL DO NOTHING RETURNING id",
+                        (self._db.namespace, self.host, *map(list, zip(*rows, strict=True))))
+            return len(cur.fetchall())
 
     def records(self, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         """The namespace's records with id above `after`, oldest first: each the record with its

@@ -11,7 +11,8 @@ database issued for the agent) only ever grows, across release, expiry and takeo
 seconds read from the database's clock (`clock_timestamp()`), never a host's.
 
 Version 2, the ledger: see `_LEDGER`. Version 3, the watchdog's memory: see `_WATCHDOG`.
-Version 4, the audit log: see `_AUDIT`.
+Version 4, the audit log: see `_AUDIT`. Version 5, audit records shipped from a host's file: see
+`_AUDIT_KEY`.
 """
 
 from __future__ import annotations
@@ -98,6 +99,14 @@ _AUDIT: Final = (
     """CREATE TRIGGER fleet_audit_no_truncate BEFORE TRUNCATE ON fleet_audit
         FOR EACH STATEMENT EXECUTE FUNCTION fleet_event_append_only()""",
 )
+#: Version 5: a `key` on audit records copied from a host's `audit.jsonl` after the fact
+#: (`fleet.service.auditship`), unique in the namespace, so a copy retried after a crash inserts nothing
+#: (`ON CONFLICT DO NOTHING` updates no row: the append-only trigger is not involved). Records written
+#: straight to the table have none. Adding a nullable column rewrites no row.
+_AUDIT_KEY: Final = (
+    "ALTER TABLE fleet_audit ADD COLUMN key text",
+    "CREATE UNIQUE INDEX fleet_audit_key ON fleet_audit (namespace, key) WHERE key IS NOT NULL",
+)
 #: (version, name, statements: one SQL command each, as pipeline mode requires). Append only.
 MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
     (1, "leases", ("""
@@ -121,6 +130,7 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
     (2, "ledger", _LEDGER),
     (3, "watchdog", _WATCHDOG),
     (4, "audit", _AUDIT),
+    (5, "audit_key", _AUDIT_KEY),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 #: Serialises concurrent `fleet store init` runs (an arbitrary constant: "fleet" in ASCII).

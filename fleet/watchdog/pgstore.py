@@ -1,9 +1,11 @@
 """The watchdog's memory in the shared PostgreSQL store: `WatchdogBackend` (`fleet.watchdog.backend`)
 on the tables of migration 3 (`fleet.store.schema`), keyed by the store's namespace.
 
-Rows are the SQLite store's (`fleet.watchdog.store`), with the host that wrote them. Each host's
-watchdog keeps records only for its own agents, and the keys (agent names, assignment ids) are
-unique across a namespace, so hosts never write each other's rows: sharing is safe. `forget_ladders`
+Rows are the SQLite store's (`fleet.watchdog.store`), with the host that wrote them: the state dir's
+name among the namespace's hosts (`fleet.config.store`, `[store] host`), so two state dirs on one
+machine are two hosts. Each host's watchdog keeps records only for its own agents, and the keys
+(agent names, assignment ids) are unique across a namespace, so hosts never write each other's
+rows: sharing is safe. `forget_ladders`
 drops only this host's ladders, and ticks are this host's (`fleet watchdog status` and
 `will_restart` ask about the watchdog on this machine). Failures are the store's (`fleet.store.db`):
 `store_unavailable`, which the tick treats as a ledger fault.
@@ -29,13 +31,14 @@ _UPSERT = ("INSERT INTO fleet_watchdog_state (namespace, kind, key, agent, host,
 
 
 class PgWatchdogStore:
-    """The watchdog's records of one namespace; `host` (default: this machine's hostname) marks this
-    host's rows. `close()` does not close `db` (the service owns it)."""
+    """The watchdog's records of one namespace; `host` (default: the store settings' `host`, this
+    state dir's name, else this machine's hostname) marks this host's rows. `close()` does not close
+    `db` (the service owns it)."""
 
     def __init__(self, db: Database, *, host: str | None = None) -> None:
         self._db = db
         self._ns = db.namespace
-        self.host = host or socket.gethostname()
+        self.host = host or db.settings.host or socket.gethostname()
 
     def __repr__(self) -> str:
         return f"PgWatchdogStore({self._db!r}, host={self.host!r})"

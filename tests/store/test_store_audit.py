@@ -15,6 +15,7 @@ import pytest
 from pgcluster import PgCluster
 
 from fleet import audit
+from fleet.config import load_config
 from fleet.config.store import StoreSettings
 from fleet.leases.pg import PgLeaseStore
 from fleet.store.auditlog import PgAuditSink
@@ -95,7 +96,9 @@ def test_a_fleet_with_a_store_audits_its_operations_there(
     with psycopg.connect(pg_cluster.url()) as conn:
         rows = conn.execute("SELECT host, event, record FROM fleet_audit WHERE namespace = %s ORDER BY id",
                             (pg_settings.namespace,)).fetchall()
-    assert {r[0] for r in rows} == {socket.gethostname()}
+    host = load_config(b.path).store.host  # type: ignore[union-attr]
+    assert {r[0] for r in rows} == {host}  # the state dir's name: this machine's, with the dir's hash
+    assert host.startswith(socket.gethostname() + ":")
     events = [r[1] for r in rows]
     assert events == local_events(b.state_dir)
     assert events == ["lease.grant", "agent_claim"]  # the lease store's event, then the operation's
