@@ -20,6 +20,7 @@ from codex.test_watchdog_approvals import audited, escalated, fleet_with, safe_h
 from fleet.config.store import StoreSettings
 from fleet.leases import mirror
 from fleet.leases.pg import PgLeaseStore
+from fleet.store.auditlog import PgAuditSink
 from fleet.store.db import Database
 
 POLICY = {"toml": '{ allow = ["read-only"], otherwise = "deny" }'}
@@ -46,7 +47,7 @@ def answered(f: Fleet) -> list[tuple[str, str]]:
 @pytest.mark.usefixtures("safe_home")
 def test_the_policy_answers_in_the_hook_with_the_leases_in_the_shared_store(
         store_fleet: Callable[..., tuple[Fleet, StoreSettings]], mock_model: MockServer) -> None:
-    f, _ = store_fleet(mock_model, approve=POLICY)
+    f, settings = store_fleet(mock_model, approve=POLICY)
     assert not (f.state_dir / "leases" / "agent-1.json").exists()  # the leases are in the database
     mock_model.model.script(escalated("ls -la"), Step(text="listed"), escalated("touch x.txt"), Step(text="refused"))
     for text in ("list the files", "make a file"):  # no tick runs: the hook decides
@@ -56,6 +57,15 @@ def test_the_policy_answers_in_the_hook_with_the_leases_in_the_shared_store(
     assert answered(f) == [("allow", "watchdog:policy"), ("deny", "watchdog:policy")]
     assert not (f.root / "work" / "agent-1" / "x.txt").exists()
     assert [e["decision"] for e in audited(f, "approval.policy")] == ["allow", "deny"]
+    # the hook writes only the local audit log; the tick ships those records to the shared one, once
+    for _ in range(2):
+        assert f.json("watchdog", "tick")["errors"] == []
+    db = Database(settings)
+    try:
+        shared = [r for r in PgAuditSink(db).records() if r.get("event") == "approval.policy"]
+    finally:
+        db.close()
+    assert [(r["agent"], r["decision"]) for r in shared] == [("agent-1", "allow"), ("agent-1", "deny")]
 
 
 @pytest.mark.usefixtures("safe_home")
