@@ -17,7 +17,7 @@ from fleet.work.hostrank import HostPick, key_from_json
 from fleet.work.hostrank import order_hosts as order_picks
 
 from .hosts import STATUS_BOUND
-from .routing import assignment_route
+from .routing import assignment_route, lexical_scope
 
 if TYPE_CHECKING:
     from .core import Service
@@ -30,8 +30,12 @@ def order_hosts(svc: Service, hosts: list[str], args: dict[str, Any],
                 reasons: list[dict[str, Any]]) -> list[str | None]:
     """The hosts to ask to create, best pick first (None: this host, asked only when it has agents;
     `hosts` in config order). Each host left out adds to `reasons` why (`host`: None for this one):
-    its agents' refusals, or the error it answered with, or that it did not answer in time."""
+    its agents' refusals, or the error it answered with (a skill or repository it lacks, say), or that
+    it did not answer in time. Paths that are absolute or leave the cwd are refused first, as by
+    `assign` on one host."""
     ask = {k: args[k] for k in ROUTE_ARGS if args.get(k) is not None}
+    lexical_scope(ask.get("write_paths") or (), "write")  # paths no host could take: said once, here
+    lexical_scope(ask.get("read_paths") or (), "read")
     answers: dict[str | None, dict[str, Any] | FleetError] = {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-route") as pool:
         remote = pool.submit(svc.hosts.ask, dict.fromkeys(hosts, ("assignment_route", ask)), STATUS_BOUND)
