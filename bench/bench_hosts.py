@@ -8,7 +8,8 @@ the N agents (stopped: no Codex runs). A local fleet.toml puts every agent on it
 as median / p90 / min / max:
 
 1. warm: `fleet_status` of all N agents through the process's persistent channels (what the MCP
-   server and the dashboard pay per call once the channels are open); target <= 400 ms;
+   server and the dashboard pay per call once the channels are open); target <= 400 ms; and every
+   host's routing answer (`assignment_route`), the round trip `assign` without `--to` adds;
 2. cold: a whole `fleet status --json` process, which opens its K channels (ssh handshake and the
    remote fleet's start) before asking;
 3. one host's own `fleet status --json` run directly (no ssh), the work each host does.
@@ -35,6 +36,7 @@ from sshhosts import make_remote, start_sshd  # noqa: E402 -- after the path set
 from fleet import ops  # noqa: E402
 from fleet.hosts.channel import close_all  # noqa: E402
 from fleet.service import Service  # noqa: E402
+from fleet.service.hostroute import order_hosts  # noqa: E402
 
 
 def summary(samples: list[float]) -> str:
@@ -84,6 +86,8 @@ def main() -> None:
             print(f"  first call (opens {args.hosts} channels): {first[0] * 1000:.0f} ms")
             warm = timed(lambda: ops.invoke(svc, "fleet_status", {}), args.runs)
             print(f"  warm (persistent channels): {summary(warm)}")
+            ranking = timed(lambda: order_hosts(svc, list(shares), {}, []), args.runs)
+            print(f"  warm routing answers of every host (what `assign` without --to adds): {summary(ranking)}")
             close_all()
             cli = [sys.executable, "-m", "fleet", "--config", str(config), "status", "--json"]
             cold = timed(lambda: subprocess.run(cli, check=True, capture_output=True), args.runs)

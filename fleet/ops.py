@@ -378,16 +378,32 @@ REGISTRY: Final[dict[str, Operation]] = {
 }
 
 
-def get(name: str) -> Operation:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise InvalidInput(f"Unknown operation {name!r}.", hint="See `fleet --help`.") from None
+#: Operations only another host's fleet asks for, over its channel (`fleet remote-session`, which
+#: invokes with `internal`): neither CLI commands nor MCP tools. Read-only, validated like the others.
+INTERNAL: Final[dict[str, Operation]] = {
+    op.name: op
+    for op in (
+        _op("assignment_route", "assign",
+            "Which of this host's agents `assign` without `to` would pick now, with its rank key, or why none "
+            "can; creates nothing.",
+            "readonly", {k: ASSIGN_PROPS[k] for k in ("skills", "write_paths", "read_paths", "repo")}, (),
+            _out("agent", "rank", "reasons"), "fleet.service.routing:assignment_route"),
+    )
+}
 
 
-def invoke(svc: Service, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Validate, fill defaults, run the handler; audit mutating operations (outcome and error code)."""
-    op = get(name)
+def get(name: str, *, internal: bool = False) -> Operation:
+    """The operation `name`; an internal one (`INTERNAL`) only when asked for with `internal`."""
+    op = REGISTRY.get(name) or (INTERNAL.get(name) if internal else None)
+    if op is None:
+        raise InvalidInput(f"Unknown operation {name!r}.", hint="See `fleet --help`.")
+    return op
+
+
+def invoke(svc: Service, name: str, args: dict[str, Any], *, internal: bool = False) -> dict[str, Any]:
+    """Validate, fill defaults, run the handler; audit mutating operations (outcome and error code).
+    `internal`: `name` may be one of the `INTERNAL` operations (a host's channel only)."""
+    op = get(name, internal=internal)
     op.validate(args)
     call = {**op.defaults, **args}
     if op.tier == "readonly":

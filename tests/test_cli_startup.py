@@ -150,9 +150,9 @@ def test_help_of_one_command_and_of_all_still_work() -> None:
     assert set(groups) == {"watchdog", "store"}
 
 
-@pytest.mark.parametrize("name", sorted(ops.REGISTRY))
+@pytest.mark.parametrize("name", sorted({**ops.REGISTRY, **ops.INTERNAL}))
 def test_every_registered_handler_resolves_and_takes_exactly_its_schemas_arguments(name: str) -> None:
-    op = ops.REGISTRY[name]
+    op = ops.REGISTRY.get(name) or ops.INTERNAL[name]
     params = inspect.signature(op.run).parameters
     first, *rest = params.values()
     assert first.name == "svc"

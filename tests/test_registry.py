@@ -65,6 +65,24 @@ def test_every_operation_is_an_mcp_tool_with_the_registry_schema() -> None:
         assert tool.annotations.destructive_hint is (op.tier == "destructive")
 
 
+def test_an_internal_operation_is_only_for_a_hosts_channel() -> None:
+    """`ops.INTERNAL` (what another host's fleet asks over `fleet remote-session`, which invokes with
+    `internal`): read-only, closed schemas, no name shared with the registry (so no CLI command or MCP
+    tool offers one: the tests above), and unknown to every caller that does not ask for internal ones."""
+    assert ops.INTERNAL
+    assert set(ops.INTERNAL).isdisjoint(ops.REGISTRY)
+    for name, op in ops.INTERNAL.items():
+        assert op.tier == "readonly", name
+        assert op.input_schema["additionalProperties"] is False, name
+        with pytest.raises(InvalidInput) as unknown:
+            ops.get(name)
+        assert "Unknown operation" in unknown.value.message
+        assert ops.get(name, internal=True) is op
+    with pytest.raises(InvalidInput) as refused:
+        ops.get("assignment_route", internal=True).validate({"skills": ["pdf"], "to": "mila"})
+    assert refused.value.data["key"] == "$"
+
+
 @pytest.mark.parametrize(
     ("name", "args", "key"),
     [

@@ -1,11 +1,12 @@
 """`fleet remote-session` (hidden): fleet's operations as JSON lines on stdin/stdout, for another
 fleet that reaches this host over ssh (`fleet.hosts.channel`; the protocol is `fleet.hosts.protocol`).
 
-Each request runs through the registry (`fleet.ops.invoke`) exactly as the CLI and MCP run it, on a
-`Service` of its own (surface `remote`), a few at a time; answers go out as they finish. A line it
-cannot read is answered with an error and the session goes on; it ends at the end of its input,
-after the requests under way have finished (an operation is never cut halfway because its caller
-went away). Nothing but answers is written to stdout.
+Each request runs through the registry (`fleet.ops.invoke`) exactly as the CLI and MCP run it (and
+may name one of its internal operations, `fleet.ops.INTERNAL`), on a `Service` of its own (surface
+`remote`), a few at a time; answers go out as they finish. A line it cannot read is answered with an
+error and the session goes on; it ends at the end of its input, after the requests under way have
+finished (an operation is never cut halfway because its caller went away). Nothing but answers is
+written to stdout.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _run(config_path: str | None, op: str, args: dict[str, Any]) -> dict[str, An
 
     svc = Service(config_path=config_path, surface="remote")
     try:
-        return ops.invoke(svc, op, args)
+        return ops.invoke(svc, op, args, internal=True)  # another fleet: its internal operations too
     finally:
         svc.close()
 

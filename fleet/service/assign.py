@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from fleet.agents.text import DELIVERY_TIMEOUT
 from fleet.config import AgentSpec
@@ -40,7 +40,7 @@ from fleet.work.ledger import request_conflict
 from fleet.work.lifecycle import END_STATES
 from fleet.work.prompt import MAX_CHECK_CHARS, PromptSpec, check_task, render_prompt
 from fleet.work.records import Assignment, request_sha
-from fleet.work.routing import AgentFacts, Need, Refusal, Route, check_skills, no_agent_error, route
+from fleet.work.routing import Need, Refusal, Route, no_agent_error, route
 
 from .core import Service
 from .delivery import (
@@ -56,12 +56,19 @@ from .delivery import (
     take_lease,
     template_text,
 )
-from .routing import check_repo, gather_facts, inventory, lexical_scope, repo_of, routing_lock, scope_for
+from .routing import (
+    candidates,
+    check_repo,
+    gather_facts,
+    inventories,
+    lexical_scope,
+    repo_of,
+    routing_lock,
+    scope_for,
+    scope_refusals,
+)
 from .tracking import reconcile
 from .worktree import prepare, refuse_dirty
-
-if TYPE_CHECKING:
-    from fleet.work.skills import Inventory
 
 #: Refusals that waiting will not fix: a request no agent can ever take is refused even with --queue.
 LASTING: Final = frozenset({"lead", "read_only", "missing_skill", "scope"})
@@ -99,26 +106,6 @@ def created(a: Assignment, duplicate: bool, **extra: Any) -> dict[str, Any]:
 
 # -- create ------------------------------------------------------------------------------------------
 
-def _inventories(specs: Sequence[AgentSpec], needed: bool) -> dict[str, Inventory]:
-    """Each agent's skills, scanned only when the work names a skill (a scan reads every SKILL.md)."""
-    if not needed:
-        from fleet.work.skills import Inventory  # noqa: PLC0415 (PyYAML: loaded only by a process that routes work)
-
-        return {s.name: Inventory(()) for s in specs}
-    return {s.name: inventory(s) for s in specs}
-
-
-def _scope_refusals(specs: Sequence[AgentSpec], write: Sequence[str], read: Sequence[str]) -> list[Refusal]:
-    out = []
-    for spec in specs:
-        if spec.role == "lead":
-            continue
-        _, problems = scope_for(spec, write, read)
-        if problems:
-            out.append(Refusal(spec.name, "scope", problems[0]))  # type: ignore[arg-type]
-    return out
-
-
 def _no_agent(result_refusals: Sequence[Refusal], need: Need) -> NoAgentAvailable:
     err = no_agent_error(Route(None, (), tuple(result_refusals)), need)
     if result_refusals and all(r.why in LASTING for r in result_refusals):
@@ -132,7 +119,7 @@ def _plan(svc: Service, items: Sequence[Assignment], caller: str | None, token: 
     routing lock; an agent picked here is not offered to a later item. `refusals` collects, per
     assignment id, why it could not be placed."""
     specs = list(svc.config.agents.values())
-    inventories = _inventories(specs, any(a.skills for a in items))
+    skills_of = inventories(specs, any(a.skills for a in items))
     plans: list[_Plan] = []
     with routing_lock(svc):
         leases = {}
@@ -149,8 +136,8 @@ def _plan(svc: Service, items: Sequence[Assignment], caller: str | None, token: 
             # Only an agent named for the work is handed over from its creator's own lease.
             who = (caller or a.holder) if a.agent is not None else None
             facts = [replace(f, leased_by_other=f.leased_by_other or f.name in taken)
-                     for f in gather_facts(svc, specs, who, inventories)]
-            bad = _scope_refusals(specs, a.write_paths, a.read_paths)
+                     for f in gather_facts(svc, specs, who, skills_of)]
+            bad = scope_refusals(specs, a.write_paths, a.read_paths)
             excluded = {r.agent for r in bad}
             if a.repo is not None:  # `--repo`: only that repository's agents
                 excluded |= {s.name for s in specs if repo_of(s) != a.repo}
@@ -273,21 +260,13 @@ def create_here(
         return created(earlier, True)
     if to is not None and not svc.ledger.agent_load().get(to, (0, None))[0]:
         refuse_dirty(svc.config.agent(to))  # files left from ad-hoc work, not an open assignment's
-    specs = [s for s in svc.config.agents.values() if req.repo is None or repo_of(s) == req.repo]
-    inventories = _inventories(specs, bool(req.skills))
     need = Need(skills=frozenset(req.skills), needs_write=bool(req.write), only=to)
-    check_skills([AgentFacts(name=s.name, role=s.role, state="idle", skills=inventories[s.name].names())
-                  for s in specs], need)
-    bad = [] if to is not None else _scope_refusals(specs, req.write, req.read)
-    pool = [s for s in specs if s.name not in {r.agent for r in bad} and to in (None, s.name)]
-    if to is None and not pool:
-        raise InvalidInput(f"The assignment's paths are not usable for any agent: {bad[0].detail}.",
-                           hint="Paths must stay inside the agents' working directories.")
+    pool, skills_of, bad = candidates(svc, need, req.write, req.read, req.repo)
     dispatch(svc)  # older queued work goes first
     with routing_lock(svc):
         if to is not None and token is not None:
             check_handover(svc, to, caller, token)  # a stale token is refused before anything is written
-        facts = gather_facts(svc, pool, caller if to is not None else None, inventories)
+        facts = gather_facts(svc, pool, caller if to is not None else None, skills_of)
         result = route(facts, need)
         refusals = [*result.refusals, *bad]
         lasting = bool(refusals) and all(r.why in LASTING for r in refusals)

@@ -3,20 +3,25 @@
 
 - `to` names a remote agent: its host makes and sends it (`_create_remote`), in the shared ledger
   (`[store]`), so `show`, `wait` and a lead here see it; without a shared store it is refused.
-- No `to`, remote agents and a shared store: routing across hosts (`_create_anywhere`): this host's
-  agents first, then each host in config order routes among its own.
+- No `to`, remote agents and a shared store: routing across hosts (`_create_anywhere`): every host,
+  this one too, says which agent it would pick (`fleet.service.hostroute`), and the hosts are asked to
+  take it best pick first, each routing among its own.
 - Otherwise: `create_here`, as on a single host.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Final
 
 from fleet.errors import AgentRemote, FleetError, NoAgentAvailable
 
 from .assign import create_here, created
 from .core import Service
+
+#: A host's answer to a create that passes the work on to the next host: its pick got busy since it
+#: was asked, or it cannot be reached (or runs another fleet).
+_PASS_ON: Final = frozenset({"no_agent_available", "host_unreachable", "host_lost", "host_version_mismatch"})
 
 
 def assignment_create(
@@ -59,14 +64,18 @@ def _create_remote(svc: Service, *, to: str, request_id: str | None, holder: str
 
 def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None,
                      args: dict[str, Any]) -> dict[str, Any]:
-    """Routing across hosts, with a shared store: this host's agents first (as ever), then each host in
-    config order, asked to route among its own (`assignment_create` without `to`, forwarded); the
-    first that can take it now makes and sends it, in the shared ledger. Nobody can: with `queue` it
-    waits in the queue of this host (the first host's when this one has no agents), else
-    `no_agent_available` naming every host's reasons. Each attempt has a request id of its own,
-    derived from the caller's (or a fresh one), so a retried call finds each attempt's earlier answer
-    and never makes a second assignment; a host that cannot be reached is passed over."""
-    from .hosts import forward_agent_op, remote_request_id  # noqa: PLC0415 (only a config with hosts needs it)
+    """Routing across hosts, with a shared store: this host and every host are asked at once which
+    agent they would pick (`assignment_route`, within the bound `fleet status` uses; a host that does
+    not answer in time is passed over, with its reason), and asked to take it best pick first
+    (`fleet.work.hostrank`: ties keep this host first, then config order), each routing among its own
+    (`assignment_create` without `to`, forwarded); the first that can makes and sends it, in the shared
+    ledger, and one whose pick got busy meanwhile (`no_agent_available`) or that cannot be reached
+    passes it on. Nobody can: with `queue` it waits in the queue of this host (the first host's when
+    this one has no agents), else `no_agent_available` naming every host's reasons. Each attempt has a
+    request id of its own, derived from the caller's (or a fresh one), so a retried call finds each
+    attempt's earlier answer and never makes a second assignment."""
+    from .hostroute import order_hosts  # noqa: PLC0415 (only a config with hosts needs it)
+    from .hosts import forward_agent_op, remote_request_id  # noqa: PLC0415 (the same)
 
     base = request_id or remote_request_id()
     hosts: dict[str, str] = {}
@@ -88,20 +97,14 @@ def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None
                 "request_id": _attempt_id(base, f"host.{host}.queue" if queue else f"host.{host}")}
         return forward_agent_op(svc, "assignment_create", call, agent=hosts[host], timeout=60.0)
 
-    if svc.config.agents:
+    for host in order_hosts(svc, list(hosts), args, reasons):
         try:
-            return here(False)
-        except NoAgentAvailable as exc:
-            reasons += [{"host": None, **r} for r in exc.data.get("reasons", [])] or [{"host": None,
-                                                                                     "detail": exc.message}]
-    for host in hosts:
-        try:
-            return there(host, False)
+            return here(False) if host is None else there(host, False)
         except FleetError as exc:
-            if exc.code not in ("no_agent_available", "host_unreachable", "host_lost", "host_version_mismatch"):
+            if exc.code not in _PASS_ON:
                 raise
-            reasons += [{"host": host, **r} for r in exc.data.get("reasons", [])] or [{"host": host,
-                                                                                     "detail": exc.message}]
+            reasons += [{**r, "host": host} for r in exc.data.get("reasons", []) if isinstance(r, dict)] or [
+                {"host": host, "why": exc.code, "detail": exc.message}]
     if args["queue"]:
         return here(True) if svc.config.agents else there(next(iter(hosts)), True)
     raise NoAgentAvailable(f"No agent on this host or on {', '.join(hosts)} can take the assignment now.",

@@ -1,5 +1,6 @@
 """Routing facts for assignments: the routing lock, each agent's skills, the facts a route is chosen
-from, and the read/write scope of an assignment against an agent's cwd.
+from, the read/write scope of an assignment against an agent's cwd, the agents work may be routed
+to (`candidates`), and `assignment_route`, the routing answer another host asks for.
 
 Concurrency. Every routing decision (gather facts, route, write the ledger row, claim the lease) is
 taken under one file lock per state dir, `<state_dir>/assign.lock`, held for milliseconds: two
@@ -19,7 +20,7 @@ from fleet.agents.account import account_of
 from fleet.config import AgentSpec
 from fleet.errors import FleetError, InvalidInput, Timeout
 from fleet.fsutil import ensure_dir, flock_within, open_lock_file
-from fleet.work.routing import AgentFacts, share_accounts
+from fleet.work.routing import AgentFacts, Need, Refusal, check_skills, route, share_accounts
 from fleet.work.scope import normalize_scope
 
 from .core import Service
@@ -68,6 +69,15 @@ def inventory(spec: AgentSpec) -> Inventory:
     home = spec.env.get("HOME")
     return scan_skills(spec.home, spec.cwd, agent_home({"HOME": home} if home else None),
                        plugins_enabled=plugins_enabled(spec))
+
+
+def inventories(specs: Sequence[AgentSpec], needed: bool) -> dict[str, Inventory]:
+    """Each agent's skills, scanned only when the work names a skill (a scan reads every SKILL.md)."""
+    if not needed:
+        from fleet.work.skills import Inventory  # noqa: PLC0415 (PyYAML: loaded only by a process that routes work)
+
+        return {s.name: Inventory(()) for s in specs}
+    return {s.name: inventory(s) for s in specs}
 
 
 def _used_percent(status: dict[str, Any]) -> float | None:
@@ -171,3 +181,52 @@ def check_repo(svc: Service, repo: str | None, to: str | None) -> str | None:
         raise InvalidInput(f"{who} work in a worktree of {want}.",
                            hint=f"Repositories of this fleet: {', '.join(known)}.", repo=want)
     return want
+
+
+def scope_refusals(specs: Sequence[AgentSpec], write: Sequence[str], read: Sequence[str]) -> list[Refusal]:
+    """A `scope` refusal for each agent (leads aside) whose cwd the paths do not fit."""
+    out = []
+    for spec in specs:
+        if spec.role == "lead":
+            continue
+        _, problems = scope_for(spec, write, read)
+        if problems:
+            out.append(Refusal(spec.name, "scope", problems[0]))  # type: ignore[arg-type]
+    return out
+
+
+# -- the agents work may go to ----------------------------------------------------------------------
+
+def candidates(svc: Service, need: Need, write: Sequence[str], read: Sequence[str],
+               repo: str | None) -> tuple[list[AgentSpec], dict[str, Inventory], list[Refusal]]:
+    """This host's agents work with `need` may be routed to (only `repo`'s, when given; `need.only`
+    alone, when set), each one's skills, and a refusal for each agent its paths do not fit (left
+    out). Raises `SkillNotFound` when no agent holds a required skill, `InvalidInput` when the paths
+    fit no agent: mistakes in the request, not reasons to wait."""
+    specs = [s for s in svc.config.agents.values() if repo is None or repo_of(s) == repo]
+    skills_of = inventories(specs, bool(need.skills))
+    check_skills([AgentFacts(name=s.name, role=s.role, state="idle", skills=skills_of[s.name].names())
+                  for s in specs], need)
+    bad = [] if need.only is not None else scope_refusals(specs, write, read)
+    pool = [s for s in specs if s.name not in {r.agent for r in bad} and need.only in (None, s.name)]
+    if need.only is None and not pool:
+        detail = bad[0].detail if bad else "this host has no agent for it"
+        raise InvalidInput(f"The assignment's paths are not usable for any agent: {detail}.",
+                           hint="Paths must stay inside the agents' working directories.")
+    return pool, skills_of, bad
+
+
+def assignment_route(svc: Service, *, skills: list[str] | None = None, write_paths: list[str] | None = None,
+                     read_paths: list[str] | None = None, repo: str | None = None) -> dict[str, Any]:
+    """Which of this host's agents routing would pick now for an assignment with these skills, paths
+    and repository, with its rank key (`fleet.work.routing.rank_key`), or none and every agent's
+    reason: what `assign` without `to` decides, read without creating, sending or locking anything.
+    Another host's fleet asks it (`fleet.service.assigncreate`) to rank hosts; by the time it creates,
+    the pick may be busy (it then falls through to the next host)."""
+    write = lexical_scope(write_paths or (), "write")
+    read = lexical_scope(read_paths or (), "read")
+    need = Need(skills=frozenset(skills or ()), needs_write=bool(write))
+    pool, skills_of, bad = candidates(svc, need, write, read, check_repo(svc, repo, None))
+    result = route(gather_facts(svc, pool, None, skills_of), need)
+    return {"agent": result.agent, "rank": list(result.key) if result.key is not None else None,
+            "reasons": [r.to_dict() for r in (*result.refusals, *bad)]}

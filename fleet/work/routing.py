@@ -21,6 +21,9 @@ Role = Literal["explorer", "worker", "lead"]
 Why = Literal["lead", "read_only", "missing_skill", "not_running", "starting", "limited", "parked", "leased",
               "busy"]
 
+#: An agent's rank among the eligible (`rank_key`): smaller is better.
+RankKey = tuple[bool, int, bool, float, str]
+
 #: At or above this share of its rate-limit window an agent is picked only if no other can take the
 #: work: it may hit the limit mid-task.
 NEAR_LIMIT_PERCENT: Final = 90.0
@@ -70,12 +73,13 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Route:
-    """The pick (None when no agent can take it), the other eligible agents in rank order, and a
-    refusal for every agent considered that cannot."""
+    """The pick (None when no agent can take it), the other eligible agents in rank order, a
+    refusal for every agent considered that cannot, and the pick's rank key (`rank_key`)."""
 
     agent: str | None
     ranked: tuple[str, ...]
     refusals: tuple[Refusal, ...]
+    key: RankKey | None = None
 
 
 def refusal(agent: AgentFacts, need: Need) -> Refusal | None:
@@ -124,7 +128,7 @@ def share_accounts(agents: Sequence[AgentFacts]) -> list[AgentFacts]:
             for a in agents]
 
 
-def rank_key(agent: AgentFacts) -> tuple[bool, int, bool, float, str]:
+def rank_key(agent: AgentFacts) -> RankKey:
     """Smaller is better: not near the limit, fewest open assignments, least recently assigned, name."""
     near = agent.used_percent is not None and agent.used_percent >= NEAR_LIMIT_PERCENT
     last = agent.last_assigned_at
@@ -143,8 +147,10 @@ def route(agents: Sequence[AgentFacts], need: Need) -> Route:
             eligible.append(agent)
         else:
             refusals.append(why)
-    ranked = tuple(a.name for a in sorted(eligible, key=rank_key))
-    return Route(agent=ranked[0] if ranked else None, ranked=ranked[1:], refusals=tuple(refusals))
+    keys = sorted(rank_key(a) for a in eligible)
+    ranked = tuple(k[-1] for k in keys)
+    return Route(agent=ranked[0] if ranked else None, ranked=ranked[1:], refusals=tuple(refusals),
+                 key=keys[0] if keys else None)
 
 
 def skill_holders(agents: Iterable[AgentFacts], skills: Iterable[str]) -> dict[str, list[str]]:

@@ -50,11 +50,12 @@ def test_an_assignment_to_a_remote_agent_lives_in_the_shared_ledger(
     assert json.loads(r1.fleet("show", created["assignment"], "--json").stdout)["state"] == "cancelled"
 
 
-def test_routing_without_to_asks_each_host_in_turn_and_queues_where_it_can(
+def test_routing_without_to_asks_every_host_and_queues_where_it_can(
         remote: Callable[..., RemoteHost], tmp_path: Path, pg_cluster: PgCluster) -> None:  # noqa: F811
-    """No `--to`, remote hosts and a shared store: this host's agents first, then each host routes among
-    its own; nobody can take it now: `no_agent_available` with every host's reasons, or with `--queue`
-    queued (on the first host, as this one has no agents), visible here; a retry makes nothing new."""
+    """No `--to`, remote hosts and a shared store: every host says which of its agents it would pick;
+    nobody can take it now: `no_agent_available` with every host's reasons (a skill no host has among
+    them), or with `--queue` queued (on the first host, as this one has no agents), visible here; a
+    retry makes nothing new. A path no host could take is refused before any host is asked."""
     store = f'\n[store]\nurl = "{pg_cluster.url()}"\nnamespace = "route-{tmp_path.name[-12:]}"\n'
     r1, r2 = remote("r1", ["noor"]), remote("r2", ["zed"])
     for r in (r1, r2):
@@ -66,6 +67,13 @@ def test_routing_without_to_asks_each_host_in_turn_and_queues_where_it_can(
     assert refused["code"] == "no_agent_available"
     assert {(r["host"], r["agent"], r["why"]) for r in refused["reasons"]} == {
         ("r1", "noor", "not_running"), ("r2", "zed", "not_running")}
+    unskilled = json.loads(fleet(config, "assign", "--skill", "nobody-has-it", "Look around.").stdout)["error"]
+    assert unskilled["code"] == "no_agent_available"
+    assert {(r["host"], r["why"]) for r in unskilled["reasons"]} == {("r1", "skill_not_found"),
+                                                                    ("r2", "skill_not_found")}
+    absolute = json.loads(fleet(config, "assign", "--write", "/etc/", "Look around.").stdout)["error"]
+    assert (absolute["code"], absolute["message"].startswith("The write path '/etc/' is absolute")) == (
+        "invalid_input", True)
     made = json.loads(fleet(config, "assign", "--queue", "Look around.", "--request-id", "route-1").stdout)
     assert (made["state"], made["host"]) == ("queued", "r1")
     again = json.loads(fleet(config, "assign", "--queue", "Look around.", "--request-id", "route-1").stdout)
