@@ -14,14 +14,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Final
 
-from fleet.errors import AgentRemote, FleetError, NoAgentAvailable
+from fleet.errors import AgentRemote, FleetError, HostLost, NoAgentAvailable
 
 from .assign import create_here, created
 from .core import Service
 
 #: A host's answer to a create that passes the work on to the next host: its pick got busy since it
 #: was asked, or it cannot be reached (or runs another fleet).
-_PASS_ON: Final = frozenset({"no_agent_available", "host_unreachable", "host_lost", "host_version_mismatch"})
+_PASS_ON: Final = frozenset({"no_agent_available", "host_unreachable", "host_version_mismatch"})
 
 
 def assignment_create(
@@ -70,10 +70,11 @@ def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None
     (`fleet.work.hostrank`: ties keep this host first, then config order), each routing among its own
     (`assignment_create` without `to`, forwarded); the first that can makes and sends it, in the shared
     ledger, and one whose pick got busy meanwhile (`no_agent_available`) or that cannot be reached
-    passes it on. Nobody can: with `queue` it waits in the queue of this host (the first host's when
-    this one has no agents), else `no_agent_available` naming every host's reasons. Each attempt has a
-    request id of its own, derived from the caller's (or a fresh one), so a retried call finds each
-    attempt's earlier answer and never makes a second assignment."""
+    passes it on; one whose answer was lost does not (`_lost`). Nobody can: with `queue` it waits in
+    the queue of this host (the first host's when this one has no agents), else `no_agent_available`
+    naming every host's reasons. Each attempt has a request id of its own, derived from the caller's
+    (or a fresh one), so a retried call finds each attempt's earlier answer and never makes a second
+    assignment."""
     from .hostroute import order_hosts  # noqa: PLC0415 (only a config with hosts needs it)
     from .hosts import forward_agent_op, remote_request_id  # noqa: PLC0415 (the same)
 
@@ -101,6 +102,8 @@ def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None
         try:
             return here(False) if host is None else there(host, False)
         except FleetError as exc:
+            if exc.code == "host_lost" and host is not None:
+                return _lost(svc, exc, host, base, _attempt_id(base, f"host.{host}"))
             if exc.code not in _PASS_ON:
                 raise
             reasons += [{**r, "host": host} for r in exc.data.get("reasons", []) if isinstance(r, dict)] or [
@@ -110,6 +113,19 @@ def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None
     raise NoAgentAvailable(f"No agent on this host or on {', '.join(hosts)} can take the assignment now.",
                            hint="Pass --queue to keep it queued until one frees up, or see each host's reasons.",
                            reasons=reasons[:50])
+
+
+def _lost(svc: Service, exc: FleetError, host: str, base: str, attempt: str) -> dict[str, Any]:
+    """A host's answer was lost even after the channel's own retry: it may have made the assignment.
+    Found in the shared ledger under the attempt's request id, it is the answer; not found (yet: that
+    host may still be making it), the work is not passed on to another host, which could make a
+    second one: the caller retries with the same request id, which finds whatever that host made."""
+    prior = svc.ledger.find_request("assign", attempt)
+    if prior is not None and prior.result and prior.result.get("assignment"):
+        return created(svc.ledger.get(str(prior.result["assignment"])), True)
+    raise HostLost(f"Host {host!r} was asked to take the assignment and its answer was lost: it may have made it.",
+                   hint=f"Retry with --request-id {base}: the retry finds it if {host} made it, and routes it "
+                        "once if not.", host=host, request_id=base) from exc
 
 
 def _attempt_id(base: str, target: str) -> str:
