@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,9 @@ from fleet import ops
 from fleet.service import Service
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PgCluster]:
-    try:
-        cluster = PgCluster()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield cluster
-    cluster.close()
+@pytest.fixture
+def pg(pg_cluster: PgCluster) -> PgCluster:
+    return pg_cluster  # the session's cluster (tests/conftest.py); each test has its own namespace
 
 
 def fleet(config: Path, *args: str) -> Any:
