@@ -124,3 +124,10 @@ def add_usage(usages: Iterable[Mapping[str, object]]) -> TokenUsage:
                 total[key] += value
     return TokenUsage(input=total["input"], cached_input=total["cached_input"], output=total["output"],
                       reasoning=total["reasoning"])
+
+#: The variable read when the config has no `[store] url` (`fleet.config.store`).
+STORE_URL_ENV: Final = "FLEET_STORE_URL"
+#: Variables that can carry the store's credentials: `STORE_URL_ENV` and libpq's password. An agent's
+#: environment never has them (`fleet.agents.codex.launch_command`); a lead's fleet server gets them
+#: by name from its Codex, and its own shell commands do not (`fleet.agents.lead`).
+STORE_SECRET_ENV: Final = (STORE_URL_ENV, "PGPASSWORD")

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from fleet.config import AgentSpec, Sandbox
-from fleet.config.store import STORE_SECRET_ENV
 from fleet.errors import CodexMissing
+from fleet.vocab import STORE_SECRET_ENV
 
 from .codexversion import PINNED
 from .rollout import RolloutFacts, facts

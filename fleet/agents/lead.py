@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fleet.config import AgentSpec
-from fleet.config.store import STORE_SECRET_ENV
+from fleet.vocab import STORE_SECRET_ENV
 
 from .codex import _toml, user_config
 

@@ -29,7 +29,6 @@ Pure: nothing here connects to anything.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -38,13 +37,8 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from fleet.errors import ConfigError
+from fleet.vocab import STORE_URL_ENV
 
-#: The variable read when the config has no `[store] url`.
-STORE_URL_ENV: Final = "FLEET_STORE_URL"
-#: Variables that can carry the store's credentials: `STORE_URL_ENV` and libpq's password. An agent's
-#: environment never has them (`fleet.agents.codex.launch_command`); a lead's fleet server gets them
-#: by name from its Codex, and its own shell commands do not (`fleet.agents.lead`).
-STORE_SECRET_ENV: Final = (STORE_URL_ENV, "PGPASSWORD")
 #: libpq's own names for a PostgreSQL connection URI; anything else is refused, not guessed at.
 SCHEMES: Final = ("postgresql", "postgres")
 #: Long enough for a URI with a few options; a longer one is a mistake, not a database.
@@ -104,6 +98,8 @@ def host_identity(hostname: str, state_dir: str, default_dir: str) -> str:
     `hostname:` and 8 hex digits of the state dir's SHA-256 (both paths already made real by the caller)."""
     if state_dir == default_dir:
         return hostname
+    import hashlib  # noqa: PLC0415 (only a store's host name needs it; `fleet status` must not load it)
+
     return f"{hostname}:{hashlib.sha256(state_dir.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 

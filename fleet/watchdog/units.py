@@ -27,9 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Final
 
-from fleet.config.store import STORE_SECRET_ENV
 from fleet.errors import EnvironmentFault, InternalError, InvalidInput
-from fleet.vocab import FLEET_NAME
+from fleet.vocab import FLEET_NAME, STORE_SECRET_ENV
 
 SERVICE_TEMPLATE: Final = "fleet-watchdog.service"
 TIMER_TEMPLATE: Final = "fleet-watchdog.timer"
