@@ -223,7 +223,7 @@ class PgLeaseStore:
                     hint=f"Only the holder can release it; an operator can break it with "
                          f"`fleet release {agent} --force`.",
                     agent=agent, holder=current.holder, token=current.token, your_holder=holder)
-            self._free(cur, events, agent, now)
+            self._free(cur, events, agent, now, current.token)
             if forced:
                 events.append(("lease.force_release", agent, holder, current.token,
                                {"previous_holder": current.holder}))
@@ -315,17 +315,17 @@ class PgLeaseStore:
         events.append((_MIRROR, agent, holder, lease.token, {"lease": lease, "as_of": now}))
         return lease
 
-    def _free(self, cur: Any, events: list[Event], agent: str, now: float) -> None:
+    def _free(self, cur: Any, events: list[Event], agent: str, now: float, token: int) -> None:
         cur.execute(_FREE, (now, self._ns, agent))
         cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self._ns}/{agent}"))
-        events.append((_MIRROR, agent, "", None, {"lease": None, "as_of": now}))
+        events.append((_MIRROR, agent, "", token, {"lease": None, "as_of": now}))
 
     def _end_transient(self, agent: str, lease: Lease) -> None:
         def body(cur: Any, events: list[Event]) -> None:
             current, _, now = self._lock(cur, agent)
             if current != lease:
                 return  # taken over after expiry, or turned into a real lease by a claim
-            self._free(cur, events, agent, now)
+            self._free(cur, events, agent, now, lease.token)
             events.append(("lease.release", agent, lease.holder, lease.token, {"transient": True}))
 
         self._transact(body)
@@ -358,7 +358,11 @@ class PgLeaseStore:
         store failed (nothing is known to have happened)."""
         try:
             yield
-        except StoreUnavailable:
+        except StoreUnavailable:  # the commit's answer may be what was lost: the change may have landed
+            for event, agent, *_ in events:
+                if event == _MIRROR:
+                    with contextlib.suppress(OSError):
+                        mirror.forget(self.state_dir, agent)
             raise
         except FleetError:
             self._write(events, committed=False)
@@ -370,15 +374,19 @@ class PgLeaseStore:
             if event != _MIRROR:
                 self._audit(event, agent, holder, token, **fields)
             elif committed:
-                self._mirror(agent, fields["lease"], fields["as_of"])
+                self._mirror(agent, fields["lease"], int(token or 0), fields["as_of"], fields["as_of"])
 
-    def _mirror(self, agent: str, lease: Lease | None, as_of: float) -> None:
-        """This host's copy of the row (`fleet.leases.mirror`); a failure is logged, never raised: the
-        change has committed, and the tick rewrites the copy (a reader of a stale one fails closed)."""
+    def _mirror(self, agent: str, lease: Lease | None, token: int, as_of: float, db_now: float) -> bool:
+        """This host's copy of the row (`fleet.leases.mirror`); a failure is logged, never raised (the
+        change has committed), and the copy removed, so the hook cannot tell rather than read a stale
+        one, until the tick copies the row again."""
         try:
-            mirror.write(self.state_dir, agent, lease, as_of)
+            return mirror.write(self.state_dir, agent, lease, token=token, as_of=as_of, db_now=db_now)
         except OSError as exc:
             logger.warning("could not write the lease mirror of %s: %s", agent, exc)
+            with contextlib.suppress(OSError):
+                mirror.forget(self.state_dir, agent)
+            return False
 
     def refresh_mirror(self, agents: list[str]) -> int:
         """Copy the rows of `agents` (this host's) into the mirror, as one read on the database's clock;
@@ -386,17 +394,15 @@ class PgLeaseStore:
         agents = [validate_agent(a) for a in agents]
         if not agents:
             return 0
-        rows = self._query(f"SELECT extract(epoch FROM clock_timestamp())::float8, agent, {_COLUMNS} "
-                           "FROM (SELECT 1) AS one LEFT JOIN fleet_lease ON namespace = %s AND agent = ANY(%s)",
-                           (self._ns, agents))
+        rows = self._query(f"SELECT extract(epoch FROM clock_timestamp())::float8, agent, token, changed_at, "
+                           f"{_COLUMNS} FROM (SELECT 1) AS one LEFT JOIN fleet_lease ON namespace = %s "
+                           "AND agent = ANY(%s)", (self._ns, agents))
         now = float(rows[0][0])
-        found = {str(r[1]): lease_of(str(r[1]), r[2:]) for r in rows if r[1] is not None}
+        found = {str(r[1]): (lease_of(str(r[1]), r[4:]), int(r[2]), float(r[3])) for r in rows if r[1] is not None}
         written = 0
         for agent in agents:
-            try:
-                written += mirror.write(self.state_dir, agent, found.get(agent), now)
-            except OSError as exc:
-                logger.warning("could not write the lease mirror of %s: %s", agent, exc)
+            lease, token, changed = found.get(agent, (None, 0, 0.0))  # no row: never leased
+            written += self._mirror(agent, lease, token, changed, now)
         return written
 
     def _audit(self, event: str, agent: str, holder: str, token: int | None, **fields: Any) -> None:

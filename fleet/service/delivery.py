@@ -26,17 +26,19 @@ from fleet.config import AgentSpec
 from fleet.errors import (
     AgentBusy,
     AgentNotRunning,
+    AssignmentNotFound,
     FleetError,
     InvalidInput,
     LeaseHeld,
     LeaseLost,
     NotDelivered,
     StateConflict,
+    StateDirError,
 )
 from fleet.fsutil import ensure_dir
 from fleet.hooks.gates import ContextError, HookContext, clear_context, read_context, write_context
 from fleet.leases.rules import MAX_TTL
-from fleet.vocab import assignment_holder
+from fleet.vocab import WATCHDOG_HOLDER, assignment_holder
 from fleet.work.lifecycle import END_STATES
 from fleet.work.prompt import PromptSpec, load_template, render_prompt
 from fleet.work.records import Assignment
@@ -108,20 +110,30 @@ def end_context(svc: Service, agent: str | None, assignment_id: str) -> None:
 def end_stale_contexts(svc: Service) -> list[dict[str, str]]:
     """Free this host's agents from assignments that ended where their host could not act: cancelled
     from a host that does not know the agent (with the shared ledger), or ended by an earlier process
-    that died before freeing it. An agent whose hook context names an assignment the ledger has ended
-    gets `end_context`. Returns `{"agent", "assignment", "state"}` for each one freed."""
+    that died before freeing it. An agent whose hook context names an assignment the ledger has ended,
+    or does not have at all (a repaired or replaced ledger), gets `end_context`. Each agent is looked
+    at under its operation lock, taken without waiting (a send writing a new context holds it: that
+    agent waits for the next tick), so no new assignment's context is ever removed. One agent's trouble
+    never stops the others. Returns `{"agent", "assignment", "state"}` for each one freed."""
+    from fleet.agents.oplock import op_lock  # noqa: PLC0415 (the tick's path only)
+
     freed = []
     for agent in svc.config.agents:
+        agent_dir = svc.runtime.agent_dir(agent)
         try:
-            ctx = read_context(svc.runtime.agent_dir(agent))
-        except (ContextError, OSError):
-            continue  # the hooks fail closed on it; `fleet doctor` names it
-        if ctx is None:
-            continue
-        state = svc.ledger.get(ctx.assignment).state
-        if state in END_STATES:
-            end_context(svc, agent, ctx.assignment)
-            freed.append({"agent": agent, "assignment": ctx.assignment, "state": state})
+            with op_lock(agent_dir, agent, operation="end-stale", holder=WATCHDOG_HOLDER, wait=0):
+                ctx = read_context(agent_dir)
+                if ctx is None:
+                    continue
+                try:
+                    state: str = svc.ledger.get(ctx.assignment).state
+                except AssignmentNotFound:
+                    state = "unknown"
+                if state in END_STATES or state == "unknown":
+                    end_context(svc, agent, ctx.assignment)
+                    freed.append({"agent": agent, "assignment": ctx.assignment, "state": state})
+        except (ContextError, OSError, AgentBusy, StateDirError):
+            continue  # busy now, or a context the hooks fail closed on (`fleet doctor` names it)
     return freed
 
 

@@ -63,8 +63,12 @@ def key_from_json(value: Any) -> RankKey | None:
         return None
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= _MAX_COUNT:
         return None
-    if isinstance(last, bool) or not isinstance(last, int | float) or not math.isfinite(last):
+    try:
+        if isinstance(last, bool) or not isinstance(last, int | float) or not math.isfinite(last):
+            return None
+        last = float(last)
+    except OverflowError:  # an int too large for a float (JSON has no bound): not a time
         return None
     if not isinstance(name, str) or _NAME.match(name) is None:
         return None
-    return near, count, before, float(last), name
+    return near, count, before, last, name

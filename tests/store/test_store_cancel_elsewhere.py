@@ -56,3 +56,37 @@ def test_the_agents_host_frees_it_at_the_next_tick(fleet_factory: Callable[..., 
     assert svc.leases.info("agent-1")["state"] == "free"
     svc.close()
     other.close()
+
+
+def test_one_agents_trouble_never_stops_the_others(fleet_factory: Callable[..., Fleet], tmp_path: Path) -> None:
+    """A context naming an assignment the ledger does not have (a repaired or replaced ledger) is freed;
+    an agent whose operation lock is held (a send writing its new context) waits for the next tick;
+    and neither keeps the next agent from being freed."""
+    import fcntl
+    import os
+
+    f = fleet_factory(3)
+    svc = Service(config_path=str(f.path), surface="test")
+    ghost = "as-01JABCDEFGHJKMNPQRSTVWXYZ0"
+    made = {}
+    for agent in ("agent-1", "agent-2", "agent-3"):
+        agent_dir = svc.runtime.agent_dir(agent)
+        agent_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if agent == "agent-1":
+            made[agent] = ghost
+        else:
+            a, _ = svc.ledger.create(task="work", holder="lead", actor="lead", agent=agent)
+            svc.ledger.transition(a.id, "cancelled", actor="lead", expect="queued")
+            made[agent] = a.id
+        write_context(agent_dir, HookContext(assignment=made[agent], role="worker", cwd=str(f.root), write_paths=()))
+    lock = os.open(svc.runtime.agent_dir("agent-2") / "op.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # agent-2 is in the middle of an operation
+    try:
+        freed = end_stale_contexts(svc)
+    finally:
+        os.close(lock)
+    assert freed == [{"agent": "agent-1", "assignment": ghost, "state": "unknown"},
+                     {"agent": "agent-3", "assignment": made["agent-3"], "state": "cancelled"}]
+    assert read_context(svc.runtime.agent_dir("agent-2")) is not None  # next time
+    assert [x["agent"] for x in end_stale_contexts(svc)] == ["agent-2"]
+    svc.close()
