@@ -95,7 +95,8 @@ def test_a_key_survives_the_wire(key: RankKey) -> None:
     None, "key", [], [False, 0, False, 0.0], [False, 0, False, 0.0, "a", 1], {"near": False},
     [0, 0, False, 0.0, "a"], [False, True, False, 0.0, "a"], [False, -1, False, 0.0, "a"],
     [False, 1.5, False, 0.0, "a"], [False, 2**40, False, 0.0, "a"], [False, 0, "no", 0.0, "a"],
-    [False, 0, False, math.nan, "a"], [False, 0, False, 10**400, "a"], [False, 0, False, math.inf, "a"], [False, 0, False, True, "a"],
+    [False, 0, False, math.nan, "a"], [False, 0, False, 10**400, "a"], [False, 0, False, math.inf, "a"],
+    [False, 0, False, True, "a"],
     [False, 0, False, "0", "a"], [False, 0, False, 0.0, "A"], [False, 0, False, 0.0, "a\n"],
     [False, 0, False, 0.0, "a" * 40], [False, 0, False, 0.0, 7],
 ])
