@@ -395,6 +395,14 @@ class StoreUnavailable(EnvironmentFault):
     stale_connection: bool = False
 
 
+class StoreNotConfigured(ConfigError):
+    """This fleet keeps its state in the shared store (its state dir says so), but this process was
+    started without the store's URL: it would otherwise read and write a second, empty set of leases
+    and assignments of its own, unseen by the rest of the fleet."""
+
+    code = "store_not_configured"
+
+
 class StoreSchemaMismatch(EnvironmentFault):
     """The shared store's schema is missing (never initialised) or newer than this fleet knows."""
 

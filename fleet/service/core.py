@@ -121,10 +121,27 @@ class Service:
             else:
                 from fleet.leases import LeaseStore
 
+                self._refuse_without_store()
                 self._leases = LeaseStore(self.config.state_dir, surface=self.surface)
-                with contextlib.suppress(FileNotFoundError):
-                    marker.unlink()
         return self._leases
+
+    def _refuse_without_store(self) -> None:
+        """A process without the store's URL must not quietly keep state of its own for a fleet whose
+        leases and ledger are in the shared store (`SHARED_STORE_MARKER`, written by the first process
+        that used the store): a lead's fleet server, a watchdog unit or a shell that lacks the
+        variable would be a second brain, and the approval hook would read lease files nobody writes."""
+        from fleet.errors import StoreNotConfigured
+        from fleet.leases.files import SHARED_STORE_MARKER
+
+        marker = self.config.state_dir / "leases" / SHARED_STORE_MARKER
+        if marker.exists():
+            raise StoreNotConfigured(
+                f"This fleet keeps its leases and assignments in the shared store, but this process has no "
+                f"store configured (no `[store] url` in {self.config.path}, no $FLEET_STORE_URL).",
+                hint="Give this process the same store as the rest of the fleet ($FLEET_STORE_URL, or `[store] "
+                     "url`); the fleet's tmux server, its agents and the watchdog's unit have the environment they "
+                     f"were started in. If the fleet moved back to files on purpose, remove {marker}.",
+                path=str(marker))
 
     @property
     def store(self) -> Database:
@@ -163,6 +180,7 @@ class Service:
             else:
                 from fleet.work.ledger import Ledger
 
+                self._refuse_without_store()
                 self._ledger = Ledger(self.config.state_dir)
         return self._ledger
 
