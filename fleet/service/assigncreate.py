@@ -12,12 +12,17 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
 from fleet.errors import AgentRemote, FleetError, HostLost, NoAgentAvailable
+from fleet.work.lifecycle import END_STATES
 
 from .assign import create_here, created
 from .core import Service
+
+if TYPE_CHECKING:
+    from fleet.work.records import Assignment
 
 #: A host's answer to a create that passes the work on to the next host: its pick got busy since it
 #: was asked, or it cannot be reached (or runs another fleet).
@@ -83,10 +88,9 @@ def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None
     for name, remote in svc.config.remote_agents.items():
         hosts.setdefault(remote.host, name)  # one of its agents names the host to `forward_agent_op`
     if request_id is not None:  # a retried call: whichever attempt made it answers, wherever it was
-        for target in ("local", *(f"host.{h}" for h in hosts), "local.queue", *(f"host.{h}.queue" for h in hosts)):
-            prior = svc.ledger.find_request("assign", _attempt_id(base, target))
-            if prior is not None and prior.result and prior.result.get("assignment"):
-                return created(svc.ledger.get(str(prior.result["assignment"])), True)
+        prior = _prior_attempt(svc, base, list(hosts))
+        if prior is not None:
+            return created(prior, True)
     reasons: list[dict[str, Any]] = []
 
     def here(queue: bool) -> dict[str, Any]:
@@ -109,10 +113,45 @@ def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None
             reasons += [{**r, "host": host} for r in exc.data.get("reasons", []) if isinstance(r, dict)] or [
                 {"host": host, "why": exc.code, "detail": exc.message}]
     if args["queue"]:
-        return here(True) if svc.config.agents else there(next(iter(hosts)), True)
+        return _queue_somewhere(svc, base, hosts, here, there, reasons)
     raise NoAgentAvailable(f"No agent on this host or on {', '.join(hosts)} can take the assignment now.",
                            hint="Pass --queue to keep it queued until one frees up, or see each host's reasons.",
                            reasons=reasons[:50])
+
+
+def _prior_attempt(svc: Service, base: str, hosts: list[str]) -> Assignment | None:
+    """What an earlier call with this request id made, on whichever host: an attempt whose assignment
+    is still open (or ended after it was sent) first. An attempt that ended at creation (its host's pick
+    got busy, so it failed and passed the work on) is only the answer when nothing else was made."""
+    found = []
+    for target in ("local", *(f"host.{h}" for h in hosts), "local.queue", *(f"host.{h}.queue" for h in hosts)):
+        prior = svc.ledger.find_request("assign", _attempt_id(base, target))
+        if prior is not None and prior.result and prior.result.get("assignment"):
+            found.append(svc.ledger.get(str(prior.result["assignment"])))
+    made = [a for a in found if a.state not in END_STATES or a.sent_at is not None]
+    return (made or found)[0] if found else None
+
+
+def _queue_somewhere(svc: Service, base: str, hosts: dict[str, str], here: Callable[[bool], dict[str, Any]],
+                     there: Callable[[str, bool], dict[str, Any]], reasons: list[dict[str, Any]]) -> dict[str, Any]:
+    """Nobody can take it now, and the caller asked to queue it: in the queue of the first host that
+    accepts it (this one first when it has an agent that could ever take work, then config order).
+    The queue is the shared ledger's, which every host's dispatch offers to its own free agents; a
+    host whose agents could never take it (a skill none of them has) or that cannot be reached
+    passes it on, and one whose answer was lost does not (`_lost`)."""
+    targets: list[str | None] = [None] if any(s.role != "lead" for s in svc.config.agents.values()) else []
+    for host in [*targets, *hosts]:
+        try:
+            return here(True) if host is None else there(host, True)
+        except FleetError as exc:
+            if exc.code == "host_lost" and host is not None:
+                return _lost(svc, exc, host, base, _attempt_id(base, f"host.{host}.queue"))
+            if exc.code not in (*_PASS_ON, "skill_not_found"):
+                raise
+            reasons.append({"host": host, "why": exc.code, "detail": exc.message})
+    raise NoAgentAvailable("No host can queue the assignment: none has an agent that could ever take it.",
+                           hint="See each host's reasons: a skill no host's agents have, or hosts "
+                                "that cannot be reached.", reasons=reasons[:50])
 
 
 def _lost(svc: Service, exc: FleetError, host: str, base: str, attempt: str) -> dict[str, Any]:

@@ -80,3 +80,17 @@ def test_routing_without_to_asks_every_host_and_queues_where_it_can(
     assert again["assignment"] == made["assignment"]
     assert [a["id"] for a in json.loads(fleet(config, "assignments").stdout)["assignments"]] == [made["assignment"]]
     assert json.loads(r2.fleet("show", made["assignment"], "--json").stdout)["state"] == "queued"
+
+
+def test_a_host_whose_only_agent_is_the_lead_queues_on_a_host_that_can_take_it(
+        remote: Callable[..., RemoteHost], tmp_path: Path, pg_cluster: PgCluster) -> None:  # noqa: F811
+    """Where the lead runs, its host's one agent is the lead, which never takes work: `--queue` with
+    nobody free anywhere queues on the first remote host, not a refusal from this one."""
+    store = f'\n[store]\nurl = "{pg_cluster.url()}"\nnamespace = "lq-{tmp_path.name[-12:]}"\n'
+    r1 = remote("r1", ["noor"])
+    r1.config.write_text(r1.config.read_text() + store)
+    config = local_config(tmp_path, [r1], {"noor": "r1"}, local_agents=("boss",))
+    config.write_text(config.read_text().replace('[agents.boss]\n', '[agents.boss]\nrole = "lead"\n') + store)
+    assert r1.fleet("store", "init").returncode == 0
+    made = json.loads(fleet(config, "assign", "--queue", "Look around.", "--request-id", "lq-1").stdout)
+    assert (made.get("state"), made.get("host")) == ("queued", "r1"), made
