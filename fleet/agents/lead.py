@@ -9,7 +9,8 @@ never gives it an assignment). At launch it gets, as `-c` overrides (Codex 0.169
   refused outright). Codex passes a server only a handful of variables (HOME, PATH, ...), so the ones
   fleet resolves paths with go in `env` by value: `FLEET_HOLDER=agent:<name>` (the lead's holder
   identity in leases, the ledger and the audit log), `FLEET_HOME` = the fleet's resolved state dir,
-  and `TMUX_TMPDIR` when set (where the fleet's tmux socket is). The shared store's credentials
+  `TMUX_TMPDIR` when set (where the fleet's tmux socket is), and `XDG_STATE_HOME` when set (the shared
+  store's host name depends on whether the state dir is the default one, `fleet.config.store`). The shared store's credentials
   (`$FLEET_STORE_URL`, `$PGPASSWORD`: `STORE_SECRET_ENV`) never go there by value, where any local
   user's `ps` would show them: the table names them in `env_vars`, and Codex passes them on from its
   own environment, which keeps them for a lead alone (`fleet.agents.codex.launch_command`).
@@ -58,7 +59,7 @@ GATED_TOOLS: Final = ("agent_approve", "fleet_install", "worktree_prune")
 #: Codex 0.169's per-tool MCP approval mode that shows an approval (`auto`, `prompt`, `writes`, `approve`).
 GATED_MODE: Final = "prompt"
 #: Variables forwarded by value when set in fleet's environment (the server sees nothing else of it).
-FORWARDED_ENV: Final = ("TMUX_TMPDIR",)
+FORWARDED_ENV: Final = ("TMUX_TMPDIR", "XDG_STATE_HOME")
 
 
 def holder(agent: str) -> str:
