@@ -218,6 +218,43 @@ def test_a_mutating_request_whose_answer_was_lost_is_never_run_twice(
         assert made[0]["id"] == out["result"]["assignment"]
 
 
+def test_a_lost_answer_whose_host_cannot_be_reached_again_is_lost_never_unreachable(
+        remote: Callable[..., RemoteHost], sshd: Sshd, tmp_path: Path) -> None:
+    """A mutating request with a request id was sent, the channel broke, and the host refuses new
+    connections: "unreachable" would tell a caller it never ran there (routing would hand the work to
+    another host), so it is `host_lost`, and once the host answers the same request id finds it."""
+    r1 = remote("r1", ["noor"])
+    r1.fleet("assignments")  # creates the ledger
+    db = r1.state_dir / "fleet.db"
+    svc = Service(config_path=str(local_config(tmp_path, [r1], {"noor": "r1"})))
+    channel = svc.hosts.channel("r1")
+    channel.request("ping", {}, timeout=30)
+    first = channel.pid
+    assert first is not None
+    keys = sshd.dir / "authorized_keys"
+    saved = keys.read_text()
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the remote's create waits for the ledger
+    args = {"task": "count the files", "to": "noor", "queue": True, "holder": "lead-1", "request_id": "lost-2"}
+    try:
+        t, out = _in_thread(lambda: channel.request("assignment_create", args, timeout=20, mutating=True))
+        wait_until(lambda: _open_by_others(db))
+        keys.write_text("")  # no new session gets in
+        os.kill(first, 9)
+        t.join(60)
+    finally:
+        keys.write_text(saved)
+        lock.execute("COMMIT")
+        lock.close()
+    assert isinstance(out.get("error"), HostLost), out
+    assert "could not be reached again" in out["error"].message
+    again = channel.request("assignment_create", args, timeout=60, mutating=True)
+    close_all()
+    wait_until(lambda: not _open_by_others(db), timeout=30)
+    made = json.loads(r1.fleet("assignments", "--json").stdout)["assignments"]
+    assert [a["id"] for a in made] == [again["assignment"]]  # made once, found by the retry
+
+
 def test_send_and_tail_run_on_the_agents_host(remote: Callable[..., RemoteHost], tmp_path: Path) -> None:
     r1 = remote("r1", ["noor"])
     config = local_config(tmp_path, [r1], {"noor": "r1"})

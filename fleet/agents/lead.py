@@ -10,10 +10,11 @@ never gives it an assignment). At launch it gets, as `-c` overrides (Codex 0.169
   fleet resolves paths with go in `env` by value: `FLEET_HOLDER=agent:<name>` (the lead's holder
   identity in leases, the ledger and the audit log), `FLEET_HOME` = the fleet's resolved state dir,
   `TMUX_TMPDIR` when set (where the fleet's tmux socket is), and `XDG_STATE_HOME` when set (the shared
-  store's host name depends on whether the state dir is the default one, `fleet.config.store`). The shared store's credentials
-  (`$FLEET_STORE_URL`, `$PGPASSWORD`: `STORE_SECRET_ENV`) never go there by value, where any local
-  user's `ps` would show them: the table names them in `env_vars`, and Codex passes them on from its
-  own environment, which keeps them for a lead alone (`fleet.agents.codex.launch_command`).
+  store's host name depends on whether the state dir is the default one, `fleet.config.store`). The
+  shared store's credentials (`$FLEET_STORE_URL`, `$PGPASSWORD`: `STORE_SECRET_ENV`) never go there
+  by value, where any local user's `ps` would show them: the table names them in `env_vars`, and
+  Codex passes them on from its own environment, which keeps them for a lead alone
+  (`fleet.agents.codex.launch_command`).
 - `shell_environment_policy.exclude`: the home's own list plus `STORE_SECRET_ENV`, so the lead's
   shell commands (its model reads workers' reports) never see those credentials. A server of that name in the home's
   config or from the installed plugin is replaced by this one (measured), so there is one

@@ -282,7 +282,16 @@ class Channel:
         deadline = time.monotonic() + timeout
         retry_safe = not mutating or "request_id" in args
         for attempt in (1, 2):
-            conn = self._live(deadline)
+            try:
+                conn = self._live(deadline)
+            except HostUnreachable as exc:
+                if attempt == 2 and mutating:  # the first was sent, and its answer lost: it may have run
+                    raise HostLost(f"The channel to host {self.host.name!r} broke before {op} answered, and the "
+                                   f"host could not be reached again ({exc.message}); it may have run there.",
+                                   hint="Look before retrying (`fleet status`, `fleet show`); once the host answers, "
+                                        "a retry with the same request id is safe.",
+                                   host=self.host.name, operation=op) from exc
+                raise
             slot = conn.send(f"r{next(self._ids)}", op, args)
             if not slot.done.wait(max(0.0, deadline - time.monotonic())):
                 if mutating:
