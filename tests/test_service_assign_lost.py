@@ -12,21 +12,32 @@ from conftest import Fleet
 
 from fleet.errors import HostLost
 from fleet.service import Service
-from fleet.service.assigncreate import _attempt_id, _lost, _prior_attempt
+from fleet.service.assigncreate import _ask_again, _attempt_id, _lost, _prior_attempt
 
 
 def test_a_lost_answer_is_looked_up_never_passed_on(fleet_factory: Callable[..., Fleet]) -> None:
     f = fleet_factory(1)
     svc = Service(config_path=str(f.path), surface="test")
-    attempt = _attempt_id("req-7", "host.gpu1")
     lost = HostLost("the channel broke", hint="")
     with pytest.raises(HostLost) as raised:
-        _lost(svc, lost, "gpu1", "req-7", attempt)
+        _lost(svc, lost, "gpu1", "req-7")
     assert raised.value.data["request_id"] == "req-7"
     assert "--request-id req-7" in raised.value.hint
+    remembered = svc.ledger.find_request("routelost", "req-7")  # a retry asks gpu1 again, and no other host
+    assert remembered is not None
+    assert remembered.result == {"host": "gpu1", "queue": False}
+    asked: list[tuple[str, bool]] = []
+
+    def there(host: str, queue: bool) -> dict[str, object]:
+        asked.append((host, queue))
+        raise HostLost("lost again", hint="")
+
+    with pytest.raises(HostLost):
+        _ask_again(svc, "req-7", "gpu1", False, there)
+    assert asked == [("gpu1", False)]
     # what gpu1 did before its answer was lost: made the assignment under the attempt's request id
-    made, _ = svc.ledger.create(task="work", holder="lead", actor="lead", request_id=attempt)
-    found = _lost(svc, lost, "gpu1", "req-7", attempt)
+    made, _ = svc.ledger.create(task="work", holder="lead", actor="lead", request_id=_attempt_id("req-7", "host.gpu1"))
+    found = _lost(svc, lost, "gpu1", "req-7")
     assert found["assignment"] == made.id
     svc.close()
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 #: A host's answer to a create that passes the work on to the next host: its pick got busy since it
 #: was asked, or it cannot be reached (or runs another fleet).
 _PASS_ON: Final = frozenset({"no_agent_available", "host_unreachable", "host_version_mismatch"})
+#: The ledger's request scope that remembers which host's answer to an attempt was lost (`_lost`).
+_LOST_SCOPE: Final = "routelost"
 
 
 def assignment_create(
@@ -102,12 +105,16 @@ def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None
                 "request_id": _attempt_id(base, f"host.{host}.queue" if queue else f"host.{host}")}
         return forward_agent_op(svc, "assignment_create", call, agent=hosts[host], timeout=60.0)
 
+    if request_id is not None:  # an earlier call lost a host's answer: that host alone is asked again
+        lost = svc.ledger.find_request(_LOST_SCOPE, base)
+        if lost is not None and lost.result and lost.result.get("host") in hosts:
+            return _ask_again(svc, base, str(lost.result["host"]), bool(lost.result.get("queue")), there)
     for host in order_hosts(svc, list(hosts), args, reasons):
         try:
             return here(False) if host is None else there(host, False)
         except FleetError as exc:
             if exc.code == "host_lost" and host is not None:
-                return _lost(svc, exc, host, base, _attempt_id(base, f"host.{host}"))
+                return _lost(svc, exc, host, base)
             if exc.code not in _PASS_ON:
                 raise
             reasons += [{**r, "host": host} for r in exc.data.get("reasons", []) if isinstance(r, dict)] or [
@@ -145,7 +152,7 @@ def _queue_somewhere(svc: Service, base: str, hosts: dict[str, str], here: Calla
             return here(True) if host is None else there(host, True)
         except FleetError as exc:
             if exc.code == "host_lost" and host is not None:
-                return _lost(svc, exc, host, base, _attempt_id(base, f"host.{host}.queue"))
+                return _lost(svc, exc, host, base, queue=True)
             if exc.code not in (*_PASS_ON, "skill_not_found"):
                 raise
             reasons.append({"host": host, "why": exc.code, "detail": exc.message})
@@ -154,17 +161,34 @@ def _queue_somewhere(svc: Service, base: str, hosts: dict[str, str], here: Calla
                                 "that cannot be reached.", reasons=reasons[:50])
 
 
-def _lost(svc: Service, exc: FleetError, host: str, base: str, attempt: str) -> dict[str, Any]:
+def _lost(svc: Service, exc: FleetError, host: str, base: str, *, queue: bool = False) -> dict[str, Any]:
     """A host's answer was lost even after the channel's own retry: it may have made the assignment.
     Found in the shared ledger under the attempt's request id, it is the answer; not found (yet: that
     host may still be making it), the work is not passed on to another host, which could make a
     second one: the caller retries with the same request id, which finds whatever that host made."""
-    prior = svc.ledger.find_request("assign", attempt)
+    prior = svc.ledger.find_request("assign", _attempt_id(base, f"host.{host}.queue" if queue else f"host.{host}"))
     if prior is not None and prior.result and prior.result.get("assignment"):
         return created(svc.ledger.get(str(prior.result["assignment"])), True)
+    with contextlib.suppress(FleetError):  # remembered, so a retry asks that host again and no other
+        svc.ledger.begin_request(_LOST_SCOPE, base, {"host": host, "queue": queue})
+        svc.ledger.finish_request(_LOST_SCOPE, base, {"host": host, "queue": queue})
     raise HostLost(f"Host {host!r} was asked to take the assignment and its answer was lost: it may have made it.",
                    hint=f"Retry with --request-id {base}: the retry finds it if {host} made it, and routes it "
                         "once if not.", host=host, request_id=base) from exc
+
+
+def _ask_again(svc: Service, base: str, host: str, queue: bool,
+               there: Callable[[str, bool], dict[str, Any]]) -> dict[str, Any]:
+    """A retry of a call whose answer from `host` was lost: that host alone is asked again, with the
+    same attempt id (its ledger makes the create idempotent: it answers with what it made, or makes it
+    now); routing afresh could make a second assignment elsewhere while the first is still being made
+    there. Lost again: `host_lost` again."""
+    try:
+        return there(host, queue)
+    except FleetError as exc:
+        if exc.code == "host_lost":
+            return _lost(svc, exc, host, base, queue=queue)
+        raise
 
 
 def _attempt_id(base: str, target: str) -> str:
