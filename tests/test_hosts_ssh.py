@@ -40,8 +40,19 @@ def _closed_channels() -> Iterator[None]:
 
 
 @pytest.fixture
-def remote(sshd: Sshd, tmp_path: Path) -> Callable[..., RemoteHost]:
-    return lambda name, agents, **kw: make_remote(sshd, tmp_path / name, name, agents, **kw)
+def remote(sshd: Sshd, tmp_path: Path) -> Iterator[Callable[..., RemoteHost]]:
+    """Make "hosts" (tests/sshhosts.py); at the end, their tmux servers are killed whatever the test left
+    running (a `down` refused by an assignment's lease would leave its Codex behind)."""
+    made: list[RemoteHost] = []
+
+    def make(name: str, agents: list[str], **kw: Any) -> RemoteHost:
+        made.append(make_remote(sshd, tmp_path / name, name, agents, **kw))
+        return made[-1]
+
+    yield make
+    for host in made:
+        for socket in [*(host.root / "tmux").glob("tmux-*/*"), *host.state_dir.glob("tmux.sock")]:
+            subprocess.run(["tmux", "-S", str(socket), "kill-server"], capture_output=True, check=False, timeout=30)
 
 
 def local_config(tmp_path: Path, hosts: list[RemoteHost], remote_agents: dict[str, str],

@@ -42,7 +42,8 @@ _MAX_BYTES: Final = 4096
 #: How long anyone waits for the copy's lock (fleet holds it for microseconds) before giving up on it
 #: (a reader) or replacing the file (a writer).
 _LOCK_WAIT: Final = 0.2
-_made: set[Path] = set()
+#: Each state dir's mirror folder, made once per process.
+_made: dict[Path, str] = {}
 
 
 class Mirrored(NamedTuple):
@@ -78,13 +79,18 @@ def write(state_dir: Path, agent: str, lease: Lease | None, *, token: int, as_of
     can read the file can lock it, an agent included: a lock held past `_LOCK_WAIT` gets the file
     replaced (a new inode the holder has no lock on), never waited on."""
     local = time.time() if now is None else now
-    folder = mirror_dir(state_dir)
-    if folder not in _made:
-        fsutil.ensure_dir(folder)
-        _made.add(folder)
-    path = folder / f"{agent}.json"
+    folder = _made.get(state_dir)
+    if folder is None:  # plain strings after the first: a lease change pays for no path objects
+        folder = str(fsutil.ensure_dir(mirror_dir(state_dir)))
+        _made[state_dir] = folder
+    path = f"{folder}/{agent}.json"
     for _ in range(3):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:  # the folder went away since: made again
+            folder = _made[state_dir] = str(fsutil.ensure_dir(mirror_dir(state_dir)))
+            path = f"{folder}/{agent}.json"
+            continue
         try:
             if not fsutil.flock_within(fd, _LOCK_WAIT):
                 with contextlib.suppress(FileNotFoundError):
