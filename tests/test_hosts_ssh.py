@@ -192,17 +192,22 @@ def test_a_channel_killed_mid_request_is_reconnected(remote: Callable[..., Remot
     assert ops.invoke(svc, "fleet_status", {})["agents"][0]["state"] == "stopped"
 
 
-@pytest.mark.parametrize("request_id", [None, "retry-me-1"])
-def test_a_mutating_request_whose_answer_was_lost_is_never_run_twice(
-        remote: Callable[..., RemoteHost], tmp_path: Path, request_id: str | None) -> None:
+def _host_with_a_channel(remote: Callable[..., RemoteHost], tmp_path: Path) -> tuple[RemoteHost, Path, Any, int]:
+    """Host r1 (agent noor) with its ledger made, and an open channel to it: (host, its ledger file,
+    the channel, the channel's ssh pid)."""
     r1 = remote("r1", ["noor"])
     r1.fleet("assignments")  # creates the ledger
-    db = r1.state_dir / "fleet.db"
     svc = Service(config_path=str(local_config(tmp_path, [r1], {"noor": "r1"})))
     channel = svc.hosts.channel("r1")
     channel.request("ping", {}, timeout=30)
-    first = channel.pid
-    assert first is not None
+    assert channel.pid is not None
+    return r1, r1.state_dir / "fleet.db", channel, channel.pid
+
+
+@pytest.mark.parametrize("request_id", [None, "retry-me-1"])
+def test_a_mutating_request_whose_answer_was_lost_is_never_run_twice(
+        remote: Callable[..., RemoteHost], tmp_path: Path, request_id: str | None) -> None:
+    r1, db, channel, first = _host_with_a_channel(remote, tmp_path)
     lock = sqlite3.connect(db, isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")  # the remote's create waits for the ledger
     args = {"task": "count the files", "to": "noor", "queue": True, "holder": "lead-1",
@@ -234,14 +239,7 @@ def test_a_lost_answer_whose_host_cannot_be_reached_again_is_lost_never_unreacha
     """A mutating request with a request id was sent, the channel broke, and the host refuses new
     connections: "unreachable" would tell a caller it never ran there (routing would hand the work to
     another host), so it is `host_lost`, and once the host answers the same request id finds it."""
-    r1 = remote("r1", ["noor"])
-    r1.fleet("assignments")  # creates the ledger
-    db = r1.state_dir / "fleet.db"
-    svc = Service(config_path=str(local_config(tmp_path, [r1], {"noor": "r1"})))
-    channel = svc.hosts.channel("r1")
-    channel.request("ping", {}, timeout=30)
-    first = channel.pid
-    assert first is not None
+    r1, db, channel, first = _host_with_a_channel(remote, tmp_path)
     keys = sshd.dir / "authorized_keys"
     saved = keys.read_text()
     lock = sqlite3.connect(db, isolation_level=None)
