@@ -17,8 +17,9 @@ After each committed change, the row's new state is copied to this host's lease 
 set of agents' rows at once.
 
 Audit records go to this host's `<state_dir>/audit.jsonl`, as with the file store, and to the store's
-`fleet_audit` table (`fleet.store.auditlog`; a failure there is logged and dropped), written after the
-transaction commits (a refusal is audited after its rollback); an unreachable database raises
+`fleet_audit` table (`fleet.store.auditlog`): a change's records are inserted in its own transaction
+(they commit together, one round trip fewer) and appended to the file once it committed; a refusal's
+go to both after its rollback (a failure of the table then is logged and dropped); an unreachable database raises
 `store_unavailable` and audits nothing. What this does not guarantee is the file store's: a lease is
 an agreement among callers that go through fleet, and a holder whose lease expires mid-operation is
 stopped at its next fenced call, not interrupted.
@@ -117,13 +118,20 @@ class PgLeaseStore:
         raise AssertionError("unreachable")
 
     def _transact(self, body: Callable[[Any, list[Event]], T]) -> T:
-        """Run `body(cursor, events)` in one transaction, audit its events (`_audited`); run it once
-        more on a fresh connection when a stale one failed before COMMIT (nothing had landed)."""
+        """Run `body(cursor, events)` in one transaction, audit its events (`_audited`): those of a change
+        go to the shared audit table in the same transaction (they commit together, or neither does),
+        and to the local file once it committed; run it once more on a fresh connection when a stale
+        one failed before COMMIT (nothing had landed)."""
         for attempt in (1, 2):
             events: list[Event] = []
+            entries: list[dict[str, Any]] = []
             try:
-                with self._audited(events), self._db.transaction() as cur:
-                    return body(cur, events)
+                with self._audited(events, entries), self._db.transaction() as cur:
+                    result = body(cur, events)
+                    entries += [self._entry(*e) for e in events if e[0] != _MIRROR]
+                    if entries:
+                        self._audit_sink.insert(cur, entries)
+                    return result
             except StoreUnavailable as exc:
                 if attempt == 2 or not exc.stale_connection:
                     raise
@@ -353,9 +361,10 @@ class PgLeaseStore:
                 break
 
     @contextlib.contextmanager
-    def _audited(self, events: list[Event]) -> Iterator[None]:
-        """Write `events` once the transaction committed, or rolled back on a refusal; none when the
-        store failed (nothing is known to have happened)."""
+    def _audited(self, events: list[Event], entries: list[dict[str, Any]]) -> Iterator[None]:
+        """Once the transaction committed: its `entries` (already in the shared table) to the local file,
+        and the mirror. Rolled back on a refusal: `events` to both. None when the store failed (nothing
+        is known to have happened)."""
         try:
             yield
         except StoreUnavailable:  # the commit's answer may be what was lost: the change may have landed
@@ -367,7 +376,12 @@ class PgLeaseStore:
         except FleetError:
             self._write(events, committed=False)
             raise
-        self._write(events, committed=True)
+        self._local_dir()
+        for made in entries:
+            audit.write(self.state_dir, made)
+        for event, agent, _, token, fields in events:
+            if event == _MIRROR:
+                self._mirror(agent, fields["lease"], int(token or 0), fields["as_of"], fields["as_of"])
 
     def _write(self, events: list[Event], *, committed: bool) -> None:
         for event, agent, holder, token, fields in events:
@@ -405,9 +419,15 @@ class PgLeaseStore:
             written += self._mirror(agent, lease, token, changed, now)
         return written
 
-    def _audit(self, event: str, agent: str, holder: str, token: int | None, **fields: Any) -> None:
+    def _entry(self, event: str, agent: str, holder: str, token: int | None, fields: dict[str, Any]) -> dict[str, Any]:
+        return audit.entry(event, agent=agent, holder=holder, token=token, surface=self._surface, **fields,
+                           store="postgresql")
+
+    def _local_dir(self) -> None:
         if not self._dir_made:
             fsutil.ensure_dir(self.state_dir)
             self._dir_made = True
-        audit.record(self.state_dir, event, sinks=(self._audit_sink,), agent=agent, holder=holder, token=token,
-                     surface=self._surface, **fields, store="postgresql")
+
+    def _audit(self, event: str, agent: str, holder: str, token: int | None, **fields: Any) -> None:
+        self._local_dir()
+        audit.write(self.state_dir, self._entry(event, agent, holder, token, fields), (self._audit_sink,))
