@@ -105,7 +105,9 @@ def run_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
 
 
 def install_cmd(every: EveryOpt = None, as_json: JsonOpt = False) -> None:
-    """Write the systemd user units (service + timer) and enable the timer when a user manager answers."""
+    """Write the systemd user units (service + timer) and enable the timer when a user manager answers.
+
+    $FLEET_STORE_URL and $PGPASSWORD, when set, go to a 0600 environment file beside the units."""
     from fleet.durations import parse_duration
     from fleet.watchdog import systemd
 
