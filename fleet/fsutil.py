@@ -162,8 +162,8 @@ def read_bytes_nofollow(path: Path, limit: int = 1 << 20) -> bytes:
 
     Raises FileNotFoundError when it does not exist.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:  # O_NONBLOCK: a FIFO in its place is refused below, never waited on
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == 40:  # ELOOP: the last component is a symlink
             raise UnsafePath(f"{path} is a symlink") from exc
@@ -182,6 +182,17 @@ def read_bytes_nofollow(path: Path, limit: int = 1 << 20) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def read_regular(path: Path | str, limit: int) -> bytes | None:
+    """The whole content of the regular file `path` if it holds at most `limit` bytes; None for a
+    missing file, a symlink, a FIFO or anything but a regular file, a bigger file, or any read error.
+    Never blocks: for files someone else (an agent) may have put there."""
+    try:
+        data = read_bytes_nofollow(Path(path), limit + 1)
+    except OSError:  # UnsafePath included
+        return None
+    return data if len(data) <= limit else None
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

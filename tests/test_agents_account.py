@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.agents.account import MAX_AUTH_BYTES, account_from_auth, account_of, read_bounded
+from fleet.agents.account import MAX_AUTH_BYTES, account_from_auth, account_of
 from fleet.config import AgentSpec
+from fleet.fsutil import read_regular
 
 SECRET = "eyJhbGciOiJub25lIn0.c2VjcmV0.sig-SECRET-TOKEN"
 
@@ -100,5 +101,5 @@ def test_a_symlinked_fifo_or_huge_auth_json_is_unknown(tmp_path: Path) -> None:
 def test_a_bounded_read_returns_a_file_of_exactly_the_limit_and_refuses_one_byte_more(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"x" * 100)
-    assert read_bounded(path, 100) == b"x" * 100
-    assert read_bounded(path, 99) is None
+    assert read_regular(path, 100) == b"x" * 100
+    assert read_regular(path, 99) is None

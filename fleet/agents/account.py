@@ -16,12 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import stat
-from pathlib import Path
 from typing import Any, Final
 
 from fleet.config import AgentSpec
+from fleet.fsutil import read_regular
 
 #: Codex's auth.json is a few KB (three JWTs); anything bigger is not one.
 MAX_AUTH_BYTES: Final = 64 * 1024
@@ -36,33 +34,8 @@ def account_of(spec: AgentSpec) -> str | None:
     """The agent's account identity: configured, else hashed from its auth.json, else None."""
     if spec.account is not None:
         return spec.account
-    data = read_bounded(spec.home / AUTH_FILE, MAX_AUTH_BYTES)
+    data = read_regular(spec.home / AUTH_FILE, MAX_AUTH_BYTES)
     return account_from_auth(data) if data is not None else None
-
-
-def read_bounded(path: Path, limit: int) -> bytes | None:
-    """The whole content of the regular file `path` if it holds at most `limit` bytes; None for a
-    missing file, a symlink, anything but a regular file, a bigger file, or any read error."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, min(limit + 1 - size, 1 << 16))
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            size += len(chunk)
-        return None  # over the limit
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def account_from_auth(data: bytes) -> str | None:

@@ -22,8 +22,17 @@ from typing import Any
 from fleet.errors import FleetError, StoreUnavailable
 from fleet.store.db import Database
 
-from .decide import Ladder
-from .store import MAX_TICKS, AgentRecord, LadderRecord, TickRecord, restart_expected
+from .store import (
+    MAX_TICKS,
+    AgentRecord,
+    LadderRecord,
+    TickRecord,
+    agent_from_value,
+    dumps,
+    ladder_from_row,
+    ladder_value,
+    restart_expected,
+)
 
 _UPSERT = ("INSERT INTO fleet_watchdog_state (namespace, kind, key, agent, host, value, updated_at) "
            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (namespace, kind, key) DO UPDATE SET "
@@ -75,25 +84,19 @@ class PgWatchdogStore:
             return {}
         rows = self._query("SELECT key, agent, value FROM fleet_watchdog_state WHERE namespace = %s "
                            "AND kind = 'ladder' AND key = ANY(%s)", (self._ns, wanted))
-        out = {}
-        for key, agent, value in rows:
-            raw = json.loads(value)
-            out[key] = LadderRecord(key, agent, Ladder(**raw.get("ladder", {})), tuple(raw.get("own_turns", ())))
-        return out
+        return {key: ladder_from_row(key, agent, value) for key, agent, value in rows}
 
     def agents(self) -> dict[str, AgentRecord]:
         rows = self._query("SELECT key, value FROM fleet_watchdog_state WHERE namespace = %s AND kind = 'agent'",
                            (self._ns,))
-        known = set(AgentRecord.__dataclass_fields__)
-        return {key: AgentRecord(**{k: v for k, v in json.loads(value).items() if k in known})
-                for key, value in rows}
+        return {key: agent_from_value(value) for key, value in rows}
 
     def save_ladder(self, record: LadderRecord, now: float) -> None:
-        value = {"ladder": asdict(record.ladder), "own_turns": list(record.own_turns)}
-        self._query(_UPSERT, (self._ns, "ladder", record.assignment, record.agent, self.host, _dumps(value), now))
+        self._query(_UPSERT, (self._ns, "ladder", record.assignment, record.agent, self.host, ladder_value(record),
+                              now))
 
     def save_agent(self, record: AgentRecord, now: float) -> None:
-        self._query(_UPSERT, (self._ns, "agent", record.agent, record.agent, self.host, _dumps(asdict(record)), now))
+        self._query(_UPSERT, (self._ns, "agent", record.agent, record.agent, self.host, dumps(asdict(record)), now))
 
     def forget_ladders(self, keep: Iterable[str]) -> int:
         kept = set(keep)
@@ -113,7 +116,7 @@ class PgWatchdogStore:
         with self._db.transaction() as cur:
             cur.execute("INSERT INTO fleet_watchdog_tick (namespace, host, at, dry_run, ms, skipped, actions) "
                         "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                        (self._ns, self.host, at, dry_run, ms, skipped, _dumps(actions)))
+                        (self._ns, self.host, at, dry_run, ms, skipped, dumps(actions)))
             row = cur.fetchone()
             tick_id = int(row[0]) if row else 0
             cur.execute("DELETE FROM fleet_watchdog_tick WHERE namespace = %s AND host = %s AND id < ("
@@ -142,6 +145,3 @@ class PgWatchdogStore:
         last, value = rows[0] if rows else (None, None)
         return restart_expected(last, value, every, now)
 
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -128,28 +128,21 @@ class WatchdogStore:
         rows = self._db.execute(
             f"SELECT key, agent, value FROM watchdog_state WHERE kind = 'ladder' AND key IN "
             f"({', '.join('?' * len(wanted))})", wanted).fetchall()
-        out = {}
-        for key, agent, value in rows:
-            raw = json.loads(value)
-            out[key] = LadderRecord(key, agent, Ladder(**raw.get("ladder", {})), tuple(raw.get("own_turns", ())))
-        return out
+        return {key: ladder_from_row(key, agent, value) for key, agent, value in rows}
 
     def agents(self) -> dict[str, AgentRecord]:
         rows = self._db.execute("SELECT key, value FROM watchdog_state WHERE kind = 'agent'").fetchall()
-        known = set(AgentRecord.__dataclass_fields__)
-        return {key: AgentRecord(**{k: v for k, v in json.loads(value).items() if k in known})
-                for key, value in rows}
+        return {key: agent_from_value(value) for key, value in rows}
 
     def save_ladder(self, record: LadderRecord, now: float) -> None:
-        value = {"ladder": asdict(record.ladder), "own_turns": list(record.own_turns)}
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO watchdog_state (kind, key, agent, value, updated_at) "
-                       "VALUES ('ladder', ?, ?, ?, ?)", (record.assignment, record.agent, _dumps(value), now))
+                       "VALUES ('ladder', ?, ?, ?, ?)", (record.assignment, record.agent, ladder_value(record), now))
 
     def save_agent(self, record: AgentRecord, now: float) -> None:
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO watchdog_state (kind, key, agent, value, updated_at) "
-                       "VALUES ('agent', ?, ?, ?, ?)", (record.agent, record.agent, _dumps(asdict(record)), now))
+                       "VALUES ('agent', ?, ?, ?, ?)", (record.agent, record.agent, dumps(asdict(record)), now))
 
     def forget_ladders(self, keep: Iterable[str]) -> int:
         """Drop the ladders of assignments not in `keep` (ended ones); returns how many."""
@@ -168,7 +161,7 @@ class WatchdogStore:
                  actions: list[dict[str, Any]]) -> int:
         with self._write() as db:
             cur = db.execute("INSERT INTO watchdog_ticks (at, dry_run, ms, skipped, actions) VALUES (?, ?, ?, ?, ?)",
-                             (at, int(dry_run), ms, skipped, _dumps(actions)))
+                             (at, int(dry_run), ms, skipped, dumps(actions)))
             tick_id = int(cur.lastrowid or 0)
             db.execute("DELETE FROM watchdog_ticks WHERE id <= ?", (tick_id - MAX_TICKS,))
             return tick_id
@@ -231,5 +224,22 @@ def restart_expected(last_tick: float | None, agent_value: str | None, every: fl
     return agent_value is None or json.loads(agent_value).get("fatal_at") is None
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
+    """A record's stored JSON (both stores)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def ladder_value(record: LadderRecord) -> str:
+    """A ladder record's stored value (both stores)."""
+    return dumps({"ladder": asdict(record.ladder), "own_turns": list(record.own_turns)})
+
+
+def ladder_from_row(key: str, agent: str, value: str) -> LadderRecord:
+    raw = json.loads(value)
+    return LadderRecord(key, agent, Ladder(**raw.get("ladder", {})), tuple(raw.get("own_turns", ())))
+
+
+def agent_from_value(value: str) -> AgentRecord:
+    """An agent record from its stored value; fields a newer fleet added are left out."""
+    known = set(AgentRecord.__dataclass_fields__)
+    return AgentRecord(**{k: v for k, v in json.loads(value).items() if k in known})

@@ -38,6 +38,7 @@ from .ledgersql import (
     field_values,
     list_query,
     not_found,
+    reassign_conflict,
     request_conflict,
 )
 from .lifecycle import END_STATES, AssignmentState, StateConflict, check_transition
@@ -212,13 +213,9 @@ class Ledger:
             if row is None:
                 raise not_found(assignment)
             current, agent = row
-            if current not in expected or agent != from_agent:
-                want = " or ".join(sorted(expected))
-                raise StateConflict(
-                    f"Assignment {assignment} is {current} on {agent or 'no agent'}, not {want} on {from_agent}: "
-                    "another process moved it first.",
-                    hint=f"Run `fleet show {assignment}` to see what happened.",
-                    assignment=assignment, state=current, agent=agent)
+            conflict = reassign_conflict(assignment, current, agent, expected, from_agent)
+            if conflict is not None:
+                raise conflict
             sets.update(agent=to_agent, turn_id=None, sent_at=now, updated_at=now)  # its turns there start now
             assigned = ", ".join(f"{k} = ?" for k in sets)
             cur = db.execute(f"UPDATE assignments SET {assigned} WHERE id = ? AND state = ? AND agent = ?",

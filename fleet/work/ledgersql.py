@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from fleet.errors import InvalidInput, RequestIdConflict
 
-from .lifecycle import OPEN_STATES, STATES, AssignmentNotFound, AssignmentState
+from .lifecycle import OPEN_STATES, STATES, AssignmentNotFound, AssignmentState, StateConflict
 
 #: Rows per listing at most: far above a fleet's assignments, small enough for one result.
 MAX_LIST: Final = 10_000
@@ -96,3 +96,15 @@ def request_conflict(scope: str, request_id: str) -> RequestIdConflict:
         hint="Use a new request id for a new request; reuse one only to retry the identical request.",
         request_id=request_id, scope=scope,
     )
+
+
+def reassign_conflict(assignment: str, current: str, agent: str | None, expected: set[str],
+                      from_agent: str) -> StateConflict | None:
+    """Why a `reassign` must not happen (the assignment is not in `expected` on `from_agent` any more:
+    another process moved it first), or None."""
+    if current in expected and agent == from_agent:
+        return None
+    want = " or ".join(sorted(expected))
+    return StateConflict(f"Assignment {assignment} is {current} on {agent or 'no agent'}, not {want} on {from_agent}: "
+                         "another process moved it first.", hint=f"Run `fleet show {assignment}` to see what happened.",
+                         assignment=assignment, state=current, agent=agent)

@@ -47,6 +47,7 @@ from .ledgersql import (
     field_values,
     list_query,
     not_found,
+    reassign_conflict,
     request_conflict,
 )
 from .lifecycle import END_STATES, AssignmentState, StateConflict, check_transition
@@ -201,13 +202,9 @@ class PgLedger:
         def body(x: _Tx) -> Assignment:
             now = self._clock()
             current, agent = self._row(x, assignment)
-            if current not in expected or agent != from_agent:
-                want = " or ".join(sorted(expected))
-                raise StateConflict(
-                    f"Assignment {assignment} is {current} on {agent or 'no agent'}, not {want} on {from_agent}: "
-                    "another process moved it first.",
-                    hint=f"Run `fleet show {assignment}` to see what happened.",
-                    assignment=assignment, state=current, agent=agent)
+            conflict = reassign_conflict(assignment, current, agent, expected, from_agent)
+            if conflict is not None:
+                raise conflict
             values = {**sets, "agent": to_agent, "turn_id": None, "sent_at": now, "updated_at": now}
             updated = self._update(x, assignment, values, current=current)
             self._event(x, now, assignment, to_agent, actor, "reassigned", None, None, text, moved_from=from_agent)

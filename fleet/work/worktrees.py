@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from fleet.errors import (
     WorktreeOffBranch,
     WorktreePlacement,
 )
+from fleet.fsutil import read_regular
 
 from . import gitrun, stagedcheck
 from .gitwt import Git, identity_env
@@ -423,19 +423,8 @@ def _belongs(path: str, r: Repo) -> bool:
 def _read_link(path: str) -> str | None:
     """A small regular file's text without its final newline (None: missing, a symlink, a FIFO or
     other special file, too long or unreadable). Never blocks: an agent can leave a FIFO there."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        raw = os.read(fd, MAX_LINK + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_LINK or b"\0" in raw:
+    raw = read_regular(path, MAX_LINK)
+    if raw is None or b"\0" in raw:
         return None
     return raw.decode("utf-8", "surrogateescape").removesuffix("\n").removesuffix("\r") or None
 
