@@ -332,3 +332,70 @@ def test_a_verified_file_hidden_behind_a_directory_swapped_for_a_symlink_refuses
     (made / "src").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(WorkChangedSinceVerified):
         wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)
+
+
+def _verified_work(repo: Path, root: Path, files: dict[str, bytes]) -> tuple[Path, str, dict[str, str | None]]:
+    """Ada's worktree on a new assignment's branch, `files` written and verified: (worktree, id, states)."""
+    made = Path(wt.ensure_worktree(repo, root, "ada").path)
+    aid = new_id()
+    wt.prepare_branch(made, aid, "main", repo=repo)
+    before = snap.snapshot(made)
+    for rel, data in files.items():
+        (made / rel).parent.mkdir(parents=True, exist_ok=True)
+        (made / rel).write_bytes(data)
+    return made, aid, _verified_states(made, before)
+
+
+def test_a_gitignore_that_ignores_itself_never_drops_a_verified_file(repo: Path, root: Path) -> None:
+    """`pkg/.gitignore` = `*` written after verification ignores itself, so no dirty list shows it, and
+    would leave the verified `pkg/new.py` out of the commit."""
+    made, aid, states = _verified_work(repo, root, {"app.py": b"import pkg.new\n", "pkg/new.py": b"x = 1\n"})
+    (made / "pkg" / ".gitignore").write_text("*\n")
+    with pytest.raises(WorkChangedSinceVerified) as refused:
+        wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)
+    assert "pkg/.gitignore" in refused.value.data["files"]
+    assert rev(repo, f"fleet/{aid}") == rev(repo, "main")
+
+
+def test_verified_steering_files_that_ignore_themselves_never_convert_a_file_uncommitted(repo: Path,
+                                                                                       root: Path) -> None:
+    """Verified before the checks ran: a `.gitattributes` converting `f.txt` and a `.gitignore` hiding
+    both steering files. The conversion would be committed without what made it."""
+    made, aid, states = _verified_work(repo, root, {
+        "pkg/.gitignore": b".git*\n", "pkg/.gitattributes": b"*.txt working-tree-encoding=UTF-16LE\n",
+        "pkg/f.txt": "hello\n".encode("utf-16-le")})
+    with pytest.raises(WorkChangedSinceVerified):
+        wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)
+    assert rev(repo, f"fleet/{aid}") == rev(repo, "main")
+
+
+def test_a_gitattributes_written_right_after_fleet_lists_the_dirty_files_is_seen(
+        repo: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write lands between fleet's dirty listing and `git add` (wrapped so, as a leftover process
+    would time it): the check after `add` sees it."""
+    made, aid, states = _verified_work(repo, root, {"fix.txt": "the fix\n".encode("utf-16-le")})
+    listed = wt.dirty_files
+
+    def racing(g: object, **kw: object) -> list[str]:
+        out = listed(g, **kw)  # type: ignore[arg-type]
+        (made / ".gitattributes").write_text("fix.txt working-tree-encoding=UTF-16LE\n")
+        return out
+
+    monkeypatch.setattr(wt, "dirty_files", racing)
+    with pytest.raises(WorkChangedSinceVerified):
+        wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)
+    assert rev(repo, f"fleet/{aid}") == rev(repo, "main")
+
+
+def test_a_virtualenvs_own_gitignore_inside_a_committed_ignore_still_commits(repo: Path, root: Path) -> None:
+    """Tools write a `.gitignore` of `*` into what they make (a virtualenv): inside a directory the
+    committed rules already ignore it steers nothing that is committed, so the verified work commits."""
+    commit_file(repo, ".gitignore", ".venv/\n")
+    made, aid, states = _verified_work(repo, root, {"app.py": b"verified = True\n", ".venv/.gitignore": b"*\n",
+                                                    ".venv/lib/site.py": b"x = 1\n"})
+    assert ".venv/.gitignore" in states
+    tip = wt.commit_verified(made, aid, "s", "ada", repo=repo, paths=sorted(states), expected=states)
+    committed = git(repo, "ls-tree", "-r", "--name-only", tip).split()
+    assert "app.py" in committed
+    assert not [p for p in committed if p.startswith(".venv/")]
+    assert git(repo, "show", f"{tip}:app.py") == "verified = True\n"

@@ -15,7 +15,8 @@ beyond the verified paths (put there by anyone who could write the index) is a m
 A file git ignores is not committed (as ever): a verified path that is neither tracked nor dirty but
 still there is left out of the comparison. So that nothing verified can be dropped or converted that
 way, a `.gitignore` or `.gitattributes` that changed after verification (dirty, yet not among the
-verified paths) is a mismatch.
+verified paths) is a mismatch, and so is one on disk at or above a verified path that the index does
+not hold exactly as it is (one that ignores itself, or one written after the dirty list was taken).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import os
 import subprocess
 import threading
 from collections.abc import Collection, Mapping
+
+from fleet.fsutil import read_regular
 
 from . import gitrun
 from .gitwt import Git
@@ -36,6 +39,8 @@ _STEERING = frozenset({".gitignore", ".gitattributes"})
 
 #: Index modes of a regular file (executable or not) and of a symlink.
 _FILE_MODES = {"100644": False, "100755": True}
+#: A `.gitignore` or `.gitattributes` bigger than this is not compared but refused.
+_MAX_STEERING = 1 << 20
 _LINK_MODE = "120000"
 
 
@@ -58,9 +63,60 @@ def mismatches(g: Git, expected: Mapping[str, str | None], dirty: Collection[str
     staged = g.out("diff-index", "--cached", "--name-only", "-z", "--no-renames", "HEAD", "--").split("\0")
     extra = {p for p in staged if p and p not in expected}
     extra |= {p for p in dirty if os.path.basename(p) in _STEERING and p not in expected}
+    extra |= _uncommitted_steering(g, expected, entries)
     ignored = {p for p in expected if p not in entries and p not in dirty and _still_there(g.cwd, p)}
     return sorted(extra | {p for p, state in expected.items()
                            if p not in ignored and not _matches(g, p, state, entries.get(p))})
+
+
+def _uncommitted_steering(g: Git, expected: Collection[str], entries: Mapping[str, tuple[str, str]]) -> set[str]:
+    """Each `.gitignore` and `.gitattributes` now on disk in a directory at or above a verified path
+    that the index does not hold exactly as it is on disk. The `dirty` list misses one that ignores
+    itself (`*`), and one written after it was taken; either would steer `add` (drop a verified file,
+    convert one) and the `--filters` comparison without being committed. Read after `add`, so one the
+    check cannot see was not there for `add` to read either, or it is in the index."""
+    dirs = {""}
+    for path in expected:
+        d = os.path.dirname(path)
+        while d and d not in dirs:
+            dirs.add(d)
+            d = os.path.dirname(d)
+    out = set()
+    for d in dirs:
+        for name in _STEERING:
+            rel = os.path.join(d, name) if d else name
+            full = os.path.join(g.cwd, rel)
+            if not os.path.lexists(full):
+                continue  # a tracked one deleted since: a staged deletion, or dirty (above)
+            data = read_regular(full, _MAX_STEERING)
+            entry = entries.get(rel)
+            if data is None or entry is None or not _matches(g, rel, _file_state(data, entry[0]), entry):
+                out.add(rel)
+    return {rel for rel in out if not _inside_ignored_dir(g, os.path.dirname(rel), out, entries)}
+
+
+def _inside_ignored_dir(g: Git, directory: str, uncommitted: Collection[str],
+                        entries: Mapping[str, tuple[str, str]]) -> bool:
+    """Whether `directory` is ignored by rules that are committed (a `.gitignore` the index holds as it
+    is on disk, `info/exclude`, the user's excludes): then nothing under it is committed whatever the
+    steering files in it say (a virtualenv's own `.gitignore` of `*` inside an ignored `.venv/`). The
+    rule that decides must not be one of the `uncommitted` files."""
+    if not directory:
+        return False
+    done = g.run("check-ignore", "-v", "-z", "--no-index", "--stdin", ok=(0, 1),
+                 stdin=directory.encode("utf-8", "surrogateescape") + b"\0")
+    fields = done.stdout.split("\0")
+    if done.returncode != 0 or len(fields) < 4:
+        return False
+    source, pattern = fields[0], fields[2]
+    if not source or pattern.startswith("!") or source in uncommitted:
+        return False
+    return os.path.basename(source) not in _STEERING or source in entries
+
+
+def _file_state(data: bytes, mode: str) -> str:
+    """A snapshot-style state for `data` with the index entry's executable bit (only the bytes count)."""
+    return f"sha256:{hashlib.sha256(data).hexdigest()}:{'755' if mode == '100755' else '644'}"
 
 
 def _still_there(top: str, rel: str) -> bool:
