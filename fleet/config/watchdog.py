@@ -127,7 +127,8 @@ READ_ONLY: Final[dict[str, Refuse]] = {
     "echo": Refuse(),
     "find": Refuse(words=("-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0",
                            "-fprintf", "-fls")),
-    "grep": Refuse(),
+    # -D read/--devices=read reads the FIFOs and devices a recursive search meets (it skips them by default).
+    "grep": Refuse(long=("--devices",), short="D"),
     "head": Refuse(),
     "id": Refuse(),
     "ls": Refuse(),

@@ -35,7 +35,7 @@ def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: floa
     the program it names is not one the agent could have planted (`fleet.hooks.programs`)."""
     from fleet.watchdog.approval import judge, policy_answer
 
-    from .programs import agent_roots, program_problem
+    from .programs import agent_roots, operand_problem, program_problem
 
     policy, agent_cwd, fleet_roots = load(agent_dir)
     if policy is None or _held_by_someone_else(Path(agent_dir), time.time() if now is None else now):
@@ -45,7 +45,8 @@ def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: floa
                         known=fleet_roots is not None)  # none recorded: every temp dir counts
     where = _where_problem(cwd, agent_cwd)
     return policy_answer(judge(policy, tool, command,
-                               program_check=lambda program: where or program_problem(program, environ, roots)))
+                               program_check=lambda program: where or program_problem(program, environ, roots),
+                               path_check=lambda operand: where or operand_problem(operand, str(cwd))))
 
 
 def _where_problem(cwd: str | None, agent_cwd: str | None) -> str | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -133,3 +134,17 @@ def _path_problem(program: str, path: str, roots: tuple[str, ...], which: str = 
 def inside_any(path: str, roots: Iterable[str]) -> bool:
     """`path` is one of `roots` or below one (real, absolute paths, compared as strings)."""
     return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def operand_problem(operand: str, cwd: str) -> str | None:
+    """None when `operand` (a path a read-only command may read, relative to `cwd`) is missing, a regular
+    file or a directory, symlinks followed; else why not: a FIFO would hang the command (and the turn),
+    a device may do anything when read. Looked at now: a process of the agent's could still swap it
+    before the command runs, which only the sandbox, not this check, can stop."""
+    try:
+        st = os.stat(os.path.join(cwd, operand))
+    except (OSError, ValueError):  # missing or unreadable: the command fails on its own
+        return None
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    return f"`{operand}` is a FIFO, device or socket, which reading can block or act on"

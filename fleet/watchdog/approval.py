@@ -99,15 +99,32 @@ def _refused(arg: str, rule: Refuse) -> bool:
     return False
 
 
+def operands(command: str) -> list[str]:
+    """The paths a read-only `command` may open: each argument that is not an option, and the value of
+    a `--name=value` option (`--files0-from=F`). A superset is fine: each is only looked at."""
+    argv = command_argv(command)
+    if isinstance(argv, str):
+        return []
+    out = []
+    for arg in argv[1:]:
+        if not arg.startswith("-"):
+            out.append(arg)
+        elif arg.startswith("--") and "=" in arg:
+            out.append(arg.split("=", 1)[1])
+    return out
+
+
 def judge(policy: ApprovalPolicy | None, tool: str, command: str, *,
-          program_check: ProgramCheck | None = None) -> Verdict:
+          program_check: ProgramCheck | None = None, path_check: ProgramCheck | None = None) -> Verdict:
     """The policy's answer to a pending approval of `tool` (`Bash`, `apply_patch`) running `command`,
     the whole command as Codex sent it (never a shortened copy).
 
     Pure and total: any input gets a verdict. `ask` means "leave it to a person"; the watchdog then
     escalates it after `approval_timeout`. An allow also needs `program_check` to pass for the program
     the command runs; without one (the tick, which does not see the agent's environment) a command
-    the policy would allow is left to a person.
+    the policy would allow is left to a person. Given `path_check` (the hook, which sees the command's
+    cwd), a read-only command also needs it to pass for each path it may read (`operands`): a name that
+    is a FIFO or a device, or a symlink to one, would block or act though the words are harmless.
     """
     if policy is None:
         return Verdict("ask", "there is no [watchdog] approve policy, so a person decides")
@@ -132,6 +149,10 @@ def judge(policy: ApprovalPolicy | None, tool: str, command: str, *,
         problem = read_only_problem(command)
         if problem is not None:
             return Verdict(otherwise, f"`{shown}` is not read-only: {problem}; {tail}")
+        if path_check is not None:
+            for operand in operands(command):
+                if (problem := path_check(operand)) is not None:  # a FIFO would hang it, a device do anything
+                    return Verdict(otherwise, f"`{shown}` is read-only, but {problem}; {tail}")
         why = f"`{shown}` is read-only"
     else:
         return Verdict(otherwise, f"`{shown}` is not listed in approve.commands, {tail}")
