@@ -56,3 +56,24 @@ def test_the_hook_never_allows_a_read_of_a_fifo_or_device_the_agent_planted(tmp_
     assert decide(agent, "Bash", "cat README.md", cwd=str(work)) is not None  # the policy does allow reads
     assert decide(agent, "Bash", "cat t", cwd=str(work)) is None  # held for a person, never allowed
     assert decide(agent, "Bash", "wc --files0-from=t", cwd=str(work)) is None
+
+
+def test_a_listed_command_is_allowed_in_the_agents_cwd_and_held_in_a_subdirectory(tmp_path: Path) -> None:
+    """A subdirectory is the agent's to swap for a symlink between the answer and the shell's `cd`,
+    which would run `rm -rf build` anywhere; the cwd itself lies in a directory the agent cannot write."""
+    from fleet.hooks.gates import HookContext, write_context
+    from fleet.watchdog.policyfile import sync
+
+    state, work = tmp_path / "state", tmp_path / "work"
+    agent = state / "agents" / "a"
+    agent.mkdir(parents=True, mode=0o700)
+    (work / "sub").mkdir(parents=True)
+    write_context(agent, HookContext(assignment="as-01JABCDEFGHJKMNPQRSTVWXYZ0", role="worker", cwd=str(work),
+                                     write_paths=("build/",)))
+    sync(agent, ApprovalPolicy(workspace_commands=(("rm", "-rf", "build"),), otherwise="deny"), work,
+         [str(work)])
+    answer = decide(agent, "Bash", "rm -rf build", cwd=str(work))
+    assert answer is not None
+    assert answer[0] == "allow"
+    assert decide(agent, "Bash", "rm -rf build", cwd=str(work / "sub")) is None
+    assert decide(agent, "Bash", "rm -rf build", cwd=str(work / "sub" / "..")) is not None  # the cwd, spelled so

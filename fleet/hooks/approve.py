@@ -33,7 +33,7 @@ def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: floa
     `command` is the whole command Codex sent; `cwd` the payload's (the command's working directory)
     and `env` the environment the command inherits (the hook's own, by default), used to check that
     the program it names is not one the agent could have planted (`fleet.hooks.programs`)."""
-    from fleet.watchdog.approval import judge, policy_answer
+    from fleet.watchdog.approval import judge, policy_answer, read_only_problem
 
     from .programs import agent_roots, operand_problem, program_problem
 
@@ -44,9 +44,23 @@ def decide(agent_dir: str | os.PathLike[str], tool: str, command: str, now: floa
     roots = agent_roots([cwd, _assignment_cwd(Path(agent_dir)), agent_cwd, *(fleet_roots or ())], environ,
                         known=fleet_roots is not None)  # none recorded: every temp dir counts
     where = _where_problem(cwd, agent_cwd)
-    return policy_answer(judge(policy, tool, command,
-                               program_check=lambda program: where or program_problem(program, environ, roots),
-                               path_check=lambda operand: where or operand_problem(operand, str(cwd))))
+    verdict = judge(policy, tool, command,
+                    program_check=lambda program: where or program_problem(program, environ, roots),
+                    path_check=lambda operand: where or operand_problem(operand, str(cwd)))
+    if verdict.decision == "allow" and read_only_problem(command) is not None and not _exactly(cwd, agent_cwd):
+        return None  # a listed command in a subdirectory: see `_exactly`
+    return policy_answer(verdict)
+
+
+def _exactly(cwd: str | None, agent_cwd: str | None) -> bool:
+    """Whether the command runs in the agent's cwd itself. A command listed in `approve.commands` (or
+    `commands_running_workspace_code`: `rm -rf build`, `make test`) is allowed only there: a
+    subdirectory is the agent's to rename and replace with a symlink between this answer and the
+    shell's `cd`, which would run it anywhere; the cwd itself lies in a directory the agent cannot write.
+    A read-only command may run below it (what it reads there is looked at, `operand_problem`)."""
+    if not isinstance(cwd, str) or agent_cwd is None:
+        return False
+    return os.path.realpath(cwd) == os.path.realpath(agent_cwd)
 
 
 def _where_problem(cwd: str | None, agent_cwd: str | None) -> str | None:
