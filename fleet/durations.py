@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Final, NoReturn
 
-from .errors import InvalidInput
+from .errors import invalid_value
 
 #: The shortest duration anything in fleet waits for; below a second a deadline is already missed.
 MIN_SECONDS: Final = 1.0
@@ -68,11 +68,5 @@ def format_duration(seconds: float) -> str:
 
 
 def _fail(what: str, raw: str, why: str, *, hint: str = "") -> NoReturn:
-    shown = raw if len(raw) <= MAX_TEXT else raw[:MAX_TEXT] + "..."
-    raise InvalidInput(
-        f"The {what} {shown!r} is not a valid duration: {why}.",
-        hint=hint or f"Use whole numbers with units d, h, m, s ({_EXAMPLES}).",
-        field=what,
-        value=shown,
-        why=why,
-    )
+    raise invalid_value(what, raw, "duration", why, limit=MAX_TEXT,
+                        hint=hint or f"Use whole numbers with units d, h, m, s ({_EXAMPLES}).")

@@ -45,6 +45,14 @@ class InvalidInput(FleetError, ValueError):
     exit_status = EXIT_USAGE
 
 
+def invalid_value(what: str, raw: str, kind: str, why: str, *, hint: str, limit: int) -> InvalidInput:
+    """`what` (a field) given `raw` is not a valid `kind` because `why`; `raw` shown up to `limit`
+    characters (the parsers of durations and token counts)."""
+    shown = raw if len(raw) <= limit else raw[:limit] + "..."
+    return InvalidInput(f"The {what} {shown!r} is not a valid {kind}: {why}.", hint=hint, field=what, value=shown,
+                        why=why)
+
+
 class NotFinite(InvalidInput):
     """A NaN or an infinity where a number goes: every bound compares false against NaN, so a schema
     would let it through and a timeout of `min(nan, 50)` would never end."""

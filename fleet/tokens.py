@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Final, NoReturn
 
-from .errors import InvalidInput
+from .errors import invalid_value
 
 #: A budget below this is spent by the prompt alone (Codex's instructions are ~10k tokens).
 MIN_TOKENS: Final = 1
@@ -101,11 +101,5 @@ def _bounded(what: str, raw: str, tokens: int) -> int:
 
 
 def _fail(what: str, raw: str, why: str, *, hint: str = "") -> NoReturn:
-    shown = raw if len(raw) <= MAX_TEXT else raw[:MAX_TEXT] + "..."
-    raise InvalidInput(
-        f"The {what} {shown!r} is not a valid token count: {why}.",
-        hint=hint or f"Give a positive number of tokens, optionally with k, m or b ({_EXAMPLES}).",
-        field=what,
-        value=shown,
-        why=why,
-    )
+    raise invalid_value(what, raw, "token count", why, limit=MAX_TEXT,
+                        hint=hint or f"Give a positive number of tokens, optionally with k, m or b ({_EXAMPLES}).")
