@@ -191,7 +191,7 @@ def scope_refusals(specs: Sequence[AgentSpec], write: Sequence[str], read: Seque
             continue
         _, problems = scope_for(spec, write, read)
         if problems:
-            out.append(Refusal(spec.name, "scope", problems[0]))  # type: ignore[arg-type]
+            out.append(Refusal(spec.name, "scope", problems[0]))
     return out
 
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from .routing import NEAR_LIMIT_PERCENT, AgentFacts, Need, refusal, share_accounts
+from .routing import NEAR_LIMIT_PERCENT, AgentFacts, Need, Refusal, refusal, share_accounts
 
 Why = Literal["parked", "barred", "unknown_account", "same_account", "no_headroom", "repository", "scope", "has_work",
               "lead", "read_only", "missing_skill", "not_running", "starting", "limited", "leased", "busy"]
@@ -60,23 +60,13 @@ class Work:
 
 
 @dataclass(frozen=True)
-class Refused:
-    agent: str
-    why: Why
-    detail: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"agent": self.agent, "why": self.why, "detail": self.detail}
-
-
-@dataclass(frozen=True)
 class Choice:
     """The agent to move the work to (None: it stays and waits), a sentence saying why, and why each
     other agent could not take it."""
 
     agent: str | None
     reason: str
-    refused: tuple[Refused, ...] = ()
+    refused: tuple[Refusal, ...] = ()
 
 
 def choose(work: Work, candidates: Sequence[Candidate]) -> Choice:
@@ -87,7 +77,7 @@ def choose(work: Work, candidates: Sequence[Candidate]) -> Choice:
     home = parked.account if parked is not None else None
     if home is None:
         return Choice(None, f"{work.agent} stays parked: {UNKNOWN_ACCOUNT}.")
-    refused: list[Refused] = []
+    refused: list[Refusal] = []
     fit: list[AgentFacts] = []
     for c in sorted(candidates, key=lambda c: c.facts.name):
         f = shared[c.facts.name]
@@ -113,29 +103,29 @@ def rank_key(f: AgentFacts) -> tuple[float, bool, float, str]:
             last if last is not None else 0.0, f.name)
 
 
-def _refusal(work: Work, c: Candidate, f: AgentFacts, home: str) -> Refused | None:
+def _refusal(work: Work, c: Candidate, f: AgentFacts, home: str) -> Refusal | None:
     name = f.name
     if name == work.agent:
-        return Refused(name, "parked", "it is the parked agent")
+        return Refusal(name, "parked", "it is the parked agent")
     if f.account is None:
-        return Refused(name, "unknown_account", "its account is unknown")
+        return Refusal(name, "unknown_account", "its account is unknown")
     if f.account == home:
-        return Refused(name, "same_account", f"it shares account {home} and so its limit")
+        return Refusal(name, "same_account", f"it shares account {home} and so its limit")
     if c.barred is not None:
-        return Refused(name, "barred", c.barred)
+        return Refusal(name, "barred", c.barred)
     if c.repo != work.repo:
         want = f"a worktree of {work.repo}" if work.repo else "a plain working directory"
-        return Refused(name, "repository", f"the work needs {want}")
+        return Refusal(name, "repository", f"the work needs {want}")
     why = refusal(f, work.need)
     if why is not None:
-        return Refused(name, why.why, why.detail)
+        return Refusal(name, why.why, why.detail)
     if c.misfit is not None:
-        return Refused(name, "scope", f"the assignment's paths do not fit its cwd: {c.misfit}")
+        return Refusal(name, "scope", f"the assignment's paths do not fit its cwd: {c.misfit}")
     if f.used_percent is not None and f.used_percent >= NEAR_LIMIT_PERCENT:
-        return Refused(name, "no_headroom", f"its account is {f.used_percent:.0f}% used "
+        return Refusal(name, "no_headroom", f"its account is {f.used_percent:.0f}% used "
                                             f"(at least {NEAR_LIMIT_PERCENT:.0f}%)")
     if f.open_assignments > 0:
-        return Refused(name, "has_work", "it has open work of its own")
+        return Refusal(name, "has_work", "it has open work of its own")
     return None
 
 

@@ -63,8 +63,11 @@ class Need:
 
 @dataclass(frozen=True)
 class Refusal:
+    """Why one agent cannot take the work: `why`, a word of the chooser's vocabulary (routing's `Why`,
+    failover's `fleet.work.failover.Why`), and a sentence (`detail`)."""
+
     agent: str
-    why: Why
+    why: str
     detail: str
 
     def to_dict(self) -> dict[str, str]:
