@@ -27,7 +27,19 @@ from fleet.errors import LeaseCorrupt, StateDirError, Timeout
 
 from . import records
 from .records import TOKEN_BLOCK, RecordPaths, boot_id, corrupt
-from .rules import AGENT_RE, Lease, LeaseState, StoredRecord, free_record, lease_state, validate_agent, validate_holder
+from .rules import (
+    AGENT_RE,
+    Lease,
+    LeaseInfo,
+    StoredRecord,
+    free_record,
+    lease_info,
+    validate_agent,
+    validate_holder,
+)
+
+__all__ = ["LOCK_POLL", "LOCK_TIMEOUT", "PEEK_TRIES", "SHARED_STORE_MARKER", "WATCH_INTERVAL", "Clock", "LeaseFiles",
+           "LeaseInfo", "RepairResult"]
 
 Clock = Callable[[], float]
 
@@ -45,18 +57,6 @@ _GRANT_EVENTS: Final = frozenset({"lease.grant", "lease.takeover", "lease.renew"
 #: (`fleet.service.core`): readers of the files alone (Codex's approval hook) then know they cannot
 #: tell who holds an agent, and fail closed.
 SHARED_STORE_MARKER: Final = "shared-store"
-
-
-class LeaseInfo(TypedDict):
-    agent: str
-    state: LeaseState
-    holder: str | None
-    token: int | None
-    expires_in: float | None
-    expires_at: float | None
-    acquired_at: float | None
-    ttl: float | None
-    transient: bool | None
 
 
 class RepairResult(TypedDict):
@@ -99,31 +99,7 @@ class LeaseFiles:
     def info(self, agent: str) -> LeaseInfo:
         """The lease as shown to people; an expired lease still names its last holder."""
         lease = self.get(agent)
-        now = self._clock()
-        state = lease_state(lease, now)
-        if lease is None:
-            return {
-                "agent": agent,
-                "state": state,
-                "holder": None,
-                "token": None,
-                "expires_in": None,
-                "expires_at": None,
-                "acquired_at": None,
-                "ttl": None,
-                "transient": None,
-            }
-        return {
-            "agent": agent,
-            "state": state,
-            "holder": lease.holder,
-            "token": lease.token,
-            "expires_in": max(0.0, lease.expires_in(now)),
-            "expires_at": lease.expires_at,
-            "acquired_at": lease.acquired_at,
-            "ttl": lease.ttl,
-            "transient": lease.transient,
-        }
+        return lease_info(agent, lease, self._clock())
 
     def known_agents(self) -> list[str]:
         """Agents that have a lease record (held, expired, free or corrupt), sorted."""

@@ -35,29 +35,36 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from fleet import audit, fsutil
-from fleet.errors import FleetError, LeaseLost, NotLeaseHolder, StoreUnavailable
+from fleet.errors import FleetError, LeaseLost, StoreUnavailable
 from fleet.logs import LazyLogger
 from fleet.store.auditlog import PgAuditSink
 from fleet.store.db import Database
 
 from . import mirror
-from .files import LeaseInfo, RepairResult
+from .files import RepairResult
 from .rules import (
     DEFAULT_TTL,
     MAX_TTL,
     TRANSIENT_TTL,
+    ClaimResult,
     Lease,
+    LeaseInfo,
+    ReleaseResult,
     check_fence,
+    claim_result,
     decide_claim,
     lease_held_error,
+    lease_info,
     lease_state,
+    not_holder_error,
+    release_result,
     validate_agent,
     validate_holder,
     validate_token,
     validate_ttl,
     validate_wait,
 )
-from .store import BACKOFF_CAP, BACKOFF_START, ClaimResult, ReleaseResult, transient_held
+from .store import BACKOFF_CAP, BACKOFF_START, transient_held
 
 logger = LazyLogger(__name__)
 
@@ -108,34 +115,24 @@ class PgLeaseStore:
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """One statement outside a transaction; run once more if a stale connection failed it."""
-        for attempt in (1, 2):
-            try:
-                with self._db.mapped_errors():
-                    return self._db.connection().execute(sql, params).fetchall()
-            except StoreUnavailable as exc:
-                if attempt == 2 or not exc.stale_connection:
-                    raise
-        raise AssertionError("unreachable")
+        return self._db.query(sql, params)
 
     def _transact(self, body: Callable[[Any, list[Event]], T]) -> T:
         """Run `body(cursor, events)` in one transaction, audit its events (`_audited`): those of a change
         go to the shared audit table in the same transaction (they commit together, or neither does),
         and to the local file once it committed; run it once more on a fresh connection when a stale
         one failed before COMMIT (nothing had landed)."""
-        for attempt in (1, 2):
+        def once() -> T:
             events: list[Event] = []
             entries: list[dict[str, Any]] = []
-            try:
-                with self._audited(events, entries), self._db.transaction() as cur:
-                    result = body(cur, events)
-                    entries += [self._entry(*e) for e in events if e[0] != _MIRROR]
-                    if entries:
-                        self._audit_sink.insert(cur, entries)
-                    return result
-            except StoreUnavailable as exc:
-                if attempt == 2 or not exc.stale_connection:
-                    raise
-        raise AssertionError("unreachable")
+            with self._audited(events, entries), self._db.transaction() as cur:
+                result = body(cur, events)
+                entries += [self._entry(*e) for e in events if e[0] != _MIRROR]
+                if entries:
+                    self._audit_sink.insert(cur, entries)
+                return result
+
+        return self._db.retrying(once)
 
     def _read(self, agent: str) -> tuple[float, Lease | None]:
         row = self._query(_READ, (self._ns, agent))[0]  # the LEFT JOIN always yields the clock row
@@ -148,12 +145,7 @@ class PgLeaseStore:
     def info(self, agent: str) -> LeaseInfo:
         """The lease as shown to people, its state judged on the database's clock."""
         now, lease = self._read(validate_agent(agent))
-        if lease is None:
-            return {"agent": agent, "state": "free", "holder": None, "token": None, "expires_in": None,
-                    "expires_at": None, "acquired_at": None, "ttl": None, "transient": None}
-        return {"agent": agent, "state": lease_state(lease, now), "holder": lease.holder, "token": lease.token,
-                "expires_in": max(0.0, lease.expires_in(now)), "expires_at": lease.expires_at,
-                "acquired_at": lease.acquired_at, "ttl": lease.ttl, "transient": lease.transient}
+        return lease_info(agent, lease, now)
 
     def known_agents(self) -> list[str]:
         """Agents with a lease row in this namespace (held, expired or free), sorted."""
@@ -219,26 +211,19 @@ class PgLeaseStore:
             current, _, now = self._lock(cur, agent)
             self._fence(events, current, agent, holder, token, now)
             if current is None or lease_state(current, now) != "held":
-                return {"agent": agent, "released": False, "previous_holder": current.holder if current else None,
-                        "token": current.token if current else None, "forced": False}
+                return release_result(agent, current, released=False)
             forced = current.holder != holder
             if forced and not force:
                 events.append(("lease.refuse", agent, holder, current.token,
                                {"wanted": "release", "current_holder": current.holder}))
-                raise NotLeaseHolder(
-                    f"{holder} cannot release agent {agent}: it is leased to {current.holder} "
-                    f"(token {current.token}).",
-                    hint=f"Only the holder can release it; an operator can break it with "
-                         f"`fleet release {agent} --force`.",
-                    agent=agent, holder=current.holder, token=current.token, your_holder=holder)
+                raise not_holder_error(agent, holder, current)
             self._free(cur, events, agent, now, current.token)
             if forced:
                 events.append(("lease.force_release", agent, holder, current.token,
                                {"previous_holder": current.holder}))
             else:
                 events.append(("lease.release", agent, holder, current.token, {"transient": current.transient}))
-            return {"agent": agent, "released": True, "previous_holder": current.holder, "token": current.token,
-                    "forced": forced}
+            return release_result(agent, current, released=True, forced=forced)
 
         return self._transact(body)
 
@@ -275,9 +260,7 @@ class PgLeaseStore:
             return self._grant(cur, events, agent, holder, ttl, now, current, last, transient=False), renewing
 
         lease, renewing = self._transact(body)
-        return {"agent": lease.agent, "holder": lease.holder, "token": lease.token,
-                "acquired_at": lease.acquired_at, "renewed_at": lease.renewed_at, "expires_at": lease.expires_at,
-                "ttl": lease.ttl, "status": "renewed" if renewing else "claimed"}
+        return claim_result(lease, "renewed" if renewing else "claimed")
 
     def _lock(self, cur: Any, agent: str) -> tuple[Lease | None, int, float]:
         """Lock the agent's row (creating it at token 0), then read the clock: (lease, last token, now)."""
@@ -374,7 +357,7 @@ class PgLeaseStore:
                         mirror.forget(self.state_dir, agent)
             raise
         except FleetError:
-            self._write(events, committed=False)
+            self._write(events)
             raise
         self._local_dir()
         for made in entries:
@@ -383,12 +366,11 @@ class PgLeaseStore:
             if event == _MIRROR:
                 self._mirror(agent, fields["lease"], int(token or 0), fields["as_of"], fields["as_of"])
 
-    def _write(self, events: list[Event], *, committed: bool) -> None:
+    def _write(self, events: list[Event]) -> None:
+        """A refusal's audit records, after its rollback (its mirror events are void: nothing changed)."""
         for event, agent, holder, token, fields in events:
             if event != _MIRROR:
                 self._audit(event, agent, holder, token, **fields)
-            elif committed:
-                self._mirror(agent, fields["lease"], int(token or 0), fields["as_of"], fields["as_of"])
 
     def _mirror(self, agent: str, lease: Lease | None, token: int, as_of: float, db_now: float) -> bool:
         """This host's copy of the row (`fleet.leases.mirror`); a failure is logged, never raised (the

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, TypedDict
 
-from fleet.errors import HolderReserved, InvalidInput, LeaseHeld, LeaseLost
+from fleet.errors import HolderReserved, InvalidInput, LeaseHeld, LeaseLost, NotLeaseHolder
 from fleet.vocab import AGENT_NAME, AGENT_NAME_RULE, HOLDER_PATTERN, RESERVED_HOLDER_WORDS
 
 LeaseState = Literal["free", "held", "expired"]
@@ -70,6 +70,37 @@ class StoredRecord(NamedTuple):
     lease: Lease | None
     last_token: int
     boot_id: str
+
+
+class LeaseInfo(TypedDict):
+    agent: str
+    state: LeaseState
+    holder: str | None
+    token: int | None
+    expires_in: float | None
+    expires_at: float | None
+    acquired_at: float | None
+    ttl: float | None
+    transient: bool | None
+
+
+class ClaimResult(TypedDict):
+    agent: str
+    holder: str
+    token: int
+    acquired_at: float
+    renewed_at: float
+    expires_at: float
+    ttl: float
+    status: ClaimStatus
+
+
+class ReleaseResult(TypedDict):
+    agent: str
+    released: bool
+    previous_holder: str | None
+    token: int | None
+    forced: bool
 
 
 def lease_state(lease: Lease | None, now: float) -> LeaseState:
@@ -134,6 +165,36 @@ def lease_held_error(lease: Lease, now: float) -> LeaseHeld:
         expires_in=expires_in,
         retry_after=retry_after,
     )
+
+
+def lease_info(agent: str, lease: Lease | None, now: float) -> LeaseInfo:
+    """The lease as shown to people (`info`); an expired lease still names its last holder."""
+    if lease is None:
+        return {"agent": agent, "state": lease_state(lease, now), "holder": None, "token": None, "expires_in": None,
+                "expires_at": None, "acquired_at": None, "ttl": None, "transient": None}
+    return {"agent": agent, "state": lease_state(lease, now), "holder": lease.holder, "token": lease.token,
+            "expires_in": max(0.0, lease.expires_in(now)), "expires_at": lease.expires_at,
+            "acquired_at": lease.acquired_at, "ttl": lease.ttl, "transient": lease.transient}
+
+
+def claim_result(lease: Lease, status: ClaimStatus) -> ClaimResult:
+    """What a granted or renewed claim answers."""
+    return {"agent": lease.agent, "holder": lease.holder, "token": lease.token, "acquired_at": lease.acquired_at,
+            "renewed_at": lease.renewed_at, "expires_at": lease.expires_at, "ttl": lease.ttl, "status": status}
+
+
+def release_result(agent: str, current: Lease | None, *, released: bool, forced: bool = False) -> ReleaseResult:
+    """What `release` answers: `current` is the lease it found (None: free), `released` whether it ended it."""
+    return {"agent": agent, "released": released, "previous_holder": current.holder if current else None,
+            "token": current.token if current else None, "forced": forced}
+
+
+def not_holder_error(agent: str, holder: str, current: Lease) -> NotLeaseHolder:
+    """`holder` may not release `current`, another holder's live lease, without `force`."""
+    return NotLeaseHolder(
+        f"{holder} cannot release agent {agent}: it is leased to {current.holder} (token {current.token}).",
+        hint=f"Only the holder can release it; an operator can break it with `fleet release {agent} --force`.",
+        agent=agent, holder=current.holder, token=current.token, your_holder=holder)
 
 
 def check_fence(

@@ -23,28 +23,33 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Final, TypedDict
+from typing import Final
 
-from fleet.errors import FleetError, LeaseHeld, LeaseLost, NotLeaseHolder
+from fleet.errors import FleetError, LeaseHeld, LeaseLost
 from fleet.logs import LazyLogger
 
 from . import records
-from .files import LeaseFiles, LeaseInfo, RepairResult
+from .files import LeaseFiles, RepairResult
 from .records import TOKEN_BLOCK, RecordPaths, boot_id
 from .rules import (
     DEFAULT_TTL,
     MAX_TTL,
     TRANSIENT_TTL,
-    ClaimStatus,
+    ClaimResult,
     Grant,
     Lease,
+    LeaseInfo,
+    ReleaseResult,
     StoredRecord,
     check_fence,
+    claim_result,
     decide_claim,
     free_record,
     lease_held_error,
     lease_state,
     lease_to_record,
+    not_holder_error,
+    release_result,
     validate_agent,
     validate_holder,
     validate_token,
@@ -79,25 +84,6 @@ def transient_held(agent: str, lease: Lease, transient: bool,
 #: record and retries at once when it changed (`LeaseFiles._sleep_until_changed`).
 BACKOFF_START: Final = 0.005
 BACKOFF_CAP: Final = 0.25
-
-
-class ClaimResult(TypedDict):
-    agent: str
-    holder: str
-    token: int
-    acquired_at: float
-    renewed_at: float
-    expires_at: float
-    ttl: float
-    status: ClaimStatus
-
-
-class ReleaseResult(TypedDict):
-    agent: str
-    released: bool
-    previous_holder: str | None
-    token: int | None
-    forced: bool
 
 
 class LeaseStore(LeaseFiles):
@@ -170,13 +156,7 @@ class LeaseStore(LeaseFiles):
             current = stored.lease if stored else None
             self._fence(current, agent, holder, token, now)
             if stored is None or current is None or lease_state(current, now) != "held":
-                return {
-                    "agent": agent,
-                    "released": False,
-                    "previous_holder": current.holder if current else None,
-                    "token": current.token if current else None,
-                    "forced": False,
-                }
+                return release_result(agent, current, released=False)
             forced = current.holder != holder
             if forced and not force:
                 self._audit(
@@ -187,16 +167,7 @@ class LeaseStore(LeaseFiles):
                     wanted="release",
                     current_holder=current.holder,
                 )
-                raise NotLeaseHolder(
-                    f"{holder} cannot release agent {agent}: it is leased to {current.holder} "
-                    f"(token {current.token}).",
-                    hint=f"Only the holder can release it; an operator can break it with "
-                    f"`fleet release {agent} --force`.",
-                    agent=agent,
-                    holder=current.holder,
-                    token=current.token,
-                    your_holder=holder,
-                )
+                raise not_holder_error(agent, holder, current)
             records.write_record(paths, free_record(agent, stored.last_token, now, stored.boot_id))
             if forced:
                 self._audit(
@@ -204,13 +175,7 @@ class LeaseStore(LeaseFiles):
                 )
             else:
                 self._audit("lease.release", agent, holder, current.token, transient=current.transient)
-        return {
-            "agent": agent,
-            "released": True,
-            "previous_holder": current.holder,
-            "token": current.token,
-            "forced": forced,
-        }
+        return release_result(agent, current, released=True, forced=forced)
 
     @contextlib.contextmanager
     def guard(
@@ -262,17 +227,7 @@ class LeaseStore(LeaseFiles):
             stored = records.read_record(paths)
             self._fence(stored.lease if stored else None, agent, holder, token, now)
             grant = self._grant(paths, stored, holder, ttl, now, transient=False)
-        lease = grant.lease
-        return {
-            "agent": lease.agent,
-            "holder": lease.holder,
-            "token": lease.token,
-            "acquired_at": lease.acquired_at,
-            "renewed_at": lease.renewed_at,
-            "expires_at": lease.expires_at,
-            "ttl": lease.ttl,
-            "status": grant.status,
-        }
+        return claim_result(grant.lease, grant.status)
 
     def _fence(self, current: Lease | None, agent: str, holder: str, token: int | None, now: float) -> None:
         """Raise (and audit) `LeaseLost` when `token` is given and is not the live lease's token."""

@@ -157,10 +157,10 @@ def ship_file(state_dir: Path, sink: KeyedSink) -> int:
             raise StateDirError(f"{path} is not a regular file; its approval records cannot be copied to the store.",
                                 hint="Move it aside (fleet writes a new one); run `fleet doctor`.")
         cursor = read_cursor(state_dir / CURSOR_NAME)
-        head = os.pread(fd, min(cursor.offset if cursor else 0, HEAD_BYTES), 0)
-        offset, skipping = resume_at(cursor, st.st_dev, st.st_ino, st.st_size, head)
+        first = os.pread(fd, HEAD_BYTES, 0)  # the file's start: the cursor's check, and the new cursor's
+        offset, skipping = resume_at(cursor, st.st_dev, st.st_ino, st.st_size,
+                                     first[:min(cursor.offset if cursor else 0, HEAD_BYTES)])
         chunk = os.pread(fd, min(READ_BOUND, max(0, st.st_size - offset)), offset)
-        first = os.pread(fd, HEAD_BYTES, 0)
     finally:
         os.close(fd)
     lines, end, skipping = complete_lines(chunk, offset, skipping=skipping, at_bound=len(chunk) == READ_BOUND)

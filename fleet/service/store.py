@@ -7,6 +7,7 @@ keeps its embedded store, which needs no initialising: `status` says so and `ini
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from fleet.errors import ConfigError
@@ -22,21 +23,15 @@ def store_init(svc: Service) -> dict[str, Any]:
         raise ConfigError("No shared store is configured: the embedded store (files in the state dir) needs no "
                           "initialising.", hint='Set `[store] url = "postgresql://..."` in fleet.toml or '
                           "$FLEET_STORE_URL first.", path=str(svc.config.path), key="$.store.url")
-    db = Database(settings, check_schema=False)
-    try:
+    with contextlib.closing(Database(settings, check_schema=False)) as db:
         return {"backend": "postgresql", **init_schema(db)}
-    finally:
-        db.close()
 
 
 def store_status(svc: Service) -> dict[str, Any]:
     settings = svc.config.store
     if settings is None:
         return {"backend": "embedded", "state_dir": str(svc.config.state_dir), "ok": True}
-    db = Database(settings, check_schema=False)
-    try:
+    with contextlib.closing(Database(settings, check_schema=False)) as db:
         status = schema_status(db)
-    finally:
-        db.close()
     return {"backend": "postgresql", "source": settings.source, "ok": status["reachable"] and status["current"],
             "host": settings.host, **status}

@@ -18,7 +18,6 @@ seconds, so a store that is down costs one connect timeout, not one per operatio
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -29,6 +28,13 @@ from .db import Database
 
 #: Seconds a sink whose write failed leaves the database alone (its records are dropped meanwhile).
 RETRY_AFTER: Final = 30.0
+_INSERT: Final = "INSERT INTO fleet_audit (namespace, host, time, event, record) VALUES (%s, %s, %s, %s, %s)"
+
+
+def _row(entry: dict[str, Any], default_time: float) -> tuple[float, str, str]:
+    """A record's time (`default_time` when it has none), event and JSON text, as `fleet_audit` stores them."""
+    return (float(entry.get("time", default_time)), str(entry["event"]),
+            json.dumps(entry, separators=(",", ":"), ensure_ascii=False, default=str))
 
 
 class PgAuditSink:
@@ -37,7 +43,7 @@ class PgAuditSink:
 
     def __init__(self, db: Database, *, host: str | None = None) -> None:
         self._db = db
-        self.host = host or db.settings.host or socket.gethostname()
+        self.host = host or db.host
         self._failed_at: float | None = None
 
     def __repr__(self) -> str:
@@ -50,10 +56,7 @@ class PgAuditSink:
                                    hint="Check `fleet store status`; the local audit.jsonl has the record.")
         try:
             with self._db.mapped_errors():
-                self._db.connection().execute(
-                    "INSERT INTO fleet_audit (namespace, host, time, event, record) VALUES (%s, %s, %s, %s, %s)",
-                    (self._db.namespace, self.host, float(entry.get("time", time.time())), str(entry["event"]),
-                     json.dumps(entry, separators=(",", ":"), ensure_ascii=False, default=str)))
+                self._db.connection().execute(_INSERT, (self._db.namespace, self.host, *_row(entry, time.time())))
         except Exception:
             self._failed_at = now
             raise
@@ -62,9 +65,7 @@ class PgAuditSink:
     def insert(self, cur: Any, entries: Sequence[dict[str, Any]]) -> None:
         """Add `entries` in the caller's transaction (`cur`): they commit with the change they record, or
         neither does (the lease store's changes; one round trip fewer than `write` after the commit)."""
-        cur.executemany("INSERT INTO fleet_audit (namespace, host, time, event, record) VALUES (%s, %s, %s, %s, %s)",
-                        [(self._db.namespace, self.host, float(e.get("time", time.time())), str(e["event"]),
-                          json.dumps(e, separators=(",", ":"), ensure_ascii=False, default=str)) for e in entries])
+        cur.executemany(_INSERT, [(self._db.namespace, self.host, *_row(e, time.time())) for e in entries])
 
     def write_keyed(self, records: Sequence[tuple[str, dict[str, Any]]]) -> int:
         """Insert `records` (key, record) in one transaction, skipping every key the namespace already
@@ -73,8 +74,7 @@ class PgAuditSink:
         unique = dict(records)
         if not unique:
             return 0
-        rows = [(key, float(e.get("time", 0.0)), str(e["event"]),
-                 json.dumps(e, separators=(",", ":"), ensure_ascii=False, default=str)) for key, e in unique.items()]
+        rows = [(key, *_row(e, 0.0)) for key, e in unique.items()]
         with self._db.transaction() as cur:
             cur.execute("INSERT INTO fleet_audit (namespace, host, time, event, record, key) "
                         "SELECT %s, %s, t, e, r, k FROM unnest(%s::text[], %s::float8[], %s::text[], %s::text[]) "

@@ -19,9 +19,10 @@ driver's own error text is scrubbed of it before it goes anywhere.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
-from collections.abc import Iterator
-from typing import Any, Final
+from collections.abc import Callable, Iterator
+from typing import Any, Final, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
@@ -34,6 +35,7 @@ from fleet.logs import LazyLogger
 from .schema import SCHEMA_VERSION, installed_version
 
 logger = LazyLogger(__name__)
+T = TypeVar("T")
 
 #: A row lock held longer than this means a peer is stuck inside a transaction (the file store's
 #: per-agent lock gives up after the same two seconds).
@@ -80,6 +82,11 @@ class Database:
     @property
     def namespace(self) -> str:
         return self.settings.namespace
+
+    @property
+    def host(self) -> str:
+        """This state dir's name among the namespace's hosts: the settings' `host`, else the hostname."""
+        return self.settings.host or socket.gethostname()
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -160,11 +167,31 @@ class Database:
         (a lease claim is two round trips, not five). The server still runs them in order."""
         state = {"reused": False, "commit_sent": False}
         with self.mapped_errors(state=state):
-            state["reused"] = getattr(self._local, "conn", None) is not None
+            state["reused"] = self.reused()
             conn = self.connection()
             with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
                 yield cur
                 state["commit_sent"] = True
+
+    def retrying(self, fn: Callable[[], T]) -> T:
+        """`fn()`, run once more on a fresh connection when a stale one failed it before its COMMIT
+        was sent (`StoreUnavailable.stale_connection`: nothing of it had landed)."""
+        try:
+            return fn()
+        except StoreUnavailable as exc:
+            if not exc.stale_connection:
+                raise
+        return fn()
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One statement outside a transaction (its own snapshot), its rows (none for a statement
+        that returns none); run once more when a stale connection failed it (`retrying`)."""
+        def once() -> list[tuple[Any, ...]]:
+            with self.mapped_errors():
+                cur = self.connection().execute(sql, params)
+                return cur.fetchall() if cur.description else []
+
+        return self.retrying(once)
 
     def reused(self) -> bool:
         """Whether this thread already has a connection (it may have gone stale since)."""

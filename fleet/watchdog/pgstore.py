@@ -14,12 +14,11 @@ drops only this host's ladders, and ticks are this host's (`fleet watchdog statu
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
-from fleet.errors import FleetError, StoreUnavailable
+from fleet.errors import FleetError
 from fleet.store.db import Database
 
 from .store import (
@@ -47,7 +46,7 @@ class PgWatchdogStore:
     def __init__(self, db: Database, *, host: str | None = None) -> None:
         self._db = db
         self._ns = db.namespace
-        self.host = host or db.settings.host or socket.gethostname()
+        self.host = host or db.host
 
     def __repr__(self) -> str:
         return f"PgWatchdogStore({self._db!r}, host={self.host!r})"
@@ -66,15 +65,7 @@ class PgWatchdogStore:
         self._query("SELECT 1", ())
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        for attempt in (1, 2):  # once more when a stale connection failed it (nothing had run)
-            try:
-                with self._db.mapped_errors():
-                    cur = self._db.connection().execute(sql, params)
-                    return cur.fetchall() if cur.description else []
-            except StoreUnavailable as exc:
-                if attempt == 2 or not exc.stale_connection:
-                    raise
-        raise AssertionError("unreachable")
+        return self._db.query(sql, params)  # once more when a stale connection failed it (nothing had run)
 
     # -- ladders and agents ---------------------------------------------------------------------
 

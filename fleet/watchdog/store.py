@@ -175,13 +175,7 @@ class WatchdogStore:
         return [TickRecord(r[0], r[1], bool(r[2]), r[3], r[4], json.loads(r[5])) for r in rows]
 
     def will_restart(self, agent: str, every: float, now: float) -> bool:
-        try:
-            last = self._db.execute("SELECT MAX(at) FROM watchdog_ticks").fetchone()[0]
-            row = self._db.execute("SELECT value FROM watchdog_state WHERE kind = 'agent' AND key = ?",
-                                   (agent,)).fetchone()
-        except sqlite3.Error:
-            return False
-        return restart_expected(last, row[0] if row else None, every, now)
+        return _restart_from(self._db, agent, every, now)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -208,12 +202,18 @@ def will_restart(db_path: Path, agent: str, every: float, now: float) -> bool:
     except sqlite3.Error:
         return False
     try:
+        return _restart_from(db, agent, every, now)
+    finally:
+        db.close()
+
+
+def _restart_from(db: sqlite3.Connection, agent: str, every: float, now: float) -> bool:
+    """`will_restart` on an open connection; False when the tables cannot be read."""
+    try:
         last = db.execute("SELECT MAX(at) FROM watchdog_ticks").fetchone()[0]
         row = db.execute("SELECT value FROM watchdog_state WHERE kind = 'agent' AND key = ?", (agent,)).fetchone()
     except sqlite3.Error:
         return False
-    finally:
-        db.close()
     return restart_expected(last, row[0] if row else None, every, now)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -25,13 +24,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from fleet.errors import InvalidInput, LedgerBusy, LedgerError, RequestIdConflict
+from fleet.errors import LedgerBusy, LedgerError, RequestIdConflict
 from fleet.fsutil import ensure_dir
 
 from .ledgersql import (
-    EVENT_KIND,
-    MAX_DETAILS_BYTES,
+    DEFAULT_EVENT_PAGE,
+    MAX_EVENT_PAGE,
     MAX_LIST,
+    REQUEST_TTL,
+    check_scope,
     dumps,
     event_text,
     expected_states,
@@ -40,6 +41,7 @@ from .ledgersql import (
     not_found,
     reassign_conflict,
     request_conflict,
+    state_conflict,
 )
 from .lifecycle import END_STATES, AssignmentState, StateConflict, check_transition
 from .records import (
@@ -59,7 +61,7 @@ from .records import (
 from .schema import DB_NAME, SCHEMA_VERSION, connect, ledger_busy
 
 __all__ = [
-    "BUSY_TIMEOUT", "DB_NAME", "EVENT_KIND", "MAX_DETAILS_BYTES", "MAX_LIST", "REQUEST_TTL", "SCHEMA_VERSION",
+    "BUSY_TIMEOUT", "DB_NAME", "MAX_LIST", "REQUEST_TTL", "SCHEMA_VERSION",
     "Assignment", "AssignmentSummary", "Event", "Ledger", "LedgerBusy", "LedgerError", "RequestIdConflict",
     "RequestRecord", "new_assignment_id", "request_conflict", "request_sha",
 ]
@@ -67,13 +69,6 @@ __all__ = [
 #: How long a writer waits for the lock before `LedgerBusy`. Transactions hold it for milliseconds;
 #: ten seconds covers a stalled disk without hanging a CLI call for long.
 BUSY_TIMEOUT: Final = 10.0
-#: A retry of the same request id is honoured for a week; older ids may be reused.
-REQUEST_TTL: Final = 7 * 86400.0
-#: Events per `events_since` page: enough for a lead's poll, small enough for one MCP result.
-DEFAULT_EVENT_PAGE: Final = 200
-MAX_EVENT_PAGE: Final = 5000
-#: `assign`, or `send:<agent>` (a plain send's ids are per agent, as its journal lookup was).
-REQUEST_SCOPE: Final = re.compile(r"^[a-z][a-z0-9_]{0,15}(?::[a-z][a-z0-9-]{0,31})?$")
 
 
 class Ledger:
@@ -171,12 +166,7 @@ class Ledger:
             now = self._clock()
             current = self._state(db, assignment)
             if expected is not None and current not in expected:
-                raise StateConflict(
-                    f"Assignment {assignment} is {current}, not {' or '.join(sorted(expected))}: "
-                    "another process moved it first.",
-                    hint=f"Run `fleet show {assignment}` to see what happened.",
-                    assignment=assignment, state=current,
-                )
+                raise state_conflict(assignment, current, expected)
             check_transition(assignment, current, to)
             sets.update(state=to, updated_at=now)
             if to == "sent":
@@ -370,8 +360,7 @@ class Ledger:
         running or died midway; the caller decides (e.g. look for the receipt it would have made).
         The same id with a different request raises `RequestIdConflict`.
         """
-        if not REQUEST_SCOPE.match(scope):
-            raise InvalidInput(f"Bad request scope {scope!r}.", hint="Use a short lower-case word.")
+        check_scope(scope)
         sha = request_sha(request)
         with self._write() as db:
             now = self._clock()

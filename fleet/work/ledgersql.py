@@ -22,6 +22,13 @@ FIELDS: Final[dict[str, bool]] = {
     "repo": False, "branch": False, "base_commit": False, "verified_commit": False, "merged_commit": False,
     "budget": False,
 }
+#: A retry of the same request id is honoured for a week; older ids may be reused.
+REQUEST_TTL: Final = 7 * 86400.0
+#: Events per `events_since` page: enough for a lead's poll, small enough for one MCP result.
+DEFAULT_EVENT_PAGE: Final = 200
+MAX_EVENT_PAGE: Final = 5000
+#: `assign`, or `send:<agent>` (a plain send's ids are per agent, as its journal lookup was).
+REQUEST_SCOPE: Final = re.compile(r"^[a-z][a-z0-9_]{0,15}(?::[a-z][a-z0-9-]{0,31})?$")
 #: Event details are a few fields; a bigger blob belongs in an assignment column.
 MAX_DETAILS_BYTES: Final = 64 * 1024
 EVENT_KIND: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -95,6 +102,23 @@ def request_conflict(scope: str, request_id: str) -> RequestIdConflict:
         f"The request id {request_id!r} was already used for a different {what}.",
         hint="Use a new request id for a new request; reuse one only to retry the identical request.",
         request_id=request_id, scope=scope,
+    )
+
+
+def check_scope(scope: str) -> None:
+    """Refuse a request scope that is not `REQUEST_SCOPE`'s (`begin_request`)."""
+    if not REQUEST_SCOPE.match(scope):
+        raise InvalidInput(f"Bad request scope {scope!r}.", hint="Use a short lower-case word.")
+
+
+def state_conflict(assignment: str, current: str, expected: set[str]) -> StateConflict:
+    """A transition's compare-and-set failed: the assignment is `current`, not in `expected` (another
+    process moved it first)."""
+    return StateConflict(
+        f"Assignment {assignment} is {current}, not {' or '.join(sorted(expected))}: "
+        "another process moved it first.",
+        hint=f"Run `fleet show {assignment}` to see what happened.",
+        assignment=assignment, state=current,
     )
 
 

@@ -35,12 +35,14 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from fleet.errors import InvalidInput, StoreUnavailable
 from fleet.store.db import Database
 
-from .ledger import DEFAULT_EVENT_PAGE, MAX_EVENT_PAGE, REQUEST_SCOPE, REQUEST_TTL
 from .ledgersql import (
+    DEFAULT_EVENT_PAGE,
+    MAX_EVENT_PAGE,
     MAX_LIST,
+    REQUEST_TTL,
+    check_scope,
     dumps,
     event_text,
     expected_states,
@@ -49,6 +51,7 @@ from .ledgersql import (
     not_found,
     reassign_conflict,
     request_conflict,
+    state_conflict,
 )
 from .lifecycle import END_STATES, AssignmentState, StateConflict, check_transition
 from .records import (
@@ -173,12 +176,7 @@ class PgLedger:
             now = self._clock()
             current = self._row(x, assignment)[0]
             if expected is not None and current not in expected:
-                raise StateConflict(
-                    f"Assignment {assignment} is {current}, not {' or '.join(sorted(expected))}: "
-                    "another process moved it first.",
-                    hint=f"Run `fleet show {assignment}` to see what happened.",
-                    assignment=assignment, state=current,
-                )
+                raise state_conflict(assignment, current, expected)
             check_transition(assignment, current, to)
             values = {**sets, "state": to, "updated_at": now}
             if to == "sent":
@@ -338,8 +336,7 @@ class PgLedger:
 
     def begin_request(self, scope: str, request_id: str, request: Mapping[str, Any]) -> RequestRecord:
         """As `Ledger.begin_request`."""
-        if not REQUEST_SCOPE.match(scope):
-            raise InvalidInput(f"Bad request scope {scope!r}.", hint="Use a short lower-case word.")
+        check_scope(scope)
         sha = request_sha(request)
 
         def body(x: _Tx) -> RequestRecord:
@@ -384,27 +381,17 @@ class PgLedger:
     def _write(self, body: Callable[[_Tx], T]) -> T:
         """`body` in one transaction that first takes the namespace's head lock; run once more on a
         fresh connection when a stale one failed before COMMIT (nothing had landed)."""
-        for attempt in (1, 2):
-            try:
-                with self._db.transaction() as cur:
-                    x = _Tx(cur.connection)
-                    x.run(_HEAD, (self._ns,))
-                    return body(x)
-            except StoreUnavailable as exc:
-                if attempt == 2 or not exc.stale_connection:
-                    raise
-        raise AssertionError("unreachable")
+        def once() -> T:
+            with self._db.transaction() as cur:
+                x = _Tx(cur.connection)
+                x.run(_HEAD, (self._ns,))
+                return body(x)
+
+        return self._db.retrying(once)
 
     def _read(self, sql: str, params: tuple[Any, ...] | list[Any]) -> list[tuple[Any, ...]]:
         """One statement outside a transaction (its own snapshot); retried once on a stale connection."""
-        for attempt in (1, 2):
-            try:
-                with self._db.mapped_errors():
-                    return self._db.connection().execute(sql, _clean(params)).fetchall()
-            except StoreUnavailable as exc:
-                if attempt == 2 or not exc.stale_connection:
-                    raise
-        raise AssertionError("unreachable")
+        return self._db.query(sql, _clean(params))
 
     def _row(self, x: _Tx, assignment: str) -> tuple[AssignmentState, str | None]:
         row = x.one("SELECT state, agent FROM fleet_assignment WHERE namespace = %s AND id = %s",
