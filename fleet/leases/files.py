@@ -47,6 +47,11 @@ _GRANT_EVENTS: Final = frozenset({"lease.grant", "lease.takeover", "lease.renew"
 SHARED_STORE_MARKER: Final = "shared-store"
 
 
+def shared_marker(state_dir: Path) -> Path:
+    """The state dir's `SHARED_STORE_MARKER`."""
+    return state_dir / "leases" / SHARED_STORE_MARKER
+
+
 class LeaseInfo(TypedDict):
     agent: str
     state: LeaseState
