@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -39,6 +40,18 @@ def _last_message(message: str | None) -> str:
     return repr(one_line(message[:40]))
 
 
+def agent_label(name: str, host: str | None) -> str:
+    """An agent's name as the tables print it: a remote agent's with its host (`name@host`)."""
+    return name + (f"@{host}" if host else "")
+
+
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    """`rows` (the header first) in aligned columns; the last column is not padded."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+
+
 def _render_status(result: dict[str, Any]) -> None:
     from fleet.untrusted import one_line
 
@@ -53,11 +66,9 @@ def _render_status(result: dict[str, Any]) -> None:
         last_s = f"{last['outcome']}: {_last_message(last.get('last_message'))}" if last else "-"
         state = a["state"] + (f" ({one_line(a['detail'])})" if a.get("detail") else "")  # may quote a command
         account = (one_line(str(a.get("account") or "-")),) if accounts else ()
-        name = a["name"] + (f"@{a['host']}" if a.get("host") else "")  # a remote agent: its host too
-        rows.append((name, state, a["role"], *account, str(a["pid"] or "-"), _ago(a["since"]), held, last_s))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+        rows.append((agent_label(a["name"], a.get("host")), state, a["role"], *account, str(a["pid"] or "-"),
+                     _ago(a["since"]), held, last_s))
+    _print_table(rows)
     full = [a["name"] for a in result["agents"] if a.get("sandbox") == "danger-full-access"]
     if full:
         print(f"note: {', '.join(full)} run(s) in danger-full-access: such an agent can write anything fleet "
@@ -81,9 +92,7 @@ def _render_hosts(result: dict[str, Any]) -> None:
             agents += f" (not on the host: {', '.join(h['missing'])})"
         reach = "yes" if h["reachable"] else f"no: {(h.get('error') or {}).get('code', '?')}"
         rows.append((h["name"], reach, latency, str(h.get("version") or "-"), agents))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    _print_table(rows)
     for h in result["hosts"]:
         if h.get("error"):
             print(f"{h['name']}: {h['error'].get('message')} ({h['error'].get('hint')})")

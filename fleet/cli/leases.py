@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .agents import agent_label
 from .base import AgentArg, HolderOpt, JsonOpt, TokenOpt, run
 
 
@@ -41,7 +42,7 @@ def leases_cmd(as_json: JsonOpt = False) -> None:
 
 def _render_leases(r: dict[str, Any]) -> None:
     for lease in r["leases"]:
-        agent = lease["agent"] + (f"@{lease['host']}" if lease.get("host") else "")  # a remote agent: its host
+        agent = agent_label(lease["agent"], lease.get("host"))
         if lease["state"] == "corrupt":
             print(f"{agent}: CORRUPT ({lease['error']['message']})")
         elif lease["state"] == "unknown":  # its host gave no answer

@@ -12,11 +12,15 @@ written to stdout.
 from __future__ import annotations
 
 import sys
-from typing import IO, Any, Final
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import typer
 
 from .base import state
+
+if TYPE_CHECKING:
+    from fleet.service import Service
 
 #: Requests one session runs at once; more wait their turn.
 WORKERS: Final = 4
@@ -29,27 +33,29 @@ def remote_session_cmd() -> None:
     raise typer.Exit(serve(sys.stdin.buffer, out, state["config"]))
 
 
-def _ping(config_path: str | None) -> dict[str, Any]:
-    """The `ping` a session answers itself: fleet's version and the agents its config defines."""
-    from fleet import __version__
+def _with_service(config_path: str | None, use: Callable[[Service], dict[str, Any]]) -> dict[str, Any]:
+    """`use` on a `Service` of its own (surface `remote`), closed after."""
     from fleet.service import Service
 
     svc = Service(config_path=config_path, surface="remote")
     try:
-        return {"version": __version__, "agents": sorted(svc.config.agents)}
+        return use(svc)
     finally:
         svc.close()
+
+
+def _ping(config_path: str | None) -> dict[str, Any]:
+    """The `ping` a session answers itself: fleet's version and the agents its config defines."""
+    from fleet import __version__
+
+    return _with_service(config_path, lambda svc: {"version": __version__, "agents": sorted(svc.config.agents)})
 
 
 def _run(config_path: str | None, op: str, args: dict[str, Any]) -> dict[str, Any]:
     from fleet import ops
-    from fleet.service import Service
 
-    svc = Service(config_path=config_path, surface="remote")
-    try:
-        return ops.invoke(svc, op, args, internal=True)  # another fleet: its internal operations too
-    finally:
-        svc.close()
+    # another fleet: its internal operations too
+    return _with_service(config_path, lambda svc: ops.invoke(svc, op, args, internal=True))
 
 
 def serve(inp: IO[bytes], out: IO[bytes], config_path: str | None, workers: int = WORKERS) -> int:

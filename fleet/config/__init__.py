@@ -358,14 +358,14 @@ def parse_config(raw: dict[str, Any], path: Path) -> FleetConfig:
     if "hosts" in raw or any("host" in tbl for tbl in raw["agents"].values()):
         from .hosts import parse_hosts, remote_agent  # noqa: PLC0415 (a hook process loads the config: only hosts need it)
 
-        hosts = parse_hosts(raw.get("hosts"), path)
+        hosts = parse_hosts(raw.get("hosts"), path, _resolve)
         remote = {agent_name: remote_agent(agent_name, _merged(defaults, tbl, path, agent_name), hosts, path)
                   for agent_name, tbl in raw["agents"].items() if "host" in tbl}
     agents = {
-        agent_name: _agent(agent_name, _merged(defaults, tbl, path, agent_name), base, worktrees)
+        agent_name: _agent(agent_name, _merged(defaults, tbl, path, agent_name), path, worktrees,
+                           f"$.agents.{agent_name}.budget" if "budget" in tbl else "$.defaults.budget")
         for agent_name, tbl in raw["agents"].items() if agent_name not in remote
     }
-    agents = {n: replace(a, budget=_budget(raw, n, path)) for n, a in agents.items()}
     _check_worktrees_dir(agents, worktrees, path, "$.fleet.worktrees_dir" if configured else "$.fleet.state_dir")
     watchdog = parse_policy(raw.get("watchdog"), source=str(path), agents=raw["agents"])
     leads = [a.name for a in agents.values() if a.role == "lead"]
@@ -415,11 +415,9 @@ def _merged(defaults: dict[str, Any], tbl: dict[str, Any], path: Path, name: str
     return merged
 
 
-def _budget(raw: dict[str, Any], agent: str, path: Path) -> int | None:
-    """The agent's `budget` (its own, else `[defaults]`), parsed; a bad one names its key path."""
-    own = raw["agents"][agent]
-    where = f"$.agents.{agent}.budget" if "budget" in own else "$.defaults.budget"
-    value = own.get("budget", raw.get("defaults", {}).get("budget"))
+def _budget(value: Any, where: str, path: Path) -> int | None:
+    """An agent's `budget` (its own, else `[defaults]`: `where` names which), parsed; a bad one names
+    its key path."""
     if value is None:
         return None
     try:
@@ -461,7 +459,10 @@ def _state_dir(configured: str | None, name: str, base: Path) -> Path:
     return _xdg_home("XDG_STATE_HOME", ".local/state") / "fleet" / name
 
 
-def _agent(name: str, tbl: dict[str, Any], base: Path, worktrees: Path) -> AgentSpec:
+def _agent(name: str, tbl: dict[str, Any], path: Path, worktrees: Path, budget_key: str) -> AgentSpec:
+    """An agent from its table over `[defaults]` (`_merged`) in the config file `path`; `budget_key`:
+    where its budget was set."""
+    base = path.parent
     if not re.fullmatch(AGENT_NAME, name):  # the schema checked it; this guards direct callers
         raise ConfigError(f"Bad agent name {name!r}.", hint=f"Agent names are {AGENT_NAME_RULE}.")
     role: Role = tbl.get("role", "explorer")
@@ -479,4 +480,5 @@ def _agent(name: str, tbl: dict[str, Any], base: Path, worktrees: Path) -> Agent
         repo=repo,
         base=tbl.get("base") if repo is not None else None,
         account=tbl.get("account"),
+        budget=_budget(tbl.get("budget"), budget_key, path),
     )

@@ -14,9 +14,9 @@ Every error names the key path (`$.hosts.gpu1.port`).
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -70,12 +70,8 @@ def _string(value: Any, path: Path, key: str, most: int = 4096) -> str:
     return value
 
 
-def _local_path(value: str, base: Path) -> Path:
-    p = Path(os.path.expandvars(value)).expanduser()
-    return p if p.is_absolute() else (base / p).resolve()
-
-
-def parse_host(name: str, tbl: Any, path: Path) -> HostSpec:
+def parse_host(name: str, tbl: Any, path: Path, resolve: Callable[[str, Path], Path]) -> HostSpec:
+    """One `[hosts.NAME]` table; `resolve` makes its local paths absolute as the config's own are."""
     where = f"$.hosts.{name}"
     if not re.fullmatch(HOST_NAME, name):
         raise _fail(path, where, f"{name!r} is not a valid host name", f"Host names are {HOST_NAME_RULE}.")
@@ -110,21 +106,22 @@ def parse_host(name: str, tbl: Any, path: Path) -> HostSpec:
     config = tbl.get("config")
     return HostSpec(
         name=name, ssh=ssh, port=port,
-        identity=_local_path(_string(identity, path, f"{where}.identity"), base) if identity is not None else None,
-        ssh_config=_local_path(_string(ssh_config, path, f"{where}.ssh_config"), base)
+        identity=resolve(_string(identity, path, f"{where}.identity"), base) if identity is not None else None,
+        ssh_config=resolve(_string(ssh_config, path, f"{where}.ssh_config"), base)
         if ssh_config is not None else None,
         fleet=fleet, config=_string(config, path, f"{where}.config") if config is not None else None)
 
 
-def parse_hosts(raw: Any, path: Path) -> dict[str, HostSpec]:
-    """The `[hosts]` table (absent: none)."""
+def parse_hosts(raw: Any, path: Path, resolve: Callable[[str, Path], Path]) -> dict[str, HostSpec]:
+    """The `[hosts]` table (absent: none). `resolve(value, dir)`: the config's path resolution
+    (`fleet.config`, which imports this module, so it is handed in)."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise _fail(path, "$.hosts", "not a table", "Write one `[hosts.NAME]` table per host.")
     if len(raw) > MAX_HOSTS:
         raise _fail(path, "$.hosts", f"{len(raw)} hosts, more than {MAX_HOSTS}", "Split the fleet.")
-    return {name: parse_host(name, tbl, path) for name, tbl in raw.items()}
+    return {name: parse_host(name, tbl, path, resolve) for name, tbl in raw.items()}
 
 
 def remote_agent(name: str, tbl: dict[str, Any], hosts: dict[str, HostSpec], path: Path) -> RemoteAgent:

@@ -91,13 +91,13 @@ def _assignment_cwd(agent_dir: Path) -> str | None:
 def _held_by_someone_else(agent_dir: Path, now: float) -> bool:
     """Whether a live lease on the agent belongs to neither the watchdog nor its open assignment."""
     from fleet.leases import LeaseStore, lease_state
-    from fleet.leases.files import SHARED_STORE_MARKER
+    from fleet.leases.files import shared_marker
 
     from .gates import read_context
 
     state_dir = agent_dir.parent.parent
     try:
-        if (state_dir / "leases" / SHARED_STORE_MARKER).exists():
+        if shared_marker(state_dir).exists():
             # the leases are in the shared store, which the hook does not reach: this host's copy of
             # the agent's row, judged on the database's clock; none fresh enough, and a person decides
             from fleet.leases import mirror

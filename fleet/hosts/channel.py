@@ -26,9 +26,9 @@ import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypeVar
 
 from fleet.config.hosts import HostSpec
 from fleet.errors import FleetError, HostError, HostLost, HostProtocolError, HostUnreachable
@@ -45,6 +45,8 @@ MAX_PARALLEL: Final = 8
 _STDERR_LINES: Final = 20
 
 _LOST: Final = object()
+
+_T = TypeVar("_T")
 
 
 def remote_command(host: HostSpec, command: Sequence[str] = ("remote-session",)) -> str:
@@ -356,7 +358,7 @@ def _close_at_exit() -> None:
 
 class Hosts:
     """A config's hosts, reached over the process's channels (one per host, opened on first use and
-    kept for the process's life); `ask` fans out in parallel."""
+    kept for the process's life); `each` and `ask` fan out in parallel."""
 
     def __init__(self, hosts: dict[str, HostSpec], version: str, **options: Any) -> None:
         self.specs = hosts
@@ -390,5 +392,13 @@ class Hosts:
             except FleetError as exc:
                 return exc
 
-        with ThreadPoolExecutor(max_workers=min(len(requests), MAX_PARALLEL), thread_name_prefix="fleet-hosts") as pool:
-            return dict(zip(requests, pool.map(one, requests), strict=True))
+        return self.each(list(requests), one)
+
+    @staticmethod
+    def each(names: Sequence[str], one: Callable[[str], _T]) -> dict[str, _T]:
+        """`one(name)` for each host of `names` at once (at most MAX_PARALLEL at a time): name -> what
+        it returned, in `names`' order."""
+        if not names:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(len(names), MAX_PARALLEL), thread_name_prefix="fleet-hosts") as pool:
+            return dict(zip(names, pool.map(one, names), strict=True))

@@ -39,7 +39,7 @@ from .rules import (
 )
 
 __all__ = ["LOCK_POLL", "LOCK_TIMEOUT", "PEEK_TRIES", "SHARED_STORE_MARKER", "WATCH_INTERVAL", "Clock", "LeaseFiles",
-           "LeaseInfo", "RepairResult"]
+           "LeaseInfo", "RepairResult", "shared_marker"]
 
 Clock = Callable[[], float]
 
@@ -57,6 +57,11 @@ _GRANT_EVENTS: Final = frozenset({"lease.grant", "lease.takeover", "lease.renew"
 #: (`fleet.service.core`): readers of the files alone (Codex's approval hook) then know they cannot
 #: tell who holds an agent, and fail closed.
 SHARED_STORE_MARKER: Final = "shared-store"
+
+
+def shared_marker(state_dir: Path) -> Path:
+    """The state dir's `SHARED_STORE_MARKER`."""
+    return state_dir / "leases" / SHARED_STORE_MARKER
 
 
 class RepairResult(TypedDict):

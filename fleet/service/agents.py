@@ -21,6 +21,7 @@ from fleet.errors import AgentBusy, AgentNotRunning, ControlPlaneExposed, FleetE
 from fleet.prompttext import check_text
 
 from .core import Service, logger
+from .hosts import forward_if_remote
 from .install import ensure_lead_plugin
 
 if TYPE_CHECKING:
@@ -265,12 +266,11 @@ def agent_send(svc: Service, *, agent: str, text: str, timeout: float, request_i
     durable index (scope `send:<agent>`): a retry answers with the first receipt (`duplicate`)
     without typing; the same id with another text is `request_id_conflict`. If the first call typed
     but got no receipt, the retry falls back to the journal, which finds a late receipt or sends.
-    A remote agent's send runs on its host (`fleet.service.hosts.forward`)."""
-    if agent in svc.config.remote_agents:
-        from .hosts import forward_send  # noqa: PLC0415 (only a config with hosts needs it)
-
-        return forward_send(svc, agent=agent, text=text, timeout=timeout, request_id=request_id, holder=holder,
-                            token=token)
+    A remote agent's send runs on its host, always with a request id (`fleet.service.hosts`)."""
+    if (there := forward_if_remote(svc, "agent_send", {"agent": agent, "text": text, "timeout": timeout,
+                                                       "holder": holder, "token": token, "request_id": request_id},
+                                   agent=agent, timeout=timeout)) is not None:
+        return there
     spec = svc.config.agent(agent)
     if request_id is None:
         with svc.leased([spec], holder, token, operation="send", bound=timeout):
@@ -302,20 +302,17 @@ def _sha(key: dict[str, Any]) -> str:
 
 def agent_interrupt(svc: Service, *, agent: str, holder: str | None = None,
                     token: int | None = None) -> dict[str, Any]:
-    if agent in svc.config.remote_agents:
-        from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
-
-        return forward_agent_op(svc, "agent_interrupt", {"agent": agent, "holder": holder, "token": token})
+    if (there := forward_if_remote(svc, "agent_interrupt", {"agent": agent, "holder": holder, "token": token},
+                                   agent=agent)) is not None:
+        return there
     spec = svc.config.agent(agent)
     with svc.leased([spec], holder, token, operation="interrupt", bound=_INTERRUPT_BOUND):
         return svc.runtime.interrupt(spec)
 
 
 def agent_tail(svc: Service, *, agent: str, lines: int) -> dict[str, Any]:
-    if agent in svc.config.remote_agents:  # asked from its host
-        from .hosts import forward  # noqa: PLC0415 (only a config with hosts needs it)
-
-        return forward(svc, agent, "agent_tail", {"agent": agent, "lines": lines}, timeout=30)
+    if (there := forward_if_remote(svc, "agent_tail", {"agent": agent, "lines": lines}, agent=agent)) is not None:
+        return there
     return svc.runtime.tail(svc.config.agent(agent), lines)
 
 

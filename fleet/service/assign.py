@@ -56,6 +56,7 @@ from .delivery import (
     take_lease,
     template_text,
 )
+from .hosts import forward_if_remote
 from .routing import (
     candidates,
     check_repo,
@@ -419,11 +420,10 @@ def assignment_cancel(svc: Service, *, assignment: str, interrupt: bool, holder:
     in the ledger only: the agent's own host frees it (hook context and lease) at its next watchdog
     tick (`delivery.end_stale_contexts`)."""
     agent = svc.ledger.get(assignment).agent
-    if agent is not None and agent in svc.config.remote_agents:
-        from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
-
-        return forward_agent_op(svc, "assignment_cancel", {"assignment": assignment, "interrupt": interrupt,
-                                                           "holder": holder}, agent=agent)
+    if agent is not None and (there := forward_if_remote(
+            svc, "assignment_cancel", {"assignment": assignment, "interrupt": interrupt, "holder": holder},
+            agent=agent)) is not None:
+        return there
     caller = svc.holder_for(holder)
     for _ in range(3):
         a = svc.ledger.get(assignment)

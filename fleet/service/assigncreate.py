@@ -65,9 +65,8 @@ def _create_remote(svc: Service, *, to: str, request_id: str | None, holder: str
                                f"assign on {host}.", agent=to, host=host)
     from .hosts import forward_agent_op, remote_request_id  # noqa: PLC0415 (only a config with hosts needs it)
 
-    call = {**{k: v for k, v in args.items() if v is not None}, "to": to, "token": token, "holder": holder,
-            "request_id": request_id or remote_request_id()}
-    return forward_agent_op(svc, "assignment_create", call, agent=to, timeout=60.0)
+    call = {**args, "to": to, "token": token, "holder": holder, "request_id": request_id or remote_request_id()}
+    return forward_agent_op(svc, "assignment_create", call, host=host, timeout=60.0)
 
 
 def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None,
@@ -87,11 +86,9 @@ def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None
     from .hosts import forward_agent_op, remote_request_id  # noqa: PLC0415 (the same)
 
     base = request_id or remote_request_id()
-    hosts: dict[str, str] = {}
-    for name, remote in svc.config.remote_agents.items():
-        hosts.setdefault(remote.host, name)  # one of its agents names the host to `forward_agent_op`
+    hosts = list(dict.fromkeys(remote.host for remote in svc.config.remote_agents.values()))
     if request_id is not None:  # a retried call: whichever attempt made it answers, wherever it was
-        prior = _prior_attempt(svc, base, list(hosts))
+        prior = _prior_attempt(svc, base, hosts)
         if prior is not None:
             return created(prior, True)
     reasons: list[dict[str, Any]] = []
@@ -101,15 +98,15 @@ def _create_anywhere(svc: Service, *, request_id: str | None, holder: str | None
         return create_here(svc, request_id=_attempt_id(base, target), holder=holder, **{**args, "queue": queue})
 
     def there(host: str, queue: bool) -> dict[str, Any]:
-        call = {**{k: v for k, v in args.items() if v is not None}, "queue": queue, "holder": holder,
+        call = {**args, "queue": queue, "holder": holder,
                 "request_id": _attempt_id(base, f"host.{host}.queue" if queue else f"host.{host}")}
-        return forward_agent_op(svc, "assignment_create", call, agent=hosts[host], timeout=60.0)
+        return forward_agent_op(svc, "assignment_create", call, host=host, timeout=60.0)
 
     if request_id is not None:  # an earlier call lost a host's answer: that host alone is asked again
         lost = svc.ledger.find_request(_LOST_SCOPE, base)
         if lost is not None and lost.result and lost.result.get("host") in hosts:
             return _ask_again(svc, base, str(lost.result["host"]), bool(lost.result.get("queue")), there)
-    for host in order_hosts(svc, list(hosts), args, reasons):
+    for host in order_hosts(svc, hosts, args, reasons):
         try:
             return here(False) if host is None else there(host, False)
         except FleetError as exc:
@@ -139,7 +136,7 @@ def _prior_attempt(svc: Service, base: str, hosts: list[str]) -> Assignment | No
     return (made or found)[0] if found else None
 
 
-def _queue_somewhere(svc: Service, base: str, hosts: dict[str, str], here: Callable[[bool], dict[str, Any]],
+def _queue_somewhere(svc: Service, base: str, hosts: list[str], here: Callable[[bool], dict[str, Any]],
                      there: Callable[[str, bool], dict[str, Any]], reasons: list[dict[str, Any]]) -> dict[str, Any]:
     """Nobody can take it now, and the caller asked to queue it: in the queue of the first host that
     accepts it (this one first when it has an agent that could ever take work, then config order).

@@ -108,9 +108,9 @@ class Service:
     def leases(self) -> LeaseBackend:
         """Lease files under the state dir, or the shared store's rows when `[store] url` is set."""
         if self._leases is None:
-            from fleet.leases.files import SHARED_STORE_MARKER
+            from fleet.leases.files import shared_marker
 
-            marker = self.config.state_dir / "leases" / SHARED_STORE_MARKER
+            marker = shared_marker(self.config.state_dir)
             if self.config.store is not None:
                 from fleet.leases.pg import PgLeaseStore
 
@@ -131,9 +131,9 @@ class Service:
         that used the store): a lead's fleet server, a watchdog unit or a shell that lacks the
         variable would be a second brain, and the approval hook would read lease files nobody writes."""
         from fleet.errors import StoreNotConfigured
-        from fleet.leases.files import SHARED_STORE_MARKER
+        from fleet.leases.files import shared_marker
 
-        marker = self.config.state_dir / "leases" / SHARED_STORE_MARKER
+        marker = shared_marker(self.config.state_dir)
         if marker.exists():
             raise StoreNotConfigured(
                 f"This fleet keeps its leases and assignments in the shared store, but this process has no "

@@ -58,6 +58,9 @@ DEADLINE_GRACE: Final = 120.0
 MAX_LEASE: Final = MAX_TTL
 #: The longest deadline: the lease covering it (deadline + grace) must fit in the longest lease.
 MAX_DEADLINE: Final = MAX_LEASE - DEADLINE_GRACE
+#: Open assignments `end_stale_contexts` lists per tick (the tick's own `OPEN_LOOKUP`): far more than
+#: a fleet has agents; a context whose assignment is past them is read from the ledger one by one.
+_OPEN_LOOKUP: Final = 1000
 #: Stands in for the assignment id in a prompt rendered before its ledger row (and so its id) exists:
 #: as long as an id (`as-` and 26 characters) and made of NULs, which no task (`fleet.prompttext`),
 #: path or skill name holds, so putting the real id in is exact and keeps the length that was checked.
@@ -114,16 +117,23 @@ def end_stale_contexts(svc: Service) -> list[dict[str, str]]:
     or does not have at all (a repaired or replaced ledger), gets `end_context`. Each agent is looked
     at under its operation lock, taken without waiting (a send writing a new context holds it: that
     agent waits for the next tick), so no new assignment's context is ever removed. One agent's trouble
-    never stops the others. Returns `{"agent", "assignment", "state"}` for each one freed."""
+    never stops the others. The open assignments are listed once, at the first context seen; only a
+    context whose assignment is not among them is read from the ledger (it may be newer than the list).
+    Returns `{"agent", "assignment", "state"}` for each one freed."""
     from fleet.agents.oplock import op_lock  # noqa: PLC0415 (the tick's path only)
 
     freed = []
+    still_open: set[str] | None = None
     for agent in svc.config.agents:
         agent_dir = svc.runtime.agent_dir(agent)
         try:
             with op_lock(agent_dir, agent, operation="end-stale", holder=WATCHDOG_HOLDER, wait=0):
                 ctx = read_context(agent_dir)
                 if ctx is None:
+                    continue
+                if still_open is None:
+                    still_open = {a.id for a in svc.ledger.assignments(open_only=True, limit=_OPEN_LOOKUP)}
+                if ctx.assignment in still_open:
                     continue
                 try:
                     state: str = svc.ledger.get(ctx.assignment).state

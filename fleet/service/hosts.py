@@ -11,7 +11,7 @@ answer without typing the prompt twice.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from fleet.errors import FleetError
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 STATUS_BOUND: Final = 8.0
 #: How long `fleet hosts` waits for each host (connecting and two round trips).
 HOSTS_BOUND: Final = 10.0
-#: Hosts `fleet hosts` asks at once.
-HOSTS_PARALLEL: Final = 8
 
 
 def unreachable(agent: RemoteAgent, why: str) -> dict[str, Any]:
@@ -39,13 +37,18 @@ def unreachable(agent: RemoteAgent, why: str) -> dict[str, Any]:
             "lease": {"agent": agent.name, "state": "unknown"}, "host": agent.host}
 
 
+def _by_host(agents: Iterable[RemoteAgent]) -> dict[str, list[RemoteAgent]]:
+    """Host -> its agents among `agents`, hosts and agents in the order given."""
+    out: dict[str, list[RemoteAgent]] = {}
+    for agent in agents:
+        out.setdefault(agent.host, []).append(agent)
+    return out
+
+
 def remote_status(svc: Service, names: list[str] | None) -> dict[str, dict[str, Any]]:
     """Name -> status entry of the remote agents among `names` (None: all), each with its `host`."""
     remote = svc.config.remote_agents
-    wanted = [remote[n] for n in names if n in remote] if names is not None else list(remote.values())
-    by_host: dict[str, list[RemoteAgent]] = {}
-    for agent in wanted:
-        by_host.setdefault(agent.host, []).append(agent)
+    by_host = _by_host([remote[n] for n in names if n in remote] if names is not None else remote.values())
     # all of a host's agents: one it does not define shows as such instead of failing the others
     answers = svc.hosts.ask({h: ("fleet_status", {}) for h in by_host}, STATUS_BOUND)
     out: dict[str, dict[str, Any]] = {}
@@ -68,9 +71,7 @@ def remote_status(svc: Service, names: list[str] | None) -> dict[str, dict[str, 
 def remote_leases(svc: Service) -> list[dict[str, Any]]:
     """The leases of every remote agent, as its host's `fleet_leases` reports them (with `host`),
     every host at once within the status bound; a host that gave none: `unknown` with its error."""
-    by_host: dict[str, list[RemoteAgent]] = {}
-    for agent in svc.config.remote_agents.values():
-        by_host.setdefault(agent.host, []).append(agent)
+    by_host = _by_host(svc.config.remote_agents.values())
     answers = svc.hosts.ask({h: ("fleet_leases", {}) for h in by_host}, STATUS_BOUND)
     out = []
     for host, agents in by_host.items():
@@ -93,23 +94,34 @@ def remote_leases(svc: Service) -> list[dict[str, Any]]:
 _FORWARD_SLACK: Final = 20.0
 
 
-def forward(svc: Service, agent: str, op: str, args: dict[str, Any], *, timeout: float,
+def forward(svc: Service, host: str, op: str, args: dict[str, Any], *, timeout: float,
             mutating: bool = False) -> dict[str, Any]:
-    """Run `op` for remote `agent` on its host; its result (with `host`), or its error, raised here
-    with the remote's code (`fleet.hosts.channel.remote_error`)."""
-    host = svc.config.remote_agents[agent].host
+    """Run `op` on `host`; its result (with `host`), or its error, raised here with the remote's code
+    (`fleet.hosts.channel.remote_error`)."""
     result = svc.hosts.channel(host).request(op, args, timeout=timeout + _FORWARD_SLACK, mutating=mutating)
     return {**result, "host": host}
 
 
-def forward_send(svc: Service, *, agent: str, text: str, timeout: float, request_id: str | None,
-                 holder: str | None, token: int | None) -> dict[str, Any]:
-    """A send to a remote agent, under the caller's holder. It always carries a request id (one is
-    made when the caller gave none), so a send whose answer the channel lost is asked again with it
-    and answered with the first receipt: never typed twice."""
-    return forward_agent_op(svc, "agent_send", {"agent": agent, "text": text, "timeout": timeout, "holder": holder,
-                                                "token": token, "request_id": request_id or remote_request_id()},
-                            timeout=timeout)
+#: Forwarded operations that only read: run under no holder, and asked again if an answer is lost.
+_READS: Final = frozenset({"agent_tail"})
+#: Forwarded operations that always carry a request id (one is made when the caller gave none), so the
+#: channel asks again for a lost answer with it and is answered with the first receipt: a send is
+#: never typed twice.
+_WITH_REQUEST_ID: Final = frozenset({"agent_send"})
+
+
+def forward_if_remote(svc: Service, op: str, args: dict[str, Any], *, agent: str,
+                      timeout: float = 30.0) -> dict[str, Any] | None:
+    """None when `agent` is not a remote agent (the caller runs `op` here); else `op` run on its host
+    (`forward`, or `forward_agent_op` for an operation that changes something) and its result."""
+    remote = svc.config.remote_agents.get(agent)
+    if remote is None:
+        return None
+    if op in _READS:
+        return forward(svc, remote.host, op, args, timeout=timeout)
+    if op in _WITH_REQUEST_ID:
+        args = {**args, "request_id": args.get("request_id") or remote_request_id()}
+    return forward_agent_op(svc, op, args, timeout=timeout, host=remote.host)
 
 
 def remote_request_id() -> str:
@@ -121,15 +133,16 @@ def remote_request_id() -> str:
 
 
 def forward_agent_op(svc: Service, op: str, args: dict[str, Any], *, timeout: float = 30.0,
-                     agent: str | None = None) -> dict[str, Any]:
-    """A mutating single-agent operation (`interrupt`, `approve`/`deny`, `claim`/`release`) for a remote
-    agent, run on its host under the caller's holder (the remote leases and audit name the same
-    holder). Not asked again if the channel loses its answer: it fails `host_lost`, since it may have
-    run there (an approval names its request, so a second answer would be refused anyway), unless it
-    carries a `request_id`. `agent`: the remote agent whose host runs it, when `args` has no `agent`."""
+                     host: str | None = None) -> dict[str, Any]:
+    """A mutating operation (`send`, `interrupt`, `approve`/`deny`, `claim`/`release`, an assignment's)
+    run on `host` (default: that of the remote agent `args` names) under the caller's holder (the remote
+    leases and audit name the same holder); arguments that are None are left out. Not asked again if
+    the channel loses its answer: it fails `host_lost`, since it may have run there (an approval names
+    its request, so a second answer would be refused anyway), unless it carries a `request_id`."""
     call = {k: v for k, v in args.items() if v is not None}
     call["holder"] = svc.holder_for(args.get("holder"))
-    return forward(svc, agent or str(args["agent"]), op, call, timeout=timeout, mutating=True)
+    target = host if host is not None else svc.config.remote_agents[str(args["agent"])].host
+    return forward(svc, target, op, call, timeout=timeout, mutating=True)
 
 
 def forward_many(svc: Service, op: str, names: list[str], args: dict[str, Any], *,
@@ -138,11 +151,10 @@ def forward_many(svc: Service, op: str, names: list[str], args: dict[str, Any], 
     under the caller's holder; one row per agent (with `host`). A host that fails gives each of its
     agents a `failed` row with that error (`host_unreachable`, or `host_lost` when the answer was lost:
     it may have run there)."""
-    by_host: dict[str, list[str]] = {}
-    for name in names:
-        by_host.setdefault(svc.config.remote_agents[name].host, []).append(name)
+    by_host = _by_host(svc.config.remote_agents[n] for n in names)
 
-    def one(host: str, group: list[str]) -> list[dict[str, Any]]:
+    def one(host: str) -> list[dict[str, Any]]:
+        group = [a.name for a in by_host[host]]
         call = {k: v for k, v in args.items() if v is not None}
         call.update(agents=group, holder=svc.holder_for(args.get("holder")))
         try:
@@ -151,8 +163,7 @@ def forward_many(svc: Service, op: str, names: list[str], args: dict[str, Any], 
             return [{"agent": n, "host": host, "result": "failed", "error": exc.to_dict()} for n in group]
         return [{**row, "host": host} for row in result.get("agents", [])]
 
-    with ThreadPoolExecutor(max_workers=min(len(by_host), HOSTS_PARALLEL), thread_name_prefix="fleet-hosts") as pool:
-        return [row for rows in pool.map(lambda item: one(*item), by_host.items()) for row in rows]
+    return [row for rows in svc.hosts.each(list(by_host), one).values() for row in rows]
 
 
 def _probe(svc: Service, name: str) -> dict[str, Any]:
@@ -179,8 +190,4 @@ def _probe(svc: Service, name: str) -> dict[str, Any]:
 def fleet_hosts(svc: Service) -> dict[str, Any]:
     """Each configured host: reachable, connect time and round-trip latency, its fleet version, the
     agents this config puts there (and any its own config lacks), or the error it failed with."""
-    names = list(svc.config.hosts)
-    if not names:
-        return {"hosts": []}
-    with ThreadPoolExecutor(max_workers=min(len(names), HOSTS_PARALLEL), thread_name_prefix="fleet-hosts") as pool:
-        return {"hosts": list(pool.map(lambda n: _probe(svc, n), names))}
+    return {"hosts": list(svc.hosts.each(list(svc.config.hosts), lambda n: _probe(svc, n)).values())}

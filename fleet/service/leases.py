@@ -7,26 +7,23 @@ from typing import Any
 from fleet.errors import FleetError, StoreUnavailable
 
 from .core import Service
+from .hosts import forward_if_remote
 
 
 def agent_claim(svc: Service, *, agent: str, ttl: float, wait: float, holder: str | None = None,
                 token: int | None = None) -> dict[str, Any]:
-    if agent in svc.config.remote_agents:  # its lease lives on its host
-        from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
-
-        return forward_agent_op(svc, "agent_claim", {"agent": agent, "ttl": ttl, "wait": wait, "holder": holder,
-                                                     "token": token}, timeout=30.0 + wait)
+    if (there := forward_if_remote(svc, "agent_claim", {"agent": agent, "ttl": ttl, "wait": wait, "holder": holder,
+                                                        "token": token}, agent=agent, timeout=30.0 + wait)) is not None:
+        return there  # its lease lives on its host
     spec = svc.config.agent(agent)
     return dict(svc.leases.claim(spec.name, svc.holder_for(holder), ttl=ttl, wait=wait, token=token))
 
 
 def agent_release(svc: Service, *, agent: str, force: bool, holder: str | None = None,
                   token: int | None = None) -> dict[str, Any]:
-    if agent in svc.config.remote_agents:
-        from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
-
-        return forward_agent_op(svc, "agent_release", {"agent": agent, "force": force, "holder": holder,
-                                                       "token": token})
+    if (there := forward_if_remote(svc, "agent_release", {"agent": agent, "force": force, "holder": holder,
+                                                          "token": token}, agent=agent)) is not None:
+        return there
     spec = svc.config.agent(agent)
     return dict(svc.leases.release(spec.name, svc.holder_for(holder), force=force, token=token))
 

@@ -20,6 +20,7 @@ from fleet.agents.account import account_of
 from fleet.config import AgentSpec
 from fleet.errors import FleetError, InvalidInput, Timeout
 from fleet.fsutil import ensure_dir, flock_within, open_lock_file
+from fleet.work.hostrank import key_to_json
 from fleet.work.routing import AgentFacts, Need, Refusal, check_skills, route, share_accounts
 from fleet.work.scope import normalize_scope
 
@@ -101,7 +102,8 @@ def gather_facts(svc: Service, specs: Sequence[AgentSpec], caller: str | None,
     """One routing fact per agent, read now: state (Codex's signals), lease, skills, ledger load and
     account (agents on one account share its limits: `share_accounts`, over every configured agent,
     not only `specs`). A lease held by `caller` does not count against the agent (the caller hands
-    it over; pass a caller only for work that names its agent, never for routed work)."""
+    it over; pass a caller only for work that names its agent, never for routed work). Leases are read
+    for `specs` only: `share_accounts` reads no lease, and the other agents' facts are dropped after it."""
     load = svc.ledger.agent_load()
     wanted = {s.name for s in specs}
     everyone = [*specs, *(s for s in svc.config.agents.values() if s.name not in wanted)]
@@ -109,11 +111,13 @@ def gather_facts(svc: Service, specs: Sequence[AgentSpec], caller: str | None,
     out = []
     for spec in everyone:
         status = statuses.get(spec.name, {})
-        try:
-            lease = svc.leases.info(spec.name)
-            other = lease["state"] == "held" and lease["holder"] != caller
-        except FleetError:  # a corrupt record fails closed
-            other = True
+        other = False
+        if spec.name in wanted:
+            try:
+                lease = svc.leases.info(spec.name)
+                other = lease["state"] == "held" and lease["holder"] != caller
+            except FleetError:  # a corrupt record fails closed
+                other = True
         count, last = load.get(spec.name, (0, None))
         state = str(status.get("state", "stopped"))
         inv = inventories.get(spec.name)
@@ -228,5 +232,5 @@ def assignment_route(svc: Service, *, skills: list[str] | None = None, write_pat
     need = Need(skills=frozenset(skills or ()), needs_write=bool(write))
     pool, skills_of, bad = candidates(svc, need, write, read, check_repo(svc, repo, None))
     result = route(gather_facts(svc, pool, None, skills_of), need)
-    return {"agent": result.agent, "rank": list(result.key) if result.key is not None else None,
+    return {"agent": result.agent, "rank": key_to_json(result.key) if result.key is not None else None,
             "reasons": [r.to_dict() for r in (*result.refusals, *bad)]}

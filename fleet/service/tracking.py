@@ -327,15 +327,11 @@ def _commit_verified(svc: Service, a: Assignment, spec: AgentSpec, verification:
     verification["commit"] = done
 
 
-def verify(svc: Service, a: Assignment, spec: AgentSpec) -> dict[str, Any]:
-    """The verification of a reported assignment: what changed in the cwd since the baseline, the
-    checks' results, the verdict and its reasons. Never raises for the work's content: a baseline
-    or snapshot that cannot be read rejects, saying why."""
-    return verify_states(svc, a, spec)[0]
-
-
 def verify_states(svc: Service, a: Assignment, spec: AgentSpec) -> tuple[dict[str, Any], dict[str, str | None]]:
-    """`verify`, and the state the snapshot saw of each changed path (what a commit must hold)."""
+    """The verification of a reported assignment: what changed in the cwd since the baseline, the
+    checks' results, the verdict and its reasons; and the state the snapshot saw of each changed path
+    (what a commit must hold). Never raises for the work's content: a baseline or snapshot that cannot
+    be read rejects, saying why."""
     report, _ = validate_report(a.report)
     states: dict[str, str | None] = {}
     mode = "unknown"

@@ -16,6 +16,7 @@ from fleet.service.tick import run_tick
 from fleet.watchdog import systemd
 
 from .core import Service
+from .hosts import forward_if_remote
 from .watchdogstore import open_watchdog_store
 
 #: How long approve/deny wait to see the hook take the answer (it polls every 0.2 s).
@@ -65,21 +66,17 @@ def watchdog_status(svc: Service, *, ticks: int) -> dict[str, Any]:
 
 def agent_approve(svc: Service, *, agent: str, request: str | None = None, holder: str | None = None,
                   token: int | None = None) -> dict[str, Any]:
-    if agent in svc.config.remote_agents:  # its hook holds the call on its host
-        from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
-
-        return forward_agent_op(svc, "agent_approve", {"agent": agent, "request": request, "holder": holder,
-                                                       "token": token})
+    if (there := forward_if_remote(svc, "agent_approve", {"agent": agent, "request": request, "holder": holder,
+                                                          "token": token}, agent=agent)) is not None:
+        return there  # its hook holds the call on its host
     return _answer(svc, agent, "allow", "", request, holder, token)
 
 
 def agent_deny(svc: Service, *, agent: str, message: str, request: str | None = None, holder: str | None = None,
                token: int | None = None) -> dict[str, Any]:
-    if agent in svc.config.remote_agents:
-        from .hosts import forward_agent_op  # noqa: PLC0415 (only a config with hosts needs it)
-
-        return forward_agent_op(svc, "agent_deny", {"agent": agent, "message": message, "request": request,
-                                                    "holder": holder, "token": token})
+    if (there := forward_if_remote(svc, "agent_deny", {"agent": agent, "message": message, "request": request,
+                                                       "holder": holder, "token": token}, agent=agent)) is not None:
+        return there
     return _answer(svc, agent, "deny", message, request, holder, token)
 
 

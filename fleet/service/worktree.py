@@ -107,7 +107,7 @@ def prepare(svc: Service, spec: AgentSpec, assignment_id: str) -> dict[str, Any]
 
 
 def commit(spec: AgentSpec, assignment_id: str, summary: str, changed: Sequence[str],
-           states: Mapping[str, str | None] | None = None) -> str | None:
+           states: Mapping[str, str | None]) -> str | None:
     """Commit a repo agent's verified work, the `changed` paths verification saw (not what its
     checks wrote), to its assignment's branch (`commit_verified`), refusing when they no longer hold
     the `states` verification saw; the branch's tip, or None for a plain agent."""
