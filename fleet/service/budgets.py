@@ -55,21 +55,24 @@ def budget_report_request(assignment: str, used: int, budget: int) -> str:
             f"valid report the assignment fails as over_budget.\n\n{REPORT_CONTRACT}")
 
 
-def interrupt_for_budget(svc: Service, spec: AgentSpec, holder: str, assignment: str,
-                         facts: BudgetFacts | None) -> dict[str, Any]:
-    """Stop the agent's turn if one runs (Esc, confirmed), then ask for the report."""
+def interrupt_turn(svc: Service, spec: AgentSpec, holder: str) -> dict[str, Any]:
+    """Stop the agent's turn if one runs (Esc, confirmed), under `holder`'s lease on the agent."""
     with svc.leased([spec], holder, None):
-        interrupted = svc.runtime.interrupt(spec)
-    used, budget = (facts.used, facts.budget) if facts else (0, 0)
+        return svc.runtime.interrupt(spec)
+
+
+def interrupt_for_budget(svc: Service, spec: AgentSpec, holder: str, assignment: str,
+                         facts: BudgetFacts) -> dict[str, Any]:
+    """Stop the agent's turn if one runs (Esc, confirmed), then ask for the report."""
+    interrupted = interrupt_turn(svc, spec, holder)
     return {"interrupt": interrupted, **deliver(svc, assignment, actor=WATCHDOG_HOLDER,
-                                                text=budget_report_request(assignment, used, budget))}
+                                                text=budget_report_request(assignment, facts.used, facts.budget))}
 
 
 def fail_over_budget(svc: Service, spec: AgentSpec, holder: str, assignment: str, reason: str) -> dict[str, Any]:
     """End the assignment `failed` (`over_budget`); a turn still running is stopped first, so it
     spends nothing more."""
-    with svc.leased([spec], holder, None):
-        interrupted = svc.runtime.interrupt(spec)
+    interrupted = interrupt_turn(svc, spec, holder)
     done = fail(svc, assignment, spec.name, reason, actor=WATCHDOG_HOLDER, expect=("sent", "working"),
                 code=FAIL_OVER_BUDGET)
     return {"interrupt": interrupted, "failed": done is not None}

@@ -42,7 +42,7 @@ from fleet.vocab import WATCHDOG_HOLDER, assignment_holder
 from fleet.work.lifecycle import END_STATES
 from fleet.work.prompt import PromptSpec, load_template, render_prompt
 from fleet.work.records import Assignment
-from fleet.work.verify import SnapshotError, snapshot
+from fleet.work.verify import Snapshot, SnapshotError, snapshot
 
 from .core import Service
 from .routing import Scope, scope_for
@@ -175,6 +175,15 @@ def render_for(spec: AgentSpec, scope: Scope, *, task: str, skills: Sequence[str
         now=time.time(), template=template, tz=datetime.now().astimezone().tzinfo)
 
 
+def baseline_record(spec: AgentSpec, scope: Scope, snap: Snapshot, branch: dict[str, Any] | None) -> dict[str, Any]:
+    """The verification baseline the ledger keeps for the work on `spec`: its cwd and scope, the
+    snapshot `snap` of the cwd, the sandbox the work runs under (the verification records it), and a
+    repo agent's worktree branch (`prepare`)."""
+    return {"version": 1, "agent": spec.name, "role": spec.role, "cwd": str(spec.cwd),
+            "write_paths": list(scope.write), "read_paths": list(scope.read), "snapshot": snap.to_json(),
+            "sandbox": effective_sandbox(spec), **({"worktree": branch} if branch else {})}
+
+
 def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, actor: str,
                prompt: str | None = None) -> Assignment:
     """Deliver a queued assignment to `spec` under its lease (token `token`): normalise its scope for
@@ -210,10 +219,7 @@ def send_first(svc: Service, a: Assignment, spec: AgentSpec, token: int, *, acto
         raise SendAborted(InvalidInput(f"fleet cannot snapshot {spec.cwd} to verify the work later: {exc}.",
                                        hint="Fix the working directory (or its git repository) and assign again.")
                           ) from exc
-    baseline = {"version": 1, "agent": spec.name, "role": spec.role, "cwd": str(spec.cwd),
-                "write_paths": list(scope.write), "read_paths": list(scope.read), "snapshot": snap.to_json(),
-                "sandbox": effective_sandbox(spec),  # the verification records what the work ran under
-                **({"worktree": branch} if branch else {})}
+    baseline = baseline_record(spec, scope, snap, branch)
     svc.ledger.annotate(a.id, "baseline", actor=actor, baseline=baseline, **wt_fields,
                         details={"agent": spec.name, "kind": snap.kind, "files": len(snap.files),
                                  "write_paths": list(scope.write), "notes": list(snap.notes),

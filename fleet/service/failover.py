@@ -34,6 +34,7 @@ fails after step 4 fails the assignment, saying why: the work is never on two ag
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -52,28 +53,38 @@ from fleet.vocab import WATCHDOG_HOLDER, assignment_holder
 from fleet.watchdog.decide import OWES_REPORT_STATES
 from fleet.watchdog.decide import AgentFacts as LimitFacts
 from fleet.work.failover import Candidate, Choice, Work, choose, handover_note
-from fleet.work.records import Assignment
+from fleet.work.records import Assignment, Event
 from fleet.work.routing import Need
 from fleet.work.scope import allows
-from fleet.work.verify import Snapshot, SnapshotError, changed_files, snapshot
+from fleet.work.verify import SnapshotError, compare_with_baseline, snapshot
 from fleet.work.worktrees import git_errors, release_branch
 
 from .core import Service
-from .delivery import end_context, fail, free_lease, render_for, renew_lease, take_lease, template_text
+from .delivery import (
+    baseline_record,
+    end_context,
+    fail,
+    free_lease,
+    render_for,
+    renew_lease,
+    take_lease,
+    template_text,
+)
 from .routing import Scope, gather_facts, inventory, repo_of, routing_lock, scope_for
 from .tracking import assignment_tokens, journal_with_turn_end
 from .worktree import commit, prepare, refuse_dirty
 
 
-def plan(svc: Service, a: Assignment, parked: AgentSpec) -> Choice:
-    """Where `a`, open on the parked agent, could go now (reads every agent's status, lease and
-    load; skills only when the assignment names some)."""
+def plan(svc: Service, a: Assignment, parked: AgentSpec, *, events: Sequence[Event] | None = None,
+         statuses: Mapping[str, Mapping[str, Any]] | None = None) -> Choice:
+    """Where `a`, open on the parked agent, could go now (reads every agent's lease and load, its
+    status unless `statuses` (by name, just read) are given, and the assignment's `events` unless
+    given; skills only when the assignment names some)."""
     specs = list(svc.config.agents.values())
     inventories = {s.name: inventory(s) for s in specs} if a.skills else {}
-    failed = {str(e.details.get("key"))[3:]: str(e.details.get("reason")) for e in svc.ledger.events_for(a.id)
-              if e.kind == "reassign_refused" and str(e.details.get("key")).startswith("to:")}
+    failed = _refusals(svc.ledger.events_for(a.id) if events is None else events)
     candidates = []
-    for f in gather_facts(svc, specs, None, inventories):
+    for f in gather_facts(svc, specs, None, inventories, statuses):
         spec = svc.config.agent(f.name)
         _, problems = scope_for(spec, a.write_paths, a.read_paths)
         barred = f"taking this assignment over failed before: {failed[f.name]}" if f.name in failed else None
@@ -82,22 +93,31 @@ def plan(svc: Service, a: Assignment, parked: AgentSpec) -> Choice:
     return choose(Work(a.id, parked.name, need, a.repo or repo_of(parked)), candidates)
 
 
-def limit_facts(svc: Service, facts: LimitFacts) -> LimitFacts:
+def _refusals(events: Sequence[Event]) -> dict[str, str]:
+    """The agents that failed to take the assignment over before (`reassign_refused` with key
+    `to:<agent>`), each with why."""
+    return {str(e.details.get("key"))[3:]: str(e.details.get("reason")) for e in events
+            if e.kind == "reassign_refused" and str(e.details.get("key")).startswith("to:")}
+
+
+def limit_facts(svc: Service, facts: LimitFacts, statuses: Mapping[str, Mapping[str, Any]] | None = None) -> LimitFacts:
     """A limited agent's facts for `decide`, completed: the assignment handed over from it while it
     was parked (`handed_over`), and with `on_limit = "reassign"` where its open assignment could go
-    (`failover_to`, `failover_why`). Never for an agent someone else holds."""
+    (`failover_to`, `failover_why`). Never for an agent someone else holds. `statuses`: every
+    agent's status as the caller has just read it, by name (else read again)."""
     since = facts.limited_since if facts.limited_since is not None else (facts.idle_since or 0.0)
     out = replace(facts, handed_over=svc.ledger.handed_over(facts.agent, since))
     a = facts.assignment
     if (svc.config.watchdog.on_limit != "reassign" or a is None or a.state not in OWES_REPORT_STATES
             or a.has_valid_report or facts.lease == "other"):
         return out
-    if any(e.kind == "reassign_refused" and e.details.get("key") == facts.agent for e in svc.ledger.events_for(a.id)):
+    events = svc.ledger.events_for(a.id)
+    if any(e.kind == "reassign_refused" and e.details.get("key") == facts.agent for e in events):
         return out  # its first attempt cannot move safely: it waits for the reset
     row = svc.ledger.get(a.id)
     if row.budget is not None and counted(row.usage) > row.budget:
         return out  # past its budget: the budget rule ends it; another agent would only spend more
-    choice = plan(svc, row, svc.config.agent(facts.agent))
+    choice = plan(svc, row, svc.config.agent(facts.agent), events=events, statuses=statuses)
     return replace(out, failover_to=choice.agent, failover_why=choice.reason)
 
 
@@ -141,15 +161,12 @@ def _first_attempt(svc: Service, a: Assignment) -> tuple[list[str] | None, str |
     baseline = svc.ledger.baseline(a.id) or {}
     write = tuple(str(p) for p in baseline.get("write_paths") or ())
     try:
-        before = Snapshot.from_json(baseline["snapshot"])
-        after = snapshot(str(baseline["cwd"]), since=before)
+        seen = compare_with_baseline(baseline)
     except (SnapshotError, ValueError, KeyError, TypeError, OSError) as exc:
         return None, f"fleet could not compare its working directory with the baseline: {exc}", write, {}
-    notes = [*before.notes, *after.notes]
-    if notes:
-        return None, f"its working directory could not be seen in full: {notes[0]}", write, {}
-    changed = changed_files(before, after)
-    return changed, None, write, {p: after.files.get(p) for p in changed}
+    if seen.notes:
+        return None, f"its working directory could not be seen in full: {seen.notes[0]}", write, {}
+    return seen.changed, None, write, seen.states
 
 
 def _move(svc: Service, a: Assignment, old: AgentSpec, new: AgentSpec, choice: Choice,
@@ -203,9 +220,7 @@ def _hand_over(svc: Service, a: Assignment, old: AgentSpec, new: AgentSpec, choi
     """Step 4: the new agent's worktree on the branch, its baseline, and the ledger's move."""
     branch = prepare(svc, new, a.id)  # a repo agent's worktree goes on the branch, with the first attempt
     snap = snapshot(new.cwd)
-    baseline = {"version": 1, "agent": new.name, "role": new.role, "cwd": str(new.cwd),
-                "write_paths": list(scope.write), "read_paths": list(scope.read), "snapshot": snap.to_json(),
-                "sandbox": _sandbox(new), **({"worktree": branch} if branch else {})}
+    baseline = baseline_record(new, scope, snap, branch)
     note = handover_note(assignment=a.id, first=old.name, changed=changed, same_cwd=old.cwd == new.cwd,
                          first_cwd=str(old.cwd), branch=branch["branch"] if branch else None, commit=tip)
     events = svc.ledger.events_for(a.id)
@@ -219,12 +234,6 @@ def _hand_over(svc: Service, a: Assignment, old: AgentSpec, new: AgentSpec, choi
     if spent["turns"]:
         svc.ledger.set_usage(a.id, spent)
     return moved, count
-
-
-def _sandbox(spec: AgentSpec) -> str:
-    from fleet.agents.codex import effective_sandbox  # noqa: PLC0415 (as delivery does; codex.py is heavy)
-
-    return effective_sandbox(spec)
 
 
 def _send(svc: Service, a: Assignment, parked: str, new: AgentSpec, scope: Scope, token: int, request_id: str,

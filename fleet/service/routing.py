@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -97,20 +97,23 @@ def _account(status: dict[str, Any], spec: AgentSpec) -> str | None:
     return known if isinstance(known, str) else account_of(spec) if "account" not in status else None
 
 
-def gather_facts(svc: Service, specs: Sequence[AgentSpec], caller: str | None,
-                 inventories: dict[str, Inventory]) -> list[AgentFacts]:
+def gather_facts(svc: Service, specs: Sequence[AgentSpec], caller: str | None, inventories: dict[str, Inventory],
+                 statuses: Mapping[str, Mapping[str, Any]] | None = None) -> list[AgentFacts]:
     """One routing fact per agent, read now: state (Codex's signals), lease, skills, ledger load and
     account (agents on one account share its limits: `share_accounts`, over every configured agent,
     not only `specs`). A lease held by `caller` does not count against the agent (the caller hands
     it over; pass a caller only for work that names its agent, never for routed work). Leases are read
-    for `specs` only: `share_accounts` reads no lease, and the other agents' facts are dropped after it."""
+    for `specs` only: `share_accounts` reads no lease, and the other agents' facts are dropped after it.
+    `statuses`, by agent name: every configured agent's status as the caller has just read it (else read
+    here)."""
     load = svc.ledger.agent_load()
     wanted = {s.name for s in specs}
     everyone = [*specs, *(s for s in svc.config.agents.values() if s.name not in wanted)]
-    statuses = {str(s["name"]): dict(s) for s in svc.runtime.status(everyone)}
+    read = svc.runtime.status(everyone) if statuses is None else statuses.values()
+    known = {str(s["name"]): dict(s) for s in read}
     out = []
     for spec in everyone:
-        status = statuses.get(spec.name, {})
+        status = known.get(spec.name, {})
         other = False
         if spec.name in wanted:
             try:

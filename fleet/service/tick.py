@@ -40,7 +40,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Final, Literal, TypedDict
@@ -259,7 +259,7 @@ class _Tick:
             if row and row.get("budget"):  # `fleet.watchdog.budget`
                 facts = replace(facts, budget=self._budget(row, events, journal, spec.home))
             if facts.state == "limited" and self.ledger is not None:  # failover and handovers (`on_limit`)
-                facts = self._limit_facts(facts)
+                facts = self._limit_facts(facts, statuses)
             if name == lead:
                 lead_state = facts.state
             self.seen[name] = Seen(spec, facts, journal, ladder, records.get(name) or AgentRecord(name))
@@ -273,10 +273,11 @@ class _Tick:
         found: BudgetFacts | None = self._from_ledger(lambda ledger: budget_facts(ledger, row, events, journal, home),
                                                       None)
         return found
-    def _limit_facts(self, facts: AgentFacts) -> AgentFacts:
-        """`limit_facts`, or the facts as they were when it cannot be worked out (said in `errors`)."""
+    def _limit_facts(self, facts: AgentFacts, statuses: Mapping[str, Mapping[str, Any]]) -> AgentFacts:
+        """`limit_facts` (from the `statuses` this tick read), or the facts as they were when it cannot
+        be worked out (said in `errors`)."""
         try:
-            return limit_facts(self.svc, facts)
+            return limit_facts(self.svc, facts, statuses)
         except LEDGER_FAULTS as exc:
             self.ledger_down(exc)
         except FleetError as exc:

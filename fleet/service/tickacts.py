@@ -26,7 +26,7 @@ from fleet.watchdog.store import AgentRecord, LadderRecord
 
 from .agents import restart_agent
 from .assign import deliver, dispatch
-from .budgets import fail_over_budget, interrupt_for_budget
+from .budgets import fail_over_budget, interrupt_for_budget, interrupt_turn
 from .core import Service
 from .delivery import fail
 from .failover import reassign
@@ -60,8 +60,7 @@ def act(svc: Service, action: Action, seen: dict[str, Seen], now: float) -> dict
         return deliver(svc, aid, actor=WATCHDOG_HOLDER, text=text)
     if kind == "interrupt_and_reprompt":
         assert aid is not None
-        with svc.leased([agent.spec], _holder(agent), None):
-            interrupted = svc.runtime.interrupt(agent.spec)
+        interrupted = interrupt_turn(svc, agent.spec, _holder(agent))
         return {"interrupt": interrupted, **deliver(svc, aid, actor=WATCHDOG_HOLDER)}
     if kind == "restart_resume":
         with svc.leased([agent.spec], _holder(agent), None):
@@ -86,6 +85,7 @@ def act(svc: Service, action: Action, seen: dict[str, Seen], now: float) -> dict
     if kind in ("budget_interrupt", "fail_over_budget"):  # `fleet.watchdog.budget`
         assert aid is not None
         if kind == "budget_interrupt":
+            assert agent.facts.budget is not None  # `decide` interrupts for a budget only with its facts
             return interrupt_for_budget(svc, agent.spec, _holder(agent), aid, agent.facts.budget)
         return fail_over_budget(svc, agent.spec, _holder(agent), aid, action.reason)
     raise InternalError(f"The watchdog has no way to carry out {kind!r}.", hint="This is a bug in fleet.")

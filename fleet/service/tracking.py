@@ -48,7 +48,7 @@ from fleet.work.ledger import MAX_LIST
 from fleet.work.progress import assignment_usage, next_step, read_progress
 from fleet.work.records import Assignment, Event
 from fleet.work.report import validate_report
-from fleet.work.verify import Snapshot, SnapshotError, changed_files, snapshot, verdict
+from fleet.work.verify import SnapshotError, compare_with_baseline, verdict
 
 from .core import Service
 from .delivery import DEADLINE_GRACE, end_context, fail
@@ -341,14 +341,11 @@ def verify_states(svc: Service, a: Assignment, spec: AgentSpec) -> tuple[dict[st
         if not baseline:
             raise ValueError("no baseline was recorded at send time")
         mode = str(baseline.get("sandbox") or "unknown")
-        before = Snapshot.from_json(baseline["snapshot"])
-        cwd = str(baseline["cwd"])
-        after = snapshot(cwd, since=before)
-        changed = changed_files(before, after)
-        states = {p: after.files.get(p) for p in changed}
-        checks = _run_sandboxed(a.checks, cwd, spec, mode)
-        result = verdict(report, changed, tuple(baseline["write_paths"]), baseline["role"], checks,
-                         (*before.notes, *after.notes), cwd=cwd).to_dict()
+        seen = compare_with_baseline(baseline)
+        states = seen.states
+        checks = _run_sandboxed(a.checks, seen.cwd, spec, mode)
+        result = verdict(report, seen.changed, tuple(baseline["write_paths"]), baseline["role"], checks,
+                         seen.notes, cwd=seen.cwd).to_dict()
     except (SnapshotError, ValueError, KeyError, TypeError, OSError) as exc:
         result = {"verdict": "rejected", "changed": [], "checks": [], "notes": [],
                   "reasons": [{"code": "unverifiable", "message": f"fleet could not verify the work: {exc}",

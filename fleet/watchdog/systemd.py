@@ -152,7 +152,7 @@ def install(
     targets = {directory / units.service_name: units.service, directory / units.timer_name: units.timer}
     if secrets:
         targets[env_file] = render_env_file(secrets)
-    for path in [*targets, env_file]:
+    for path in dict.fromkeys([*targets, env_file]):  # the env file once, whether written or not
         _ours_or_absent(path)
     written = []
     try:

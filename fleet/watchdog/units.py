@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -41,10 +41,6 @@ TIMEOUT: Final = 900
 #: notify command; a user manager's own PATH is minimal), `TMUX_TMPDIR` (where the fleet's tmux socket
 #: lives), and `FLEET_HOME` / `XDG_STATE_HOME` (where its state dir is, when fleet.toml does not say).
 PASSTHROUGH_ENV: Final = ("PATH", "TMUX_TMPDIR", "FLEET_HOME", "XDG_STATE_HOME")
-#: Variables the tick needs to reach the shared store when the installing shell had them
-#: (`$FLEET_STORE_URL`, `$PGPASSWORD`): never in the unit file (0644 by convention, shown by
-#: `systemctl cat`), but in a 0600 `EnvironmentFile=` beside it (`secret_env`, `render_env_file`).
-SECRET_ENV: Final = STORE_SECRET_ENV
 
 _PLAIN_ARG: Final = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 _PLACEHOLDER: Final = re.compile(r"@[A-Z_]+@")
@@ -108,12 +104,20 @@ def fleet_command() -> tuple[str, ...]:
 
 def passthrough_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The subset of `environ` the units carry (see `PASSTHROUGH_ENV`); empty values are dropped."""
-    return {key: environ[key] for key in PASSTHROUGH_ENV if environ.get(key)}
+    return _pick(environ, PASSTHROUGH_ENV)
 
 
 def secret_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The subset of `environ` the units' environment file carries (see `SECRET_ENV`)."""
-    return {key: environ[key] for key in SECRET_ENV if environ.get(key)}
+    """The subset of `environ` the units' environment file carries: what the tick needs to reach the
+    shared store when the installing shell had it (`STORE_SECRET_ENV`: `$FLEET_STORE_URL`,
+    `$PGPASSWORD`), never in the unit file (0644 by convention, shown by `systemctl cat`), but in a
+    0600 `EnvironmentFile=` beside it (`render_env_file`). Empty values are dropped."""
+    return _pick(environ, STORE_SECRET_ENV)
+
+
+def _pick(environ: Mapping[str, str], keys: Iterable[str]) -> dict[str, str]:
+    """`environ`'s non-empty values of `keys`."""
+    return {key: environ[key] for key in keys if environ.get(key)}
 
 
 def env_file_name(fleet: str) -> str:

@@ -27,10 +27,13 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import IO, Final, TypeVar
 
 from . import gitrun
+
+T = TypeVar("T")
 
 #: Overrides on top of `gitrun.OVERRIDES` for the commands this module runs.
 EXTRA_OVERRIDES: Final = (
@@ -99,28 +102,40 @@ class Git:
     def run_bounded(self, args: tuple[str, ...], limit: int, timeout: float = gitrun.TIMEOUT) -> tuple[bytes, bool]:
         """stdout of `git ARGS` up to `limit` bytes, and whether there was more (git is then stopped).
         Raises `gitrun.GitError` when git fails or runs past `timeout`."""
+        def take(stdout: IO[bytes]) -> tuple[bytes, bool]:
+            data = stdout.read(limit + 1)
+            return data, len(data) > limit  # the rest is not wanted: stop git rather than read it
+
+        data, code = self.stream(args, take, timeout)
+        if len(data) > limit:
+            return data[:limit], True
+        if code != 0:
+            raise gitrun.GitError(f"git {' '.join(args[:2])} failed in {self.cwd} (exit {code})", code)
+        return data, False
+
+    def stream(self, args: tuple[str, ...], consume: Callable[[IO[bytes]], tuple[T, bool]],
+               timeout: float = gitrun.TIMEOUT) -> tuple[T, int]:
+        """Run `git ARGS` and hand its stdout to `consume`, which returns its result and whether git is
+        to be stopped (the rest of its output is not wanted); returns that result and git's exit status
+        (negative when git was stopped, or killed for running past `timeout`). Raises what `consume`
+        raises (git is killed), and `FileNotFoundError` without git."""
         proc = subprocess.Popen(self.argv(args), cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 stdin=subprocess.DEVNULL, env=gitrun.environment(), close_fds=True)
-        timer = threading.Timer(timeout, proc.kill)  # a hung git is killed; its exit status then fails below
+        timer = threading.Timer(timeout, proc.kill)  # a hung git is killed; its exit status says so
         timer.start()
-        data = b""
+        stop = False
         try:
-            if proc.stdout is not None:
-                data = proc.stdout.read(limit + 1)
+            assert proc.stdout is not None
+            result, stop = consume(proc.stdout)
         except BaseException:
             proc.kill()
             raise
         finally:
             timer.cancel()
-            if len(data) > limit:
-                proc.kill()  # the rest is not wanted: stop git rather than read it
+            if stop:
+                proc.kill()
             proc.communicate()
-        if len(data) > limit:
-            return data[:limit], True
-        if proc.returncode != 0:
-            raise gitrun.GitError(f"git {' '.join(args[:2])} failed in {self.cwd} (exit {proc.returncode})",
-                                  proc.returncode)
-        return data, False
+        return result, proc.returncode
 
     def out(self, *args: str) -> str:
         """stdout of a command that must succeed."""

@@ -27,9 +27,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Final, Literal
 
@@ -233,14 +232,14 @@ def _merge_locked(r: Repo, plan: MergePlan) -> MergeResult:
                               hint="Merge into an existing branch (`--into`).", base=plan.base)
         entries = list_entries(g)
         checkouts = [os.path.realpath(e.path) for e in entries if e.branch == ref and e.prunable is None]
-        gits = _checkout_gits(r, entries[0].path if entries else None, plan.base, checkouts)
+        admins = _checkout_admins(r, entries[0].path if entries else None, plan.base, checkouts)
         for path in checkouts:
-            _refuse_dirty_checkout(path, plan.base, dirty_files(gits[path](), untracked=False))
+            _refuse_dirty_checkout(path, plan.base, dirty_files(Git(path, admins[path]), untracked=False))
         new, steps = _combine(g, old, plan)
         if new == old:
             return MergeResult(plan.base, old, new, steps, replanned=attempt == 2)
         for path in checkouts:
-            res = gits[path]().run("read-tree", "-m", "-u", "-n", old, new, check=False)
+            res = Git(path, admins[path]).run("read-tree", "-m", "-u", "-n", old, new, check=False)
             if res.returncode != 0:
                 blocked = paths_in_the_way(res.stderr) or ["(git refused: see `git status`)"]
                 _refuse_dirty_checkout(path, plan.base, blocked)
@@ -248,7 +247,7 @@ def _merge_locked(r: Repo, plan: MergePlan) -> MergeResult:
         if g.run("update-ref", "-m", f"fleet merge {ids}", ref, new, old, check=False).returncode == 0:
             errors = []
             for path in checkouts:
-                res = gits[path]().run("read-tree", "-m", "-u", old, new, check=False)
+                res = Git(path, admins[path]).run("read-tree", "-m", "-u", old, new, check=False)
                 if res.returncode != 0:
                     errors.append(f"{path}: {res.stderr.strip()[-300:]}")
             return MergeResult(plan.base, old, new, steps, tuple(checkouts), tuple(errors), replanned=attempt == 2)
@@ -288,20 +287,21 @@ def _combine(g: Git, old: str, plan: MergePlan) -> tuple[str, tuple[Merged, ...]
     return cur, tuple(done)
 
 
-def _checkout_gits(r: Repo, main: str | None, base: str, checkouts: Sequence[str]) -> dict[str, Callable[[], Git]]:
-    """A fresh `Git` maker for each checkout of the base. A linked worktree's git is told its admin dir
-    (an agent's worktree holds a `.git` link it may rewrite); one git keeps no single admin dir for is
-    refused. The main work tree's `.git` is the common dir itself."""
+def _checkout_admins(r: Repo, main: str | None, base: str, checkouts: Sequence[str]) -> dict[str, str | None]:
+    """The git dir to tell git for each checkout of the base (each command gets a fresh `Git` with
+    it): a linked worktree's admin dir (an agent's worktree holds a `.git` link it may rewrite); one
+    git keeps no single admin dir for is refused. None for the main work tree, whose `.git` is the
+    common dir itself."""
     admins = admin_dirs(r.common_dir)
-    out: dict[str, Callable[[], Git]] = {}
+    out: dict[str, str | None] = {}
     for path in checkouts:
         admin = admin_for(path, admins)
         if main is not None and path == os.path.realpath(main):
-            out[path] = partial(Git, path)
+            out[path] = None
         elif admin is None:
             _refuse_dirty_checkout(path, base, ["(git keeps no single admin dir for this worktree)"])
         else:
-            out[path] = partial(Git, path, admin)
+            out[path] = admin
     return out
 
 

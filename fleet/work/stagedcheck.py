@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import threading
 from collections.abc import Collection, Mapping
+from typing import IO
 
 from fleet.fsutil import read_regular
 
-from . import gitrun
 from .gitwt import Git
 
 #: Files that change what `git add` stores without being what is committed: a `.gitignore` can drop a
@@ -153,19 +151,11 @@ def _matches(g: Git, path: str, state: str | None, entry: tuple[str, str] | None
 def _digest(g: Git, args: tuple[str, ...]) -> str | None:
     """sha256 of `git ARGS`'s stdout, streamed (a verified file may be hundreds of MB); None when git
     fails or runs past `gitrun.TIMEOUT`."""
-    proc = subprocess.Popen(g.argv(args), cwd=g.cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, env=gitrun.environment(), close_fds=True)
-    timer = threading.Timer(gitrun.TIMEOUT, proc.kill)
-    timer.start()
-    digest = hashlib.sha256()
-    try:
-        assert proc.stdout is not None
-        while chunk := proc.stdout.read(1 << 20):
+    def hash_all(stdout: IO[bytes]) -> tuple[str, bool]:
+        digest = hashlib.sha256()
+        while chunk := stdout.read(1 << 20):
             digest.update(chunk)
-    except BaseException:
-        proc.kill()
-        raise
-    finally:
-        timer.cancel()
-        proc.communicate()
-    return digest.hexdigest() if proc.returncode == 0 else None
+        return digest.hexdigest(), False
+
+    digest, code = g.stream(args, hash_all)
+    return digest if code == 0 else None

@@ -1,9 +1,10 @@
 """Verification: what an agent really changed, the checks' results, and the verdict on its report.
 
 Order of use (the service's job): `before = snapshot(cwd)` when the assignment is sent (stored as
-the ledger's baseline with `to_json`); when the report is in, `after = snapshot(cwd, since=before)`,
-`changed = changed_files(before, after)`, then `run_checks(...)` (after the snapshot, so files the
-checks themselves write are not blamed on the agent), then the pure `verdict(...)`.
+the ledger's baseline with `to_json`); when the report is in, `after = snapshot(cwd, since=before)`
+and `changed = changed_files(before, after)` (both: `compare_with_baseline`), then `run_checks(...)`
+(after the snapshot, so files the checks themselves write are not blamed on the agent), then the
+pure `verdict(...)`.
 
 What a snapshot sees, and how `.git` is compared: `fleet.work.snapshot` (every file under the cwd,
 whatever ignore rules say; git only through `fleet.work.gitrun`). A comparison that could not see
@@ -13,7 +14,7 @@ everything (its `notes`) never ends `verified`: the verdict rejects it as `unver
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -54,6 +55,32 @@ class Verification:
                 "notes": list(self.notes)}
 
 
+
+@dataclass(frozen=True)
+class Comparison:
+    """The cwd now against its send-time baseline: both snapshots, the changed paths, and the state
+    the new snapshot saw of each (what a commit of them must hold)."""
+
+    cwd: str
+    before: Snapshot
+    after: Snapshot
+    changed: list[str]
+    states: dict[str, str | None]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What either snapshot could not see."""
+        return (*self.before.notes, *self.after.notes)
+
+
+def compare_with_baseline(baseline: Mapping[str, Any]) -> Comparison:
+    """Snapshot the baseline's cwd again (`since` its stored snapshot) and compare. Raises
+    `SnapshotError`, or `ValueError`/`KeyError`/`TypeError` for a malformed baseline, or `OSError`."""
+    before = Snapshot.from_json(baseline["snapshot"])
+    cwd = str(baseline["cwd"])
+    after = snapshot(cwd, since=before)
+    changed = changed_files(before, after)
+    return Comparison(cwd, before, after, changed, {p: after.files.get(p) for p in changed})
 
 
 # -- the verdict -----------------------------------------------------------------------------------
@@ -132,5 +159,5 @@ def _named(paths: Sequence[str]) -> str:
     return shown + (f" and {len(paths) - MAX_NAMED} more" if len(paths) > MAX_NAMED else "")
 
 
-__all__ = ["CheckResult", "Reason", "ReasonCode", "Snapshot", "SnapshotError", "Verdict", "Verification",
-           "changed_files", "snapshot", "verdict"]
+__all__ = ["CheckResult", "Comparison", "Reason", "ReasonCode", "Snapshot", "SnapshotError", "Verdict",
+           "Verification", "changed_files", "compare_with_baseline", "snapshot", "verdict"]

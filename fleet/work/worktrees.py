@@ -401,7 +401,11 @@ def pin(worktree: str | os.PathLike[str], repo: str | os.PathLike[str] | None = 
     the repository knows no worktree there, or the link names anything else (rewritten by hand or
     by the agent; `fleet up` rewrites it from git's records, never from what it names)."""
     wt = placed(worktree)
-    r = open_repo(repo if repo is not None else wt)
+    return _pin_repo(wt, open_repo(repo if repo is not None else wt))
+
+
+def _pin_repo(wt: str, r: Repo) -> str:
+    """`pin` of the worktree at `wt` (`placed` already) in the opened repository `r`."""
     admin = admin_for(wt, admin_dirs(r.common_dir))
     link = _read_link(os.path.join(wt, ".git"))
     target = link.removeprefix("gitdir: ") if link is not None and link.startswith("gitdir: ") else None
@@ -414,7 +418,7 @@ def pin(worktree: str | os.PathLike[str], repo: str | os.PathLike[str] | None = 
 
 def _belongs(path: str, r: Repo) -> bool:
     try:
-        pin(path, r.common_dir)
+        _pin_repo(placed(path), r)
     except WorktreeForeign:
         return False
     return True
